@@ -1,0 +1,11 @@
+//! seald: an electronic-seal signing and verification appliance (签名验签服务器).
+//!
+//! Seal private keys live in PKCS#11 tokens and never leave them. This crate holds the library that
+//! the `seald` daemon and the `sealctl` CLI share. Dependencies point downwards only:
+//! `token` (the only code that calls `cryptoki`) and `crypto` (host-side checks, no private keys) are
+//! the foundation everything else builds on.
+#![deny(missing_docs, unused_results, trivial_casts, unused_must_use)]
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod token;

@@ -1,0 +1,102 @@
+//! Token PINs: read from a file or a systemd credential, held in memory that is wiped on drop, and
+//! never formatted. `Debug` prints a placeholder; errors name the file, never its content.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::path::{Path, PathBuf};
+
+/// Where a PIN comes from. There is deliberately no variant for a PIN given on a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// A file holding the PIN (one line; a trailing newline is ignored).
+    File(PathBuf),
+    /// A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>` (LoadCredential=).
+    Credential(String),
+}
+
+/// The PIN could not be read. Never carries the PIN itself.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// The file could not be read.
+    #[error("cannot read PIN file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is empty or not UTF-8.
+    #[error("PIN file {0} is empty or not UTF-8 text")]
+    Empty(String),
+    /// `$CREDENTIALS_DIRECTORY` is not set.
+    #[error("systemd credential '{0}' requested but $CREDENTIALS_DIRECTORY is not set (is LoadCredential= in the unit?)")]
+    NoCredentialsDirectory(String),
+}
+
+/// A token PIN, zeroized on drop.
+pub struct Pin(SecretString);
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
+impl Clone for Pin {
+    fn clone(&self) -> Self {
+        Pin(SecretString::from(self.0.expose_secret().to_owned()))
+    }
+}
+
+impl Pin {
+    /// Reads the PIN from its source.
+    pub fn load(source: &PinSource) -> Result<Self, PinError> {
+        match source {
+            PinSource::File(path) => Self::from_file(path),
+            PinSource::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| PinError::NoCredentialsDirectory(name.clone()))?;
+                Self::from_file(&Path::new(&dir).join(name))
+            }
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Self, PinError> {
+        let shown = path.display().to_string();
+        let bytes =
+            zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| PinError::Io {
+                path: shown.clone(),
+                source,
+            })?);
+        let text = std::str::from_utf8(&bytes).map_err(|_| PinError::Empty(shown.clone()))?;
+        let pin = text.trim_end_matches(['\r', '\n']);
+        if pin.is_empty() {
+            return Err(PinError::Empty(shown));
+        }
+        Ok(Pin(SecretString::from(pin.to_owned())))
+    }
+
+    /// The secret, for handing to C_Login only.
+    pub(crate) fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_file_and_never_shows_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        std::fs::write(&path, "s3cret-123456\n").unwrap();
+        let pin = Pin::load(&PinSource::File(path.clone())).unwrap();
+        assert_eq!(pin.secret().expose_secret(), "s3cret-123456");
+        assert!(!format!("{pin:?}").contains("s3cret"));
+        std::fs::write(&path, "\n").unwrap();
+        let err = Pin::load(&PinSource::File(path)).unwrap_err().to_string();
+        assert!(err.contains("empty"));
+        let err = Pin::load(&PinSource::File(dir.path().join("missing"))).unwrap_err();
+        assert!(err.to_string().contains("missing"));
+    }
+}
