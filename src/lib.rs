@@ -7,5 +7,6 @@
 #![deny(missing_docs, unused_results, trivial_casts, unused_must_use)]
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod crypto;
 pub mod token;

@@ -74,6 +74,10 @@ pub(super) fn generate(
                 Attribute::Sensitive(true),
                 Attribute::Extractable(false),
                 Attribute::Sign(true),
+                // Signing keys sign and do nothing else.
+                Attribute::Decrypt(false),
+                Attribute::Unwrap(false),
+                Attribute::Derive(false),
             ]);
         } else {
             t.extend([Attribute::Private(false), Attribute::Verify(true)]);

@@ -8,12 +8,14 @@
 //!
 //! It knows nothing of seals, accounts or audit: callers name keys by their CKA_ID.
 
+mod admin;
 mod keys;
 pub mod pin;
 mod pool;
 pub mod profile;
 pub mod uri;
 
+pub use admin::init_token;
 pub use pin::{Pin, PinError, PinSource};
 pub use pool::{ModuleInfo, PoolStats, TokenPool};
 pub use profile::{Profile, ProfileError};

@@ -75,6 +75,31 @@ impl Pin {
         Ok(Pin(SecretString::from(pin.to_owned())))
     }
 
+    /// Makes a random PIN (24 hex digits) and writes it to a new file readable by the owner only.
+    /// For first boot and `seald dev`; refuses to overwrite an existing file.
+    pub fn generate_to_file(path: &Path) -> Result<Self, PinError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let shown = path.display().to_string();
+        let io = |source| PinError::Io {
+            path: shown.clone(),
+            source,
+        };
+        let mut raw = zeroize::Zeroizing::new([0u8; 12]);
+        getrandom::getrandom(raw.as_mut()).map_err(|e| io(std::io::Error::other(e)))?;
+        let text = zeroize::Zeroizing::new(hex::encode(raw.as_ref()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(io)?;
+        Ok(Pin(SecretString::from(text.as_str().to_owned())))
+    }
+
     /// The secret, for handing to C_Login only.
     pub(crate) fn secret(&self) -> &SecretString {
         &self.0

@@ -287,14 +287,19 @@ fn module_path(cfg: &TokenConfig, profile: Option<&Profile>) -> Result<PathBuf, 
     if let Some(m) = cfg.parsed_uri()?.and_then(|u| u.module_path) {
         return Ok(PathBuf::from(m));
     }
-    profile
-        .into_iter()
+    let candidates = match profile {
+        Some(p) => vec![p.clone()],
+        None => Profile::all_builtin()?,
+    };
+    candidates
+        .iter()
         .flat_map(|p| p.matcher.library_paths.iter())
         .map(PathBuf::from)
         .find(|p| p.exists())
         .ok_or_else(|| {
             TokenError::BadInput(
-                "no PKCS#11 module given and none of the profile's library paths exists".into(),
+                "no PKCS#11 module given (--module) and none of the known library paths exists"
+                    .into(),
             )
         })
 }
