@@ -572,6 +572,15 @@ impl TokenPool {
     /// Signs with the key `id`. The token's output is normalised to raw and DER, and verified on the
     /// host with the key's public key; a signature that does not verify is an error, never a result.
     pub fn sign(&self, id: &KeyId, input: SignInput<'_>) -> Result<Signature, TokenError> {
+        if let SignInput::Prehashed(d) = input {
+            // Every supported algorithm signs a 32-byte prehash; say so before touching the token.
+            if d.len() != 32 {
+                return Err(TokenError::BadInput(format!(
+                    "digest must be 32 bytes, got {}",
+                    d.len()
+                )));
+            }
+        }
         let key = self.key(id)?;
         let plan = keys::plan(&self.inner.profile, &key, input)?;
         let mech = keys::mechanism(plan.mechanism)?;

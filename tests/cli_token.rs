@@ -1,0 +1,201 @@
+//! `sealctl token ...` and `seald check` as an operator runs them, against SoftHSM2, with OpenSSL
+//! checking what comes out.
+
+mod common;
+
+use common::{openssl, TestToken};
+use std::process::{Command, Output};
+
+fn sealctl(t: &TestToken, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sealctl"));
+    cmd.args(args);
+    if !args.contains(&"--help") {
+        cmd.args(["--module", t.module.to_str().unwrap(), "--token", &t.label]);
+        if !args.contains(&"--pin-file") {
+            cmd.args(["--pin-file", t.pin_file.to_str().unwrap()]);
+        }
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn keygen_pubkey_sign_list_selftest_and_openssl_agrees() {
+    let t = TestToken::new("cli");
+    let out = stdout(&sealctl(
+        &t,
+        &[
+            "token", "keygen", "--alg", "p256", "--label", "cli-key", "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    let pem = stdout(&sealctl(&t, &["token", "pubkey", "--id", &id]));
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert_eq!(pem, v["public_key_pem"].as_str().unwrap());
+    let pem_file = t.scratch("cli.pem");
+    std::fs::write(&pem_file, &pem).unwrap();
+
+    let digest = seald::crypto::sha256(b"sealctl end to end");
+    let sig_hex = stdout(&sealctl(
+        &t,
+        &[
+            "token",
+            "sign",
+            "--id",
+            &id,
+            "--digest",
+            &hex::encode(digest),
+        ],
+    ));
+    let sig_file = t.scratch("cli.sig");
+    std::fs::write(&sig_file, hex::decode(sig_hex.trim()).unwrap()).unwrap();
+    let dgst_file = t.scratch("cli.dgst");
+    std::fs::write(&dgst_file, digest).unwrap();
+    let (ok, text) = openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        pem_file.to_str().unwrap(),
+        "-in",
+        dgst_file.to_str().unwrap(),
+        "-sigfile",
+        sig_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+
+    let list = stdout(&sealctl(&t, &["token", "list"]));
+    assert!(
+        list.contains(&id) && list.contains("p256") && list.contains("cli-key"),
+        "{list}"
+    );
+    let info = stdout(&sealctl(&t, &["token", "info", "--json"]));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["info"]["profile"], "softhsm2");
+    assert_eq!(info["info"]["token_label"], t.label.as_str());
+    let st = stdout(&sealctl(&t, &["token", "selftest", "--json"]));
+    let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+    assert_eq!(st["ok"], true);
+    assert_eq!(st["keys"][0]["id"], id.as_str());
+}
+
+#[test]
+fn operator_mistakes_get_clear_errors_and_exit_1() {
+    let t = TestToken::new("cli-err");
+    let bad_pin = t.scratch("bad.pin");
+    std::fs::write(&bad_pin, "0000-secret-0000\n").unwrap();
+    let o = sealctl(
+        &t,
+        &["token", "list", "--pin-file", bad_pin.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("pin_rejected") && !err.contains("0000-secret"),
+        "{err}"
+    );
+
+    let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args([
+            "token",
+            "list",
+            "--module",
+            "/no/such/lib.so",
+            "--token",
+            "x",
+            "--pin-file",
+            t.pin_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/lib.so"));
+
+    let o = sealctl(&t, &["token", "sign", "--id", "00", "--digest", "abcd"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("32 bytes"));
+
+    let o = sealctl(&t, &["token", "keygen", "--alg", "dsa", "--label", "x"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "clap refuses an unknown algorithm"
+    );
+    // There is no way to give a PIN on the command line.
+    let o = sealctl(&t, &["token", "list", "--pin", "1234"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["token", "--help"],
+        vec!["token", "info", "--help"],
+        vec!["token", "keygen", "--help"],
+        vec!["token", "list", "--help"],
+        vec!["token", "pubkey", "--help"],
+        vec!["token", "sign", "--help"],
+        vec!["token", "selftest", "--help"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && !o.stdout.is_empty(),
+            "sealctl {args:?}"
+        );
+    }
+    for args in [
+        vec!["--help"],
+        vec!["dev", "--help"],
+        vec!["check", "--help"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_seald"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success() && !o.stdout.is_empty(), "seald {args:?}");
+    }
+}
+
+#[test]
+fn seald_check_reads_a_config_and_logs_in() {
+    let t = TestToken::new("check");
+    let cfg = t.scratch("seald.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[token]\nmodule = \"{}\"\nlabel = \"{}\"\npin_file = \"{}\"\n",
+            t.module.display(),
+            t.label,
+            t.pin_file.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(out.contains(&t.label) && out.contains("\"ready\""), "{out}");
+    std::fs::write(&cfg, "[token]\nlabel = \"x\"\npinfile = \"/p\"\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pinfile"));
+}
