@@ -97,6 +97,8 @@ struct State {
     draining: bool,
     pin_rejected: Option<&'static str>,
     waiting: usize,
+    /// Bumped whenever device loss is seen: a call that began before cannot vouch for the token.
+    epoch: u64,
 }
 
 /// Backoff between re-initialization attempts, kept across callers.
@@ -368,6 +370,7 @@ impl TokenPool {
                     draining: false,
                     pin_rejected: None,
                     waiting: 0,
+                    epoch: 0,
                 }),
                 freed: Condvar::new(),
                 recovery: Mutex::new(Recovery {
@@ -651,7 +654,7 @@ impl TokenPool {
                 Err(Borrow::Refused(e)) => return Err(e),
                 Err(Borrow::Failed(e, generation)) => (classify(&e), e, generation),
                 Ok(mut lease) => {
-                    let generation = lease.generation;
+                    let (generation, epoch) = (lease.generation, lease.epoch);
                     let result = lease_handle(&mut lease, key).and_then(|h| match h {
                         Ok(h) => op(&lease.session, h).map(Ok),
                         Err(missing) => Ok(Err(missing)),
@@ -660,7 +663,7 @@ impl TokenPool {
                         Ok(v) => {
                             self.release(lease, true);
                             if attempt > 0 || self.health() != Health::Ready {
-                                self.after_success();
+                                self.after_success(epoch);
                             }
                             return v;
                         }
@@ -707,8 +710,13 @@ impl TokenPool {
         }
     }
 
-    fn after_success(&self) {
+    /// A call that borrowed its session in `epoch` succeeded: the token is ready again, unless device
+    /// loss was seen since that call began (then its success proves nothing about the token now).
+    fn after_success(&self, epoch: u64) {
         let st = lock(&self.inner.state);
+        if st.epoch != epoch {
+            return;
+        }
         let h = if st.capacity < self.inner.configured {
             Health::Degraded(format!(
                 "token allows {} sessions, {} configured",
@@ -734,18 +742,21 @@ impl TokenPool {
                     return Ok(Lease {
                         session: p.session,
                         generation: p.generation,
+                        epoch: st.epoch,
                         handles: p.handles,
                     });
                 }
                 if st.open < st.capacity {
                     st.open += 1;
-                    let (ctx, slot, generation) = (st.ctx.clone(), st.slot, st.generation);
+                    let (ctx, slot, generation, epoch) =
+                        (st.ctx.clone(), st.slot, st.generation, st.epoch);
                     drop(st);
                     match self.open_session(&ctx, slot) {
                         Ok(session) => {
                             return Ok(Lease {
                                 session,
                                 generation,
+                                epoch,
                                 handles: HashMap::new(),
                             })
                         }
@@ -853,6 +864,7 @@ impl TokenPool {
             }
         }
         rec.last_reason = reason.to_string();
+        lock(&self.inner.state).epoch += 1;
         self.set_health(Health::Down(reason.to_string()));
         // Stop lending, forget idle sessions, and wait for lent ones to come back: finalizing under a
         // thread that is inside the module is not safe with every vendor library.
@@ -914,6 +926,7 @@ impl TokenPool {
                 Ok(())
             }
             Err(()) => {
+                st.epoch += 1;
                 drop(st);
                 rec.next_attempt = Some(Instant::now() + rec.backoff);
                 self.inner.freed.notify_all();
@@ -935,6 +948,7 @@ enum Borrow {
 struct Lease {
     session: Session,
     generation: u64,
+    epoch: u64,
     handles: HashMap<KeyId, ObjectHandle>,
 }
 

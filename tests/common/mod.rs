@@ -134,3 +134,115 @@ pub fn openssl(args: &[&str]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// The softtoken module built beside this test binary (target/<profile>/libsofttoken.so).
+pub fn softtoken_module() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let lib = dir.join("libsofttoken.so");
+    assert!(
+        lib.exists(),
+        "SOFTTOKEN IS NOT BUILT at {}: run `cargo build -p softtoken` (scripts/test does it first)",
+        lib.display()
+    );
+    lib
+}
+
+static SOFTTOKEN: OnceLock<PathBuf> = OnceLock::new();
+
+/// A softtoken in a fresh directory, imitating `profile`, with a fault-control file.
+/// softtoken reads its environment once per process (at C_Initialize), so one per test process.
+pub struct SoftToken {
+    pub module: PathBuf,
+    pub dir: PathBuf,
+    pub label: String,
+    pub pin_file: PathBuf,
+    pub so_pin_file: PathBuf,
+    pub fault: PathBuf,
+    pub profile: String,
+}
+
+impl SoftToken {
+    pub fn new(profile: &str) -> Self {
+        let module = softtoken_module();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("softtoken-{}", std::process::id()));
+        if SOFTTOKEN.set(dir.clone()).is_err() {
+            panic!("one softtoken per process: run these tests with `cargo nextest` (scripts/test does)");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fault = dir.join("fault");
+        std::fs::write(&fault, "").unwrap();
+        std::env::set_var("SOFTTOKEN_DIR", dir.join("token"));
+        std::env::set_var("SOFTTOKEN_FAULT", &fault);
+        let profile_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("pkcs11-profiles/{profile}.toml"));
+        std::env::set_var("SOFTTOKEN_PROFILE", &profile_path);
+        let so_pin_file = dir.join("so.pin");
+        let pin_file = dir.join("user.pin");
+        let so = seald::token::Pin::generate_to_file(&so_pin_file).unwrap();
+        let user = seald::token::Pin::generate_to_file(&pin_file).unwrap();
+        let label = "softtoken-test".to_string();
+        seald::token::init_token(&module, &label, &so, &user).unwrap();
+        SoftToken {
+            module,
+            dir,
+            label,
+            pin_file,
+            so_pin_file,
+            fault,
+            profile: profile.to_string(),
+        }
+    }
+
+    pub fn config(&self) -> TokenConfig {
+        let mut c = TokenConfig::new(&self.module, &self.label, &self.pin_file);
+        c.profile = Some(self.profile.clone());
+        c
+    }
+
+    pub fn set_fault(&self, text: &str) {
+        std::fs::write(&self.fault, text).unwrap();
+        // softtoken re-reads the file at most every 100 ms.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// OpenSSL 3 verifying an SM2 signature (DER) over `message` with the given distinguishing ID.
+pub fn openssl_sm2_verify(
+    dir: &Path,
+    pem: &str,
+    message: &[u8],
+    der_sig: &[u8],
+    distid: &str,
+) -> (bool, String) {
+    let (k, m, s) = (
+        dir.join("sm2-oracle.pem"),
+        dir.join("sm2-oracle.msg"),
+        dir.join("sm2-oracle.sig"),
+    );
+    std::fs::write(&k, pem).unwrap();
+    std::fs::write(&m, message).unwrap();
+    std::fs::write(&s, der_sig).unwrap();
+    openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        k.to_str().unwrap(),
+        "-rawin",
+        "-in",
+        m.to_str().unwrap(),
+        "-sigfile",
+        s.to_str().unwrap(),
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        &format!("distid:{distid}"),
+    ])
+}
