@@ -199,3 +199,55 @@ fn seald_check_reads_a_config_and_logs_in() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("pinfile"));
 }
+
+#[test]
+fn seald_dev_sets_up_softtoken_signs_sm2_and_openssl_agrees_twice() {
+    common::softtoken_module();
+    common::require_tool("openssl", "openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_seald"))
+            .args(["dev", "--dir", dir.path().join("dev").to_str().unwrap()])
+            .env_remove("SOFTTOKEN_DIR")
+            .env_remove("SOFTTOKEN_PROFILE")
+            .env_remove("SOFTTOKEN_FAULT")
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    let first = run();
+    assert!(first.contains("initialising softtoken"), "{first}");
+    assert_eq!(first.matches("OpenSSL 3 verifies it").count(), 2, "{first}");
+    assert!(
+        first.contains("with sm2 key") && first.contains("with p256 key"),
+        "{first}"
+    );
+    // Running it again reuses the token and its keys.
+    let second = run();
+    assert!(
+        !second.contains("initialising") && !second.contains("generating"),
+        "{second}"
+    );
+    assert_eq!(
+        second.matches("OpenSSL 3 verifies it").count(),
+        2,
+        "{second}"
+    );
+    let pin_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("dev/token.pin"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(pin_mode & 0o077, 0, "the PIN file is private");
+    // The config it wrote works on its own (softtoken's directory comes from [token.environment]).
+    let o = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args([
+            "check",
+            "--config",
+            dir.path().join("dev/seald.toml").to_str().unwrap(),
+        ])
+        .env_remove("SOFTTOKEN_DIR")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("\"ready\""));
+}

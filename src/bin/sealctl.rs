@@ -108,6 +108,7 @@ fn open(t: &TokenArgs) -> Result<TokenPool, TokenError> {
         pool_size: 2,
         borrow_timeout_ms: 10_000,
         recovery_timeout_ms: 5_000,
+        environment: Default::default(),
     };
     TokenPool::open(&cfg)
 }

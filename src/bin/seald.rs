@@ -30,8 +30,9 @@ enum Command {
         #[arg(long, default_value = "/etc/seald/seald.toml")]
         config: PathBuf,
     },
-    /// Set up a development appliance in DIR: a software token with its PINs, keys, and a config;
-    /// then sign and verify once to show it works. Running it again reuses DIR.
+    /// Set up a development appliance in DIR: softtoken (a software PKCS#11 token with SM2) with its
+    /// PINs, an SM2 and a P-256 key, and a config; then sign and verify once (OpenSSL cross-checks).
+    /// Running it again reuses DIR.
     Dev {
         /// Where the development state lives.
         #[arg(long, default_value = "./dev")]
@@ -55,14 +56,18 @@ fn check(config: &Path) -> Result<(), Error> {
 
 const DEV_LABEL: &str = "seald-dev";
 
-fn softhsm_module() -> Result<PathBuf, Error> {
-    let p = token::Profile::builtin("softhsm2")?;
-    p.matcher
-        .library_paths
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| "SoftHSM2 is not installed; run the README's first command (it installs it) or `apt-get install softhsm2`".into())
+/// softtoken, built beside this executable (`cargo build -p softtoken`; scripts/dev does it).
+fn softtoken_module() -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe()?;
+    let lib = exe
+        .parent()
+        .map(|d| d.join("libsofttoken.so"))
+        .ok_or("no executable directory")?;
+    if lib.exists() {
+        Ok(lib)
+    } else {
+        Err(format!("softtoken is not built at {}: run scripts/dev (or `cargo build --release -p softtoken`)", lib.display()).into())
+    }
 }
 
 fn ensure_key(
@@ -78,6 +83,18 @@ fn ensure_key(
     Ok(pool.generate(alg, label)?)
 }
 
+/// Asks OpenSSL 3, if it is installed, to verify a signature we made: an independent opinion.
+fn openssl_verdict(args: &[&str]) -> String {
+    match std::process::Command::new("openssl").args(args).output() {
+        Ok(o) if o.status.success() => "OpenSSL 3 verifies it".into(),
+        Ok(o) => format!(
+            "OpenSSL REJECTS it: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(_) => "OpenSSL not installed, not cross-checked".into(),
+    }
+}
+
 fn dev(dir: &Path) -> Result<(), Error> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
@@ -85,28 +102,13 @@ fn dev(dir: &Path) -> Result<(), Error> {
         .mode(0o700)
         .create(dir)?;
     let dir = dir.canonicalize()?;
-    let module = softhsm_module()?;
-    let tokens = dir.join("softhsm-tokens");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&tokens)?;
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )?;
-    // SoftHSM reads this once, at C_Initialize; nothing has initialised it yet in this process.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let module = softtoken_module()?;
+    let token_dir = dir.join("softtoken");
+    // softtoken reads this at C_Initialize; nothing has loaded it yet in this process.
+    std::env::set_var("SOFTTOKEN_DIR", &token_dir);
     let pin_file = dir.join("token.pin");
     if !pin_file.exists() {
-        println!(
-            "initialising token '{DEV_LABEL}' (PINs in {}/token.pin and so.pin) ...",
-            dir.display()
-        );
+        println!("initialising softtoken '{DEV_LABEL}' in {} (PINs in token.pin and so.pin, mode 0600) ...", token_dir.display());
         let so = Pin::generate_to_file(&dir.join("so.pin"))?;
         let user = Pin::generate_to_file(&pin_file)?;
         let _slot = token::init_token(&module, DEV_LABEL, &so, &user)?;
@@ -115,19 +117,23 @@ fn dev(dir: &Path) -> Result<(), Error> {
     std::fs::write(
         &config,
         format!(
-            "# Written by `seald dev`. Development only: the token is SoftHSM2, a software token.\n\
-             [token]\nmodule = \"{}\"\nprofile = \"softhsm2\"\nlabel = \"{DEV_LABEL}\"\npin_file = \"{}\"\npool_size = 4\n",
+            "# Written by `seald dev`. Development only: softtoken is a software token, not a certified module.\n\
+             [token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{DEV_LABEL}\"\npin_file = \"{}\"\npool_size = 4\n\n\
+             [token.environment]\nSOFTTOKEN_DIR = \"{}\"\n",
             module.display(),
-            pin_file.display()
+            pin_file.display(),
+            token_dir.display()
         ),
     )?;
     let cfg = Config::load(&config)?;
     let pool = TokenPool::open(&cfg.token)?;
     let keys = pool.list()?;
+    let sm2 = ensure_key(&pool, &keys, KeyAlg::Sm2, "dev-sm2")?;
     let p256 = ensure_key(&pool, &keys, KeyAlg::P256, "dev-p256")?;
-    let rsa = ensure_key(&pool, &keys, KeyAlg::Rsa2048, "dev-rsa2048")?;
     let message = b"hello from seald dev";
-    for key in [&p256, &rsa] {
+    let msg_file = dir.join("hello.txt");
+    std::fs::write(&msg_file, message)?;
+    for key in [&sm2, &p256] {
         let sig = pool.sign(
             &key.id,
             SignInput::Message {
@@ -136,37 +142,51 @@ fn dev(dir: &Path) -> Result<(), Error> {
             },
         )?;
         let pem = dir.join(format!("{}.pem", key.label));
+        let sig_file = dir.join(format!("{}.sig", key.label));
         std::fs::write(&pem, key.public_key.to_spki_pem())?;
-        std::fs::write(dir.join(format!("{}.sig", key.label)), &sig.der)?;
-        // The token layer already verified it; check again from the outside.
+        std::fs::write(&sig_file, &sig.der)?;
+        // The token layer verified it before returning it; check again, here and with OpenSSL.
         key.public_key.verify_prehashed(&sig.prehash, &sig.der)?;
+        let (p, m, s) = (
+            pem.to_string_lossy(),
+            msg_file.to_string_lossy(),
+            sig_file.to_string_lossy(),
+        );
+        let verdict = match key.alg {
+            KeyAlg::Sm2 => openssl_verdict(&[
+                "pkeyutl",
+                "-verify",
+                "-pubin",
+                "-inkey",
+                &p,
+                "-rawin",
+                "-in",
+                &m,
+                "-sigfile",
+                &s,
+                "-digest",
+                "sm3",
+                "-pkeyopt",
+                "distid:1234567812345678",
+            ]),
+            _ => openssl_verdict(&["dgst", "-sha256", "-verify", &p, "-signature", &s, &m]),
+        };
         println!(
-            "signed {:?} with {} key {} ({}): verified on the host",
+            "signed {:?} with {} key {} ({}): verified on the host; {verdict}",
             std::str::from_utf8(message)?,
             key.alg,
             key.id,
             key.label
         );
     }
-    std::fs::write(dir.join("hello.txt"), message)?;
-    let sealctl = "cargo run -q --bin sealctl --";
-    println!("\nseald dev is set up in {}. Try:", dir.display());
-    println!("  export SOFTHSM2_CONF={}", conf.display());
-    println!(
-        "  {sealctl} token info --token {DEV_LABEL} --pin-file {}",
-        pin_file.display()
-    );
-    println!(
-        "  {sealctl} token list --token {DEV_LABEL} --pin-file {}",
-        pin_file.display()
-    );
-    println!(
-        "  openssl dgst -sha256 -verify {0}/dev-p256.pem -signature {0}/dev-p256.sig {0}/hello.txt",
-        dir.display()
-    );
-    println!(
-        "(The mTLS signing API is not built yet; this sets up and exercises the token layer.)"
-    );
+    let d = dir.display();
+    println!("\nseald dev is set up in {d}. Try:");
+    println!("  export SOFTTOKEN_DIR={}", token_dir.display());
+    println!("  target/release/sealctl token info --module {} --token {DEV_LABEL} --pin-file {d}/token.pin", module.display());
+    println!("  target/release/sealctl token list --module {} --token {DEV_LABEL} --pin-file {d}/token.pin", module.display());
+    println!("  openssl pkeyutl -verify -pubin -inkey {d}/dev-sm2.pem -rawin -in {d}/hello.txt -sigfile {d}/dev-sm2.sig -digest sm3 -pkeyopt distid:1234567812345678");
+    println!("  target/release/seald check --config {d}/seald.toml");
+    println!("(The mTLS signing API is not built yet; this sets up and exercises the token layer with SM2.)");
     Ok(())
 }
 

@@ -241,6 +241,10 @@ pub struct TokenConfig {
     /// How long one caller may spend re-initialising a lost device before `Unavailable`.
     #[serde(default = "default_recovery_timeout_ms")]
     pub recovery_timeout_ms: u64,
+    /// Environment variables set before the module is loaded: vendor modules read their own
+    /// configuration from them (SOFTHSM2_CONF, SOFTTOKEN_DIR, ChrystokiConfigurationPath, ...).
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
 }
 
 fn default_pool_size() -> usize {
@@ -267,6 +271,7 @@ impl TokenConfig {
             pool_size: default_pool_size(),
             borrow_timeout_ms: default_borrow_timeout_ms(),
             recovery_timeout_ms: default_recovery_timeout_ms(),
+            environment: Default::default(),
         }
     }
 

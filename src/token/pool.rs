@@ -328,6 +328,10 @@ impl TokenPool {
     pub fn open(cfg: &TokenConfig) -> Result<Self, TokenError> {
         let named_profile = cfg.profile.as_deref().map(Profile::load).transpose()?;
         let module = module_path(cfg, named_profile.as_ref())?;
+        for (k, v) in &cfg.environment {
+            // Before the module is loaded and initialised, which is when vendor modules read these.
+            std::env::set_var(k, v);
+        }
         let ctx = load_module(&module)?;
         let info = ctx.get_library_info().map_err(p11("C_GetInfo"))?;
         let profile = match named_profile {
@@ -980,7 +984,7 @@ fn mechanism_codes(ctx: &Pkcs11, slot: Slot, profile: &Profile) -> Result<Vec<u6
         .into_iter()
         .map(u64::from)
         .collect();
-    for (_, code) in profile.required_mechanisms() {
+    for (_, code) in profile.all_mechanisms() {
         if codes.contains(&code) {
             continue;
         }

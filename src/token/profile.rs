@@ -312,6 +312,18 @@ impl Profile {
         out
     }
 
+    /// Every mechanism code the profile names, required or optional (for listing what a token has).
+    pub fn all_mechanisms(&self) -> Vec<(&'static str, u64)> {
+        let mut out = self.required_mechanisms();
+        if let Some(sm2) = &self.sm2 {
+            out.push(("SM2 sign-e", sm2.sign_e));
+            out.extend(sm2.sign_sm3.map(|c| ("SM2 with SM3", c)));
+            out.extend(sm2.digest_sm3.map(|c| ("SM3 digest", c)));
+        }
+        out.dedup_by_key(|(_, c)| *c);
+        out
+    }
+
     /// Checks the profile against the token's C_GetMechanismList; names the first missing mechanism.
     pub fn check_mechanisms(&self, available: &[u64]) -> Result<(), ProfileError> {
         for (what, code) in self.required_mechanisms() {
