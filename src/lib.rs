@@ -10,3 +10,15 @@
 pub mod config;
 pub mod crypto;
 pub mod token;
+
+/// Logs to stderr through `tracing`, filtered by `$SEALD_LOG` (default: `default_level`).
+/// Shared by the binaries so that every tool logs alike.
+pub fn init_logging(default_level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG")
+                .unwrap_or_else(|_| default_level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

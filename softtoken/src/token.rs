@@ -979,6 +979,21 @@ impl Token {
 
     // ---- sign, verify, digest ----
 
+    /// The output format of a sign/verify mechanism on a key, or why the pair does not fit.
+    fn signature_format(&self, mech: Mech, sm2_key: bool) -> Result<SignatureFormat, CK_RV> {
+        let format = match (mech, sm2_key) {
+            (Mech::Sm2SignE | Mech::Sm2SignSm3, true) => {
+                self.profile.sm2.as_ref().map(|s| s.signature)
+            }
+            (Mech::Ecdsa, false) => self.profile.ecdsa.as_ref().map(|e| e.signature),
+            (Mech::Sm2SignE | Mech::Sm2SignSm3 | Mech::Ecdsa, _) => {
+                return Err(CKR_KEY_TYPE_INCONSISTENT)
+            }
+            _ => return Err(CKR_MECHANISM_INVALID),
+        };
+        format.ok_or(CKR_MECHANISM_INVALID)
+    }
+
     /// C_SignInit.
     pub fn sign_init(
         &mut self,
@@ -998,17 +1013,7 @@ impl Token {
             return Err(CKR_KEY_FUNCTION_NOT_PERMITTED);
         }
         let material = o.key.clone().ok_or(CKR_USER_NOT_LOGGED_IN)?;
-        let format = match (mech, &*material) {
-            (Mech::Sm2SignE | Mech::Sm2SignSm3, KeyMaterial::Sm2(_)) => {
-                self.profile.sm2.as_ref().map(|s| s.signature)
-            }
-            (Mech::Ecdsa, KeyMaterial::P256(_)) => self.profile.ecdsa.as_ref().map(|e| e.signature),
-            (Mech::Sm2SignE | Mech::Sm2SignSm3 | Mech::Ecdsa, _) => {
-                return Err(CKR_KEY_TYPE_INCONSISTENT)
-            }
-            _ => return Err(CKR_MECHANISM_INVALID),
-        }
-        .ok_or(CKR_MECHANISM_INVALID)?;
+        let format = self.signature_format(mech, matches!(*material, KeyMaterial::Sm2(_)))?;
         self.session(h)?.sign = Some(SignOp {
             mech,
             key: material,
@@ -1107,17 +1112,7 @@ impl Token {
             }
             _ => return Err(CKR_KEY_TYPE_INCONSISTENT),
         };
-        let format = match (mech, &vk) {
-            (Mech::Sm2SignE | Mech::Sm2SignSm3, VerifyKey::Sm2(_)) => {
-                self.profile.sm2.as_ref().map(|s| s.signature)
-            }
-            (Mech::Ecdsa, VerifyKey::P256(_)) => self.profile.ecdsa.as_ref().map(|e| e.signature),
-            (Mech::Sm2SignE | Mech::Sm2SignSm3 | Mech::Ecdsa, _) => {
-                return Err(CKR_KEY_TYPE_INCONSISTENT)
-            }
-            _ => return Err(CKR_MECHANISM_INVALID),
-        }
-        .ok_or(CKR_MECHANISM_INVALID)?;
+        let format = self.signature_format(mech, matches!(vk, VerifyKey::Sm2(_)))?;
         self.session(h)?.verify = Some(VerifyOp {
             mech,
             key: vk,

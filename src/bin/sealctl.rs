@@ -269,13 +269,7 @@ fn run(cmd: Command) -> Result<(), TokenError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    seald::init_logging("warn");
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

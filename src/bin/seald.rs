@@ -192,13 +192,7 @@ fn dev(dir: &Path) -> Result<(), Error> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    seald::init_logging("info");
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Dev { dir } => dev(&dir),
