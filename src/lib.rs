@@ -7,8 +7,10 @@
 #![deny(missing_docs, unused_results, trivial_casts, unused_must_use)]
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod crypto;
+pub mod store;
 pub mod token;
 
 /// Logs to stderr through `tracing`, filtered by `$SEALD_LOG` (default: `default_level`).

@@ -14,7 +14,7 @@ struct EcdsaSigValue<'a> {
 
 /// Turns raw `r||s` (two big-endian halves of equal length) into DER.
 pub fn raw_to_der(raw: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    if raw.is_empty() || raw.len() % 2 != 0 || raw.len() > 132 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) || raw.len() > 132 {
         return Err(CryptoError::MalformedSignature(
             "raw r||s must have two equal halves",
         ));

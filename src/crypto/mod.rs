@@ -47,6 +47,17 @@ pub fn sm3(data: &[u8]) -> [u8; 32] {
     sm3::Sm3::digest(data).into()
 }
 
+/// Verifies a signature over a whole message, as the token layer signs `SignInput::Message`: SM2
+/// with e = SM3(Z||M) for the default ID, otherwise SHA-256(M). For records that seald itself signs
+/// (audit checkpoints, manifests).
+pub fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    let prehash = match key {
+        PublicKey::Sm2(pk) => sm2::e(pk, sm2::DEFAULT_USER_ID, message)?,
+        _ => sha256(message),
+    };
+    key.verify_prehashed(&prehash, sig)
+}
+
 /// SHA-256 digest.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()

@@ -1,0 +1,193 @@
+//! Exports: JSON Lines that carry each record's exact bytes, the anchor before the first, the
+//! checkpoints that cover the range, and the latest signed head, so that an auditor can verify them on
+//! another machine with only the audit public key.
+//!
+//! Line 1: `{"seald_audit_export":1,"from":F,"to":T,"anchor_seq":F-1,"anchor_hash":"…"}`;
+//! then `{"hash":"…","record":{…}}` per record; last, `{"signed_head":{…}}` when there is one.
+
+use super::journal::{read_head_file, read_records};
+use super::{AuditError, SignedHead, VerifyReport, CHECKPOINT_ACTION};
+use crate::crypto::PublicKey;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::io::Write;
+use std::path::Path;
+
+/// Which records.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRange {
+    /// First seq (>= 1).
+    pub from: u64,
+    /// Last seq; extended to the next checkpoint so that the range is covered by a signature.
+    pub to: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    seald_audit_export: u32,
+    from: u64,
+    to: u64,
+    anchor_seq: u64,
+    anchor_hash: String,
+    /// Whether `to` was the last record of the journal when exported: then the journal's latest
+    /// signed head must be reached by the records.
+    #[serde(default)]
+    end_of_journal: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    hash: String,
+    #[serde(borrow)]
+    record: &'a RawValue,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Trailer {
+    signed_head: SignedHead,
+}
+
+/// Writes an export of a journal directory; returns the seq range written.
+pub fn export(
+    dir: &Path,
+    range: ExportRange,
+    out: &mut dyn Write,
+) -> Result<(u64, u64), AuditError> {
+    let all = read_records(dir, 1, u64::MAX)?;
+    let from = range.from.max(1);
+    // Extend to the first checkpoint that signs a head at or beyond `to`.
+    let mut to = range.to.min(all.last().map(|(r, _, _)| r.seq).unwrap_or(0));
+    if let Some((cp, _, _)) = all.iter().find(|(r, _, _)| {
+        r.action == CHECKPOINT_ACTION
+            && r.details
+                .get("head")
+                .and_then(|h| h.get("seq"))
+                .and_then(|s| s.as_u64())
+                .is_some_and(|s| s >= to)
+    }) {
+        to = to.max(cp.seq);
+    }
+    let anchor_hash = all
+        .iter()
+        .find(|(r, _, _)| r.seq + 1 == from)
+        .map(|(_, _, h)| *h)
+        .unwrap_or([0u8; 32]);
+    let io = |e: std::io::Error| AuditError::Export(e.to_string());
+    let last = all.last().map(|(r, _, _)| r.seq).unwrap_or(0);
+    let header = Header {
+        seald_audit_export: 1,
+        from,
+        to,
+        anchor_seq: from - 1,
+        anchor_hash: hex::encode(anchor_hash),
+        end_of_journal: to >= last,
+    };
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&header).unwrap_or_default()
+    )
+    .map_err(io)?;
+    for (r, payload, hash) in all.iter().filter(|(r, _, _)| r.seq >= from && r.seq <= to) {
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| AuditError::Export(format!("record {} is not UTF-8", r.seq)))?;
+        let raw = RawValue::from_string(text.to_string())
+            .map_err(|e| AuditError::Export(e.to_string()))?;
+        let line = Line {
+            hash: hex::encode(hash),
+            record: &raw,
+        };
+        writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default()).map_err(io)?;
+    }
+    if let Some(head) = read_head_file(dir)? {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&Trailer { signed_head: head }).unwrap_or_default()
+        )
+        .map_err(io)?;
+    }
+    Ok((from, to))
+}
+
+/// A parsed export.
+#[derive(Debug)]
+pub struct Export {
+    /// Seq before the first record.
+    pub anchor_seq: u64,
+    /// The last seq the export says it holds.
+    pub to: u64,
+    /// Whether it runs to the end of the journal.
+    pub end_of_journal: bool,
+    /// Its hash.
+    pub anchor_hash: [u8; 32],
+    /// The records' exact bytes.
+    pub records: Vec<Vec<u8>>,
+    /// The latest signed head at export time.
+    pub signed_head: Option<SignedHead>,
+}
+
+impl Export {
+    /// Verifies it with the audit public key. The records must reach the `to` the export declares;
+    /// the journal's latest signed head counts where it falls inside the range (a partial export ends
+    /// before it, and is covered by the checkpoint it was extended to instead).
+    pub fn verify(&self, key: &PublicKey) -> VerifyReport {
+        let raw: Vec<(Vec<u8>, bool)> = self.records.iter().map(|r| (r.clone(), true)).collect();
+        let head = self
+            .signed_head
+            .as_ref()
+            .filter(|h| self.end_of_journal || h.seq <= self.to);
+        let mut report =
+            super::verify_records(self.anchor_seq, self.anchor_hash, &raw, Some(key), head);
+        if report.finding.is_none() && report.last_seq < self.to {
+            report.finding = Some(super::Finding {
+                seq: report.last_seq + 1,
+                kind: super::FindingKind::TailCut,
+                detail: format!(
+                    "the export declares records up to seq {}; they end at {}",
+                    self.to, report.last_seq
+                ),
+            });
+        }
+        report
+    }
+}
+
+/// Reads an export.
+pub fn read_export(text: &str) -> Result<Export, AuditError> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let bad = |n: usize, e: &dyn std::fmt::Display| AuditError::Export(format!("line {n}: {e}"));
+    let header: Header = serde_json::from_str(
+        lines
+            .next()
+            .ok_or_else(|| AuditError::Export("is empty".into()))?,
+    )
+    .map_err(|e| bad(1, &e))?;
+    if header.seald_audit_export != 1 {
+        return Err(AuditError::Export(format!(
+            "version {} is not supported",
+            header.seald_audit_export
+        )));
+    }
+    let anchor_hash: [u8; 32] = hex::decode(&header.anchor_hash)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| bad(1, &"anchor_hash is not 32 bytes of hex"))?;
+    let mut export = Export {
+        anchor_seq: header.anchor_seq,
+        to: header.to,
+        end_of_journal: header.end_of_journal,
+        anchor_hash,
+        records: Vec::new(),
+        signed_head: None,
+    };
+    for (i, line) in lines.enumerate() {
+        if let Ok(t) = serde_json::from_str::<Trailer>(line) {
+            export.signed_head = Some(t.signed_head);
+            continue;
+        }
+        let l: Line = serde_json::from_str(line).map_err(|e| bad(i + 2, &e))?;
+        export.records.push(l.record.get().as_bytes().to_vec());
+    }
+    Ok(export)
+}

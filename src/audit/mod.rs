@@ -1,0 +1,282 @@
+//! The audit journal: the appliance's source of truth, and the record no one can rewrite unseen.
+//!
+//! Records are appended to segment files by one writer thread that batches concurrent callers,
+//! writes the batch, calls `fdatasync` once, applies the batch's state changes to the store, and only
+//! then answers every caller in the batch (group commit). Each record is chained to the one before it:
+//! `hash = SM3(prev_hash || payload)`, where the payload is the record's canonical encoding (compact
+//! JSON, fields in declared order, maps sorted by key) and is hashed exactly as stored. Every N
+//! records or T seconds a checkpoint record signs the chain head with the appliance's audit key in
+//! the token, and the latest signed head is also kept beside the journal (`head.json`), so that a
+//! tail cut off after it shows.
+//!
+//! Verification (`verify.rs`) recomputes the chain from the stored bytes and checks every checkpoint;
+//! it names the first seq where anything is wrong. Exports (`export.rs`) carry the exact bytes, so an
+//! auditor can verify them elsewhere with only the public key.
+
+mod export;
+mod journal;
+mod verify;
+
+pub use export::{export, read_export, Export, ExportRange};
+#[doc(hidden)]
+pub use journal::MAX_RECORD;
+pub use journal::{Journal, JournalConfig, Query, StoredRecord};
+pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, VerifyReport};
+
+use crate::crypto::PublicKey;
+use crate::store::Change;
+use crate::token::{KeyId, SignInput, TokenPool};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The action name of checkpoint records.
+pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
+
+/// Who did it: the account and the client certificate it used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actor {
+    /// Account name (`system` for the appliance itself).
+    pub account: String,
+    /// SHA-256 fingerprint of the client certificate, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_fingerprint: Option<String>,
+}
+
+impl Actor {
+    /// The appliance itself (checkpoints, start-up).
+    pub fn system() -> Self {
+        Actor {
+            account: "system".into(),
+            cert_fingerprint: None,
+        }
+    }
+}
+
+/// What a caller asks to have recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Who.
+    pub actor: Actor,
+    /// What (`seal.freeze`, `sign`, ...).
+    pub action: String,
+    /// On what (`seal:123`, `key:ab12`).
+    pub object: String,
+    /// `ok`, or `refused:<code>`, or `error:<code>`.
+    pub outcome: String,
+    /// Small, structured facts: digests, not documents.
+    pub details: BTreeMap<String, serde_json::Value>,
+    /// For state changes: the changes (full new state of each object changed).
+    pub snapshot: Vec<Change>,
+}
+
+impl AuditEvent {
+    /// An event with no details and no changes.
+    pub fn new(actor: Actor, action: &str, object: &str, outcome: &str) -> Self {
+        AuditEvent {
+            actor,
+            action: action.into(),
+            object: object.into(),
+            outcome: outcome.into(),
+            details: BTreeMap::new(),
+            snapshot: Vec::new(),
+        }
+    }
+
+    /// Adds a detail.
+    pub fn detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        let _ = self.details.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a state change.
+    pub fn change(mut self, c: Change) -> Self {
+        self.snapshot.push(c);
+        self
+    }
+}
+
+/// One journal record, as encoded (the canonical encoding is this struct as compact JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalRecord {
+    /// Dense sequence number from 1.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch, UTC.
+    pub time_ms: u64,
+    /// Who.
+    pub actor: Actor,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub object: String,
+    /// Result.
+    pub outcome: String,
+    /// Facts.
+    #[serde(default)]
+    pub details: BTreeMap<String, serde_json::Value>,
+    /// State changes.
+    #[serde(default)]
+    pub snapshot: Vec<Change>,
+    /// Hash of the previous record, lowercase hex (64 zeros for the first).
+    pub prev_hash: String,
+}
+
+/// The acknowledgement of a durable record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Its seq.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: [u8; 32],
+    /// Counters changed by it, with their new values.
+    pub counters: Vec<(String, i64)>,
+}
+
+/// A chain head signed with the audit key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedHead {
+    /// Seq of the head record.
+    pub seq: u64,
+    /// Its hash, hex.
+    pub hash: String,
+    /// When it was signed, ms since the epoch.
+    pub time_ms: u64,
+    /// SHA-256 fingerprint of the audit public key (SPKI).
+    pub key_fingerprint: String,
+    /// Signature (DER), hex.
+    pub signature: String,
+}
+
+impl SignedHead {
+    /// The bytes the audit key signs.
+    pub fn message(seq: u64, hash: &[u8; 32], time_ms: u64) -> Vec<u8> {
+        let mut m = b"seald-audit-head-v1\n".to_vec();
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(hash);
+        m.extend_from_slice(&time_ms.to_be_bytes());
+        m
+    }
+
+    /// Checks the signature with `key`.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), String> {
+        let hash: [u8; 32] = hex::decode(&self.hash)
+            .ok()
+            .and_then(|h| h.try_into().ok())
+            .ok_or("head hash is not 32 bytes of hex")?;
+        if self.key_fingerprint != key.fingerprint() {
+            return Err(format!(
+                "signed by key {}, not the audit key {}",
+                self.key_fingerprint,
+                key.fingerprint()
+            ));
+        }
+        let sig = hex::decode(&self.signature).map_err(|_| "signature is not hex")?;
+        crate::crypto::verify_message(key, &Self::message(self.seq, &hash, self.time_ms), &sig)
+            .map_err(|_| "signature does not verify with the audit key".to_string())
+    }
+}
+
+/// Signs chain heads. The appliance's implementation is a key in the token; tests may use another.
+pub trait HeadSigner: Send + Sync {
+    /// Signs `message`; returns a DER signature.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+    /// The public key that verifies it.
+    fn public_key(&self) -> &PublicKey;
+}
+
+/// The audit key in the token.
+pub struct TokenHeadSigner {
+    pool: TokenPool,
+    key: KeyId,
+    public: PublicKey,
+}
+
+impl TokenHeadSigner {
+    /// Uses the token key `key` (SM2 by default; P-256 where the token lacks SM2).
+    pub fn new(pool: TokenPool, key: KeyId) -> Result<Self, crate::token::TokenError> {
+        let public = pool.key(&key)?.public_key.clone();
+        Ok(TokenHeadSigner { pool, key, public })
+    }
+}
+
+impl HeadSigner for TokenHeadSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.pool
+            .sign(
+                &self.key,
+                SignInput::Message {
+                    data: message,
+                    user_id: None,
+                },
+            )
+            .map(|s| s.der)
+            .map_err(|e| e.to_string())
+    }
+
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+}
+
+/// Errors of the journal. Each names the file or the seq.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Another process has the journal open.
+    #[error("journal {0} is in use by another process (is seald already running?)")]
+    Locked(String),
+    /// A record before the tail is damaged: start is refused.
+    #[error("journal is corrupt at seq {seq} ({file}): {reason}; refusing to start")]
+    Corrupt {
+        /// The seq (or the one expected there).
+        seq: u64,
+        /// The segment file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// File I/O failed.
+    #[error("journal I/O on {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The journal stopped accepting records after a failure; restart replays what is durable.
+    #[error("journal is not accepting records: {0}")]
+    Failed(String),
+    /// The store could not be brought up to date.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A checkpoint could not be signed.
+    #[error("checkpoint signing failed: {0}")]
+    Checkpoint(String),
+    /// An export could not be read.
+    #[error("export {0}")]
+    Export(String),
+}
+
+fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
+    move |e| AuditError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// SM3(prev_hash || payload).
+pub fn record_hash(prev: &[u8; 32], payload: &[u8]) -> [u8; 32] {
+    use sm3::Digest;
+    let mut h = sm3::Sm3::new();
+    h.update(prev);
+    h.update(payload);
+    h.finalize().into()
+}
