@@ -587,3 +587,137 @@ fn opensc_pkcs11_tool_drives_softtoken() {
     );
     assert!(ok, "OpenSSL on pkcs11-tool's SM2 signature: {out}");
 }
+
+#[test]
+fn audit_checkpoints_are_signed_in_the_token_and_verify_elsewhere_with_sealctl_and_openssl() {
+    use seald::audit::{Actor, AuditEvent, Journal, JournalConfig, SignedHead, TokenHeadSigner};
+    let t = SoftToken::new("softtoken");
+    let pool = TokenPool::open(&t.config()).unwrap();
+    let key = pool.generate(KeyAlg::Sm2, "audit-key").unwrap();
+    let signer = Arc::new(TokenHeadSigner::new(pool.clone(), key.id.clone()).unwrap());
+    let jdir = t.scratch("journal");
+    let mut cfg = JournalConfig::new(&jdir);
+    cfg.checkpoint_every = 5;
+    let j = Journal::open(cfg, None, Some(signer)).unwrap();
+    for i in 0..12 {
+        let _ = j
+            .append(AuditEvent::new(
+                Actor::system(),
+                "test.event",
+                &format!("object:{i}"),
+                "ok",
+            ))
+            .unwrap();
+    }
+    let head = j.checkpoint().unwrap().unwrap();
+    j.close();
+
+    // OpenSSL verifies a checkpoint signature made in the token over the signed-head bytes.
+    let hash: [u8; 32] = hex::decode(&head.hash).unwrap().try_into().unwrap();
+    let msg = SignedHead::message(head.seq, &hash, head.time_ms);
+    let (ok, out) = openssl_sm2_verify(
+        &t.dir,
+        &sm2_pem(&key),
+        &msg,
+        &hex::decode(&head.signature).unwrap(),
+        DEFAULT_ID,
+    );
+    assert!(ok, "OpenSSL on the checkpoint signature: {out}");
+
+    let pem = t.scratch("audit.pem");
+    std::fs::write(&pem, key.public_key.to_spki_pem()).unwrap();
+    let sealctl = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sealctl"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = sealctl(&[
+        "audit",
+        "verify",
+        "--journal",
+        jdir.to_str().unwrap(),
+        "--pubkey",
+        pem.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.starts_with("OK:") && text.contains("signatures checked"),
+        "{text}"
+    );
+
+    let export = t.scratch("audit.jsonl");
+    let o = sealctl(&[
+        "audit",
+        "export",
+        "--journal",
+        jdir.to_str().unwrap(),
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = sealctl(&[
+        "audit",
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--pubkey",
+        pem.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["finding"], serde_json::Value::Null);
+    assert!(report["checkpoints"].as_u64().unwrap() >= 3);
+
+    // An edited export fails at the edited record; another key fails; garbage cannot be read.
+    let text = std::fs::read_to_string(&export).unwrap();
+    std::fs::write(&export, text.replacen("object:4", "object:X", 1)).unwrap();
+    let o = sealctl(&[
+        "audit",
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--pubkey",
+        pem.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAILED at seq 5") && out.contains("Edited"),
+        "{out}"
+    );
+    let other = pool.generate(KeyAlg::Sm2, "not-audit").unwrap();
+    std::fs::write(&pem, other.public_key.to_spki_pem()).unwrap();
+    let o = sealctl(&[
+        "audit",
+        "verify",
+        "--journal",
+        jdir.to_str().unwrap(),
+        "--pubkey",
+        pem.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("BadCheckpoint"));
+    std::fs::write(&export, "not an export").unwrap();
+    let o = sealctl(&[
+        "audit",
+        "verify",
+        "--export",
+        export.to_str().unwrap(),
+        "--pubkey",
+        pem.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -453,6 +453,25 @@ impl Drop for Journal {
     }
 }
 
+/// Every record of a journal directory, read-only (for `sealctl audit query` with the daemon stopped).
+pub fn read_journal(dir: &Path) -> Result<Vec<JournalRecord>, AuditError> {
+    Ok(read_records(dir, 1, u64::MAX)?
+        .into_iter()
+        .map(|(r, _, _)| r)
+        .collect())
+}
+
+impl Query {
+    /// Whether a record matches every given field.
+    pub fn matches(&self, r: &JournalRecord) -> bool {
+        self.from_ms.is_none_or(|t| r.time_ms >= t)
+            && self.to_ms.is_none_or(|t| r.time_ms <= t)
+            && self.actor.as_ref().is_none_or(|a| r.actor.account == *a)
+            && self.action.as_ref().is_none_or(|a| r.action == *a)
+            && self.object.as_ref().is_none_or(|o| r.object == *o)
+    }
+}
+
 /// A journal query; every given field must match.
 #[derive(Debug, Clone, Default)]
 pub struct Query {

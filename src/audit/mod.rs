@@ -20,7 +20,7 @@ mod verify;
 pub use export::{export, read_export, Export, ExportRange};
 #[doc(hidden)]
 pub use journal::MAX_RECORD;
-pub use journal::{Journal, JournalConfig, Query, StoredRecord};
+pub use journal::{read_journal, Journal, JournalConfig, Query, StoredRecord};
 pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, VerifyReport};
 
 use crate::crypto::PublicKey;

@@ -29,6 +29,67 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Verify, export and query the audit journal (the daemon stopped, or an export elsewhere).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute the chain and check every checkpoint; name the first seq where anything is wrong.
+    /// Exit status: 0 intact, 1 a problem found, 2 the input cannot be read.
+    Verify {
+        /// A journal directory (the daemon stopped).
+        #[arg(long, conflicts_with = "export", required_unless_present = "export")]
+        journal: Option<PathBuf>,
+        /// An export file (from `sealctl audit export`).
+        #[arg(long, requires = "pubkey")]
+        export: Option<PathBuf>,
+        /// The audit public key (PEM). Without it a journal's chain is checked but not its signatures.
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write records as JSON Lines with the covering checkpoints, for verification elsewhere.
+    Export {
+        /// The journal directory.
+        #[arg(long)]
+        journal: PathBuf,
+        /// First seq.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last seq (extended to the next checkpoint).
+        #[arg(long, default_value_t = u64::MAX)]
+        to: u64,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Who did what to which object, when: records matching every given filter, as JSON Lines.
+    Query {
+        /// The journal directory.
+        #[arg(long)]
+        journal: PathBuf,
+        /// Account.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Action, e.g. `sign`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Object, e.g. `seal:123`.
+        #[arg(long)]
+        object: Option<String>,
+        /// Earliest time, ms since the epoch.
+        #[arg(long)]
+        from_ms: Option<u64>,
+        /// Latest time, ms since the epoch.
+        #[arg(long)]
+        to_ms: Option<u64>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -123,8 +184,110 @@ fn key_json(k: &seald::token::KeyInfo) -> serde_json::Value {
     })
 }
 
+/// Exit statuses of `sealctl audit verify`.
+const INTACT: u8 = 0;
+const DAMAGED: u8 = 1;
+const UNREADABLE: u8 = 2;
+
+fn audit(action: AuditAction) -> Result<u8, String> {
+    use seald::audit;
+    match action {
+        AuditAction::Verify {
+            journal,
+            export,
+            pubkey,
+            json,
+        } => {
+            let key = match &pubkey {
+                Some(p) => {
+                    let pem =
+                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    Some(
+                        seald::crypto::PublicKey::from_spki_pem(&pem)
+                            .map_err(|e| format!("{}: {e}", p.display()))?,
+                    )
+                }
+                None => None,
+            };
+            let report = match (journal, export) {
+                (Some(dir), _) => {
+                    audit::verify_journal_dir(&dir, key.as_ref()).map_err(|e| e.to_string())?
+                }
+                (None, Some(file)) => {
+                    let text = std::fs::read_to_string(&file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    let export = audit::read_export(&text).map_err(|e| e.to_string())?;
+                    export.verify(key.as_ref().ok_or("--pubkey is required for an export")?)
+                }
+                (None, None) => return Err("give --journal DIR or --export FILE".into()),
+            };
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else if let Some(f) = &report.finding {
+                println!("FAILED at seq {}: {:?}: {}", f.seq, f.kind, f.detail);
+            } else {
+                let signed = report
+                    .signed_through
+                    .map(|s| format!("signed through seq {s}"))
+                    .unwrap_or_else(|| "no signed head".into());
+                let sigs = if report.signatures_checked {
+                    "signatures checked"
+                } else {
+                    "signatures NOT checked (no --pubkey)"
+                };
+                println!(
+                    "OK: {} records to seq {}, {} checkpoints, {signed}; {sigs}",
+                    report.records, report.last_seq, report.checkpoints
+                );
+            }
+            Ok(if report.ok() { INTACT } else { DAMAGED })
+        }
+        AuditAction::Export {
+            journal,
+            from,
+            to,
+            out,
+        } => {
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => {
+                    Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)
+                }
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let (f, t) = audit::export(&journal, audit::ExportRange { from, to }, &mut sink)
+                .map_err(|e| e.to_string())?;
+            eprintln!("exported seq {f} to {t}");
+            Ok(INTACT)
+        }
+        AuditAction::Query {
+            journal,
+            actor,
+            action,
+            object,
+            from_ms,
+            to_ms,
+        } => {
+            let records = audit::read_journal(&journal).map_err(|e| e.to_string())?;
+            let q = audit::Query {
+                from_ms,
+                to_ms,
+                actor,
+                action,
+                object,
+            };
+            for r in records.iter().filter(|r| q.matches(r)) {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            }
+            Ok(INTACT)
+        }
+    }
+}
+
 fn run(cmd: Command) -> Result<(), TokenError> {
-    let Command::Token { action } = cmd;
+    let action = match cmd {
+        Command::Token { action } => action,
+        Command::Audit { .. } => unreachable!("handled in main"),
+    };
     match action {
         TokenAction::Info(t) => {
             let pool = open(&t)?;
@@ -270,6 +433,15 @@ fn run(cmd: Command) -> Result<(), TokenError> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     seald::init_logging("warn");
+    if let Command::Audit { action } = cli.command {
+        return match audit(action) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("sealctl: error [audit_unreadable]: {e}");
+                ExitCode::from(UNREADABLE)
+            }
+        };
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
