@@ -646,3 +646,109 @@ fn kill_9_at_random_moments_loses_no_acknowledged_record() {
         acked.len()
     );
 }
+
+#[test]
+fn archiving_moves_a_signed_prefix_to_an_export_and_the_chain_goes_on_from_its_last_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let signer = TestSigner::new(7);
+    let small = |every| {
+        let mut c = config(&jdir, every);
+        c.segment_bytes = 3_000;
+        c
+    };
+    let j = Journal::open(small(5), None, Some(signer.clone())).unwrap();
+    for i in 0..60 {
+        let _ = j.append(event(i)).unwrap();
+    }
+    let _ = j.checkpoint().unwrap();
+    // Archiving needs the journal closed.
+    let out1 = dir.path().join("archive-1.jsonl");
+    assert!(matches!(
+        audit::archive(&jdir, &signer.pk, &out1),
+        Err(AuditError::Locked(_))
+    ));
+    j.close();
+    drop(j);
+    let segs_before = std::fs::read_dir(&jdir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .starts_with("seg-")
+        })
+        .count();
+    assert!(segs_before > 3, "small segments: {segs_before}");
+    let (from, upto) = audit::archive(&jdir, &signer.pk, &out1)
+        .unwrap()
+        .expect("a signed prefix");
+    assert_eq!(from, 1);
+    let segs_after = std::fs::read_dir(&jdir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .starts_with("seg-")
+        })
+        .count();
+    assert!(segs_after < segs_before);
+    // The archive verifies on its own; the rest verifies from the archive's last hash.
+    let a1 = read_export(&std::fs::read_to_string(&out1).unwrap()).unwrap();
+    assert!(a1.verify(&signer.pk).ok(), "{:?}", a1.verify(&signer.pk));
+    let rest = verify_journal_dir(&jdir, Some(&signer.pk)).unwrap();
+    assert!(rest.ok(), "{rest:?}");
+    assert_eq!(audit::read_anchor(&jdir).unwrap().seq, upto);
+    // The journal goes on after the archive.
+    let j = Journal::open(small(5), None, Some(signer.clone())).unwrap();
+    assert!(j.head_seq() > upto);
+    for i in 0..40 {
+        let _ = j.append(event(100 + i)).unwrap();
+    }
+    let _ = j.checkpoint().unwrap();
+    j.close();
+    drop(j);
+    let out2 = dir.path().join("archive-2.jsonl");
+    let (from2, _) = audit::archive(&jdir, &signer.pk, &out2)
+        .unwrap()
+        .expect("a second signed prefix");
+    assert_eq!(from2, upto + 1, "archives follow one another");
+    let a2 = read_export(&std::fs::read_to_string(&out2).unwrap()).unwrap();
+    assert!(a2.verify(&signer.pk).ok(), "{:?}", a2.verify(&signer.pk));
+    // Continuity: the second archive is anchored on the last record of the first.
+    let last_of_first = a1
+        .records
+        .iter()
+        .map(|p| serde_json::from_slice::<JournalRecord>(p).unwrap())
+        .find(|r| r.seq == upto)
+        .unwrap();
+    let _ = last_of_first;
+    let mut prev = a1.anchor_hash;
+    for p in &a1.records {
+        let r: JournalRecord = serde_json::from_slice(p).unwrap();
+        prev = audit::record_hash(&prev, p);
+        if r.seq == upto {
+            break;
+        }
+    }
+    assert_eq!(a2.anchor_hash, prev);
+    assert!(verify_journal_dir(&jdir, Some(&signer.pk)).unwrap().ok());
+    // A changed anchor breaks the chain at the first remaining record.
+    let mut anchor = audit::read_anchor(&jdir).unwrap();
+    anchor.hash = "00".repeat(32);
+    std::fs::write(
+        jdir.join("archive.json"),
+        serde_json::to_vec(&anchor).unwrap(),
+    )
+    .unwrap();
+    let f = verify_journal_dir(&jdir, Some(&signer.pk))
+        .unwrap()
+        .finding
+        .unwrap();
+    assert_eq!((f.kind, f.seq), (FindingKind::Edited, anchor.seq + 1));
+}

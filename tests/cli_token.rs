@@ -148,6 +148,11 @@ fn every_command_has_help() {
         vec!["token", "pubkey", "--help"],
         vec!["token", "sign", "--help"],
         vec!["token", "selftest", "--help"],
+        vec!["audit", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["audit", "export", "--help"],
+        vec!["audit", "archive", "--help"],
+        vec!["audit", "query", "--help"],
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
             .args(&args)

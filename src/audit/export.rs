@@ -67,11 +67,17 @@ pub fn export(
     }) {
         to = to.max(cp.seq);
     }
-    let anchor_hash = all
-        .iter()
-        .find(|(r, _, _)| r.seq + 1 == from)
-        .map(|(_, _, h)| *h)
-        .unwrap_or([0u8; 32]);
+    // Before the first remaining record stands the archive anchor (or the start of the chain).
+    let base = super::journal::read_anchor(dir)?;
+    let from = from.max(base.seq + 1);
+    let anchor_hash = if from == base.seq + 1 {
+        base.hash_bytes()?
+    } else {
+        all.iter()
+            .find(|(r, _, _)| r.seq + 1 == from)
+            .map(|(_, _, h)| *h)
+            .unwrap_or([0u8; 32])
+    };
     let io = |e: std::io::Error| AuditError::Export(e.to_string());
     let last = all.last().map(|(r, _, _)| r.seq).unwrap_or(0);
     let header = Header {

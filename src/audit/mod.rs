@@ -20,7 +20,9 @@ mod verify;
 pub use export::{export, read_export, Export, ExportRange};
 #[doc(hidden)]
 pub use journal::MAX_RECORD;
-pub use journal::{read_journal, Journal, JournalConfig, Query, StoredRecord};
+pub use journal::{
+    archive, read_anchor, read_journal, Anchor, Journal, JournalConfig, Query, StoredRecord,
+};
 pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, VerifyReport};
 
 use crate::crypto::PublicKey;

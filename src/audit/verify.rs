@@ -2,7 +2,7 @@
 //! first seq where anything is wrong. The same code judges a journal directory (online or with the
 //! daemon stopped) and an export (offline, with only the public key).
 
-use super::journal::{read_frames, read_head_file, segments};
+use super::journal::{read_anchor, read_frames, read_head_file, segments};
 use super::{record_hash, AuditError, JournalRecord, SignedHead, CHECKPOINT_ACTION};
 use crate::crypto::PublicKey;
 use serde::Serialize;
@@ -242,5 +242,12 @@ pub fn verify_journal_dir(dir: &Path, key: Option<&PublicKey>) -> Result<VerifyR
         raw.extend(frames.into_iter().map(|f| (f.payload, f.crc_ok)));
     }
     let head = read_head_file(dir)?;
-    Ok(verify_records(0, [0u8; 32], &raw, key, head.as_ref()))
+    let anchor = read_anchor(dir)?;
+    Ok(verify_records(
+        anchor.seq,
+        anchor.hash_bytes()?,
+        &raw,
+        key,
+        head.as_ref(),
+    ))
 }

@@ -69,6 +69,19 @@ enum AuditAction {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Move the oldest whole segments that a signed checkpoint covers into an export (daemon stopped).
+    /// The journal keeps verifying from the archive's last hash. Nothing is ever deleted otherwise.
+    Archive {
+        /// The journal directory.
+        #[arg(long)]
+        journal: PathBuf,
+        /// The audit public key (PEM): the whole journal is verified before anything moves.
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// Where the archive export goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Who did what to which object, when: records matching every given filter, as JSON Lines.
     Query {
         /// The journal directory.
@@ -257,6 +270,23 @@ fn audit(action: AuditAction) -> Result<u8, String> {
             let (f, t) = audit::export(&journal, audit::ExportRange { from, to }, &mut sink)
                 .map_err(|e| e.to_string())?;
             eprintln!("exported seq {f} to {t}");
+            Ok(INTACT)
+        }
+        AuditAction::Archive {
+            journal,
+            pubkey,
+            out,
+        } => {
+            let pem = std::fs::read_to_string(&pubkey)
+                .map_err(|e| format!("{}: {e}", pubkey.display()))?;
+            let key = seald::crypto::PublicKey::from_spki_pem(&pem)
+                .map_err(|e| format!("{}: {e}", pubkey.display()))?;
+            match audit::archive(&journal, &key, &out).map_err(|e| e.to_string())? {
+                Some((from, to)) => println!("archived seq {from} to {to} into {}", out.display()),
+                None => println!(
+                    "nothing to archive: no whole segment is covered by a signed checkpoint yet"
+                ),
+            }
             Ok(INTACT)
         }
         AuditAction::Query {
