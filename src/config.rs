@@ -2,9 +2,12 @@
 //! validated when it is read, and an unknown field is an error, so a typo never silently falls back
 //! to a default.
 
+use crate::authz::Account;
+use crate::signing::KeyConfig;
+use crate::tls::ServerConfigFile;
 use crate::token::TokenConfig;
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -12,6 +15,52 @@ use std::path::Path;
 pub struct Config {
     /// `[token]`: which PKCS#11 module and token, and how to log in.
     pub token: TokenConfig,
+    /// `[server]`: the mTLS listener (needed by `seald run`).
+    #[serde(default)]
+    pub server: Option<ServerConfigFile>,
+    /// `[store]`: where sled keeps the current state.
+    #[serde(default)]
+    pub store: Option<StoreSection>,
+    /// `[audit]`: the journal and its checkpoint key.
+    #[serde(default)]
+    pub audit: Option<AuditSection>,
+    /// `[[keys]]`: the token keys the API offers (until the seal registry).
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// `[[accounts]]`: who may call (until the seal registry keeps accounts in the store).
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// The sled directory.
+    pub dir: PathBuf,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The journal directory.
+    pub dir: PathBuf,
+    /// CKA_ID (hex) of the audit key in the token that signs checkpoints.
+    pub key: String,
+    /// Checkpoint after this many records.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// ... or after this many seconds.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_s: u64,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_interval() -> u64 {
+    60
 }
 
 /// The configuration could not be used.
@@ -67,6 +116,47 @@ impl Config {
         if cfg.token.borrow_timeout_ms == 0 {
             return Err(invalid("[token] borrow_timeout_ms must be above 0".into()));
         }
+        if let Some(server) = &cfg.server {
+            if server.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(format!(
+                    "[server] listen '{}' is not an address:port",
+                    server.listen
+                )));
+            }
+            if server.max_body_bytes < 1024 || server.max_message_bytes == 0 {
+                return Err(invalid(
+                    "[server] max_body_bytes must be at least 1024 and max_message_bytes above 0"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(audit) = &cfg.audit {
+            if crate::token::KeyId::from_hex(&audit.key).is_err() {
+                return Err(invalid(format!(
+                    "[audit] key '{}' is not a hex CKA_ID",
+                    audit.key
+                )));
+            }
+            if audit.checkpoint_every == 0 || audit.checkpoint_interval_s == 0 {
+                return Err(invalid(
+                    "[audit] checkpoint_every and checkpoint_interval_s must be above 0".into(),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for k in &cfg.keys {
+            if crate::token::KeyId::from_hex(&k.id).is_err() {
+                return Err(invalid(format!(
+                    "[[keys]] '{}': id '{}' is not hex",
+                    k.name, k.id
+                )));
+            }
+            if !names.insert(k.name.clone()) {
+                return Err(invalid(format!("[[keys]] name '{}' is used twice", k.name)));
+            }
+        }
+        let _ = crate::authz::Accounts::new(cfg.accounts.clone())
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(cfg)
     }
 }

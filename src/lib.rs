@@ -7,16 +7,25 @@
 #![deny(missing_docs, unused_results, trivial_casts, unused_must_use)]
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod audit;
+pub mod authz;
+pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod devpki;
+pub mod server;
+pub mod signing;
 pub mod store;
+pub mod tls;
 pub mod token;
 
 /// Logs to stderr through `tracing`, filtered by `$SEALD_LOG` (default: `default_level`).
 /// Shared by the binaries so that every tool logs alike.
 pub fn init_logging(default_level: &str) {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG")
                 .unwrap_or_else(|_| default_level.into()),

@@ -205,54 +205,120 @@ fn seald_check_reads_a_config_and_logs_in() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("pinfile"));
 }
 
+/// Runs `seald dev` until it says it serves; returns its output so far, then stops it with SIGTERM
+/// and checks that it exits cleanly.
+fn run_dev(dir: &std::path::Path) -> String {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args([
+            "dev",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("SOFTTOKEN_DIR")
+        .env_remove("SOFTTOKEN_PROFILE")
+        .env_remove("SOFTTOKEN_FAULT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) => {
+                out.push_str(&l);
+                out.push('\n');
+                if l.contains("target/release/sealctl audit verify") {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "seald dev did not exit cleanly on SIGTERM: {status:?}\n{out}"
+    );
+    out
+}
+
 #[test]
-fn seald_dev_sets_up_softtoken_signs_sm2_and_openssl_agrees_twice() {
+fn seald_dev_sets_up_serves_signs_over_mtls_and_openssl_agrees_twice() {
     common::softtoken_module();
     common::require_tool("openssl", "openssl");
     let dir = tempfile::tempdir().unwrap();
-    let run = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_seald"))
-            .args(["dev", "--dir", dir.path().join("dev").to_str().unwrap()])
-            .env_remove("SOFTTOKEN_DIR")
-            .env_remove("SOFTTOKEN_PROFILE")
-            .env_remove("SOFTTOKEN_FAULT")
-            .output()
-            .unwrap();
-        stdout(&o)
-    };
-    let first = run();
-    assert!(first.contains("initialising softtoken"), "{first}");
-    assert_eq!(first.matches("OpenSSL 3 verifies it").count(), 2, "{first}");
+    let dev = dir.path().join("dev");
+    let first = run_dev(&dev);
     assert!(
-        first.contains("with sm2 key") && first.contains("with p256 key"),
+        first.contains("initialising softtoken") && first.contains("making a development CA"),
         "{first}"
     );
-    // Running it again reuses the token and its keys.
-    let second = run();
     assert!(
-        !second.contains("initialising") && !second.contains("generating"),
-        "{second}"
+        first.contains("valid=true; OpenSSL 3 verifies it"),
+        "{first}"
     );
-    assert_eq!(
-        second.matches("OpenSSL 3 verifies it").count(),
-        2,
-        "{second}"
+    assert!(
+        first.contains("seald dev is serving at https://127.0.0.1:"),
+        "{first}"
     );
-    let pin_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dir.path().join("dev/token.pin"))
+    for f in [
+        "ca.pem",
+        "app.pem",
+        "app.key",
+        "auditor.pem",
+        "auditor.key",
+        "secofficer.pem",
+        "sysadmin.pem",
+        "issuer.pem",
+        "seald.toml",
+        "app.p12",
+    ] {
+        assert!(dev.join(f).exists(), "dev/{f} is missing");
+    }
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dev.join("app.key"))
             .unwrap()
             .permissions(),
     );
-    assert_eq!(pin_mode & 0o077, 0, "the PIN file is private");
-    // The config it wrote works on its own (softtoken's directory comes from [token.environment]).
-    let o = Command::new(env!("CARGO_BIN_EXE_seald"))
+    assert_eq!(key_mode & 0o077, 0, "client keys are private");
+    // Running it again reuses the token, keys, PKI and journal.
+    let second = run_dev(&dev);
+    assert!(
+        !second.contains("initialising")
+            && !second.contains("generating")
+            && !second.contains("making"),
+        "{second}"
+    );
+    assert!(
+        second.contains("valid=true; OpenSSL 3 verifies it"),
+        "{second}"
+    );
+    // The journal it kept verifies with the audit key, offline, with the daemon stopped.
+    let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
         .args([
-            "check",
-            "--config",
-            dir.path().join("dev/seald.toml").to_str().unwrap(),
+            "audit",
+            "verify",
+            "--journal",
+            dev.join("journal").to_str().unwrap(),
+            "--pubkey",
+            dev.join("audit.pem").to_str().unwrap(),
         ])
-        .env_remove("SOFTTOKEN_DIR")
         .output()
         .unwrap();
-    assert!(stdout(&o).contains("\"ready\""));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("signatures checked") && !text.contains("no signed head"),
+        "the stop checkpoint signs the end: {text}"
+    );
 }

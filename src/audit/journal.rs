@@ -470,6 +470,7 @@ impl Journal {
             store,
             signer,
             shared: shared.clone(),
+            closing: false,
         };
         let handle = std::thread::Builder::new()
             .name("audit-journal".into())
@@ -518,6 +519,15 @@ impl Journal {
             .ok_or_else(|| AuditError::Failed("journal closed".into()))?
             .send(r)
             .map_err(|_| AuditError::Failed("the journal writer stopped".into()))
+    }
+
+    /// Why the journal stopped accepting records, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The highest durable seq.
@@ -667,6 +677,8 @@ struct Writer {
     store: Option<Arc<Store>>,
     signer: Option<Arc<dyn HeadSigner>>,
     shared: Arc<Shared>,
+    /// Set when the journal closes: the last records get a checkpoint whatever the schedule says.
+    closing: bool,
 }
 
 enum Reply {
@@ -701,6 +713,7 @@ impl Writer {
         }
         // Closing: cover what is uncovered, so the signed head is the true end.
         if self.signer.is_some() && self.uncovered > 0 {
+            self.closing = true;
             self.commit(Vec::new());
         }
     }
@@ -777,6 +790,7 @@ impl Writer {
         }
         let due = self.uncovered > 0
             && (force_checkpoint
+                || self.closing
                 || self.uncovered >= self.cfg.checkpoint_every
                 || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval);
         let mut signed = None;

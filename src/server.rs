@@ -1,0 +1,199 @@
+//! Wiring: token, store, journal, signing service and the mTLS listener; SIGHUP reloads the TLS
+//! files without dropping connections; SIGTERM (or Ctrl-C) stops accepting, lets in-flight requests
+//! finish (bounded), closes the journal, and returns.
+
+use crate::api::{self, App, Metrics, Peer};
+use crate::audit::{Actor, AuditEvent, Journal, JournalConfig, TokenHeadSigner};
+use crate::authz::Accounts;
+use crate::config::Config;
+use crate::signing::Signing;
+use crate::store::Store;
+use crate::tls;
+use crate::token::{KeyId, TokenPool};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// The daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn start_err(what: &str) -> impl Fn(String) -> StartError + '_ {
+    move |e| StartError(format!("{what}: {e}"))
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C. `ready` gets the bound address once it serves.
+pub async fn run(
+    cfg: Config,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), StartError> {
+    let server = cfg
+        .server
+        .clone()
+        .ok_or_else(|| StartError("the config has no [server] section".into()))?;
+    let store_cfg = cfg
+        .store
+        .clone()
+        .ok_or_else(|| StartError("the config has no [store] section".into()))?;
+    let audit_cfg = cfg
+        .audit
+        .clone()
+        .ok_or_else(|| StartError("the config has no [audit] section".into()))?;
+    let token_cfg = cfg.token.clone();
+    let pool = tokio::task::spawn_blocking(move || TokenPool::open(&token_cfg))
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .map_err(|e| StartError(format!("token: {e}")))?;
+    let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
+    let audit_key =
+        KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
+    let signer = TokenHeadSigner::new(pool.clone(), audit_key)
+        .map_err(|e| start_err("audit key")(e.to_string()))?;
+    let mut jcfg = JournalConfig::new(&audit_cfg.dir);
+    jcfg.checkpoint_every = audit_cfg.checkpoint_every;
+    jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);
+    let (store2, signer) = (store.clone(), Arc::new(signer));
+    let journal =
+        tokio::task::spawn_blocking(move || Journal::open(jcfg, Some(store2), Some(signer)))
+            .await
+            .map_err(|e| StartError(e.to_string()))?
+            .map_err(|e| StartError(e.to_string()))?;
+    let journal = Arc::new(journal);
+    let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
+    let signing = Signing::new(
+        pool.clone(),
+        journal.clone(),
+        accounts,
+        &cfg.keys,
+        server.max_message_bytes,
+    )
+    .map_err(|e| start_err("[[keys]]")(e.to_string()))?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let app = Arc::new(App {
+        signing,
+        pool,
+        journal: journal.clone(),
+        store,
+        metrics: Metrics::default(),
+        max_body: server.max_body_bytes,
+        verify_slots: tokio::sync::Semaphore::new(cores),
+    });
+    let tls_config = Arc::new(RwLock::new(
+        tls::server_config(&server).map_err(|e| StartError(e.to_string()))?,
+    ));
+    let listener = TcpListener::bind(&server.listen)
+        .await
+        .map_err(|e| start_err(&server.listen)(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    let j = journal.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        j.append(
+            AuditEvent::new(Actor::system(), "daemon.start", "seald", "ok")
+                .detail("listen", addr.to_string()),
+        )
+    })
+    .await
+    .map_err(|e| StartError(e.to_string()))?
+    .map_err(|e| StartError(e.to_string()))?;
+    tracing::info!(%addr, "seald serving (mTLS)");
+    if let Some(r) = ready {
+        let _ = r.send(addr);
+    }
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut term = signal(SignalKind::terminate()).map_err(|e| StartError(e.to_string()))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| StartError(e.to_string()))?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, remote)) = accepted else { continue };
+                let config = tls_config.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let (app, watcher) = (app.clone(), graceful.watcher());
+                drop(tokio::spawn(serve_connection(app, config, tcp, remote, watcher)));
+            }
+            _ = hup.recv() => {
+                match tls::server_config(&server) {
+                    Ok(c) => {
+                        *tls_config.write().unwrap_or_else(|p| p.into_inner()) = c;
+                        tracing::info!("TLS certificate, client CA and CRL reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration"),
+                }
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(server.shutdown_grace_s)) => tracing::warn!("grace period over; closing the remaining connections"),
+    }
+    let j = journal.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = j.append(AuditEvent::new(
+            Actor::system(),
+            "daemon.stop",
+            "seald",
+            "ok",
+        ));
+        j.close();
+    })
+    .await;
+    tracing::info!("seald stopped");
+    Ok(())
+}
+
+async fn serve_connection(
+    app: Arc<App>,
+    config: Arc<rustls::ServerConfig>,
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%remote, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, "TLS handshake timed out");
+            return;
+        }
+    };
+    let peer = {
+        let (_, conn) = tls.get_ref();
+        let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
+            return;
+        };
+        let fingerprint = tls::fingerprint(cert);
+        let subject = tls::subject(cert);
+        let principal = app.signing.accounts().identify(&fingerprint, &subject);
+        if principal.is_none() {
+            tracing::warn!(%remote, %fingerprint, %subject, "client certificate belongs to no account: refused (403)");
+        }
+        Arc::new(Peer {
+            principal,
+            fingerprint,
+            subject,
+        })
+    };
+    let service =
+        hyper::service::service_fn(move |req| api::handle(app.clone(), peer.clone(), req));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
