@@ -1,0 +1,801 @@
+//! End to end: the real `seald run` on 127.0.0.1 with softtoken, talked to over mutual TLS by our
+//! client and by curl; signatures checked by OpenSSL; the TLS refusal matrix; bad input; the token
+//! going down and coming back; SIGHUP reload; the audit trail of every signature.
+
+mod common;
+
+use base64::Engine as _;
+use common::{openssl_sm2_verify, SoftToken};
+use seald::client::Client;
+use seald::crypto::{self, KeyAlg};
+use seald::devpki::{DevCa, Issued};
+use seald::token::TokenPool;
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn unb64(s: &serde_json::Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s.as_str().unwrap())
+        .unwrap()
+}
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+    ca: DevCa,
+    token: SoftToken,
+    sm2_pem: String,
+    p256_pem: String,
+    audit_pem: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_identity(dir: &Path, name: &str, i: &Issued) -> (PathBuf, PathBuf) {
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, &i.cert_pem).unwrap();
+    std::fs::write(&k, &i.key_pem).unwrap();
+    (c, k)
+}
+
+/// Starts `seald run` with an SM2 and a P-256 key, an audit key, and accounts `app` (both keys) and
+/// `auditor`; `crl` revokes client serials.
+fn start(crl: &[u64]) -> Daemon {
+    let token = SoftToken::new("softtoken");
+    let dir = token.scratch("daemon");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (sm2, p256, audit) = {
+        let pool = TokenPool::open(&token.config()).unwrap();
+        (
+            pool.generate(KeyAlg::Sm2, "seal-sm2").unwrap(),
+            pool.generate(KeyAlg::P256, "seal-p256").unwrap(),
+            pool.generate(KeyAlg::Sm2, "audit").unwrap(),
+        )
+    };
+    let ca = DevCa::new("test CA").unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+    let server = ca.server(1).unwrap();
+    let _ = write_identity(&dir, "server", &server);
+    let app = ca.client("app", 10, -1, 30).unwrap();
+    let auditor = ca.client("auditor", 11, -1, 30).unwrap();
+    let _ = write_identity(&dir, "app", &app);
+    let _ = write_identity(&dir, "auditor", &auditor);
+    std::fs::write(dir.join("crl.pem"), ca.crl(crl, 1).unwrap()).unwrap();
+    let d = dir.display();
+    let config = format!(
+        "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\nborrow_timeout_ms = 1000\nrecovery_timeout_ms = 500\n\n\
+         [token.environment]\nSOFTTOKEN_DIR = \"{}\"\nSOFTTOKEN_FAULT = \"{}\"\n\n\
+         [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\nmax_body_bytes = 65536\nmax_message_bytes = 4096\n\n\
+         [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\nkey = \"{}\"\ncheckpoint_every = 10\n\n\
+         [[keys]]\nid = \"{}\"\nname = \"seal-sm2\"\n\n[[keys]]\nid = \"{}\"\nname = \"seal-p256\"\n\n\
+         [[accounts]]\nname = \"oa-system\"\nrole = \"app\"\nfingerprints = [\"{}\"]\nkeys = [\"seal-sm2\", \"seal-p256\"]\n\n\
+         [[accounts]]\nname = \"auditor\"\nrole = \"auditor\"\nfingerprints = [\"{}\"]\n",
+        token.module.display(),
+        token.label,
+        token.pin_file.display(),
+        token.dir.join("token").display(),
+        token.fault.display(),
+        audit.id,
+        sm2.id,
+        p256.id,
+        app.fingerprint,
+        auditor.fingerprint,
+    );
+    std::fs::write(dir.join("seald.toml"), config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["run", "--config", dir.join("seald.toml").to_str().unwrap()])
+        .env("SEALD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if !sent {
+                if let Some(a) = line.split("addr=").nth(1) {
+                    let _ = tx.send(Ok(a.trim().to_string()));
+                    sent = true;
+                }
+                seen.push(line);
+                if seen.len() > 200 {
+                    let _ = tx.send(Err(seen.join("\n")));
+                    sent = true;
+                }
+            }
+        }
+        if !sent {
+            let _ = tx.send(Err(seen.join("\n")));
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(a)) => a.parse().unwrap(),
+        Ok(Err(log)) => panic!("seald did not start:\n{log}"),
+        Err(_) => panic!("seald did not start within 60 s"),
+    };
+    Daemon {
+        child,
+        addr,
+        dir,
+        ca,
+        token,
+        sm2_pem: sm2.public_key.to_spki_pem(),
+        p256_pem: p256.public_key.to_spki_pem(),
+        audit_pem: audit.public_key.to_spki_pem(),
+    }
+}
+
+impl Daemon {
+    fn client(&self, name: &str) -> Client {
+        Client::new(
+            self.addr,
+            "localhost",
+            &self.dir.join("ca.pem"),
+            &self.dir.join(format!("{name}.pem")),
+            &self.dir.join(format!("{name}.key")),
+        )
+        .unwrap()
+    }
+}
+
+async fn call(
+    c: &Client,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = if body.is_null() { None } else { Some(&body) };
+    let (status, bytes) = c.request(method, path, body).await.unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, v)
+}
+
+fn openssl_p256(dir: &Path, pem: &str, digest: &[u8], der: &[u8]) -> bool {
+    let (k, d, s) = (dir.join("p.pem"), dir.join("p.dgst"), dir.join("p.sig"));
+    std::fs::write(&k, pem).unwrap();
+    std::fs::write(&d, digest).unwrap();
+    std::fs::write(&s, der).unwrap();
+    common::openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        k.to_str().unwrap(),
+        "-in",
+        d.to_str().unwrap(),
+        "-sigfile",
+        s.to_str().unwrap(),
+    ])
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims() {
+    let d = start(&[]);
+    let app = d.client("app");
+    let m = "营业执照 document bytes".as_bytes();
+    let dir = &d.dir;
+
+    // SM2, message: the server computes Z and e over M.
+    let (s, r) = call(
+        &app,
+        "POST",
+        "/v1/sign",
+        serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m)}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (
+            r["alg"].as_str(),
+            r["key_version"].as_u64(),
+            r["encoding"].as_str()
+        ),
+        (Some("SM2-with-SM3"), Some(1), Some("der"))
+    );
+    let sig = unb64(&r["signature"]);
+    assert!(
+        openssl_sm2_verify(dir, &d.sm2_pem, m, &sig, "1234567812345678").0,
+        "SM2 message"
+    );
+    let (_, v) = call(&app, "POST", "/v1/verify", serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m), "signature": r["signature"]})).await;
+    assert_eq!(v, serde_json::json!({"valid": true, "reasons": []}));
+    let (_, v) = call(&app, "POST", "/v1/verify", serde_json::json!({"public_key": d.sm2_pem, "input": "message", "data": b64(b"other"), "signature": r["signature"]})).await;
+    assert_eq!(
+        v,
+        serde_json::json!({"valid": false, "reasons": ["signature_invalid"]})
+    );
+
+    // SM2, digest: the 32-byte digest D is signed as the message, so OpenSSL verifies over D.
+    let dgst = crypto::sm3(m);
+    let (s, r) = call(&app, "POST", "/v1/sign", serde_json::json!({"key": "seal-sm2", "input": "digest", "data": b64(&dgst), "digest_alg": "sm3", "encoding": "raw"})).await;
+    assert_eq!(s, 200, "{r}");
+    let raw = unb64(&r["signature"]);
+    assert_eq!(raw.len(), 64, "raw r||s");
+    assert!(
+        openssl_sm2_verify(
+            dir,
+            &d.sm2_pem,
+            &dgst,
+            &crypto::raw_to_der(&raw).unwrap(),
+            "1234567812345678"
+        )
+        .0,
+        "SM2 digest"
+    );
+
+    // SM2, e: the client computed e itself, with the Z that GET /v1/keys/{id} gives it.
+    let (s, k) = call(&app, "GET", "/v1/keys/seal-sm2", serde_json::Value::Null).await;
+    assert_eq!(s, 200);
+    let z = hex::decode(k["sm2_z_default_id"].as_str().unwrap()).unwrap();
+    let e = crypto::sm3(&[z.as_slice(), m].concat());
+    let (s, r) = call(
+        &app,
+        "POST",
+        "/v1/sign",
+        serde_json::json!({"key": "seal-sm2", "input": "e", "data": b64(&e)}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(
+        openssl_sm2_verify(
+            dir,
+            &d.sm2_pem,
+            m,
+            &unb64(&r["signature"]),
+            "1234567812345678"
+        )
+        .0,
+        "SM2 e"
+    );
+
+    // SM2 with another signer ID.
+    let (_, r) = call(&app, "POST", "/v1/sign", serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m), "user_id": "ALICE123@YAHOO.COM"})).await;
+    assert!(
+        openssl_sm2_verify(
+            dir,
+            &d.sm2_pem,
+            m,
+            &unb64(&r["signature"]),
+            "ALICE123@YAHOO.COM"
+        )
+        .0,
+        "SM2 user_id"
+    );
+
+    // P-256, message and digest.
+    let (_, r) = call(
+        &app,
+        "POST",
+        "/v1/sign",
+        serde_json::json!({"key": "seal-p256", "input": "message", "data": b64(m)}),
+    )
+    .await;
+    assert!(
+        openssl_p256(
+            dir,
+            &d.p256_pem,
+            &crypto::sha256(m),
+            &unb64(&r["signature"])
+        ),
+        "P-256 message"
+    );
+    let (_, r) = call(
+        &app,
+        "POST",
+        "/v1/sign",
+        serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&crypto::sha256(m))}),
+    )
+    .await;
+    assert!(
+        openssl_p256(
+            dir,
+            &d.p256_pem,
+            &crypto::sha256(m),
+            &unb64(&r["signature"])
+        ),
+        "P-256 digest"
+    );
+
+    // Batch: order kept, per-item errors.
+    let items: Vec<_> = (0..20u8)
+        .map(|i| {
+            if i == 7 {
+                serde_json::json!({"key": "nope", "input": "digest", "data": b64(&[i; 32])})
+            } else {
+                serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&[i; 32])})
+            }
+        })
+        .collect();
+    let (s, r) = call(
+        &app,
+        "POST",
+        "/v1/sign/batch",
+        serde_json::json!({ "items": items }),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 20);
+    for (i, item) in results.iter().enumerate() {
+        if i == 7 {
+            assert_eq!(item["error"]["code"], "unknown_key");
+        } else {
+            assert!(
+                openssl_p256(dir, &d.p256_pem, &[i as u8; 32], &unb64(&item["signature"])),
+                "batch item {i}"
+            );
+        }
+    }
+    let checks: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7)
+        .map(|(i, it)| serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&[i as u8; 32]), "signature": it["signature"]}))
+        .collect();
+    let (_, r) = call(
+        &app,
+        "POST",
+        "/v1/verify/batch",
+        serde_json::json!({ "items": checks }),
+    )
+    .await;
+    assert!(
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["valid"] == true),
+        "{r}"
+    );
+
+    // Every signature is in the journal, with the digest of what was signed; only the auditor reads it.
+    let (s, _) = call(&app, "GET", "/v1/audit/export", serde_json::Value::Null).await;
+    assert_eq!(s, 403);
+    let auditor = d.client("auditor");
+    let (s, text) = call(&auditor, "GET", "/v1/audit/export", serde_json::Value::Null).await;
+    assert_eq!(s, 200);
+    let text = text.as_str().unwrap().to_string();
+    let signs = text
+        .lines()
+        .filter(|l| l.contains("\"action\":\"sign\"") && l.contains("\"outcome\":\"ok\""))
+        .count();
+    assert_eq!(signs, 6 + 19, "one usage record per signature");
+    assert!(
+        text.contains(&hex::encode(crypto::sm3(m))),
+        "SM2 message: SM3(M) is recorded"
+    );
+    assert!(
+        text.contains(&hex::encode(crypto::sha256(m))),
+        "P-256 message: SHA-256(M) is recorded"
+    );
+    assert!(
+        text.contains(&hex::encode(e)),
+        "e mode: the posted e is recorded"
+    );
+    let export = seald::audit::read_export(&text).unwrap();
+    let key = crypto::PublicKey::from_spki_pem(&d.audit_pem).unwrap();
+    assert!(export.verify(&key).ok(), "{:?}", export.verify(&key));
+    let (s, report) = call(&auditor, "GET", "/v1/audit/verify", serde_json::Value::Null).await;
+    assert_eq!(s, 200);
+    assert_eq!(report["finding"], serde_json::Value::Null);
+    assert_eq!(report["signatures_checked"], true);
+}
+
+fn curl<S: AsRef<std::ffi::OsStr>>(d: &Daemon, args: &[S], path: &str) -> (bool, String) {
+    common::require_tool("curl", "curl");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            d.dir.join("ca.pem").to_str().unwrap(),
+        ])
+        .args(args)
+        .arg(format!("https://localhost:{}{path}", d.addr.port()))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tls_refusal_matrix() {
+    let d = start(&[66]);
+    let dir = &d.dir;
+    let id = |name: &str| {
+        [
+            "--cert".to_string(),
+            dir.join(format!("{name}.pem")).display().to_string(),
+            "--key".to_string(),
+            dir.join(format!("{name}.key")).display().to_string(),
+        ]
+    };
+    // A good client works.
+    let (ok, out) = curl(&d, &id("app"), "/v1/keys");
+    assert!(ok && out.contains("seal-sm2"), "{out}");
+    // No client certificate: the handshake fails.
+    let (ok, out) = curl::<&str>(&d, &[], "/v1/keys");
+    assert!(!ok, "no client certificate was accepted: {out}");
+    // A certificate from another CA.
+    let other = DevCa::new("other CA").unwrap();
+    let _ = write_identity(dir, "stranger", &other.client("app", 10, -1, 30).unwrap());
+    let (ok, out) = curl(&d, &id("stranger"), "/v1/keys");
+    assert!(!ok, "another CA's certificate was accepted: {out}");
+    // Expired, and not yet valid.
+    let _ = write_identity(
+        dir,
+        "expired",
+        &d.ca.client("expired", 20, -30, -1).unwrap(),
+    );
+    assert!(
+        !curl(&d, &id("expired"), "/v1/keys").0,
+        "an expired certificate was accepted"
+    );
+    let _ = write_identity(dir, "future", &d.ca.client("future", 21, 2, 30).unwrap());
+    assert!(
+        !curl(&d, &id("future"), "/v1/keys").0,
+        "a not-yet-valid certificate was accepted"
+    );
+    // Revoked (serial 66 is on the CRL).
+    let _ = write_identity(dir, "revoked", &d.ca.client("revoked", 66, -1, 30).unwrap());
+    assert!(
+        !curl(&d, &id("revoked"), "/v1/keys").0,
+        "a revoked certificate was accepted"
+    );
+    // A good certificate that belongs to no account: 403.
+    let _ = write_identity(dir, "unknown", &d.ca.client("unknown", 30, -1, 30).unwrap());
+    let (ok, out) = curl(
+        &d,
+        &[
+            &id("unknown")[..],
+            &["-w".to_string(), " %{http_code}".to_string()],
+        ]
+        .concat(),
+        "/v1/keys",
+    );
+    assert!(
+        ok && out.contains("unknown_identity") && out.ends_with(" 403"),
+        "{out}"
+    );
+    // The app may not read the audit log; the auditor may not sign.
+    let (_, out) = curl(
+        &d,
+        &[
+            &id("auditor")[..],
+            &[
+                "-d".into(),
+                r#"{"key":"seal-sm2","input":"message","data":"aGk="}"#.into(),
+            ],
+        ]
+        .concat(),
+        "/v1/sign",
+    );
+    assert!(out.contains("\"forbidden\""), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_clear_errors_and_ten_thousand_random_bodies_do_not_take_the_daemon_down() {
+    let d = start(&[]);
+    let app = d.client("app");
+    let cases: Vec<(serde_json::Value, u16, &str)> = vec![
+        (
+            serde_json::json!({"key": "seal-sm2", "input": "message", "data": "***"}),
+            400,
+            "bad_base64",
+        ),
+        (
+            serde_json::json!({"key": "seal-sm2", "input": "digest", "data": b64(&[1; 31])}),
+            400,
+            "bad_input",
+        ),
+        (
+            serde_json::json!({"key": "seal-p256", "input": "e", "data": b64(&[1; 32])}),
+            400,
+            "bad_input",
+        ),
+        (
+            serde_json::json!({"key": "seal-sm2", "input": "digest", "data": b64(&[1; 32]), "digest_alg": "sha256"}),
+            400,
+            "bad_input",
+        ),
+        (
+            serde_json::json!({"key": "nope", "input": "message", "data": "aGk="}),
+            404,
+            "unknown_key",
+        ),
+        (
+            serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(&[0; 5000])}),
+            413,
+            "too_large",
+        ),
+        (
+            serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk=", "seal": "x"}),
+            400,
+            "bad_json",
+        ),
+        (
+            serde_json::json!({"key": "seal-sm2", "input": "pdf", "data": "aGk="}),
+            400,
+            "bad_json",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (s, r) = call(&app, "POST", "/v1/sign", body.clone()).await;
+        assert_eq!(
+            (s, r["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body} -> {r}"
+        );
+        assert!(r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let (s, r) = call(
+        &app,
+        "POST",
+        "/v1/sign",
+        serde_json::Value::String("x".repeat(70_000)),
+    )
+    .await;
+    assert_eq!((s, r["error"]["code"].as_str()), (413, Some("too_large")));
+    let (s, _) = call(&app, "DELETE", "/v1/sign", serde_json::Value::Null).await;
+    assert_eq!(s, 405);
+    let (s, _) = call(&app, "GET", "/v2/anything", serde_json::Value::Null).await;
+    assert_eq!(s, 404);
+    let (s, r) = call(
+        &app,
+        "POST",
+        "/v1/sign/batch",
+        serde_json::json!({"items": []}),
+    )
+    .await;
+    assert_eq!((s, r["error"]["code"].as_str()), (400, Some("bad_input")));
+
+    // 10 000 random bodies on random routes, over 8 connections' worth of concurrency.
+    let routes = [
+        "/v1/sign",
+        "/v1/verify",
+        "/v1/sign/batch",
+        "/v1/verify/batch",
+    ];
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut x = 0x2545_f491_4f6c_dd1d_u64 ^ t;
+            let mut statuses = Vec::new();
+            for i in 0..1250u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let len = (x % 300) as usize;
+                let mut bytes: Vec<u8> = (0..len)
+                    .map(|j| (x.rotate_left(j as u32 % 64) >> 3) as u8)
+                    .collect();
+                if i % 3 == 0 {
+                    // Mostly-valid JSON with wrong pieces.
+                    bytes = format!(
+                        r#"{{"key":"seal-sm2","input":"{}","data":"{}"}}"#,
+                        ["message", "digest", "e", "x"][(x % 4) as usize],
+                        b64(&bytes)
+                    )
+                    .into_bytes();
+                }
+                let route = routes[(x % 4) as usize];
+                let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(
+                    serde_json::Value::String(String::from_utf8_lossy(&bytes).into()),
+                );
+                let (s, _) = app.request("POST", route, Some(&body)).await.unwrap();
+                statuses.push(s);
+            }
+            statuses
+        }));
+    }
+    for t in tasks {
+        for s in t.await.unwrap() {
+            assert!((200..500).contains(&s), "a random body got {s}");
+        }
+    }
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/sign",
+        serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk="}),
+    )
+    .await;
+    assert_eq!(s, 200, "the daemon still serves");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_going_down_gives_503_and_coming_back_gives_200_without_a_restart() {
+    let d = start(&[]);
+    let app = d.client("app");
+    let sign = serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk="});
+    assert_eq!(call(&app, "POST", "/v1/sign", sign.clone()).await.0, 200);
+    d.token.set_fault("removed\n");
+    let (s, r) = call(&app, "POST", "/v1/sign", sign.clone()).await;
+    assert_eq!(
+        (s, r["error"]["code"].as_str()),
+        (503, Some("token_unavailable")),
+        "{r}"
+    );
+    let (s, r) = call(&app, "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(s, 503, "{r}");
+    assert_eq!(r["ready"], false);
+    d.token.set_fault("");
+    let mut ok = false;
+    for _ in 0..50 {
+        if call(&app, "GET", "/readyz", serde_json::Value::Null)
+            .await
+            .0
+            == 200
+            && call(&app, "POST", "/v1/sign", sign.clone()).await.0 == 200
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the daemon did not come back after the token did");
+    let (_, metrics) = call(&app, "GET", "/metrics", serde_json::Value::Null).await;
+    let m = metrics.as_str().unwrap();
+    assert!(
+        m.contains("seald_requests_total{route=\"/v1/sign\",status=\"503\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("seald_signatures_total{key=\"seal-sm2\"}"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_server_certificate_while_a_connection_stays_open() {
+    use hyper_util::rt::TokioIo;
+    let d = start(&[]);
+    let server_fp = |pem: &str| {
+        let der = rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap();
+        hex::encode(crypto::sha256(der.as_ref()))
+    };
+    let old_fp = server_fp(&std::fs::read_to_string(d.dir.join("server.pem")).unwrap());
+    // Keep one HTTP/1.1 connection open across the reload.
+    let cfg = seald::tls::client_config(
+        &d.dir.join("ca.pem"),
+        &d.dir.join("app.pem"),
+        &d.dir.join("app.key"),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let seen_fp = hex::encode(crypto::sha256(
+        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref(),
+    ));
+    assert_eq!(seen_fp, old_fp);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    drop(tokio::spawn(conn));
+    let get = |sender: &mut hyper::client::conn::http1::SendRequest<
+        http_body_util::Full<bytes::Bytes>,
+    >| {
+        let req = hyper::Request::get("/healthz")
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        sender.send_request(req)
+    };
+    assert_eq!(get(&mut sender).await.unwrap().status(), 200);
+    // A new server certificate, then SIGHUP.
+    let fresh = d.ca.server(2).unwrap();
+    std::fs::write(d.dir.join("server.pem"), &fresh.cert_pem).unwrap();
+    std::fs::write(d.dir.join("server.key"), &fresh.key_pem).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &d.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The old connection still works; a new one sees the new certificate.
+    assert_eq!(
+        get(&mut sender).await.unwrap().status(),
+        200,
+        "the open connection survived the reload"
+    );
+    let cfg = seald::tls::client_config(
+        &d.dir.join("ca.pem"),
+        &d.dir.join("app.pem"),
+        &d.dir.join("app.key"),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let new_fp = hex::encode(crypto::sha256(
+        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref(),
+    ));
+    assert_eq!(new_fp, fresh.fingerprint);
+    assert_ne!(new_fp, old_fp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_and_leaves_a_journal_that_verifies_offline() {
+    let mut d = start(&[]);
+    let app = d.client("app");
+    for i in 0..25u8 {
+        let (s, _) = call(
+            &app,
+            "POST",
+            "/v1/sign",
+            serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&[i; 32])}),
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "seald exits 0 on SIGTERM: {status:?}");
+    let pem = d.dir.join("audit-key.pem");
+    std::fs::write(&pem, &d.audit_pem).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args([
+            "audit",
+            "verify",
+            "--json",
+            "--journal",
+            d.dir.join("journal").to_str().unwrap(),
+            "--pubkey",
+            pem.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["finding"], serde_json::Value::Null, "{report}");
+    assert_eq!(
+        report["signed_through"].as_u64(),
+        report["last_seq"].as_u64().map(|s| s - 1),
+        "the stop checkpoint covers everything: {report}"
+    );
+}
