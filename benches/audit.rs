@@ -24,10 +24,7 @@ fn open(sync: bool) -> (tempfile::TempDir, Arc<Journal>) {
 
 fn event(i: u64) -> AuditEvent {
     AuditEvent::new(
-        Actor {
-            account: "app-oa".into(),
-            cert_fingerprint: Some("ab".repeat(32)),
-        },
+        Actor { account: "app-oa".into(), cert_fingerprint: Some("ab".repeat(32)) },
         "sign",
         "seal:110101000000001",
         "ok",
@@ -54,20 +51,13 @@ fn run(j: &Arc<Journal>, writers: u64, total: u64) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("audit_append");
-    g.measurement_time(Duration::from_secs(4))
-        .warm_up_time(Duration::from_secs(1))
-        .sample_size(10);
+    g.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1)).sample_size(10);
     for writers in [1u64, 8, 64] {
         for sync in [true, false] {
             let (_dir, j) = open(sync);
-            let name = format!(
-                "{writers}_writers_{}",
-                if sync { "fdatasync" } else { "no_sync" }
-            );
+            let name = format!("{writers}_writers_{}", if sync { "fdatasync" } else { "no_sync" });
             g.throughput(Throughput::Elements(1));
-            g.bench_function(name, |b| {
-                b.iter_custom(|iters| run(&j, writers, iters.max(writers)))
-            });
+            g.bench_function(name, |b| b.iter_custom(|iters| run(&j, writers, iters.max(writers))));
         }
     }
     g.finish();
@@ -76,10 +66,7 @@ fn bench(c: &mut Criterion) {
 /// One table of appends/s, each configuration run for the same number of appends.
 fn summary(_c: &mut Criterion) {
     println!("\naudit journal, durable appends per second (2 cores):");
-    println!(
-        "{:>8} {:>14} {:>14} {:>8}",
-        "writers", "fdatasync", "no sync", "ratio"
-    );
+    println!("{:>8} {:>14} {:>14} {:>8}", "writers", "fdatasync", "no sync", "ratio");
     for writers in [1u64, 8, 64] {
         let total = if writers == 1 { 2_000 } else { 40_000 };
         let rate = |sync| {
@@ -88,10 +75,7 @@ fn summary(_c: &mut Criterion) {
             total as f64 / run(&j, writers, total).as_secs_f64()
         };
         let (on, off) = (rate(true), rate(false));
-        println!(
-            "{writers:>8} {on:>14.0} {off:>14.0} {:>7.0}%",
-            100.0 * on / off
-        );
+        println!("{writers:>8} {on:>14.0} {off:>14.0} {:>7.0}%", 100.0 * on / off);
     }
 }
 

@@ -23,18 +23,9 @@ fn setup() -> (TokenPool, KeyInfo, KeyInfo) {
 
 fn make_token() -> (TokenPool, KeyInfo, KeyInfo) {
     let exe = std::env::current_exe().unwrap();
-    let module = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("libsofttoken.so");
-    assert!(
-        module.exists(),
-        "build softtoken first: cargo build --release -p softtoken ({})",
-        module.display()
-    );
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("seald-bench-softtoken-{}", std::process::id()));
+    let module = exe.parent().and_then(|d| d.parent()).unwrap().join("libsofttoken.so");
+    assert!(module.exists(), "build softtoken first: cargo build --release -p softtoken ({})", module.display());
+    let dir: PathBuf = std::env::temp_dir().join(format!("seald-bench-softtoken-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::env::set_var("SOFTTOKEN_DIR", dir.join("token"));
     std::env::remove_var("SOFTTOKEN_PROFILE");
@@ -71,8 +62,7 @@ fn bench(c: &mut Criterion) {
     let (pool, sm2_key, p256_key) = setup();
     let raw = raw_keys();
     let mut g = c.benchmark_group("softtoken");
-    g.measurement_time(Duration::from_secs(4))
-        .warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
     let mut i = 0u64;
     g.bench_function("sm2_raw_rustcrypto_sign", |b| {
         b.iter(|| {
@@ -91,8 +81,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("sm2_token_layer", |b| {
         b.iter(|| {
             i += 1;
-            pool.sign(&sm2_key.id, SignInput::Prehashed(&e_of(i)))
-                .unwrap()
+            pool.sign(&sm2_key.id, SignInput::Prehashed(&e_of(i))).unwrap()
         })
     });
     g.bench_function("p256_raw_rustcrypto_sign", |b| {
@@ -104,8 +93,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("p256_token_layer", |b| {
         b.iter(|| {
             i += 1;
-            pool.sign(&p256_key.id, SignInput::Prehashed(&e_of(i)))
-                .unwrap()
+            pool.sign(&p256_key.id, SignInput::Prehashed(&e_of(i))).unwrap()
         })
     });
     g.finish();
@@ -136,8 +124,7 @@ fn ratios(_c: &mut Criterion) {
         let t = Instant::now();
         for _ in 0..batch {
             i += 1;
-            pool.sign(&sm2_key.id, SignInput::Prehashed(&e_of(i)))
-                .unwrap();
+            pool.sign(&sm2_key.id, SignInput::Prehashed(&e_of(i))).unwrap();
         }
         let layer = t.elapsed().as_secs_f64();
         vs_sign.push(sign / layer);

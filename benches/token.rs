@@ -23,14 +23,11 @@ const PIN: &str = "24681357";
 const LABEL: &str = "bench";
 
 fn setup() -> (PathBuf, TokenPool, KeyInfo) {
-    let module = [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("SoftHSM2 is not installed: apt-get install -y softhsm2");
+    let module = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("SoftHSM2 is not installed: apt-get install -y softhsm2");
     let dir = std::env::temp_dir().join(format!("seald-bench-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("tokens")).unwrap();
     let conf = dir.join("softhsm2.conf");
@@ -44,16 +41,7 @@ fn setup() -> (PathBuf, TokenPool, KeyInfo) {
     .unwrap();
     std::env::set_var("SOFTHSM2_CONF", &conf);
     let ok = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            LABEL,
-            "--so-pin",
-            "13572468",
-            "--pin",
-            PIN,
-        ])
+        .args(["--init-token", "--free", "--label", LABEL, "--so-pin", "13572468", "--pin", PIN])
         .output()
         .unwrap()
         .status
@@ -80,12 +68,7 @@ fn raw_session(module: &PathBuf, key: &KeyInfo) -> (Session, cryptoki::object::O
         .unwrap();
     let s = ctx.open_ro_session(slot).unwrap();
     let _ = s.login(UserType::User, Some(&AuthPin::from(PIN.to_string())));
-    let h = s
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Id(key.id.0.clone()),
-        ])
-        .unwrap()[0];
+    let h = s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY), Attribute::Id(key.id.0.clone())]).unwrap()[0];
     (s, h)
 }
 
@@ -112,14 +95,12 @@ fn digest(i: u64) -> [u8; 32] {
 fn bench(c: &mut Criterion) {
     let (module, pool, key) = setup();
     let mut g = c.benchmark_group("p256_sign_softhsm2");
-    g.measurement_time(Duration::from_secs(4))
-        .warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
     for threads in [1u64, 2] {
         g.bench_function(format!("raw_cryptoki_{threads}t"), |b| {
             b.iter_custom(|iters| {
-                let sessions: Vec<_> = (0..threads)
-                    .map(|_| std::sync::Mutex::new(raw_session(&module, &key)))
-                    .collect();
+                let sessions: Vec<_> =
+                    (0..threads).map(|_| std::sync::Mutex::new(raw_session(&module, &key))).collect();
                 parallel(threads, iters, |i| {
                     let (s, h) = &*sessions[(i / iters.max(1)) as usize].lock().unwrap();
                     let _sig = s.sign(&Mechanism::Ecdsa, *h, &digest(i)).unwrap();
@@ -128,9 +109,8 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(format!("raw_cryptoki_plus_host_verify_{threads}t"), |b| {
             b.iter_custom(|iters| {
-                let sessions: Vec<_> = (0..threads)
-                    .map(|_| std::sync::Mutex::new(raw_session(&module, &key)))
-                    .collect();
+                let sessions: Vec<_> =
+                    (0..threads).map(|_| std::sync::Mutex::new(raw_session(&module, &key))).collect();
                 parallel(threads, iters, |i| {
                     let (s, h) = &*sessions[(i / iters.max(1)) as usize].lock().unwrap();
                     let d = digest(i);
@@ -142,9 +122,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("pool_{threads}t"), |b| {
             b.iter_custom(|iters| {
                 parallel(threads, iters, |i| {
-                    let _sig = pool
-                        .sign(&key.id, SignInput::Prehashed(&digest(i)))
-                        .unwrap();
+                    let _sig = pool.sign(&key.id, SignInput::Prehashed(&digest(i))).unwrap();
                 })
             })
         });
@@ -172,9 +150,7 @@ fn interleaved_ratio(_c: &mut Criterion) {
         let t0 = Instant::now();
         for _ in 0..batch {
             i += 1;
-            let _sig = pool
-                .sign(&key.id, SignInput::Prehashed(&digest(i)))
-                .unwrap();
+            let _sig = pool.sign(&key.id, SignInput::Prehashed(&digest(i))).unwrap();
         }
         ratios.push(t0.elapsed().as_secs_f64() / raw.as_secs_f64());
     }

@@ -24,19 +24,9 @@ pub struct Client {
 
 impl Client {
     /// A client for `addr` (server name `host`), trusting `ca`, presenting `cert` and `key`.
-    pub fn new(
-        addr: SocketAddr,
-        host: &str,
-        ca: &Path,
-        cert: &Path,
-        key: &Path,
-    ) -> Result<Self, ClientError> {
+    pub fn new(addr: SocketAddr, host: &str, ca: &Path, cert: &Path, key: &Path) -> Result<Self, ClientError> {
         let config = tls::client_config(ca, cert, key).map_err(|e| ClientError(e.to_string()))?;
-        Ok(Client {
-            config,
-            addr,
-            host: host.to_string(),
-        })
+        Ok(Client { config, addr, host: host.to_string() })
     }
 
     /// Sends one request; returns the status and the body.
@@ -47,22 +37,13 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
         let err = |e: &dyn std::fmt::Display| ClientError(e.to_string());
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| err(&e))?;
-        let name =
-            rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| err(&e))?;
-        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| err(&e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| err(&e))?;
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| err(&e))?;
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| err(&e))?;
+        let tls =
+            tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp).await.map_err(|e| err(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| err(&e))?;
         drop(tokio::spawn(conn));
-        let bytes = body
-            .map(|b| serde_json::to_vec(b).unwrap_or_default())
-            .unwrap_or_default();
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
         let req = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -72,13 +53,7 @@ impl Client {
             .map_err(|e| err(&e))?;
         let resp = sender.send_request(req).await.map_err(|e| err(&e))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| err(&e))?
-            .to_bytes()
-            .to_vec();
+        let body = resp.into_body().collect().await.map_err(|e| err(&e))?.to_bytes().to_vec();
         Ok((status, body))
     }
 }

@@ -88,28 +88,16 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: shown.clone(), source })?;
         Self::parse(&text, &shown)
     }
 
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: origin.to_string(),
-            message,
-        };
+        let invalid = |message: String| ConfigError::Invalid { path: origin.to_string(), message };
         let cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let _ = cfg
-            .token
-            .pin_source()
-            .map_err(|e| invalid(format!("[token] {e}")))?;
-        let _ = cfg
-            .token
-            .parsed_uri()
-            .map_err(|e| invalid(format!("[token] uri: {e}")))?;
+        let _ = cfg.token.pin_source().map_err(|e| invalid(format!("[token] {e}")))?;
+        let _ = cfg.token.parsed_uri().map_err(|e| invalid(format!("[token] uri: {e}")))?;
         if cfg.token.pool_size == 0 || cfg.token.pool_size > 1024 {
             return Err(invalid("[token] pool_size must be 1 to 1024".into()));
         }
@@ -118,45 +106,32 @@ impl Config {
         }
         if let Some(server) = &cfg.server {
             if server.listen.parse::<std::net::SocketAddr>().is_err() {
-                return Err(invalid(format!(
-                    "[server] listen '{}' is not an address:port",
-                    server.listen
-                )));
+                return Err(invalid(format!("[server] listen '{}' is not an address:port", server.listen)));
             }
             if server.max_body_bytes < 1024 || server.max_message_bytes == 0 {
                 return Err(invalid(
-                    "[server] max_body_bytes must be at least 1024 and max_message_bytes above 0"
-                        .into(),
+                    "[server] max_body_bytes must be at least 1024 and max_message_bytes above 0".into(),
                 ));
             }
         }
         if let Some(audit) = &cfg.audit {
             if crate::token::KeyId::from_hex(&audit.key).is_err() {
-                return Err(invalid(format!(
-                    "[audit] key '{}' is not a hex CKA_ID",
-                    audit.key
-                )));
+                return Err(invalid(format!("[audit] key '{}' is not a hex CKA_ID", audit.key)));
             }
             if audit.checkpoint_every == 0 || audit.checkpoint_interval_s == 0 {
-                return Err(invalid(
-                    "[audit] checkpoint_every and checkpoint_interval_s must be above 0".into(),
-                ));
+                return Err(invalid("[audit] checkpoint_every and checkpoint_interval_s must be above 0".into()));
             }
         }
         let mut names = std::collections::HashSet::new();
         for k in &cfg.keys {
             if crate::token::KeyId::from_hex(&k.id).is_err() {
-                return Err(invalid(format!(
-                    "[[keys]] '{}': id '{}' is not hex",
-                    k.name, k.id
-                )));
+                return Err(invalid(format!("[[keys]] '{}': id '{}' is not hex", k.name, k.id)));
             }
             if !names.insert(k.name.clone()) {
                 return Err(invalid(format!("[[keys]] name '{}' is used twice", k.name)));
             }
         }
-        let _ = crate::authz::Accounts::new(cfg.accounts.clone())
-            .map_err(|e| invalid(e.to_string()))?;
+        let _ = crate::authz::Accounts::new(cfg.accounts.clone()).map_err(|e| invalid(e.to_string()))?;
         Ok(cfg)
     }
 }
@@ -167,24 +142,16 @@ mod tests {
 
     #[test]
     fn a_good_config_reads_and_typos_are_refused() {
-        let good = "[token]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\nlabel = \"seald\"\npin_file = \"/etc/seald/pin\"\n";
+        let good =
+            "[token]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\nlabel = \"seald\"\npin_file = \"/etc/seald/pin\"\n";
         let cfg = Config::parse(good, "t").unwrap();
         assert_eq!(cfg.token.pool_size, 8);
         let typo = good.replace("pin_file", "pinfile");
-        assert!(Config::parse(&typo, "t")
-            .unwrap_err()
-            .to_string()
-            .contains("pinfile"));
+        assert!(Config::parse(&typo, "t").unwrap_err().to_string().contains("pinfile"));
         let no_pin = "[token]\nlabel = \"seald\"\n";
-        assert!(Config::parse(no_pin, "t")
-            .unwrap_err()
-            .to_string()
-            .contains("PIN"));
+        assert!(Config::parse(no_pin, "t").unwrap_err().to_string().contains("PIN"));
         let pin_in_uri = "[token]\nuri = \"pkcs11:token=a?pin-value=1\"\npin_file = \"/p\"\n";
-        assert!(Config::parse(pin_in_uri, "t")
-            .unwrap_err()
-            .to_string()
-            .contains("PIN"));
+        assert!(Config::parse(pin_in_uri, "t").unwrap_err().to_string().contains("PIN"));
         let zero = format!("{good}pool_size = 0\n");
         assert!(Config::parse(&zero, "t").is_err());
     }

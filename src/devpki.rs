@@ -3,9 +3,9 @@
 //! comes from the operator's CA.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
-    RevokedCertParams, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams,
+    SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -49,11 +49,7 @@ impl DevCa {
         let mut p = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
         p.distinguished_name = named(cn);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         p.not_before = OffsetDateTime::now_utc() - Duration::days(1);
         p.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
         p.key_identifier_method = KeyIdMethod::Sha256;
@@ -105,13 +101,7 @@ impl DevCa {
     }
 
     /// A TLS client certificate, valid from `from_days` to `to_days` relative to now.
-    pub fn client(
-        &self,
-        cn: &str,
-        serial: u64,
-        from_days: i64,
-        to_days: i64,
-    ) -> Result<Issued, PkiError> {
+    pub fn client(&self, cn: &str, serial: u64, from_days: i64, to_days: i64) -> Result<Issued, PkiError> {
         let now = OffsetDateTime::now_utc();
         self.issue(
             cn,
@@ -142,9 +132,6 @@ impl DevCa {
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        params
-            .signed_by(&self.cert, &self.key)
-            .map(|c| c.pem().unwrap_or_default())
-            .map_err(e)
+        params.signed_by(&self.cert, &self.key).map(|c| c.pem().unwrap_or_default()).map_err(e)
     }
 }

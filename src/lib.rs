@@ -27,8 +27,7 @@ pub fn init_logging(default_level: &str) {
     tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG")
-                .unwrap_or_else(|_| default_level.into()),
+            tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG").unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -27,54 +27,31 @@ fn start_err(what: &str) -> impl Fn(String) -> StartError + '_ {
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C. `ready` gets the bound address once it serves.
-pub async fn run(
-    cfg: Config,
-    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
-) -> Result<(), StartError> {
-    let server = cfg
-        .server
-        .clone()
-        .ok_or_else(|| StartError("the config has no [server] section".into()))?;
-    let store_cfg = cfg
-        .store
-        .clone()
-        .ok_or_else(|| StartError("the config has no [store] section".into()))?;
-    let audit_cfg = cfg
-        .audit
-        .clone()
-        .ok_or_else(|| StartError("the config has no [audit] section".into()))?;
+pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> Result<(), StartError> {
+    let server = cfg.server.clone().ok_or_else(|| StartError("the config has no [server] section".into()))?;
+    let store_cfg = cfg.store.clone().ok_or_else(|| StartError("the config has no [store] section".into()))?;
+    let audit_cfg = cfg.audit.clone().ok_or_else(|| StartError("the config has no [audit] section".into()))?;
     let token_cfg = cfg.token.clone();
     let pool = tokio::task::spawn_blocking(move || TokenPool::open(&token_cfg))
         .await
         .map_err(|e| StartError(e.to_string()))?
         .map_err(|e| StartError(format!("token: {e}")))?;
     let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
-    let audit_key =
-        KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
-    let signer = TokenHeadSigner::new(pool.clone(), audit_key)
-        .map_err(|e| start_err("audit key")(e.to_string()))?;
+    let audit_key = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
+    let signer = TokenHeadSigner::new(pool.clone(), audit_key).map_err(|e| start_err("audit key")(e.to_string()))?;
     let mut jcfg = JournalConfig::new(&audit_cfg.dir);
     jcfg.checkpoint_every = audit_cfg.checkpoint_every;
     jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);
     let (store2, signer) = (store.clone(), Arc::new(signer));
-    let journal =
-        tokio::task::spawn_blocking(move || Journal::open(jcfg, Some(store2), Some(signer)))
-            .await
-            .map_err(|e| StartError(e.to_string()))?
-            .map_err(|e| StartError(e.to_string()))?;
+    let journal = tokio::task::spawn_blocking(move || Journal::open(jcfg, Some(store2), Some(signer)))
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .map_err(|e| StartError(e.to_string()))?;
     let journal = Arc::new(journal);
     let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
-    let signing = Signing::new(
-        pool.clone(),
-        journal.clone(),
-        accounts,
-        &cfg.keys,
-        server.max_message_bytes,
-    )
-    .map_err(|e| start_err("[[keys]]")(e.to_string()))?;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let signing = Signing::new(pool.clone(), journal.clone(), accounts, &cfg.keys, server.max_message_bytes)
+        .map_err(|e| start_err("[[keys]]")(e.to_string()))?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let app = Arc::new(App {
         signing,
         pool,
@@ -84,21 +61,12 @@ pub async fn run(
         max_body: server.max_body_bytes,
         verify_slots: tokio::sync::Semaphore::new(cores),
     });
-    let tls_config = Arc::new(RwLock::new(
-        tls::server_config(&server).map_err(|e| StartError(e.to_string()))?,
-    ));
-    let listener = TcpListener::bind(&server.listen)
-        .await
-        .map_err(|e| start_err(&server.listen)(e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| StartError(e.to_string()))?;
+    let tls_config = Arc::new(RwLock::new(tls::server_config(&server).map_err(|e| StartError(e.to_string()))?));
+    let listener = TcpListener::bind(&server.listen).await.map_err(|e| start_err(&server.listen)(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
     let j = journal.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        j.append(
-            AuditEvent::new(Actor::system(), "daemon.start", "seald", "ok")
-                .detail("listen", addr.to_string()),
-        )
+        j.append(AuditEvent::new(Actor::system(), "daemon.start", "seald", "ok").detail("listen", addr.to_string()))
     })
     .await
     .map_err(|e| StartError(e.to_string()))?
@@ -140,12 +108,7 @@ pub async fn run(
     }
     let j = journal.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        let _ = j.append(AuditEvent::new(
-            Actor::system(),
-            "daemon.stop",
-            "seald",
-            "ok",
-        ));
+        let _ = j.append(AuditEvent::new(Actor::system(), "daemon.stop", "seald", "ok"));
         j.close();
     })
     .await;
@@ -183,14 +146,9 @@ async fn serve_connection(
         if principal.is_none() {
             tracing::warn!(%remote, %fingerprint, %subject, "client certificate belongs to no account: refused (403)");
         }
-        Arc::new(Peer {
-            principal,
-            fingerprint,
-            subject,
-        })
+        Arc::new(Peer { principal, fingerprint, subject })
     };
-    let service =
-        hyper::service::service_fn(move |req| api::handle(app.clone(), peer.clone(), req));
+    let service = hyper::service::service_fn(move |req| api::handle(app.clone(), peer.clone(), req));
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     if let Err(e) = watcher.watch(conn).await {

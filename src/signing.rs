@@ -150,21 +150,9 @@ impl Signing {
     ) -> Result<Self, TokenError> {
         let keys = keys
             .iter()
-            .map(|k| {
-                Ok(Key {
-                    name: k.name.clone(),
-                    info: pool.key(&KeyId::from_hex(&k.id)?)?,
-                    version: 1,
-                })
-            })
+            .map(|k| Ok(Key { name: k.name.clone(), info: pool.key(&KeyId::from_hex(&k.id)?)?, version: 1 }))
             .collect::<Result<Vec<_>, TokenError>>()?;
-        Ok(Signing {
-            pool,
-            journal,
-            accounts,
-            keys,
-            max_message,
-        })
+        Ok(Signing { pool, journal, accounts, keys, max_message })
     }
 
     /// The accounts.
@@ -174,84 +162,44 @@ impl Signing {
 
     /// A key by name or id.
     pub fn key(&self, name_or_id: &str) -> Option<&Key> {
-        self.keys
-            .iter()
-            .find(|k| k.name == name_or_id || k.info.id.to_hex().eq_ignore_ascii_case(name_or_id))
+        self.keys.iter().find(|k| k.name == name_or_id || k.info.id.to_hex().eq_ignore_ascii_case(name_or_id))
     }
 
     /// The keys `p` may sign with.
     pub fn keys_for(&self, p: &Principal) -> Vec<&Key> {
-        self.keys
-            .iter()
-            .filter(|k| self.accounts.may_sign_with(p, &k.name, &k.info.id.to_hex()))
-            .collect()
+        self.keys.iter().filter(|k| self.accounts.may_sign_with(p, &k.name, &k.info.id.to_hex())).collect()
     }
 
     /// Signs, journals the usage record durably, and returns the signature.
     pub fn sign(&self, p: &Principal, req: &Request) -> Result<Signed, SignError> {
-        let key = self
-            .key(&req.key)
-            .ok_or_else(|| SignError::UnknownKey(req.key.clone()))?
-            .clone();
-        if !self
-            .accounts
-            .may_sign_with(p, &key.name, &key.info.id.to_hex())
-        {
+        let key = self.key(&req.key).ok_or_else(|| SignError::UnknownKey(req.key.clone()))?.clone();
+        if !self.accounts.may_sign_with(p, &key.name, &key.info.id.to_hex()) {
             let ev = usage_event(p, &key, req.input, "refused:forbidden", None);
             let _ = self.journal.append(ev);
-            return Err(SignError::Forbidden {
-                account: p.account.clone(),
-                key: key.name.clone(),
-            });
+            return Err(SignError::Forbidden { account: p.account.clone(), key: key.name.clone() });
         }
         let (input, digest) = self.plan(&key, req)?;
         let sig = self.pool.sign(&key.info.id, input)?;
         let ev = usage_event(p, &key, req.input, "ok", Some(&digest));
-        let receipt = self
-            .journal
-            .append(ev)
-            .map_err(|e| SignError::Audit(e.to_string()))?;
-        Ok(Signed {
-            key,
-            der: sig.der,
-            raw: sig.raw,
-            audit_seq: receipt.seq,
-        })
+        let receipt = self.journal.append(ev).map_err(|e| SignError::Audit(e.to_string()))?;
+        Ok(Signed { key, der: sig.der, raw: sig.raw, audit_seq: receipt.seq })
     }
 
     /// What the token signs, and the digest the usage record names.
-    fn plan<'a>(
-        &self,
-        key: &Key,
-        req: &'a Request,
-    ) -> Result<(SignInput<'a>, [u8; 32]), SignError> {
+    fn plan<'a>(&self, key: &Key, req: &'a Request) -> Result<(SignInput<'a>, [u8; 32]), SignError> {
         check_request(key.info.alg, req, self.max_message)?;
         let sm2 = key.info.alg == KeyAlg::Sm2;
         Ok(match (req.input, sm2) {
-            (InputMode::Message, true) => (
-                SignInput::Message {
-                    data: &req.data,
-                    user_id: req.user_id.as_deref(),
-                },
-                crypto::sm3(&req.data),
-            ),
-            (InputMode::Message, false) => (
-                SignInput::Message {
-                    data: &req.data,
-                    user_id: None,
-                },
-                crypto::sha256(&req.data),
-            ),
-            (InputMode::Digest, true) => (
-                SignInput::Message {
-                    data: &req.data,
-                    user_id: req.user_id.as_deref(),
-                },
-                digest32(&req.data)?,
-            ),
-            (InputMode::Digest, false) | (InputMode::E, _) => {
-                (SignInput::Prehashed(&req.data), digest32(&req.data)?)
+            (InputMode::Message, true) => {
+                (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, crypto::sm3(&req.data))
             }
+            (InputMode::Message, false) => {
+                (SignInput::Message { data: &req.data, user_id: None }, crypto::sha256(&req.data))
+            }
+            (InputMode::Digest, true) => {
+                (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, digest32(&req.data)?)
+            }
+            (InputMode::Digest, false) | (InputMode::E, _) => (SignInput::Prehashed(&req.data), digest32(&req.data)?),
         })
     }
 
@@ -265,12 +213,7 @@ impl Signing {
     ) -> Result<Verdict, SignError> {
         let pk = match public_key {
             Some(k) => k.clone(),
-            None => self
-                .key(&req.key)
-                .ok_or_else(|| SignError::UnknownKey(req.key.clone()))?
-                .info
-                .public_key
-                .clone(),
+            None => self.key(&req.key).ok_or_else(|| SignError::UnknownKey(req.key.clone()))?.info.public_key.clone(),
         };
         check_request(pk.alg(), req, self.max_message)?;
         let prehash = prehash(&pk, req)?;
@@ -280,16 +223,12 @@ impl Signing {
             Err(crypto::CryptoError::BadSignature) => reasons.push("signature_invalid".to_string()),
             Err(_) => reasons.push("signature_malformed".to_string()),
         }
-        Ok(Verdict {
-            valid: reasons.is_empty(),
-            reasons,
-        })
+        Ok(Verdict { valid: reasons.is_empty(), reasons })
     }
 }
 
 fn digest32(d: &[u8]) -> Result<[u8; 32], SignError> {
-    d.try_into()
-        .map_err(|_| SignError::BadInput(format!("digest must be 32 bytes, got {}", d.len())))
+    d.try_into().map_err(|_| SignError::BadInput(format!("digest must be 32 bytes, got {}", d.len())))
 }
 
 /// Checks mode, lengths and options against the key's algorithm.
@@ -301,39 +240,24 @@ fn check_request(alg: KeyAlg, req: &Request, max_message: usize) -> Result<(), S
         }
         InputMode::Digest | InputMode::E if req.data.len() != 32 => {
             return Err(SignError::BadInput(
-                format!(
-                    "{:?} input must be 32 bytes, got {}",
-                    req.input,
-                    req.data.len()
-                )
-                .to_lowercase(),
+                format!("{:?} input must be 32 bytes, got {}", req.input, req.data.len()).to_lowercase(),
             ))
         }
-        InputMode::E if !sm2 => {
-            return Err(SignError::BadInput(
-                "input \"e\" is for SM2 keys only".into(),
-            ))
-        }
+        InputMode::E if !sm2 => return Err(SignError::BadInput("input \"e\" is for SM2 keys only".into())),
         _ => {}
     }
     if req.user_id.is_some() && (!sm2 || req.input == InputMode::E) {
-        return Err(SignError::BadInput(
-            "user_id applies to SM2 with input \"message\" or \"digest\" only".into(),
-        ));
+        return Err(SignError::BadInput("user_id applies to SM2 with input \"message\" or \"digest\" only".into()));
     }
     if let Some(u) = &req.user_id {
         if u.is_empty() || u.len() > 1024 {
-            return Err(SignError::BadInput(
-                "user_id must be 1 to 1024 bytes".into(),
-            ));
+            return Err(SignError::BadInput("user_id must be 1 to 1024 bytes".into()));
         }
     }
     if let Some(alg_name) = &req.digest_alg {
         let expected = if sm2 { "sm3" } else { "sha256" };
         if !alg_name.eq_ignore_ascii_case(expected) {
-            return Err(SignError::BadInput(format!(
-                "digest_alg for a {alg} key is {expected}, not {alg_name}"
-            )));
+            return Err(SignError::BadInput(format!("digest_alg for a {alg} key is {expected}, not {alg_name}")));
         }
     }
     Ok(())
@@ -343,31 +267,17 @@ fn check_request(alg: KeyAlg, req: &Request, max_message: usize) -> Result<(), S
 fn prehash(pk: &PublicKey, req: &Request) -> Result<[u8; 32], SignError> {
     let bad = |e: crypto::CryptoError| SignError::BadInput(e.to_string());
     Ok(match (pk, req.input) {
-        (PublicKey::Sm2(k), InputMode::Message | InputMode::Digest) => crypto::sm2::e(
-            k,
-            req.user_id
-                .as_deref()
-                .unwrap_or(crypto::sm2::DEFAULT_USER_ID),
-            &req.data,
-        )
-        .map_err(bad)?,
+        (PublicKey::Sm2(k), InputMode::Message | InputMode::Digest) => {
+            crypto::sm2::e(k, req.user_id.as_deref().unwrap_or(crypto::sm2::DEFAULT_USER_ID), &req.data).map_err(bad)?
+        }
         (_, InputMode::Message) => crypto::sha256(&req.data),
         (_, InputMode::Digest | InputMode::E) => digest32(&req.data)?,
     })
 }
 
-fn usage_event(
-    p: &Principal,
-    key: &Key,
-    input: InputMode,
-    outcome: &str,
-    digest: Option<&[u8; 32]>,
-) -> AuditEvent {
+fn usage_event(p: &Principal, key: &Key, input: InputMode, outcome: &str, digest: Option<&[u8; 32]>) -> AuditEvent {
     let mut ev = AuditEvent::new(
-        Actor {
-            account: p.account.clone(),
-            cert_fingerprint: Some(p.fingerprint.clone()),
-        },
+        Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) },
         "sign",
         &format!("key:{}", key.info.id),
         outcome,

@@ -67,25 +67,16 @@ pub enum TlsError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+    std::fs::read(path).map_err(|e| TlsError::Read { path: path.display().to_string(), message: e.to_string() })
 }
 
 /// Every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let data = read(path)?;
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
-    let certs = certs.map_err(|e| TlsError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let certs = certs.map_err(|e| TlsError::Read { path: path.display().to_string(), message: e.to_string() })?;
     if certs.is_empty() {
-        return Err(TlsError::Read {
-            path: path.display().to_string(),
-            message: "no certificate in the file".into(),
-        });
+        return Err(TlsError::Read { path: path.display().to_string(), message: "no certificate in the file".into() });
     }
     Ok(certs)
 }
@@ -94,10 +85,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let data = read(path)?;
     rustls_pemfile::private_key(&mut data.as_slice())
-        .map_err(|e| TlsError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?
+        .map_err(|e| TlsError::Read { path: path.display().to_string(), message: e.to_string() })?
         .ok_or_else(|| TlsError::Read {
             path: path.display().to_string(),
             message: "no private key in the file".into(),
@@ -108,10 +96,7 @@ fn load_crl(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, T
     let data = read(path)?;
     if data.starts_with(b"-----") {
         let crls: Result<Vec<_>, _> = rustls_pemfile::crls(&mut data.as_slice()).collect();
-        crls.map_err(|e| TlsError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        crls.map_err(|e| TlsError::Read { path: path.display().to_string(), message: e.to_string() })
     } else {
         Ok(vec![CertificateRevocationListDer::from(data)])
     }
@@ -125,9 +110,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn server_config(cfg: &ServerConfigFile) -> Result<Arc<ServerConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     for ca in load_certs(&cfg.client_ca)? {
-        roots
-            .add(ca)
-            .map_err(|e| TlsError::Config(format!("client CA {}: {e}", cfg.client_ca.display())))?;
+        roots.add(ca).map_err(|e| TlsError::Config(format!("client CA {}: {e}", cfg.client_ca.display())))?;
     }
     let mut crls = Vec::new();
     for p in &cfg.crl {
@@ -148,16 +131,10 @@ pub fn server_config(cfg: &ServerConfigFile) -> Result<Arc<ServerConfig>, TlsErr
 }
 
 /// A client config presenting `cert`/`key` and trusting `ca` (for `seald dev`, sealctl and tests).
-pub fn client_config(
-    ca: &Path,
-    cert: &Path,
-    key: &Path,
-) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(ca)? {
-        roots
-            .add(c)
-            .map_err(|e| TlsError::Config(format!("CA {}: {e}", ca.display())))?;
+        roots.add(c).map_err(|e| TlsError::Config(format!("CA {}: {e}", ca.display())))?;
     }
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -3,8 +3,8 @@
 //! in the journal directory (online) and in an export (offline, with only the public key).
 
 use seald::audit::{
-    self, export, read_export, verify_journal_dir, verify_records, Actor, AuditError, AuditEvent,
-    ExportRange, FindingKind, HeadSigner, Journal, JournalConfig, JournalRecord, Query, SignedHead,
+    self, export, read_export, verify_journal_dir, verify_records, Actor, AuditError, AuditEvent, ExportRange,
+    FindingKind, HeadSigner, Journal, JournalConfig, JournalRecord, Query, SignedHead,
 };
 use seald::crypto::{self, PublicKey};
 use seald::store::{Change, Store};
@@ -23,17 +23,14 @@ struct TestSigner {
 impl TestSigner {
     fn new(seed: u8) -> Arc<Self> {
         let sk = sm2::dsa::SigningKey::from_slice("1234567812345678", &[seed; 32]).unwrap();
-        let pk =
-            PublicKey::Sm2(sm2::PublicKey::from_affine(*sk.verifying_key().as_affine()).unwrap());
+        let pk = PublicKey::Sm2(sm2::PublicKey::from_affine(*sk.verifying_key().as_affine()).unwrap());
         Arc::new(TestSigner { sk, pk })
     }
 }
 
 impl HeadSigner for TestSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        let PublicKey::Sm2(pk) = &self.pk else {
-            unreachable!()
-        };
+        let PublicKey::Sm2(pk) = &self.pk else { unreachable!() };
         let e = crypto::sm2::e(pk, crypto::sm2::DEFAULT_USER_ID, message).unwrap();
         let sig: sm2::dsa::Signature = self.sk.sign_prehash(&e).map_err(|e| e.to_string())?;
         crypto::raw_to_der(&sig.to_bytes()).map_err(|e| e.to_string())
@@ -51,10 +48,7 @@ fn config(dir: &Path, every: u64) -> JournalConfig {
 
 fn event(i: u64) -> AuditEvent {
     AuditEvent::new(
-        Actor {
-            account: format!("app-{}", i % 3),
-            cert_fingerprint: Some("ab".repeat(32)),
-        },
+        Actor { account: format!("app-{}", i % 3), cert_fingerprint: Some("ab".repeat(32)) },
         "sign",
         &format!("seal:{}", i % 5),
         "ok",
@@ -108,18 +102,8 @@ fn write_frames(path: &Path, payloads: &[Vec<u8>]) {
 
 fn offline(dir: &Path, key: &PublicKey) -> audit::VerifyReport {
     let mut buf = Vec::new();
-    let _ = export(
-        dir,
-        ExportRange {
-            from: 1,
-            to: u64::MAX,
-        },
-        &mut buf,
-    )
-    .unwrap();
-    read_export(std::str::from_utf8(&buf).unwrap())
-        .unwrap()
-        .verify(key)
+    let _ = export(dir, ExportRange { from: 1, to: u64::MAX }, &mut buf).unwrap();
+    read_export(std::str::from_utf8(&buf).unwrap()).unwrap().verify(key)
 }
 
 #[test]
@@ -134,24 +118,10 @@ fn a_journal_with_checkpoints_verifies_online_and_offline_and_answers_queries() 
         last = r.seq;
     }
     let head = j.checkpoint().unwrap().expect("records were uncovered");
-    assert_eq!(
-        head.seq,
-        j.head_seq() - 1,
-        "the checkpoint signs the record before it"
-    );
-    let used = j
-        .query(&Query {
-            actor: Some("app-1".into()),
-            object: Some("seal:1".into()),
-            ..Query::default()
-        })
-        .unwrap();
-    assert!(
-        !used.is_empty()
-            && used
-                .iter()
-                .all(|r| r.actor.account == "app-1" && r.object == "seal:1")
-    );
+    assert_eq!(head.seq, j.head_seq() - 1, "the checkpoint signs the record before it");
+    let used =
+        j.query(&Query { actor: Some("app-1".into()), object: Some("seal:1".into()), ..Query::default() }).unwrap();
+    assert!(!used.is_empty() && used.iter().all(|r| r.actor.account == "app-1" && r.object == "seal:1"));
     j.close();
     let online = verify_journal_dir(dir.path(), Some(&signer.pk)).unwrap();
     assert!(online.ok(), "{online:?}");
@@ -165,9 +135,7 @@ fn a_journal_with_checkpoints_verifies_online_and_offline_and_answers_queries() 
     let (from, to) = export(dir.path(), ExportRange { from: 12, to: 25 }, &mut buf).unwrap();
     assert_eq!(from, 12);
     assert!(to > 25, "extended to the covering checkpoint");
-    let part = read_export(std::str::from_utf8(&buf).unwrap())
-        .unwrap()
-        .verify(&signer.pk);
+    let part = read_export(std::str::from_utf8(&buf).unwrap()).unwrap().verify(&signer.pk);
     assert!(part.ok() && part.signed_through >= Some(25), "{part:?}");
     // Another key does not verify it.
     let other = TestSigner::new(9);
@@ -195,9 +163,7 @@ fn a_torn_last_record_is_cut_off_and_the_journal_goes_on() {
     let r = j.append(event(99)).unwrap();
     assert_eq!(r.seq, f.len() as u64);
     j.close();
-    assert!(verify_journal_dir(dir.path(), Some(&signer.pk))
-        .unwrap()
-        .ok());
+    assert!(verify_journal_dir(dir.path(), Some(&signer.pk)).unwrap().ok());
 }
 
 #[test]
@@ -226,11 +192,7 @@ fn a_second_process_cannot_open_the_journal() {
 }
 
 fn put(key: &str, state: &str) -> Change {
-    Change::Put {
-        tree: "seals".into(),
-        key: key.into(),
-        value: serde_json::json!({ "state": state }),
-    }
+    Change::Put { tree: "seals".into(), key: key.into(), value: serde_json::json!({ "state": state }) }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -249,18 +211,12 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn a_store_that_lost_its_last_writes_catches_up_from_the_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let (jdir, sdir, old) = (
-        dir.path().join("journal"),
-        dir.path().join("store"),
-        dir.path().join("store-old"),
-    );
+    let (jdir, sdir, old) = (dir.path().join("journal"), dir.path().join("store"), dir.path().join("store-old"));
     {
         let store = Arc::new(Store::open(&sdir).unwrap());
         let j = Journal::open(config(&jdir, 1000), Some(store.clone()), None).unwrap();
         for i in 0..20 {
-            let _ = j
-                .append(event(i).change(put(&format!("s{}", i % 4), &format!("v{i}"))))
-                .unwrap();
+            let _ = j.append(event(i).change(put(&format!("s{}", i % 4), &format!("v{i}")))).unwrap();
         }
         j.close();
         store.flush().unwrap();
@@ -274,10 +230,7 @@ fn a_store_that_lost_its_last_writes_catches_up_from_the_journal() {
                 .append(
                     event(i)
                         .change(put(&format!("s{}", i % 4), &format!("v{i}")))
-                        .change(Change::Add {
-                            key: "uses".into(),
-                            delta: 1,
-                        }),
+                        .change(Change::Add { key: "uses".into(), delta: 1 }),
                 )
                 .unwrap();
         }
@@ -302,14 +255,7 @@ fn a_store_that_lost_its_last_writes_catches_up_from_the_journal() {
 fn two_writers_adding_to_one_counter_end_exact() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
-    let j = Arc::new(
-        Journal::open(
-            config(&dir.path().join("journal"), 1000),
-            Some(store.clone()),
-            None,
-        )
-        .unwrap(),
-    );
+    let j = Arc::new(Journal::open(config(&dir.path().join("journal"), 1000), Some(store.clone()), None).unwrap());
     let n = 400;
     let threads: Vec<_> = (0..2)
         .map(|_| {
@@ -317,28 +263,16 @@ fn two_writers_adding_to_one_counter_end_exact() {
             std::thread::spawn(move || {
                 (0..n)
                     .map(|i| {
-                        let r = j
-                            .append(event(i).change(Change::Add {
-                                key: "seal:1:uses".into(),
-                                delta: 1,
-                            }))
-                            .unwrap();
+                        let r = j.append(event(i).change(Change::Add { key: "seal:1:uses".into(), delta: 1 })).unwrap();
                         r.counters[0].1
                     })
                     .collect::<Vec<i64>>()
             })
         })
         .collect();
-    let mut seen: Vec<i64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let mut seen: Vec<i64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (1..=2 * n as i64).collect::<Vec<_>>(),
-        "every add saw its own new value"
-    );
+    assert_eq!(seen, (1..=2 * n as i64).collect::<Vec<_>>(), "every add saw its own new value");
     assert_eq!(store.counter("seal:1:uses").unwrap(), 2 * n as i64);
 }
 
@@ -353,17 +287,12 @@ fn tampered(src: &Path, name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn finding(dir: &Path, key: &PublicKey) -> (FindingKind, u64) {
-    let f = verify_journal_dir(dir, Some(key))
-        .unwrap()
-        .finding
-        .expect("tampering must be found");
+    let f = verify_journal_dir(dir, Some(key)).unwrap().finding.expect("tampering must be found");
     (f.kind, f.seq)
 }
 
 fn offline_finding(dir: &Path, key: &PublicKey) -> (FindingKind, u64) {
-    let f = offline(dir, key)
-        .finding
-        .expect("tampering must be found offline");
+    let f = offline(dir, key).finding.expect("tampering must be found offline");
     (f.kind, f.seq)
 }
 
@@ -376,18 +305,12 @@ fn every_kind_of_tampering_is_found_at_its_seq_online_and_offline() {
     let seg = segment(base.path());
     let original = frames(&seg);
     let payloads: Vec<Vec<u8>> = original.iter().map(|(_, p)| p.clone()).collect();
-    let seq_of = |i: usize| {
-        serde_json::from_slice::<JournalRecord>(&payloads[i])
-            .unwrap()
-            .seq
-    };
+    let seq_of = |i: usize| serde_json::from_slice::<JournalRecord>(&payloads[i]).unwrap().seq;
 
     // An edited record whose checksum the editor fixed: the chain breaks after it.
     let (_t, d) = tampered(base.path(), "edited");
     let mut p = payloads.clone();
-    let text = String::from_utf8(p[7].clone())
-        .unwrap()
-        .replace("app-", "APP-");
+    let text = String::from_utf8(p[7].clone()).unwrap().replace("app-", "APP-");
     p[7] = text.into_bytes();
     write_frames(&segment(&d), &p);
     assert_eq!(finding(&d, key), (FindingKind::Edited, seq_of(7)));
@@ -415,54 +338,35 @@ fn every_kind_of_tampering_is_found_at_its_seq_online_and_offline() {
     p.swap(15, 16);
     write_frames(&segment(&d), &p);
     assert_eq!(finding(&d, key), (FindingKind::Reordered, seq_of(15)));
-    assert_eq!(
-        offline_finding(&d, key),
-        (FindingKind::Reordered, seq_of(15))
-    );
+    assert_eq!(offline_finding(&d, key), (FindingKind::Reordered, seq_of(15)));
 
     // The tail cut off after a checkpoint; the signed head kept beside the journal says more existed.
     let (_t, d) = tampered(base.path(), "cut");
     let first_cp = payloads
         .iter()
-        .position(|p| {
-            serde_json::from_slice::<JournalRecord>(p).unwrap().action == audit::CHECKPOINT_ACTION
-        })
+        .position(|p| serde_json::from_slice::<JournalRecord>(p).unwrap().action == audit::CHECKPOINT_ACTION)
         .unwrap();
     write_frames(&segment(&d), &payloads[..=first_cp]);
     assert!(
         verify_records(
             0,
             [0; 32],
-            &payloads[..=first_cp]
-                .iter()
-                .map(|p| (p.clone(), true))
-                .collect::<Vec<_>>(),
+            &payloads[..=first_cp].iter().map(|p| (p.clone(), true)).collect::<Vec<_>>(),
             Some(key),
             None
         )
         .ok(),
         "without the signed head the cut is invisible: that is what head.json is for"
     );
-    assert_eq!(
-        finding(&d, key),
-        (FindingKind::TailCut, seq_of(first_cp) + 1)
-    );
-    assert_eq!(
-        offline_finding(&d, key),
-        (FindingKind::TailCut, seq_of(first_cp) + 1)
-    );
+    assert_eq!(finding(&d, key), (FindingKind::TailCut, seq_of(first_cp) + 1));
+    assert_eq!(offline_finding(&d, key), (FindingKind::TailCut, seq_of(first_cp) + 1));
 
     // A signed head made by another key is refused, not believed.
     let (_t, d) = tampered(base.path(), "otherkey");
     let other = TestSigner::new(3);
-    let mut head: SignedHead =
-        serde_json::from_slice(&std::fs::read(d.join("head.json")).unwrap()).unwrap();
+    let mut head: SignedHead = serde_json::from_slice(&std::fs::read(d.join("head.json")).unwrap()).unwrap();
     head.seq += 100;
-    let msg = SignedHead::message(
-        head.seq,
-        &hex::decode(&head.hash).unwrap().try_into().unwrap(),
-        head.time_ms,
-    );
+    let msg = SignedHead::message(head.seq, &hex::decode(&head.hash).unwrap().try_into().unwrap(), head.time_ms);
     head.signature = hex::encode(other.sign(&msg).unwrap());
     head.key_fingerprint = other.pk.fingerprint();
     std::fs::write(d.join("head.json"), serde_json::to_vec(&head).unwrap()).unwrap();
@@ -498,9 +402,7 @@ fn a_checkpoint_that_signs_a_forged_head_is_refused() {
                 signature: hex::encode(signer.sign(&SignedHead::message(3, &fake, 1)).unwrap()),
             };
             rec.action = audit::CHECKPOINT_ACTION.into();
-            let _ = rec
-                .details
-                .insert("head".into(), serde_json::to_value(&head).unwrap());
+            let _ = rec.details.insert("head".into(), serde_json::to_value(&head).unwrap());
         }
         let payload = serde_json::to_vec(&rec).unwrap();
         prev = audit::record_hash(&prev, &payload);
@@ -508,12 +410,7 @@ fn a_checkpoint_that_signs_a_forged_head_is_refused() {
     }
     let report = verify_records(0, [0; 32], &raw, Some(&signer.pk), None);
     let f = report.finding.unwrap();
-    assert_eq!(
-        (f.kind, f.seq),
-        (FindingKind::ForgedHead, 3),
-        "{}",
-        f.detail
-    );
+    assert_eq!((f.kind, f.seq), (FindingKind::ForgedHead, 3), "{}", f.detail);
 }
 
 // ---- kill -9 ----
@@ -530,25 +427,13 @@ fn crash_child() {
     };
     let dir = PathBuf::from(dir);
     let store = Arc::new(Store::open(&dir.join("store")).unwrap());
-    let j = Arc::new(
-        Journal::open(
-            config(&dir.join("journal"), 50),
-            Some(store),
-            Some(TestSigner::new(7)),
-        )
-        .unwrap(),
-    );
+    let j = Arc::new(Journal::open(config(&dir.join("journal"), 50), Some(store), Some(TestSigner::new(7))).unwrap());
     let threads: Vec<_> = (0..32)
         .map(|t| {
             let j = j.clone();
             std::thread::spawn(move || {
                 for i in 0u64.. {
-                    let r = j
-                        .append(event(i).change(Change::Add {
-                            key: format!("c{t}"),
-                            delta: 1,
-                        }))
-                        .unwrap();
+                    let r = j.append(event(i).change(Change::Add { key: format!("c{t}"), delta: 1 })).unwrap();
                     use std::io::Write as _;
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "ack {}", r.seq).unwrap();
@@ -573,14 +458,7 @@ fn kill_9_at_random_moments_loses_no_acknowledged_record() {
         rng ^= rng << 17;
         let run_for = Duration::from_millis(30 + rng % 250);
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "crash_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+            .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
             .env(CHILD_DIR, dir.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -606,45 +484,20 @@ fn kill_9_at_random_moments_loses_no_acknowledged_record() {
         // Reopen: every acknowledged seq is there, seqs are dense, the chain and checkpoints verify,
         // and the store has caught up.
         let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
-        let j = Journal::open(
-            config(&dir.path().join("journal"), 50),
-            Some(store.clone()),
-            Some(TestSigner::new(7)),
-        )
-        .unwrap();
+        let j = Journal::open(config(&dir.path().join("journal"), 50), Some(store.clone()), Some(TestSigner::new(7)))
+            .unwrap();
         let head = j.head_seq();
         if let Some(max) = acked.last() {
-            assert!(
-                head >= *max,
-                "round {round}: acknowledged seq {max} lost (head {head})"
-            );
+            assert!(head >= *max, "round {round}: acknowledged seq {max} lost (head {head})");
         }
-        let seqs: Vec<u64> = j
-            .records(1, u64::MAX)
-            .unwrap()
-            .iter()
-            .map(|(r, _, _)| r.seq)
-            .collect();
-        assert_eq!(
-            seqs,
-            (1..=head).collect::<Vec<_>>(),
-            "round {round}: seqs are dense"
-        );
-        assert_eq!(
-            store.applied_seq().unwrap(),
-            head,
-            "round {round}: store caught up"
-        );
+        let seqs: Vec<u64> = j.records(1, u64::MAX).unwrap().iter().map(|(r, _, _)| r.seq).collect();
+        assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "round {round}: seqs are dense");
+        assert_eq!(store.applied_seq().unwrap(), head, "round {round}: store caught up");
         j.close();
-        let report =
-            verify_journal_dir(&dir.path().join("journal"), Some(&TestSigner::new(7).pk)).unwrap();
+        let report = verify_journal_dir(&dir.path().join("journal"), Some(&TestSigner::new(7).pk)).unwrap();
         assert!(report.ok(), "round {round}: {report:?}");
     }
-    assert!(
-        acked.len() > 100,
-        "the child acknowledged only {} records in 20 rounds",
-        acked.len()
-    );
+    assert!(acked.len() > 100, "the child acknowledged only {} records in 20 rounds", acked.len());
 }
 
 #[test]
@@ -664,38 +517,19 @@ fn archiving_moves_a_signed_prefix_to_an_export_and_the_chain_goes_on_from_its_l
     let _ = j.checkpoint().unwrap();
     // Archiving needs the journal closed.
     let out1 = dir.path().join("archive-1.jsonl");
-    assert!(matches!(
-        audit::archive(&jdir, &signer.pk, &out1),
-        Err(AuditError::Locked(_))
-    ));
+    assert!(matches!(audit::archive(&jdir, &signer.pk, &out1), Err(AuditError::Locked(_))));
     j.close();
     drop(j);
     let segs_before = std::fs::read_dir(&jdir)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_str()
-                .unwrap()
-                .starts_with("seg-")
-        })
+        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().starts_with("seg-"))
         .count();
     assert!(segs_before > 3, "small segments: {segs_before}");
-    let (from, upto) = audit::archive(&jdir, &signer.pk, &out1)
-        .unwrap()
-        .expect("a signed prefix");
+    let (from, upto) = audit::archive(&jdir, &signer.pk, &out1).unwrap().expect("a signed prefix");
     assert_eq!(from, 1);
     let segs_after = std::fs::read_dir(&jdir)
         .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_str()
-                .unwrap()
-                .starts_with("seg-")
-        })
+        .filter(|e| e.as_ref().unwrap().file_name().to_str().unwrap().starts_with("seg-"))
         .count();
     assert!(segs_after < segs_before);
     // The archive verifies on its own; the rest verifies from the archive's last hash.
@@ -714,19 +548,13 @@ fn archiving_moves_a_signed_prefix_to_an_export_and_the_chain_goes_on_from_its_l
     j.close();
     drop(j);
     let out2 = dir.path().join("archive-2.jsonl");
-    let (from2, _) = audit::archive(&jdir, &signer.pk, &out2)
-        .unwrap()
-        .expect("a second signed prefix");
+    let (from2, _) = audit::archive(&jdir, &signer.pk, &out2).unwrap().expect("a second signed prefix");
     assert_eq!(from2, upto + 1, "archives follow one another");
     let a2 = read_export(&std::fs::read_to_string(&out2).unwrap()).unwrap();
     assert!(a2.verify(&signer.pk).ok(), "{:?}", a2.verify(&signer.pk));
     // Continuity: the second archive is anchored on the last record of the first.
-    let last_of_first = a1
-        .records
-        .iter()
-        .map(|p| serde_json::from_slice::<JournalRecord>(p).unwrap())
-        .find(|r| r.seq == upto)
-        .unwrap();
+    let last_of_first =
+        a1.records.iter().map(|p| serde_json::from_slice::<JournalRecord>(p).unwrap()).find(|r| r.seq == upto).unwrap();
     let _ = last_of_first;
     let mut prev = a1.anchor_hash;
     for p in &a1.records {
@@ -741,14 +569,7 @@ fn archiving_moves_a_signed_prefix_to_an_export_and_the_chain_goes_on_from_its_l
     // A changed anchor breaks the chain at the first remaining record.
     let mut anchor = audit::read_anchor(&jdir).unwrap();
     anchor.hash = "00".repeat(32);
-    std::fs::write(
-        jdir.join("archive.json"),
-        serde_json::to_vec(&anchor).unwrap(),
-    )
-    .unwrap();
-    let f = verify_journal_dir(&jdir, Some(&signer.pk))
-        .unwrap()
-        .finding
-        .unwrap();
+    std::fs::write(jdir.join("archive.json"), serde_json::to_vec(&anchor).unwrap()).unwrap();
+    let f = verify_journal_dir(&jdir, Some(&signer.pk)).unwrap().finding.unwrap();
     assert_eq!((f.kind, f.seq), (FindingKind::Edited, anchor.seq + 1));
 }

@@ -19,24 +19,14 @@ fn sealctl(t: &TestToken, args: &[&str]) -> Output {
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
 #[test]
 fn keygen_pubkey_sign_list_selftest_and_openssl_agrees() {
     let t = TestToken::new("cli");
-    let out = stdout(&sealctl(
-        &t,
-        &[
-            "token", "keygen", "--alg", "p256", "--label", "cli-key", "--json",
-        ],
-    ));
+    let out = stdout(&sealctl(&t, &["token", "keygen", "--alg", "p256", "--label", "cli-key", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 32);
@@ -47,17 +37,7 @@ fn keygen_pubkey_sign_list_selftest_and_openssl_agrees() {
     std::fs::write(&pem_file, &pem).unwrap();
 
     let digest = seald::crypto::sha256(b"sealctl end to end");
-    let sig_hex = stdout(&sealctl(
-        &t,
-        &[
-            "token",
-            "sign",
-            "--id",
-            &id,
-            "--digest",
-            &hex::encode(digest),
-        ],
-    ));
+    let sig_hex = stdout(&sealctl(&t, &["token", "sign", "--id", &id, "--digest", &hex::encode(digest)]));
     let sig_file = t.scratch("cli.sig");
     std::fs::write(&sig_file, hex::decode(sig_hex.trim()).unwrap()).unwrap();
     let dgst_file = t.scratch("cli.dgst");
@@ -76,10 +56,7 @@ fn keygen_pubkey_sign_list_selftest_and_openssl_agrees() {
     assert!(ok, "{text}");
 
     let list = stdout(&sealctl(&t, &["token", "list"]));
-    assert!(
-        list.contains(&id) && list.contains("p256") && list.contains("cli-key"),
-        "{list}"
-    );
+    assert!(list.contains(&id) && list.contains("p256") && list.contains("cli-key"), "{list}");
     let info = stdout(&sealctl(&t, &["token", "info", "--json"]));
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["info"]["profile"], "softhsm2");
@@ -95,16 +72,10 @@ fn operator_mistakes_get_clear_errors_and_exit_1() {
     let t = TestToken::new("cli-err");
     let bad_pin = t.scratch("bad.pin");
     std::fs::write(&bad_pin, "0000-secret-0000\n").unwrap();
-    let o = sealctl(
-        &t,
-        &["token", "list", "--pin-file", bad_pin.to_str().unwrap()],
-    );
+    let o = sealctl(&t, &["token", "list", "--pin-file", bad_pin.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        err.contains("pin_rejected") && !err.contains("0000-secret"),
-        "{err}"
-    );
+    assert!(err.contains("pin_rejected") && !err.contains("0000-secret"), "{err}");
 
     let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
         .args([
@@ -127,11 +98,7 @@ fn operator_mistakes_get_clear_errors_and_exit_1() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("32 bytes"));
 
     let o = sealctl(&t, &["token", "keygen", "--alg", "dsa", "--label", "x"]);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "clap refuses an unknown algorithm"
-    );
+    assert_eq!(o.status.code(), Some(2), "clap refuses an unknown algorithm");
     // There is no way to give a PIN on the command line.
     let o = sealctl(&t, &["token", "list", "--pin", "1234"]);
     assert_eq!(o.status.code(), Some(2));
@@ -154,24 +121,11 @@ fn every_command_has_help() {
         vec!["audit", "archive", "--help"],
         vec!["audit", "query", "--help"],
     ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success() && !o.stdout.is_empty(),
-            "sealctl {args:?}"
-        );
+        let o = Command::new(env!("CARGO_BIN_EXE_sealctl")).args(&args).output().unwrap();
+        assert!(o.status.success() && !o.stdout.is_empty(), "sealctl {args:?}");
     }
-    for args in [
-        vec!["--help"],
-        vec!["dev", "--help"],
-        vec!["check", "--help"],
-    ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_seald"))
-            .args(&args)
-            .output()
-            .unwrap();
+    for args in [vec!["--help"], vec!["dev", "--help"], vec!["check", "--help"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_seald")).args(&args).output().unwrap();
         assert!(o.status.success() && !o.stdout.is_empty(), "seald {args:?}");
     }
 }
@@ -190,17 +144,13 @@ fn seald_check_reads_a_config_and_logs_in() {
         ),
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_seald"))
-        .args(["check", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_seald")).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();
     let out = stdout(&o);
     assert!(out.contains(&t.label) && out.contains("\"ready\""), "{out}");
     std::fs::write(&cfg, "[token]\nlabel = \"x\"\npinfile = \"/p\"\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_seald"))
-        .args(["check", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o =
+        Command::new(env!("CARGO_BIN_EXE_seald")).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("pinfile"));
 }
@@ -210,13 +160,7 @@ fn seald_check_reads_a_config_and_logs_in() {
 fn run_dev(dir: &std::path::Path) -> String {
     use std::io::BufRead as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
-        .args([
-            "dev",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["dev", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .env_remove("SOFTTOKEN_DIR")
         .env_remove("SOFTTOKEN_PROFILE")
         .env_remove("SOFTTOKEN_FAULT")
@@ -239,16 +183,10 @@ fn run_dev(dir: &std::path::Path) -> String {
             _ => break,
         }
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
-    assert!(
-        status.success(),
-        "seald dev did not exit cleanly on SIGTERM: {status:?}\n{out}"
-    );
+    assert!(status.success(), "seald dev did not exit cleanly on SIGTERM: {status:?}\n{out}");
     out
 }
 
@@ -259,18 +197,9 @@ fn seald_dev_sets_up_serves_signs_over_mtls_and_openssl_agrees_twice() {
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("dev");
     let first = run_dev(&dev);
-    assert!(
-        first.contains("initialising softtoken") && first.contains("making a development CA"),
-        "{first}"
-    );
-    assert!(
-        first.contains("valid=true; OpenSSL 3 verifies it"),
-        "{first}"
-    );
-    assert!(
-        first.contains("seald dev is serving at https://127.0.0.1:"),
-        "{first}"
-    );
+    assert!(first.contains("initialising softtoken") && first.contains("making a development CA"), "{first}");
+    assert!(first.contains("valid=true; OpenSSL 3 verifies it"), "{first}");
+    assert!(first.contains("seald dev is serving at https://127.0.0.1:"), "{first}");
     for f in [
         "ca.pem",
         "app.pem",
@@ -285,24 +214,16 @@ fn seald_dev_sets_up_serves_signs_over_mtls_and_openssl_agrees_twice() {
     ] {
         assert!(dev.join(f).exists(), "dev/{f} is missing");
     }
-    let key_mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(dev.join("app.key"))
-            .unwrap()
-            .permissions(),
-    );
+    let key_mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dev.join("app.key")).unwrap().permissions());
     assert_eq!(key_mode & 0o077, 0, "client keys are private");
     // Running it again reuses the token, keys, PKI and journal.
     let second = run_dev(&dev);
     assert!(
-        !second.contains("initialising")
-            && !second.contains("generating")
-            && !second.contains("making"),
+        !second.contains("initialising") && !second.contains("generating") && !second.contains("making"),
         "{second}"
     );
-    assert!(
-        second.contains("valid=true; OpenSSL 3 verifies it"),
-        "{second}"
-    );
+    assert!(second.contains("valid=true; OpenSSL 3 verifies it"), "{second}");
     // The journal it kept verifies with the audit key, offline, with the daemon stopped.
     let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
         .args([

@@ -21,9 +21,7 @@ fn b64(b: &[u8]) -> String {
 }
 
 fn unb64(s: &serde_json::Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.as_str().unwrap())
-        .unwrap()
+    base64::engine::general_purpose::STANDARD.decode(s.as_str().unwrap()).unwrap()
 }
 
 struct Daemon {
@@ -45,10 +43,7 @@ impl Drop for Daemon {
 }
 
 fn write_identity(dir: &Path, name: &str, i: &Issued) -> (PathBuf, PathBuf) {
-    let (c, k) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
+    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
     std::fs::write(&c, &i.cert_pem).unwrap();
     std::fs::write(&k, &i.key_pem).unwrap();
     (c, k)
@@ -110,10 +105,7 @@ fn start(crl: &[u64]) -> Daemon {
     std::thread::spawn(move || {
         let mut sent = false;
         let mut seen = Vec::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             if !sent {
                 if let Some(a) = line.split("addr=").nth(1) {
                     let _ = tx.send(Ok(a.trim().to_string()));
@@ -160,12 +152,7 @@ impl Daemon {
     }
 }
 
-async fn call(
-    c: &Client,
-    method: &str,
-    path: &str,
-    body: serde_json::Value,
-) -> (u16, serde_json::Value) {
+async fn call(c: &Client, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
     let body = if body.is_null() { None } else { Some(&body) };
     let (status, bytes) = c.request(method, path, body).await.unwrap();
     let v = serde_json::from_slice(&bytes)
@@ -200,34 +187,26 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
     let dir = &d.dir;
 
     // SM2, message: the server computes Z and e over M.
-    let (s, r) = call(
-        &app,
-        "POST",
-        "/v1/sign",
-        serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m)}),
-    )
-    .await;
+    let (s, r) =
+        call(&app, "POST", "/v1/sign", serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m)}))
+            .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(
-        (
-            r["alg"].as_str(),
-            r["key_version"].as_u64(),
-            r["encoding"].as_str()
-        ),
+        (r["alg"].as_str(), r["key_version"].as_u64(), r["encoding"].as_str()),
         (Some("SM2-with-SM3"), Some(1), Some("der"))
     );
     let sig = unb64(&r["signature"]);
-    assert!(
-        openssl_sm2_verify(dir, &d.sm2_pem, m, &sig, "1234567812345678").0,
-        "SM2 message"
-    );
-    let (_, v) = call(&app, "POST", "/v1/verify", serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m), "signature": r["signature"]})).await;
+    assert!(openssl_sm2_verify(dir, &d.sm2_pem, m, &sig, "1234567812345678").0, "SM2 message");
+    let (_, v) = call(
+        &app,
+        "POST",
+        "/v1/verify",
+        serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m), "signature": r["signature"]}),
+    )
+    .await;
     assert_eq!(v, serde_json::json!({"valid": true, "reasons": []}));
     let (_, v) = call(&app, "POST", "/v1/verify", serde_json::json!({"public_key": d.sm2_pem, "input": "message", "data": b64(b"other"), "signature": r["signature"]})).await;
-    assert_eq!(
-        v,
-        serde_json::json!({"valid": false, "reasons": ["signature_invalid"]})
-    );
+    assert_eq!(v, serde_json::json!({"valid": false, "reasons": ["signature_invalid"]}));
 
     // SM2, digest: the 32-byte digest D is signed as the message, so OpenSSL verifies over D.
     let dgst = crypto::sm3(m);
@@ -236,14 +215,7 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
     let raw = unb64(&r["signature"]);
     assert_eq!(raw.len(), 64, "raw r||s");
     assert!(
-        openssl_sm2_verify(
-            dir,
-            &d.sm2_pem,
-            &dgst,
-            &crypto::raw_to_der(&raw).unwrap(),
-            "1234567812345678"
-        )
-        .0,
+        openssl_sm2_verify(dir, &d.sm2_pem, &dgst, &crypto::raw_to_der(&raw).unwrap(), "1234567812345678").0,
         "SM2 digest"
     );
 
@@ -252,57 +224,26 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
     assert_eq!(s, 200);
     let z = hex::decode(k["sm2_z_default_id"].as_str().unwrap()).unwrap();
     let e = crypto::sm3(&[z.as_slice(), m].concat());
-    let (s, r) = call(
-        &app,
-        "POST",
-        "/v1/sign",
-        serde_json::json!({"key": "seal-sm2", "input": "e", "data": b64(&e)}),
-    )
-    .await;
+    let (s, r) =
+        call(&app, "POST", "/v1/sign", serde_json::json!({"key": "seal-sm2", "input": "e", "data": b64(&e)})).await;
     assert_eq!(s, 200, "{r}");
-    assert!(
-        openssl_sm2_verify(
-            dir,
-            &d.sm2_pem,
-            m,
-            &unb64(&r["signature"]),
-            "1234567812345678"
-        )
-        .0,
-        "SM2 e"
-    );
+    assert!(openssl_sm2_verify(dir, &d.sm2_pem, m, &unb64(&r["signature"]), "1234567812345678").0, "SM2 e");
 
     // SM2 with another signer ID.
-    let (_, r) = call(&app, "POST", "/v1/sign", serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m), "user_id": "ALICE123@YAHOO.COM"})).await;
-    assert!(
-        openssl_sm2_verify(
-            dir,
-            &d.sm2_pem,
-            m,
-            &unb64(&r["signature"]),
-            "ALICE123@YAHOO.COM"
-        )
-        .0,
-        "SM2 user_id"
-    );
-
-    // P-256, message and digest.
     let (_, r) = call(
         &app,
         "POST",
         "/v1/sign",
-        serde_json::json!({"key": "seal-p256", "input": "message", "data": b64(m)}),
+        serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(m), "user_id": "ALICE123@YAHOO.COM"}),
     )
     .await;
-    assert!(
-        openssl_p256(
-            dir,
-            &d.p256_pem,
-            &crypto::sha256(m),
-            &unb64(&r["signature"])
-        ),
-        "P-256 message"
-    );
+    assert!(openssl_sm2_verify(dir, &d.sm2_pem, m, &unb64(&r["signature"]), "ALICE123@YAHOO.COM").0, "SM2 user_id");
+
+    // P-256, message and digest.
+    let (_, r) =
+        call(&app, "POST", "/v1/sign", serde_json::json!({"key": "seal-p256", "input": "message", "data": b64(m)}))
+            .await;
+    assert!(openssl_p256(dir, &d.p256_pem, &crypto::sha256(m), &unb64(&r["signature"])), "P-256 message");
     let (_, r) = call(
         &app,
         "POST",
@@ -310,15 +251,7 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
         serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&crypto::sha256(m))}),
     )
     .await;
-    assert!(
-        openssl_p256(
-            dir,
-            &d.p256_pem,
-            &crypto::sha256(m),
-            &unb64(&r["signature"])
-        ),
-        "P-256 digest"
-    );
+    assert!(openssl_p256(dir, &d.p256_pem, &crypto::sha256(m), &unb64(&r["signature"])), "P-256 digest");
 
     // Batch: order kept, per-item errors.
     let items: Vec<_> = (0..20u8)
@@ -330,13 +263,7 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
             }
         })
         .collect();
-    let (s, r) = call(
-        &app,
-        "POST",
-        "/v1/sign/batch",
-        serde_json::json!({ "items": items }),
-    )
-    .await;
+    let (s, r) = call(&app, "POST", "/v1/sign/batch", serde_json::json!({ "items": items })).await;
     assert_eq!(s, 200);
     let results = r["results"].as_array().unwrap();
     assert_eq!(results.len(), 20);
@@ -344,10 +271,7 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
         if i == 7 {
             assert_eq!(item["error"]["code"], "unknown_key");
         } else {
-            assert!(
-                openssl_p256(dir, &d.p256_pem, &[i as u8; 32], &unb64(&item["signature"])),
-                "batch item {i}"
-            );
+            assert!(openssl_p256(dir, &d.p256_pem, &[i as u8; 32], &unb64(&item["signature"])), "batch item {i}");
         }
     }
     let checks: Vec<_> = results
@@ -356,21 +280,8 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
         .filter(|(i, _)| *i != 7)
         .map(|(i, it)| serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&[i as u8; 32]), "signature": it["signature"]}))
         .collect();
-    let (_, r) = call(
-        &app,
-        "POST",
-        "/v1/verify/batch",
-        serde_json::json!({ "items": checks }),
-    )
-    .await;
-    assert!(
-        r["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|v| v["valid"] == true),
-        "{r}"
-    );
+    let (_, r) = call(&app, "POST", "/v1/verify/batch", serde_json::json!({ "items": checks })).await;
+    assert!(r["results"].as_array().unwrap().iter().all(|v| v["valid"] == true), "{r}");
 
     // Every signature is in the journal, with the digest of what was signed; only the auditor reads it.
     let (s, _) = call(&app, "GET", "/v1/audit/export", serde_json::Value::Null).await;
@@ -379,23 +290,11 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
     let (s, text) = call(&auditor, "GET", "/v1/audit/export", serde_json::Value::Null).await;
     assert_eq!(s, 200);
     let text = text.as_str().unwrap().to_string();
-    let signs = text
-        .lines()
-        .filter(|l| l.contains("\"action\":\"sign\"") && l.contains("\"outcome\":\"ok\""))
-        .count();
+    let signs = text.lines().filter(|l| l.contains("\"action\":\"sign\"") && l.contains("\"outcome\":\"ok\"")).count();
     assert_eq!(signs, 6 + 19, "one usage record per signature");
-    assert!(
-        text.contains(&hex::encode(crypto::sm3(m))),
-        "SM2 message: SM3(M) is recorded"
-    );
-    assert!(
-        text.contains(&hex::encode(crypto::sha256(m))),
-        "P-256 message: SHA-256(M) is recorded"
-    );
-    assert!(
-        text.contains(&hex::encode(e)),
-        "e mode: the posted e is recorded"
-    );
+    assert!(text.contains(&hex::encode(crypto::sm3(m))), "SM2 message: SM3(M) is recorded");
+    assert!(text.contains(&hex::encode(crypto::sha256(m))), "P-256 message: SHA-256(M) is recorded");
+    assert!(text.contains(&hex::encode(e)), "e mode: the posted e is recorded");
     let export = seald::audit::read_export(&text).unwrap();
     let key = crypto::PublicKey::from_spki_pem(&d.audit_pem).unwrap();
     assert!(export.verify(&key).ok(), "{:?}", export.verify(&key));
@@ -408,25 +307,12 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
 fn curl<S: AsRef<std::ffi::OsStr>>(d: &Daemon, args: &[S], path: &str) -> (bool, String) {
     common::require_tool("curl", "curl");
     let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "10",
-            "--cacert",
-            d.dir.join("ca.pem").to_str().unwrap(),
-        ])
+        .args(["-sS", "--max-time", "10", "--cacert", d.dir.join("ca.pem").to_str().unwrap()])
         .args(args)
         .arg(format!("https://localhost:{}{path}", d.addr.port()))
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -453,52 +339,22 @@ async fn the_tls_refusal_matrix() {
     let (ok, out) = curl(&d, &id("stranger"), "/v1/keys");
     assert!(!ok, "another CA's certificate was accepted: {out}");
     // Expired, and not yet valid.
-    let _ = write_identity(
-        dir,
-        "expired",
-        &d.ca.client("expired", 20, -30, -1).unwrap(),
-    );
-    assert!(
-        !curl(&d, &id("expired"), "/v1/keys").0,
-        "an expired certificate was accepted"
-    );
+    let _ = write_identity(dir, "expired", &d.ca.client("expired", 20, -30, -1).unwrap());
+    assert!(!curl(&d, &id("expired"), "/v1/keys").0, "an expired certificate was accepted");
     let _ = write_identity(dir, "future", &d.ca.client("future", 21, 2, 30).unwrap());
-    assert!(
-        !curl(&d, &id("future"), "/v1/keys").0,
-        "a not-yet-valid certificate was accepted"
-    );
+    assert!(!curl(&d, &id("future"), "/v1/keys").0, "a not-yet-valid certificate was accepted");
     // Revoked (serial 66 is on the CRL).
     let _ = write_identity(dir, "revoked", &d.ca.client("revoked", 66, -1, 30).unwrap());
-    assert!(
-        !curl(&d, &id("revoked"), "/v1/keys").0,
-        "a revoked certificate was accepted"
-    );
+    assert!(!curl(&d, &id("revoked"), "/v1/keys").0, "a revoked certificate was accepted");
     // A good certificate that belongs to no account: 403.
     let _ = write_identity(dir, "unknown", &d.ca.client("unknown", 30, -1, 30).unwrap());
-    let (ok, out) = curl(
-        &d,
-        &[
-            &id("unknown")[..],
-            &["-w".to_string(), " %{http_code}".to_string()],
-        ]
-        .concat(),
-        "/v1/keys",
-    );
-    assert!(
-        ok && out.contains("unknown_identity") && out.ends_with(" 403"),
-        "{out}"
-    );
+    let (ok, out) =
+        curl(&d, &[&id("unknown")[..], &["-w".to_string(), " %{http_code}".to_string()]].concat(), "/v1/keys");
+    assert!(ok && out.contains("unknown_identity") && out.ends_with(" 403"), "{out}");
     // The app may not read the audit log; the auditor may not sign.
     let (_, out) = curl(
         &d,
-        &[
-            &id("auditor")[..],
-            &[
-                "-d".into(),
-                r#"{"key":"seal-sm2","input":"message","data":"aGk="}"#.into(),
-            ],
-        ]
-        .concat(),
+        &[&id("auditor")[..], &["-d".into(), r#"{"key":"seal-sm2","input":"message","data":"aGk="}"#.into()]].concat(),
         "/v1/sign",
     );
     assert!(out.contains("\"forbidden\""), "{out}");
@@ -509,86 +365,35 @@ async fn bad_input_gets_clear_errors_and_ten_thousand_random_bodies_do_not_take_
     let d = start(&[]);
     let app = d.client("app");
     let cases: Vec<(serde_json::Value, u16, &str)> = vec![
-        (
-            serde_json::json!({"key": "seal-sm2", "input": "message", "data": "***"}),
-            400,
-            "bad_base64",
-        ),
-        (
-            serde_json::json!({"key": "seal-sm2", "input": "digest", "data": b64(&[1; 31])}),
-            400,
-            "bad_input",
-        ),
-        (
-            serde_json::json!({"key": "seal-p256", "input": "e", "data": b64(&[1; 32])}),
-            400,
-            "bad_input",
-        ),
+        (serde_json::json!({"key": "seal-sm2", "input": "message", "data": "***"}), 400, "bad_base64"),
+        (serde_json::json!({"key": "seal-sm2", "input": "digest", "data": b64(&[1; 31])}), 400, "bad_input"),
+        (serde_json::json!({"key": "seal-p256", "input": "e", "data": b64(&[1; 32])}), 400, "bad_input"),
         (
             serde_json::json!({"key": "seal-sm2", "input": "digest", "data": b64(&[1; 32]), "digest_alg": "sha256"}),
             400,
             "bad_input",
         ),
-        (
-            serde_json::json!({"key": "nope", "input": "message", "data": "aGk="}),
-            404,
-            "unknown_key",
-        ),
-        (
-            serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(&[0; 5000])}),
-            413,
-            "too_large",
-        ),
-        (
-            serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk=", "seal": "x"}),
-            400,
-            "bad_json",
-        ),
-        (
-            serde_json::json!({"key": "seal-sm2", "input": "pdf", "data": "aGk="}),
-            400,
-            "bad_json",
-        ),
+        (serde_json::json!({"key": "nope", "input": "message", "data": "aGk="}), 404, "unknown_key"),
+        (serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(&[0; 5000])}), 413, "too_large"),
+        (serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk=", "seal": "x"}), 400, "bad_json"),
+        (serde_json::json!({"key": "seal-sm2", "input": "pdf", "data": "aGk="}), 400, "bad_json"),
     ];
     for (body, status, code) in cases {
         let (s, r) = call(&app, "POST", "/v1/sign", body.clone()).await;
-        assert_eq!(
-            (s, r["error"]["code"].as_str()),
-            (status, Some(code)),
-            "{body} -> {r}"
-        );
-        assert!(r["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()));
+        assert_eq!((s, r["error"]["code"].as_str()), (status, Some(code)), "{body} -> {r}");
+        assert!(r["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    let (s, r) = call(
-        &app,
-        "POST",
-        "/v1/sign",
-        serde_json::Value::String("x".repeat(70_000)),
-    )
-    .await;
+    let (s, r) = call(&app, "POST", "/v1/sign", serde_json::Value::String("x".repeat(70_000))).await;
     assert_eq!((s, r["error"]["code"].as_str()), (413, Some("too_large")));
     let (s, _) = call(&app, "DELETE", "/v1/sign", serde_json::Value::Null).await;
     assert_eq!(s, 405);
     let (s, _) = call(&app, "GET", "/v2/anything", serde_json::Value::Null).await;
     assert_eq!(s, 404);
-    let (s, r) = call(
-        &app,
-        "POST",
-        "/v1/sign/batch",
-        serde_json::json!({"items": []}),
-    )
-    .await;
+    let (s, r) = call(&app, "POST", "/v1/sign/batch", serde_json::json!({"items": []})).await;
     assert_eq!((s, r["error"]["code"].as_str()), (400, Some("bad_input")));
 
     // 10 000 random bodies on random routes, over 8 connections' worth of concurrency.
-    let routes = [
-        "/v1/sign",
-        "/v1/verify",
-        "/v1/sign/batch",
-        "/v1/verify/batch",
-    ];
+    let routes = ["/v1/sign", "/v1/verify", "/v1/sign/batch", "/v1/verify/batch"];
     let mut tasks = Vec::new();
     for t in 0..8u64 {
         let app = app.clone();
@@ -600,9 +405,7 @@ async fn bad_input_gets_clear_errors_and_ten_thousand_random_bodies_do_not_take_
                 x ^= x >> 7;
                 x ^= x << 17;
                 let len = (x % 300) as usize;
-                let mut bytes: Vec<u8> = (0..len)
-                    .map(|j| (x.rotate_left(j as u32 % 64) >> 3) as u8)
-                    .collect();
+                let mut bytes: Vec<u8> = (0..len).map(|j| (x.rotate_left(j as u32 % 64) >> 3) as u8).collect();
                 if i % 3 == 0 {
                     // Mostly-valid JSON with wrong pieces.
                     bytes = format!(
@@ -613,9 +416,8 @@ async fn bad_input_gets_clear_errors_and_ten_thousand_random_bodies_do_not_take_
                     .into_bytes();
                 }
                 let route = routes[(x % 4) as usize];
-                let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(
-                    serde_json::Value::String(String::from_utf8_lossy(&bytes).into()),
-                );
+                let body: serde_json::Value = serde_json::from_slice(&bytes)
+                    .unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
                 let (s, _) = app.request("POST", route, Some(&body)).await.unwrap();
                 statuses.push(s);
             }
@@ -627,13 +429,9 @@ async fn bad_input_gets_clear_errors_and_ten_thousand_random_bodies_do_not_take_
             assert!((200..500).contains(&s), "a random body got {s}");
         }
     }
-    let (s, _) = call(
-        &app,
-        "POST",
-        "/v1/sign",
-        serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk="}),
-    )
-    .await;
+    let (s, _) =
+        call(&app, "POST", "/v1/sign", serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk="}))
+            .await;
     assert_eq!(s, 200, "the daemon still serves");
 }
 
@@ -645,21 +443,14 @@ async fn the_token_going_down_gives_503_and_coming_back_gives_200_without_a_rest
     assert_eq!(call(&app, "POST", "/v1/sign", sign.clone()).await.0, 200);
     d.token.set_fault("removed\n");
     let (s, r) = call(&app, "POST", "/v1/sign", sign.clone()).await;
-    assert_eq!(
-        (s, r["error"]["code"].as_str()),
-        (503, Some("token_unavailable")),
-        "{r}"
-    );
+    assert_eq!((s, r["error"]["code"].as_str()), (503, Some("token_unavailable")), "{r}");
     let (s, r) = call(&app, "GET", "/readyz", serde_json::Value::Null).await;
     assert_eq!(s, 503, "{r}");
     assert_eq!(r["ready"], false);
     d.token.set_fault("");
     let mut ok = false;
     for _ in 0..50 {
-        if call(&app, "GET", "/readyz", serde_json::Value::Null)
-            .await
-            .0
-            == 200
+        if call(&app, "GET", "/readyz", serde_json::Value::Null).await.0 == 200
             && call(&app, "POST", "/v1/sign", sign.clone()).await.0 == 200
         {
             ok = true;
@@ -670,14 +461,8 @@ async fn the_token_going_down_gives_503_and_coming_back_gives_200_without_a_rest
     assert!(ok, "the daemon did not come back after the token did");
     let (_, metrics) = call(&app, "GET", "/metrics", serde_json::Value::Null).await;
     let m = metrics.as_str().unwrap();
-    assert!(
-        m.contains("seald_requests_total{route=\"/v1/sign\",status=\"503\"}"),
-        "{m}"
-    );
-    assert!(
-        m.contains("seald_signatures_total{key=\"seal-sm2\"}"),
-        "{m}"
-    );
+    assert!(m.contains("seald_requests_total{route=\"/v1/sign\",status=\"503\"}"), "{m}");
+    assert!(m.contains("seald_signatures_total{key=\"seal-sm2\"}"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -685,36 +470,19 @@ async fn sighup_reloads_the_server_certificate_while_a_connection_stays_open() {
     use hyper_util::rt::TokioIo;
     let d = start(&[]);
     let server_fp = |pem: &str| {
-        let der = rustls_pemfile::certs(&mut pem.as_bytes())
-            .next()
-            .unwrap()
-            .unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_bytes()).next().unwrap().unwrap();
         hex::encode(crypto::sha256(der.as_ref()))
     };
     let old_fp = server_fp(&std::fs::read_to_string(d.dir.join("server.pem")).unwrap());
     // Keep one HTTP/1.1 connection open across the reload.
-    let cfg = seald::tls::client_config(
-        &d.dir.join("ca.pem"),
-        &d.dir.join("app.pem"),
-        &d.dir.join("app.key"),
-    )
-    .unwrap();
+    let cfg = seald::tls::client_config(&d.dir.join("ca.pem"), &d.dir.join("app.pem"), &d.dir.join("app.key")).unwrap();
     let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
-    let seen_fp = hex::encode(crypto::sha256(
-        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref(),
-    ));
+    let tls = tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    let seen_fp = hex::encode(crypto::sha256(tls.get_ref().1.peer_certificates().unwrap()[0].as_ref()));
     assert_eq!(seen_fp, old_fp);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
     drop(tokio::spawn(conn));
-    let get = |sender: &mut hyper::client::conn::http1::SendRequest<
-        http_body_util::Full<bytes::Bytes>,
-    >| {
+    let get = |sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>| {
         let req = hyper::Request::get("/healthz")
             .header("host", "localhost")
             .body(http_body_util::Full::new(bytes::Bytes::new()))
@@ -726,32 +494,14 @@ async fn sighup_reloads_the_server_certificate_while_a_connection_stays_open() {
     let fresh = d.ca.server(2).unwrap();
     std::fs::write(d.dir.join("server.pem"), &fresh.cert_pem).unwrap();
     std::fs::write(d.dir.join("server.key"), &fresh.key_pem).unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &d.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-HUP", &d.child.id().to_string()]).status().unwrap().success());
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The old connection still works; a new one sees the new certificate.
-    assert_eq!(
-        get(&mut sender).await.unwrap().status(),
-        200,
-        "the open connection survived the reload"
-    );
-    let cfg = seald::tls::client_config(
-        &d.dir.join("ca.pem"),
-        &d.dir.join("app.pem"),
-        &d.dir.join("app.key"),
-    )
-    .unwrap();
+    assert_eq!(get(&mut sender).await.unwrap().status(), 200, "the open connection survived the reload");
+    let cfg = seald::tls::client_config(&d.dir.join("ca.pem"), &d.dir.join("app.pem"), &d.dir.join("app.key")).unwrap();
     let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
-    let new_fp = hex::encode(crypto::sha256(
-        tls.get_ref().1.peer_certificates().unwrap()[0].as_ref(),
-    ));
+    let tls = tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    let new_fp = hex::encode(crypto::sha256(tls.get_ref().1.peer_certificates().unwrap()[0].as_ref()));
     assert_eq!(new_fp, fresh.fingerprint);
     assert_ne!(new_fp, old_fp);
 }
@@ -770,11 +520,7 @@ async fn sigterm_finishes_and_leaves_a_journal_that_verifies_offline() {
         .await;
         assert_eq!(s, 200);
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-TERM", &d.child.id().to_string()]).status().unwrap().success());
     let status = d.child.wait().unwrap();
     assert!(status.success(), "seald exits 0 on SIGTERM: {status:?}");
     let pem = d.dir.join("audit-key.pem");
@@ -798,4 +544,61 @@ async fn sigterm_finishes_and_leaves_a_journal_that_verifies_offline() {
         report["last_seq"].as_u64().map(|s| s - 1),
         "the stop checkpoint covers everything: {report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sealctl_verifies_and_exports_the_audit_log_through_the_daemon() {
+    let d = start(&[]);
+    let app = d.client("app");
+    for i in 0..12u8 {
+        assert_eq!(
+            call(
+                &app,
+                "POST",
+                "/v1/sign",
+                serde_json::json!({"key": "seal-sm2", "input": "digest", "data": b64(&[i; 32])})
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let server = format!("https://localhost:{}", d.addr.port());
+    let who = |name: &str| {
+        vec![
+            "--server".to_string(),
+            server.clone(),
+            "--ca".into(),
+            d.dir.join("ca.pem").display().to_string(),
+            "--cert".into(),
+            d.dir.join(format!("{name}.pem")).display().to_string(),
+            "--key".into(),
+            d.dir.join(format!("{name}.key")).display().to_string(),
+        ]
+    };
+    let sealctl = |args: Vec<String>| Command::new(env!("CARGO_BIN_EXE_sealctl")).args(args).output().unwrap();
+    let o = sealctl([vec!["audit".into(), "verify".into()], who("auditor")].concat());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.starts_with("OK:") && out.contains("signatures checked"), "{out}");
+    let file = d.dir.join("remote-export.jsonl");
+    let o = sealctl(
+        [vec!["audit".into(), "export".into(), "--out".into(), file.display().to_string()], who("auditor")].concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pem = d.dir.join("audit-pub.pem");
+    std::fs::write(&pem, &d.audit_pem).unwrap();
+    let o = sealctl(vec![
+        "audit".into(),
+        "verify".into(),
+        "--export".into(),
+        file.display().to_string(),
+        "--pubkey".into(),
+        pem.display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    // Only the auditor role may: the app's certificate gets 403, which sealctl reports (exit 2).
+    let o = sealctl([vec!["audit".into(), "verify".into()], who("app")].concat());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("403"));
 }

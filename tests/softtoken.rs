@@ -30,42 +30,20 @@ fn sm2_interop(profile: &str) {
     let key = pool.generate(KeyAlg::Sm2, "seal-key").unwrap();
     assert_eq!(key.alg, KeyAlg::Sm2);
     let attrs = pool.attributes(&key.id).unwrap();
-    assert!(
-        attrs.sensitive && !attrs.extractable && attrs.never_extractable,
-        "{attrs:?}"
-    );
+    assert!(attrs.sensitive && !attrs.extractable && attrs.never_extractable, "{attrs:?}");
     let message = "电子印章 signed by seald through PKCS#11".as_bytes();
 
     // Message: the host computes Z and e.
-    let sig = pool
-        .sign(
-            &key.id,
-            SignInput::Message {
-                data: message,
-                user_id: None,
-            },
-        )
-        .unwrap();
+    let sig = pool.sign(&key.id, SignInput::Message { data: message, user_id: None }).unwrap();
     assert_eq!(sig.raw.len(), 64);
     assert_eq!(crypto::der_to_raw(&sig.der, 32).unwrap(), sig.raw);
-    let PublicKey::Sm2(pk) = &key.public_key else {
-        panic!("not SM2")
-    };
-    assert_eq!(
-        sig.prehash,
-        crypto::sm2::e(pk, DEFAULT_ID.as_bytes(), message).unwrap()
-    );
+    let PublicKey::Sm2(pk) = &key.public_key else { panic!("not SM2") };
+    assert_eq!(sig.prehash, crypto::sm2::e(pk, DEFAULT_ID.as_bytes(), message).unwrap());
     let (ok, out) = openssl_sm2_verify(&t.dir, &sm2_pem(&key), message, &sig.der, DEFAULT_ID);
     assert!(ok, "{profile}: OpenSSL rejected our SM2 signature: {out}");
 
     // The oracle can say no: a changed message or a changed signature fails.
-    let (ok, _) = openssl_sm2_verify(
-        &t.dir,
-        &sm2_pem(&key),
-        b"another message",
-        &sig.der,
-        DEFAULT_ID,
-    );
+    let (ok, _) = openssl_sm2_verify(&t.dir, &sm2_pem(&key), b"another message", &sig.der, DEFAULT_ID);
     assert!(!ok, "OpenSSL accepted a signature over another message");
     let mut bad = sig.der.clone();
     let n = bad.len();
@@ -81,32 +59,17 @@ fn sm2_interop(profile: &str) {
 
     // A configurable signer ID.
     let id = "ALICE123@YAHOO.COM";
-    let sig = pool
-        .sign(
-            &key.id,
-            SignInput::Message {
-                data: message,
-                user_id: Some(id.as_bytes()),
-            },
-        )
-        .unwrap();
+    let sig = pool.sign(&key.id, SignInput::Message { data: message, user_id: Some(id.as_bytes()) }).unwrap();
     let (ok, out) = openssl_sm2_verify(&t.dir, &sm2_pem(&key), message, &sig.der, id);
     assert!(ok, "{profile}: distid {id}: {out}");
     let (ok, _) = openssl_sm2_verify(&t.dir, &sm2_pem(&key), message, &sig.der, DEFAULT_ID);
-    assert!(
-        !ok,
-        "a signature under another ID must not verify under the default one"
-    );
+    assert!(!ok, "a signature under another ID must not verify under the default one");
 
     // P-256 on the same token, in the profile's ECDSA output format.
     let ec = pool.generate(KeyAlg::P256, "ec-key").unwrap();
     let digest = crypto::sha256(message);
     let sig = pool.sign(&ec.id, SignInput::Prehashed(&digest)).unwrap();
-    let (pem, dg, sf) = (
-        t.scratch("ec.pem"),
-        t.scratch("ec.dgst"),
-        t.scratch("ec.sig"),
-    );
+    let (pem, dg, sf) = (t.scratch("ec.pem"), t.scratch("ec.dgst"), t.scratch("ec.sig"));
     std::fs::write(&pem, ec.public_key.to_spki_pem()).unwrap();
     std::fs::write(&dg, digest).unwrap();
     std::fs::write(&sf, &sig.der).unwrap();
@@ -143,11 +106,8 @@ fn sm2_through_pkcs11_verifies_in_openssl_imitating_tass_der_signatures() {
 fn the_token_computing_z_itself_gives_the_same_verifiable_signatures() {
     // A profile with z = "token": seald hands M to the sign-with-SM3 mechanism.
     let t = SoftToken::new("softtoken");
-    let mut p = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/pkcs11-profiles/softtoken.toml"
-    ))
-    .unwrap();
+    let mut p =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pkcs11-profiles/softtoken.toml")).unwrap();
     p = p.replace("z = \"host\"", "z = \"token\"");
     let path = t.scratch("token-z.toml");
     std::fs::write(&path, p).unwrap();
@@ -155,22 +115,8 @@ fn the_token_computing_z_itself_gives_the_same_verifiable_signatures() {
     cfg.profile = Some(path.to_str().unwrap().into());
     let pool = TokenPool::open(&cfg).unwrap();
     let key = pool.generate(KeyAlg::Sm2, "k").unwrap();
-    let sig = pool
-        .sign(
-            &key.id,
-            SignInput::Message {
-                data: b"token computes Z",
-                user_id: None,
-            },
-        )
-        .unwrap();
-    let (ok, out) = openssl_sm2_verify(
-        &t.dir,
-        &sm2_pem(&key),
-        b"token computes Z",
-        &sig.der,
-        DEFAULT_ID,
-    );
+    let sig = pool.sign(&key.id, SignInput::Message { data: b"token computes Z", user_id: None }).unwrap();
+    let (ok, out) = openssl_sm2_verify(&t.dir, &sm2_pem(&key), b"token computes Z", &sig.der, DEFAULT_ID);
     assert!(ok, "{out}");
 }
 
@@ -179,10 +125,7 @@ fn keys_survive_a_reload_and_a_corrupt_key_file_is_reported_not_crashed_on() {
     let t = SoftToken::new("softtoken");
     let (a, b) = {
         let pool = TokenPool::open(&t.config()).unwrap();
-        (
-            pool.generate(KeyAlg::Sm2, "a").unwrap(),
-            pool.generate(KeyAlg::Sm2, "b").unwrap(),
-        )
+        (pool.generate(KeyAlg::Sm2, "a").unwrap(), pool.generate(KeyAlg::Sm2, "b").unwrap())
     };
     // Reload the module: finalize from another handle while nothing is in flight.
     let ctx = Pkcs11::new(&t.module).unwrap();
@@ -200,19 +143,11 @@ fn keys_survive_a_reload_and_a_corrupt_key_file_is_reported_not_crashed_on() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let id = v["attrs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a[0] == 0x102)
-            .map(|a| a[1].as_str().unwrap().to_string());
+        let id =
+            v["attrs"].as_array().unwrap().iter().find(|a| a[0] == 0x102).map(|a| a[1].as_str().unwrap().to_string());
         if id.as_deref() == Some(&b.id.to_hex()) && !v["secret"].is_null() {
             let ct = v["secret"]["ct"].as_str().unwrap();
-            let flipped = format!(
-                "{}{}",
-                if ct.starts_with('0') { "1" } else { "0" },
-                &ct[1..]
-            );
+            let flipped = format!("{}{}", if ct.starts_with('0') { "1" } else { "0" }, &ct[1..]);
             std::fs::write(&path, text.replace(ct, &flipped)).unwrap();
             corrupted = true;
         }
@@ -220,43 +155,19 @@ fn keys_survive_a_reload_and_a_corrupt_key_file_is_reported_not_crashed_on() {
     assert!(corrupted, "found b's private key file");
     std::fs::write(objects.join("garbage.json"), b"{ this is not json").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sealctl"))
-        .args([
-            "token",
-            "list",
-            "--json",
-            "--module",
-            t.module.to_str().unwrap(),
-            "--token",
-            &t.label,
-        ])
-        .args([
-            "--pin-file",
-            t.pin_file.to_str().unwrap(),
-            "--profile",
-            "softtoken",
-        ])
+        .args(["token", "list", "--json", "--module", t.module.to_str().unwrap(), "--token", &t.label])
+        .args(["--pin-file", t.pin_file.to_str().unwrap(), "--profile", "softtoken"])
         .env("SOFTTOKEN_FAULT", "")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("garbage.json") && stderr.contains("corrupt"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("garbage.json") && stderr.contains("corrupt"), "{stderr}");
     assert!(stderr.contains("does not decrypt"), "{stderr}");
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ids: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&a.id.to_hex().as_str()), "{ids:?}");
-    assert!(
-        !ids.contains(&b.id.to_hex().as_str()),
-        "the corrupt key must not be usable: {ids:?}"
-    );
+    assert!(!ids.contains(&b.id.to_hex().as_str()), "the corrupt key must not be usable: {ids:?}");
 }
 
 #[test]
@@ -267,14 +178,11 @@ fn a_token_returning_a_wrong_signature_gives_an_error_never_a_result() {
     let ec = pool.generate(KeyAlg::P256, "e").unwrap();
     t.set_fault("corrupt\n");
     for key in [&sm2, &ec] {
-        let err = pool
-            .sign(&key.id, SignInput::Prehashed(&[9u8; 32]))
-            .unwrap_err();
+        let err = pool.sign(&key.id, SignInput::Prehashed(&[9u8; 32])).unwrap_err();
         assert!(matches!(err, TokenError::SignatureMismatch(_)), "{err}");
     }
     t.set_fault("");
-    pool.sign(&sm2.id, SignInput::Prehashed(&[9u8; 32]))
-        .unwrap();
+    pool.sign(&sm2.id, SignInput::Prehashed(&[9u8; 32])).unwrap();
 }
 
 #[test]
@@ -323,18 +231,10 @@ fn device_removed_under_load_reports_down_and_recovers_when_cleared() {
     wait_ok(100);
     t.set_fault("removed\n");
     std::thread::sleep(Duration::from_millis(800));
-    assert!(
-        matches!(pool.health(), Health::Down(_)),
-        "{:?}",
-        pool.health()
-    );
+    assert!(matches!(pool.health(), Health::Down(_)), "{:?}", pool.health());
     let during = ok.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        ok.load(Ordering::Relaxed),
-        during,
-        "signatures while the device is removed"
-    );
+    assert_eq!(ok.load(Ordering::Relaxed), during, "signatures while the device is removed");
     t.set_fault("");
     wait_ok(100);
     stop.store(true, Ordering::Relaxed);
@@ -342,10 +242,7 @@ fn device_removed_under_load_reports_down_and_recovers_when_cleared() {
         let (worst, errors) = th.join().unwrap();
         assert!(worst < Duration::from_secs(3), "a call hung for {worst:?}");
         for e in errors {
-            assert!(
-                e == "token_unavailable" || e == "token_busy",
-                "unexpected error code {e}"
-            );
+            assert!(e == "token_unavailable" || e == "token_busy", "unexpected error code {e}");
         }
     }
     // The loss was seen (failed calls), and the pool is whole again: by re-initialization or, when
@@ -368,19 +265,9 @@ fn eight_threads_sign_two_thousand_times_each_on_four_sessions() {
             std::thread::spawn(move || {
                 for n in 0..2000u32 {
                     let m = [i.to_be_bytes(), n.to_be_bytes()].concat();
-                    let s = pool
-                        .sign(
-                            &key.id,
-                            SignInput::Message {
-                                data: &m,
-                                user_id: None,
-                            },
-                        )
-                        .unwrap();
+                    let s = pool.sign(&key.id, SignInput::Message { data: &m, user_id: None }).unwrap();
                     // Independently of the pool's own check: recompute e and verify.
-                    let PublicKey::Sm2(pk) = &key.public_key else {
-                        unreachable!()
-                    };
+                    let PublicKey::Sm2(pk) = &key.public_key else { unreachable!() };
                     let e = crypto::sm2::e(pk, DEFAULT_ID.as_bytes(), &m).unwrap();
                     crypto::sm2::verify_e(pk, &e, &s.raw).unwrap();
                 }
@@ -404,18 +291,13 @@ fn a_session_cap_below_the_pool_size_degrades_but_keeps_signing() {
     let pool = TokenPool::open(&cfg).unwrap();
     let key = pool.generate(KeyAlg::P256, "k").unwrap();
     // The token says 2 in ulMaxSessionCount: the pool takes that as its size.
-    assert!(
-        matches!(pool.health(), Health::Degraded(_)),
-        "{:?}",
-        pool.health()
-    );
+    assert!(matches!(pool.health(), Health::Degraded(_)), "{:?}", pool.health());
     let threads: Vec<_> = (0..6)
         .map(|_| {
             let (pool, key) = (pool.clone(), key.clone());
             std::thread::spawn(move || {
                 for _ in 0..50 {
-                    pool.sign(&key.id, SignInput::Prehashed(&[1u8; 32]))
-                        .unwrap();
+                    pool.sign(&key.id, SignInput::Prehashed(&[1u8; 32])).unwrap();
                 }
             })
         })
@@ -429,10 +311,7 @@ fn a_session_cap_below_the_pool_size_degrades_but_keeps_signing() {
 #[test]
 fn wrong_pins_lock_the_token_and_the_so_pin_unlocks_it_with_keys_intact() {
     let t = SoftToken::new("softtoken");
-    let key = TokenPool::open(&t.config())
-        .unwrap()
-        .generate(KeyAlg::Sm2, "k")
-        .unwrap();
+    let key = TokenPool::open(&t.config()).unwrap().generate(KeyAlg::Sm2, "k").unwrap();
     let ctx = Pkcs11::new(&t.module).unwrap();
     let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
     let slot = ctx.get_slots_with_token().unwrap()[0];
@@ -441,38 +320,24 @@ fn wrong_pins_lock_the_token_and_the_so_pin_unlocks_it_with_keys_intact() {
     use cryptoki::session::UserType;
     use cryptoki::types::AuthPin;
     for _ in 0..5 {
-        let r = s.login(
-            UserType::User,
-            Some(&AuthPin::from("wrong-pin".to_string())),
-        );
-        assert!(
-            matches!(r, Err(Error::Pkcs11(RvError::PinIncorrect, _))),
-            "{r:?}"
-        );
+        let r = s.login(UserType::User, Some(&AuthPin::from("wrong-pin".to_string())));
+        assert!(matches!(r, Err(Error::Pkcs11(RvError::PinIncorrect, _))), "{r:?}");
     }
     let user_pin = std::fs::read_to_string(&t.pin_file).unwrap();
     let r = s.login(UserType::User, Some(&AuthPin::from(user_pin.clone())));
-    assert!(
-        matches!(r, Err(Error::Pkcs11(RvError::PinLocked, _))),
-        "{r:?}"
-    );
+    assert!(matches!(r, Err(Error::Pkcs11(RvError::PinLocked, _))), "{r:?}");
     // The pool says so and does not try again.
     let err = TokenPool::open(&t.config()).unwrap_err();
-    assert!(
-        matches!(err, TokenError::PinRejected("CKR_PIN_LOCKED")),
-        "{err}"
-    );
+    assert!(matches!(err, TokenError::PinRejected("CKR_PIN_LOCKED")), "{err}");
     // The SO sets a new user PIN; the master key is the same, so the key still signs.
     let so_pin = std::fs::read_to_string(&t.so_pin_file).unwrap();
     s.login(UserType::So, Some(&AuthPin::from(so_pin))).unwrap();
-    s.init_pin(&AuthPin::from("new-user-pin".to_string()))
-        .unwrap();
+    s.init_pin(&AuthPin::from("new-user-pin".to_string())).unwrap();
     s.logout().unwrap();
     drop(s);
     std::fs::write(&t.pin_file, "new-user-pin").unwrap();
     let pool = TokenPool::open(&t.config()).unwrap();
-    pool.sign(&key.id, SignInput::Prehashed(&[2u8; 32]))
-        .unwrap();
+    pool.sign(&key.id, SignInput::Prehashed(&[2u8; 32])).unwrap();
 }
 
 #[test]
@@ -482,40 +347,19 @@ fn opensc_pkcs11_tool_drives_softtoken() {
     let module = t.module.to_str().unwrap().to_string();
     let user_pin = std::fs::read_to_string(&t.pin_file).unwrap();
     let tool = |args: &[&str]| {
-        let out = Command::new("pkcs11-tool")
-            .arg("--module")
-            .arg(&module)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("pkcs11-tool").arg("--module").arg(&module).args(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "pkcs11-tool {args:?}: {text}");
         text
     };
     let info = tool(&["--show-info"]);
     assert!(info.contains("Test/dev soft token, uncertified"), "{info}");
     let mechs = tool(&["--list-mechanisms"]);
-    assert!(
-        mechs.contains("ECDSA") && mechs.contains("0x80005302"),
-        "{mechs}"
-    );
+    assert!(mechs.contains("ECDSA") && mechs.contains("0x80005302"), "{mechs}");
     // Re-initialise the token (this needs its current SO PIN) and its user PIN with pkcs11-tool itself.
     let so_pin = std::fs::read_to_string(&t.so_pin_file).unwrap();
     tool(&["--init-token", "--label", "by-opensc", "--so-pin", &so_pin]);
-    tool(&[
-        "--init-pin",
-        "--login",
-        "--login-type",
-        "so",
-        "--so-pin",
-        &so_pin,
-        "--new-pin",
-        &user_pin,
-    ]);
+    tool(&["--init-pin", "--login", "--login-type", "so", "--so-pin", &so_pin, "--new-pin", &user_pin]);
     tool(&[
         "--login",
         "--pin",
@@ -557,9 +401,7 @@ fn opensc_pkcs11_tool_drives_softtoken() {
 
     // An SM2 key made by seald, signed with by pkcs11-tool through the vendor sign-e code.
     let sm2 = pool.generate(KeyAlg::Sm2, "for-opensc").unwrap();
-    let PublicKey::Sm2(pk) = &sm2.public_key else {
-        unreachable!()
-    };
+    let PublicKey::Sm2(pk) = &sm2.public_key else { unreachable!() };
     let message = b"pkcs11-tool, SM2, vendor mechanism";
     let e = crypto::sm2::e(pk, DEFAULT_ID.as_bytes(), message).unwrap();
     std::fs::write(&dg, e).unwrap();
@@ -578,13 +420,7 @@ fn opensc_pkcs11_tool_drives_softtoken() {
         sig.to_str().unwrap(),
     ]);
     let raw = std::fs::read(&sig).unwrap();
-    let (ok, out) = openssl_sm2_verify(
-        &t.dir,
-        &sm2_pem(&sm2),
-        message,
-        &crypto::raw_to_der(&raw).unwrap(),
-        DEFAULT_ID,
-    );
+    let (ok, out) = openssl_sm2_verify(&t.dir, &sm2_pem(&sm2), message, &crypto::raw_to_der(&raw).unwrap(), DEFAULT_ID);
     assert!(ok, "OpenSSL on pkcs11-tool's SM2 signature: {out}");
 }
 
@@ -600,14 +436,7 @@ fn audit_checkpoints_are_signed_in_the_token_and_verify_elsewhere_with_sealctl_a
     cfg.checkpoint_every = 5;
     let j = Journal::open(cfg, None, Some(signer)).unwrap();
     for i in 0..12 {
-        let _ = j
-            .append(AuditEvent::new(
-                Actor::system(),
-                "test.event",
-                &format!("object:{i}"),
-                "ok",
-            ))
-            .unwrap();
+        let _ = j.append(AuditEvent::new(Actor::system(), "test.event", &format!("object:{i}"), "ok")).unwrap();
     }
     let head = j.checkpoint().unwrap().unwrap();
     j.close();
@@ -615,52 +444,20 @@ fn audit_checkpoints_are_signed_in_the_token_and_verify_elsewhere_with_sealctl_a
     // OpenSSL verifies a checkpoint signature made in the token over the signed-head bytes.
     let hash: [u8; 32] = hex::decode(&head.hash).unwrap().try_into().unwrap();
     let msg = SignedHead::message(head.seq, &hash, head.time_ms);
-    let (ok, out) = openssl_sm2_verify(
-        &t.dir,
-        &sm2_pem(&key),
-        &msg,
-        &hex::decode(&head.signature).unwrap(),
-        DEFAULT_ID,
-    );
+    let (ok, out) =
+        openssl_sm2_verify(&t.dir, &sm2_pem(&key), &msg, &hex::decode(&head.signature).unwrap(), DEFAULT_ID);
     assert!(ok, "OpenSSL on the checkpoint signature: {out}");
 
     let pem = t.scratch("audit.pem");
     std::fs::write(&pem, key.public_key.to_spki_pem()).unwrap();
-    let sealctl = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sealctl"))
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let o = sealctl(&[
-        "audit",
-        "verify",
-        "--journal",
-        jdir.to_str().unwrap(),
-        "--pubkey",
-        pem.to_str().unwrap(),
-    ]);
+    let sealctl = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_sealctl")).args(args).output().unwrap();
+    let o = sealctl(&["audit", "verify", "--journal", jdir.to_str().unwrap(), "--pubkey", pem.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        text.starts_with("OK:") && text.contains("signatures checked"),
-        "{text}"
-    );
+    assert_eq!(o.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.starts_with("OK:") && text.contains("signatures checked"), "{text}");
 
     let export = t.scratch("audit.jsonl");
-    let o = sealctl(&[
-        "audit",
-        "export",
-        "--journal",
-        jdir.to_str().unwrap(),
-        "--out",
-        export.to_str().unwrap(),
-    ]);
+    let o = sealctl(&["audit", "export", "--journal", jdir.to_str().unwrap(), "--out", export.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = sealctl(&[
         "audit",
@@ -671,12 +468,7 @@ fn audit_checkpoints_are_signed_in_the_token_and_verify_elsewhere_with_sealctl_a
         pem.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["finding"], serde_json::Value::Null);
     assert!(report["checkpoints"].as_u64().unwrap() >= 3);
@@ -684,40 +476,16 @@ fn audit_checkpoints_are_signed_in_the_token_and_verify_elsewhere_with_sealctl_a
     // An edited export fails at the edited record; another key fails; garbage cannot be read.
     let text = std::fs::read_to_string(&export).unwrap();
     std::fs::write(&export, text.replacen("object:4", "object:X", 1)).unwrap();
-    let o = sealctl(&[
-        "audit",
-        "verify",
-        "--export",
-        export.to_str().unwrap(),
-        "--pubkey",
-        pem.to_str().unwrap(),
-    ]);
+    let o = sealctl(&["audit", "verify", "--export", export.to_str().unwrap(), "--pubkey", pem.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("FAILED at seq 5") && out.contains("Edited"),
-        "{out}"
-    );
+    assert!(out.contains("FAILED at seq 5") && out.contains("Edited"), "{out}");
     let other = pool.generate(KeyAlg::Sm2, "not-audit").unwrap();
     std::fs::write(&pem, other.public_key.to_spki_pem()).unwrap();
-    let o = sealctl(&[
-        "audit",
-        "verify",
-        "--journal",
-        jdir.to_str().unwrap(),
-        "--pubkey",
-        pem.to_str().unwrap(),
-    ]);
+    let o = sealctl(&["audit", "verify", "--journal", jdir.to_str().unwrap(), "--pubkey", pem.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("BadCheckpoint"));
     std::fs::write(&export, "not an export").unwrap();
-    let o = sealctl(&[
-        "audit",
-        "verify",
-        "--export",
-        export.to_str().unwrap(),
-        "--pubkey",
-        pem.to_str().unwrap(),
-    ]);
+    let o = sealctl(&["audit", "verify", "--export", export.to_str().unwrap(), "--pubkey", pem.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
 }

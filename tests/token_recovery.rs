@@ -59,13 +59,7 @@ fn start_load(pool: &TokenPool, key: &seald::token::KeyInfo) -> Load {
     let ok = Arc::new(AtomicUsize::new(0));
     let threads = (0..8u8)
         .map(|i| {
-            let (pool, key, stop, ok, gate) = (
-                pool.clone(),
-                key.clone(),
-                stop.clone(),
-                ok.clone(),
-                gate.clone(),
-            );
+            let (pool, key, stop, ok, gate) = (pool.clone(), key.clone(), stop.clone(), ok.clone(), gate.clone());
             std::thread::spawn(move || {
                 let mut results = Vec::new();
                 let mut n = 0u32;
@@ -75,9 +69,7 @@ fn start_load(pool: &TokenPool, key: &seald::token::KeyInfo) -> Load {
                     let _in_call = gate.read().unwrap();
                     let t0 = Instant::now();
                     let r = pool.sign(&key.id, SignInput::Prehashed(&digest)).map(|s| {
-                        key.public_key
-                            .verify_prehashed(&digest, &s.der)
-                            .expect("returned signature verifies");
+                        key.public_key.verify_prehashed(&digest, &s.der).expect("returned signature verifies");
                     });
                     if r.is_ok() {
                         let _ = ok.fetch_add(1, Ordering::Relaxed);
@@ -88,12 +80,7 @@ fn start_load(pool: &TokenPool, key: &seald::token::KeyInfo) -> Load {
             })
         })
         .collect();
-    Load {
-        gate,
-        stop,
-        ok,
-        threads,
-    }
+    Load { gate, stop, ok, threads }
 }
 
 fn wait_for_signatures(load: &Load, more_than: usize) {
@@ -112,10 +99,7 @@ fn finish(load: Load, limit: Duration) -> (usize, Vec<String>) {
     for t in load.threads {
         for (r, took) in t.join().unwrap() {
             calls += 1;
-            assert!(
-                took <= limit,
-                "a sign call hung for {took:?} (limit {limit:?})"
-            );
+            assert!(took <= limit, "a sign call hung for {took:?} (limit {limit:?})");
             if let Err(e) = r {
                 failures.push(e);
             }
@@ -204,20 +188,10 @@ fn a_token_that_disappears_reports_down_and_comes_back_without_a_restart() {
     std::fs::create_dir(&tokens).unwrap();
     other_handle(&t).finalize().unwrap();
     let t0 = Instant::now();
-    let err = pool
-        .sign(&key.id, SignInput::Prehashed(&[1u8; 32]))
-        .unwrap_err();
-    assert!(
-        t0.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        t0.elapsed()
-    );
+    let err = pool.sign(&key.id, SignInput::Prehashed(&[1u8; 32])).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
     assert!(matches!(err, TokenError::Unavailable(_)), "{err}");
-    assert!(
-        matches!(pool.health(), Health::Down(_)),
-        "{:?}",
-        pool.health()
-    );
+    assert!(matches!(pool.health(), Health::Down(_)), "{:?}", pool.health());
     // Put it back: the next call (after the backoff) finds the token again.
     std::fs::remove_dir(&tokens).unwrap();
     std::fs::rename(&aside, &tokens).unwrap();
@@ -225,9 +199,7 @@ fn a_token_that_disappears_reports_down_and_comes_back_without_a_restart() {
     loop {
         match pool.sign(&key.id, SignInput::Prehashed(&[1u8; 32])) {
             Ok(sig) => {
-                key.public_key
-                    .verify_prehashed(&[1u8; 32], &sig.der)
-                    .unwrap();
+                key.public_key.verify_prehashed(&[1u8; 32], &sig.der).unwrap();
                 break;
             }
             Err(e) => {

@@ -15,19 +15,12 @@ fn keys_are_made_in_the_token_sensitive_and_never_extractable() {
     let t = TestToken::new("attrs");
     let pool = TokenPool::open(&t.config()).unwrap();
     let mut ids = Vec::new();
-    for (alg, label) in [
-        (KeyAlg::P256, "ec"),
-        (KeyAlg::Rsa2048, "rsa2k"),
-        (KeyAlg::Rsa3072, "rsa3k"),
-    ] {
+    for (alg, label) in [(KeyAlg::P256, "ec"), (KeyAlg::Rsa2048, "rsa2k"), (KeyAlg::Rsa3072, "rsa3k")] {
         let k = pool.generate(alg, label).unwrap();
         assert_eq!(k.alg, alg);
         assert_eq!(k.id.0.len(), 16, "CKA_ID is 16 random bytes");
         let a = pool.attributes(&k.id).unwrap();
-        assert!(
-            a.token && a.private && a.sensitive && !a.extractable,
-            "{label}: {a:?}"
-        );
+        assert!(a.token && a.private && a.sensitive && !a.extractable, "{label}: {a:?}");
         assert!(a.always_sensitive && a.never_extractable, "{label}: {a:?}");
         ids.push(k.id);
     }
@@ -53,19 +46,10 @@ fn keys_are_made_in_the_token_sensitive_and_never_extractable() {
     assert!(out.status.success(), "{text}");
     assert_eq!(text.matches("Private Key Object").count(), 3, "{text}");
     for block in text.split("Private Key Object").skip(1) {
-        let access = block
-            .lines()
-            .find(|l| l.trim_start().starts_with("Access:"))
-            .unwrap_or_default();
+        let access = block.lines().find(|l| l.trim_start().starts_with("Access:")).unwrap_or_default();
+        assert!(access.contains("sensitive") && access.contains("never extractable"), "{access}");
         assert!(
-            access.contains("sensitive") && access.contains("never extractable"),
-            "{access}"
-        );
-        assert!(
-            !block.contains("Usage:")
-                || !block
-                    .lines()
-                    .any(|l| l.contains("Usage:") && l.contains("decrypt")),
+            !block.contains("Usage:") || !block.lines().any(|l| l.contains("Usage:") && l.contains("decrypt")),
             "{block}"
         );
     }
@@ -78,10 +62,7 @@ fn keys_are_made_in_the_token_sensitive_and_never_extractable() {
     // Destroy removes both halves.
     pool.destroy(&ids[0]).unwrap();
     assert!(matches!(pool.key(&ids[0]), Err(TokenError::KeyNotFound(_))));
-    assert!(matches!(
-        pool.sign(&ids[0], SignInput::Prehashed(&[1u8; 32])),
-        Err(TokenError::KeyNotFound(_))
-    ));
+    assert!(matches!(pool.sign(&ids[0], SignInput::Prehashed(&[1u8; 32])), Err(TokenError::KeyNotFound(_))));
 }
 
 fn check_with_openssl(t: &TestToken, alg: KeyAlg, pool: &TokenPool) {
@@ -96,15 +77,7 @@ fn check_with_openssl(t: &TestToken, alg: KeyAlg, pool: &TokenPool) {
     std::fs::write(&digest_file, digest).unwrap();
 
     // Message mode: OpenSSL hashes the message itself.
-    let sig = pool
-        .sign(
-            &k.id,
-            SignInput::Message {
-                data: &message,
-                user_id: None,
-            },
-        )
-        .unwrap();
+    let sig = pool.sign(&k.id, SignInput::Message { data: &message, user_id: None }).unwrap();
     assert_eq!(sig.prehash, digest);
     let sig_file = t.scratch(&format!("{alg}.sig"));
     std::fs::write(&sig_file, &sig.der).unwrap();
@@ -175,16 +148,12 @@ fn bad_input_is_refused_before_the_token() {
     let t = TestToken::new("input");
     let pool = TokenPool::open(&t.config()).unwrap();
     let k = pool.generate(KeyAlg::P256, "k").unwrap();
-    let err = pool
-        .sign(&k.id, SignInput::Prehashed(&[0u8; 20]))
-        .unwrap_err();
+    let err = pool.sign(&k.id, SignInput::Prehashed(&[0u8; 20])).unwrap_err();
     assert_eq!(err.code(), "bad_input", "{err}");
     let err = pool.generate(KeyAlg::Sm2, "sm2").unwrap_err();
     assert_eq!(err.code(), "unsupported", "SoftHSM has no SM2: {err}");
     assert!(KeyId::from_hex("zz").is_err());
-    let err = pool
-        .sign(&KeyId(vec![9; 16]), SignInput::Prehashed(&[0u8; 32]))
-        .unwrap_err();
+    let err = pool.sign(&KeyId(vec![9; 16]), SignInput::Prehashed(&[0u8; 32])).unwrap_err();
     assert_eq!(err.code(), "key_not_found");
 }
 
@@ -196,10 +165,7 @@ fn a_wrong_pin_is_refused_with_a_message_that_does_not_contain_it() {
     let mut cfg = t.config();
     cfg.pin_file = Some(wrong);
     let err = TokenPool::open(&cfg).unwrap_err();
-    assert!(
-        matches!(err, TokenError::PinRejected("CKR_PIN_INCORRECT")),
-        "{err}"
-    );
+    assert!(matches!(err, TokenError::PinRejected("CKR_PIN_INCORRECT")), "{err}");
     assert!(!err.to_string().contains("99999999"), "{err}");
     // The right PIN still works: the refusal did not lock anything on our side.
     TokenPool::open(&t.config()).unwrap();
@@ -211,10 +177,7 @@ fn unknown_tokens_and_missing_libraries_are_named() {
     let mut cfg = t.config();
     cfg.label = Some("no-such-token".into());
     let err = TokenPool::open(&cfg).unwrap_err().to_string();
-    assert!(
-        err.contains("no-such-token") && err.contains(&t.label),
-        "{err}"
-    );
+    assert!(err.contains("no-such-token") && err.contains(&t.label), "{err}");
     let mut cfg = t.config();
     cfg.module = Some("/nonexistent/libpkcs11.so".into());
     let err = TokenPool::open(&cfg).unwrap_err();
@@ -232,10 +195,7 @@ fn a_profile_whose_mechanisms_the_token_lacks_is_refused_by_name() {
         let mut cfg = t.config();
         cfg.profile = Some(name.into());
         let err = TokenPool::open(&cfg).unwrap_err().to_string();
-        assert!(
-            err.contains("lacks mechanism SM2") && err.contains(name),
-            "{name}: {err}"
-        );
+        assert!(err.contains("lacks mechanism SM2") && err.contains(name), "{name}: {err}");
     }
     // Detection picks softhsm2 from the module itself.
     let mut cfg = t.config();
@@ -259,14 +219,7 @@ fn tokens_are_selected_by_uri_and_by_serial() {
     let mut by_serial = t.config();
     by_serial.label = None;
     by_serial.serial = Some(serial);
-    assert_eq!(
-        TokenPool::open(&by_serial)
-            .unwrap()
-            .module_info()
-            .unwrap()
-            .token_label,
-        t.label
-    );
+    assert_eq!(TokenPool::open(&by_serial).unwrap().module_info().unwrap().token_label, t.label);
     let mut both = t.config();
     both.uri = Some("pkcs11:token=another".into());
     assert_eq!(TokenPool::open(&both).unwrap_err().code(), "bad_input");
@@ -331,8 +284,7 @@ fn a_caller_gets_token_busy_when_the_only_session_is_held() {
         let pool = pool.clone();
         std::thread::spawn(move || {
             for i in 0..3 {
-                pool.generate(KeyAlg::Rsa3072, &format!("slow-{i}"))
-                    .unwrap();
+                pool.generate(KeyAlg::Rsa3072, &format!("slow-{i}")).unwrap();
             }
         })
     };
@@ -343,11 +295,7 @@ fn a_caller_gets_token_busy_when_the_only_session_is_held() {
         match pool.sign(&key.id, SignInput::Prehashed(&[3u8; 32])) {
             Err(TokenError::TokenBusy(d)) => {
                 assert_eq!(d, Duration::from_millis(30));
-                assert!(
-                    t0.elapsed() < Duration::from_millis(500),
-                    "busy took {:?}",
-                    t0.elapsed()
-                );
+                assert!(t0.elapsed() < Duration::from_millis(500), "busy took {:?}", t0.elapsed());
                 busy += 1;
             }
             Ok(_) => {}
@@ -357,6 +305,5 @@ fn a_caller_gets_token_busy_when_the_only_session_is_held() {
     holder.join().unwrap();
     assert!(busy > 0, "no caller was ever told the token is busy");
     assert!(pool.stats().busy >= busy);
-    pool.sign(&key.id, SignInput::Prehashed(&[3u8; 32]))
-        .unwrap();
+    pool.sign(&key.id, SignInput::Prehashed(&[3u8; 32])).unwrap();
 }

@@ -25,19 +25,14 @@ pub fn get_bool(a: &Attrs, t: CK_ATTRIBUTE_TYPE) -> Option<bool> {
 
 /// A CK_ULONG attribute.
 pub fn get_ulong(a: &Attrs, t: CK_ATTRIBUTE_TYPE) -> Option<CK_ULONG> {
-    a.get(&t)
-        .and_then(|v| v.as_slice().try_into().ok())
-        .map(CK_ULONG::from_ne_bytes)
+    a.get(&t).and_then(|v| v.as_slice().try_into().ok()).map(CK_ULONG::from_ne_bytes)
 }
 
 /// Reads a caller's template. A NULL pValue with a non-zero length is an argument error.
 ///
 /// # Safety
 /// `p` must point to `n` readable CK_ATTRIBUTEs whose pValue/ulValueLen describe readable memory.
-pub unsafe fn read_template(
-    p: *const CK_ATTRIBUTE,
-    n: CK_ULONG,
-) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>, CK_RV> {
+pub unsafe fn read_template(p: *const CK_ATTRIBUTE, n: CK_ULONG) -> Result<Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>, CK_RV> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -55,10 +50,7 @@ pub unsafe fn read_template(
             if a.pValue.is_null() || len > 1 << 20 {
                 return Err(CKR_ARGUMENTS_BAD);
             }
-            Ok((
-                a.type_,
-                std::slice::from_raw_parts(a.pValue as *const u8, len).to_vec(),
-            ))
+            Ok((a.type_, std::slice::from_raw_parts(a.pValue as *const u8, len).to_vec()))
         })
         .collect()
 }
@@ -83,9 +75,7 @@ pub fn check_sizes(template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> Result<(), CK_R
     ];
     const ULONGS: &[CK_ATTRIBUTE_TYPE] = &[CKA_CLASS, CKA_KEY_TYPE];
     for (t, v) in template {
-        if (BOOLS.contains(t) && v.len() != 1)
-            || (ULONGS.contains(t) && v.len() != std::mem::size_of::<CK_ULONG>())
-        {
+        if (BOOLS.contains(t) && v.len() != 1) || (ULONGS.contains(t) && v.len() != std::mem::size_of::<CK_ULONG>()) {
             return Err(CKR_ATTRIBUTE_VALUE_INVALID);
         }
     }

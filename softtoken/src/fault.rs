@@ -25,10 +25,7 @@ impl Faults {
         let mut f = Faults::default();
         for line in text.lines() {
             let mut words = line.split_whitespace();
-            match (
-                words.next(),
-                words.next().and_then(|w| w.parse::<u64>().ok()),
-            ) {
+            match (words.next(), words.next().and_then(|w| w.parse::<u64>().ok())) {
                 (Some("removed"), _) => f.removed = true,
                 (Some("slow"), Some(ms)) => f.slow = Some(Duration::from_millis(ms)),
                 (Some("sessions"), Some(n)) => f.sessions = Some(n as usize),
@@ -63,14 +60,9 @@ impl FaultControl {
         let Some(path) = &self.path else {
             return &self.current;
         };
-        if self
-            .checked
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
-        {
+        if self.checked.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
             self.checked = Some(Instant::now());
-            self.current = std::fs::read_to_string(path)
-                .map(|t| Faults::parse(&t))
-                .unwrap_or_default();
+            self.current = std::fs::read_to_string(path).map(|t| Faults::parse(&t)).unwrap_or_default();
         }
         &self.current
     }

@@ -77,11 +77,7 @@ unsafe fn out_bytes(data: &[u8], p: *mut u8, plen: *mut CK_ULONG) -> Result<(), 
 }
 
 /// The two-call convention for a list of CK_ULONGs (slots, mechanisms).
-unsafe fn out_list(
-    items: &[CK_ULONG],
-    p: *mut CK_ULONG,
-    pcount: *mut CK_ULONG,
-) -> Result<(), CK_RV> {
+unsafe fn out_list(items: &[CK_ULONG], p: *mut CK_ULONG, pcount: *mut CK_ULONG) -> Result<(), CK_RV> {
     if pcount.is_null() {
         return Err(CKR_ARGUMENTS_BAD);
     }
@@ -126,12 +122,8 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
             if !a.pReserved.is_null() {
                 return Err(CKR_ARGUMENTS_BAD);
             }
-            let given = [
-                a.CreateMutex.is_some(),
-                a.DestroyMutex.is_some(),
-                a.LockMutex.is_some(),
-                a.UnlockMutex.is_some(),
-            ];
+            let given =
+                [a.CreateMutex.is_some(), a.DestroyMutex.is_some(), a.LockMutex.is_some(), a.UnlockMutex.is_some()];
             if given.iter().any(|g| *g) && !given.iter().all(|g| *g) {
                 return Err(CKR_ARGUMENTS_BAD);
             }
@@ -169,10 +161,7 @@ pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
         put(
             info,
             CK_INFO {
-                cryptokiVersion: CK_VERSION {
-                    major: 2,
-                    minor: 40,
-                },
+                cryptokiVersion: CK_VERSION { major: 2, minor: 40 },
                 manufacturerID: pad32("seald softtoken"),
                 flags: 0,
                 // 32 characters exactly: it says what this module is, wherever a tool shows it.
@@ -191,11 +180,7 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
 // ---- slots and tokens ----
 
 #[no_mangle]
-pub unsafe extern "C" fn C_GetSlotList(
-    _present: CK_BBOOL,
-    list: *mut CK_SLOT_ID,
-    count: *mut CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_GetSlotList(_present: CK_BBOOL, list: *mut CK_SLOT_ID, count: *mut CK_ULONG) -> CK_RV {
     entry(|| {
         with(|_| Ok(()))?;
         out_list(&[SLOT_ID], list, count)
@@ -260,11 +245,7 @@ pub unsafe extern "C" fn C_InitToken(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_InitPIN(
-    h: CK_SESSION_HANDLE,
-    pin: *mut CK_UTF8CHAR,
-    len: CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_InitPIN(h: CK_SESSION_HANDLE, pin: *mut CK_UTF8CHAR, len: CK_ULONG) -> CK_RV {
     entry(|| {
         let pin = bytes(pin, len)?;
         with(|t| t.init_pin(h, pin))
@@ -315,10 +296,7 @@ pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_GetSessionInfo(
-    h: CK_SESSION_HANDLE,
-    info: *mut CK_SESSION_INFO,
-) -> CK_RV {
+pub unsafe extern "C" fn C_GetSessionInfo(h: CK_SESSION_HANDLE, info: *mut CK_SESSION_INFO) -> CK_RV {
     entry(|| {
         let i = with(|t| t.session_info(h))?;
         put(info, i)
@@ -387,11 +365,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         }
         with(|t| {
             t.check_object(h, obj)?;
-            let template = if n == 0 {
-                &mut [][..]
-            } else {
-                std::slice::from_raw_parts_mut(tmpl, n as usize)
-            };
+            let template = if n == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(tmpl, n as usize) };
             // Every attribute is processed; the result is the last problem seen, as PKCS#11 says.
             let mut result = Ok(());
             for a in template.iter_mut() {
@@ -403,11 +377,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
                             a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                             result = Err(CKR_BUFFER_TOO_SMALL);
                         } else {
-                            std::ptr::copy_nonoverlapping(
-                                value.as_ptr(),
-                                a.pValue as *mut u8,
-                                value.len(),
-                            );
+                            std::ptr::copy_nonoverlapping(value.as_ptr(), a.pValue as *mut u8, value.len());
                             a.ulValueLen = value.len() as CK_ULONG;
                         }
                     }
@@ -436,11 +406,7 @@ pub unsafe extern "C" fn C_SetAttributeValue(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_FindObjectsInit(
-    h: CK_SESSION_HANDLE,
-    tmpl: *mut CK_ATTRIBUTE,
-    n: CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_FindObjectsInit(h: CK_SESSION_HANDLE, tmpl: *mut CK_ATTRIBUTE, n: CK_ULONG) -> CK_RV {
     entry(|| {
         let template = attrs::read_template(tmpl, n)?;
         with(|t| t.find_init(h, &template))
@@ -474,11 +440,7 @@ pub unsafe extern "C" fn C_FindObjectsFinal(h: CK_SESSION_HANDLE) -> CK_RV {
 // ---- signing ----
 
 #[no_mangle]
-pub unsafe extern "C" fn C_SignInit(
-    h: CK_SESSION_HANDLE,
-    mech: *mut CK_MECHANISM,
-    key: CK_OBJECT_HANDLE,
-) -> CK_RV {
+pub unsafe extern "C" fn C_SignInit(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM, key: CK_OBJECT_HANDLE) -> CK_RV {
     entry(|| {
         let code = mechanism(mech)?;
         with(|t| t.sign_init(h, code, key))
@@ -530,11 +492,7 @@ pub unsafe extern "C" fn C_Sign(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_SignUpdate(
-    h: CK_SESSION_HANDLE,
-    part: *mut CK_BYTE,
-    len: CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_SignUpdate(h: CK_SESSION_HANDLE, part: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
     entry(|| {
         let part = bytes(part, len)?;
         with(|t| t.sign_update(h, part))
@@ -542,20 +500,12 @@ pub unsafe extern "C" fn C_SignUpdate(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_SignFinal(
-    h: CK_SESSION_HANDLE,
-    sig: *mut CK_BYTE,
-    sig_len: *mut CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_SignFinal(h: CK_SESSION_HANDLE, sig: *mut CK_BYTE, sig_len: *mut CK_ULONG) -> CK_RV {
     entry(|| sign_out(h, None, sig, sig_len))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_VerifyInit(
-    h: CK_SESSION_HANDLE,
-    mech: *mut CK_MECHANISM,
-    key: CK_OBJECT_HANDLE,
-) -> CK_RV {
+pub unsafe extern "C" fn C_VerifyInit(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM, key: CK_OBJECT_HANDLE) -> CK_RV {
     entry(|| {
         let code = mechanism(mech)?;
         with(|t| t.verify_init(h, code, key))
@@ -577,11 +527,7 @@ pub unsafe extern "C" fn C_Verify(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_VerifyUpdate(
-    h: CK_SESSION_HANDLE,
-    part: *mut CK_BYTE,
-    len: CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_VerifyUpdate(h: CK_SESSION_HANDLE, part: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
     entry(|| {
         let part = bytes(part, len)?;
         with(|t| t.verify_update(h, part))
@@ -589,11 +535,7 @@ pub unsafe extern "C" fn C_VerifyUpdate(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_VerifyFinal(
-    h: CK_SESSION_HANDLE,
-    sig: *mut CK_BYTE,
-    sig_len: CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_VerifyFinal(h: CK_SESSION_HANDLE, sig: *mut CK_BYTE, sig_len: CK_ULONG) -> CK_RV {
     entry(|| {
         let sig = bytes(sig, sig_len)?;
         with(|t| t.verify_finish(h, None, sig))
@@ -647,11 +589,7 @@ pub unsafe extern "C" fn C_Digest(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_DigestUpdate(
-    h: CK_SESSION_HANDLE,
-    part: *mut CK_BYTE,
-    len: CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_DigestUpdate(h: CK_SESSION_HANDLE, part: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
     entry(|| {
         let part = bytes(part, len)?;
         with(|t| t.digest_update(h, part))
@@ -659,20 +597,12 @@ pub unsafe extern "C" fn C_DigestUpdate(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_DigestFinal(
-    h: CK_SESSION_HANDLE,
-    out: *mut CK_BYTE,
-    out_len: *mut CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_DigestFinal(h: CK_SESSION_HANDLE, out: *mut CK_BYTE, out_len: *mut CK_ULONG) -> CK_RV {
     entry(|| digest_out(h, None, out, out_len))
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn C_GenerateRandom(
-    h: CK_SESSION_HANDLE,
-    out: *mut CK_BYTE,
-    len: CK_ULONG,
-) -> CK_RV {
+pub unsafe extern "C" fn C_GenerateRandom(h: CK_SESSION_HANDLE, out: *mut CK_BYTE, len: CK_ULONG) -> CK_RV {
     entry(|| {
         if out.is_null() && len > 0 {
             return Err(CKR_ARGUMENTS_BAD);
@@ -680,11 +610,7 @@ pub unsafe extern "C" fn C_GenerateRandom(
         if len > 1 << 20 {
             return Err(CKR_DATA_LEN_RANGE);
         }
-        let buf = if len == 0 {
-            &mut [][..]
-        } else {
-            std::slice::from_raw_parts_mut(out, len as usize)
-        };
+        let buf = if len == 0 { &mut [][..] } else { std::slice::from_raw_parts_mut(out, len as usize) };
         with(|t| t.random(h, buf))
     })
 }
@@ -735,10 +661,7 @@ not_supported! {
 }
 
 static FUNCTIONS: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
-    version: CK_VERSION {
-        major: 2,
-        minor: 40,
-    },
+    version: CK_VERSION { major: 2, minor: 40 },
     C_Initialize: Some(C_Initialize),
     C_Finalize: Some(C_Finalize),
     C_GetInfo: Some(C_GetInfo),

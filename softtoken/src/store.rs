@@ -79,8 +79,7 @@ fn kdf(pin: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
     let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).expect("static argon2 params");
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(pin, salt, out.as_mut())
-        .expect("argon2 with valid params");
+    a.hash_password_into(pin, salt, out.as_mut()).expect("argon2 with valid params");
     out
 }
 
@@ -88,13 +87,9 @@ fn kdf(pin: &[u8], salt: &[u8]) -> Zeroizing<[u8; 32]> {
 pub fn seal(key: &[u8; 32], plain: &[u8], aad: &[u8]) -> Sealed {
     let nonce = random::<12>();
     let cipher = Aes256Gcm::new(key.into());
-    let ct = cipher
-        .encrypt(&Nonce::from(nonce), Payload { msg: plain, aad })
-        .expect("AES-GCM encryption of a small buffer");
-    Sealed {
-        nonce: hex::encode(nonce),
-        ct: hex::encode(ct),
-    }
+    let ct =
+        cipher.encrypt(&Nonce::from(nonce), Payload { msg: plain, aad }).expect("AES-GCM encryption of a small buffer");
+    Sealed { nonce: hex::encode(nonce), ct: hex::encode(ct) }
 }
 
 /// Opens a sealed secret; `None` if the key is wrong or the data was changed.
@@ -102,20 +97,14 @@ pub fn open(key: &[u8; 32], sealed: &Sealed, aad: &[u8]) -> Option<Zeroizing<Vec
     let nonce: [u8; 12] = hex::decode(&sealed.nonce).ok()?.try_into().ok()?;
     let ct = hex::decode(&sealed.ct).ok()?;
     let cipher = Aes256Gcm::new(key.into());
-    cipher
-        .decrypt(&Nonce::from(nonce), Payload { msg: &ct, aad })
-        .ok()
-        .map(Zeroizing::new)
+    cipher.decrypt(&Nonce::from(nonce), Payload { msg: &ct, aad }).ok().map(Zeroizing::new)
 }
 
 /// Wraps the MK under a PIN.
 pub fn wrap(mk: &MasterKey, pin: &[u8], role: &[u8]) -> WrappedKey {
     let salt = random::<16>();
     let kek = kdf(pin, &salt);
-    WrappedKey {
-        salt: hex::encode(salt),
-        sealed: seal(&kek, mk.as_ref(), role),
-    }
+    WrappedKey { salt: hex::encode(salt), sealed: seal(&kek, mk.as_ref(), role) }
 }
 
 /// Unwraps the MK with a PIN; `None` for a wrong PIN.
@@ -130,16 +119,9 @@ pub fn unwrap(w: &WrappedKey, pin: &[u8], role: &[u8]) -> Option<MasterKey> {
 /// Writes a file atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
     {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -164,9 +146,7 @@ impl Store {
     pub fn load_token(&self) -> Result<Option<TokenFile>, String> {
         let path = self.dir.join("token.json");
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| format!("{}: {e}", path.display())),
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
@@ -174,10 +154,7 @@ impl Store {
 
     /// Saves token.json.
     pub fn save_token(&self, t: &TokenFile) -> std::io::Result<()> {
-        write_atomic(
-            &self.dir.join("token.json"),
-            &serde_json::to_vec_pretty(t).map_err(std::io::Error::other)?,
-        )
+        write_atomic(&self.dir.join("token.json"), &serde_json::to_vec_pretty(t).map_err(std::io::Error::other)?)
     }
 
     /// Every object file; unreadable ones are reported, not loaded.
@@ -190,11 +167,7 @@ impl Store {
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
         for path in names {
-            let Some(name) = path
-                .file_stem()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-            else {
+            let Some(name) = path.file_stem().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
             if path.extension().and_then(|e| e.to_str()) != Some("json") || name.starts_with('.') {
@@ -214,10 +187,7 @@ impl Store {
     /// Saves one object.
     pub fn save_object(&self, name: &str, o: &ObjectFile) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(o).map_err(std::io::Error::other)?;
-        write_atomic(
-            &self.dir.join("objects").join(format!("{name}.json")),
-            &bytes,
-        )
+        write_atomic(&self.dir.join("objects").join(format!("{name}.json")), &bytes)
     }
 
     /// Removes one object.
@@ -263,15 +233,7 @@ mod tests {
     fn corrupt_object_files_are_reported_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path().to_path_buf()).unwrap();
-        store
-            .save_object(
-                "a",
-                &ObjectFile {
-                    attrs: vec![(1, "01".into())],
-                    secret: None,
-                },
-            )
-            .unwrap();
+        store.save_object("a", &ObjectFile { attrs: vec![(1, "01".into())], secret: None }).unwrap();
         std::fs::write(dir.path().join("objects/b.json"), b"{ not json").unwrap();
         let (ok, bad) = store.load_objects();
         assert_eq!(ok.len(), 1);

@@ -66,13 +66,9 @@ pub enum KeyMaterial {
 impl KeyMaterial {
     fn from_scalar(sm2: bool, scalar: &[u8]) -> Option<Self> {
         if sm2 {
-            sm2::dsa::SigningKey::from_slice("1234567812345678", scalar)
-                .ok()
-                .map(KeyMaterial::Sm2)
+            sm2::dsa::SigningKey::from_slice("1234567812345678", scalar).ok().map(KeyMaterial::Sm2)
         } else {
-            p256::ecdsa::SigningKey::from_slice(scalar)
-                .ok()
-                .map(KeyMaterial::P256)
+            p256::ecdsa::SigningKey::from_slice(scalar).ok().map(KeyMaterial::P256)
         }
     }
 }
@@ -227,13 +223,7 @@ impl Token {
                 report(&format!("object file {name} is corrupt and was not loaded"));
                 continue;
             }
-            self.insert(Object {
-                attrs,
-                secret: o.secret,
-                key: None,
-                file: Some(name),
-                session: None,
-            });
+            self.insert(Object { attrs, secret: o.secret, key: None, file: Some(name), session: None });
         }
     }
 
@@ -259,11 +249,7 @@ impl Token {
     }
 
     fn mech(&self, code: CK_MECHANISM_TYPE) -> Result<Mech, CK_RV> {
-        mechanisms(&self.profile)
-            .into_iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, m)| m)
-            .ok_or(CKR_MECHANISM_INVALID)
+        mechanisms(&self.profile).into_iter().find(|(c, _)| *c == code).map(|(_, m)| m).ok_or(CKR_MECHANISM_INVALID)
     }
 
     fn slot(slot: CK_SLOT_ID) -> Result<(), CK_RV> {
@@ -287,10 +273,7 @@ impl Token {
     }
 
     fn object(&self, h: CK_OBJECT_HANDLE) -> Result<&Object, CK_RV> {
-        self.objects
-            .get(&h)
-            .filter(|o| self.visible(o))
-            .ok_or(CKR_OBJECT_HANDLE_INVALID)
+        self.objects.get(&h).filter(|o| self.visible(o)).ok_or(CKR_OBJECT_HANDLE_INVALID)
     }
 
     // ---- slot and token ----
@@ -321,9 +304,7 @@ impl Token {
                 match f.user_failures {
                     0 => {}
                     n if n >= MAX_PIN_TRIES => flags |= CKF_USER_PIN_LOCKED,
-                    n if n == MAX_PIN_TRIES - 1 => {
-                        flags |= CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW
-                    }
+                    n if n == MAX_PIN_TRIES - 1 => flags |= CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW,
                     _ => flags |= CKF_USER_PIN_COUNT_LOW,
                 }
                 if f.so_failures >= MAX_PIN_TRIES {
@@ -340,13 +321,9 @@ impl Token {
             model: pad(&format!("st-{}", self.profile.name)),
             serialNumber: pad(&serial),
             flags,
-            ulMaxSessionCount: cap
-                .map(|c| c as CK_ULONG)
-                .unwrap_or(CK_EFFECTIVELY_INFINITE),
+            ulMaxSessionCount: cap.map(|c| c as CK_ULONG).unwrap_or(CK_EFFECTIVELY_INFINITE),
             ulSessionCount: self.sessions.len() as CK_ULONG,
-            ulMaxRwSessionCount: cap
-                .map(|c| c as CK_ULONG)
-                .unwrap_or(CK_EFFECTIVELY_INFINITE),
+            ulMaxRwSessionCount: cap.map(|c| c as CK_ULONG).unwrap_or(CK_EFFECTIVELY_INFINITE),
             ulRwSessionCount: rw,
             ulMaxPinLen: 64,
             ulMinPinLen: 4,
@@ -363,35 +340,22 @@ impl Token {
     /// C_GetMechanismList.
     pub fn mechanism_list(&self, slot: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>, CK_RV> {
         Self::slot(slot)?;
-        let mut codes: Vec<_> = mechanisms(&self.profile)
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
+        let mut codes: Vec<_> = mechanisms(&self.profile).into_iter().map(|(c, _)| c).collect();
         codes.sort_unstable();
         codes.dedup();
         Ok(codes)
     }
 
     /// C_GetMechanismInfo.
-    pub fn mechanism_info(
-        &self,
-        slot: CK_SLOT_ID,
-        code: CK_MECHANISM_TYPE,
-    ) -> Result<CK_MECHANISM_INFO, CK_RV> {
+    pub fn mechanism_info(&self, slot: CK_SLOT_ID, code: CK_MECHANISM_TYPE) -> Result<CK_MECHANISM_INFO, CK_RV> {
         Self::slot(slot)?;
         let ec = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;
         let (min, max, flags) = match self.mech(code)? {
             Mech::Sm2KeyGen | Mech::EcKeyGen => (256, 256, CKF_GENERATE_KEY_PAIR | ec),
-            Mech::Sm2SignE | Mech::Sm2SignSm3 | Mech::Ecdsa => {
-                (256, 256, CKF_SIGN | CKF_VERIFY | ec)
-            }
+            Mech::Sm2SignE | Mech::Sm2SignSm3 | Mech::Ecdsa => (256, 256, CKF_SIGN | CKF_VERIFY | ec),
             Mech::Sm3 | Mech::Sha256 => (0, 0, CKF_DIGEST),
         };
-        Ok(CK_MECHANISM_INFO {
-            ulMinKeySize: min,
-            ulMaxKeySize: max,
-            flags,
-        })
+        Ok(CK_MECHANISM_INFO { ulMinKeySize: min, ulMaxKeySize: max, flags })
     }
 
     fn check_pin(pin: &[u8]) -> Result<(), CK_RV> {
@@ -403,12 +367,7 @@ impl Token {
     }
 
     /// C_InitToken: a new master key, no objects, no user PIN. Needs the old SO PIN if initialised.
-    pub fn init_token(
-        &mut self,
-        slot: CK_SLOT_ID,
-        so_pin: &[u8],
-        label: &[u8],
-    ) -> Result<(), CK_RV> {
+    pub fn init_token(&mut self, slot: CK_SLOT_ID, so_pin: &[u8], label: &[u8]) -> Result<(), CK_RV> {
         Self::slot(slot)?;
         Self::check_pin(so_pin)?;
         if !self.sessions.is_empty() {
@@ -422,9 +381,7 @@ impl Token {
                 return self.pin_failed(CKU_SO);
             }
         }
-        let label = String::from_utf8_lossy(label)
-            .trim_end_matches([' ', '\0'])
-            .to_string();
+        let label = String::from_utf8_lossy(label).trim_end_matches([' ', '\0']).to_string();
         let mut serial = [0u8; 8];
         if !store::random_bytes(&mut serial) {
             return Err(CKR_DEVICE_ERROR);
@@ -480,11 +437,7 @@ impl Token {
         }
         Self::check_pin(new)?;
         let so = matches!(self.login, Some((CKU_SO, _)));
-        let (role, who): (&[u8], _) = if so {
-            (b"so", CKU_SO)
-        } else {
-            (b"user", CKU_USER)
-        };
+        let (role, who): (&[u8], _) = if so { (b"so", CKU_SO) } else { (b"user", CKU_USER) };
         let f = self.file.as_ref().ok_or(CKR_TOKEN_NOT_RECOGNIZED)?;
         let current = if so { Some(&f.so) } else { f.user.as_ref() };
         let current = current.ok_or(CKR_USER_PIN_NOT_INITIALIZED)?;
@@ -509,11 +462,7 @@ impl Token {
     // ---- sessions and login ----
 
     /// C_OpenSession.
-    pub fn open_session(
-        &mut self,
-        slot: CK_SLOT_ID,
-        flags: CK_FLAGS,
-    ) -> Result<CK_SESSION_HANDLE, CK_RV> {
+    pub fn open_session(&mut self, slot: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HANDLE, CK_RV> {
         Self::slot(slot)?;
         if flags & CKF_SERIAL_SESSION == 0 {
             return Err(CKR_SESSION_PARALLEL_NOT_SUPPORTED);
@@ -532,13 +481,7 @@ impl Token {
         }
         let h = self.next_session;
         self.next_session += 1;
-        let _ = self.sessions.insert(
-            h,
-            Session {
-                rw,
-                ..Session::default()
-            },
-        );
+        let _ = self.sessions.insert(h, Session { rw, ..Session::default() });
         Ok(h)
     }
 
@@ -572,21 +515,11 @@ impl Token {
             (None, false) => CKS_RO_PUBLIC_SESSION,
         };
         let flags = CKF_SERIAL_SESSION | if rw { CKF_RW_SESSION } else { 0 };
-        Ok(CK_SESSION_INFO {
-            slotID: SLOT_ID,
-            state,
-            flags,
-            ulDeviceError: 0,
-        })
+        Ok(CK_SESSION_INFO { slotID: SLOT_ID, state, flags, ulDeviceError: 0 })
     }
 
     /// C_Login. A wrong PIN counts; the fifth in a row locks the PIN until the SO resets it.
-    pub fn login(
-        &mut self,
-        h: CK_SESSION_HANDLE,
-        who: CK_USER_TYPE,
-        pin: &[u8],
-    ) -> Result<(), CK_RV> {
+    pub fn login(&mut self, h: CK_SESSION_HANDLE, who: CK_USER_TYPE, pin: &[u8]) -> Result<(), CK_RV> {
         let _ = self.session(h)?;
         if who != CKU_USER && who != CKU_SO {
             return Err(CKR_USER_TYPE_INVALID);
@@ -635,19 +568,14 @@ impl Token {
             let (Some(secret), Some(name)) = (&o.secret, &o.file) else {
                 continue;
             };
-            let sm2 =
-                self.profile.sm2.as_ref().map(|s| s.key_type) == get_ulong(&o.attrs, CKA_KEY_TYPE);
-            match store::open(mk, secret, name.as_bytes())
-                .and_then(|s| KeyMaterial::from_scalar(sm2, &s))
-            {
+            let sm2 = self.profile.sm2.as_ref().map(|s| s.key_type) == get_ulong(&o.attrs, CKA_KEY_TYPE);
+            match store::open(mk, secret, name.as_bytes()).and_then(|s| KeyMaterial::from_scalar(sm2, &s)) {
                 Some(k) => o.key = Some(Arc::new(k)),
                 None => corrupt.push((*h, name.clone())),
             }
         }
         for (h, name) in corrupt {
-            report(&format!(
-                "private key {name} does not decrypt (corrupt or from another token); not loaded"
-            ));
+            report(&format!("private key {name} does not decrypt (corrupt or from another token); not loaded"));
             let _ = self.objects.remove(&h);
         }
     }
@@ -696,12 +624,8 @@ impl Token {
             return Err(CKR_USER_NOT_LOGGED_IN);
         };
         let mk = mk.clone();
-        let find = |t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)], a| {
-            t.iter()
-                .rev()
-                .find(|(x, _)| *x == a)
-                .map(|(_, v)| v.clone())
-        };
+        let find =
+            |t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)], a| t.iter().rev().find(|(x, _)| *x == a).map(|(_, v)| v.clone());
         let params = find(public, CKA_EC_PARAMS);
         match (sm2, params.as_deref()) {
             (false, None) => return Err(CKR_TEMPLATE_INCOMPLETE),
@@ -709,15 +633,7 @@ impl Token {
             (true, Some(p)) if p != SM2_OID => return Err(CKR_DOMAIN_PARAMS_INVALID),
             _ => {}
         }
-        let key_type = if sm2 {
-            self.profile
-                .sm2
-                .as_ref()
-                .map(|s| s.key_type)
-                .unwrap_or(CKK_EC)
-        } else {
-            CKK_EC
-        };
+        let key_type = if sm2 { self.profile.sm2.as_ref().map(|s| s.key_type).unwrap_or(CKK_EC) } else { CKK_EC };
         for t in [public, private] {
             if let Some(kt) = find(t, CKA_KEY_TYPE) {
                 if kt != ul(key_type) {
@@ -734,9 +650,7 @@ impl Token {
             return Err(CKR_TEMPLATE_INCONSISTENT);
         }
         // This token never lets a private key out.
-        if find(private, CKA_SENSITIVE) == Some(b(false))
-            || find(private, CKA_EXTRACTABLE) == Some(b(true))
-        {
+        if find(private, CKA_SENSITIVE) == Some(b(false)) || find(private, CKA_EXTRACTABLE) == Some(b(true)) {
             return Err(CKR_ATTRIBUTE_VALUE_INVALID);
         }
         let token_obj = |t: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]| find(t, CKA_TOKEN) == Some(b(true));
@@ -755,11 +669,7 @@ impl Token {
             };
             let point = match &k {
                 KeyMaterial::Sm2(s) => s.verifying_key().to_sec1_bytes().to_vec(),
-                KeyMaterial::P256(s) => s
-                    .verifying_key()
-                    .to_encoded_point(false)
-                    .as_bytes()
-                    .to_vec(),
+                KeyMaterial::P256(s) => s.verifying_key().to_encoded_point(false).as_bytes().to_vec(),
             };
             break (k, scalar, point);
         };
@@ -797,22 +707,12 @@ impl Token {
         .into_iter()
         .collect();
         priv_attrs.extend(private.iter().cloned());
-        for (a, class) in [
-            (&mut pub_attrs, CKO_PUBLIC_KEY),
-            (&mut priv_attrs, CKO_PRIVATE_KEY),
-        ] {
+        for (a, class) in [(&mut pub_attrs, CKO_PUBLIC_KEY), (&mut priv_attrs, CKO_PRIVATE_KEY)] {
             let _ = a.insert(CKA_CLASS, ul(class));
             let _ = a.insert(CKA_KEY_TYPE, ul(key_type));
             let _ = a.insert(CKA_LOCAL, b(true));
             let _ = a.insert(CKA_KEY_GEN_MECHANISM, ul(keygen_mech));
-            let _ = a.insert(
-                CKA_EC_PARAMS,
-                if sm2 {
-                    SM2_OID.to_vec()
-                } else {
-                    P256_OID.to_vec()
-                },
-            );
+            let _ = a.insert(CKA_EC_PARAMS, if sm2 { SM2_OID.to_vec() } else { P256_OID.to_vec() });
         }
         let _ = pub_attrs.insert(CKA_EC_POINT, ec_point);
         for (t, v) in [
@@ -842,9 +742,7 @@ impl Token {
                     attrs: attrs.iter().map(|(t, v)| (*t, hex::encode(v))).collect(),
                     secret: secret.clone(),
                 };
-                self.store
-                    .save_object(&name, &file)
-                    .map_err(|_| CKR_DEVICE_ERROR)?;
+                self.store.save_object(&name, &file).map_err(|_| CKR_DEVICE_ERROR)?;
             }
             handles[i] = self.insert(Object {
                 attrs,
@@ -865,9 +763,7 @@ impl Token {
             return Err(CKR_SESSION_READ_ONLY);
         }
         if let Some(name) = &o.file {
-            self.store
-                .remove_object(name)
-                .map_err(|_| CKR_DEVICE_ERROR)?;
+            self.store.remove_object(name).map_err(|_| CKR_DEVICE_ERROR)?;
         }
         let _ = self.objects.remove(&obj);
         Ok(())
@@ -889,11 +785,7 @@ impl Token {
     }
 
     /// Checks the object handle for C_GetAttributeValue before the per-attribute loop.
-    pub fn check_object(
-        &mut self,
-        h: CK_SESSION_HANDLE,
-        obj: CK_OBJECT_HANDLE,
-    ) -> Result<(), CK_RV> {
+    pub fn check_object(&mut self, h: CK_SESSION_HANDLE, obj: CK_OBJECT_HANDLE) -> Result<(), CK_RV> {
         let _ = self.session(h)?;
         self.object(obj).map(|_| ())
     }
@@ -913,10 +805,7 @@ impl Token {
         if o.file.is_some() && !rw {
             return Err(CKR_SESSION_READ_ONLY);
         }
-        let o = self
-            .objects
-            .get_mut(&obj)
-            .ok_or(CKR_OBJECT_HANDLE_INVALID)?;
+        let o = self.objects.get_mut(&obj).ok_or(CKR_OBJECT_HANDLE_INVALID)?;
         for (t, v) in template {
             let _ = o.attrs.insert(*t, v.clone());
         }
@@ -925,19 +814,13 @@ impl Token {
                 attrs: o.attrs.iter().map(|(t, v)| (*t, hex::encode(v))).collect(),
                 secret: o.secret.clone(),
             };
-            self.store
-                .save_object(name, &file)
-                .map_err(|_| CKR_DEVICE_ERROR)?;
+            self.store.save_object(name, &file).map_err(|_| CKR_DEVICE_ERROR)?;
         }
         Ok(())
     }
 
     /// C_FindObjectsInit.
-    pub fn find_init(
-        &mut self,
-        h: CK_SESSION_HANDLE,
-        template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
-    ) -> Result<(), CK_RV> {
+    pub fn find_init(&mut self, h: CK_SESSION_HANDLE, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> Result<(), CK_RV> {
         if self.session(h)?.find.is_some() {
             return Err(CKR_OPERATION_ACTIVE);
         }
@@ -954,27 +837,15 @@ impl Token {
     }
 
     /// C_FindObjects.
-    pub fn find_next(
-        &mut self,
-        h: CK_SESSION_HANDLE,
-        max: usize,
-    ) -> Result<Vec<CK_OBJECT_HANDLE>, CK_RV> {
-        let pending = self
-            .session(h)?
-            .find
-            .as_mut()
-            .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+    pub fn find_next(&mut self, h: CK_SESSION_HANDLE, max: usize) -> Result<Vec<CK_OBJECT_HANDLE>, CK_RV> {
+        let pending = self.session(h)?.find.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         let n = max.min(pending.len());
         Ok((0..n).filter_map(|_| pending.pop()).collect())
     }
 
     /// C_FindObjectsFinal.
     pub fn find_final(&mut self, h: CK_SESSION_HANDLE) -> Result<(), CK_RV> {
-        self.session(h)?
-            .find
-            .take()
-            .map(|_| ())
-            .ok_or(CKR_OPERATION_NOT_INITIALIZED)
+        self.session(h)?.find.take().map(|_| ()).ok_or(CKR_OPERATION_NOT_INITIALIZED)
     }
 
     // ---- sign, verify, digest ----
@@ -982,13 +853,9 @@ impl Token {
     /// The output format of a sign/verify mechanism on a key, or why the pair does not fit.
     fn signature_format(&self, mech: Mech, sm2_key: bool) -> Result<SignatureFormat, CK_RV> {
         let format = match (mech, sm2_key) {
-            (Mech::Sm2SignE | Mech::Sm2SignSm3, true) => {
-                self.profile.sm2.as_ref().map(|s| s.signature)
-            }
+            (Mech::Sm2SignE | Mech::Sm2SignSm3, true) => self.profile.sm2.as_ref().map(|s| s.signature),
             (Mech::Ecdsa, false) => self.profile.ecdsa.as_ref().map(|e| e.signature),
-            (Mech::Sm2SignE | Mech::Sm2SignSm3 | Mech::Ecdsa, _) => {
-                return Err(CKR_KEY_TYPE_INCONSISTENT)
-            }
+            (Mech::Sm2SignE | Mech::Sm2SignSm3 | Mech::Ecdsa, _) => return Err(CKR_KEY_TYPE_INCONSISTENT),
             _ => return Err(CKR_MECHANISM_INVALID),
         };
         format.ok_or(CKR_MECHANISM_INVALID)
@@ -1014,22 +881,13 @@ impl Token {
         }
         let material = o.key.clone().ok_or(CKR_USER_NOT_LOGGED_IN)?;
         let format = self.signature_format(mech, matches!(*material, KeyMaterial::Sm2(_)))?;
-        self.session(h)?.sign = Some(SignOp {
-            mech,
-            key: material,
-            data: Vec::new(),
-            format,
-        });
+        self.session(h)?.sign = Some(SignOp { mech, key: material, data: Vec::new(), format });
         Ok(())
     }
 
     /// C_SignUpdate.
     pub fn sign_update(&mut self, h: CK_SESSION_HANDLE, part: &[u8]) -> Result<(), CK_RV> {
-        let op = self
-            .session(h)?
-            .sign
-            .as_mut()
-            .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        let op = self.session(h)?.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         if op.data.len() + part.len() > 1 << 26 {
             self.session(h)?.sign = None;
             return Err(CKR_DATA_LEN_RANGE);
@@ -1050,11 +908,7 @@ impl Token {
         let session = self.session(h)?;
         let op = session.sign.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         if length_only {
-            return Ok(SignStep::Length(if op.format == SignatureFormat::Der {
-                SIG_MAX_DER
-            } else {
-                64
-            }));
+            return Ok(SignStep::Length(if op.format == SignatureFormat::Der { SIG_MAX_DER } else { 64 }));
         }
         let mut op = session.sign.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         if let Some(d) = data {
@@ -1087,73 +941,43 @@ impl Token {
         let vk = match (o.class(), &o.key) {
             (CKO_PRIVATE_KEY, Some(k)) => match &**k {
                 KeyMaterial::Sm2(s) => VerifyKey::Sm2(
-                    sm2::PublicKey::from_affine(*s.verifying_key().as_affine())
-                        .map_err(|_| CKR_KEY_HANDLE_INVALID)?,
+                    sm2::PublicKey::from_affine(*s.verifying_key().as_affine()).map_err(|_| CKR_KEY_HANDLE_INVALID)?,
                 ),
                 KeyMaterial::P256(s) => VerifyKey::P256(p256::PublicKey::from(s.verifying_key())),
             },
             (CKO_PUBLIC_KEY, _) => {
-                let point = o
-                    .attrs
-                    .get(&CKA_EC_POINT)
-                    .ok_or(CKR_KEY_TYPE_INCONSISTENT)?;
+                let point = o.attrs.get(&CKA_EC_POINT).ok_or(CKR_KEY_TYPE_INCONSISTENT)?;
                 let sec1 = point.get(2..).ok_or(CKR_KEY_TYPE_INCONSISTENT)?;
                 if is_sm2 {
-                    VerifyKey::Sm2(
-                        sm2::PublicKey::from_sec1_bytes(sec1)
-                            .map_err(|_| CKR_KEY_TYPE_INCONSISTENT)?,
-                    )
+                    VerifyKey::Sm2(sm2::PublicKey::from_sec1_bytes(sec1).map_err(|_| CKR_KEY_TYPE_INCONSISTENT)?)
                 } else {
-                    VerifyKey::P256(
-                        p256::PublicKey::from_sec1_bytes(sec1)
-                            .map_err(|_| CKR_KEY_TYPE_INCONSISTENT)?,
-                    )
+                    VerifyKey::P256(p256::PublicKey::from_sec1_bytes(sec1).map_err(|_| CKR_KEY_TYPE_INCONSISTENT)?)
                 }
             }
             _ => return Err(CKR_KEY_TYPE_INCONSISTENT),
         };
         let format = self.signature_format(mech, matches!(vk, VerifyKey::Sm2(_)))?;
-        self.session(h)?.verify = Some(VerifyOp {
-            mech,
-            key: vk,
-            data: Vec::new(),
-            format,
-        });
+        self.session(h)?.verify = Some(VerifyOp { mech, key: vk, data: Vec::new(), format });
         Ok(())
     }
 
     /// C_VerifyUpdate.
     pub fn verify_update(&mut self, h: CK_SESSION_HANDLE, part: &[u8]) -> Result<(), CK_RV> {
-        let op = self
-            .session(h)?
-            .verify
-            .as_mut()
-            .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        let op = self.session(h)?.verify.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         op.data.extend_from_slice(part);
         Ok(())
     }
 
     /// C_Verify (with data) or C_VerifyFinal (without); ends the operation.
-    pub fn verify_finish(
-        &mut self,
-        h: CK_SESSION_HANDLE,
-        data: Option<&[u8]>,
-        sig: &[u8],
-    ) -> Result<(), CK_RV> {
-        let mut op = self
-            .session(h)?
-            .verify
-            .take()
-            .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+    pub fn verify_finish(&mut self, h: CK_SESSION_HANDLE, data: Option<&[u8]>, sig: &[u8]) -> Result<(), CK_RV> {
+        let mut op = self.session(h)?.verify.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         if let Some(d) = data {
             op.data.extend_from_slice(d);
         }
         let raw = match op.format {
             SignatureFormat::Raw if sig.len() == 64 => sig.to_vec(),
             SignatureFormat::Raw => return Err(CKR_SIGNATURE_LEN_RANGE),
-            SignatureFormat::Der => {
-                seald::crypto::der_to_raw(sig, 32).map_err(|_| CKR_SIGNATURE_INVALID)?
-            }
+            SignatureFormat::Der => seald::crypto::der_to_raw(sig, 32).map_err(|_| CKR_SIGNATURE_INVALID)?,
         };
         let ok = match (&op.key, op.mech) {
             (VerifyKey::Sm2(pk), Mech::Sm2SignE | Mech::Sm2SignSm3) => {
@@ -1169,11 +993,8 @@ impl Token {
                 seald::crypto::sm2::verify_e(pk, &e, &raw).is_ok()
             }
             (VerifyKey::P256(pk), Mech::Ecdsa) => {
-                let s =
-                    p256::ecdsa::Signature::from_slice(&raw).map_err(|_| CKR_SIGNATURE_INVALID)?;
-                p256::ecdsa::VerifyingKey::from(pk)
-                    .verify_prehash(&op.data, &s)
-                    .is_ok()
+                let s = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| CKR_SIGNATURE_INVALID)?;
+                p256::ecdsa::VerifyingKey::from(pk).verify_prehash(&op.data, &s).is_ok()
             }
             _ => return Err(CKR_KEY_TYPE_INCONSISTENT),
         };
@@ -1185,11 +1006,7 @@ impl Token {
     }
 
     /// C_DigestInit.
-    pub fn digest_init(
-        &mut self,
-        h: CK_SESSION_HANDLE,
-        code: CK_MECHANISM_TYPE,
-    ) -> Result<(), CK_RV> {
+    pub fn digest_init(&mut self, h: CK_SESSION_HANDLE, code: CK_MECHANISM_TYPE) -> Result<(), CK_RV> {
         if self.session(h)?.digest.is_some() {
             return Err(CKR_OPERATION_ACTIVE);
         }
@@ -1197,20 +1014,13 @@ impl Token {
         if !matches!(mech, Mech::Sm3 | Mech::Sha256) {
             return Err(CKR_MECHANISM_INVALID);
         }
-        self.session(h)?.digest = Some(DigestOp {
-            mech,
-            data: Vec::new(),
-        });
+        self.session(h)?.digest = Some(DigestOp { mech, data: Vec::new() });
         Ok(())
     }
 
     /// C_DigestUpdate.
     pub fn digest_update(&mut self, h: CK_SESSION_HANDLE, part: &[u8]) -> Result<(), CK_RV> {
-        let op = self
-            .session(h)?
-            .digest
-            .as_mut()
-            .ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        let op = self.session(h)?.digest.as_mut().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
         op.data.extend_from_slice(part);
         Ok(())
     }
@@ -1256,8 +1066,7 @@ pub fn compute(op: &SignOp, corrupt: bool) -> Result<Vec<u8>, CK_RV> {
     let mut raw = match (&*op.key, op.mech) {
         (KeyMaterial::Sm2(sk), Mech::Sm2SignE | Mech::Sm2SignSm3) => {
             let e: Vec<u8> = if op.mech == Mech::Sm2SignSm3 {
-                let pk = sm2::PublicKey::from_affine(*sk.verifying_key().as_affine())
-                    .map_err(|_| CKR_GENERAL_ERROR)?;
+                let pk = sm2::PublicKey::from_affine(*sk.verifying_key().as_affine()).map_err(|_| CKR_GENERAL_ERROR)?;
                 seald::crypto::sm2::e(&pk, seald::crypto::sm2::DEFAULT_USER_ID, &op.data)
                     .map_err(|_| CKR_DATA_INVALID)?
                     .to_vec()
@@ -1273,8 +1082,7 @@ pub fn compute(op: &SignOp, corrupt: bool) -> Result<Vec<u8>, CK_RV> {
             if op.data.len() < 16 || op.data.len() > 64 {
                 return Err(CKR_DATA_LEN_RANGE);
             }
-            let sig: p256::ecdsa::Signature =
-                sk.sign_prehash(&op.data).map_err(|_| CKR_DATA_INVALID)?;
+            let sig: p256::ecdsa::Signature = sk.sign_prehash(&op.data).map_err(|_| CKR_DATA_INVALID)?;
             sig.to_bytes().to_vec()
         }
         _ => return Err(CKR_KEY_TYPE_INCONSISTENT),

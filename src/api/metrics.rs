@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -57,18 +55,9 @@ impl Metrics {
 
     /// Counts a finished request.
     pub fn observe(&self, route: &'static str, status: u16, took: Duration) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route, status))
-            .or_insert(0) += 1;
+        *self.requests.lock().unwrap_or_else(|p| p.into_inner()).entry((route, status)).or_insert(0) += 1;
         let mut lat = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = lat.entry(route).or_insert_with(|| Histogram {
-            counts: vec![0; BUCKETS.len()],
-            sum: 0.0,
-            count: 0,
-        });
+        let h = lat.entry(route).or_insert_with(|| Histogram { counts: vec![0; BUCKETS.len()], sum: 0.0, count: 0 });
         let s = took.as_secs_f64();
         for (i, b) in BUCKETS.iter().enumerate() {
             if s <= *b {
@@ -81,124 +70,64 @@ impl Metrics {
 
     /// Counts a signature.
     pub fn signed(&self, key: &str) {
-        *self
-            .signatures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.to_string())
-            .or_insert(0) += 1;
+        *self.signatures.lock().unwrap_or_else(|p| p.into_inner()).entry(key.to_string()).or_insert(0) += 1;
     }
 
     /// The exposition text.
     pub fn render(&self, pool: &PoolStats, health: &Health, audit_head: u64) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP seald_requests_total Requests by route and status.\n# TYPE seald_requests_total counter");
-        for ((route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "seald_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+        let _ = writeln!(
+            out,
+            "# HELP seald_requests_total Requests by route and status.\n# TYPE seald_requests_total counter"
+        );
+        for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "seald_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP seald_request_duration_seconds Request latency.\n# TYPE seald_request_duration_seconds histogram");
-        for (route, h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        let _ = writeln!(
+            out,
+            "# HELP seald_request_duration_seconds Request latency.\n# TYPE seald_request_duration_seconds histogram"
+        );
+        for (route, h) in self.latency.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             for (b, c) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(
-                    out,
-                    "seald_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {c}"
-                );
+                let _ = writeln!(out, "seald_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {c}");
             }
-            let _ = writeln!(
-                out,
-                "seald_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "seald_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "seald_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
-            );
+            let _ = writeln!(out, "seald_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "seald_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
+            let _ = writeln!(out, "seald_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
         }
-        let _ = writeln!(out, "# HELP seald_signatures_total Signatures returned, by key.\n# TYPE seald_signatures_total counter");
-        for (key, n) in self
-            .signatures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        let _ = writeln!(
+            out,
+            "# HELP seald_signatures_total Signatures returned, by key.\n# TYPE seald_signatures_total counter"
+        );
+        for (key, n) in self.signatures.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "seald_signatures_total{{key=\"{key}\"}} {n}");
         }
         let gauges = [
-            (
-                "seald_token_sessions_in_use",
-                "Token sessions lent out.",
-                pool.in_use as u64,
-            ),
-            (
-                "seald_token_sessions_waiting",
-                "Callers waiting for a token session.",
-                pool.waiting as u64,
-            ),
-            (
-                "seald_token_sessions_open",
-                "Token sessions open.",
-                pool.open as u64,
-            ),
+            ("seald_token_sessions_in_use", "Token sessions lent out.", pool.in_use as u64),
+            ("seald_token_sessions_waiting", "Callers waiting for a token session.", pool.waiting as u64),
+            ("seald_token_sessions_open", "Token sessions open.", pool.open as u64),
             (
                 "seald_token_ready",
                 "1 when the token is ready or degraded, 0 when down.",
                 u64::from(!matches!(health, Health::Down(_))),
             ),
-            (
-                "seald_audit_head_seq",
-                "Highest durable audit journal seq.",
-                audit_head,
-            ),
+            ("seald_audit_head_seq", "Highest durable audit journal seq.", audit_head),
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         let counters = [
-            (
-                "seald_token_errors_total",
-                "Token failures seen.",
-                pool.errors,
-            ),
-            (
-                "seald_token_busy_total",
-                "Callers told the token is busy.",
-                pool.busy,
-            ),
+            ("seald_token_errors_total", "Token failures seen.", pool.errors),
+            ("seald_token_busy_total", "Callers told the token is busy.", pool.busy),
             (
                 "seald_token_session_recoveries_total",
                 "Sessions replaced after a session-level failure.",
                 pool.session_recoveries,
             ),
-            (
-                "seald_token_reinitializations_total",
-                "Module re-initializations.",
-                pool.reinitializations,
-            ),
+            ("seald_token_reinitializations_total", "Module re-initializations.", pool.reinitializations),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }
         out
     }

@@ -63,11 +63,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
     fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -108,36 +104,20 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<By
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
-    let _ = r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
+    let _ = r
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     r
 }
 
 fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    json_response(
-        e.status,
-        &ErrorBody {
-            error: ErrorInner {
-                code: e.code,
-                message: &e.message,
-            },
-        },
-    )
+    json_response(e.status, &ErrorBody { error: ErrorInner { code: e.code, message: &e.message } })
 }
 
-fn text_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: String,
-) -> Response<Full<Bytes>> {
+fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    let _ = r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(content_type),
-    );
+    let _ = r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     r
 }
 
@@ -220,15 +200,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Runs blocking work off the I/O threads; a panic there is this request's 500, nothing more.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the request failed inside the server",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed inside the server")
     })
 }
 
@@ -262,16 +236,11 @@ pub async fn handle(
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     match Limited::new(req.into_body(), app.max_body).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("request body is larger than {} bytes", app.max_body),
-            ))
-        }
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is larger than {} bytes", app.max_body),
+        )),
         Err(e) => Err(ApiError::bad("bad_body", e.to_string())),
     }
 }
@@ -296,42 +265,23 @@ async fn route_request(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => Ok(json_response(
-            StatusCode::OK,
-            &serde_json::json!({ "status": "alive" }),
-        )),
+        (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "alive" }))),
         (&Method::GET, ["readyz"]) => readyz(app).await,
         (&Method::GET, ["metrics"]) => {
-            let text = app.metrics.render(
-                &app.pool.stats(),
-                &app.pool.health(),
-                app.journal.head_seq(),
-            );
-            Ok(text_response(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                text,
-            ))
+            let text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq());
+            Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4", text))
         }
         (_, ["healthz" | "readyz" | "metrics"]) => Err(method_not_allowed()),
         (_, ["v1", ..]) => {
             let p = principal(peer)?.clone();
             v1(app, &p, method, &segments[1..], query, req).await
         }
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route {path}"),
-        )),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"))),
     }
 }
 
 fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }
 
 async fn v1(
@@ -377,10 +327,7 @@ async fn v1(
                     });
                 }
             }
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "results": results }),
-            ))
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
         }
         (Method::POST, ["verify"]) => {
             let b: VerifyBody = parse(&body(app, req).await?)?;
@@ -399,10 +346,7 @@ async fn v1(
                     }
                 });
             }
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "results": results }),
-            ))
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
         }
         (Method::GET, ["keys"]) => {
             let keys: Vec<_> = app
@@ -411,10 +355,7 @@ async fn v1(
                 .into_iter()
                 .map(|k| serde_json::json!({ "id": k.info.id.to_hex(), "name": k.name, "alg": k.info.alg, "key_version": k.version }))
                 .collect();
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "keys": keys }),
-            ))
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "keys": keys })))
         }
         (Method::GET, ["keys", id]) => {
             let k = app
@@ -423,17 +364,11 @@ async fn v1(
                 .into_iter()
                 .find(|k| k.name == *id || k.info.id.to_hex().eq_ignore_ascii_case(id))
                 .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        "unknown_key",
-                        format!("no key '{id}' for this account"),
-                    )
+                    ApiError::new(StatusCode::NOT_FOUND, "unknown_key", format!("no key '{id}' for this account"))
                 })?;
             let z = match &k.info.public_key {
                 PublicKey::Sm2(pk) => {
-                    crate::crypto::sm2::z(pk, crate::crypto::sm2::DEFAULT_USER_ID)
-                        .ok()
-                        .map(hex::encode)
+                    crate::crypto::sm2::z(pk, crate::crypto::sm2::DEFAULT_USER_ID).ok().map(hex::encode)
                 }
                 _ => None,
             };
@@ -450,17 +385,10 @@ async fn v1(
                 return Err(forbidden("auditor"));
             }
             let journal = app.journal.clone();
-            let report = blocking(move || {
-                crate::audit::verify_journal_dir(journal.dir(), journal.public_key())
-            })
-            .await?;
-            let report = report.map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    e.to_string(),
-                )
-            })?;
+            let report =
+                blocking(move || crate::audit::verify_journal_dir(journal.dir(), journal.public_key())).await?;
+            let report = report
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
             Ok(json_response(StatusCode::OK, &report))
         }
         (Method::GET, ["audit", "export"]) => {
@@ -471,50 +399,24 @@ async fn v1(
             let journal = app.journal.clone();
             let out = blocking(move || {
                 let mut buf = Vec::new();
-                crate::audit::export(
-                    journal.dir(),
-                    crate::audit::ExportRange { from, to },
-                    &mut buf,
-                )
-                .map(|_| buf)
+                crate::audit::export(journal.dir(), crate::audit::ExportRange { from, to }, &mut buf).map(|_| buf)
             })
             .await?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    e.to_string(),
-                )
-            })?;
-            Ok(text_response(
-                StatusCode::OK,
-                "application/x-ndjson",
-                String::from_utf8_lossy(&out).into_owned(),
-            ))
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
+            Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
         }
         (_, ["sign" | "verify" | "keys" | "audit", ..]) => Err(method_not_allowed()),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no route /v1/{}", seg.join("/")),
-        )),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route /v1/{}", seg.join("/")))),
     }
 }
 
 fn forbidden(role: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!("this needs the {role} role"),
-    )
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this needs the {role} role"))
 }
 
 fn check_batch(n: usize) -> Result<(), ApiError> {
     if n == 0 || n > MAX_BATCH {
-        return Err(ApiError::bad(
-            "bad_input",
-            format!("a batch holds 1 to {MAX_BATCH} items, not {n}"),
-        ));
+        return Err(ApiError::bad("bad_input", format!("a batch holds 1 to {MAX_BATCH} items, not {n}")));
     }
     Ok(())
 }
@@ -523,18 +425,11 @@ fn range(query: &str) -> Result<(u64, u64), ApiError> {
     let (mut from, mut to) = (1u64, u64::MAX);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let n: u64 = v
-            .parse()
-            .map_err(|_| ApiError::bad("bad_input", format!("{k} must be a sequence number")))?;
+        let n: u64 = v.parse().map_err(|_| ApiError::bad("bad_input", format!("{k} must be a sequence number")))?;
         match k {
             "from" => from = n,
             "to" => to = n,
-            other => {
-                return Err(ApiError::bad(
-                    "bad_input",
-                    format!("unknown parameter {other}"),
-                ))
-            }
+            other => return Err(ApiError::bad("bad_input", format!("unknown parameter {other}"))),
         }
     }
     Ok((from, to))
@@ -545,11 +440,7 @@ async fn sign_one(app: &Arc<App>, p: &Principal, b: SignBody) -> Result<SignRepl
     let (app2, p2) = (app.clone(), p.clone());
     let signed = blocking(move || app2.signing.sign(&p2, &req)).await??;
     app.metrics.signed(&signed.key.name);
-    let bytes = if b.encoding == Encoding::Raw {
-        &signed.raw
-    } else {
-        &signed.der
-    };
+    let bytes = if b.encoding == Encoding::Raw { &signed.raw } else { &signed.der };
     Ok(SignReply {
         signature: base64::engine::general_purpose::STANDARD.encode(bytes),
         encoding: b.encoding,
@@ -562,10 +453,7 @@ async fn sign_one(app: &Arc<App>, p: &Principal, b: SignBody) -> Result<SignRepl
 
 async fn verify_one(app: &Arc<App>, b: VerifyBody) -> Result<crate::signing::Verdict, ApiError> {
     let public_key = match &b.public_key {
-        Some(pem) => Some(
-            PublicKey::from_spki_pem(pem)
-                .map_err(|e| ApiError::bad("bad_public_key", e.to_string()))?,
-        ),
+        Some(pem) => Some(PublicKey::from_spki_pem(pem).map_err(|e| ApiError::bad("bad_public_key", e.to_string()))?),
         None => None,
     };
     if public_key.is_none() && b.key.is_none() {
@@ -579,13 +467,11 @@ async fn verify_one(app: &Arc<App>, b: VerifyBody) -> Result<crate::signing::Ver
         user_id: b.user_id.as_ref().map(|u| u.as_bytes().to_vec()),
     };
     let sig = b64("signature", &b.signature)?;
-    let _slot = app.verify_slots.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "shutting down",
-        )
-    })?;
+    let _slot = app
+        .verify_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
     let app2 = app.clone();
     Ok(blocking(move || app2.signing.verify(&req, public_key.as_ref(), &sig)).await??)
 }
@@ -603,11 +489,7 @@ async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     if let Some(why) = app.journal.failure() {
         reasons.push(format!("audit journal: {why}"));
     }
-    let status = if reasons.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(json_response(
         status,
         &serde_json::json!({ "ready": reasons.is_empty(), "token": health, "audit_head": app.journal.head_seq(), "reasons": reasons }),

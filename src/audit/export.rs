@@ -48,22 +48,14 @@ struct Trailer {
 }
 
 /// Writes an export of a journal directory; returns the seq range written.
-pub fn export(
-    dir: &Path,
-    range: ExportRange,
-    out: &mut dyn Write,
-) -> Result<(u64, u64), AuditError> {
+pub fn export(dir: &Path, range: ExportRange, out: &mut dyn Write) -> Result<(u64, u64), AuditError> {
     let all = read_records(dir, 1, u64::MAX)?;
     let from = range.from.max(1);
     // Extend to the first checkpoint that signs a head at or beyond `to`.
     let mut to = range.to.min(all.last().map(|(r, _, _)| r.seq).unwrap_or(0));
     if let Some((cp, _, _)) = all.iter().find(|(r, _, _)| {
         r.action == CHECKPOINT_ACTION
-            && r.details
-                .get("head")
-                .and_then(|h| h.get("seq"))
-                .and_then(|s| s.as_u64())
-                .is_some_and(|s| s >= to)
+            && r.details.get("head").and_then(|h| h.get("seq")).and_then(|s| s.as_u64()).is_some_and(|s| s >= to)
     }) {
         to = to.max(cp.seq);
     }
@@ -73,10 +65,7 @@ pub fn export(
     let anchor_hash = if from == base.seq + 1 {
         base.hash_bytes()?
     } else {
-        all.iter()
-            .find(|(r, _, _)| r.seq + 1 == from)
-            .map(|(_, _, h)| *h)
-            .unwrap_or([0u8; 32])
+        all.iter().find(|(r, _, _)| r.seq + 1 == from).map(|(_, _, h)| *h).unwrap_or([0u8; 32])
     };
     let io = |e: std::io::Error| AuditError::Export(e.to_string());
     let last = all.last().map(|(r, _, _)| r.seq).unwrap_or(0);
@@ -88,30 +77,16 @@ pub fn export(
         anchor_hash: hex::encode(anchor_hash),
         end_of_journal: to >= last,
     };
-    writeln!(
-        out,
-        "{}",
-        serde_json::to_string(&header).unwrap_or_default()
-    )
-    .map_err(io)?;
+    writeln!(out, "{}", serde_json::to_string(&header).unwrap_or_default()).map_err(io)?;
     for (r, payload, hash) in all.iter().filter(|(r, _, _)| r.seq >= from && r.seq <= to) {
-        let text = std::str::from_utf8(payload)
-            .map_err(|_| AuditError::Export(format!("record {} is not UTF-8", r.seq)))?;
-        let raw = RawValue::from_string(text.to_string())
-            .map_err(|e| AuditError::Export(e.to_string()))?;
-        let line = Line {
-            hash: hex::encode(hash),
-            record: &raw,
-        };
+        let text =
+            std::str::from_utf8(payload).map_err(|_| AuditError::Export(format!("record {} is not UTF-8", r.seq)))?;
+        let raw = RawValue::from_string(text.to_string()).map_err(|e| AuditError::Export(e.to_string()))?;
+        let line = Line { hash: hex::encode(hash), record: &raw };
         writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default()).map_err(io)?;
     }
     if let Some(head) = read_head_file(dir)? {
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&Trailer { signed_head: head }).unwrap_or_default()
-        )
-        .map_err(io)?;
+        writeln!(out, "{}", serde_json::to_string(&Trailer { signed_head: head }).unwrap_or_default()).map_err(io)?;
     }
     Ok((from, to))
 }
@@ -139,20 +114,13 @@ impl Export {
     /// before it, and is covered by the checkpoint it was extended to instead).
     pub fn verify(&self, key: &PublicKey) -> VerifyReport {
         let raw: Vec<(Vec<u8>, bool)> = self.records.iter().map(|r| (r.clone(), true)).collect();
-        let head = self
-            .signed_head
-            .as_ref()
-            .filter(|h| self.end_of_journal || h.seq <= self.to);
-        let mut report =
-            super::verify_records(self.anchor_seq, self.anchor_hash, &raw, Some(key), head);
+        let head = self.signed_head.as_ref().filter(|h| self.end_of_journal || h.seq <= self.to);
+        let mut report = super::verify_records(self.anchor_seq, self.anchor_hash, &raw, Some(key), head);
         if report.finding.is_none() && report.last_seq < self.to {
             report.finding = Some(super::Finding {
                 seq: report.last_seq + 1,
                 kind: super::FindingKind::TailCut,
-                detail: format!(
-                    "the export declares records up to seq {}; they end at {}",
-                    self.to, report.last_seq
-                ),
+                detail: format!("the export declares records up to seq {}; they end at {}", self.to, report.last_seq),
             });
         }
         report
@@ -163,17 +131,10 @@ impl Export {
 pub fn read_export(text: &str) -> Result<Export, AuditError> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let bad = |n: usize, e: &dyn std::fmt::Display| AuditError::Export(format!("line {n}: {e}"));
-    let header: Header = serde_json::from_str(
-        lines
-            .next()
-            .ok_or_else(|| AuditError::Export("is empty".into()))?,
-    )
-    .map_err(|e| bad(1, &e))?;
+    let header: Header = serde_json::from_str(lines.next().ok_or_else(|| AuditError::Export("is empty".into()))?)
+        .map_err(|e| bad(1, &e))?;
     if header.seald_audit_export != 1 {
-        return Err(AuditError::Export(format!(
-            "version {} is not supported",
-            header.seald_audit_export
-        )));
+        return Err(AuditError::Export(format!("version {} is not supported", header.seald_audit_export)));
     }
     let anchor_hash: [u8; 32] = hex::decode(&header.anchor_hash)
         .ok()

@@ -5,10 +5,7 @@
 //! valid after it) was never acknowledged: it is cut off and logged. A damaged frame anywhere else is
 //! corruption, and open refuses with the seq named.
 
-use super::{
-    io_err, now_ms, record_hash, AuditError, AuditEvent, HeadSigner, JournalRecord, Receipt,
-    SignedHead,
-};
+use super::{io_err, now_ms, record_hash, AuditError, AuditEvent, HeadSigner, JournalRecord, Receipt, SignedHead};
 use crate::crypto::PublicKey;
 use crate::store::Store;
 use std::fs::{File, OpenOptions};
@@ -87,11 +84,7 @@ pub(super) fn read_frames(path: &Path) -> Result<(Vec<Frame>, Tail), AuditError>
         }
         let payload = data[off + 8..off + 8 + len].to_vec();
         let crc_ok = crc32fast::hash(&payload) == crc;
-        frames.push(Frame {
-            offset: off as u64,
-            payload,
-            crc_ok,
-        });
+        frames.push(Frame { offset: off as u64, payload, crc_ok });
         off += 8 + len;
     }
     Ok((frames, Tail::Clean))
@@ -102,14 +95,8 @@ pub(super) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, AuditError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let path = entry.map_err(io_err(dir))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if let Some(first) = name
-            .strip_prefix("seg-")
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse().ok())
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(first) = name.strip_prefix("seg-").and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok())
         {
             out.push((first, path));
         }
@@ -136,13 +123,10 @@ impl Anchor {
         if self.seq == 0 && self.hash.is_empty() {
             return Ok([0u8; 32]);
         }
-        hex::decode(&self.hash)
-            .ok()
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| AuditError::Io {
-                path: ARCHIVE_FILE.into(),
-                message: "anchor hash is not 32 bytes of hex".into(),
-            })
+        hex::decode(&self.hash).ok().and_then(|h| h.try_into().ok()).ok_or_else(|| AuditError::Io {
+            path: ARCHIVE_FILE.into(),
+            message: "anchor hash is not 32 bytes of hex".into(),
+        })
     }
 }
 
@@ -168,12 +152,8 @@ pub fn read_anchor(dir: &Path) -> Result<Anchor, AuditError> {
 /// on its own with the public key. Returns the archived seq range, or `None` if nothing qualifies.
 pub fn archive(dir: &Path, key: &PublicKey, out: &Path) -> Result<Option<(u64, u64)>, AuditError> {
     let lock_path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
+    let lock =
+        OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
     if lock.try_lock().is_err() {
         return Err(AuditError::Locked(dir.display().to_string()));
     }
@@ -205,30 +185,19 @@ pub fn archive(dir: &Path, key: &PublicKey, out: &Path) -> Result<Option<(u64, u
     let mut file = File::create(out).map_err(io_err(out))?;
     let _ = super::export(dir, super::ExportRange { from, to: upto }, &mut file)?;
     file.sync_all().map_err(io_err(out))?;
-    let upto_hash = read_records(dir, upto, upto)?
-        .first()
-        .map(|(_, _, h)| *h)
-        .ok_or_else(|| AuditError::Corrupt {
-            seq: upto,
-            file: dir.display().to_string(),
-            reason: "record vanished".into(),
-        })?;
+    let upto_hash = read_records(dir, upto, upto)?.first().map(|(_, _, h)| *h).ok_or_else(|| AuditError::Corrupt {
+        seq: upto,
+        file: dir.display().to_string(),
+        reason: "record vanished".into(),
+    })?;
     let mut archives = anchor.archives;
     archives.push(out.display().to_string());
-    let next = Anchor {
-        seq: upto,
-        hash: hex::encode(upto_hash),
-        archives,
-    };
+    let next = Anchor { seq: upto, hash: hex::encode(upto_hash), archives };
     let tmp = dir.join(".archive.json.tmp");
-    let bytes = serde_json::to_vec_pretty(&next).map_err(|e| AuditError::Io {
-        path: tmp.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let bytes = serde_json::to_vec_pretty(&next)
+        .map_err(|e| AuditError::Io { path: tmp.display().to_string(), message: e.to_string() })?;
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(&tmp))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, dir.join(ARCHIVE_FILE)).map_err(io_err(dir))?;
     sync_dir(dir)?;
     for ((_, path), _) in &take {
@@ -245,10 +214,7 @@ pub(super) fn read_head_file(dir: &Path) -> Result<Option<SignedHead>, AuditErro
     match std::fs::read(&path) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| AuditError::Io {
-                path: path.display().to_string(),
-                message: format!("bad signed head: {e}"),
-            }),
+            .map_err(|e| AuditError::Io { path: path.display().to_string(), message: format!("bad signed head: {e}") }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(&path)(e)),
     }
@@ -261,9 +227,7 @@ fn encode_frame(payload: &[u8], out: &mut Vec<u8>) {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), AuditError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
 }
 
 /// What open found: the durable records' head and the segment to append to.
@@ -276,10 +240,7 @@ struct Scan {
 }
 
 /// Reads every segment, checks frames, seqs and the chain; cuts a torn tail; refuses corruption.
-fn scan(
-    dir: &Path,
-    mut each: impl FnMut(&JournalRecord, u64) -> Result<(), AuditError>,
-) -> Result<Scan, AuditError> {
+fn scan(dir: &Path, mut each: impl FnMut(&JournalRecord, u64) -> Result<(), AuditError>) -> Result<Scan, AuditError> {
     let segs = segments(dir)?;
     let anchor = read_anchor(dir)?;
     let (mut head_seq, mut head_hash, mut uncovered) = (anchor.seq, anchor.hash_bytes()?, 0u64);
@@ -291,11 +252,7 @@ fn scan(
         let mut cut: Option<u64> = None;
         for (j, f) in frames.iter().enumerate() {
             let expected = head_seq + 1;
-            let corrupt = |reason: String| AuditError::Corrupt {
-                seq: expected,
-                file: file.clone(),
-                reason,
-            };
+            let corrupt = |reason: String| AuditError::Corrupt { seq: expected, file: file.clone(), reason };
             if !f.crc_ok {
                 if last && j + 1 == frames.len() && matches!(tail, Tail::Clean) {
                     cut = Some(f.offset);
@@ -303,26 +260,17 @@ fn scan(
                 }
                 return Err(corrupt("checksum mismatch".into()));
             }
-            let r: JournalRecord = serde_json::from_slice(&f.payload)
-                .map_err(|e| corrupt(format!("record does not decode: {e}")))?;
+            let r: JournalRecord =
+                serde_json::from_slice(&f.payload).map_err(|e| corrupt(format!("record does not decode: {e}")))?;
             if r.seq != expected {
-                return Err(corrupt(format!(
-                    "found seq {} where {expected} belongs",
-                    r.seq
-                )));
+                return Err(corrupt(format!("found seq {} where {expected} belongs", r.seq)));
             }
             if r.prev_hash != hex::encode(head_hash) {
-                return Err(corrupt(
-                    "prev_hash does not match the record before it".into(),
-                ));
+                return Err(corrupt("prev_hash does not match the record before it".into()));
             }
             head_hash = record_hash(&head_hash, &f.payload);
             head_seq = r.seq;
-            uncovered = if r.action == super::CHECKPOINT_ACTION {
-                0
-            } else {
-                uncovered + 1
-            };
+            uncovered = if r.action == super::CHECKPOINT_ACTION { 0 } else { uncovered + 1 };
             each(&r, head_seq)?;
         }
         if let (Tail::Short(off), None) = (&tail, cut) {
@@ -337,21 +285,11 @@ fn scan(
         }
         if let Some(off) = cut {
             tracing::warn!(file = %file, offset = off, seq = head_seq + 1, "journal tail torn (never acknowledged); truncating");
-            let f = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(io_err(path))?;
-            f.set_len(off)
-                .and_then(|()| f.sync_all())
-                .map_err(io_err(path))?;
+            let f = OpenOptions::new().write(true).open(path).map_err(io_err(path))?;
+            f.set_len(off).and_then(|()| f.sync_all()).map_err(io_err(path))?;
         }
     }
-    Ok(Scan {
-        head_seq,
-        head_hash,
-        last_segment: segs.last().cloned(),
-        uncovered,
-    })
+    Ok(Scan { head_seq, head_hash, last_segment: segs.last().cloned(), uncovered })
 }
 
 enum Request {
@@ -376,9 +314,7 @@ pub struct Journal {
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journal")
-            .field("dir", &self.shared.dir)
-            .finish_non_exhaustive()
+        f.debug_struct("Journal").field("dir", &self.shared.dir).finish_non_exhaustive()
     }
 }
 
@@ -393,12 +329,8 @@ impl Journal {
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let lock_path = dir.join("LOCK");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
         if lock.try_lock().is_err() {
             return Err(AuditError::Locked(dir.display().to_string()));
         }
@@ -432,10 +364,7 @@ impl Journal {
             }
         }
         if replayed > 0 {
-            tracing::info!(
-                records = replayed,
-                "store brought up to date from the journal"
-            );
+            tracing::info!(records = replayed, "store brought up to date from the journal");
         }
         let (seg_first, path) = match scan.last_segment {
             Some(s) => s,
@@ -444,11 +373,7 @@ impl Journal {
                 (scan.head_seq + 1, p)
             }
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
         let file_len = file.metadata().map_err(io_err(&path))?.len();
         sync_dir(&dir)?;
         let shared = Arc::new(Shared {
@@ -475,43 +400,27 @@ impl Journal {
         let handle = std::thread::Builder::new()
             .name("audit-journal".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| AuditError::Io {
-                path: dir.display().to_string(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| AuditError::Io { path: dir.display().to_string(), message: e.to_string() })?;
         tracing::info!(dir = %shared.dir.display(), head = scan.head_seq, "audit journal open");
-        Ok(Journal {
-            shared,
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(handle)),
-            _lock: lock,
-        })
+        Ok(Journal { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), _lock: lock })
     }
 
     /// Appends an event and returns once it is durable (and its changes applied to the store).
     pub fn append(&self, event: AuditEvent) -> Result<Receipt, AuditError> {
         let (reply, wait) = mpsc::sync_channel(1);
         self.send(Request::Append(event, reply))?;
-        wait.recv()
-            .map_err(|_| AuditError::Failed("the journal writer stopped".into()))?
+        wait.recv().map_err(|_| AuditError::Failed("the journal writer stopped".into()))?
     }
 
     /// Writes a checkpoint now (if records are uncovered); returns the signed head.
     pub fn checkpoint(&self) -> Result<Option<SignedHead>, AuditError> {
         let (reply, wait) = mpsc::sync_channel(1);
         self.send(Request::Checkpoint(reply))?;
-        wait.recv()
-            .map_err(|_| AuditError::Failed("the journal writer stopped".into()))?
+        wait.recv().map_err(|_| AuditError::Failed("the journal writer stopped".into()))?
     }
 
     fn send(&self, r: Request) -> Result<(), AuditError> {
-        if let Some(why) = self
-            .shared
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(why) = self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Err(AuditError::Failed(why));
         }
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
@@ -523,20 +432,12 @@ impl Journal {
 
     /// Why the journal stopped accepting records, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.shared
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The highest durable seq.
     pub fn head_seq(&self) -> u64 {
-        *self
-            .shared
-            .durable_seq
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        *self.shared.durable_seq.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The directory.
@@ -561,9 +462,7 @@ impl Journal {
             .records(1, u64::MAX)?
             .into_iter()
             .map(|(r, _, _)| r)
-            .filter(|r| {
-                q.from_ms.is_none_or(|t| r.time_ms >= t) && q.to_ms.is_none_or(|t| r.time_ms <= t)
-            })
+            .filter(|r| q.from_ms.is_none_or(|t| r.time_ms >= t) && q.to_ms.is_none_or(|t| r.time_ms <= t))
             .filter(|r| q.actor.as_ref().is_none_or(|a| r.actor.account == *a))
             .filter(|r| q.action.as_ref().is_none_or(|a| r.action == *a))
             .filter(|r| q.object.as_ref().is_none_or(|o| r.object == *o))
@@ -587,10 +486,7 @@ impl Drop for Journal {
 
 /// Every record of a journal directory, read-only (for `sealctl audit query` with the daemon stopped).
 pub fn read_journal(dir: &Path) -> Result<Vec<JournalRecord>, AuditError> {
-    Ok(read_records(dir, 1, u64::MAX)?
-        .into_iter()
-        .map(|(r, _, _)| r)
-        .collect())
+    Ok(read_records(dir, 1, u64::MAX)?.into_iter().map(|(r, _, _)| r).collect())
 }
 
 impl Query {
@@ -619,10 +515,7 @@ pub struct Query {
     pub object: Option<String>,
 }
 
-fn flush_replay(
-    store: Option<&Store>,
-    replay: &mut Vec<(u64, Vec<crate::store::Change>)>,
-) -> Result<u64, AuditError> {
+fn flush_replay(store: Option<&Store>, replay: &mut Vec<(u64, Vec<crate::store::Change>)>) -> Result<u64, AuditError> {
     let Some(store) = store else {
         replay.clear();
         return Ok(0);
@@ -630,8 +523,7 @@ fn flush_replay(
     if replay.is_empty() {
         return Ok(0);
     }
-    let batch: Vec<(u64, &[crate::store::Change])> =
-        replay.iter().map(|(s, c)| (*s, c.as_slice())).collect();
+    let batch: Vec<(u64, &[crate::store::Change])> = replay.iter().map(|(s, c)| (*s, c.as_slice())).collect();
     let _ = store.apply(&batch)?;
     let n = replay.len() as u64;
     replay.clear();
@@ -639,11 +531,7 @@ fn flush_replay(
 }
 
 /// Reads records `from..=to` from the segment files (read-only; for verification and export).
-pub(super) fn read_records(
-    dir: &Path,
-    from: u64,
-    to: u64,
-) -> Result<Vec<StoredRecord>, AuditError> {
+pub(super) fn read_records(dir: &Path, from: u64, to: u64) -> Result<Vec<StoredRecord>, AuditError> {
     let mut out = Vec::new();
     let mut prev = read_anchor(dir)?.hash_bytes()?;
     for (_, path) in segments(dir)? {
@@ -725,13 +613,7 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Request>) {
-        if let Some(why) = self
-            .shared
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(why) = self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             for r in batch {
                 match r {
                     Request::Append(_, reply) => {
@@ -768,9 +650,7 @@ impl Writer {
                     let payload = match serde_json::to_vec(&rec) {
                         Ok(p) if p.len() <= MAX_RECORD => p,
                         _ => {
-                            let _ = reply.send(Err(AuditError::Failed(
-                                "record too large or not encodable".into(),
-                            )));
+                            let _ = reply.send(Err(AuditError::Failed("record too large or not encodable".into())));
                             continue;
                         }
                     };
@@ -812,8 +692,7 @@ impl Writer {
             return;
         }
         let result = self.write(&buf, start_seq + 1).and_then(|()| {
-            let batch: Vec<(u64, &[crate::store::Change])> =
-                changes.iter().map(|(s, c)| (*s, c.as_slice())).collect();
+            let batch: Vec<(u64, &[crate::store::Change])> = changes.iter().map(|(s, c)| (*s, c.as_slice())).collect();
             match &self.store {
                 Some(store) => store.apply(&batch).map_err(AuditError::from),
                 None => Ok(Vec::new()),
@@ -839,11 +718,7 @@ impl Writer {
                 return;
             }
         };
-        *self
-            .shared
-            .durable_seq
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = self.head_seq;
+        *self.shared.durable_seq.lock().unwrap_or_else(|p| p.into_inner()) = self.head_seq;
         if let Some(h) = &signed {
             self.uncovered = 0;
             self.last_checkpoint = Instant::now();
@@ -854,16 +729,9 @@ impl Writer {
         for r in replies {
             match r {
                 Reply::Append(reply, seq, hash) => {
-                    let counters = counters
-                        .iter()
-                        .filter(|(s, _, _)| *s == seq)
-                        .map(|(_, k, v)| (k.clone(), *v))
-                        .collect();
-                    let _ = reply.send(Ok(Receipt {
-                        seq,
-                        hash,
-                        counters,
-                    }));
+                    let counters =
+                        counters.iter().filter(|(s, _, _)| *s == seq).map(|(_, k, v)| (k.clone(), *v)).collect();
+                    let _ = reply.send(Ok(Receipt { seq, hash, counters }));
                 }
                 Reply::Checkpoint(reply) => {
                     let _ = reply.send(Ok(signed.clone()));
@@ -874,10 +742,7 @@ impl Writer {
 
     /// Appends a checkpoint record signing the current head to `buf`.
     fn checkpoint_record(&mut self, now: u64, buf: &mut Vec<u8>) -> Result<SignedHead, AuditError> {
-        let signer = self
-            .signer
-            .as_ref()
-            .ok_or_else(|| AuditError::Checkpoint("no audit key".into()))?;
+        let signer = self.signer.as_ref().ok_or_else(|| AuditError::Checkpoint("no audit key".into()))?;
         let msg = SignedHead::message(self.head_seq, &self.head_hash, now);
         let sig = signer.sign(&msg).map_err(AuditError::Checkpoint)?;
         let head = SignedHead {
@@ -887,13 +752,8 @@ impl Writer {
             key_fingerprint: signer.public_key().fingerprint(),
             signature: hex::encode(sig),
         };
-        let ev = AuditEvent::new(
-            super::Actor::system(),
-            super::CHECKPOINT_ACTION,
-            "journal",
-            "ok",
-        )
-        .detail("head", serde_json::to_value(&head).unwrap_or_default());
+        let ev = AuditEvent::new(super::Actor::system(), super::CHECKPOINT_ACTION, "journal", "ok")
+            .detail("head", serde_json::to_value(&head).unwrap_or_default());
         let seq = self.head_seq + 1;
         let rec = JournalRecord {
             seq,
@@ -906,8 +766,7 @@ impl Writer {
             snapshot: Vec::new(),
             prev_hash: hex::encode(self.head_hash),
         };
-        let payload =
-            serde_json::to_vec(&rec).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+        let payload = serde_json::to_vec(&rec).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
         let hash = record_hash(&self.head_hash, &payload);
         encode_frame(&payload, buf);
         self.head_seq = seq;
@@ -918,19 +777,12 @@ impl Writer {
     fn write(&mut self, buf: &[u8], first_seq: u64) -> Result<(), AuditError> {
         if self.file_len > 0 && self.file_len + buf.len() as u64 > self.cfg.segment_bytes {
             let path = self.shared.dir.join(format!("seg-{first_seq:020}.log"));
-            self.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            self.file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
             self.file_len = 0;
             self.seg_first = first_seq;
             sync_dir(&self.shared.dir)?;
         }
-        let path = self
-            .shared
-            .dir
-            .join(format!("seg-{:020}.log", self.seg_first));
+        let path = self.shared.dir.join(format!("seg-{:020}.log", self.seg_first));
         self.file.write_all(buf).map_err(io_err(&path))?;
         if self.cfg.sync {
             self.file.sync_data().map_err(io_err(&path))?;
@@ -943,12 +795,9 @@ impl Writer {
 fn write_head_file(dir: &Path, head: &SignedHead) -> Result<(), AuditError> {
     let path = dir.join(HEAD_FILE);
     let tmp = dir.join(".head.json.tmp");
-    let bytes =
-        serde_json::to_vec_pretty(head).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(head).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err(&tmp))?;
+    f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(dir)
 }

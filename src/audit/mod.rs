@@ -20,9 +20,7 @@ mod verify;
 pub use export::{export, read_export, Export, ExportRange};
 #[doc(hidden)]
 pub use journal::MAX_RECORD;
-pub use journal::{
-    archive, read_anchor, read_journal, Anchor, Journal, JournalConfig, Query, StoredRecord,
-};
+pub use journal::{archive, read_anchor, read_journal, Anchor, Journal, JournalConfig, Query, StoredRecord};
 pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, VerifyReport};
 
 use crate::crypto::PublicKey;
@@ -48,10 +46,7 @@ pub struct Actor {
 impl Actor {
     /// The appliance itself (checkpoints, start-up).
     pub fn system() -> Self {
-        Actor {
-            account: "system".into(),
-            cert_fingerprint: None,
-        }
+        Actor { account: "system".into(), cert_fingerprint: None }
     }
 }
 
@@ -163,16 +158,10 @@ impl SignedHead {
 
     /// Checks the signature with `key`.
     pub fn verify(&self, key: &PublicKey) -> Result<(), String> {
-        let hash: [u8; 32] = hex::decode(&self.hash)
-            .ok()
-            .and_then(|h| h.try_into().ok())
-            .ok_or("head hash is not 32 bytes of hex")?;
+        let hash: [u8; 32] =
+            hex::decode(&self.hash).ok().and_then(|h| h.try_into().ok()).ok_or("head hash is not 32 bytes of hex")?;
         if self.key_fingerprint != key.fingerprint() {
-            return Err(format!(
-                "signed by key {}, not the audit key {}",
-                self.key_fingerprint,
-                key.fingerprint()
-            ));
+            return Err(format!("signed by key {}, not the audit key {}", self.key_fingerprint, key.fingerprint()));
         }
         let sig = hex::decode(&self.signature).map_err(|_| "signature is not hex")?;
         crate::crypto::verify_message(key, &Self::message(self.seq, &hash, self.time_ms), &sig)
@@ -206,13 +195,7 @@ impl TokenHeadSigner {
 impl HeadSigner for TokenHeadSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         self.pool
-            .sign(
-                &self.key,
-                SignInput::Message {
-                    data: message,
-                    user_id: None,
-                },
-            )
+            .sign(&self.key, SignInput::Message { data: message, user_id: None })
             .map(|s| s.der)
             .map_err(|e| e.to_string())
     }
@@ -261,17 +244,11 @@ pub enum AuditError {
 }
 
 fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> AuditError + '_ {
-    move |e| AuditError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    move |e| AuditError::Io { path: path.display().to_string(), message: e.to_string() }
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// SM3(prev_hash || payload).

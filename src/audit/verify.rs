@@ -5,12 +5,12 @@
 use super::journal::{read_anchor, read_frames, read_head_file, segments};
 use super::{record_hash, AuditError, JournalRecord, SignedHead, CHECKPOINT_ACTION};
 use crate::crypto::PublicKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// What kind of damage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A frame's checksum does not match its bytes.
@@ -30,7 +30,7 @@ pub enum FindingKind {
 }
 
 /// The first problem found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Where.
     pub seq: u64,
@@ -41,7 +41,7 @@ pub struct Finding {
 }
 
 /// The verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// Records checked.
     pub records: u64,
@@ -81,38 +81,24 @@ pub fn verify_records(
         signatures_checked: key.is_some(),
         finding: None,
     };
-    let parsed: Vec<Option<JournalRecord>> = raw
-        .iter()
-        .map(|(p, _)| serde_json::from_slice(p).ok())
-        .collect();
+    let parsed: Vec<Option<JournalRecord>> = raw.iter().map(|(p, _)| serde_json::from_slice(p).ok()).collect();
     let present: BTreeSet<u64> = parsed.iter().flatten().map(|r| r.seq).collect();
     let mut hashes: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
     let mut prev = anchor_hash;
     let found = |seq, kind, detail: String| Some(Finding { seq, kind, detail });
     for (expected, ((payload, crc_ok), rec)) in (anchor_seq + 1..).zip(raw.iter().zip(&parsed)) {
         if !crc_ok {
-            report.finding = found(
-                expected,
-                FindingKind::Checksum,
-                "the frame's checksum does not match its bytes".into(),
-            );
+            report.finding =
+                found(expected, FindingKind::Checksum, "the frame's checksum does not match its bytes".into());
             return report;
         }
         let Some(r) = rec else {
-            report.finding = found(
-                expected,
-                FindingKind::Edited,
-                "the record no longer decodes".into(),
-            );
+            report.finding = found(expected, FindingKind::Edited, "the record no longer decodes".into());
             return report;
         };
         if r.seq != expected {
             report.finding = if r.seq > expected && !present.contains(&expected) {
-                found(
-                    expected,
-                    FindingKind::Removed,
-                    format!("seq {expected} is missing (next is {})", r.seq),
-                )
+                found(expected, FindingKind::Removed, format!("seq {expected} is missing (next is {})", r.seq))
             } else {
                 found(
                     expected.min(r.seq),
@@ -130,11 +116,7 @@ pub fn verify_records(
                     format!("its bytes no longer hash to what seq {expected} chains to"),
                 )
             } else {
-                found(
-                    expected,
-                    FindingKind::Edited,
-                    "prev_hash does not match the anchor".into(),
-                )
+                found(expected, FindingKind::Edited, "prev_hash does not match the anchor".into())
             };
             return report;
         }
@@ -145,16 +127,9 @@ pub fn verify_records(
         report.last_seq = r.seq;
         if r.action == CHECKPOINT_ACTION {
             report.checkpoints += 1;
-            let head = r
-                .details
-                .get("head")
-                .and_then(|h| serde_json::from_value::<SignedHead>(h.clone()).ok());
+            let head = r.details.get("head").and_then(|h| serde_json::from_value::<SignedHead>(h.clone()).ok());
             let Some(head) = head else {
-                report.finding = found(
-                    r.seq,
-                    FindingKind::BadCheckpoint,
-                    "checkpoint carries no signed head".into(),
-                );
+                report.finding = found(r.seq, FindingKind::BadCheckpoint, "checkpoint carries no signed head".into());
                 return report;
             };
             if let Err(f) = check_head(&head, key, &hashes, anchor_seq, r.seq) {
@@ -169,21 +144,15 @@ pub fn verify_records(
             // Verify the signature first: only a genuine head proves that more existed.
             if let Some(k) = key {
                 if let Err(why) = head.verify(k) {
-                    report.finding = found(
-                        head.seq,
-                        FindingKind::BadCheckpoint,
-                        format!("the latest signed head: {why}"),
-                    );
+                    report.finding =
+                        found(head.seq, FindingKind::BadCheckpoint, format!("the latest signed head: {why}"));
                     return report;
                 }
             }
             report.finding = found(
                 report.last_seq + 1,
                 FindingKind::TailCut,
-                format!(
-                    "a signed head says seq {} existed; the records end at {}",
-                    head.seq, report.last_seq
-                ),
+                format!("a signed head says seq {} existed; the records end at {}", head.seq, report.last_seq),
             );
             return report;
         }
@@ -204,11 +173,7 @@ fn check_head(
     at: u64,
 ) -> Result<(), Finding> {
     if let Some(k) = key {
-        head.verify(k).map_err(|why| Finding {
-            seq: at,
-            kind: FindingKind::BadCheckpoint,
-            detail: why,
-        })?;
+        head.verify(k).map_err(|why| Finding { seq: at, kind: FindingKind::BadCheckpoint, detail: why })?;
     }
     if head.seq <= anchor_seq {
         return Ok(());
@@ -218,18 +183,12 @@ fn check_head(
         Some(_) => Err(Finding {
             seq: head.seq,
             kind: FindingKind::ForgedHead,
-            detail: format!(
-                "the head signed at seq {at} does not match the chain at seq {}",
-                head.seq
-            ),
+            detail: format!("the head signed at seq {at} does not match the chain at seq {}", head.seq),
         }),
         None => Err(Finding {
             seq: at,
             kind: FindingKind::ForgedHead,
-            detail: format!(
-                "the head signed at seq {at} names seq {}, which is not before it",
-                head.seq
-            ),
+            detail: format!("the head signed at seq {at} names seq {}, which is not before it", head.seq),
         }),
     }
 }
@@ -243,11 +202,5 @@ pub fn verify_journal_dir(dir: &Path, key: Option<&PublicKey>) -> Result<VerifyR
     }
     let head = read_head_file(dir)?;
     let anchor = read_anchor(dir)?;
-    Ok(verify_records(
-        anchor.seq,
-        anchor.hash_bytes()?,
-        &raw,
-        key,
-        head.as_ref(),
-    ))
+    Ok(verify_records(anchor.seq, anchor.hash_bytes()?, &raw, key, head.as_ref()))
 }

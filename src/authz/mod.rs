@@ -71,22 +71,14 @@ impl Accounts {
         let mut names = std::collections::HashSet::new();
         for a in &accounts {
             if !names.insert(a.name.clone()) {
-                return Err(AccountsError(format!(
-                    "account '{}' is defined twice",
-                    a.name
-                )));
+                return Err(AccountsError(format!("account '{}' is defined twice", a.name)));
             }
             for f in &a.fingerprints {
                 if f.len() != 64 || hex::decode(f).is_err() {
-                    return Err(AccountsError(format!(
-                        "account '{}': fingerprint '{f}' is not 64 hex digits",
-                        a.name
-                    )));
+                    return Err(AccountsError(format!("account '{}': fingerprint '{f}' is not 64 hex digits", a.name)));
                 }
                 if !seen.insert(f.to_ascii_lowercase()) {
-                    return Err(AccountsError(format!(
-                        "fingerprint {f} is bound to more than one account"
-                    )));
+                    return Err(AccountsError(format!("fingerprint {f} is bound to more than one account")));
                 }
             }
         }
@@ -95,19 +87,14 @@ impl Accounts {
 
     /// The principal for a client certificate, if its fingerprint belongs to an account.
     pub fn identify(&self, fingerprint: &str, subject: &str) -> Option<Principal> {
-        self.accounts
-            .iter()
-            .find(|a| {
-                a.fingerprints
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case(fingerprint))
-            })
-            .map(|a| Principal {
+        self.accounts.iter().find(|a| a.fingerprints.iter().any(|f| f.eq_ignore_ascii_case(fingerprint))).map(|a| {
+            Principal {
                 account: a.name.clone(),
                 role: a.role,
                 fingerprint: fingerprint.to_string(),
                 subject: subject.to_string(),
-            })
+            }
+        })
     }
 
     /// Whether `p` may sign with the key known by `name` or `id`.
@@ -117,11 +104,7 @@ impl Accounts {
                 .accounts
                 .iter()
                 .find(|a| a.name == p.account)
-                .is_some_and(|a| {
-                    a.keys
-                        .iter()
-                        .any(|k| k == name || k.eq_ignore_ascii_case(id))
-                })
+                .is_some_and(|a| a.keys.iter().any(|k| k == name || k.eq_ignore_ascii_case(id)))
     }
 
     /// Whether `p` may read and verify the audit log.
@@ -154,21 +137,10 @@ mod tests {
         assert!(a.may_sign_with(&oa, "seal-key", "00"));
         assert!(!a.may_sign_with(&oa, "other", "01"));
         let au = a.identify(&"b".repeat(64), "CN=audit").unwrap();
-        assert!(
-            !a.may_sign_with(&au, "seal-key", "00"),
-            "an auditor never signs"
-        );
+        assert!(!a.may_sign_with(&au, "seal-key", "00"), "an auditor never signs");
         assert!(a.may_audit(&au) && !a.may_audit(&oa));
         assert!(a.identify(&"c".repeat(64), "CN=x").is_none());
-        assert!(Accounts::new(vec![
-            acct("x", Role::App, 'a', &[]),
-            acct("y", Role::App, 'a', &[])
-        ])
-        .is_err());
-        assert!(Accounts::new(vec![
-            acct("x", Role::App, 'a', &[]),
-            acct("x", Role::App, 'b', &[])
-        ])
-        .is_err());
+        assert!(Accounts::new(vec![acct("x", Role::App, 'a', &[]), acct("y", Role::App, 'a', &[])]).is_err());
+        assert!(Accounts::new(vec![acct("x", Role::App, 'a', &[]), acct("x", Role::App, 'b', &[])]).is_err());
     }
 }

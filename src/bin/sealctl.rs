@@ -12,11 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "sealctl",
-    version,
-    about = "seald's command line: tokens and keys (more to come: seals, audit)"
-)]
+#[command(name = "sealctl", version, about = "seald's command line: tokens and keys (more to come: seals, audit)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,14 +32,70 @@ enum Command {
     },
 }
 
+/// Talking to a running daemon over mutual TLS.
+#[derive(Args, Clone, Debug)]
+struct Remote {
+    /// The daemon, e.g. https://seal.example.gov.cn:8443 (instead of --journal).
+    #[arg(long)]
+    server: Option<String>,
+    /// CA bundle that the server certificate chains to (PEM).
+    #[arg(long, requires = "server")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) of an auditor account.
+    #[arg(long, requires = "server")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "server")]
+    key: Option<PathBuf>,
+}
+
+impl Remote {
+    fn client(&self) -> Result<Option<seald::client::Client>, String> {
+        let Some(url) = &self.server else {
+            return Ok(None);
+        };
+        let rest = url.strip_prefix("https://").ok_or("--server must be an https:// URL")?;
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        let host = hostport.rsplit_once(':').map(|(h, _)| h).unwrap_or(hostport).trim_matches(['[', ']']);
+        let with_port = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:443") };
+        use std::net::ToSocketAddrs as _;
+        let addr = with_port
+            .to_socket_addrs()
+            .map_err(|e| format!("{with_port}: {e}"))?
+            .next()
+            .ok_or("--server resolves to no address")?;
+        let need = |p: &Option<PathBuf>, what: &str| p.clone().ok_or(format!("--server needs --{what}"));
+        seald::client::Client::new(
+            addr,
+            host,
+            &need(&self.ca, "ca")?,
+            &need(&self.cert, "cert")?,
+            &need(&self.key, "key")?,
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn remote_get(client: &seald::client::Client, path: &str) -> Result<Vec<u8>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let (status, body) = rt.block_on(client.request("GET", path, None)).map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(body)
+}
+
 #[derive(Subcommand)]
 enum AuditAction {
     /// Recompute the chain and check every checkpoint; name the first seq where anything is wrong.
     /// Exit status: 0 intact, 1 a problem found, 2 the input cannot be read.
     Verify {
         /// A journal directory (the daemon stopped).
-        #[arg(long, conflicts_with = "export", required_unless_present = "export")]
+        #[arg(long, conflicts_with_all = ["export", "server"], required_unless_present_any = ["export", "server"])]
         journal: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
         /// An export file (from `sealctl audit export`).
         #[arg(long, requires = "pubkey")]
         export: Option<PathBuf>,
@@ -56,9 +108,11 @@ enum AuditAction {
     },
     /// Write records as JSON Lines with the covering checkpoints, for verification elsewhere.
     Export {
-        /// The journal directory.
-        #[arg(long)]
-        journal: PathBuf,
+        /// The journal directory (the daemon stopped).
+        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        journal: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
         /// First seq.
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -205,30 +259,24 @@ const UNREADABLE: u8 = 2;
 fn audit(action: AuditAction) -> Result<u8, String> {
     use seald::audit;
     match action {
-        AuditAction::Verify {
-            journal,
-            export,
-            pubkey,
-            json,
-        } => {
+        AuditAction::Verify { journal, remote, export, pubkey, json } => {
             let key = match &pubkey {
                 Some(p) => {
-                    let pem =
-                        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                    Some(
-                        seald::crypto::PublicKey::from_spki_pem(&pem)
-                            .map_err(|e| format!("{}: {e}", p.display()))?,
-                    )
+                    let pem = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    Some(seald::crypto::PublicKey::from_spki_pem(&pem).map_err(|e| format!("{}: {e}", p.display()))?)
                 }
                 None => None,
             };
             let report = match (journal, export) {
-                (Some(dir), _) => {
-                    audit::verify_journal_dir(&dir, key.as_ref()).map_err(|e| e.to_string())?
+                _ if remote.server.is_some() => {
+                    let client = remote.client()?.ok_or("no server")?;
+                    let body = remote_get(&client, "/v1/audit/verify")?;
+                    serde_json::from_slice::<audit::VerifyReport>(&body)
+                        .map_err(|e| format!("the daemon's report: {e}"))?
                 }
+                (Some(dir), _) => audit::verify_journal_dir(&dir, key.as_ref()).map_err(|e| e.to_string())?,
                 (None, Some(file)) => {
-                    let text = std::fs::read_to_string(&file)
-                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                     let export = audit::read_export(&text).map_err(|e| e.to_string())?;
                     export.verify(key.as_ref().ok_or("--pubkey is required for an export")?)
                 }
@@ -255,56 +303,37 @@ fn audit(action: AuditAction) -> Result<u8, String> {
             }
             Ok(if report.ok() { INTACT } else { DAMAGED })
         }
-        AuditAction::Export {
-            journal,
-            from,
-            to,
-            out,
-        } => {
+        AuditAction::Export { journal, remote, from, to, out } => {
             let mut sink: Box<dyn std::io::Write> = match &out {
-                Some(p) => {
-                    Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)
-                }
+                Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
                 None => Box::new(std::io::stdout().lock()),
             };
-            let (f, t) = audit::export(&journal, audit::ExportRange { from, to }, &mut sink)
-                .map_err(|e| e.to_string())?;
+            if let Some(client) = remote.client()? {
+                let to_param = if to == u64::MAX { String::new() } else { format!("&to={to}") };
+                let body = remote_get(&client, &format!("/v1/audit/export?from={from}{to_param}"))?;
+                sink.write_all(&body).map_err(|e| e.to_string())?;
+                eprintln!("exported {} lines from the daemon", body.iter().filter(|b| **b == b'\n').count());
+                return Ok(INTACT);
+            }
+            let journal = journal.ok_or("give --journal DIR or --server URL")?;
+            let (f, t) =
+                audit::export(&journal, audit::ExportRange { from, to }, &mut sink).map_err(|e| e.to_string())?;
             eprintln!("exported seq {f} to {t}");
             Ok(INTACT)
         }
-        AuditAction::Archive {
-            journal,
-            pubkey,
-            out,
-        } => {
-            let pem = std::fs::read_to_string(&pubkey)
-                .map_err(|e| format!("{}: {e}", pubkey.display()))?;
-            let key = seald::crypto::PublicKey::from_spki_pem(&pem)
-                .map_err(|e| format!("{}: {e}", pubkey.display()))?;
+        AuditAction::Archive { journal, pubkey, out } => {
+            let pem = std::fs::read_to_string(&pubkey).map_err(|e| format!("{}: {e}", pubkey.display()))?;
+            let key =
+                seald::crypto::PublicKey::from_spki_pem(&pem).map_err(|e| format!("{}: {e}", pubkey.display()))?;
             match audit::archive(&journal, &key, &out).map_err(|e| e.to_string())? {
                 Some((from, to)) => println!("archived seq {from} to {to} into {}", out.display()),
-                None => println!(
-                    "nothing to archive: no whole segment is covered by a signed checkpoint yet"
-                ),
+                None => println!("nothing to archive: no whole segment is covered by a signed checkpoint yet"),
             }
             Ok(INTACT)
         }
-        AuditAction::Query {
-            journal,
-            actor,
-            action,
-            object,
-            from_ms,
-            to_ms,
-        } => {
+        AuditAction::Query { journal, actor, action, object, from_ms, to_ms } => {
             let records = audit::read_journal(&journal).map_err(|e| e.to_string())?;
-            let q = audit::Query {
-                from_ms,
-                to_ms,
-                actor,
-                action,
-                object,
-            };
+            let q = audit::Query { from_ms, to_ms, actor, action, object };
             for r in records.iter().filter(|r| q.matches(r)) {
                 println!("{}", serde_json::to_string(r).unwrap_or_default());
             }
@@ -326,10 +355,7 @@ fn run(cmd: Command) -> Result<(), TokenError> {
                 println!("{}", json!({ "info": info, "health": pool.health() }));
             } else {
                 println!("module:     {}", info.module);
-                println!(
-                    "library:    {} ({})",
-                    info.library_description, info.library_manufacturer
-                );
+                println!("library:    {} ({})", info.library_description, info.library_manufacturer);
                 println!("slot:       {}", info.slot);
                 println!(
                     "token:      '{}' {} {} serial {}",
@@ -337,23 +363,16 @@ fn run(cmd: Command) -> Result<(), TokenError> {
                 );
                 println!(
                     "sessions:   {}",
-                    info.max_sessions
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|| "no limit stated".into())
+                    info.max_sessions.map(|n| n.to_string()).unwrap_or_else(|| "no limit stated".into())
                 );
                 println!(
                     "profile:    {} ({}, {})",
                     info.profile,
-                    if info.profile_matches {
-                        "matches this module"
-                    } else {
-                        "does NOT match this module's identity"
-                    },
+                    if info.profile_matches { "matches this module" } else { "does NOT match this module's identity" },
                     info.profile_status
                 );
                 println!("health:     {:?}", pool.health());
-                let names: Vec<String> =
-                    info.mechanisms.iter().map(|m| format!("{m:#x}")).collect();
+                let names: Vec<String> = info.mechanisms.iter().map(|m| format!("{m:#x}")).collect();
                 println!("mechanisms: {}", names.join(" "));
             }
         }
@@ -373,10 +392,7 @@ fn run(cmd: Command) -> Result<(), TokenError> {
             let pool = open(&t)?;
             let keys = pool.list()?;
             if t.json {
-                println!(
-                    "{}",
-                    serde_json::Value::Array(keys.iter().map(key_json).collect())
-                );
+                println!("{}", serde_json::Value::Array(keys.iter().map(key_json).collect()));
             } else if keys.is_empty() {
                 println!("no keys");
             } else {
@@ -395,8 +411,7 @@ fn run(cmd: Command) -> Result<(), TokenError> {
             }
         }
         TokenAction::Sign { t, id, digest } => {
-            let digest = hex::decode(digest.trim())
-                .map_err(|_| TokenError::BadInput("--digest is not hex".into()))?;
+            let digest = hex::decode(digest.trim()).map_err(|_| TokenError::BadInput("--digest is not hex".into()))?;
             let pool = open(&t)?;
             let sig = pool.sign(&KeyId::from_hex(&id)?, SignInput::Prehashed(&digest))?;
             if t.json {
@@ -414,13 +429,7 @@ fn run(cmd: Command) -> Result<(), TokenError> {
             let mut results = Vec::new();
             let mut failed = 0;
             for k in &keys {
-                let r = pool.sign(
-                    &k.id,
-                    SignInput::Message {
-                        data: b"sealctl selftest",
-                        user_id: None,
-                    },
-                );
+                let r = pool.sign(&k.id, SignInput::Message { data: b"sealctl selftest", user_id: None });
                 if r.is_err() {
                     failed += 1;
                 }
@@ -439,11 +448,7 @@ fn run(cmd: Command) -> Result<(), TokenError> {
                         "key {} ({}): {}",
                         r["id"].as_str().unwrap_or(""),
                         r["alg"].as_str().unwrap_or(""),
-                        if r["ok"] == true {
-                            "sign+verify ok".to_string()
-                        } else {
-                            format!("FAILED: {}", r["error"])
-                        }
+                        if r["ok"] == true { "sign+verify ok".to_string() } else { format!("FAILED: {}", r["error"]) }
                     );
                 }
                 if keys.is_empty() {
@@ -451,9 +456,7 @@ fn run(cmd: Command) -> Result<(), TokenError> {
                 }
             }
             if failed > 0 {
-                return Err(TokenError::Unavailable(format!(
-                    "{failed} key(s) failed the self-test"
-                )));
+                return Err(TokenError::Unavailable(format!("{failed} key(s) failed the self-test")));
             }
         }
     }

@@ -11,11 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "seald",
-    version,
-    about = "Electronic-seal signing and verification appliance (签名验签服务器)"
-)]
+#[command(name = "seald", version, about = "Electronic-seal signing and verification appliance (签名验签服务器)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,10 +51,7 @@ fn check(config: &Path) -> Result<(), Error> {
     let cfg = Config::load(config)?;
     let pool = TokenPool::open(&cfg.token)?;
     let info = pool.module_info()?;
-    println!(
-        "token '{}' in slot {} via {} (profile {})",
-        info.token_label, info.slot, info.module, info.profile
-    );
+    println!("token '{}' in slot {} via {} (profile {})", info.token_label, info.slot, info.module, info.profile);
     println!("health: {}", serde_json::to_string(&pool.health())?);
     Ok(())
 }
@@ -68,23 +61,19 @@ const DEV_LABEL: &str = "seald-dev";
 /// softtoken, built beside this executable (`cargo build -p softtoken`; scripts/dev does it).
 fn softtoken_module() -> Result<PathBuf, Error> {
     let exe = std::env::current_exe()?;
-    let lib = exe
-        .parent()
-        .map(|d| d.join("libsofttoken.so"))
-        .ok_or("no executable directory")?;
+    let lib = exe.parent().map(|d| d.join("libsofttoken.so")).ok_or("no executable directory")?;
     if lib.exists() {
         Ok(lib)
     } else {
-        Err(format!("softtoken is not built at {}: run scripts/dev (or `cargo build --release -p softtoken`)", lib.display()).into())
+        Err(format!(
+            "softtoken is not built at {}: run scripts/dev (or `cargo build --release -p softtoken`)",
+            lib.display()
+        )
+        .into())
     }
 }
 
-fn ensure_key(
-    pool: &TokenPool,
-    keys: &[KeyInfo],
-    alg: KeyAlg,
-    label: &str,
-) -> Result<KeyInfo, Error> {
+fn ensure_key(pool: &TokenPool, keys: &[KeyInfo], alg: KeyAlg, label: &str) -> Result<KeyInfo, Error> {
     if let Some(k) = keys.iter().find(|k| k.label == label && k.alg == alg) {
         return Ok(k.clone());
     }
@@ -96,10 +85,7 @@ fn ensure_key(
 fn openssl_verdict(args: &[&str]) -> String {
     match std::process::Command::new("openssl").args(args).output() {
         Ok(o) if o.status.success() => "OpenSSL 3 verifies it".into(),
-        Ok(o) => format!(
-            "OpenSSL REJECTS it: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
+        Ok(o) => format!("OpenSSL REJECTS it: {}", String::from_utf8_lossy(&o.stderr).trim()),
         Err(_) => "OpenSSL not installed, not cross-checked".into(),
     }
 }
@@ -114,9 +100,7 @@ const DEV_CLIENTS: &[(&str, &str)] = &[
 ];
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn run(config: &Path) -> Result<(), Error> {
@@ -128,12 +112,7 @@ fn run(config: &Path) -> Result<(), Error> {
 fn write_private(path: &Path, text: &str) -> Result<(), Error> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -174,10 +153,7 @@ fn dev_pki(dir: &Path) -> Result<Vec<(String, String)>, Error> {
 
 fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
     use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let dir = dir.canonicalize()?;
     let module = softtoken_module()?;
     let token_dir = dir.join("softtoken");
@@ -185,7 +161,10 @@ fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
     std::env::set_var("SOFTTOKEN_DIR", &token_dir);
     let pin_file = dir.join("token.pin");
     if !pin_file.exists() {
-        println!("initialising softtoken '{DEV_LABEL}' in {} (PINs in token.pin and so.pin, mode 0600) ...", token_dir.display());
+        println!(
+            "initialising softtoken '{DEV_LABEL}' in {} (PINs in token.pin and so.pin, mode 0600) ...",
+            token_dir.display()
+        );
         let so = Pin::generate_to_file(&dir.join("so.pin"))?;
         let user = Pin::generate_to_file(&pin_file)?;
         let _slot = token::init_token(&module, DEV_LABEL, &so, &user)?;
@@ -221,12 +200,10 @@ fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
         p256.id,
     );
     for (role, fp) in &clients {
-        let keys = if role == "app" {
-            "[\"dev-sm2\", \"dev-p256\"]"
-        } else {
-            "[]"
-        };
-        config.push_str(&format!("\n[[accounts]]\nname = \"{role}\"\nrole = \"{role}\"\nfingerprints = [\"{fp}\"]\nkeys = {keys}\n"));
+        let keys = if role == "app" { "[\"dev-sm2\", \"dev-p256\"]" } else { "[]" };
+        config.push_str(&format!(
+            "\n[[accounts]]\nname = \"{role}\"\nrole = \"{role}\"\nfingerprints = [\"{fp}\"]\nkeys = {keys}\n"
+        ));
     }
     let config_path = dir.join("seald.toml");
     std::fs::write(&config_path, config)?;

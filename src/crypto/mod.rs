@@ -70,10 +70,7 @@ mod tests {
     #[test]
     fn sm3_matches_the_standard_examples() {
         // GB/T 32905-2016 examples 1 and 2.
-        assert_eq!(
-            hex::encode(sm3(b"abc")),
-            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
-        );
+        assert_eq!(hex::encode(sm3(b"abc")), "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
         assert_eq!(
             hex::encode(sm3(&b"abcd".repeat(16))),
             "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"

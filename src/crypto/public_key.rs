@@ -49,9 +49,7 @@ impl std::str::FromStr for KeyAlg {
             "p256" | "p-256" | "ecdsa-p256" => Ok(KeyAlg::P256),
             "rsa2048" | "rsa-2048" => Ok(KeyAlg::Rsa2048),
             "rsa3072" | "rsa-3072" => Ok(KeyAlg::Rsa3072),
-            other => Err(format!(
-                "unknown key algorithm '{other}' (sm2, p256, rsa2048, rsa3072)"
-            )),
+            other => Err(format!("unknown key algorithm '{other}' (sm2, p256, rsa2048, rsa3072)")),
         }
     }
 }
@@ -76,19 +74,11 @@ pub enum PublicKey {
 impl PublicKey {
     /// Reads an uncompressed SEC1 point for an EC algorithm.
     pub fn from_ec_point(alg: KeyAlg, sec1: &[u8]) -> Result<Self, CryptoError> {
-        let bad = |e: &dyn std::fmt::Display| {
-            CryptoError::MalformedPublicKey(format!("{alg} point: {e}"))
-        };
+        let bad = |e: &dyn std::fmt::Display| CryptoError::MalformedPublicKey(format!("{alg} point: {e}"));
         match alg {
-            KeyAlg::Sm2 => ::sm2::PublicKey::from_sec1_bytes(sec1)
-                .map(PublicKey::Sm2)
-                .map_err(|e| bad(&e)),
-            KeyAlg::P256 => p256::PublicKey::from_sec1_bytes(sec1)
-                .map(PublicKey::P256)
-                .map_err(|e| bad(&e)),
-            _ => Err(CryptoError::MalformedPublicKey(format!(
-                "{alg} is not an EC algorithm"
-            ))),
+            KeyAlg::Sm2 => ::sm2::PublicKey::from_sec1_bytes(sec1).map(PublicKey::Sm2).map_err(|e| bad(&e)),
+            KeyAlg::P256 => p256::PublicKey::from_sec1_bytes(sec1).map(PublicKey::P256).map_err(|e| bad(&e)),
+            _ => Err(CryptoError::MalformedPublicKey(format!("{alg} is not an EC algorithm"))),
         }
     }
 
@@ -112,19 +102,15 @@ impl PublicKey {
         if let Ok(k) = rsa::RsaPublicKey::from_public_key_der(der) {
             return Ok(PublicKey::Rsa(k));
         }
-        Err(CryptoError::MalformedPublicKey(
-            "not an SM2, P-256 or RSA SubjectPublicKeyInfo".into(),
-        ))
+        Err(CryptoError::MalformedPublicKey("not an SM2, P-256 or RSA SubjectPublicKeyInfo".into()))
     }
 
     /// Parses a PEM `PUBLIC KEY`.
     pub fn from_spki_pem(pem: &str) -> Result<Self, CryptoError> {
-        let (label, der) = der::pem::decode_vec(pem.as_bytes())
-            .map_err(|e| CryptoError::MalformedPublicKey(format!("PEM: {e}")))?;
+        let (label, der) =
+            der::pem::decode_vec(pem.as_bytes()).map_err(|e| CryptoError::MalformedPublicKey(format!("PEM: {e}")))?;
         if label != "PUBLIC KEY" {
-            return Err(CryptoError::MalformedPublicKey(format!(
-                "PEM label is {label}, not PUBLIC KEY"
-            )));
+            return Err(CryptoError::MalformedPublicKey(format!("PEM label is {label}, not PUBLIC KEY")));
         }
         Self::from_spki_der(&der)
     }
@@ -157,8 +143,7 @@ impl PublicKey {
 
     /// SubjectPublicKeyInfo, PEM.
     pub fn to_spki_pem(&self) -> String {
-        der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &self.to_spki_der())
-            .unwrap_or_default()
+        der::pem::encode_string("PUBLIC KEY", der::pem::LineEnding::LF, &self.to_spki_der()).unwrap_or_default()
     }
 
     /// SHA-256 fingerprint of the SPKI DER, lowercase hex: a stable name for a key.
@@ -178,11 +163,7 @@ impl PublicKey {
     /// for P-256 a SHA-256 digest and raw or DER; for RSA a SHA-256 digest and the PKCS#1 v1.5 block.
     pub fn verify_prehashed(&self, prehash: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         if prehash.len() != 32 {
-            return Err(CryptoError::BadLength {
-                what: "digest",
-                expected: 32,
-                got: prehash.len(),
-            });
+            return Err(CryptoError::BadLength { what: "digest", expected: 32, got: prehash.len() });
         }
         let raw_ec = |sig: &[u8]| -> Result<Vec<u8>, CryptoError> {
             if sig.len() == 64 {
@@ -196,13 +177,11 @@ impl PublicKey {
             PublicKey::P256(k) => {
                 let s = p256::ecdsa::Signature::from_slice(&raw_ec(sig)?)
                     .map_err(|_| CryptoError::MalformedSignature("P-256 r||s out of range"))?;
-                p256::ecdsa::VerifyingKey::from(k)
-                    .verify_prehash(prehash, &s)
-                    .map_err(|_| CryptoError::BadSignature)
+                p256::ecdsa::VerifyingKey::from(k).verify_prehash(prehash, &s).map_err(|_| CryptoError::BadSignature)
             }
-            PublicKey::Rsa(k) => k
-                .verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), prehash, sig)
-                .map_err(|_| CryptoError::BadSignature),
+            PublicKey::Rsa(k) => {
+                k.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), prehash, sig).map_err(|_| CryptoError::BadSignature)
+            }
         }
     }
 }

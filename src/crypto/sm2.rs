@@ -45,9 +45,7 @@ pub fn z(public_key: &::sm2::PublicKey, user_id: &[u8]) -> Result<[u8; 32], Cryp
     };
     let point = public_key.to_encoded_point(false);
     let (Some(x), Some(y)) = (point.x(), point.y()) else {
-        return Err(CryptoError::MalformedPublicKey(
-            "SM2 point at infinity".into(),
-        ));
+        return Err(CryptoError::MalformedPublicKey("SM2 point at infinity".into()));
     };
     let mut h = sm3::Sm3::new();
     h.update((entl as u16).to_be_bytes());
@@ -59,11 +57,7 @@ pub fn z(public_key: &::sm2::PublicKey, user_id: &[u8]) -> Result<[u8; 32], Cryp
 }
 
 /// e = SM3(Z || M): the 32 bytes an SM2 "sign e" mechanism signs.
-pub fn e(
-    public_key: &::sm2::PublicKey,
-    user_id: &[u8],
-    message: &[u8],
-) -> Result<[u8; 32], CryptoError> {
+pub fn e(public_key: &::sm2::PublicKey, user_id: &[u8], message: &[u8]) -> Result<[u8; 32], CryptoError> {
     let z = z(public_key, user_id)?;
     let mut h = sm3::Sm3::new();
     h.update(z);
@@ -72,26 +66,16 @@ pub fn e(
 }
 
 /// Verifies a raw `r||s` SM2 signature over a host-computed e.
-pub fn verify_e(
-    public_key: &::sm2::PublicKey,
-    e: &[u8],
-    raw_sig: &[u8],
-) -> Result<(), CryptoError> {
+pub fn verify_e(public_key: &::sm2::PublicKey, e: &[u8], raw_sig: &[u8]) -> Result<(), CryptoError> {
     if e.len() != 32 {
-        return Err(CryptoError::BadLength {
-            what: "SM2 e",
-            expected: 32,
-            got: e.len(),
-        });
+        return Err(CryptoError::BadLength { what: "SM2 e", expected: 32, got: e.len() });
     }
-    let sig = ::sm2::dsa::Signature::from_slice(raw_sig).map_err(|_| {
-        CryptoError::MalformedSignature("SM2 r||s must be 64 bytes with r, s in [1, n-1]")
-    })?;
+    let sig = ::sm2::dsa::Signature::from_slice(raw_sig)
+        .map_err(|_| CryptoError::MalformedSignature("SM2 r||s must be 64 bytes with r, s in [1, n-1]"))?;
     // The distid given here only feeds Z inside the crate, which verify_prehash does not use.
     let vk = ::sm2::dsa::VerifyingKey::new("1234567812345678", *public_key)
         .map_err(|_| CryptoError::MalformedPublicKey("SM2 key rejected".into()))?;
-    vk.verify_prehash(e, &sig)
-        .map_err(|_| CryptoError::BadSignature)
+    vk.verify_prehash(e, &sig).map_err(|_| CryptoError::BadSignature)
 }
 
 #[cfg(test)]
@@ -119,10 +103,7 @@ mod tests {
     fn annex_a_z_and_e() {
         let pk = annex_key();
         assert_eq!(hex::encode_upper(z(&pk, DEFAULT_USER_ID).unwrap()), Z);
-        assert_eq!(
-            hex::encode_upper(e(&pk, DEFAULT_USER_ID, b"message digest").unwrap()),
-            E
-        );
+        assert_eq!(hex::encode_upper(e(&pk, DEFAULT_USER_ID, b"message digest").unwrap()), E);
     }
 
     #[test]
@@ -136,17 +117,13 @@ mod tests {
         assert_eq!(verify_e(&pk, &e, &bad), Err(CryptoError::BadSignature));
         let mut other_e = e.clone();
         other_e[0] ^= 1;
-        assert_eq!(
-            verify_e(&pk, &other_e, &raw),
-            Err(CryptoError::BadSignature)
-        );
+        assert_eq!(verify_e(&pk, &other_e, &raw), Err(CryptoError::BadSignature));
     }
 
     #[test]
     fn the_private_key_of_annex_a_gives_its_public_key_and_our_e_matches_the_crate() {
         // dG = P, and a signature over our e verifies with the crate's own Z computation.
-        let sk = ::sm2::dsa::SigningKey::from_slice("1234567812345678", &hex::decode(D).unwrap())
-            .unwrap();
+        let sk = ::sm2::dsa::SigningKey::from_slice("1234567812345678", &hex::decode(D).unwrap()).unwrap();
         assert_eq!(sk.verifying_key().as_affine(), annex_key().as_affine());
         let e = e(&annex_key(), DEFAULT_USER_ID, b"message digest").unwrap();
         let sig: ::sm2::dsa::Signature = sk.sign_prehash(&e).unwrap();
@@ -157,10 +134,7 @@ mod tests {
     #[test]
     fn a_non_default_id_changes_z() {
         let pk = annex_key();
-        assert_ne!(
-            z(&pk, b"ALICE123@YAHOO.COM").unwrap(),
-            z(&pk, DEFAULT_USER_ID).unwrap()
-        );
+        assert_ne!(z(&pk, b"ALICE123@YAHOO.COM").unwrap(), z(&pk, DEFAULT_USER_ID).unwrap());
         assert!(z(&pk, &vec![0u8; 8192]).is_err());
     }
 }

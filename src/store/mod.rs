@@ -22,16 +22,7 @@ use std::path::{Path, PathBuf};
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// The named trees.
-pub const TREES: &[&str] = &[
-    "meta",
-    "accounts",
-    "grants",
-    "keys",
-    "seals",
-    "approvals",
-    "filings",
-    "counters",
-];
+pub const TREES: &[&str] = &["meta", "accounts", "grants", "keys", "seals", "approvals", "filings", "counters"];
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_APPLIED: &[u8] = b"applied_seq";
@@ -113,17 +104,12 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
 fn tree_index(name: &str) -> Result<usize, StoreError> {
-    TREES
-        .iter()
-        .position(|t| *t == name)
-        .ok_or_else(|| StoreError::UnknownTree(name.to_string()))
+    TREES.iter().position(|t| *t == name).ok_or_else(|| StoreError::UnknownTree(name.to_string()))
 }
 
 impl Store {
@@ -137,44 +123,24 @@ impl Store {
             match sled::Config::new().path(path).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(io))
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
+                    if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
                 {
                     if std::time::Instant::now() >= deadline {
                         return Err(StoreError::Locked(shown));
                     }
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(other) => {
-                    return Err(StoreError::Sled {
-                        path: shown,
-                        message: other.to_string(),
-                    })
-                }
+                Err(other) => return Err(StoreError::Sled { path: shown, message: other.to_string() }),
             }
         };
-        let sled_err = |e: sled::Error| StoreError::Sled {
-            path: shown.clone(),
-            message: e.to_string(),
-        };
-        let trees = TREES
-            .iter()
-            .map(|t| db.open_tree(t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sled_err)?;
-        let store = Store {
-            db,
-            trees,
-            path: path.to_path_buf(),
-        };
+        let sled_err = |e: sled::Error| StoreError::Sled { path: shown.clone(), message: e.to_string() };
+        let trees = TREES.iter().map(|t| db.open_tree(t)).collect::<Result<Vec<_>, _>>().map_err(sled_err)?;
+        let store = Store { db, trees, path: path.to_path_buf() };
         let meta = &store.trees[0];
         match meta.get(META_SCHEMA).map_err(sled_err)? {
             None => {
                 let _ = meta
-                    .insert(
-                        META_SCHEMA,
-                        serde_json::to_vec(&SCHEMA_VERSION).unwrap_or_default(),
-                    )
+                    .insert(META_SCHEMA, serde_json::to_vec(&SCHEMA_VERSION).unwrap_or_default())
                     .map_err(sled_err)?;
             }
             Some(v) => {
@@ -184,11 +150,7 @@ impl Store {
                     message: e.to_string(),
                 })?;
                 if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        path: shown,
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
+                    return Err(StoreError::NewerSchema { path: shown, found, supported: SCHEMA_VERSION });
                 }
             }
         }
@@ -201,16 +163,12 @@ impl Store {
     }
 
     fn sled_err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
-        move |e| StoreError::Sled {
-            path: self.path.display().to_string(),
-            message: e.to_string(),
-        }
+        move |e| StoreError::Sled { path: self.path.display().to_string(), message: e.to_string() }
     }
 
     /// The journal seq whose effects the store holds.
     pub fn applied_seq(&self) -> Result<u64, StoreError> {
-        self.get::<u64>("meta", "applied_seq")
-            .map(|v| v.unwrap_or(0))
+        self.get::<u64>("meta", "applied_seq").map(|v| v.unwrap_or(0))
     }
 
     /// A typed value.
@@ -218,13 +176,11 @@ impl Store {
         let t = &self.trees[tree_index(tree)?];
         match t.get(key.as_bytes()).map_err(self.sled_err())? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Decode {
-                    tree: tree.into(),
-                    key: key.into(),
-                    message: e.to_string(),
-                }),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Decode {
+                tree: tree.into(),
+                key: key.into(),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -253,18 +209,13 @@ impl Store {
     /// Applies journal records (seq, changes), in order, in one transaction that also sets
     /// `meta.applied_seq` to the last seq. Records at or below `applied_seq` are skipped, so replay
     /// is exactly-once. Returns the counters' new values as (seq, key, value).
-    pub fn apply(
-        &self,
-        records: &[(u64, &[Change])],
-    ) -> Result<Vec<(u64, String, i64)>, StoreError> {
+    pub fn apply(&self, records: &[(u64, &[Change])]) -> Result<Vec<(u64, String, i64)>, StoreError> {
         for (_, changes) in records {
             for c in changes.iter() {
                 if let Change::Put { tree, .. } | Change::Delete { tree, .. } = c {
                     let i = tree_index(tree)?;
                     if i == 0 {
-                        return Err(StoreError::UnknownTree(
-                            "meta (not writable by changes)".into(),
-                        ));
+                        return Err(StoreError::UnknownTree("meta (not writable by changes)".into()));
                     }
                 }
             }
@@ -285,27 +236,20 @@ impl Store {
                 for c in changes.iter() {
                     match c {
                         Change::Put { tree, key, value } => {
-                            let i =
-                                tree_index(tree).map_err(ConflictableTransactionError::Abort)?;
+                            let i = tree_index(tree).map_err(ConflictableTransactionError::Abort)?;
                             let bytes = serde_json::to_vec(value).unwrap_or_default();
                             let _ = views[i].insert(key.as_bytes(), bytes)?;
                         }
                         Change::Delete { tree, key } => {
-                            let i =
-                                tree_index(tree).map_err(ConflictableTransactionError::Abort)?;
+                            let i = tree_index(tree).map_err(ConflictableTransactionError::Abort)?;
                             let _ = views[i].remove(key.as_bytes())?;
                         }
                         Change::Add { key, delta } => {
                             let t = &views[counters_index];
-                            let cur: i64 = t
-                                .get(key.as_bytes())?
-                                .and_then(|v| serde_json::from_slice(&v).ok())
-                                .unwrap_or(0);
+                            let cur: i64 =
+                                t.get(key.as_bytes())?.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or(0);
                             let new = cur.saturating_add(*delta);
-                            let _ = t.insert(
-                                key.as_bytes(),
-                                serde_json::to_vec(&new).unwrap_or_default(),
-                            )?;
+                            let _ = t.insert(key.as_bytes(), serde_json::to_vec(&new).unwrap_or_default())?;
                             counters.push((*seq, key.clone(), new));
                         }
                     }
@@ -329,9 +273,8 @@ impl Store {
     /// Test hook for the schema check: sets the stored schema version.
     #[doc(hidden)]
     pub fn set_schema_version_for_test(&self, v: u64) -> Result<(), StoreError> {
-        let _ = self.trees[0]
-            .insert(META_SCHEMA, serde_json::to_vec(&v).unwrap_or_default())
-            .map_err(self.sled_err())?;
+        let _ =
+            self.trees[0].insert(META_SCHEMA, serde_json::to_vec(&v).unwrap_or_default()).map_err(self.sled_err())?;
         self.flush()
     }
 }
@@ -341,24 +284,15 @@ mod tests {
     use super::*;
 
     fn put(tree: &str, key: &str, v: serde_json::Value) -> Change {
-        Change::Put {
-            tree: tree.into(),
-            key: key.into(),
-            value: v,
-        }
+        Change::Put { tree: tree.into(), key: key.into(), value: v }
     }
 
     #[test]
     fn applies_in_order_once_and_tracks_applied_seq() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("store")).unwrap();
-        let a = [
-            put("seals", "s1", serde_json::json!({"state": "applied"})),
-            Change::Add {
-                key: "uses".into(),
-                delta: 2,
-            },
-        ];
+        let a =
+            [put("seals", "s1", serde_json::json!({"state": "applied"})), Change::Add { key: "uses".into(), delta: 2 }];
         let b = [put("seals", "s1", serde_json::json!({"state": "approved"}))];
         let counters = s.apply(&[(1, &a), (2, &b)]).unwrap();
         assert_eq!(counters, vec![(1, "uses".to_string(), 2)]);
@@ -368,20 +302,9 @@ mod tests {
         assert_eq!(s.counter("uses").unwrap(), 2);
         let v: serde_json::Value = s.get("seals", "s1").unwrap().unwrap();
         assert_eq!(v["state"], "approved");
-        let _ = s
-            .apply(&[(
-                3,
-                &[Change::Delete {
-                    tree: "seals".into(),
-                    key: "s1".into(),
-                }],
-            )])
-            .unwrap();
+        let _ = s.apply(&[(3, &[Change::Delete { tree: "seals".into(), key: "s1".into() }])]).unwrap();
         assert!(s.get::<serde_json::Value>("seals", "s1").unwrap().is_none());
-        assert!(matches!(
-            s.apply(&[(4, &[put("nope", "k", serde_json::json!(1))])]),
-            Err(StoreError::UnknownTree(_))
-        ));
+        assert!(matches!(s.apply(&[(4, &[put("nope", "k", serde_json::json!(1))])]), Err(StoreError::UnknownTree(_))));
         assert!(matches!(
             s.apply(&[(4, &[put("meta", "applied_seq", serde_json::json!(99))])]),
             Err(StoreError::UnknownTree(_))
@@ -393,15 +316,9 @@ mod tests {
     fn a_newer_schema_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
-        Store::open(&path)
-            .unwrap()
-            .set_schema_version_for_test(SCHEMA_VERSION + 1)
-            .unwrap();
+        Store::open(&path).unwrap().set_schema_version_for_test(SCHEMA_VERSION + 1).unwrap();
         let err = Store::open(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("schema version 2") && err.contains("upgrade"),
-            "{err}"
-        );
+        assert!(err.contains("schema version 2") && err.contains("upgrade"), "{err}");
     }
 
     #[test]

@@ -12,16 +12,8 @@ use std::path::Path;
 
 /// Initialises the first slot whose token is not yet initialised: label, SO PIN, user PIN.
 /// Returns the slot id. Refuses if a token with this label already exists.
-pub fn init_token(
-    module: &Path,
-    label: &str,
-    so_pin: &Pin,
-    user_pin: &Pin,
-) -> Result<u64, TokenError> {
-    let module_err = |message: String| TokenError::Module {
-        path: module.display().to_string(),
-        message,
-    };
+pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> Result<u64, TokenError> {
+    let module_err = |message: String| TokenError::Module { path: module.display().to_string(), message };
     if !module.exists() {
         return Err(module_err("no such file".into()));
     }
@@ -35,9 +27,7 @@ pub fn init_token(
         let info = ctx.get_token_info(slot).map_err(p11("C_GetTokenInfo"))?;
         if info.token_initialized() {
             if info.label().trim_end() == label {
-                return Err(TokenError::BadInput(format!(
-                    "a token labelled '{label}' already exists"
-                )));
+                return Err(TokenError::BadInput(format!("a token labelled '{label}' already exists")));
             }
         } else if free.is_none() {
             free = Some(slot);
@@ -48,26 +38,19 @@ pub fn init_token(
         present: "only initialised tokens".into(),
     })?;
     let so = AuthPin::from(so_pin.secret().expose_secret().to_owned());
-    ctx.init_token(slot, &so, label)
-        .map_err(p11("C_InitToken"))?;
+    ctx.init_token(slot, &so, label).map_err(p11("C_InitToken"))?;
     // SoftHSM moves a freshly initialised token to a new slot id: look it up again by label.
     let slot = ctx
         .get_slots_with_token()
         .map_err(p11("C_GetSlotList"))?
         .into_iter()
-        .find(|s| {
-            ctx.get_token_info(*s)
-                .map(|i| i.label().trim_end() == label)
-                .unwrap_or(false)
-        })
+        .find(|s| ctx.get_token_info(*s).map(|i| i.label().trim_end() == label).unwrap_or(false))
         .ok_or_else(|| TokenError::TokenNotFound {
             wanted: format!("label '{label}'"),
             present: "none after C_InitToken".into(),
         })?;
     let session = ctx.open_rw_session(slot).map_err(p11("C_OpenSession"))?;
-    session
-        .login(UserType::So, Some(&so))
-        .map_err(p11("C_Login(SO)"))?;
+    session.login(UserType::So, Some(&so)).map_err(p11("C_Login(SO)"))?;
     let user = AuthPin::from(user_pin.secret().expose_secret().to_owned());
     session.init_pin(&user).map_err(p11("C_InitPIN"))?;
     session.logout().map_err(p11("C_Logout"))?;

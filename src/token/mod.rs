@@ -33,8 +33,7 @@ pub struct KeyId(pub Vec<u8>);
 impl KeyId {
     /// Parses lowercase or uppercase hex.
     pub fn from_hex(s: &str) -> Result<Self, TokenError> {
-        let bytes = hex::decode(s.trim())
-            .map_err(|_| TokenError::BadInput(format!("key id '{s}' is not hex")))?;
+        let bytes = hex::decode(s.trim()).map_err(|_| TokenError::BadInput(format!("key id '{s}' is not hex")))?;
         if bytes.is_empty() || bytes.len() > 64 {
             return Err(TokenError::BadInput("key id must be 1 to 64 bytes".into()));
         }
@@ -151,9 +150,7 @@ pub enum TokenError {
     #[error(transparent)]
     Pin(#[from] PinError),
     /// The token rejected the PIN; seald does not try it again (that would lock the token).
-    #[error(
-        "the token rejected the PIN ({0}); not retried, fix the PIN file and restart or reload"
-    )]
+    #[error("the token rejected the PIN ({0}); not retried, fix the PIN file and restart or reload")]
     PinRejected(&'static str),
     /// Every session was in use for longer than the borrow timeout.
     #[error("token busy: no session free within {0:?}")]
@@ -277,32 +274,20 @@ impl TokenConfig {
 
     /// Where the PIN comes from; exactly one source must be configured.
     pub fn pin_source(&self) -> Result<PinSource, TokenError> {
-        let from_uri = self
-            .parsed_uri()?
-            .and_then(|u| u.pin_source)
-            .map(PathBuf::from);
+        let from_uri = self.parsed_uri()?.and_then(|u| u.pin_source).map(PathBuf::from);
         match (&self.pin_file, &self.pin_credential, from_uri) {
             (Some(f), None, None) => Ok(PinSource::File(f.clone())),
             (None, Some(c), None) => Ok(PinSource::Credential(c.clone())),
             (None, None, Some(f)) => Ok(PinSource::File(f)),
-            (None, None, None) => Err(TokenError::BadInput(
-                "no PIN source: set pin_file or pin_credential".into(),
-            )),
+            (None, None, None) => Err(TokenError::BadInput("no PIN source: set pin_file or pin_credential".into())),
             _ => Err(TokenError::BadInput(
-                "give exactly one PIN source (pin_file, pin_credential or the URI's pin-source)"
-                    .into(),
+                "give exactly one PIN source (pin_file, pin_credential or the URI's pin-source)".into(),
             )),
         }
     }
 
     /// The URI, if one is configured.
     pub fn parsed_uri(&self) -> Result<Option<Pkcs11Uri>, TokenError> {
-        self.uri
-            .as_deref()
-            .map(|u| {
-                u.parse::<Pkcs11Uri>()
-                    .map_err(|e| TokenError::BadInput(e.to_string()))
-            })
-            .transpose()
+        self.uri.as_deref().map(|u| u.parse::<Pkcs11Uri>().map_err(|e| TokenError::BadInput(e.to_string()))).transpose()
     }
 }

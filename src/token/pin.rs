@@ -28,7 +28,9 @@ pub enum PinError {
     #[error("PIN file {0} is empty or not UTF-8 text")]
     Empty(String),
     /// `$CREDENTIALS_DIRECTORY` is not set.
-    #[error("systemd credential '{0}' requested but $CREDENTIALS_DIRECTORY is not set (is LoadCredential= in the unit?)")]
+    #[error(
+        "systemd credential '{0}' requested but $CREDENTIALS_DIRECTORY is not set (is LoadCredential= in the unit?)"
+    )]
     NoCredentialsDirectory(String),
 }
 
@@ -62,11 +64,9 @@ impl Pin {
 
     fn from_file(path: &Path) -> Result<Self, PinError> {
         let shown = path.display().to_string();
-        let bytes =
-            zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| PinError::Io {
-                path: shown.clone(),
-                source,
-            })?);
+        let bytes = zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|source| PinError::Io { path: shown.clone(), source })?,
+        );
         let text = std::str::from_utf8(&bytes).map_err(|_| PinError::Empty(shown.clone()))?;
         let pin = text.trim_end_matches(['\r', '\n']);
         if pin.is_empty() {
@@ -81,22 +81,12 @@ impl Pin {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let shown = path.display().to_string();
-        let io = |source| PinError::Io {
-            path: shown.clone(),
-            source,
-        };
+        let io = |source| PinError::Io { path: shown.clone(), source };
         let mut raw = zeroize::Zeroizing::new([0u8; 12]);
         getrandom::getrandom(raw.as_mut()).map_err(|e| io(std::io::Error::other(e)))?;
         let text = zeroize::Zeroizing::new(hex::encode(raw.as_ref()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
         Ok(Pin(SecretString::from(text.as_str().to_owned())))
     }
 

@@ -9,9 +9,7 @@
 
 use super::keys::{self, p11};
 use super::profile::{Profile, SignatureFormat};
-use super::{
-    Health, KeyAttributes, KeyId, KeyInfo, Pin, SignInput, Signature, TokenConfig, TokenError,
-};
+use super::{Health, KeyAttributes, KeyId, KeyInfo, Pin, SignInput, Signature, TokenConfig, TokenError};
 use crate::crypto::{self, KeyAlg};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -227,10 +225,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn load_module(path: &Path) -> Result<Pkcs11, TokenError> {
-    let module_err = |message: String| TokenError::Module {
-        path: path.display().to_string(),
-        message,
-    };
+    let module_err = |message: String| TokenError::Module { path: path.display().to_string(), message };
     if !path.exists() {
         return Err(module_err("no such file".into()));
     }
@@ -251,9 +246,7 @@ fn find_slot(ctx: &Pkcs11, sel: &Selector) -> Result<Result<Slot, TokenError>, C
     for slot in ctx.get_slots_with_token()? {
         let info = match ctx.get_token_info(slot) {
             Ok(i) => i,
-            Err(CkError::Pkcs11(RvError::TokenNotPresent | RvError::TokenNotRecognized, _)) => {
-                continue
-            }
+            Err(CkError::Pkcs11(RvError::TokenNotPresent | RvError::TokenNotRecognized, _)) => continue,
             Err(e) => return Err(e),
         };
         if !info.token_initialized() {
@@ -261,10 +254,7 @@ fn find_slot(ctx: &Pkcs11, sel: &Selector) -> Result<Result<Slot, TokenError>, C
         }
         let label = info.label().trim_end().to_string();
         let ok = sel.label.as_ref().is_none_or(|l| *l == label)
-            && sel
-                .serial
-                .as_ref()
-                .is_none_or(|s| s == info.serial_number().trim_end())
+            && sel.serial.as_ref().is_none_or(|s| s == info.serial_number().trim_end())
             && sel.slot_id.is_none_or(|id| id == slot.id());
         if ok {
             return Ok(Ok(slot));
@@ -273,11 +263,7 @@ fn find_slot(ctx: &Pkcs11, sel: &Selector) -> Result<Result<Slot, TokenError>, C
     }
     Ok(Err(TokenError::TokenNotFound {
         wanted: sel.to_string(),
-        present: if present.is_empty() {
-            "none".into()
-        } else {
-            present.join(", ")
-        },
+        present: if present.is_empty() { "none".into() } else { present.join(", ") },
     }))
 }
 
@@ -293,25 +279,15 @@ fn module_path(cfg: &TokenConfig, profile: Option<&Profile>) -> Result<PathBuf, 
         Some(p) => vec![p.clone()],
         None => Profile::all_builtin()?,
     };
-    candidates
-        .iter()
-        .flat_map(|p| p.matcher.library_paths.iter())
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            TokenError::BadInput(
-                "no PKCS#11 module given (--module) and none of the known library paths exists"
-                    .into(),
-            )
-        })
+    candidates.iter().flat_map(|p| p.matcher.library_paths.iter()).map(PathBuf::from).find(|p| p.exists()).ok_or_else(
+        || TokenError::BadInput("no PKCS#11 module given (--module) and none of the known library paths exists".into()),
+    )
 }
 
 fn selector(cfg: &TokenConfig) -> Result<Selector, TokenError> {
     let uri = cfg.parsed_uri()?.unwrap_or_default();
     let pick = |a: &Option<String>, b: Option<String>, what: &str| match (a, b) {
-        (Some(x), Some(y)) if *x != y => Err(TokenError::BadInput(format!(
-            "token {what} given twice, differently"
-        ))),
+        (Some(x), Some(y)) if *x != y => Err(TokenError::BadInput(format!("token {what} given twice, differently"))),
         (Some(x), _) => Ok(Some(x.clone())),
         (None, y) => Ok(y),
     };
@@ -465,8 +441,7 @@ impl TokenPool {
         };
         let lib = ctx.get_library_info().map_err(p11("C_GetInfo"))?;
         let tok = ctx.get_token_info(slot).map_err(p11("C_GetTokenInfo"))?;
-        let mechanisms =
-            mechanism_codes(&ctx, slot, &self.inner.profile).map_err(p11("C_GetMechanismList"))?;
+        let mechanisms = mechanism_codes(&ctx, slot, &self.inner.profile).map_err(p11("C_GetMechanismList"))?;
         let p = &self.inner.profile;
         Ok(ModuleInfo {
             module: self.inner.module.display().to_string(),
@@ -497,30 +472,18 @@ impl TokenPool {
             KeyAlg::Rsa2048 | KeyAlg::Rsa3072 => self.inner.profile.rsa.is_some(),
         };
         if !supported {
-            return Err(TokenError::Unsupported(format!(
-                "profile '{}' offers no {alg} keys",
-                self.inner.profile.name
-            )));
+            return Err(TokenError::Unsupported(format!("profile '{}' offers no {alg} keys", self.inner.profile.name)));
         }
         if label.is_empty() || label.len() > 128 {
             return Err(TokenError::BadInput("label must be 1 to 128 bytes".into()));
         }
         let mut raw = [0u8; 16];
-        getrandom::getrandom(&mut raw)
-            .map_err(|e| TokenError::Unavailable(format!("no randomness: {e}")))?;
+        getrandom::getrandom(&mut raw).map_err(|e| TokenError::Unavailable(format!("no randomness: {e}")))?;
         let id = KeyId(raw.to_vec());
         let profile = self.inner.profile.clone();
-        self.run("C_GenerateKeyPair", |s| {
-            keys::generate(s, &profile, alg, &id, label)
-        })?;
+        self.run("C_GenerateKeyPair", |s| keys::generate(s, &profile, alg, &id, label))?;
         let info = self.key(&id)?;
-        if let Err(e) = self.sign(
-            &id,
-            SignInput::Message {
-                data: b"seald key self-test",
-                user_id: None,
-            },
-        ) {
+        if let Err(e) = self.sign(&id, SignInput::Message { data: b"seald key self-test", user_id: None }) {
             let _ = self.destroy(&id);
             return Err(e);
         }
@@ -582,10 +545,7 @@ impl TokenPool {
         if let SignInput::Prehashed(d) = input {
             // Every supported algorithm signs a 32-byte prehash; say so before touching the token.
             if d.len() != 32 {
-                return Err(TokenError::BadInput(format!(
-                    "digest must be 32 bytes, got {}",
-                    d.len()
-                )));
+                return Err(TokenError::BadInput(format!("digest must be 32 bytes, got {}", d.len())));
             }
         }
         let key = self.key(id)?;
@@ -605,31 +565,17 @@ impl TokenPool {
             (Some(SignatureFormat::Der), Some(n)) => (crypto::der_to_raw(&out, n)?, out),
             _ => (out.clone(), out),
         };
-        if key
-            .public_key
-            .verify_prehashed(&plan.prehash, &raw)
-            .is_err()
-        {
+        if key.public_key.verify_prehashed(&plan.prehash, &raw).is_err() {
             let _ = self.inner.errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(key = %id, "token signature failed host verification; refused");
             return Err(TokenError::SignatureMismatch(id.clone()));
         }
-        Ok(Signature {
-            key_id: id.clone(),
-            alg: key.alg,
-            raw,
-            der,
-            prehash: plan.prehash,
-        })
+        Ok(Signature { key_id: id.clone(), alg: key.alg, raw, der, prehash: plan.prehash })
     }
 
     /// Runs `op` on a pooled session (with the private key's handle when `key` is given), recovering
     /// from session and device loss as the module doc says.
-    fn run<T>(
-        &self,
-        what: &'static str,
-        op: impl Fn(&Session) -> Result<T, CkError>,
-    ) -> Result<T, TokenError> {
+    fn run<T>(&self, what: &'static str, op: impl Fn(&Session) -> Result<T, CkError>) -> Result<T, TokenError> {
         self.run_inner(what, None, |s, _| op(s))
     }
 
@@ -640,9 +586,7 @@ impl TokenPool {
         id: &KeyId,
         op: impl Fn(&Session, ObjectHandle) -> Result<T, CkError>,
     ) -> Result<T, TokenError> {
-        self.run_inner(what, Some(id), |s, h| {
-            op(s, h.ok_or(CkError::InvalidValue)?)
-        })
+        self.run_inner(what, Some(id), |s, h| op(s, h.ok_or(CkError::InvalidValue)?))
     }
 
     fn run_inner<T>(
@@ -681,12 +625,7 @@ impl TokenPool {
             };
             let _ = self.inner.errors.fetch_add(1, Ordering::Relaxed);
             match failure {
-                Failure::Request => {
-                    return Err(TokenError::Pkcs11 {
-                        op: what,
-                        rv: err.to_string(),
-                    })
-                }
+                Failure::Request => return Err(TokenError::Pkcs11 { op: what, rv: err.to_string() }),
                 Failure::Pin => {
                     let reason = pin_reason(&err);
                     lock(&self.inner.state).pin_rejected = Some(reason);
@@ -697,10 +636,7 @@ impl TokenPool {
                 Failure::Session if attempt == 0 => {
                     tracing::warn!(op = what, error = %err, "token session lost; retrying on a fresh session");
                     self.drop_idle(generation);
-                    let _ = self
-                        .inner
-                        .session_recoveries
-                        .fetch_add(1, Ordering::Relaxed);
+                    let _ = self.inner.session_recoveries.fetch_add(1, Ordering::Relaxed);
                 }
                 Failure::Session | Failure::Device => {
                     if attempt >= 3 || Instant::now() >= give_up {
@@ -722,10 +658,7 @@ impl TokenPool {
             return;
         }
         let h = if st.capacity < self.inner.configured {
-            Health::Degraded(format!(
-                "token allows {} sessions, {} configured",
-                st.capacity, self.inner.configured
-            ))
+            Health::Degraded(format!("token allows {} sessions, {} configured", st.capacity, self.inner.configured))
         } else {
             Health::Ready
         };
@@ -752,30 +685,19 @@ impl TokenPool {
                 }
                 if st.open < st.capacity {
                     st.open += 1;
-                    let (ctx, slot, generation, epoch) =
-                        (st.ctx.clone(), st.slot, st.generation, st.epoch);
+                    let (ctx, slot, generation, epoch) = (st.ctx.clone(), st.slot, st.generation, st.epoch);
                     drop(st);
                     match self.open_session(&ctx, slot) {
-                        Ok(session) => {
-                            return Ok(Lease {
-                                session,
-                                generation,
-                                epoch,
-                                handles: HashMap::new(),
-                            })
-                        }
+                        Ok(session) => return Ok(Lease { session, generation, epoch, handles: HashMap::new() }),
                         Err(e) => {
                             st = lock(&self.inner.state);
                             st.open -= 1;
                             self.inner.freed.notify_one();
-                            if matches!(e, CkError::Pkcs11(RvError::SessionCount, _)) && st.open > 0
-                            {
+                            if matches!(e, CkError::Pkcs11(RvError::SessionCount, _)) && st.open > 0 {
                                 // The token allows fewer sessions than it said: live with what we have.
                                 st.capacity = st.open;
-                                let msg = format!(
-                                    "token allows {} sessions, {} configured",
-                                    st.open, self.inner.configured
-                                );
+                                let msg =
+                                    format!("token allows {} sessions, {} configured", st.open, self.inner.configured);
                                 drop(st);
                                 self.set_health(Health::Degraded(msg));
                                 st = lock(&self.inner.state);
@@ -796,12 +718,7 @@ impl TokenPool {
                 }));
             }
             st.waiting += 1;
-            st = self
-                .inner
-                .freed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.inner.freed.wait_timeout(st, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
             st.waiting -= 1;
         }
     }
@@ -821,11 +738,7 @@ impl TokenPool {
     fn release(&self, lease: Lease, healthy: bool) {
         let mut st = lock(&self.inner.state);
         if healthy && lease.generation == st.generation && !st.draining {
-            st.idle.push(Pooled {
-                session: lease.session,
-                generation: lease.generation,
-                handles: lease.handles,
-            });
+            st.idle.push(Pooled { session: lease.session, generation: lease.generation, handles: lease.handles });
         } else {
             st.open -= 1;
             if lease.generation == st.generation {
@@ -861,10 +774,7 @@ impl TokenPool {
         }
         if let Some(next) = rec.next_attempt {
             if Instant::now() < next {
-                return Err(TokenError::Unavailable(format!(
-                    "recovering from: {}",
-                    rec.last_reason
-                )));
+                return Err(TokenError::Unavailable(format!("recovering from: {}", rec.last_reason)));
             }
         }
         rec.last_reason = reason.to_string();
@@ -879,21 +789,14 @@ impl TokenPool {
             st.open -= idle.len();
             while st.open > 0 && Instant::now() < give_up {
                 let left = give_up.saturating_duration_since(Instant::now());
-                st = self
-                    .inner
-                    .freed
-                    .wait_timeout(st, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+                st = self.inner.freed.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
             }
             if st.open > 0 {
                 st.draining = false;
                 drop(st);
                 self.inner.freed.notify_all();
                 rec.next_attempt = Some(Instant::now() + rec.backoff);
-                return Err(TokenError::Unavailable(format!(
-                    "{reason}; sessions still busy in the module"
-                )));
+                return Err(TokenError::Unavailable(format!("{reason}; sessions still busy in the module")));
             }
         }
         let ctx = lock(&self.inner.state).ctx.clone();
@@ -957,10 +860,7 @@ struct Lease {
 }
 
 /// The private key's handle through this session, found once per session and cached.
-fn lease_handle(
-    lease: &mut Lease,
-    key: Option<&KeyId>,
-) -> Result<Result<Option<ObjectHandle>, TokenError>, CkError> {
+fn lease_handle(lease: &mut Lease, key: Option<&KeyId>) -> Result<Result<Option<ObjectHandle>, TokenError>, CkError> {
     let Some(id) = key else {
         return Ok(Ok(None));
     };
@@ -979,11 +879,7 @@ fn lease_handle(
 /// Mechanism codes the token offers. cryptoki's list drops vendor-defined codes, so the profile's
 /// vendor codes are asked about one by one with C_GetMechanismInfo.
 fn mechanism_codes(ctx: &Pkcs11, slot: Slot, profile: &Profile) -> Result<Vec<u64>, CkError> {
-    let mut codes: Vec<u64> = ctx
-        .get_mechanism_list(slot)?
-        .into_iter()
-        .map(u64::from)
-        .collect();
+    let mut codes: Vec<u64> = ctx.get_mechanism_list(slot)?.into_iter().map(u64::from).collect();
     for (_, code) in profile.all_mechanisms() {
         if codes.contains(&code) {
             continue;

@@ -10,14 +10,8 @@ use std::path::Path;
 
 /// The profiles shipped with seald, compiled in so that a name works without the directory.
 const BUILTIN: &[(&str, &str)] = &[
-    (
-        "softhsm2",
-        include_str!("../../pkcs11-profiles/softhsm2.toml"),
-    ),
-    (
-        "softtoken",
-        include_str!("../../pkcs11-profiles/softtoken.toml"),
-    ),
+    ("softhsm2", include_str!("../../pkcs11-profiles/softhsm2.toml")),
+    ("softtoken", include_str!("../../pkcs11-profiles/softtoken.toml")),
     ("sansec", include_str!("../../pkcs11-profiles/sansec.toml")),
     ("tass", include_str!("../../pkcs11-profiles/tass.toml")),
     ("luna", include_str!("../../pkcs11-profiles/luna.toml")),
@@ -202,26 +196,19 @@ pub struct Profile {
 impl Profile {
     /// Parses a profile from TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ProfileError> {
-        let p: Profile = toml::from_str(text).map_err(|e| ProfileError::Invalid {
-            origin: origin.to_string(),
-            message: e.message().to_string(),
-        })?;
+        let p: Profile = toml::from_str(text)
+            .map_err(|e| ProfileError::Invalid { origin: origin.to_string(), message: e.message().to_string() })?;
         p.validate(origin)?;
         Ok(p)
     }
 
     fn validate(&self, origin: &str) -> Result<(), ProfileError> {
-        let invalid = |m: &str| ProfileError::Invalid {
-            origin: origin.into(),
-            message: m.into(),
-        };
+        let invalid = |m: &str| ProfileError::Invalid { origin: origin.into(), message: m.into() };
         if self.name.trim().is_empty() {
             return Err(invalid("name is empty"));
         }
         if self.sm2.is_none() && self.ecdsa.is_none() && self.rsa.is_none() {
-            return Err(invalid(
-                "the profile offers no algorithm ([sm2], [ecdsa] or [rsa])",
-            ));
+            return Err(invalid("the profile offers no algorithm ([sm2], [ecdsa] or [rsa])"));
         }
         if let Some(sm2) = &self.sm2 {
             if sm2.z == ZPlace::Token && sm2.sign_sm3.is_none() {
@@ -249,10 +236,8 @@ impl Profile {
     pub fn load(name_or_path: &str) -> Result<Self, ProfileError> {
         if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
             let path = Path::new(name_or_path);
-            let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ProfileError::Io { path: path.display().to_string(), source })?;
             Self::from_toml(&text, &path.display().to_string())
         } else {
             Self::builtin(name_or_path)
@@ -261,33 +246,17 @@ impl Profile {
 
     /// The builtin profile whose match rules fit a module's manufacturer ID or library file name.
     pub fn detect(manufacturer_id: &str, library: &Path) -> Option<Self> {
-        let file = library
-            .file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or_default();
+        let file = library.file_name().and_then(|f| f.to_str()).unwrap_or_default();
         let all = Self::all_builtin().ok()?;
-        let by_manufacturer = all.iter().find(|p| {
-            manufacturer_id
-                .trim()
-                .starts_with(p.matcher.manufacturer_id.as_str())
-        });
-        by_manufacturer
-            .or_else(|| {
-                all.iter()
-                    .find(|p| p.matcher.library_names.iter().any(|n| n == file))
-            })
-            .cloned()
+        let by_manufacturer =
+            all.iter().find(|p| manufacturer_id.trim().starts_with(p.matcher.manufacturer_id.as_str()));
+        by_manufacturer.or_else(|| all.iter().find(|p| p.matcher.library_names.iter().any(|n| n == file))).cloned()
     }
 
     /// Whether this profile's match rules fit the module.
     pub fn matches(&self, manufacturer_id: &str, library: &Path) -> bool {
-        let file = library
-            .file_name()
-            .and_then(|f| f.to_str())
-            .unwrap_or_default();
-        manufacturer_id
-            .trim()
-            .starts_with(self.matcher.manufacturer_id.as_str())
+        let file = library.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+        manufacturer_id.trim().starts_with(self.matcher.manufacturer_id.as_str())
             || self.matcher.library_names.iter().any(|n| n == file)
     }
 
@@ -328,11 +297,7 @@ impl Profile {
     pub fn check_mechanisms(&self, available: &[u64]) -> Result<(), ProfileError> {
         for (what, code) in self.required_mechanisms() {
             if !available.contains(&code) {
-                return Err(ProfileError::MissingMechanism {
-                    profile: self.name.clone(),
-                    what,
-                    code,
-                });
+                return Err(ProfileError::MissingMechanism { profile: self.name.clone(), what, code });
             }
         }
         Ok(())
@@ -347,12 +312,7 @@ mod tests {
     fn every_shipped_profile_parses_and_the_vendor_drafts_say_unverified() {
         for p in Profile::all_builtin().unwrap() {
             let unverified = ["sansec", "tass", "luna"].contains(&p.name.as_str());
-            assert_eq!(
-                p.status == ProfileStatus::UnverifiedOnHardware,
-                unverified,
-                "{}",
-                p.name
-            );
+            assert_eq!(p.status == ProfileStatus::UnverifiedOnHardware, unverified, "{}", p.name);
             assert!(!p.required_mechanisms().is_empty());
         }
         // The on-disk copies are the same files.
@@ -361,11 +321,7 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let p = Profile::load(path.to_str().unwrap()).unwrap();
-            assert!(
-                Profile::builtin(&p.name).is_ok(),
-                "{} is not builtin",
-                p.name
-            );
+            assert!(Profile::builtin(&p.name).is_ok(), "{} is not builtin", p.name);
             n += 1;
         }
         assert_eq!(n, BUILTIN.len());
@@ -374,56 +330,35 @@ mod tests {
     #[test]
     fn vendor_codes_are_the_published_ones() {
         let sansec = Profile::builtin("sansec").unwrap().sm2.unwrap();
-        assert_eq!(
-            (sansec.key_type, sansec.keygen, sansec.sign_e),
-            (0x8000_0004, 0x8000_8001, 0x8000_8104)
-        );
+        assert_eq!((sansec.key_type, sansec.keygen, sansec.sign_e), (0x8000_0004, 0x8000_8001, 0x8000_8104));
         assert_eq!(sansec.signature, SignatureFormat::Raw);
         let tass = Profile::builtin("tass").unwrap();
         assert_eq!(tass.sm2.as_ref().unwrap().sign_e, 0x8000_8000);
         assert_eq!(tass.sm2.unwrap().signature, SignatureFormat::Der);
         assert_eq!(tass.ecdsa.unwrap().signature, SignatureFormat::Der);
         let luna = Profile::builtin("luna").unwrap().sm2.unwrap();
-        assert_eq!(
-            (luna.key_type, luna.keygen, luna.sign_e),
-            (0x8000_0016, 0x8000_0B20, 0x8000_0B21)
-        );
+        assert_eq!((luna.key_type, luna.keygen, luna.sign_e), (0x8000_0016, 0x8000_0B20, 0x8000_0B21));
         assert!(Profile::builtin("softhsm2").unwrap().sm2.is_none());
     }
 
     #[test]
     fn a_missing_mechanism_is_named() {
         let p = Profile::builtin("sansec").unwrap();
-        let err = p
-            .check_mechanisms(&[0x1040, 0x1041, 0x8000_8001])
-            .unwrap_err();
+        let err = p.check_mechanisms(&[0x1040, 0x1041, 0x8000_8001]).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("SM2 sign-e") && msg.contains("0x80008104") && msg.contains("sansec"),
-            "{msg}"
-        );
-        assert!(p
-            .check_mechanisms(&[0x1040, 0x1041, 0x8000_8001, 0x8000_8104])
-            .is_ok());
+        assert!(msg.contains("SM2 sign-e") && msg.contains("0x80008104") && msg.contains("sansec"), "{msg}");
+        assert!(p.check_mechanisms(&[0x1040, 0x1041, 0x8000_8001, 0x8000_8104]).is_ok());
     }
 
     #[test]
     fn bad_profiles_are_refused_with_reasons() {
-        let err = Profile::from_toml("name = \"x\"\n", "t")
-            .unwrap_err()
-            .to_string();
+        let err = Profile::from_toml("name = \"x\"\n", "t").unwrap_err().to_string();
         assert!(err.contains("missing field"), "{err}");
         let no_alg = "name='x'\ndescription='d'\nstatus='tested'\n[match]\nmanufacturer_id='x'\n";
-        assert!(Profile::from_toml(no_alg, "t")
-            .unwrap_err()
-            .to_string()
-            .contains("no algorithm"));
+        assert!(Profile::from_toml(no_alg, "t").unwrap_err().to_string().contains("no algorithm"));
         let typo = format!("{no_alg}[ecdsa]\nkeygen=1\nsign=2\nsignature='raw'\nsignatur='x'\n");
         assert!(Profile::from_toml(&typo, "t").is_err());
-        assert!(matches!(
-            Profile::load("nope"),
-            Err(ProfileError::Unknown(_))
-        ));
+        assert!(matches!(Profile::load("nope"), Err(ProfileError::Unknown(_))));
     }
 
     #[test]

@@ -25,9 +25,7 @@ pub enum UriError {
     #[error("PKCS#11 URI attribute '{0}' is given twice")]
     Duplicate(String),
     /// A PIN inside the URI.
-    #[error(
-        "PKCS#11 URI must not carry a PIN (pin-value); give --pin-file or a systemd credential"
-    )]
+    #[error("PKCS#11 URI must not carry a PIN (pin-value); give --pin-file or a systemd credential")]
     PinValue,
     /// slot-id is not a number.
     #[error("PKCS#11 URI slot-id '{0}' is not a number")]
@@ -65,9 +63,7 @@ fn percent_decode(s: &str) -> Result<Vec<u8>, UriError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .ok_or_else(|| UriError::Escape(s.into()))?;
+            let hex = b.get(i + 1..i + 3).ok_or_else(|| UriError::Escape(s.into()))?;
             let hex = std::str::from_utf8(hex).map_err(|_| UriError::Escape(s.into()))?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| UriError::Escape(s.into()))?);
             i += 3;
@@ -86,9 +82,7 @@ fn text(s: &str) -> Result<String, UriError> {
 fn components(part: &str, sep: char) -> Result<BTreeMap<String, String>, UriError> {
     let mut map = BTreeMap::new();
     for comp in part.split(sep).filter(|c| !c.is_empty()) {
-        let (k, v) = comp
-            .split_once('=')
-            .ok_or_else(|| UriError::Component(comp.into()))?;
+        let (k, v) = comp.split_once('=').ok_or_else(|| UriError::Component(comp.into()))?;
         let k = k.to_ascii_lowercase();
         if map.insert(k.clone(), v.to_string()).is_some() {
             return Err(UriError::Duplicate(k));
@@ -101,10 +95,7 @@ impl std::str::FromStr for Pkcs11Uri {
     type Err = UriError;
 
     fn from_str(s: &str) -> Result<Self, UriError> {
-        let rest = s
-            .strip_prefix("pkcs11:")
-            .or_else(|| s.strip_prefix("PKCS11:"))
-            .ok_or(UriError::Scheme)?;
+        let rest = s.strip_prefix("pkcs11:").or_else(|| s.strip_prefix("PKCS11:")).ok_or(UriError::Scheme)?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut uri = Pkcs11Uri::default();
         for (k, v) in components(path, ';')? {
@@ -202,42 +193,18 @@ mod tests {
         assert_eq!(u.slot_id, Some(3));
         assert_eq!(u.module_path.as_deref(), Some("/usr/lib/x.so"));
         assert_eq!(u.pin_source.as_deref(), Some("/run/pin"));
-        assert_eq!(
-            u.to_string(),
-            "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;slot-id=3;id=%01%a2"
-        );
+        assert_eq!(u.to_string(), "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;slot-id=3;id=%01%a2");
     }
 
     #[test]
     fn refuses_pins_and_nonsense() {
-        assert_eq!(
-            "pkcs11:token=a?pin-value=1234".parse::<Pkcs11Uri>(),
-            Err(UriError::PinValue)
-        );
+        assert_eq!("pkcs11:token=a?pin-value=1234".parse::<Pkcs11Uri>(), Err(UriError::PinValue));
         assert_eq!("token=a".parse::<Pkcs11Uri>(), Err(UriError::Scheme));
-        assert!(matches!(
-            "pkcs11:token".parse::<Pkcs11Uri>(),
-            Err(UriError::Component(_))
-        ));
-        assert!(matches!(
-            "pkcs11:id=%zz".parse::<Pkcs11Uri>(),
-            Err(UriError::Escape(_))
-        ));
-        assert!(matches!(
-            "pkcs11:id=%0".parse::<Pkcs11Uri>(),
-            Err(UriError::Escape(_))
-        ));
-        assert!(matches!(
-            "pkcs11:foo=1".parse::<Pkcs11Uri>(),
-            Err(UriError::Unsupported(_))
-        ));
-        assert!(matches!(
-            "pkcs11:token=a;token=b".parse::<Pkcs11Uri>(),
-            Err(UriError::Duplicate(_))
-        ));
-        assert!(matches!(
-            "pkcs11:slot-id=x".parse::<Pkcs11Uri>(),
-            Err(UriError::SlotId(_))
-        ));
+        assert!(matches!("pkcs11:token".parse::<Pkcs11Uri>(), Err(UriError::Component(_))));
+        assert!(matches!("pkcs11:id=%zz".parse::<Pkcs11Uri>(), Err(UriError::Escape(_))));
+        assert!(matches!("pkcs11:id=%0".parse::<Pkcs11Uri>(), Err(UriError::Escape(_))));
+        assert!(matches!("pkcs11:foo=1".parse::<Pkcs11Uri>(), Err(UriError::Unsupported(_))));
+        assert!(matches!("pkcs11:token=a;token=b".parse::<Pkcs11Uri>(), Err(UriError::Duplicate(_))));
+        assert!(matches!("pkcs11:slot-id=x".parse::<Pkcs11Uri>(), Err(UriError::SlotId(_))));
     }
 }

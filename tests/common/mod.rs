@@ -21,25 +21,20 @@ const SOFTHSM_PATHS: &[&str] = &[
 ];
 
 pub fn softhsm_module() -> PathBuf {
-    SOFTHSM_PATHS
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!(
-                "SoftHSM2 IS NOT INSTALLED: these tests need it and do not skip. \
+    SOFTHSM_PATHS.iter().map(PathBuf::from).find(|p| p.exists()).unwrap_or_else(|| {
+        panic!(
+            "SoftHSM2 IS NOT INSTALLED: these tests need it and do not skip. \
                  Run the README's test command (it installs softhsm2), or `apt-get install -y softhsm2`."
-            )
-        })
+        )
+    })
 }
 
 pub fn require_tool(tool: &str, package: &str) {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success());
-    assert!(ok.unwrap_or(false), "{tool} IS NOT INSTALLED: `apt-get install -y {package}` (the README's test command does it)");
+    let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success());
+    assert!(
+        ok.unwrap_or(false),
+        "{tool} IS NOT INSTALLED: `apt-get install -y {package}` (the README's test command does it)"
+    );
 }
 
 static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -48,8 +43,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// The per-process SoftHSM token directory; sets SOFTHSM2_CONF before anything loads the module.
 pub fn softhsm_dir() -> &'static Path {
     DIR.get_or_init(|| {
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("softhsm-{}", std::process::id()));
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("softhsm-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("tokens")).unwrap();
         let conf = base.join("softhsm2.conf");
@@ -81,31 +75,13 @@ impl TestToken {
         let label = format!("{name}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let pin = "24681357".to_string();
         let out = Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                &label,
-                "--so-pin",
-                "13572468",
-                "--pin",
-                &pin,
-            ])
+            .args(["--init-token", "--free", "--label", &label, "--so-pin", "13572468", "--pin", &pin])
             .output()
             .expect("softhsm2-util must be installed with softhsm2");
-        assert!(
-            out.status.success(),
-            "softhsm2-util --init-token failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "softhsm2-util --init-token failed: {}", String::from_utf8_lossy(&out.stderr));
         let pin_file = dir.join(format!("{label}.pin"));
         std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
-        TestToken {
-            module,
-            label,
-            pin_file,
-            pin,
-        }
+        TestToken { module, label, pin_file, pin }
     }
 
     pub fn config(&self) -> TokenConfig {
@@ -123,15 +99,8 @@ impl TestToken {
 /// Runs OpenSSL and returns whether it succeeded, with its output for messages.
 pub fn openssl(args: &[&str]) -> (bool, String) {
     require_tool("openssl", "openssl");
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("openssl").args(args).output().expect("run openssl");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
@@ -165,8 +134,7 @@ pub struct SoftToken {
 impl SoftToken {
     pub fn new(profile: &str) -> Self {
         let module = softtoken_module();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("softtoken-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("softtoken-{}", std::process::id()));
         if SOFTTOKEN.set(dir.clone()).is_err() {
             panic!("one softtoken per process: run these tests with `cargo nextest` (scripts/test does)");
         }
@@ -176,8 +144,7 @@ impl SoftToken {
         std::fs::write(&fault, "").unwrap();
         std::env::set_var("SOFTTOKEN_DIR", dir.join("token"));
         std::env::set_var("SOFTTOKEN_FAULT", &fault);
-        let profile_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("pkcs11-profiles/{profile}.toml"));
+        let profile_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("pkcs11-profiles/{profile}.toml"));
         std::env::set_var("SOFTTOKEN_PROFILE", &profile_path);
         let so_pin_file = dir.join("so.pin");
         let pin_file = dir.join("user.pin");
@@ -185,15 +152,7 @@ impl SoftToken {
         let user = seald::token::Pin::generate_to_file(&pin_file).unwrap();
         let label = "softtoken-test".to_string();
         seald::token::init_token(&module, &label, &so, &user).unwrap();
-        SoftToken {
-            module,
-            dir,
-            label,
-            pin_file,
-            so_pin_file,
-            fault,
-            profile: profile.to_string(),
-        }
+        SoftToken { module, dir, label, pin_file, so_pin_file, fault, profile: profile.to_string() }
     }
 
     pub fn config(&self) -> TokenConfig {
@@ -214,18 +173,8 @@ impl SoftToken {
 }
 
 /// OpenSSL 3 verifying an SM2 signature (DER) over `message` with the given distinguishing ID.
-pub fn openssl_sm2_verify(
-    dir: &Path,
-    pem: &str,
-    message: &[u8],
-    der_sig: &[u8],
-    distid: &str,
-) -> (bool, String) {
-    let (k, m, s) = (
-        dir.join("sm2-oracle.pem"),
-        dir.join("sm2-oracle.msg"),
-        dir.join("sm2-oracle.sig"),
-    );
+pub fn openssl_sm2_verify(dir: &Path, pem: &str, message: &[u8], der_sig: &[u8], distid: &str) -> (bool, String) {
+    let (k, m, s) = (dir.join("sm2-oracle.pem"), dir.join("sm2-oracle.msg"), dir.join("sm2-oracle.sig"));
     std::fs::write(&k, pem).unwrap();
     std::fs::write(&m, message).unwrap();
     std::fs::write(&s, der_sig).unwrap();
