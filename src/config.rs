@@ -24,6 +24,9 @@ pub struct Config {
     /// `[audit]`: the journal and its checkpoint key.
     #[serde(default)]
     pub audit: Option<AuditSection>,
+    /// `[verify]`: trust anchors and CRLs for certificates given to /v1/verify.
+    #[serde(default)]
+    pub verify: VerifySection,
     /// `[[keys]]`: the token keys the API offers (until the seal registry).
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
@@ -38,6 +41,39 @@ pub struct Config {
 pub struct StoreSection {
     /// The sled directory.
     pub dir: PathBuf,
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// PEM bundle of trust anchors (CAs, intermediates) for signer certificates.
+    #[serde(default)]
+    pub trust_anchors: Option<PathBuf>,
+    /// CRLs (PEM or DER) for certificates those anchors issued.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+}
+
+impl VerifySection {
+    /// Loads the trust store (empty when nothing is configured: every certificate is then untrusted).
+    pub fn trust_store(&self) -> Result<crate::formats::x509::TrustStore, String> {
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let anchors = match &self.trust_anchors {
+            Some(p) => {
+                crate::formats::x509::Cert::parse_bundle(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => Vec::new(),
+        };
+        let crls = self
+            .crl
+            .iter()
+            .map(|p| {
+                read(p).and_then(|b| crate::formats::x509::Crl::parse(&b).map_err(|e| format!("{}: {e}", p.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::formats::x509::TrustStore::new(anchors, crls))
+    }
 }
 
 /// `[audit]`.

@@ -113,6 +113,40 @@ impl DevCa {
         )
     }
 
+    /// A certificate for a P-256 public key held elsewhere (a key in the token), for signing use,
+    /// valid from `from_days` to `to_days` relative to now. `point` is the uncompressed SEC1 point.
+    pub fn certify_p256(
+        &self,
+        cn: &str,
+        point: &[u8],
+        serial: u64,
+        from_days: i64,
+        to_days: i64,
+    ) -> Result<Issued, PkiError> {
+        struct External<'a>(&'a [u8]);
+        impl rcgen::PublicKeyData for External<'_> {
+            fn der_bytes(&self) -> &[u8] {
+                self.0
+            }
+            fn algorithm(&self) -> &rcgen::SignatureAlgorithm {
+                &rcgen::PKCS_ECDSA_P256_SHA256
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+        p.distinguished_name = named(cn);
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::ContentCommitment];
+        p.serial_number = Some(SerialNumber::from(serial.to_be_bytes().to_vec()));
+        p.not_before = now + Duration::days(from_days);
+        p.not_after = now + Duration::days(to_days);
+        let cert = p.signed_by(&External(point), &self.cert, &self.key).map_err(e)?;
+        Ok(Issued {
+            fingerprint: hex::encode(crate::crypto::sha256(cert.der())),
+            cert_pem: cert.pem(),
+            key_pem: String::new(),
+        })
+    }
+
     /// A CRL revoking the given serials, PEM.
     pub fn crl(&self, revoked: &[u64], number: u64) -> Result<String, PkiError> {
         let now = OffsetDateTime::now_utc();

@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod devpki;
+pub mod formats;
 pub mod server;
 pub mod signing;
 pub mod store;

@@ -49,7 +49,8 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         .map_err(|e| StartError(e.to_string()))?;
     let journal = Arc::new(journal);
     let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
-    let signing = Signing::new(pool.clone(), journal.clone(), accounts, &cfg.keys, server.max_message_bytes)
+    let trust = cfg.verify.trust_store().map_err(|e| start_err("[verify]")(e))?;
+    let signing = Signing::new(pool.clone(), journal.clone(), accounts, &cfg.keys, server.max_message_bytes, trust)
         .map_err(|e| start_err("[[keys]]")(e.to_string()))?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let app = Arc::new(App {

@@ -137,6 +137,7 @@ pub struct Signing {
     accounts: Accounts,
     keys: Vec<Key>,
     max_message: usize,
+    trust: crate::formats::x509::TrustStore,
 }
 
 impl Signing {
@@ -147,12 +148,13 @@ impl Signing {
         accounts: Accounts,
         keys: &[KeyConfig],
         max_message: usize,
+        trust: crate::formats::x509::TrustStore,
     ) -> Result<Self, TokenError> {
         let keys = keys
             .iter()
             .map(|k| Ok(Key { name: k.name.clone(), info: pool.key(&KeyId::from_hex(&k.id)?)?, version: 1 }))
             .collect::<Result<Vec<_>, TokenError>>()?;
-        Ok(Signing { pool, journal, accounts, keys, max_message })
+        Ok(Signing { pool, journal, accounts, keys, max_message, trust })
     }
 
     /// The accounts.
@@ -203,17 +205,26 @@ impl Signing {
         })
     }
 
-    /// Verifies `signature` (DER or raw r||s) over the request's input with the key named in it, or
-    /// with `public_key` when given.
+    /// Verifies `signature` (DER or raw r||s) over the request's input with the key named in it, with
+    /// `public_key`, or with `certificate`; for a certificate, also its validity now, its chain to the
+    /// trust anchors and its revocation.
     pub fn verify(
         &self,
         req: &Request,
         public_key: Option<&PublicKey>,
+        certificate: Option<&crate::formats::x509::Cert>,
         signature: &[u8],
     ) -> Result<Verdict, SignError> {
-        let pk = match public_key {
-            Some(k) => k.clone(),
-            None => self.key(&req.key).ok_or_else(|| SignError::UnknownKey(req.key.clone()))?.info.public_key.clone(),
+        let mut cert_reasons = Vec::new();
+        let pk = match (public_key, certificate) {
+            (Some(k), _) => k.clone(),
+            (None, Some(c)) => {
+                cert_reasons = self.trust.check(c, std::time::SystemTime::now());
+                c.public_key().map_err(|e| SignError::BadInput(format!("certificate key: {e}")))?
+            }
+            (None, None) => {
+                self.key(&req.key).ok_or_else(|| SignError::UnknownKey(req.key.clone()))?.info.public_key.clone()
+            }
         };
         check_request(pk.alg(), req, self.max_message)?;
         let prehash = prehash(&pk, req)?;
@@ -223,6 +234,7 @@ impl Signing {
             Err(crypto::CryptoError::BadSignature) => reasons.push("signature_invalid".to_string()),
             Err(_) => reasons.push("signature_malformed".to_string()),
         }
+        reasons.extend(cert_reasons.into_iter().map(str::to_string));
         Ok(Verdict { valid: reasons.is_empty(), reasons })
     }
 }

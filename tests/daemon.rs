@@ -77,6 +77,7 @@ fn start(crl: &[u64]) -> Daemon {
         "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\nborrow_timeout_ms = 1000\nrecovery_timeout_ms = 500\n\n\
          [token.environment]\nSOFTTOKEN_DIR = \"{}\"\nSOFTTOKEN_FAULT = \"{}\"\n\n\
          [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\nmax_body_bytes = 65536\nmax_message_bytes = 4096\n\n\
+         [verify]\ntrust_anchors = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\n\n\
          [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\nkey = \"{}\"\ncheckpoint_every = 10\n\n\
          [[keys]]\nid = \"{}\"\nname = \"seal-sm2\"\n\n[[keys]]\nid = \"{}\"\nname = \"seal-p256\"\n\n\
          [[accounts]]\nname = \"oa-system\"\nrole = \"app\"\nfingerprints = [\"{}\"]\nkeys = [\"seal-sm2\", \"seal-p256\"]\n\n\
@@ -601,4 +602,47 @@ async fn sealctl_verifies_and_exports_the_audit_log_through_the_daemon() {
     let o = sealctl([vec!["audit".into(), "verify".into()], who("app")].concat());
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("403"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verification_with_a_signer_certificate_names_every_failed_check() {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let d = start(&[72]);
+    let app = d.client("app");
+    let crypto::PublicKey::P256(pk) = crypto::PublicKey::from_spki_pem(&d.p256_pem).unwrap() else { unreachable!() };
+    let point = pk.to_encoded_point(false);
+    let good = d.ca.certify_p256("seal-p256", point.as_bytes(), 70, -1, 365).unwrap();
+    let expired = d.ca.certify_p256("seal-p256", point.as_bytes(), 71, -400, -1).unwrap();
+    let revoked = d.ca.certify_p256("seal-p256", point.as_bytes(), 72, -1, 365).unwrap();
+    let stranger = DevCa::new("not trusted").unwrap().certify_p256("seal-p256", point.as_bytes(), 70, -1, 365).unwrap();
+    let digest = crypto::sha256(b"a contract");
+    let (_, r) = call(
+        &app,
+        "POST",
+        "/v1/sign",
+        serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&digest)}),
+    )
+    .await;
+    let verify = |cert: &str, data: &[u8]| serde_json::json!({"certificate": cert, "input": "digest", "data": b64(data), "signature": r["signature"]});
+    let cases = [
+        (verify(&good.cert_pem, &digest), serde_json::json!([])),
+        (verify(&expired.cert_pem, &digest), serde_json::json!(["certificate_expired"])),
+        (verify(&revoked.cert_pem, &digest), serde_json::json!(["certificate_revoked"])),
+        (verify(&stranger.cert_pem, &digest), serde_json::json!(["certificate_untrusted"])),
+        (verify(&expired.cert_pem, &[0u8; 32]), serde_json::json!(["signature_invalid", "certificate_expired"])),
+    ];
+    for (body, reasons) in cases {
+        let (s, v) = call(&app, "POST", "/v1/verify", body).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["reasons"], reasons);
+        assert_eq!(v["valid"], reasons.as_array().unwrap().is_empty());
+    }
+    let (s, v) = call(&app, "POST", "/v1/verify", serde_json::json!({"certificate": "not a cert", "input": "digest", "data": b64(&digest), "signature": r["signature"]})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (400, Some("bad_certificate")));
+    let (s, v) = call(&app, "POST", "/v1/verify", serde_json::json!({"key": "seal-p256", "certificate": good.cert_pem, "input": "digest", "data": b64(&digest), "signature": r["signature"]})).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_input")),
+        "exactly one of key, public_key, certificate"
+    );
 }

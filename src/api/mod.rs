@@ -165,6 +165,8 @@ struct VerifyBody {
     #[serde(default)]
     public_key: Option<String>,
     #[serde(default)]
+    certificate: Option<String>,
+    #[serde(default)]
     digest_alg: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
@@ -456,8 +458,16 @@ async fn verify_one(app: &Arc<App>, b: VerifyBody) -> Result<crate::signing::Ver
         Some(pem) => Some(PublicKey::from_spki_pem(pem).map_err(|e| ApiError::bad("bad_public_key", e.to_string()))?),
         None => None,
     };
-    if public_key.is_none() && b.key.is_none() {
-        return Err(ApiError::bad("bad_input", "give key or public_key"));
+    let certificate = match &b.certificate {
+        Some(pem) => Some(
+            crate::formats::x509::Cert::parse(pem.as_bytes())
+                .map_err(|e| ApiError::bad("bad_certificate", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let given = [b.key.is_some(), public_key.is_some(), certificate.is_some()].iter().filter(|g| **g).count();
+    if given != 1 {
+        return Err(ApiError::bad("bad_input", "give exactly one of key, public_key, certificate"));
     }
     let req = SignRequest {
         key: b.key.clone().unwrap_or_default(),
@@ -473,7 +483,7 @@ async fn verify_one(app: &Arc<App>, b: VerifyBody) -> Result<crate::signing::Ver
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
     let app2 = app.clone();
-    Ok(blocking(move || app2.signing.verify(&req, public_key.as_ref(), &sig)).await??)
+    Ok(blocking(move || app2.signing.verify(&req, public_key.as_ref(), certificate.as_ref(), &sig)).await??)
 }
 
 async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {

@@ -1,0 +1,4 @@
+//! DER structures. `formats` knows nothing of tokens: what it signs goes through a signer given to it,
+//! and what it verifies uses `crypto`.
+
+pub mod x509;

@@ -1,0 +1,226 @@
+//! X.509 certificates and CRLs for verification: signatures checked over the exact TBS bytes as
+//! received (never a re-encoding), validity at a given time, a chain to configured trust anchors, and
+//! revocation by CRLs those anchors signed. SM2-with-SM3 (GM/T 0015, default ID), ECDSA P-256 with
+//! SHA-256 and RSA PKCS#1 v1.5 with SHA-256.
+//!
+//! Chains are one level deep: the issuer must be among the trust anchors (which may list
+//! intermediates). Building longer paths comes with the formats issue.
+
+use crate::crypto::{self, PublicKey};
+use der::{Decode, Encode, Reader};
+use std::time::SystemTime;
+
+const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const SM2_SM3: &str = "1.2.156.10197.1.501";
+const RSA_SHA256: &str = "1.2.840.113549.1.1.11";
+
+/// A certificate or CRL could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct X509Error(pub String);
+
+/// The TLV bytes of the first element inside the outer SEQUENCE: the signed part, as received.
+fn first_inner_tlv(der: &[u8]) -> Result<&[u8], X509Error> {
+    let bad = |e: der::Error| X509Error(format!("not DER: {e}"));
+    let mut r = der::SliceReader::new(der).map_err(bad)?;
+    let _outer = der::Header::decode(&mut r).map_err(bad)?;
+    let start: usize = r.position().try_into().map_err(bad)?;
+    let inner = der::Header::decode(&mut r).map_err(bad)?;
+    let len: usize = (inner.encoded_len().map_err(bad)? + inner.length).map_err(bad)?.try_into().map_err(bad)?;
+    der.get(start..start + len).ok_or_else(|| X509Error("truncated".into()))
+}
+
+fn verify_signed(tbs: &[u8], alg: &str, sig: &[u8], issuer: &PublicKey) -> bool {
+    let fits = matches!(
+        (alg, issuer),
+        (ECDSA_SHA256, PublicKey::P256(_)) | (SM2_SM3, PublicKey::Sm2(_)) | (RSA_SHA256, PublicKey::Rsa(_))
+    );
+    fits && crypto::verify_message(issuer, tbs, sig).is_ok()
+}
+
+/// A parsed certificate with its original bytes.
+#[derive(Debug, Clone)]
+pub struct Cert {
+    der: Vec<u8>,
+    cert: x509_cert::Certificate,
+}
+
+impl Cert {
+    /// From DER, or from PEM (the first certificate).
+    pub fn parse(bytes: &[u8]) -> Result<Self, X509Error> {
+        let der = if bytes.starts_with(b"-----") {
+            let (label, der) = der::pem::decode_vec(bytes).map_err(|e| X509Error(format!("PEM: {e}")))?;
+            if label != "CERTIFICATE" {
+                return Err(X509Error(format!("PEM label is {label}, not CERTIFICATE")));
+            }
+            der
+        } else {
+            bytes.to_vec()
+        };
+        let cert = x509_cert::Certificate::from_der(&der).map_err(|e| X509Error(format!("certificate: {e}")))?;
+        Ok(Cert { der, cert })
+    }
+
+    /// Every certificate in a PEM bundle.
+    pub fn parse_bundle(pem: &[u8]) -> Result<Vec<Self>, X509Error> {
+        let text = std::str::from_utf8(pem).map_err(|_| X509Error("bundle is not text".into()))?;
+        let mut out = Vec::new();
+        for block in text.split("-----END CERTIFICATE-----").filter(|b| b.contains("-----BEGIN CERTIFICATE-----")) {
+            let start = block.find("-----BEGIN CERTIFICATE-----").unwrap_or(0);
+            out.push(Self::parse(format!("{}-----END CERTIFICATE-----\n", &block[start..]).as_bytes())?);
+        }
+        Ok(out)
+    }
+
+    /// The subject's public key.
+    pub fn public_key(&self) -> Result<PublicKey, X509Error> {
+        let spki = self.cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| X509Error(e.to_string()))?;
+        PublicKey::from_spki_der(&spki).map_err(|e| X509Error(e.to_string()))
+    }
+
+    /// (not before, not after).
+    pub fn validity(&self) -> (SystemTime, SystemTime) {
+        let v = &self.cert.tbs_certificate.validity;
+        (v.not_before.to_system_time(), v.not_after.to_system_time())
+    }
+
+    /// Whether `issuer` signed this certificate (over the TBS bytes as received).
+    pub fn signed_by(&self, issuer: &PublicKey) -> bool {
+        let Ok(tbs) = first_inner_tlv(&self.der) else { return false };
+        let Some(sig) = self.cert.signature.as_bytes() else { return false };
+        verify_signed(tbs, &self.cert.signature_algorithm.oid.to_string(), sig, issuer)
+    }
+
+    fn issuer_der(&self) -> Vec<u8> {
+        self.cert.tbs_certificate.issuer.to_der().unwrap_or_default()
+    }
+
+    fn subject_der(&self) -> Vec<u8> {
+        self.cert.tbs_certificate.subject.to_der().unwrap_or_default()
+    }
+}
+
+/// A parsed CRL with its original bytes.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    der: Vec<u8>,
+    crl: x509_cert::crl::CertificateList,
+}
+
+impl Crl {
+    /// From DER or PEM.
+    pub fn parse(bytes: &[u8]) -> Result<Self, X509Error> {
+        let der = if bytes.starts_with(b"-----") {
+            der::pem::decode_vec(bytes).map_err(|e| X509Error(format!("PEM: {e}")))?.1
+        } else {
+            bytes.to_vec()
+        };
+        let crl = x509_cert::crl::CertificateList::from_der(&der).map_err(|e| X509Error(format!("CRL: {e}")))?;
+        Ok(Crl { der, crl })
+    }
+
+    fn signed_by(&self, issuer: &PublicKey) -> bool {
+        let Ok(tbs) = first_inner_tlv(&self.der) else { return false };
+        let Some(sig) = self.crl.signature.as_bytes() else { return false };
+        verify_signed(tbs, &self.crl.signature_algorithm.oid.to_string(), sig, issuer)
+    }
+
+    fn lists(&self, cert: &Cert) -> bool {
+        let serial = &cert.cert.tbs_certificate.serial_number;
+        self.crl.tbs_cert_list.revoked_certificates.iter().flatten().any(|r| r.serial_number == *serial)
+    }
+}
+
+/// Trust anchors and the CRLs that apply to what they issued.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    anchors: Vec<Cert>,
+    crls: Vec<Crl>,
+}
+
+impl TrustStore {
+    /// From anchors and CRLs.
+    pub fn new(anchors: Vec<Cert>, crls: Vec<Crl>) -> Self {
+        TrustStore { anchors, crls }
+    }
+
+    /// Every failed check of `cert` at time `at`, by name: `certificate_expired`,
+    /// `certificate_not_yet_valid`, `certificate_untrusted`, `certificate_revoked`.
+    pub fn check(&self, cert: &Cert, at: SystemTime) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        let (from, to) = cert.validity();
+        if at < from {
+            reasons.push("certificate_not_yet_valid");
+        }
+        if at > to {
+            reasons.push("certificate_expired");
+        }
+        let issuer = self.anchors.iter().find(|a| a.der == cert.der).or_else(|| {
+            self.anchors
+                .iter()
+                .find(|a| a.subject_der() == cert.issuer_der() && a.public_key().is_ok_and(|k| cert.signed_by(&k)))
+        });
+        match issuer.and_then(|i| i.public_key().ok()) {
+            None => reasons.push("certificate_untrusted"),
+            Some(ik) => {
+                let revoked = self
+                    .crls
+                    .iter()
+                    .filter(|c| c.crl.tbs_cert_list.issuer.to_der().unwrap_or_default() == cert.issuer_der())
+                    .filter(|c| c.signed_by(&ik))
+                    .any(|c| c.lists(cert));
+                if revoked {
+                    reasons.push("certificate_revoked");
+                }
+            }
+        }
+        reasons
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devpki::DevCa;
+    use std::time::Duration;
+
+    #[test]
+    fn chain_validity_and_revocation_each_name_themselves() {
+        let ca = DevCa::new("anchor").unwrap();
+        let other = DevCa::new("stranger").unwrap();
+        let anchor = Cert::parse(ca.cert_pem().as_bytes()).unwrap();
+        let good = Cert::parse(ca.client("ok", 1, -1, 30).unwrap().cert_pem.as_bytes()).unwrap();
+        let revoked = Cert::parse(ca.client("bad", 2, -1, 30).unwrap().cert_pem.as_bytes()).unwrap();
+        let expired = Cert::parse(ca.client("old", 3, -30, -1).unwrap().cert_pem.as_bytes()).unwrap();
+        let stranger = Cert::parse(other.client("x", 1, -1, 30).unwrap().cert_pem.as_bytes()).unwrap();
+        let crl = Crl::parse(ca.crl(&[2], 1).unwrap().as_bytes()).unwrap();
+        let forged_crl = Crl::parse(other.crl(&[1], 1).unwrap().as_bytes()).unwrap();
+        let store = TrustStore::new(vec![anchor.clone()], vec![crl, forged_crl]);
+        let now = SystemTime::now();
+        assert!(store.check(&good, now).is_empty());
+        assert_eq!(store.check(&revoked, now), vec!["certificate_revoked"]);
+        assert_eq!(store.check(&expired, now), vec!["certificate_expired"]);
+        assert_eq!(store.check(&good, now - Duration::from_secs(3 * 86400)), vec!["certificate_not_yet_valid"]);
+        assert_eq!(store.check(&stranger, now), vec!["certificate_untrusted"]);
+        assert!(store.check(&anchor, now).is_empty(), "an anchor trusts itself");
+        assert!(good.signed_by(&anchor.public_key().unwrap()));
+        assert!(!stranger.signed_by(&anchor.public_key().unwrap()));
+        assert!(Cert::parse(b"garbage").is_err());
+        assert_eq!(Cert::parse_bundle(format!("{}{}", ca.cert_pem(), other.cert_pem()).as_bytes()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn sm2_certificates_from_other_producers_verify_against_their_issuer_key() {
+        // GB/T 38540 samples hold SM2 certificates; without their issuers, the signature check itself
+        // is exercised by the formats issue. Here: an SM2 public key is read from a real certificate.
+        let dir = std::env::var("SEALD_SAMPLES")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples").into());
+        if !std::path::Path::new(&dir).exists() {
+            eprintln!("SAMPLES NOT FOUND at {dir} (set SEALD_SAMPLES): the SM2 sample-certificate check DID NOT RUN");
+            return;
+        }
+        let der = std::fs::read(format!("{dir}/certs/sta_jiangsu_tax_bureau_signer_cert.der")).unwrap();
+        let cert = Cert::parse(&der).unwrap();
+        assert_eq!(cert.public_key().unwrap().alg(), crypto::KeyAlg::Sm2);
+    }
+}
