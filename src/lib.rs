@@ -21,15 +21,16 @@ pub mod store;
 pub mod tls;
 pub mod token;
 
-/// Logs to stderr through `tracing`, filtered by `$SEALD_LOG` (default: `default_level`).
-/// Shared by the binaries so that every tool logs alike.
+/// Logs to stderr through `tracing`, filtered by `$SEALD_LOG` (default: `default_level`); as JSON
+/// lines when `$SEALD_LOG_FORMAT=json` (for log shippers), text otherwise. Shared by the binaries so
+/// that every tool logs alike. Nothing logged carries a PIN or key material.
 pub fn init_logging(default_level: &str) {
     use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG").unwrap_or_else(|_| default_level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG").unwrap_or_else(|_| default_level.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("SEALD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
