@@ -634,34 +634,16 @@ impl Writer {
         let now = now_ms();
         for r in batch {
             match r {
-                Request::Append(ev, reply) => {
-                    let seq = self.head_seq + 1;
-                    let rec = JournalRecord {
-                        seq,
-                        time_ms: now,
-                        actor: ev.actor,
-                        action: ev.action,
-                        object: ev.object,
-                        outcome: ev.outcome,
-                        details: ev.details,
-                        snapshot: ev.snapshot,
-                        prev_hash: hex::encode(self.head_hash),
-                    };
-                    let payload = match serde_json::to_vec(&rec) {
-                        Ok(p) if p.len() <= MAX_RECORD => p,
-                        _ => {
-                            let _ = reply.send(Err(AuditError::Failed("record too large or not encodable".into())));
-                            continue;
-                        }
-                    };
-                    let hash = record_hash(&self.head_hash, &payload);
-                    encode_frame(&payload, &mut buf);
-                    self.head_seq = seq;
-                    self.head_hash = hash;
-                    self.uncovered += 1;
-                    changes.push((seq, rec.snapshot));
-                    replies.push(Reply::Append(reply, seq, hash));
-                }
+                Request::Append(ev, reply) => match self.stage(ev, now, &mut buf) {
+                    Some((seq, hash, snapshot)) => {
+                        self.uncovered += 1;
+                        changes.push((seq, snapshot));
+                        replies.push(Reply::Append(reply, seq, hash));
+                    }
+                    None => {
+                        let _ = reply.send(Err(AuditError::Failed("record too large or not encodable".into())));
+                    }
+                },
                 Request::Checkpoint(reply) => {
                     force_checkpoint = true;
                     replies.push(Reply::Checkpoint(reply));
@@ -754,24 +736,37 @@ impl Writer {
         };
         let ev = AuditEvent::new(super::Actor::system(), super::CHECKPOINT_ACTION, "journal", "ok")
             .detail("head", serde_json::to_value(&head).unwrap_or_default());
-        let seq = self.head_seq + 1;
+        let _ =
+            self.stage(ev, now, buf).ok_or_else(|| AuditError::Checkpoint("checkpoint record not encodable".into()))?;
+        Ok(head)
+    }
+
+    /// Assigns the next seq, chains, encodes and frames one record into `buf`: the one place where a
+    /// record gets its seq, time and prev_hash. Returns (seq, hash, snapshot); `None` if it cannot be
+    /// encoded within the size limit.
+    fn stage(
+        &mut self,
+        ev: AuditEvent,
+        now: u64,
+        buf: &mut Vec<u8>,
+    ) -> Option<(u64, [u8; 32], Vec<crate::store::Change>)> {
         let rec = JournalRecord {
-            seq,
+            seq: self.head_seq + 1,
             time_ms: now,
             actor: ev.actor,
             action: ev.action,
             object: ev.object,
             outcome: ev.outcome,
             details: ev.details,
-            snapshot: Vec::new(),
+            snapshot: ev.snapshot,
             prev_hash: hex::encode(self.head_hash),
         };
-        let payload = serde_json::to_vec(&rec).map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+        let payload = serde_json::to_vec(&rec).ok().filter(|p| p.len() <= MAX_RECORD)?;
         let hash = record_hash(&self.head_hash, &payload);
         encode_frame(&payload, buf);
-        self.head_seq = seq;
+        self.head_seq = rec.seq;
         self.head_hash = hash;
-        Ok(head)
+        Some((rec.seq, hash, rec.snapshot))
     }
 
     fn write(&mut self, buf: &[u8], first_seq: u64) -> Result<(), AuditError> {
