@@ -78,15 +78,27 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     }
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(server.max_connections.max(1)));
+    let limits = Limits {
+        handshake: Duration::from_secs(server.handshake_timeout_s.max(1)),
+        headers: Duration::from_secs(server.header_timeout_s.max(1)),
+    };
     let mut term = signal(SignalKind::terminate()).map_err(|e| StartError(e.to_string()))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| StartError(e.to_string()))?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((tcp, remote)) = accepted else { continue };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    tracing::warn!(%remote, "connection limit reached; closing the new connection");
+                    continue;
+                };
                 let config = tls_config.read().unwrap_or_else(|p| p.into_inner()).clone();
                 let (app, watcher) = (app.clone(), graceful.watcher());
-                drop(tokio::spawn(serve_connection(app, config, tcp, remote, watcher)));
+                drop(tokio::spawn(async move {
+                    serve_connection(app, config, tcp, remote, watcher, limits).await;
+                    drop(permit);
+                }));
             }
             _ = hup.recv() => {
                 match tls::server_config(&server) {
@@ -117,15 +129,23 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     Ok(())
 }
 
+/// Time limits for one connection, so that slow or silent clients cannot hold the daemon's resources.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    handshake: Duration,
+    headers: Duration,
+}
+
 async fn serve_connection(
     app: Arc<App>,
     config: Arc<rustls::ServerConfig>,
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
+    limits: Limits,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%remote, error = %e, "TLS handshake refused");
@@ -150,7 +170,9 @@ async fn serve_connection(
         Arc::new(Peer { principal, fingerprint, subject })
     };
     let service = hyper::service::service_fn(move |req| api::handle(app.clone(), peer.clone(), req));
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let _ = builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.headers);
+    let _ = builder.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(256);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%remote, error = %e, "connection ended with an error");

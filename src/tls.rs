@@ -38,6 +38,25 @@ pub struct ServerConfigFile {
     /// How long in-flight requests may take to finish on shutdown, seconds.
     #[serde(default = "default_grace")]
     pub shutdown_grace_s: u64,
+    /// A client must finish the TLS handshake within this many seconds.
+    #[serde(default = "default_handshake")]
+    pub handshake_timeout_s: u64,
+    /// ... and send a request's headers within this many seconds (slow clients are cut off).
+    #[serde(default = "default_header")]
+    pub header_timeout_s: u64,
+    /// Connections served at once; further clients wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_handshake() -> u64 {
+    10
+}
+fn default_header() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    1024
 }
 
 fn default_max_body() -> usize {

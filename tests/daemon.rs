@@ -52,6 +52,11 @@ fn write_identity(dir: &Path, name: &str, i: &Issued) -> (PathBuf, PathBuf) {
 /// Starts `seald run` with an SM2 and a P-256 key, an audit key, and accounts `app` (both keys) and
 /// `auditor`; `crl` revokes client serials.
 fn start(crl: &[u64]) -> Daemon {
+    start_with(crl, "")
+}
+
+/// `start`, with extra `[server]` lines.
+fn start_with(crl: &[u64], server_extra: &str) -> Daemon {
     let token = SoftToken::new("softtoken");
     let dir = token.scratch("daemon");
     std::fs::create_dir_all(&dir).unwrap();
@@ -76,7 +81,7 @@ fn start(crl: &[u64]) -> Daemon {
     let config = format!(
         "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\nborrow_timeout_ms = 1000\nrecovery_timeout_ms = 500\n\n\
          [token.environment]\nSOFTTOKEN_DIR = \"{}\"\nSOFTTOKEN_FAULT = \"{}\"\n\n\
-         [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\nmax_body_bytes = 65536\nmax_message_bytes = 4096\n\n\
+         [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\nmax_body_bytes = 65536\nmax_message_bytes = 4096\n{server_extra}\n\n\
          [verify]\ntrust_anchors = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\n\n\
          [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\nkey = \"{}\"\ncheckpoint_every = 10\n\n\
          [[keys]]\nid = \"{}\"\nname = \"seal-sm2\"\n\n[[keys]]\nid = \"{}\"\nname = \"seal-p256\"\n\n\
@@ -645,4 +650,52 @@ async fn verification_with_a_signer_certificate_names_every_failed_check() {
         (400, Some("bad_input")),
         "exactly one of key, public_key, certificate"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_and_slow_clients_are_cut_off_and_the_connection_cap_holds() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let d = start_with(&[], "handshake_timeout_s = 2\nheader_timeout_s = 2\nmax_connections = 20");
+    let app = d.client("app");
+    let ok = serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk="});
+    // Fifteen silent TCP clients: the daemon still serves others at once.
+    let mut silent = Vec::new();
+    for _ in 0..15 {
+        silent.push(tokio::net::TcpStream::connect(d.addr).await.unwrap());
+    }
+    assert_eq!(call(&app, "POST", "/v1/sign", ok.clone()).await.0, 200);
+    // A client that finishes TLS but dribbles its headers.
+    let cfg = seald::tls::client_config(&d.dir.join("ca.pem"), &d.dir.join("app.pem"), &d.dir.join("app.key")).unwrap();
+    let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let mut slow = tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    slow.write_all(b"POST /v1/sign HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    // Both kinds are cut off within the limits (2 s), and their places are freed.
+    let started = std::time::Instant::now();
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf)).await.expect("silent client not cut off").unwrap_or(0);
+        assert!(n == 0 || buf[0] == 0x15, "the server closes (or alerts) the silent connection");
+    }
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(6), slow.read(&mut buf)).await.expect("slow client not cut off").unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    // The cap: with 20 connections held, a 21st is closed; once they go, service resumes.
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(tokio::net::TcpStream::connect(d.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.request("POST", "/v1/sign", Some(&ok)).await.is_err(), "a connection beyond the cap was served");
+    drop(held);
+    let mut served = false;
+    for _ in 0..50 {
+        if matches!(app.request("POST", "/v1/sign", Some(&ok)).await, Ok((200, _))) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "service did not resume after the held connections went away");
 }
