@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod devpki;
 pub mod formats;
+pub mod notify;
 pub mod server;
 pub mod signing;
 pub mod store;

@@ -76,6 +76,26 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     if let Some(r) = ready {
         let _ = r.send(addr);
     }
+    let _ = crate::notify::notify(&format!("READY=1\nSTATUS=serving on {addr}"));
+    if let Some(every) = crate::notify::watchdog_interval() {
+        // Fed only while the token answers: a token that stays down gets seald restarted by systemd.
+        let pool = app.pool.clone();
+        drop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let p = pool.clone();
+                match tokio::task::spawn_blocking(move || p.probe()).await {
+                    Ok(crate::token::Health::Down(why)) => {
+                        let _ = crate::notify::notify(&format!("STATUS=token down: {why}"));
+                    }
+                    Ok(_) => {
+                        let _ = crate::notify::notify("WATCHDOG=1");
+                    }
+                    Err(_) => {}
+                }
+            }
+        }));
+    }
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(server.max_connections.max(1)));
@@ -114,6 +134,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         }
     }
     tracing::info!("shutting down: no new connections; finishing requests in flight");
+    let _ = crate::notify::notify("STOPPING=1");
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}

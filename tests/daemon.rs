@@ -57,6 +57,11 @@ fn start(crl: &[u64]) -> Daemon {
 
 /// `start`, with extra `[server]` lines.
 fn start_with(crl: &[u64], server_extra: &str) -> Daemon {
+    start_full(crl, server_extra, &[])
+}
+
+/// `start_with`, with extra environment for the daemon.
+fn start_full(crl: &[u64], server_extra: &str, envs: &[(&str, String)]) -> Daemon {
     let token = SoftToken::new("softtoken");
     let dir = token.scratch("daemon");
     std::fs::create_dir_all(&dir).unwrap();
@@ -102,6 +107,7 @@ fn start_with(crl: &[u64], server_extra: &str) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
         .args(["run", "--config", dir.join("seald.toml").to_str().unwrap()])
         .env("SEALD_LOG", "info")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -673,11 +679,17 @@ async fn silent_and_slow_clients_are_cut_off_and_the_connection_cap_holds() {
     let started = std::time::Instant::now();
     for mut s in silent {
         let mut buf = [0u8; 64];
-        let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf)).await.expect("silent client not cut off").unwrap_or(0);
+        let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf))
+            .await
+            .expect("silent client not cut off")
+            .unwrap_or(0);
         assert!(n == 0 || buf[0] == 0x15, "the server closes (or alerts) the silent connection");
     }
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(6), slow.read(&mut buf)).await.expect("slow client not cut off").unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(6), slow.read(&mut buf))
+        .await
+        .expect("slow client not cut off")
+        .unwrap_or(0);
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -698,4 +710,52 @@ async fn silent_and_slow_clients_are_cut_off_and_the_connection_cap_holds() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(served, "service did not resume after the held connections went away");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_hears_ready_then_the_watchdog_while_the_token_answers_then_stopping() {
+    let sockdir = tempfile::tempdir().unwrap();
+    let sock_path = sockdir.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let envs = [("NOTIFY_SOCKET", sock_path.display().to_string()), ("WATCHDOG_USEC", "400000".to_string())];
+    let d = start_full(&[], "", &envs);
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a notification from seald");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = recv();
+    assert!(first.starts_with("READY=1"), "{first}");
+    assert_eq!(recv(), "WATCHDOG=1");
+    // A token that does not answer: no more watchdog pings, the status says why.
+    d.token.set_fault("removed\n");
+    let mut saw_down = false;
+    for _ in 0..6 {
+        let m = recv();
+        assert_ne!(m, "WATCHDOG=1", "the watchdog was fed while the token was down");
+        saw_down |= m.starts_with("STATUS=token down");
+        if saw_down {
+            break;
+        }
+    }
+    assert!(saw_down);
+    d.token.set_fault("");
+    let mut fed = false;
+    for _ in 0..20 {
+        if recv() == "WATCHDOG=1" {
+            fed = true;
+            break;
+        }
+    }
+    assert!(fed, "the watchdog is fed again once the token is back");
+    assert!(Command::new("kill").args(["-TERM", &d.child.id().to_string()]).status().unwrap().success());
+    let mut stopping = false;
+    for _ in 0..10 {
+        if recv() == "STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping);
 }
