@@ -342,6 +342,15 @@ async fn the_tls_refusal_matrix() {
     // A good client works.
     let (ok, out) = curl(&d, &id("app"), "/v1/keys");
     assert!(ok && out.contains("seal-sm2"), "{out}");
+    let (ok, headers) = curl(
+        &d,
+        &[&id("app")[..], &["-D".to_string(), "-".to_string(), "-o".to_string(), "/dev/null".to_string()]].concat(),
+        "/healthz",
+    );
+    assert!(ok && headers.to_ascii_lowercase().contains("x-request-id: "), "{headers}");
+    // HEAD over HTTP/2 (curl's default with ALPN) gets headers and no body: no protocol error.
+    let (ok, head) = curl(&d, &[&id("app")[..], &["-I".to_string()]].concat(), "/v1/keys");
+    assert!(ok && head.starts_with("HTTP/2 405"), "{head}");
     // No client certificate: the handshake fails.
     let (ok, out) = curl::<&str>(&d, &[], "/v1/keys");
     assert!(!ok, "no client certificate was accepted: {out}");

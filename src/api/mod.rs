@@ -229,6 +229,15 @@ pub async fn handle(
             error_response(&e)
         }
     };
+    let mut response = response;
+    if method == Method::HEAD {
+        // A HEAD answer carries headers only; a body here is a protocol error in HTTP/2.
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id.to_string()) {
+        // The same id is in the daemon's log line for this request.
+        let _ = response.headers_mut().insert("x-request-id", v);
+    }
     let status = response.status().as_u16();
     app.metrics.observe(route, status, started.elapsed());
     tracing::debug!(request_id, %method, path = %path, status, account = peer.principal.as_ref().map(|p| p.account.as_str()), "request");
