@@ -173,22 +173,7 @@ async fn call(c: &Client, method: &str, path: &str, body: serde_json::Value) -> 
 }
 
 fn openssl_p256(dir: &Path, pem: &str, digest: &[u8], der: &[u8]) -> bool {
-    let (k, d, s) = (dir.join("p.pem"), dir.join("p.dgst"), dir.join("p.sig"));
-    std::fs::write(&k, pem).unwrap();
-    std::fs::write(&d, digest).unwrap();
-    std::fs::write(&s, der).unwrap();
-    common::openssl(&[
-        "pkeyutl",
-        "-verify",
-        "-pubin",
-        "-inkey",
-        k.to_str().unwrap(),
-        "-in",
-        d.to_str().unwrap(),
-        "-sigfile",
-        s.to_str().unwrap(),
-    ])
-    .0
+    common::openssl_verify_digest(dir, pem, digest, der, false).0
 }
 
 #[tokio::test(flavor = "multi_thread")]

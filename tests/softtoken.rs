@@ -69,21 +69,7 @@ fn sm2_interop(profile: &str) {
     let ec = pool.generate(KeyAlg::P256, "ec-key").unwrap();
     let digest = crypto::sha256(message);
     let sig = pool.sign(&ec.id, SignInput::Prehashed(&digest)).unwrap();
-    let (pem, dg, sf) = (t.scratch("ec.pem"), t.scratch("ec.dgst"), t.scratch("ec.sig"));
-    std::fs::write(&pem, ec.public_key.to_spki_pem()).unwrap();
-    std::fs::write(&dg, digest).unwrap();
-    std::fs::write(&sf, &sig.der).unwrap();
-    let (ok, out) = common::openssl(&[
-        "pkeyutl",
-        "-verify",
-        "-pubin",
-        "-inkey",
-        pem.to_str().unwrap(),
-        "-in",
-        dg.to_str().unwrap(),
-        "-sigfile",
-        sf.to_str().unwrap(),
-    ]);
+    let (ok, out) = common::openssl_verify_digest(&t.dir, &ec.public_key.to_spki_pem(), &digest, &sig.der, false);
     assert!(ok, "{profile}: P-256: {out}");
 }
 

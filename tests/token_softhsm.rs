@@ -94,30 +94,17 @@ fn check_with_openssl(t: &TestToken, alg: KeyAlg, pool: &TokenPool) {
 
     // Prehashed mode: OpenSSL verifies over the digest.
     let sig = pool.sign(&k.id, SignInput::Prehashed(&digest)).unwrap();
-    std::fs::write(&sig_file, &sig.der).unwrap();
-    let mut args = vec![
-        "pkeyutl",
-        "-verify",
-        "-pubin",
-        "-inkey",
-        pem.to_str().unwrap(),
-        "-in",
-        digest_file.to_str().unwrap(),
-        "-sigfile",
-        sig_file.to_str().unwrap(),
-    ];
-    if alg != KeyAlg::P256 {
-        args.extend(["-pkeyopt", "digest:sha256"]);
-    }
-    let (ok, out) = openssl(&args);
+    let pem_text = k.public_key.to_spki_pem();
+    let oracle = t.scratch(&format!("{alg}-oracle"));
+    std::fs::create_dir_all(&oracle).unwrap();
+    let (ok, out) = common::openssl_verify_digest(&oracle, &pem_text, &digest, &sig.der, alg != KeyAlg::P256);
     assert!(ok, "openssl pkeyutl -verify: {out}");
 
     // The same check fails on a changed signature: the oracle can say no.
     let mut bad = sig.der.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0x01;
-    std::fs::write(&sig_file, &bad).unwrap();
-    let (ok, _) = openssl(&args);
+    let (ok, _) = common::openssl_verify_digest(&oracle, &pem_text, &digest, &bad, alg != KeyAlg::P256);
     assert!(!ok, "openssl accepted a corrupted {alg} signature");
     // And the host verifier agrees on both.
     k.public_key.verify_prehashed(&digest, &sig.der).unwrap();

@@ -195,3 +195,17 @@ pub fn openssl_sm2_verify(dir: &Path, pem: &str, message: &[u8], der_sig: &[u8],
         &format!("distid:{distid}"),
     ])
 }
+
+/// OpenSSL 3 verifying a P-256 (DER) or RSA PKCS#1 v1.5 signature over a SHA-256 `digest`.
+pub fn openssl_verify_digest(dir: &Path, pem: &str, digest: &[u8], sig: &[u8], rsa: bool) -> (bool, String) {
+    let (k, d, s) = (dir.join("digest-oracle.pem"), dir.join("digest-oracle.dgst"), dir.join("digest-oracle.sig"));
+    std::fs::write(&k, pem).unwrap();
+    std::fs::write(&d, digest).unwrap();
+    std::fs::write(&s, sig).unwrap();
+    let mut args = vec!["pkeyutl", "-verify", "-pubin", "-inkey", k.to_str().unwrap(), "-in", d.to_str().unwrap()];
+    args.extend(["-sigfile", s.to_str().unwrap()]);
+    if rsa {
+        args.extend(["-pkeyopt", "digest:sha256"]);
+    }
+    openssl(&args)
+}
