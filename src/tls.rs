@@ -121,16 +121,22 @@ fn load_crl(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, T
     }
 }
 
+/// A root store from every certificate in a PEM file; `what` names it in errors.
+fn roots(path: &Path, what: &str) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(path)? {
+        roots.add(c).map_err(|e| TlsError::Config(format!("{what} {}: {e}", path.display())))?;
+    }
+    Ok(roots)
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Builds the server config from the files named in `[server]`.
 pub fn server_config(cfg: &ServerConfigFile) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for ca in load_certs(&cfg.client_ca)? {
-        roots.add(ca).map_err(|e| TlsError::Config(format!("client CA {}: {e}", cfg.client_ca.display())))?;
-    }
+    let roots = roots(&cfg.client_ca, "client CA")?;
     let mut crls = Vec::new();
     for p in &cfg.crl {
         crls.extend(load_crl(p)?);
@@ -151,10 +157,7 @@ pub fn server_config(cfg: &ServerConfigFile) -> Result<Arc<ServerConfig>, TlsErr
 
 /// A client config presenting `cert`/`key` and trusting `ca` (for `seald dev`, sealctl and tests).
 pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots.add(c).map_err(|e| TlsError::Config(format!("CA {}: {e}", ca.display())))?;
-    }
+    let roots = roots(ca, "CA")?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?

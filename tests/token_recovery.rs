@@ -108,6 +108,17 @@ fn finish(load: Load, limit: Duration) -> (usize, Vec<String>) {
     (calls, failures)
 }
 
+/// `finish`, asserting that every call succeeded.
+fn finish_without_failures(load: Load) {
+    let (calls, failures) = finish(load, LIMIT);
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
 fn pool_for(t: &TestToken) -> (TokenPool, seald::token::KeyInfo) {
     let mut cfg = t.config();
     cfg.pool_size = 4;
@@ -135,13 +146,7 @@ fn signing_resumes_after_every_session_is_closed_from_another_handle() {
     }
     let before = load.ok.load(Ordering::Relaxed);
     wait_for_signatures(&load, before + 200);
-    let (calls, failures) = finish(load, LIMIT);
-    assert!(
-        failures.is_empty(),
-        "{} of {calls} calls failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    finish_without_failures(load);
     assert!(pool.stats().session_recoveries >= 1, "{:?}", pool.stats());
     assert_eq!(pool.health(), Health::Ready);
 }
@@ -162,13 +167,7 @@ fn signing_resumes_after_the_application_is_logged_out_from_another_handle() {
     }
     let before = load.ok.load(Ordering::Relaxed);
     wait_for_signatures(&load, before + 200);
-    let (calls, failures) = finish(load, LIMIT);
-    assert!(
-        failures.is_empty(),
-        "{} of {calls} calls failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    finish_without_failures(load);
     assert!(pool.stats().session_recoveries >= 1, "{:?}", pool.stats());
 }
 

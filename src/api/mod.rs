@@ -130,7 +130,7 @@ enum Encoding {
     Raw,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignBody {
     key: String,
@@ -319,14 +319,7 @@ async fn v1(
                     .iter()
                     .map(|item| {
                         let (app, p) = (app.clone(), p.clone());
-                        let item = SignBody {
-                            key: item.key.clone(),
-                            input: item.input,
-                            data: item.data.clone(),
-                            digest_alg: item.digest_alg.clone(),
-                            user_id: item.user_id.clone(),
-                            encoding: item.encoding,
-                        };
+                        let item = item.clone();
                         tokio::spawn(async move { sign_one(&app, &p, item).await })
                     })
                     .collect();

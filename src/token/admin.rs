@@ -3,8 +3,6 @@
 
 use super::keys::p11;
 use super::{Pin, TokenError};
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use secrecy::ExposeSecret;
@@ -13,15 +11,7 @@ use std::path::Path;
 /// Initialises the first slot whose token is not yet initialised: label, SO PIN, user PIN.
 /// Returns the slot id. Refuses if a token with this label already exists.
 pub fn init_token(module: &Path, label: &str, so_pin: &Pin, user_pin: &Pin) -> Result<u64, TokenError> {
-    let module_err = |message: String| TokenError::Module { path: module.display().to_string(), message };
-    if !module.exists() {
-        return Err(module_err("no such file".into()));
-    }
-    let ctx = Pkcs11::new(module).map_err(|e| module_err(e.to_string()))?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => return Err(module_err(format!("C_Initialize: {e}"))),
-    }
+    let ctx = super::pool::load_module(module)?;
     let mut free = None;
     for slot in ctx.get_slots_with_token().map_err(p11("C_GetSlotList"))? {
         let info = ctx.get_token_info(slot).map_err(p11("C_GetTokenInfo"))?;

@@ -1,7 +1,7 @@
 //! Token PINs: read from a file or a systemd credential, held in memory that is wiped on drop, and
 //! never formatted. `Debug` prints a placeholder; errors name the file, never its content.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 
 /// Where a PIN comes from. There is deliberately no variant for a PIN given on a command line.
@@ -40,12 +40,6 @@ pub struct Pin(SecretString);
 impl std::fmt::Debug for Pin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Pin(<redacted>)")
-    }
-}
-
-impl Clone for Pin {
-    fn clone(&self) -> Self {
-        Pin(SecretString::from(self.0.expose_secret().to_owned()))
     }
 }
 
@@ -99,6 +93,7 @@ impl Pin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn reads_a_file_and_never_shows_the_pin() {

@@ -224,7 +224,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn load_module(path: &Path) -> Result<Pkcs11, TokenError> {
+/// Loads and initialises a module (an already-initialised one is fine); errors name the path.
+pub(super) fn load_module(path: &Path) -> Result<Pkcs11, TokenError> {
     let module_err = |message: String| TokenError::Module { path: path.display().to_string(), message };
     if !path.exists() {
         return Err(module_err("no such file".into()));
