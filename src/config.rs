@@ -30,9 +30,13 @@ pub struct Config {
     /// `[[keys]]`: the token keys the API offers (until the seal registry).
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
-    /// `[[accounts]]`: who may call (until the seal registry keeps accounts in the store).
+    /// `[[accounts]]`: fixed accounts for business systems that sign with plain `[[keys]]`. Every
+    /// other account lives in the seal registry (`seald init`, then the sysadmin through the API).
     #[serde(default)]
     pub accounts: Vec<Account>,
+    /// `[seals]`: the registry's time zone, limits and reminders.
+    #[serde(default)]
+    pub seals: crate::seal::SealSettings,
 }
 
 /// `[store]`.
@@ -168,6 +172,15 @@ impl Config {
             }
         }
         let _ = crate::authz::Accounts::new(cfg.accounts.clone()).map_err(|e| invalid(e.to_string()))?;
+        let s = &cfg.seals;
+        if !(-12..=14).contains(&s.utc_offset_hours) {
+            return Err(invalid("[seals] utc_offset_hours must be -12 to 14".into()));
+        }
+        if s.max_image_bytes == 0 || s.filing_deadline_hours == 0 || s.ticket_max_s == 0 {
+            return Err(invalid(
+                "[seals] max_image_bytes, filing_deadline_hours and ticket_max_s must be above 0".into(),
+            ));
+        }
         Ok(cfg)
     }
 }

@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod devpki;
 pub mod formats;
 pub mod notify;
+pub mod seal;
 pub mod server;
 pub mod signing;
 pub mod store;

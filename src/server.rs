@@ -26,6 +26,36 @@ fn start_err(what: &str) -> impl Fn(String) -> StartError + '_ {
     move |e| StartError(format!("{what}: {e}"))
 }
 
+/// The appliance's state opened without the listener, for `seald init` (the daemon stopped): the
+/// token, the store, the journal (checkpoints signed with the audit key) and the registry.
+pub struct Offline {
+    /// The token.
+    pub pool: TokenPool,
+    /// The journal.
+    pub journal: Arc<Journal>,
+    /// The registry.
+    pub registry: crate::seal::Registry,
+}
+
+/// Opens token, store, journal and registry as `run` does, without serving.
+pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
+    let store_cfg = cfg.store.clone().ok_or_else(|| StartError("the config has no [store] section".into()))?;
+    let audit_cfg = cfg.audit.clone().ok_or_else(|| StartError("the config has no [audit] section".into()))?;
+    let pool = TokenPool::open(&cfg.token).map_err(|e| StartError(format!("token: {e}")))?;
+    let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
+    let audit_key = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
+    let signer = TokenHeadSigner::new(pool.clone(), audit_key).map_err(|e| start_err("audit key")(e.to_string()))?;
+    let mut jcfg = JournalConfig::new(&audit_cfg.dir);
+    jcfg.checkpoint_every = audit_cfg.checkpoint_every;
+    jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);
+    let journal = Arc::new(
+        Journal::open(jcfg, Some(store.clone()), Some(Arc::new(signer))).map_err(|e| StartError(e.to_string()))?,
+    );
+    let registry = crate::seal::Registry::new(store, journal.clone(), pool.clone(), cfg.seals.clone())
+        .map_err(|e| start_err("seal registry")(e.to_string()))?;
+    Ok(Offline { pool, journal, registry })
+}
+
 /// Runs the daemon until SIGTERM or Ctrl-C. `ready` gets the bound address once it serves.
 pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> Result<(), StartError> {
     let server = cfg.server.clone().ok_or_else(|| StartError("the config has no [server] section".into()))?;
@@ -50,8 +80,11 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     let journal = Arc::new(journal);
     let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
     let trust = cfg.verify.trust_store().map_err(|e| start_err("[verify]")(e))?;
+    let registry = crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone())
+        .map_err(|e| start_err("seal registry")(e.to_string()))?;
     let signing = Signing::new(pool.clone(), journal.clone(), accounts, &cfg.keys, server.max_message_bytes, trust)
-        .map_err(|e| start_err("[[keys]]")(e.to_string()))?;
+        .map_err(|e| start_err("[[keys]]")(e.to_string()))?
+        .with_registry(Arc::new(registry));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let app = Arc::new(App {
         signing,
@@ -184,11 +217,10 @@ async fn serve_connection(
         };
         let fingerprint = tls::fingerprint(cert);
         let subject = tls::subject(cert);
-        let principal = app.signing.accounts().identify(&fingerprint, &subject);
-        if principal.is_none() {
+        if app.signing.identify(&fingerprint, &subject).is_none() {
             tracing::warn!(%remote, %fingerprint, %subject, "client certificate belongs to no account: refused (403)");
         }
-        Arc::new(Peer { principal, fingerprint, subject })
+        Arc::new(Peer { fingerprint, subject })
     };
     let service = hyper::service::service_fn(move |req| api::handle(app.clone(), peer.clone(), req));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

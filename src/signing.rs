@@ -60,6 +60,10 @@ pub struct Request {
     pub digest_alg: Option<String>,
     /// SM2 signer ID (default `1234567812345678`).
     pub user_id: Option<Vec<u8>>,
+    /// Sign with this seal (through the registry's use checks) instead of a plain key.
+    pub seal: Option<String>,
+    /// The approval ticket for a seal use, where its policy needs one.
+    pub ticket: Option<String>,
 }
 
 /// A signature, both encodings.
@@ -73,6 +77,10 @@ pub struct Signed {
     pub raw: Vec<u8>,
     /// The journal seq of the usage record.
     pub audit_seq: u64,
+    /// The seal used, if any.
+    pub seal: Option<String>,
+    /// The certificate of the key version used (seals), PEM.
+    pub cert: Option<String>,
 }
 
 /// Why a request failed. `code()` is the stable API code.
@@ -101,6 +109,9 @@ pub enum SignError {
     /// The usage record could not be made durable: no signature is returned.
     #[error("audit journal unavailable: {0}")]
     Audit(String),
+    /// A seal use was refused, or the registry failed.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
 }
 
 impl SignError {
@@ -117,6 +128,7 @@ impl SignError {
             SignError::Token(TokenError::SignatureMismatch(_)) => "token_signature_mismatch",
             SignError::Token(_) => "token_unavailable",
             SignError::Audit(_) => "audit_unavailable",
+            SignError::Seal(e) => e.code(),
         }
     }
 }
@@ -138,6 +150,7 @@ pub struct Signing {
     keys: Vec<Key>,
     max_message: usize,
     trust: crate::formats::x509::TrustStore,
+    registry: Option<Arc<crate::seal::Registry>>,
 }
 
 impl Signing {
@@ -154,7 +167,38 @@ impl Signing {
             .iter()
             .map(|k| Ok(Key { name: k.name.clone(), info: pool.key(&KeyId::from_hex(&k.id)?)?, version: 1 }))
             .collect::<Result<Vec<_>, TokenError>>()?;
-        Ok(Signing { pool, journal, accounts, keys, max_message, trust })
+        Ok(Signing { pool, journal, accounts, keys, max_message, trust, registry: None })
+    }
+
+    /// Adds the seal registry: requests naming a seal go through its use checks.
+    pub fn with_registry(mut self, registry: Arc<crate::seal::Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The seal registry, if there is one.
+    pub fn registry(&self) -> Option<&Arc<crate::seal::Registry>> {
+        self.registry.as_ref()
+    }
+
+    /// The principal for a client certificate: a configured account, else a registry account.
+    pub fn identify(&self, fingerprint: &str, subject: &str) -> Option<Principal> {
+        self.accounts
+            .identify(fingerprint, subject)
+            .or_else(|| self.registry.as_ref().and_then(|r| r.identify(fingerprint, subject)))
+    }
+
+    /// Whether `p` may sign with a plain key: a configured grant, or a registry app account's `keys`.
+    fn may_sign_with(&self, p: &Principal, key: &Key) -> bool {
+        let id = key.info.id.to_hex();
+        self.accounts.may_sign_with(p, &key.name, &id)
+            || (p.role == crate::authz::Role::App
+                && self.registry.as_ref().is_some_and(|r| {
+                    r.account(&p.account)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|a| a.keys.iter().any(|k| *k == key.name || k.eq_ignore_ascii_case(&id)))
+                }))
     }
 
     /// The accounts.
@@ -169,39 +213,61 @@ impl Signing {
 
     /// The keys `p` may sign with.
     pub fn keys_for(&self, p: &Principal) -> Vec<&Key> {
-        self.keys.iter().filter(|k| self.accounts.may_sign_with(p, &k.name, &k.info.id.to_hex())).collect()
+        self.keys.iter().filter(|k| self.may_sign_with(p, k)).collect()
     }
 
     /// Signs, journals the usage record durably, and returns the signature.
     pub fn sign(&self, p: &Principal, req: &Request) -> Result<Signed, SignError> {
+        if let Some(seal) = &req.seal {
+            return self.sign_with_seal(p, seal, req);
+        }
+        if req.ticket.is_some() {
+            return Err(SignError::BadInput("a ticket goes with a seal, not a plain key".into()));
+        }
         let key = self.key(&req.key).ok_or_else(|| SignError::UnknownKey(req.key.clone()))?.clone();
-        if !self.accounts.may_sign_with(p, &key.name, &key.info.id.to_hex()) {
+        if !self.may_sign_with(p, &key) {
             let ev = usage_event(p, &key, req.input, "refused:forbidden", None);
             let _ = self.journal.append(ev);
             return Err(SignError::Forbidden { account: p.account.clone(), key: key.name.clone() });
         }
-        let (input, digest) = self.plan(&key, req)?;
+        let (input, digest) = plan(key.info.alg, req, self.max_message)?;
         let sig = self.pool.sign(&key.info.id, input)?;
         let ev = usage_event(p, &key, req.input, "ok", Some(&digest));
         let receipt = self.journal.append(ev).map_err(|e| SignError::Audit(e.to_string()))?;
-        Ok(Signed { key, der: sig.der, raw: sig.raw, audit_seq: receipt.seq })
+        Ok(Signed { key, der: sig.der, raw: sig.raw, audit_seq: receipt.seq, seal: None, cert: None })
     }
 
-    /// What the token signs, and the digest the usage record names.
-    fn plan<'a>(&self, key: &Key, req: &'a Request) -> Result<(SignInput<'a>, [u8; 32]), SignError> {
-        check_request(key.info.alg, req, self.max_message)?;
-        let sm2 = key.info.alg == KeyAlg::Sm2;
-        Ok(match (req.input, sm2) {
-            (InputMode::Message, true) => {
-                (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, crypto::sm3(&req.data))
-            }
-            (InputMode::Message, false) => {
-                (SignInput::Message { data: &req.data, user_id: None }, crypto::sha256(&req.data))
-            }
-            (InputMode::Digest, true) => {
-                (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, digest32(&req.data)?)
-            }
-            (InputMode::Digest, false) | (InputMode::E, _) => (SignInput::Prehashed(&req.data), digest32(&req.data)?),
+    /// Signs with a seal: the registry checks the use, holds the seal steady while the token signs
+    /// with its current key version, and journals the usage record before this returns.
+    fn sign_with_seal(&self, p: &Principal, seal: &str, req: &Request) -> Result<Signed, SignError> {
+        let registry =
+            self.registry.as_ref().ok_or_else(|| SignError::BadInput("this appliance has no seal registry".into()))?;
+        let max = self.max_message;
+        let input = serde_json::to_value(req.input).unwrap_or_default();
+        let as_seal = |e: SignError| match e {
+            SignError::Seal(s) => s,
+            SignError::Token(t) => crate::seal::SealError::Token(t),
+            other => crate::seal::SealError::BadInput(other.to_string()),
+        };
+        let ((sig, info), receipt) = registry.use_seal(
+            p,
+            seal,
+            req.ticket.as_deref(),
+            &[("input", input)],
+            |alg| plan(alg, req, max).map(|(_, d)| d).map_err(as_seal),
+            |k| {
+                let info = self.pool.key(&k.key_id)?;
+                let (input, _) = plan(info.alg, req, max).map_err(as_seal)?;
+                Ok((self.pool.sign(&k.key_id, input)?, info))
+            },
+        )?;
+        Ok(Signed {
+            key: Key { name: format!("seal:{seal}"), info, version: receipt.key.version },
+            der: sig.der,
+            raw: sig.raw,
+            audit_seq: receipt.audit_seq,
+            seal: Some(seal.to_string()),
+            cert: Some(receipt.key.cert_pem),
         })
     }
 
@@ -237,6 +303,24 @@ impl Signing {
         reasons.extend(cert_reasons.into_iter().map(str::to_string));
         Ok(Verdict { valid: reasons.is_empty(), reasons })
     }
+}
+
+/// What the token signs for a key of `alg`, and the digest the usage record names.
+fn plan(alg: KeyAlg, req: &Request, max_message: usize) -> Result<(SignInput<'_>, [u8; 32]), SignError> {
+    check_request(alg, req, max_message)?;
+    let sm2 = alg == KeyAlg::Sm2;
+    Ok(match (req.input, sm2) {
+        (InputMode::Message, true) => {
+            (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, crypto::sm3(&req.data))
+        }
+        (InputMode::Message, false) => {
+            (SignInput::Message { data: &req.data, user_id: None }, crypto::sha256(&req.data))
+        }
+        (InputMode::Digest, true) => {
+            (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, digest32(&req.data)?)
+        }
+        (InputMode::Digest, false) | (InputMode::E, _) => (SignInput::Prehashed(&req.data), digest32(&req.data)?),
+    })
 }
 
 fn digest32(d: &[u8]) -> Result<[u8; 32], SignError> {

@@ -74,7 +74,8 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, pool: &PoolStats, health: &Health, audit_head: u64) -> String {
+    /// `registry`: (filings overdue, seals expiring within the reminder period), when there is one.
+    pub fn render(&self, pool: &PoolStats, health: &Health, audit_head: u64, registry: Option<(u64, u64)>) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -115,6 +116,16 @@ impl Metrics {
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        if let Some((overdue, expiring)) = registry {
+            let _ = writeln!(
+                out,
+                "# HELP seald_filings_overdue Filings pending with the police system past the deadline (24 h).\n# TYPE seald_filings_overdue gauge\nseald_filings_overdue {overdue}"
+            );
+            let _ = writeln!(
+                out,
+                "# HELP seald_seals_expiring Seals whose certificate ends within the reminder period (90 days).\n# TYPE seald_seals_expiring gauge\nseald_seals_expiring {expiring}"
+            );
         }
         let counters = [
             ("seald_token_errors_total", "Token failures seen.", pool.errors),

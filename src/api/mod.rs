@@ -6,6 +6,7 @@
 //! taking the daemon down (a panic in a blocking task becomes a 500 for that request only).
 
 mod metrics;
+mod seals;
 
 pub use metrics::Metrics;
 
@@ -45,8 +46,6 @@ pub struct App {
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    /// The account, if the certificate belongs to one.
-    pub principal: Option<Principal>,
     /// Certificate fingerprint.
     pub fingerprint: String,
     /// Certificate subject.
@@ -59,11 +58,13 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// For `invalid_transition`: the seal's current state.
+    state: Option<&'static str>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), state: None }
     }
     fn bad(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -72,20 +73,29 @@ impl ApiError {
 
 impl From<SignError> for ApiError {
     fn from(e: SignError) -> Self {
+        let e = match e {
+            SignError::Seal(s) => return ApiError::from(s),
+            other => other,
+        };
         let status = match &e {
             SignError::UnknownKey(_) => StatusCode::NOT_FOUND,
             SignError::Forbidden { .. } => StatusCode::FORBIDDEN,
             SignError::BadInput(_) => StatusCode::BAD_REQUEST,
             SignError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
-            SignError::Token(t) => match t {
-                crate::token::TokenError::BadInput(_) => StatusCode::BAD_REQUEST,
-                crate::token::TokenError::KeyNotFound(_) => StatusCode::NOT_FOUND,
-                crate::token::TokenError::TokenBusy(_) => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            },
+            SignError::Token(t) => token_status(t),
             SignError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SignError::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+fn token_status(t: &crate::token::TokenError) -> StatusCode {
+    match t {
+        crate::token::TokenError::BadInput(_) => StatusCode::BAD_REQUEST,
+        crate::token::TokenError::KeyNotFound(_) => StatusCode::NOT_FOUND,
+        crate::token::TokenError::TokenBusy(_) => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -98,6 +108,8 @@ struct ErrorBody<'a> {
 struct ErrorInner<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a str>,
 }
 
 fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
@@ -111,7 +123,7 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<By
 }
 
 fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    json_response(e.status, &ErrorBody { error: ErrorInner { code: e.code, message: &e.message } })
+    json_response(e.status, &ErrorBody { error: ErrorInner { code: e.code, message: &e.message, state: e.state } })
 }
 
 fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -133,7 +145,12 @@ enum Encoding {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SignBody {
-    key: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    seal: Option<String>,
+    #[serde(default)]
+    ticket: Option<String>,
     input: InputMode,
     data: String,
     #[serde(default)]
@@ -151,7 +168,10 @@ struct SignReply {
     key_id: String,
     key_version: u32,
     alg: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seal: Option<String>,
     cert: Option<String>,
+    audit_seq: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,8 +208,13 @@ fn b64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 fn sign_request(b: &SignBody) -> Result<SignRequest, ApiError> {
+    if b.key.is_some() == b.seal.is_some() {
+        return Err(ApiError::bad("bad_input", "give exactly one of key, seal"));
+    }
     Ok(SignRequest {
-        key: b.key.clone(),
+        key: b.key.clone().unwrap_or_default(),
+        seal: b.seal.clone(),
+        ticket: b.ticket.clone(),
         input: b.input,
         data: b64("data", &b.data)?,
         digest_alg: b.digest_alg.clone(),
@@ -240,7 +265,7 @@ pub async fn handle(
     }
     let status = response.status().as_u16();
     app.metrics.observe(route, status, started.elapsed());
-    tracing::debug!(request_id, %method, path = %path, status, account = peer.principal.as_ref().map(|p| p.account.as_str()), "request");
+    tracing::debug!(request_id, %method, path = %path, status, fingerprint = %peer.fingerprint, "request");
     Ok(response)
 }
 
@@ -256,8 +281,9 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     }
 }
 
-fn principal(peer: &Peer) -> Result<&Principal, ApiError> {
-    peer.principal.as_ref().ok_or_else(|| {
+/// The caller's account, looked up per request so that a disabled account stops at once.
+fn principal(app: &App, peer: &Peer) -> Result<Principal, ApiError> {
+    app.signing.identify(&peer.fingerprint, &peer.subject).ok_or_else(|| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "unknown_identity",
@@ -279,12 +305,15 @@ async fn route_request(
         (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "alive" }))),
         (&Method::GET, ["readyz"]) => readyz(app).await,
         (&Method::GET, ["metrics"]) => {
-            let text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq());
+            let app2 = app.clone();
+            let facts = blocking(move || seals::registry_facts(&app2)).await?;
+            let registry = facts.map(|(overdue, expiring)| (overdue.len() as u64, expiring as u64));
+            let text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
             Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4", text))
         }
         (_, ["healthz" | "readyz" | "metrics"]) => Err(method_not_allowed()),
         (_, ["v1", ..]) => {
-            let p = principal(peer)?.clone();
+            let p = principal(app, peer)?;
             v1(app, &p, method, &segments[1..], query, req).await
         }
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"))),
@@ -303,7 +332,7 @@ async fn v1(
     query: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    match (method, seg) {
+    match (method.clone(), seg) {
         (Method::POST, ["sign"]) => {
             let b: SignBody = parse(&body(app, req).await?)?;
             let reply = sign_one(app, p, b).await?;
@@ -409,6 +438,7 @@ async fn v1(
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
             Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
         }
+        (_, ["seals" | "filings" | "admin", ..]) => seals::route(app, p, method, seg, query, req).await,
         (_, ["sign" | "verify" | "keys" | "audit", ..]) => Err(method_not_allowed()),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route /v1/{}", seg.join("/")))),
     }
@@ -451,7 +481,9 @@ async fn sign_one(app: &Arc<App>, p: &Principal, b: SignBody) -> Result<SignRepl
         key_id: signed.key.info.id.to_hex(),
         key_version: signed.key.version,
         alg: signed.key.info.alg.signature_name(),
-        cert: None,
+        seal: signed.seal,
+        cert: signed.cert,
+        audit_seq: signed.audit_seq,
     })
 }
 
@@ -477,6 +509,8 @@ async fn verify_one(app: &Arc<App>, b: VerifyBody) -> Result<crate::signing::Ver
         data: b64("data", &b.data)?,
         digest_alg: b.digest_alg.clone(),
         user_id: b.user_id.as_ref().map(|u| u.as_bytes().to_vec()),
+        seal: None,
+        ticket: None,
     };
     let sig = b64("signature", &b.signature)?;
     let _slot = app
@@ -502,8 +536,14 @@ async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
         reasons.push(format!("audit journal: {why}"));
     }
     let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    // Overdue filings and expiring seals need an operator, not a restart: details, not unreadiness.
+    let app2 = app.clone();
+    let (overdue, expiring) = blocking(move || seals::registry_facts(&app2)).await?.unwrap_or_default();
     Ok(json_response(
         status,
-        &serde_json::json!({ "ready": reasons.is_empty(), "token": health, "audit_head": app.journal.head_seq(), "reasons": reasons }),
+        &serde_json::json!({
+            "ready": reasons.is_empty(), "token": health, "audit_head": app.journal.head_seq(), "reasons": reasons,
+            "details": { "filings_overdue": overdue, "seals_expiring": expiring },
+        }),
     ))
 }

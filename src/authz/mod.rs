@@ -1,8 +1,9 @@
 //! Who is calling: principals from client certificates, their roles, and what they may use.
 //!
-//! Until the seal registry exists, accounts and their grants on keys come from the configuration
-//! (`[[accounts]]`); the registry will keep them in the store instead. Either way this module is the
-//! one place that answers "may this principal do that".
+//! Accounts come from two places: the configuration (`[[accounts]]`, fixed, for business systems
+//! that sign with plain `[[keys]]`), and the seal registry (`seal::Registry`, managed by the system
+//! administrator through the API and kept in the store). This module holds what both share (roles,
+//! principals) and the configured accounts; who may do what to a seal is decided in `seal`.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,8 @@ pub struct Principal {
     pub fingerprint: String,
     /// Subject DN of that certificate.
     pub subject: String,
+    /// The unit of a `unit_admin` or `app` account (registry accounts only).
+    pub unit: Option<String>,
 }
 
 /// The accounts, looked up by certificate fingerprint.
@@ -93,6 +96,7 @@ impl Accounts {
                 role: a.role,
                 fingerprint: fingerprint.to_string(),
                 subject: subject.to_string(),
+                unit: None,
             }
         })
     }

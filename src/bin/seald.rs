@@ -1,9 +1,11 @@
 //! seald: the electronic-seal signing and verification daemon.
 //!
 //! `seald run` serves the mTLS API; `seald check` checks a configuration against its token;
+//! `seald init` creates the first three administrators and the issuing CA (daemon stopped);
 //! `seald dev` sets up a development appliance (softtoken, a dev CA and certificates) and runs it.
 
 use clap::{Parser, Subcommand};
+use seald::authz::{Principal, Role};
 use seald::config::Config;
 use seald::crypto::KeyAlg;
 use seald::token::{self, KeyInfo, Pin, TokenPool};
@@ -30,6 +32,30 @@ enum Command {
         /// Configuration file.
         #[arg(long, default_value = "/etc/seald/seald.toml")]
         config: PathBuf,
+    },
+    /// First boot, with the daemon stopped: create the three administrator accounts (三员: system
+    /// administrator, security officer, auditor) from their client certificates, and generate the
+    /// issuing CA key in the token with its self-signed certificate. Prints the fingerprints to
+    /// record. Refuses when accounts exist already.
+    Init {
+        /// Configuration file.
+        #[arg(long, default_value = "/etc/seald/seald.toml")]
+        config: PathBuf,
+        /// The system administrator's client certificate (PEM).
+        #[arg(long)]
+        sysadmin: PathBuf,
+        /// The security officer's client certificate (PEM).
+        #[arg(long)]
+        secofficer: PathBuf,
+        /// The auditor's client certificate (PEM).
+        #[arg(long)]
+        auditor: PathBuf,
+        /// Common name of the issuing CA certificate.
+        #[arg(long, default_value = "seald issuing CA")]
+        ca_name: String,
+        /// Validity of the issuing CA certificate, days.
+        #[arg(long, default_value_t = 3650)]
+        ca_days: u32,
     },
     /// Set up a development appliance in DIR and run it: softtoken (a software PKCS#11 token with SM2),
     /// SM2 and P-256 keys and an audit key, a dev CA with server and client certificates (PEM and
@@ -97,6 +123,7 @@ const DEV_CLIENTS: &[(&str, &str)] = &[
     ("secofficer", "secofficer"),
     ("sysadmin", "sysadmin"),
     ("issuer", "issuer"),
+    ("unitadmin", "unit_admin"),
 ];
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -120,7 +147,8 @@ fn write_private(path: &Path, text: &str) -> Result<(), Error> {
 /// The dev PKI: made once, reused after. Returns the client fingerprints by role.
 fn dev_pki(dir: &Path) -> Result<Vec<(String, String)>, Error> {
     let ca_path = dir.join("ca.pem");
-    if !ca_path.exists() {
+    let missing = DEV_CLIENTS.iter().any(|(name, _)| !dir.join(format!("{name}.pem")).exists());
+    if !ca_path.exists() || missing {
         println!("making a development CA, a server certificate for localhost and client certificates ...");
         let ca = seald::devpki::DevCa::new("seald dev CA")?;
         let server = ca.server(1)?;
@@ -149,6 +177,60 @@ fn dev_pki(dir: &Path) -> Result<Vec<(String, String)>, Error> {
         out.push((role.to_string(), seald::tls::fingerprint(&certs[0])));
     }
     Ok(out)
+}
+
+fn dev_sysadmin(clients: &[(String, String)]) -> Principal {
+    let fp = clients.iter().find(|(r, _)| r == "sysadmin").map(|(_, f)| f.clone()).unwrap_or_default();
+    Principal { account: "sysadmin".into(), role: Role::Sysadmin, fingerprint: fp, subject: String::new(), unit: None }
+}
+
+/// A round seal picture for the development seal.
+const DEV_SEAL_SVG: &str =
+    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"42mm\" height=\"42mm\" viewBox=\"0 0 42 42\">\
+<circle cx=\"21\" cy=\"21\" r=\"19\" fill=\"none\" stroke=\"#d00\" stroke-width=\"1.5\"/>\
+<text x=\"21\" y=\"24\" font-size=\"5\" text-anchor=\"middle\" fill=\"#d00\">开发测试专用章</text></svg>";
+
+/// The development seal, made once through the API the way people make seals: the unit
+/// administrator applies, the issuer approves, makes and publishes, the unit administrator grants it
+/// to `app`. Returns its id.
+async fn dev_seal(dir: &Path, addr: std::net::SocketAddr) -> Result<String, Error> {
+    let client = |n: &str| {
+        seald::client::Client::new(
+            addr,
+            "localhost",
+            &dir.join("ca.pem"),
+            &dir.join(format!("{n}.pem")),
+            &dir.join(format!("{n}.key")),
+        )
+    };
+    let (issuer, unitadmin) = (client("issuer")?, client("unitadmin")?);
+    let call = |c: seald::client::Client, method: &'static str, path: String, body: Option<serde_json::Value>| async move {
+        let (status, reply) = c.request(method, &path, body.as_ref()).await?;
+        let v: serde_json::Value = serde_json::from_slice(&reply)?;
+        if status >= 300 {
+            return Err(Error::from(format!("{method} {path}: {status} {v}")));
+        }
+        Ok::<_, Error>(v)
+    };
+    let name = "seald 开发测试专用章";
+    let seals = call(issuer.clone(), "GET", "/v1/seals?state=active".into(), None).await?;
+    if let Some(s) = seals["seals"].as_array().and_then(|a| a.iter().find(|s| s["name"] == name)) {
+        return Ok(s["id"].as_str().unwrap_or_default().to_string());
+    }
+    println!("making the development seal '{name}': apply, approve, make (key in the token, certificate from the issuing CA), publish, grant to app ...");
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let apply = serde_json::json!({
+        "name": name, "kind": "business", "image": b64(DEV_SEAL_SVG.as_bytes()), "image_type": "svg",
+        "width_mm": 42.0, "height_mm": 42.0, "valid_days": 365, "alg": "sm2",
+    });
+    let applied = call(unitadmin.clone(), "POST", "/v1/seals".into(), Some(apply)).await?;
+    let id = applied["id"].as_str().unwrap_or_default().to_string();
+    for action in ["approve", "make", "publish"] {
+        let _ = call(issuer.clone(), "POST", format!("/v1/seals/{id}/{action}"), None).await?;
+    }
+    let _ = call(unitadmin, "POST", format!("/v1/seals/{id}/grants"), Some(serde_json::json!({ "account": "app" })))
+        .await?;
+    Ok(id)
 }
 
 fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
@@ -185,7 +267,7 @@ fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
     std::fs::write(dir.join("dev-p256.pem"), p256.public_key.to_spki_pem())?;
     std::fs::write(dir.join("audit.pem"), audit.public_key.to_spki_pem())?;
     let d = dir.display();
-    let mut config = format!(
+    let config = format!(
         "# Written by `seald dev`. Development only: softtoken is a software token, not a certified module.\n\
          [token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{DEV_LABEL}\"\npin_file = \"{d}/token.pin\"\npool_size = 4\n\n\
          [token.environment]\nSOFTTOKEN_DIR = \"{}\"\n\n\
@@ -199,15 +281,47 @@ fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
         sm2.id,
         p256.id,
     );
-    for (role, fp) in &clients {
-        let keys = if role == "app" { "[\"dev-sm2\", \"dev-p256\"]" } else { "[]" };
-        config.push_str(&format!(
-            "\n[[accounts]]\nname = \"{role}\"\nrole = \"{role}\"\nfingerprints = [\"{fp}\"]\nkeys = {keys}\n"
-        ));
-    }
     let config_path = dir.join("seald.toml");
     std::fs::write(&config_path, config)?;
     let cfg = Config::load(&config_path)?;
+    {
+        // The registry's first accounts: what `seald init` and then the system administrator do.
+        let offline = seald::server::open_offline(&cfg)?;
+        if offline.registry.accounts(&dev_sysadmin(&clients)).map(|a| a.is_empty()).unwrap_or(true) {
+            println!("initialising the registry: three administrators, the issuing CA, unit 'dev', accounts issuer, unitadmin, app ...");
+            let cert = |n: &str| dir.join(format!("{n}.pem"));
+            let (sa, so, au) = (cert("sysadmin"), cert("secofficer"), cert("auditor"));
+            let admin = init_registry(
+                &offline.registry,
+                [
+                    (Role::Sysadmin, "sysadmin", &sa),
+                    (Role::Secofficer, "secofficer", &so),
+                    (Role::Auditor, "auditor", &au),
+                ],
+                "seald dev issuing CA",
+                3650,
+            )?;
+            let unit = seald::seal::UnitSpec { id: "dev".into(), name: "seald 开发单位".into(), parent: None };
+            let _ = offline.registry.create_unit(&admin, unit)?;
+            for (name, role) in [("issuer", Role::Issuer), ("unitadmin", Role::UnitAdmin), ("app", Role::App)] {
+                let fp = clients
+                    .iter()
+                    .find(|(r, _)| r == name || (name == "unitadmin" && r == "unit_admin"))
+                    .map(|(_, f)| f.clone())
+                    .unwrap_or_default();
+                let spec = seald::seal::AccountSpec {
+                    name: name.into(),
+                    role,
+                    unit: matches!(role, Role::UnitAdmin | Role::App).then(|| "dev".to_string()),
+                    fingerprints: vec![fp],
+                    certificates: Vec::new(),
+                    keys: if role == Role::App { vec!["dev-sm2".into(), "dev-p256".into()] } else { Vec::new() },
+                };
+                let _ = offline.registry.create_account(&admin, spec, &|_| false)?;
+            }
+        }
+        offline.journal.close();
+    }
 
     let rt = runtime()?;
     rt.block_on(async {
@@ -246,10 +360,30 @@ fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
             "distid:1234567812345678",
         ]);
         println!("self-check: signed {:?} over mTLS with dev-sm2 (audit seq recorded); /v1/verify says valid={}; {openssl}", std::str::from_utf8(message)?, v["valid"]);
+        let seal = dev_seal(&dir, addr).await?;
+        let body = serde_json::json!({ "seal": seal, "input": "message", "data": b64(message) });
+        let (status, reply) = app.request("POST", "/v1/sign", Some(&body)).await?;
+        let reply: serde_json::Value = serde_json::from_slice(&reply)?;
+        if status != 200 {
+            return Err(format!("self-check: sealing answered {status}: {reply}").into());
+        }
+        let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, reply["signature"].as_str().unwrap_or_default())?;
+        std::fs::write(dir.join("hello.seal.sig"), &sig)?;
+        std::fs::write(dir.join("dev-seal.pem"), reply["cert"].as_str().unwrap_or_default())?;
+        let (c, s) = (dir.join("dev-seal.pem"), dir.join("hello.seal.sig"));
+        let (c, s) = (c.to_string_lossy(), s.to_string_lossy());
+        let openssl = openssl_verdict(&[
+            "pkeyutl", "-verify", "-certin", "-inkey", &c, "-rawin", "-in", &m, "-sigfile", &s, "-digest", "sm3", "-pkeyopt",
+            "distid:1234567812345678",
+        ]);
+        println!("self-check: sealed it with seal {seal} (key version {}, certificate from the issuing CA in the token); {openssl}", reply["key_version"]);
         let curl = format!("curl --cacert {d}/ca.pem --cert {d}/app.pem --key {d}/app.key");
         println!("\nseald dev is serving at https://{addr} (Ctrl-C stops it). Try:");
         println!("  {curl} https://localhost:{}/v1/keys", addr.port());
         println!("  {curl} https://localhost:{}/v1/sign -d '{{\"key\":\"dev-sm2\",\"input\":\"message\",\"data\":\"aGVsbG8=\"}}'", addr.port());
+        println!("  {curl} https://localhost:{}/v1/sign -d '{{\"seal\":\"{seal}\",\"input\":\"message\",\"data\":\"aGVsbG8=\"}}'", addr.port());
+        println!("  curl --cacert {d}/ca.pem --cert {d}/unitadmin.pem --key {d}/unitadmin.key https://localhost:{}/v1/seals/{seal}/usage", addr.port());
+        println!("  curl --cacert {d}/ca.pem --cert {d}/issuer.pem --key {d}/issuer.key https://localhost:{}/v1/filings?state=pending", addr.port());
         println!("  {curl} https://localhost:{}/readyz", addr.port());
         println!("  curl --cacert {d}/ca.pem --cert {d}/auditor.pem --key {d}/auditor.key https://localhost:{}/v1/audit/verify", addr.port());
         println!("  target/release/sealctl audit verify --journal {d}/journal --pubkey {d}/audit.pem   # with the daemon stopped");
@@ -262,11 +396,68 @@ fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
     })
 }
 
+/// The first three administrators and the issuing CA. Returns the sysadmin's principal.
+fn init_registry(
+    registry: &seald::seal::Registry,
+    admins: [(Role, &str, &Path); 3],
+    ca_name: &str,
+    ca_days: u32,
+) -> Result<Principal, Error> {
+    let mut list = Vec::new();
+    for (role, name, cert) in admins {
+        let certs = seald::tls::load_certs(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+        let first = certs.first().ok_or_else(|| format!("{}: no certificate", cert.display()))?;
+        list.push((role, name.to_string(), seald::tls::fingerprint(first)));
+    }
+    let accounts = registry.bootstrap(&list)?;
+    for a in &accounts {
+        println!(
+            "account {:<10} role {:<10} certificate sha256 {}",
+            a.name,
+            format!("{:?}", a.role).to_lowercase(),
+            a.fingerprints[0]
+        );
+    }
+    let ca = registry.ensure_issuing_ca(ca_name, ca_days)?;
+    let cert = seald::formats::x509::Cert::parse(ca.cert_pem.as_bytes())?;
+    println!("issuing CA: {} key {} in the token, certificate sha256 {}", ca.alg, ca.key_id, cert.fingerprint());
+    let sysadmin = &accounts[0];
+    Ok(Principal {
+        account: sysadmin.name.clone(),
+        role: Role::Sysadmin,
+        fingerprint: sysadmin.fingerprints[0].clone(),
+        subject: String::new(),
+        unit: None,
+    })
+}
+
+fn init(config: &Path, admins: [(Role, &str, &Path); 3], ca_name: &str, ca_days: u32) -> Result<(), Error> {
+    let cfg = Config::load(config)?;
+    let offline = seald::server::open_offline(&cfg)?;
+    let _ = init_registry(&offline.registry, admins, ca_name, ca_days)?;
+    if let Some(k) = offline.journal.public_key() {
+        println!("audit key fingerprint (SPKI sha256) {}", k.fingerprint());
+    }
+    offline.journal.close();
+    println!("initialised: start the daemon; from now on the system administrator manages accounts through sealctl");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     seald::init_logging("info");
     let result = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Init { config, sysadmin, secofficer, auditor, ca_name, ca_days } => init(
+            &config,
+            [
+                (Role::Sysadmin, "sysadmin", sysadmin.as_path()),
+                (Role::Secofficer, "secofficer", secofficer.as_path()),
+                (Role::Auditor, "auditor", auditor.as_path()),
+            ],
+            &ca_name,
+            ca_days,
+        ),
         Command::Check { config } => check(&config),
         Command::Dev { dir, listen } => dev(&dir, &listen),
     };

@@ -178,6 +178,179 @@ impl TrustStore {
     }
 }
 
+/// Signs what `issue` builds with a key held elsewhere (a token key): `formats` never sees a private key.
+pub trait Signer {
+    /// The signing key's public half.
+    fn public_key(&self) -> &PublicKey;
+    /// A DER signature over `message`: SM2 with SM3 and the default ID, ECDSA P-256 with SHA-256, or
+    /// RSA PKCS#1 v1.5 with SHA-256, after the key's algorithm.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// What a certificate says, before it is signed.
+#[derive(Debug, Clone)]
+pub struct CertTemplate<'a> {
+    /// Subject attributes in order: `CN`, `O`, `OU`, `C` or `serialNumber` with their values.
+    pub subject: Vec<(&'a str, String)>,
+    /// The subject's public key.
+    pub public_key: &'a PublicKey,
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity.
+    pub not_after: SystemTime,
+    /// A CA certificate (keyCertSign, cRLSign) rather than an end-entity signing one
+    /// (digitalSignature, nonRepudiation).
+    pub ca: bool,
+}
+
+fn attribute_oid(name: &str) -> Result<(der::asn1::ObjectIdentifier, der::Tag), X509Error> {
+    let (oid, tag) = match name {
+        "CN" => ("2.5.4.3", der::Tag::Utf8String),
+        "O" => ("2.5.4.10", der::Tag::Utf8String),
+        "OU" => ("2.5.4.11", der::Tag::Utf8String),
+        "C" => ("2.5.4.6", der::Tag::PrintableString),
+        "serialNumber" => ("2.5.4.5", der::Tag::PrintableString),
+        other => return Err(X509Error(format!("unsupported name attribute {other}"))),
+    };
+    Ok((der::asn1::ObjectIdentifier::new_unwrap(oid), tag))
+}
+
+fn build_name(attrs: &[(&str, String)]) -> Result<x509_cert::name::Name, X509Error> {
+    let bad = |e: der::Error| X509Error(format!("name: {e}"));
+    let mut rdns = Vec::new();
+    for (name, value) in attrs {
+        let (oid, tag) = attribute_oid(name)?;
+        let value = der::Any::new(tag, value.as_bytes()).map_err(bad)?;
+        let atv = x509_cert::attr::AttributeTypeAndValue { oid, value };
+        rdns.push(x509_cert::name::RelativeDistinguishedName(der::asn1::SetOfVec::try_from(vec![atv]).map_err(bad)?));
+    }
+    Ok(x509_cert::name::RdnSequence(rdns))
+}
+
+fn signature_algorithm(key: &PublicKey) -> spki::AlgorithmIdentifierOwned {
+    let (oid, parameters) = match key {
+        PublicKey::Sm2(_) => (SM2_SM3, None),
+        PublicKey::P256(_) => (ECDSA_SHA256, None),
+        PublicKey::Rsa(_) => (RSA_SHA256, Some(der::Any::null())),
+    };
+    spki::AlgorithmIdentifierOwned { oid: der::asn1::ObjectIdentifier::new_unwrap(oid), parameters }
+}
+
+fn key_identifier(key: &PublicKey) -> Vec<u8> {
+    crypto::sha256(&key.to_spki_der())[..20].to_vec()
+}
+
+fn extension<T: Encode>(oid: &str, critical: bool, value: &T) -> Result<x509_cert::ext::Extension, X509Error> {
+    let bytes = value.to_der().map_err(|e| X509Error(format!("extension {oid}: {e}")))?;
+    Ok(x509_cert::ext::Extension {
+        extn_id: der::asn1::ObjectIdentifier::new_unwrap(oid),
+        critical,
+        extn_value: der::asn1::OctetString::new(bytes).map_err(|e| X509Error(e.to_string()))?,
+    })
+}
+
+/// Issues a certificate from `template`, signed by `signer`: by the holder of `issuer` (whose subject
+/// becomes the issuer name), or self-signed when `issuer` is `None` (the signer's key must then be the
+/// template's). The serial number is 16 random bytes. Output is DER, checked by parsing it back and
+/// verifying its signature before it is returned.
+pub fn issue(template: &CertTemplate<'_>, issuer: Option<&Cert>, signer: &dyn Signer) -> Result<Cert, X509Error> {
+    use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier};
+    let bad = |e: der::Error| X509Error(e.to_string());
+    let issuer_key = match issuer {
+        Some(c) => c.public_key()?,
+        None => template.public_key.clone(),
+    };
+    if signer.public_key() != &issuer_key {
+        return Err(X509Error("the signer's key is not the issuer's key".into()));
+    }
+    let subject = build_name(&template.subject)?;
+    let issuer_name = match issuer {
+        Some(c) => c.cert.tbs_certificate.subject.clone(),
+        None => subject.clone(),
+    };
+    let mut serial = [0u8; 16];
+    getrandom::getrandom(&mut serial).map_err(|e| X509Error(format!("no randomness: {e}")))?;
+    serial[0] = (serial[0] & 0x7f) | 0x40;
+    let spki = spki::SubjectPublicKeyInfoOwned::from_der(&template.public_key.to_spki_der()).map_err(bad)?;
+    let usage = if template.ca {
+        KeyUsages::KeyCertSign | KeyUsages::CRLSign | KeyUsages::DigitalSignature
+    } else {
+        KeyUsages::DigitalSignature | KeyUsages::NonRepudiation
+    };
+    let mut extensions = vec![
+        extension("2.5.29.19", true, &BasicConstraints { ca: template.ca, path_len_constraint: None })?,
+        extension("2.5.29.15", true, &KeyUsage(usage))?,
+        extension(
+            "2.5.29.14",
+            false,
+            &SubjectKeyIdentifier(der::asn1::OctetString::new(key_identifier(template.public_key)).map_err(bad)?),
+        )?,
+    ];
+    extensions.push(extension(
+        "2.5.29.35",
+        false,
+        &AuthorityKeyIdentifier {
+            key_identifier: Some(der::asn1::OctetString::new(key_identifier(&issuer_key)).map_err(bad)?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        },
+    )?);
+    let tbs = x509_cert::TbsCertificate {
+        version: x509_cert::Version::V3,
+        serial_number: x509_cert::serial_number::SerialNumber::new(&serial).map_err(bad)?,
+        signature: signature_algorithm(&issuer_key),
+        issuer: issuer_name,
+        validity: x509_cert::time::Validity {
+            not_before: x509_cert::time::Time::try_from(template.not_before).map_err(bad)?,
+            not_after: x509_cert::time::Time::try_from(template.not_after).map_err(bad)?,
+        },
+        subject,
+        subject_public_key_info: spki,
+        issuer_unique_id: None,
+        subject_unique_id: None,
+        extensions: Some(extensions),
+    };
+    let tbs_der = tbs.to_der().map_err(bad)?;
+    let signature = signer.sign(&tbs_der).map_err(|e| X509Error(format!("signing the certificate: {e}")))?;
+    let cert = x509_cert::Certificate {
+        tbs_certificate: tbs,
+        signature_algorithm: signature_algorithm(&issuer_key),
+        signature: der::asn1::BitString::from_bytes(&signature).map_err(bad)?,
+    };
+    let parsed = Cert::parse(&cert.to_der().map_err(bad)?)?;
+    if !parsed.signed_by(&issuer_key) {
+        return Err(X509Error("the issued certificate's signature does not verify".into()));
+    }
+    Ok(parsed)
+}
+
+impl Cert {
+    /// The certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The certificate, PEM.
+    pub fn to_pem(&self) -> String {
+        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der).unwrap_or_default()
+    }
+
+    /// The serial number, lowercase hex.
+    pub fn serial_hex(&self) -> String {
+        hex::encode(self.cert.tbs_certificate.serial_number.as_bytes())
+    }
+
+    /// The subject, RFC 4514 text.
+    pub fn subject_text(&self) -> String {
+        self.cert.tbs_certificate.subject.to_string()
+    }
+
+    /// SHA-256 of the DER, lowercase hex.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(crypto::sha256(&self.der))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

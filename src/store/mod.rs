@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// The named trees.
-pub const TREES: &[&str] = &["meta", "accounts", "grants", "keys", "seals", "approvals", "filings", "counters"];
+pub const TREES: &[&str] =
+    &["meta", "accounts", "grants", "keys", "seals", "approvals", "filings", "counters", "units"];
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_APPLIED: &[u8] = b"applied_seq";

@@ -1,0 +1,373 @@
+//! The registry's routes: seals and their lifecycle, grants, use tickets, usage, filings, accounts
+//! and units. Each handler decodes, calls `seal::Registry` on a blocking thread, and encodes; every
+//! rule lives in `seal`.
+
+use super::{blocking, body, json_response, parse, ApiError, App};
+use crate::authz::Principal;
+use crate::seal::{
+    AccountSpec, AccountUpdate, Action, ApplyRequest, FilingState, Policy, Registry, SealError, SealKind, SealState,
+    TicketRequest, TransitionRequest, UnitSpec, UseRefusal,
+};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use std::sync::Arc;
+
+impl From<SealError> for ApiError {
+    fn from(e: SealError) -> Self {
+        let status = match &e {
+            SealError::Forbidden(_) => StatusCode::FORBIDDEN,
+            SealError::NotFound(..) => StatusCode::NOT_FOUND,
+            SealError::InvalidTransition { .. } | SealError::Conflict(..) | SealError::NoIssuingCa => {
+                StatusCode::CONFLICT
+            }
+            SealError::BadInput(_) | SealError::Certificate(_) => StatusCode::BAD_REQUEST,
+            SealError::Refused(r, _) => match r {
+                UseRefusal::NotActive
+                | UseRefusal::Frozen
+                | UseRefusal::Revoked
+                | UseRefusal::Expired
+                | UseRefusal::TicketUsed => StatusCode::CONFLICT,
+                UseRefusal::UsageLimit => StatusCode::TOO_MANY_REQUESTS,
+                UseRefusal::NoGrant
+                | UseRefusal::OutsideHours
+                | UseRefusal::TicketRequired
+                | UseRefusal::TicketExpired
+                | UseRefusal::TicketMismatch => StatusCode::FORBIDDEN,
+            },
+            SealError::Token(t) => super::token_status(t),
+            SealError::Audit(_) | SealError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let state = match &e {
+            SealError::InvalidTransition { state, .. } => Some(state.name()),
+            _ => None,
+        };
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        err.state = state;
+        err
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyBody {
+    name: String,
+    kind: SealKind,
+    image: String,
+    image_type: String,
+    width_mm: f64,
+    height_mm: f64,
+    valid_days: u32,
+    alg: crate::crypto::KeyAlg,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    policy: Policy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    image_type: Option<String>,
+    #[serde(default)]
+    width_mm: Option<f64>,
+    #[serde(default)]
+    height_mm: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    account: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+fn b64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
+    super::b64(field, s)
+}
+
+/// `key=value&...`, every key among `allowed`.
+fn query_map<'a>(query: &'a str, allowed: &[&str]) -> Result<Vec<(&'a str, String)>, ApiError> {
+    let mut out = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !allowed.contains(&k) {
+            return Err(ApiError::bad(
+                "bad_input",
+                format!("unknown parameter '{k}' (allowed: {})", allowed.join(", ")),
+            ));
+        }
+        out.push((k, percent_decode(v)));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn days(v: &str) -> Result<u64, ApiError> {
+    v.trim_end_matches('d')
+        .parse()
+        .map_err(|_| ApiError::bad("bad_input", format!("'{v}' is not a number of days like 90d")))
+}
+
+fn registry(app: &App) -> Result<Arc<Registry>, ApiError> {
+    app.signing.registry().cloned().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_registry", "this appliance runs without a seal registry ([store])")
+    })
+}
+
+fn ok<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, v)
+}
+
+/// Runs `f` with the registry on a blocking thread.
+async fn with<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&Registry) -> Result<T, SealError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let r = registry(app)?;
+    Ok(blocking(move || f(&r)).await??)
+}
+
+/// Routes under `/v1/seals`, `/v1/filings` and `/v1/admin`.
+pub(super) async fn route(
+    app: &Arc<App>,
+    p: &Principal,
+    method: Method,
+    seg: &[&str],
+    query: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let p = p.clone();
+    let own = |s: &str| s.to_string();
+    match (method, seg) {
+        (Method::GET, ["seals"]) => {
+            let (mut state, mut unit, mut expiring) = (None, None, None);
+            for (k, v) in query_map(query, &["state", "unit", "expiring"])? {
+                match k {
+                    "state" => state = Some(v.parse::<SealState>().map_err(|e| ApiError::bad("bad_input", e))?),
+                    "unit" => unit = Some(v),
+                    _ => expiring = Some(days(&v)?),
+                }
+            }
+            let seals = with(app, move |r| r.list_seals(&p, state, unit.as_deref(), expiring)).await?;
+            let now = crate::seal::now_ms();
+            let list: Vec<_> = seals.iter().map(|s| s.view(now, true)).collect();
+            Ok(ok(&serde_json::json!({ "seals": list })))
+        }
+        (Method::POST, ["seals"]) => {
+            let b: ApplyBody = parse(&body(app, req).await?)?;
+            let req = ApplyRequest {
+                name: b.name,
+                kind: b.kind,
+                image: b64("image", &b.image)?,
+                image_type: b.image_type,
+                width_mm: b.width_mm,
+                height_mm: b.height_mm,
+                valid_days: b.valid_days,
+                alg: b.alg,
+                unit: b.unit,
+                policy: b.policy,
+            };
+            let s = with(app, move |r| r.apply(&p, req)).await?;
+            Ok(json_response(StatusCode::CREATED, &serde_json::json!({ "id": s.id, "state": s.state })))
+        }
+        (Method::GET, ["seals", id]) => {
+            let id = own(id);
+            let s = with(app, move |r| r.get_seal(&p, &id)).await?;
+            Ok(ok(&s.view(crate::seal::now_ms(), false)))
+        }
+        (Method::POST, ["seals", id, "policy"]) => {
+            let (id, policy): (String, Policy) = (own(id), parse(&body(app, req).await?)?);
+            let s = with(app, move |r| r.set_policy(&p, &id, policy)).await?;
+            Ok(ok(&s.view(crate::seal::now_ms(), true)))
+        }
+        (Method::GET, ["seals", id, "grants"]) => {
+            let id = own(id);
+            let g = with(app, move |r| r.get_seal(&p, &id).and_then(|_| r.grants(&id))).await?;
+            Ok(ok(&serde_json::json!({ "grants": g })))
+        }
+        (Method::POST, ["seals", id, "grants"]) => {
+            let (id, b): (String, GrantBody) = (own(id), parse(&body(app, req).await?)?);
+            let g = with(app, move |r| r.grant(&p, &id, &b.account)).await?;
+            Ok(json_response(StatusCode::CREATED, &g))
+        }
+        (Method::DELETE, ["seals", id, "grants", account]) => {
+            let (id, account) = (own(id), own(account));
+            with(app, move |r| r.ungrant(&p, &id, &account)).await?;
+            Ok(ok(&serde_json::json!({ "withdrawn": true })))
+        }
+        (Method::POST, ["seals", id, "approvals"]) => {
+            let (id, b): (String, TicketRequest) = (own(id), parse(&body(app, req).await?)?);
+            let t = with(app, move |r| r.issue_ticket(&p, &id, b)).await?;
+            Ok(json_response(StatusCode::CREATED, &t))
+        }
+        (Method::GET, ["seals", id, "usage"]) => {
+            let id = own(id);
+            let u = with(app, move |r| r.usage(&p, &id)).await?;
+            Ok(ok(&serde_json::json!({ "usage": u })))
+        }
+        (Method::POST, ["seals", id, action]) => {
+            let action: Action = action
+                .parse()
+                .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no seal action '{action}'")))?;
+            let bytes = body(app, req).await?;
+            let b: TransitionBody =
+                if bytes.iter().all(u8::is_ascii_whitespace) { TransitionBody::default() } else { parse(&bytes)? };
+            let image = match b.image {
+                Some(img) => Some((
+                    b64("image", &img)?,
+                    b.image_type.ok_or_else(|| ApiError::bad("bad_input", "image needs image_type"))?,
+                    b.width_mm.ok_or_else(|| ApiError::bad("bad_input", "image needs width_mm"))?,
+                    b.height_mm.ok_or_else(|| ApiError::bad("bad_input", "image needs height_mm"))?,
+                )),
+                None => None,
+            };
+            let treq = TransitionRequest { reason: b.reason, name: b.name, image };
+            let id = own(id);
+            let s = with(app, move |r| r.transition(&p, &id, action, treq)).await?;
+            let mut reply =
+                serde_json::json!({ "id": s.id, "state": s.state, "key_version": s.current().map(|v| v.version) });
+            if action == Action::Change {
+                reply["replaces"] = s.replaces.clone().into();
+            }
+            Ok(ok(&reply))
+        }
+        (Method::GET, ["filings"]) => {
+            let mut state = None;
+            for (_, v) in query_map(query, &["state"])? {
+                state = Some(match v.as_str() {
+                    "pending" => FilingState::Pending,
+                    "acked" => FilingState::Acked,
+                    other => {
+                        return Err(ApiError::bad("bad_input", format!("state '{other}' is not pending or acked")))
+                    }
+                });
+            }
+            let f = with(app, move |r| r.filings(&p, state)).await?;
+            Ok(ok(&serde_json::json!({ "filings": f })))
+        }
+        (Method::GET, ["filings", "export"]) => {
+            let _ = query_map(query, &[])?;
+            let f = with(app, move |r| r.filings(&p, None)).await?;
+            let doc = serde_json::json!({
+                "format": "seald-filings-v1", "exported_ms": crate::seal::now_ms(), "filings": f,
+            });
+            let mut resp = ok(&doc);
+            let _ = resp.headers_mut().insert(
+                hyper::header::CONTENT_DISPOSITION,
+                hyper::header::HeaderValue::from_static("attachment; filename=\"filings.json\""),
+            );
+            Ok(resp)
+        }
+        (Method::POST, ["filings", id, "ack"]) => {
+            let id = own(id);
+            let bytes = body(app, req).await?;
+            let b: AckBody =
+                if bytes.iter().all(u8::is_ascii_whitespace) { AckBody::default() } else { parse(&bytes)? };
+            let f = with(app, move |r| r.ack_filing(&p, &id, b.reference)).await?;
+            Ok(ok(&f))
+        }
+        (Method::GET, ["admin", "accounts"]) => {
+            let a = with(app, move |r| r.accounts(&p)).await?;
+            Ok(ok(&serde_json::json!({ "accounts": a })))
+        }
+        (Method::POST, ["admin", "accounts"]) => {
+            let spec: AccountSpec = parse(&body(app, req).await?)?;
+            let app2 = app.clone();
+            let a = with(app, move |r| {
+                r.create_account(&p, spec, &|fp| app2.signing.accounts().identify(fp, "").is_some())
+            })
+            .await?;
+            Ok(json_response(StatusCode::CREATED, &a))
+        }
+        (Method::GET, ["admin", "accounts", name]) => {
+            let name = own(name);
+            let a = with(app, move |r| {
+                r.accounts(&p)?
+                    .into_iter()
+                    .find(|a| a.name == name)
+                    .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")))
+            })
+            .await?;
+            Ok(ok(&a))
+        }
+        (Method::POST, ["admin", "accounts", name]) => {
+            let (name, up): (String, AccountUpdate) = (own(name), parse(&body(app, req).await?)?);
+            let a = with(app, move |r| r.update_account(&p, &name, up)).await?;
+            Ok(ok(&a))
+        }
+        (Method::DELETE, ["admin", "accounts", name]) => {
+            let name = own(name);
+            let up = AccountUpdate { disabled: Some(true), ..Default::default() };
+            let a = with(app, move |r| r.update_account(&p, &name, up)).await?;
+            Ok(ok(&a))
+        }
+        (Method::GET, ["admin", "units"]) => {
+            let u = with(app, move |r| r.units(&p)).await?;
+            Ok(ok(&serde_json::json!({ "units": u })))
+        }
+        (Method::POST, ["admin", "units"]) => {
+            let spec: UnitSpec = parse(&body(app, req).await?)?;
+            let u = with(app, move |r| r.create_unit(&p, spec)).await?;
+            Ok(json_response(StatusCode::CREATED, &u))
+        }
+        (_, ["seals" | "filings" | "admin", ..]) => Err(super::method_not_allowed()),
+        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route /v1/{}", seg.join("/")))),
+    }
+}
+
+/// Registry facts for /readyz and /metrics: (overdue filings, expiring seals), when there is a registry.
+pub(super) fn registry_facts(app: &App) -> Option<(Vec<String>, usize)> {
+    let r = app.signing.registry()?;
+    let overdue =
+        r.overdue_filings().ok()?.into_iter().map(|f| format!("{} ({} of seal {})", f.id, f.action, f.seal)).collect();
+    let expiring = r.expiring(r.settings().reminder_days).ok()?.len();
+    Some((overdue, expiring))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(super::percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(super::percent_decode("%E5%8D%B0"), "印");
+    }
+}

@@ -1,0 +1,589 @@
+//! The lifecycle: apply, approve or reject, make, publish, freeze, unfreeze, revoke, change, renew;
+//! the policy and grants of a seal; and who may read which seals.
+//!
+//! Each transition checks the actor's role and unit, then (under the seal's exclusive lock) its
+//! current state, then does its work (keys and certificates for make, change and renew) and commits
+//! one journal record that carries every object it changes: the seal, a filing, grants.
+
+use super::{
+    actor, now_ms, put, Filing, Grant, HistoryEntry, Policy, Registry, Seal, SealError, SealImage, SealKeyVersion,
+    SealKind, SealState,
+};
+use crate::audit::AuditEvent;
+use crate::authz::{Principal, Role};
+use crate::crypto::KeyAlg;
+use crate::store::Change;
+use serde::Deserialize;
+
+/// The transitions an issuer makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Applied -> Approved.
+    Approve,
+    /// Applied -> Rejected.
+    Reject,
+    /// Approved -> Made: key generated, certificate bound, filing queued.
+    Make,
+    /// Made -> Active.
+    Publish,
+    /// Active -> Frozen.
+    Freeze,
+    /// Frozen -> Active.
+    Unfreeze,
+    /// Active | Frozen -> Revoked (terminal).
+    Revoke,
+    /// Active | Frozen: a new seal (Made) replaces this one, which is revoked with reason "changed".
+    Change,
+    /// Made | Active | Frozen: a new key version and certificate, same image; state kept.
+    Renew,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 9] = [
+        Action::Approve,
+        Action::Reject,
+        Action::Make,
+        Action::Publish,
+        Action::Freeze,
+        Action::Unfreeze,
+        Action::Revoke,
+        Action::Change,
+        Action::Renew,
+    ];
+
+    /// Its name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Approve => "approve",
+            Action::Reject => "reject",
+            Action::Make => "make",
+            Action::Publish => "publish",
+            Action::Freeze => "freeze",
+            Action::Unfreeze => "unfreeze",
+            Action::Revoke => "revoke",
+            Action::Change => "change",
+            Action::Renew => "renew",
+        }
+    }
+
+    /// The states it starts from.
+    pub fn from_states(self) -> &'static [SealState] {
+        use SealState::*;
+        match self {
+            Action::Approve | Action::Reject => &[Applied],
+            Action::Make => &[Approved],
+            Action::Publish => &[Made],
+            Action::Freeze => &[Active],
+            Action::Unfreeze => &[Frozen],
+            Action::Revoke | Action::Change => &[Active, Frozen],
+            Action::Renew => &[Made, Active, Frozen],
+        }
+    }
+
+    /// The state it leads to, from `from` (for change: the old seal's).
+    pub fn to_state(self, from: SealState) -> SealState {
+        match self {
+            Action::Approve => SealState::Approved,
+            Action::Reject => SealState::Rejected,
+            Action::Make => SealState::Made,
+            Action::Publish | Action::Unfreeze => SealState::Active,
+            Action::Freeze => SealState::Frozen,
+            Action::Revoke | Action::Change => SealState::Revoked,
+            Action::Renew => from,
+        }
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Action::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| format!("unknown action '{s}'"))
+    }
+}
+
+/// A unit administrator's application for a new seal.
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
+    /// The name on file with the police.
+    pub name: String,
+    /// Kind.
+    pub kind: SealKind,
+    /// Image bytes.
+    pub image: Vec<u8>,
+    /// `png`, `gif`, `jpg` or `svg`.
+    pub image_type: String,
+    /// Width, mm.
+    pub width_mm: f64,
+    /// Height, mm.
+    pub height_mm: f64,
+    /// Certificate validity, days.
+    pub valid_days: u32,
+    /// Key algorithm.
+    pub alg: KeyAlg,
+    /// Unit (default: the applicant's).
+    pub unit: Option<String>,
+    /// Use policy.
+    pub policy: Policy,
+}
+
+/// What a transition may carry.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionRequest {
+    /// Why (kept in the history and the journal).
+    pub reason: Option<String>,
+    /// Change only: a new name.
+    pub name: Option<String>,
+    /// Change only: a new image (bytes, type, width mm, height mm).
+    pub image: Option<(Vec<u8>, String, f64, f64)>,
+}
+
+/// Checks an image's type against its bytes, its size and its dimensions.
+fn seal_image(bytes: &[u8], image_type: &str, w: f64, h: f64, max: usize) -> Result<SealImage, SealError> {
+    let t = image_type.to_ascii_lowercase();
+    let fits = match t.as_str() {
+        "png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "gif" => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
+        "jpg" | "jpeg" => bytes.starts_with(&[0xff, 0xd8, 0xff]),
+        "svg" => std::str::from_utf8(bytes).is_ok_and(|s| s.contains("<svg")),
+        _ => return Err(SealError::BadInput(format!("image_type '{image_type}' is not png, gif, jpg or svg"))),
+    };
+    if !fits {
+        return Err(SealError::BadInput(format!("the image bytes are not a {t} image")));
+    }
+    if bytes.len() > max {
+        return Err(SealError::BadInput(format!("the image is {} bytes; the limit is {max}", bytes.len())));
+    }
+    if !(1.0..=200.0).contains(&w) || !(1.0..=200.0).contains(&h) {
+        return Err(SealError::BadInput("width_mm and height_mm must be 1 to 200".into()));
+    }
+    use base64::Engine as _;
+    Ok(SealImage {
+        image_type: if t == "jpeg" { "jpg".into() } else { t },
+        data: base64::engine::general_purpose::STANDARD.encode(bytes),
+        sm3: hex::encode(crate::crypto::sm3(bytes)),
+        width_mm: w,
+        height_mm: h,
+    })
+}
+
+fn check_name(name: &str) -> Result<String, SealError> {
+    let n = name.trim();
+    if n.is_empty() || n.len() > 256 || n.chars().any(char::is_control) {
+        return Err(SealError::BadInput("name must be 1 to 256 bytes of text".into()));
+    }
+    Ok(n.to_string())
+}
+
+fn check_policy(p: &Policy) -> Result<(), SealError> {
+    if let Some([from, to]) = p.hours {
+        if from > 24 || to > 24 || from == to {
+            return Err(SealError::BadInput("hours must be [from, to] with 0 <= from, to <= 24 and from != to".into()));
+        }
+    }
+    if p.daily_limit == Some(0) || p.total_limit == Some(0) {
+        return Err(SealError::BadInput("a usage limit must be at least 1 (freeze the seal to stop its use)".into()));
+    }
+    Ok(())
+}
+
+impl Registry {
+    fn new_seal_id(&self) -> Result<String, SealError> {
+        loop {
+            let mut b = [0u8; 8];
+            getrandom::getrandom(&mut b).map_err(|e| SealError::Store(format!("no randomness: {e}")))?;
+            let id = format!("{:016}", u64::from_be_bytes(b) % 10_000_000_000_000_000);
+            if self.store.get::<Seal>("seals", &id)?.is_none() {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Whether `p` administers `unit` (its unit or one below).
+    fn administers(&self, p: &Principal, unit: &str) -> Result<bool, SealError> {
+        Ok(p.role == Role::UnitAdmin
+            && p.unit.as_deref().is_some_and(|scope| self.unit_within(unit, scope).unwrap_or(false)))
+    }
+
+    /// A unit administrator applies for a seal of its unit (or a unit below it).
+    pub fn apply(&self, p: &Principal, req: ApplyRequest) -> Result<Seal, SealError> {
+        let unit = req.unit.clone().or_else(|| p.unit.clone()).unwrap_or_default();
+        let object = format!("unit:{unit}");
+        if p.role != Role::UnitAdmin {
+            return Err(self.refuse(
+                p,
+                "seal.apply",
+                &object,
+                SealError::Forbidden("only a unit administrator applies for seals".into()),
+            ));
+        }
+        if !self.administers(p, &unit)? {
+            return Err(self.refuse(
+                p,
+                "seal.apply",
+                &object,
+                SealError::Forbidden(format!("unit '{unit}' is not administered by '{}'", p.account)),
+            ));
+        }
+        let _ = self.unit(&unit)?;
+        let name = check_name(&req.name)?;
+        let image =
+            seal_image(&req.image, &req.image_type, req.width_mm, req.height_mm, self.settings.max_image_bytes)?;
+        if req.valid_days == 0 || req.valid_days > 3650 {
+            return Err(SealError::BadInput("valid_days must be 1 to 3650".into()));
+        }
+        if !matches!(req.alg, KeyAlg::Sm2 | KeyAlg::P256) {
+            return Err(SealError::BadInput("alg must be sm2 or p256".into()));
+        }
+        check_policy(&req.policy)?;
+        let _g = self.admin_lock();
+        let id = self.new_seal_id()?;
+        let seal = Seal {
+            id: id.clone(),
+            unit,
+            name,
+            kind: req.kind,
+            image,
+            alg: req.alg,
+            valid_days: req.valid_days,
+            state: SealState::Applied,
+            policy: req.policy,
+            versions: Vec::new(),
+            replaces: None,
+            replaced_by: None,
+            history: vec![HistoryEntry {
+                action: "apply".into(),
+                state: SealState::Applied,
+                by: p.account.clone(),
+                time_ms: now_ms(),
+                reason: None,
+            }],
+        };
+        let ev = AuditEvent::new(actor(p), "seal.apply", &format!("seal:{id}"), "ok")
+            .detail("to", "applied")
+            .change(put("seals", &id, &seal));
+        let _ = self.commit(ev)?;
+        Ok(seal)
+    }
+
+    /// A new key version for `seal`: the key generated in the token, certified by the issuing CA.
+    fn new_version(&self, seal: &Seal, version: u32) -> Result<SealKeyVersion, SealError> {
+        let unit_name = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
+        let key = self.pool.generate(seal.alg, &format!("seal-{}-v{version}", seal.id))?;
+        let cert = match self.certify(seal, &unit_name, &key.public_key) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.pool.destroy(&key.id);
+                return Err(e);
+            }
+        };
+        let (nb, na) = cert.validity();
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        };
+        Ok(SealKeyVersion {
+            version,
+            key_id: key.id.to_hex(),
+            alg: seal.alg,
+            cert_pem: cert.to_pem(),
+            cert_serial: cert.serial_hex(),
+            not_before_ms: ms(nb),
+            not_after_ms: ms(na),
+            created_ms: now_ms(),
+            retired_ms: None,
+        })
+    }
+
+    /// An issuer's transition. Returns the seal after it (for change: the new seal).
+    pub fn transition(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: Action,
+        req: TransitionRequest,
+    ) -> Result<Seal, SealError> {
+        let object = format!("seal:{id}");
+        let what = format!("seal.{}", action.name());
+        if p.role != Role::Issuer {
+            return Err(self.refuse(
+                p,
+                &what,
+                &object,
+                SealError::Forbidden(format!("only an issuer may {} a seal", action.name())),
+            ));
+        }
+        if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
+            return Err(SealError::BadInput("reason is at most 1024 bytes".into()));
+        }
+        if action != Action::Change && (req.name.is_some() || req.image.is_some()) {
+            return Err(SealError::BadInput("name and image can change only through `change`".into()));
+        }
+        let slot = self.slot(id);
+        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut seal = self.seal(id)?;
+        let from = seal.state;
+        if !action.from_states().contains(&from) {
+            let err = SealError::InvalidTransition { seal: id.to_string(), state: from, action: action.name().into() };
+            return Err(self.refuse(p, &what, &object, err));
+        }
+        let now = now_ms();
+        let to = action.to_state(from);
+        let entry = |state| HistoryEntry {
+            action: action.name().into(),
+            state,
+            by: p.account.clone(),
+            time_ms: now,
+            reason: req.reason.clone(),
+        };
+        let mut changes: Vec<Change> = Vec::new();
+        let mut result = None;
+        match action {
+            Action::Make => {
+                let v = self.new_version(&seal, 1)?;
+                seal.versions.push(v);
+            }
+            Action::Renew => {
+                let next = seal.current().map(|v| v.version + 1).unwrap_or(1);
+                let v = self.new_version(&seal, next)?;
+                if let Some(old) = seal.versions.last_mut() {
+                    old.retired_ms = Some(now);
+                }
+                seal.versions.push(v);
+            }
+            Action::Change => {
+                let mut new = seal.clone();
+                new.id = self.new_seal_id()?;
+                if let Some(n) = &req.name {
+                    new.name = check_name(n)?;
+                }
+                if let Some((bytes, t, w, h)) = &req.image {
+                    new.image = seal_image(bytes, t, *w, *h, self.settings.max_image_bytes)?;
+                }
+                new.versions = Vec::new();
+                new.state = SealState::Made;
+                new.replaces = Some(seal.id.clone());
+                new.replaced_by = None;
+                new.history = vec![HistoryEntry {
+                    action: "change".into(),
+                    state: SealState::Made,
+                    by: p.account.clone(),
+                    time_ms: now,
+                    reason: req.reason.clone(),
+                }];
+                let v = self.new_version(&new, 1)?;
+                new.versions.push(v);
+                for (_, g) in self.store.scan::<Grant>("grants")?.into_iter().filter(|(_, g)| g.seal == seal.id) {
+                    let copy =
+                        Grant { seal: new.id.clone(), account: g.account, granted_by: p.account.clone(), time_ms: now };
+                    changes.push(put("grants", &format!("{}/{}", copy.seal, copy.account), &copy));
+                }
+                let filing = self.new_filing(&new, "change");
+                changes.push(put("filings", &filing.id, &filing));
+                changes.push(put("seals", &new.id, &new));
+                seal.replaced_by = Some(new.id.clone());
+                result = Some(new);
+            }
+            _ => {}
+        }
+        seal.state = to;
+        seal.history.push(entry(to));
+        // Filings for make, renew and revoke name the seal as it now is.
+        if matches!(action, Action::Make | Action::Renew | Action::Revoke) {
+            let filing: Filing = self.new_filing(&seal, action.name());
+            changes.push(put("filings", &filing.id, &filing));
+        }
+        changes.push(put("seals", id, &seal));
+        let mut ev =
+            AuditEvent::new(actor(p), &what, &object, "ok").detail("from", from.name()).detail("to", to.name());
+        if let Some(r) = &req.reason {
+            ev = ev.detail("reason", r.clone());
+        }
+        if let Some(v) = seal.current() {
+            ev = ev.detail("key_version", v.version).detail("key_id", v.key_id.clone());
+        }
+        if let Some(new) = &result {
+            ev = ev.detail("new_seal", new.id.clone());
+        }
+        ev.snapshot = changes;
+        let _ = self.commit(ev)?;
+        Ok(result.unwrap_or(seal))
+    }
+
+    /// Sets a seal's use policy: its unit administrator, or an issuer. Not once revoked or rejected.
+    pub fn set_policy(&self, p: &Principal, id: &str, policy: Policy) -> Result<Seal, SealError> {
+        let object = format!("seal:{id}");
+        let seal = self.seal(id)?;
+        if !(p.role == Role::Issuer || self.administers(p, &seal.unit)?) {
+            return Err(self.refuse(
+                p,
+                "seal.policy",
+                &object,
+                SealError::Forbidden("the seal's unit administrator or an issuer sets its policy".into()),
+            ));
+        }
+        check_policy(&policy)?;
+        let slot = self.slot(id);
+        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut seal = self.seal(id)?;
+        if matches!(seal.state, SealState::Revoked | SealState::Rejected) {
+            let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "policy".into() };
+            return Err(self.refuse(p, "seal.policy", &object, err));
+        }
+        seal.policy = policy;
+        let ev = AuditEvent::new(actor(p), "seal.policy", &object, "ok").change(put("seals", id, &seal));
+        let _ = self.commit(ev)?;
+        Ok(seal)
+    }
+
+    /// Grants use of a seal to an app of its unit (or a unit below): the seal's unit administrator.
+    pub fn grant(&self, p: &Principal, id: &str, account: &str) -> Result<Grant, SealError> {
+        let object = format!("seal:{id}");
+        let seal = self.seal(id)?;
+        if !self.administers(p, &seal.unit)? {
+            return Err(self.refuse(
+                p,
+                "seal.grant",
+                &object,
+                SealError::Forbidden("only the seal's unit administrator grants its use".into()),
+            ));
+        }
+        if matches!(seal.state, SealState::Revoked | SealState::Rejected) {
+            let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "grant".into() };
+            return Err(self.refuse(p, "seal.grant", &object, err));
+        }
+        let a = self
+            .account(account)?
+            .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{account}'")))?;
+        let in_unit = a.unit.as_deref().is_some_and(|u| self.unit_within(u, &seal.unit).unwrap_or(false));
+        if a.role != Role::App || !in_unit {
+            return Err(SealError::BadInput(format!("'{account}' is not an application of unit '{}'", seal.unit)));
+        }
+        let _g = self.admin_lock();
+        let g = Grant { seal: id.into(), account: account.into(), granted_by: p.account.clone(), time_ms: now_ms() };
+        let ev = AuditEvent::new(actor(p), "seal.grant", &object, "ok").detail("account", account).change(put(
+            "grants",
+            &format!("{id}/{account}"),
+            &g,
+        ));
+        let _ = self.commit(ev)?;
+        Ok(g)
+    }
+
+    /// Withdraws a grant: the seal's unit administrator.
+    pub fn ungrant(&self, p: &Principal, id: &str, account: &str) -> Result<(), SealError> {
+        let object = format!("seal:{id}");
+        let seal = self.seal(id)?;
+        if !self.administers(p, &seal.unit)? {
+            return Err(self.refuse(
+                p,
+                "seal.ungrant",
+                &object,
+                SealError::Forbidden("only the seal's unit administrator withdraws its use".into()),
+            ));
+        }
+        let key = format!("{id}/{account}");
+        let _g = self.admin_lock();
+        if self.store.get::<Grant>("grants", &key)?.is_none() {
+            return Err(SealError::NotFound("unknown_grant", format!("'{account}' holds no grant on seal {id}")));
+        }
+        // Taken under the seal's lock, so no use that relied on the grant is still running after this returns.
+        let slot = self.slot(id);
+        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let ev = AuditEvent::new(actor(p), "seal.ungrant", &object, "ok")
+            .detail("account", account)
+            .change(Change::Delete { tree: "grants".into(), key });
+        let _ = self.commit(ev)?;
+        Ok(())
+    }
+
+    /// The apps granted a seal.
+    pub fn grants(&self, id: &str) -> Result<Vec<Grant>, SealError> {
+        Ok(self.store.scan::<Grant>("grants")?.into_iter().map(|(_, g)| g).filter(|g| g.seal == id).collect())
+    }
+
+    fn may_read(&self, p: &Principal, seal: &Seal) -> Result<bool, SealError> {
+        Ok(match p.role {
+            Role::Issuer | Role::Auditor => true,
+            Role::UnitAdmin => self.administers(p, &seal.unit)?,
+            Role::App => self.store.get::<Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some(),
+            Role::Sysadmin | Role::Secofficer => false,
+        })
+    }
+
+    /// One seal, for those who may see it: issuers and auditors, its unit administrator, granted apps.
+    pub fn get_seal(&self, p: &Principal, id: &str) -> Result<Seal, SealError> {
+        let seal = self.seal(id)?;
+        if !self.may_read(p, &seal)? {
+            return Err(self.refuse(
+                p,
+                "seal.read",
+                &format!("seal:{id}"),
+                SealError::Forbidden("this seal is not visible to this account".into()),
+            ));
+        }
+        Ok(seal)
+    }
+
+    /// The seals `p` may see, filtered by state, unit and "certificate ends within `expiring_days`".
+    pub fn list_seals(
+        &self,
+        p: &Principal,
+        state: Option<SealState>,
+        unit: Option<&str>,
+        expiring_days: Option<u64>,
+    ) -> Result<Vec<Seal>, SealError> {
+        if matches!(p.role, Role::Sysadmin | Role::Secofficer) {
+            return Err(self.refuse(
+                p,
+                "seal.list",
+                "seals",
+                SealError::Forbidden("seals are not visible to this role".into()),
+            ));
+        }
+        let expiring: Option<std::collections::HashSet<String>> = match expiring_days {
+            Some(d) => Some(self.expiring(d)?.into_iter().map(|s| s.id).collect()),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for s in self.all_seals()? {
+            if state.is_some_and(|st| s.state != st) || unit.is_some_and(|u| s.unit != u) {
+                continue;
+            }
+            if expiring.as_ref().is_some_and(|e| !e.contains(&s.id)) {
+                continue;
+            }
+            if self.may_read(p, &s)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_checked_against_their_type() {
+        let png = b"\x89PNG\r\n\x1a\nrest";
+        assert!(seal_image(png, "png", 40.0, 40.0, 1024).is_ok());
+        assert!(seal_image(png, "gif", 40.0, 40.0, 1024).is_err());
+        assert!(seal_image(b"<svg xmlns='x'/>", "svg", 40.0, 40.0, 1024).is_ok());
+        assert!(seal_image(png, "png", 0.0, 40.0, 1024).is_err());
+        assert!(seal_image(png, "png", 40.0, 40.0, 4).is_err());
+        assert!(seal_image(png, "bmp", 40.0, 40.0, 1024).is_err());
+    }
+
+    #[test]
+    fn the_transition_table_matches_the_architecture() {
+        use SealState::*;
+        let allowed: Vec<(Action, SealState)> =
+            Action::ALL.iter().flat_map(|a| a.from_states().iter().map(move |s| (*a, *s))).collect();
+        assert!(allowed.contains(&(Action::Approve, Applied)) && allowed.contains(&(Action::Revoke, Frozen)));
+        assert!(!allowed.iter().any(|(_, s)| matches!(s, Revoked | Rejected)), "revoked and rejected are terminal");
+        assert_eq!(Action::Change.to_state(Active), Revoked);
+        assert_eq!(Action::Renew.to_state(Frozen), Frozen);
+    }
+}

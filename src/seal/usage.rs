@@ -1,0 +1,325 @@
+//! Using a seal: [`Registry::authorize_use`] is the one place that decides whether an app may use a
+//! seal now (grant, state, validity, hours, limits, ticket); [`Registry::use_seal`] wraps a
+//! signature in those checks and in the usage record, which is the audit record.
+//!
+//! Limits and tickets stay exact under concurrency: uses in flight are counted beside the stored
+//! counters, and a ticket being used is held until its use is durable or has failed.
+
+use super::{actor, local_day_hour, now_ms, put, Registry, Seal, SealError, SealSlot, SealState, Ticket, UseRefusal};
+use crate::audit::AuditEvent;
+use crate::authz::{Principal, Role};
+use crate::crypto::KeyAlg;
+use crate::store::Change;
+use crate::token::KeyId;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The key a use signs with.
+#[derive(Debug, Clone)]
+pub struct SealKeyRef {
+    /// Seal id.
+    pub seal: String,
+    /// CKA_ID.
+    pub key_id: KeyId,
+    /// Key version.
+    pub version: u32,
+    /// Algorithm.
+    pub alg: KeyAlg,
+    /// The certificate bound to this version, PEM.
+    pub cert_pem: String,
+}
+
+/// A durable use.
+#[derive(Debug, Clone)]
+pub struct UseReceipt {
+    /// The key used.
+    pub key: SealKeyRef,
+    /// The usage record's seq.
+    pub audit_seq: u64,
+}
+
+/// A unit administrator's approval of one use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// The app that will use the seal.
+    pub app: String,
+    /// The document digest the use will name, hex (as in the usage record).
+    pub digest: String,
+    /// Seconds until it expires (default and maximum: `[seals] ticket_max_s`).
+    #[serde(default)]
+    pub valid_s: Option<u64>,
+}
+
+/// What `authorize_use` reserved: released when the use ends, durable or not.
+pub(super) struct Reservation {
+    slot: Arc<SealSlot>,
+    ticket: Option<String>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut f = self.slot.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        f.uses = f.uses.saturating_sub(1);
+        if let Some(t) = &self.ticket {
+            let _ = f.tickets.remove(t);
+        }
+    }
+}
+
+fn refused(r: UseRefusal, m: impl Into<String>) -> SealError {
+    SealError::Refused(r, m.into())
+}
+
+fn within_hours(hour: u8, [from, to]: [u8; 2]) -> bool {
+    if from < to {
+        (from..to).contains(&hour)
+    } else {
+        hour >= from || hour < to
+    }
+}
+
+impl Registry {
+    fn counter_keys(&self, seal: &str, now: u64) -> (String, String) {
+        let (day, _) = local_day_hour(now, self.settings.utc_offset_hours);
+        (format!("use:{seal}:total"), format!("use:{seal}:{day}"))
+    }
+
+    /// Whether `p` may use `seal` now on `digest` (hex) with `ticket`: the app holds a grant; the
+    /// seal is active and within its validity and allowed hours; its limits allow one more use; and
+    /// a ticket, where the policy needs one (or one is given), is this seal's, this app's, for this
+    /// digest, unexpired and unused. On success, the use is reserved until the reservation drops.
+    pub(super) fn authorize_use(
+        &self,
+        p: &Principal,
+        seal: &Seal,
+        slot: &Arc<SealSlot>,
+        digest: &str,
+        ticket: Option<&str>,
+        now: u64,
+    ) -> Result<Reservation, SealError> {
+        let granted = p.role == Role::App
+            && self.store.get::<super::Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some();
+        if !granted {
+            return Err(refused(
+                UseRefusal::NoGrant,
+                format!("account '{}' holds no grant on seal {}", p.account, seal.id),
+            ));
+        }
+        match seal.state {
+            SealState::Active => {}
+            SealState::Frozen => return Err(refused(UseRefusal::Frozen, format!("seal {} is frozen", seal.id))),
+            SealState::Revoked => return Err(refused(UseRefusal::Revoked, format!("seal {} is revoked", seal.id))),
+            other => {
+                return Err(refused(UseRefusal::NotActive, format!("seal {} is {}, not active", seal.id, other.name())))
+            }
+        }
+        if seal.expired(now) || seal.current().is_some_and(|v| now < v.not_before_ms) {
+            return Err(refused(UseRefusal::Expired, format!("seal {} is outside its validity", seal.id)));
+        }
+        let (day, hour) = local_day_hour(now, self.settings.utc_offset_hours);
+        if let Some(h) = seal.policy.hours {
+            if !within_hours(hour, h) {
+                return Err(refused(
+                    UseRefusal::OutsideHours,
+                    format!("seal {} may be used from {}:00 to {}:00 only", seal.id, h[0], h[1]),
+                ));
+            }
+        }
+        let (total_key, day_key) = self.counter_keys(&seal.id, now);
+        debug_assert!(day_key.ends_with(&day));
+        let mut inflight = slot.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = inflight.uses;
+        for (limit, key, what) in
+            [(seal.policy.total_limit, &total_key, "total"), (seal.policy.daily_limit, &day_key, "daily")]
+        {
+            if let Some(limit) = limit {
+                let used = u64::try_from(self.store.counter(key)?).unwrap_or(0);
+                if used + pending >= limit {
+                    return Err(refused(
+                        UseRefusal::UsageLimit,
+                        format!("seal {} reached its {what} limit of {limit} uses", seal.id),
+                    ));
+                }
+            }
+        }
+        let ticket = match (ticket, seal.policy.require_approval) {
+            (None, false) => None,
+            (None, true) => {
+                return Err(refused(
+                    UseRefusal::TicketRequired,
+                    format!("seal {} needs an approval ticket for each use", seal.id),
+                ))
+            }
+            (Some(t), _) => {
+                let stored = self.store.get::<Ticket>("approvals", t)?;
+                let Some(tk) = stored.filter(|tk| tk.seal == seal.id && tk.app == p.account && tk.digest == digest)
+                else {
+                    return Err(refused(
+                        UseRefusal::TicketMismatch,
+                        "the ticket is not for this seal, application and digest",
+                    ));
+                };
+                if tk.used_ms.is_some() || inflight.tickets.contains(t) {
+                    return Err(refused(UseRefusal::TicketUsed, "the ticket was used already"));
+                }
+                if now > tk.expires_ms {
+                    return Err(refused(UseRefusal::TicketExpired, "the ticket has expired"));
+                }
+                let _ = inflight.tickets.insert(t.to_string());
+                Some(t.to_string())
+            }
+        };
+        inflight.uses += 1;
+        Ok(Reservation { slot: slot.clone(), ticket })
+    }
+
+    /// Uses a seal: under its shared lock, computes the digest the usage record names (`digest`,
+    /// given the seal's algorithm), authorises the use, signs (`sign`, with the current key
+    /// version), and journals the usage record durably before returning. `details` go into it.
+    pub fn use_seal<S>(
+        &self,
+        p: &Principal,
+        seal_id: &str,
+        ticket: Option<&str>,
+        details: &[(&str, serde_json::Value)],
+        digest: impl FnOnce(KeyAlg) -> Result<[u8; 32], SealError>,
+        sign: impl FnOnce(&SealKeyRef) -> Result<S, SealError>,
+    ) -> Result<(S, UseReceipt), SealError> {
+        let object = format!("seal:{seal_id}");
+        let slot = self.slot(seal_id);
+        let _r = slot.lock.read().unwrap_or_else(|p| p.into_inner());
+        let seal = self.seal(seal_id)?;
+        let digest_hex = hex::encode(digest(seal.alg)?);
+        let now = now_ms();
+        let reservation = match self.authorize_use(p, &seal, &slot, &digest_hex, ticket, now) {
+            Ok(r) => r,
+            Err(e) => {
+                let ev = AuditEvent::new(actor(p), "seal.use", &object, &format!("refused:{}", e.code()))
+                    .detail("digest", digest_hex)
+                    .detail("message", e.to_string());
+                let _ = self.journal.append(ev);
+                return Err(e);
+            }
+        };
+        let v = seal.current().ok_or_else(|| SealError::Store(format!("active seal {seal_id} has no key version")))?;
+        let key = SealKeyRef {
+            seal: seal.id.clone(),
+            key_id: KeyId::from_hex(&v.key_id)?,
+            version: v.version,
+            alg: v.alg,
+            cert_pem: v.cert_pem.clone(),
+        };
+        let signed = sign(&key)?;
+        let (total_key, day_key) = self.counter_keys(seal_id, now);
+        let mut ev = AuditEvent::new(actor(p), "seal.use", &object, "ok")
+            .detail("key_id", v.key_id.clone())
+            .detail("key_version", v.version)
+            .detail("alg", v.alg.name())
+            .detail("digest", digest_hex)
+            .change(Change::Add { key: total_key, delta: 1 })
+            .change(Change::Add { key: day_key, delta: 1 });
+        for (k, val) in details {
+            ev = ev.detail(k, val.clone());
+        }
+        if let Some(t) = &reservation.ticket {
+            let mut tk = self
+                .store
+                .get::<Ticket>("approvals", t)?
+                .ok_or_else(|| SealError::Store(format!("ticket {t} vanished")))?;
+            tk.used_ms = Some(now);
+            ev = ev.detail("ticket", t.clone()).change(put("approvals", t, &tk));
+        }
+        let seq = self.commit(ev)?;
+        drop(reservation);
+        Ok((signed, UseReceipt { key, audit_seq: seq }))
+    }
+
+    /// A unit administrator approves one use of a seal by one of its granted apps on one digest.
+    pub fn issue_ticket(&self, p: &Principal, seal_id: &str, req: TicketRequest) -> Result<Ticket, SealError> {
+        let object = format!("seal:{seal_id}");
+        let seal = self.seal(seal_id)?;
+        let admin = p.role == Role::UnitAdmin
+            && p.unit.as_deref().is_some_and(|u| self.unit_within(&seal.unit, u).unwrap_or(false));
+        if !admin {
+            return Err(self.refuse(
+                p,
+                "seal.approve_use",
+                &object,
+                SealError::Forbidden("only the seal's unit administrator approves a use".into()),
+            ));
+        }
+        let digest = req.digest.to_ascii_lowercase();
+        if digest.len() != 64 || hex::decode(&digest).is_err() {
+            return Err(SealError::BadInput("digest must be 32 bytes of hex".into()));
+        }
+        if self.store.get::<super::Grant>("grants", &format!("{seal_id}/{}", req.app))?.is_none() {
+            return Err(SealError::BadInput(format!("'{}' holds no grant on seal {seal_id}", req.app)));
+        }
+        let max = self.settings.ticket_max_s;
+        let valid = req.valid_s.unwrap_or(max);
+        if valid == 0 || valid > max {
+            return Err(SealError::BadInput(format!("valid_s must be 1 to {max}")));
+        }
+        let now = now_ms();
+        let t = Ticket {
+            id: super::random_hex(16),
+            seal: seal_id.into(),
+            app: req.app,
+            digest,
+            approved_by: p.account.clone(),
+            created_ms: now,
+            expires_ms: now + valid * 1000,
+            used_ms: None,
+        };
+        let ev = AuditEvent::new(actor(p), "seal.approve_use", &object, "ok")
+            .detail("ticket", t.id.clone())
+            .detail("app", t.app.clone())
+            .detail("digest", t.digest.clone())
+            .change(put("approvals", &t.id, &t));
+        let _ = self.commit(ev)?;
+        Ok(t)
+    }
+
+    /// The usage records of a seal (uses and refused uses), oldest first: its unit administrator,
+    /// issuers and auditors.
+    pub fn usage(&self, p: &Principal, seal_id: &str) -> Result<Vec<serde_json::Value>, SealError> {
+        let object = format!("seal:{seal_id}");
+        let seal = self.seal(seal_id)?;
+        let admin = p.role == Role::UnitAdmin
+            && p.unit.as_deref().is_some_and(|u| self.unit_within(&seal.unit, u).unwrap_or(false));
+        if !(admin || matches!(p.role, Role::Issuer | Role::Auditor)) {
+            return Err(self.refuse(
+                p,
+                "seal.usage",
+                &object,
+                SealError::Forbidden("usage is for the seal's unit administrator, issuers and auditors".into()),
+            ));
+        }
+        let q = crate::audit::Query { action: Some("seal.use".into()), object: Some(object), ..Default::default() };
+        Ok(self
+            .journal
+            .query(&q)?
+            .into_iter()
+            .map(|r| {
+                serde_json::json!({
+                    "seq": r.seq, "time_ms": r.time_ms, "account": r.actor.account, "outcome": r.outcome,
+                    "key_version": r.details.get("key_version"), "digest": r.details.get("digest"),
+                    "ticket": r.details.get("ticket"),
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_hours;
+
+    #[test]
+    fn hours_wrap_midnight() {
+        assert!(within_hours(9, [9, 17]) && !within_hours(17, [9, 17]) && !within_hours(8, [9, 17]));
+        assert!(within_hours(23, [22, 6]) && within_hours(3, [22, 6]) && !within_hours(12, [22, 6]));
+        assert!(within_hours(0, [0, 24]) && within_hours(23, [0, 24]));
+    }
+}

@@ -1,0 +1,561 @@
+//! The seal registry against a real token (softtoken, SM2): who may do what (the role x operation
+//! matrix), every transition from every state, the use rules, and the freeze/sign race. Signatures
+//! are judged by OpenSSL with the seal's certificate; refusals are looked up in the audit journal.
+
+mod common;
+
+use common::{openssl, SoftToken};
+use seald::audit::{AuditEvent, Journal, JournalConfig, Query};
+use seald::authz::{Accounts, Principal, Role};
+use seald::crypto::KeyAlg;
+use seald::seal::{
+    AccountSpec, Action, ApplyRequest, Policy, Registry, SealError, SealKind, SealSettings, SealState, TicketRequest,
+    TransitionRequest, UnitSpec, UseRefusal,
+};
+use seald::signing::{InputMode, Request, SignError, Signing};
+use seald::store::{Change, Store};
+use seald::token::TokenPool;
+use std::sync::Arc;
+
+struct World {
+    _token: SoftToken,
+    _dir: tempfile::TempDir,
+    journal: Arc<Journal>,
+    registry: Arc<Registry>,
+    signing: Arc<Signing>,
+    sysadmin: Principal,
+    secofficer: Principal,
+    auditor: Principal,
+    issuer: Principal,
+    admin_a: Principal,
+    admin_b: Principal,
+    app_a: Principal,
+    app_b: Principal,
+    scratch: std::path::PathBuf,
+}
+
+fn fp(c: char) -> String {
+    c.to_string().repeat(64)
+}
+
+/// A registry with units `gov` > `a`, and `b`; administrators; an issuer; a unit administrator and
+/// an app in each of `a` and `b`.
+fn world() -> World {
+    let token = SoftToken::new("softtoken");
+    let pool = TokenPool::open(&token.config()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+    let journal =
+        Arc::new(Journal::open(JournalConfig::new(dir.path().join("journal")), Some(store.clone()), None).unwrap());
+    let registry = Arc::new(Registry::new(store, journal.clone(), pool.clone(), SealSettings::default()).unwrap());
+    registry
+        .bootstrap(&[
+            (Role::Sysadmin, "sa".into(), fp('1')),
+            (Role::Secofficer, "so".into(), fp('2')),
+            (Role::Auditor, "au".into(), fp('3')),
+        ])
+        .unwrap();
+    let id = |c: char| registry.identify(&fp(c), "CN=test").unwrap();
+    let sysadmin = id('1');
+    for (uid, parent) in [("gov", None), ("a", Some("gov")), ("b", None)] {
+        let spec = UnitSpec { id: uid.into(), name: format!("unit {uid}"), parent: parent.map(String::from) };
+        let _ = registry.create_unit(&sysadmin, spec).unwrap();
+    }
+    for (name, role, unit, c) in [
+        ("issuer", Role::Issuer, None, '4'),
+        ("admin-a", Role::UnitAdmin, Some("a"), '5'),
+        ("admin-b", Role::UnitAdmin, Some("b"), '6'),
+        ("app-a", Role::App, Some("a"), '7'),
+        ("app-b", Role::App, Some("b"), '8'),
+    ] {
+        let spec = AccountSpec {
+            name: name.into(),
+            role,
+            unit: unit.map(String::from),
+            fingerprints: vec![fp(c)],
+            certificates: vec![],
+            keys: vec![],
+        };
+        let _ = registry.create_account(&sysadmin, spec, &|_| false).unwrap();
+    }
+    let ca = registry.ensure_issuing_ca("test issuing CA", 3650).unwrap();
+    assert_eq!(ca.alg, KeyAlg::Sm2);
+    let signing = Signing::new(
+        pool,
+        journal.clone(),
+        Accounts::default(),
+        &[],
+        1 << 20,
+        seald::formats::x509::TrustStore::default(),
+    )
+    .unwrap()
+    .with_registry(registry.clone());
+    let scratch = token.scratch("oracle");
+    std::fs::create_dir_all(&scratch).unwrap();
+    World {
+        sysadmin,
+        secofficer: id('2'),
+        auditor: id('3'),
+        issuer: id('4'),
+        admin_a: id('5'),
+        admin_b: id('6'),
+        app_a: id('7'),
+        app_b: id('8'),
+        _token: token,
+        _dir: dir,
+        journal,
+        registry,
+        signing: Arc::new(signing),
+        scratch,
+    }
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-not-really-but-the-magic-is-right";
+
+fn application(policy: Policy) -> ApplyRequest {
+    ApplyRequest {
+        name: "某某市某某局合同专用章".into(),
+        kind: SealKind::Contract,
+        image: PNG.to_vec(),
+        image_type: "png".into(),
+        width_mm: 40.0,
+        height_mm: 40.0,
+        valid_days: 365,
+        alg: KeyAlg::Sm2,
+        unit: Some("a".into()),
+        policy,
+    }
+}
+
+impl World {
+    /// A seal of unit `a` brought to `state` the legitimate way.
+    fn seal_in(&self, state: SealState, policy: Policy) -> String {
+        let r = &self.registry;
+        let id = r.apply(&self.admin_a, application(policy)).unwrap().id;
+        let go = |a: Action| r.transition(&self.issuer, &id, a, TransitionRequest::default()).unwrap();
+        let path: &[Action] = match state {
+            SealState::Applied => &[],
+            SealState::Approved => &[Action::Approve],
+            SealState::Rejected => &[Action::Reject],
+            SealState::Made => &[Action::Approve, Action::Make],
+            SealState::Active => &[Action::Approve, Action::Make, Action::Publish],
+            SealState::Frozen => &[Action::Approve, Action::Make, Action::Publish, Action::Freeze],
+            SealState::Revoked => &[Action::Approve, Action::Make, Action::Publish, Action::Revoke],
+        };
+        for a in path {
+            let _ = go(*a);
+        }
+        assert_eq!(r.seal(&id).unwrap().state, state);
+        id
+    }
+
+    /// An active seal of unit `a` granted to `app-a`.
+    fn usable(&self, policy: Policy) -> String {
+        let id = self.seal_in(SealState::Active, policy);
+        let _ = self.registry.grant(&self.admin_a, &id, "app-a").unwrap();
+        id
+    }
+
+    fn sign(
+        &self,
+        p: &Principal,
+        seal: &str,
+        data: &[u8],
+        ticket: Option<&str>,
+    ) -> Result<seald::signing::Signed, SignError> {
+        self.signing.sign(
+            p,
+            &Request {
+                key: String::new(),
+                input: InputMode::Message,
+                data: data.to_vec(),
+                digest_alg: None,
+                user_id: None,
+                seal: Some(seal.into()),
+                ticket: ticket.map(String::from),
+            },
+        )
+    }
+
+    fn refusals_by(&self, account: &str) -> Vec<String> {
+        let q = Query { actor: Some(account.into()), ..Default::default() };
+        self.journal
+            .query(&q)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.outcome.starts_with("refused:"))
+            .map(|r| r.action)
+            .collect()
+    }
+}
+
+fn code(e: &SealError) -> &'static str {
+    e.code()
+}
+
+fn sign_code(e: &SignError) -> &'static str {
+    e.code()
+}
+
+#[test]
+fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
+    let world = world();
+    let w = &world;
+    let r = &w.registry;
+    let roles: Vec<(&str, &Principal)> = vec![
+        ("sysadmin", &w.sysadmin),
+        ("secofficer", &w.secofficer),
+        ("auditor", &w.auditor),
+        ("issuer", &w.issuer),
+        ("admin-a", &w.admin_a),
+        ("admin-b", &w.admin_b),
+        ("app-a", &w.app_a),
+        ("app-b", &w.app_b),
+    ];
+    type Op<'a> = (&'a str, &'a [&'a str], Box<dyn Fn(&Principal) -> Result<(), String> + 'a>);
+    let err = |e: SealError| code(&e).to_string();
+    // Each operation runs on a fresh object in the state it needs, so only the role decides.
+    let mut ops: Vec<Op> = vec![
+        ("apply", &["admin-a"], Box::new(|p| r.apply(p, application(Policy::default())).map(|_| ()).map_err(err))),
+        ("list accounts", &["sysadmin"], Box::new(|p| r.accounts(p).map(|_| ()).map_err(err))),
+        (
+            "create unit",
+            &["sysadmin"],
+            Box::new(|p| {
+                let id = format!("u{}", rand_suffix());
+                r.create_unit(p, UnitSpec { id, name: "x".into(), parent: None }).map(|_| ()).map_err(err)
+            }),
+        ),
+        (
+            "create account",
+            &["sysadmin"],
+            Box::new(|p| {
+                let spec = AccountSpec {
+                    name: format!("n{}", rand_suffix()),
+                    role: Role::Auditor,
+                    unit: None,
+                    fingerprints: vec![format!("{:064x}", rand_suffix())],
+                    certificates: vec![],
+                    keys: vec![],
+                };
+                r.create_account(p, spec, &|_| false).map(|_| ()).map_err(err)
+            }),
+        ),
+        ("list filings", &["issuer", "auditor"], Box::new(|p| r.filings(p, None).map(|_| ()).map_err(err))),
+        (
+            "ack filing",
+            &["issuer"],
+            Box::new(|p| {
+                let id = w.seal_in(SealState::Made, Policy::default());
+                let f = r.filings(&w.issuer, None).unwrap().into_iter().find(|f| f["seal"] == id.as_str()).unwrap();
+                r.ack_filing(p, f["id"].as_str().unwrap(), Some("公安备案 123".into())).map(|_| ()).map_err(err)
+            }),
+        ),
+        (
+            "read seal",
+            &["issuer", "auditor", "admin-a", "app-a"],
+            Box::new(|p| r.get_seal(p, &w.usable(Policy::default())).map(|_| ()).map_err(err)),
+        ),
+        (
+            "usage",
+            &["issuer", "auditor", "admin-a"],
+            Box::new(|p| r.usage(p, &w.usable(Policy::default())).map(|_| ()).map_err(err)),
+        ),
+        (
+            "policy",
+            &["issuer", "admin-a"],
+            Box::new(|p| r.set_policy(p, &w.usable(Policy::default()), Policy::default()).map(|_| ()).map_err(err)),
+        ),
+        (
+            "grant",
+            &["admin-a"],
+            Box::new(|p| {
+                r.grant(p, &w.seal_in(SealState::Active, Policy::default()), "app-a").map(|_| ()).map_err(err)
+            }),
+        ),
+        ("ungrant", &["admin-a"], Box::new(|p| r.ungrant(p, &w.usable(Policy::default()), "app-a").map_err(err))),
+        (
+            "ticket",
+            &["admin-a"],
+            Box::new(|p| {
+                let t = TicketRequest { app: "app-a".into(), digest: "ab".repeat(32), valid_s: None };
+                r.issue_ticket(p, &w.usable(Policy::default()), t).map(|_| ()).map_err(err)
+            }),
+        ),
+        (
+            "sign",
+            &["app-a"],
+            Box::new(|p| {
+                w.sign(p, &w.usable(Policy::default()), b"doc", None).map(|_| ()).map_err(|e| sign_code(&e).to_string())
+            }),
+        ),
+    ];
+    for action in Action::ALL {
+        let from = action.from_states()[0];
+        ops.push((
+            action.name(),
+            &["issuer"],
+            Box::new(move |p| {
+                let id = w.seal_in(from, Policy::default());
+                r.transition(p, &id, action, TransitionRequest::default()).map(|_| ()).map_err(err)
+            }),
+        ));
+    }
+    for (op, allowed, run) in &ops {
+        for (name, p) in &roles {
+            let before = w.refusals_by(&p.account).len();
+            let outcome = run(p);
+            if allowed.contains(name) {
+                assert!(outcome.is_ok(), "{name} may {op}, but got {outcome:?}");
+            } else {
+                let code = outcome.expect_err(&format!("{name} must not {op}"));
+                assert!(code == "forbidden" || code == "no_grant", "{name} {op}: refused with {code}, not 403");
+                assert_eq!(w.refusals_by(&p.account).len(), before + 1, "{name}'s refused {op} is in the journal");
+            }
+        }
+    }
+    // No account changes its own role.
+    let up = seald::seal::AccountUpdate { role: Some(Role::Auditor), ..Default::default() };
+    assert_eq!(code(&r.update_account(&w.sysadmin, "sa", up).unwrap_err()), "forbidden");
+    // A certificate belongs to one account only.
+    let dup = AccountSpec {
+        name: "dup".into(),
+        role: Role::Auditor,
+        unit: None,
+        fingerprints: vec![fp('4')],
+        certificates: vec![],
+        keys: vec![],
+    };
+    assert_eq!(code(&r.create_account(&w.sysadmin, dup, &|_| false).unwrap_err()), "fingerprint_in_use");
+}
+
+fn rand_suffix() -> u64 {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).unwrap();
+    u64::from_be_bytes(b) >> 8
+}
+
+#[test]
+fn every_transition_from_every_state_is_allowed_or_409_with_the_current_state() {
+    let w = world();
+    for action in Action::ALL {
+        for state in SealState::ALL {
+            let id = w.seal_in(state, Policy::default());
+            let out = w.registry.transition(
+                &w.issuer,
+                &id,
+                action,
+                TransitionRequest { reason: Some("test".into()), ..Default::default() },
+            );
+            if action.from_states().contains(&state) {
+                let s = out.unwrap_or_else(|e| panic!("{} from {}: {e}", action.name(), state.name()));
+                let old = w.registry.seal(&id).unwrap();
+                match action {
+                    Action::Change => {
+                        assert_eq!((s.state, s.replaces.as_deref()), (SealState::Made, Some(id.as_str())));
+                        assert_eq!(old.state, SealState::Revoked);
+                        assert_eq!(old.replaced_by.as_deref(), Some(s.id.as_str()));
+                        assert_eq!(old.history.last().unwrap().reason.as_deref(), Some("test"));
+                    }
+                    Action::Renew => {
+                        assert_eq!(s.state, state, "renew keeps the state");
+                        assert_eq!(s.versions.len(), 2);
+                        assert!(s.versions[0].retired_ms.is_some() && s.versions[0].key_id != s.versions[1].key_id);
+                    }
+                    _ => assert_eq!(old.state, action.to_state(state)),
+                }
+            } else {
+                match out {
+                    Err(SealError::InvalidTransition { state: st, .. }) => assert_eq!(st, state),
+                    other => panic!("{} from {} must be 409, got {other:?}", action.name(), state.name()),
+                }
+                assert_eq!(w.registry.seal(&id).unwrap().state, state, "a refused transition changes nothing");
+            }
+        }
+    }
+    // Make, change, renew and revoke each queued a filing for the police system.
+    let filings = w.registry.filings(&w.issuer, Some(seald::seal::FilingState::Pending)).unwrap();
+    for action in ["make", "change", "renew", "revoke"] {
+        assert!(filings.iter().any(|f| f["action"] == action), "a {action} filing is pending");
+    }
+    assert!(filings.iter().all(|f| f["overdue"] == false));
+}
+
+#[test]
+fn use_rules_refuse_with_distinct_codes_and_an_allowed_use_verifies_in_openssl() {
+    let w = world();
+    let refused = |seal: &str, p: &Principal, ticket: Option<&str>| -> &'static str {
+        match w.sign(p, seal, b"contract.pdf bytes", ticket) {
+            Err(SignError::Seal(SealError::Refused(r, _))) => r.code(),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    };
+    // Allowed: the signature verifies with the seal's certificate in OpenSSL, and the auditor sees the use.
+    let ok = w.usable(Policy::default());
+    let signed = w.sign(&w.app_a, &ok, b"contract.pdf bytes", None).unwrap();
+    let cert = signed.cert.clone().unwrap();
+    let (c, m, s) = (w.scratch.join("seal.pem"), w.scratch.join("doc"), w.scratch.join("doc.sig"));
+    std::fs::write(&c, &cert).unwrap();
+    std::fs::write(&m, b"contract.pdf bytes").unwrap();
+    std::fs::write(&s, &signed.der).unwrap();
+    let (good, out) = openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-certin",
+        "-inkey",
+        c.to_str().unwrap(),
+        "-rawin",
+        "-in",
+        m.to_str().unwrap(),
+        "-sigfile",
+        s.to_str().unwrap(),
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        "distid:1234567812345678",
+    ]);
+    assert!(good, "OpenSSL rejects the seal signature: {out}");
+    let usage = w.registry.usage(&w.auditor, &ok).unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0]["seq"], signed.audit_seq);
+    assert_eq!(usage[0]["digest"], hex::encode(seald::crypto::sm3(b"contract.pdf bytes")));
+    assert_eq!(usage[0]["account"], "app-a");
+
+    assert_eq!(refused(&ok, &w.app_b, None), UseRefusal::NoGrant.code(), "an app without a grant");
+    let frozen = w.usable(Policy::default());
+    let _ = w.registry.transition(&w.issuer, &frozen, Action::Freeze, TransitionRequest::default()).unwrap();
+    assert_eq!(refused(&frozen, &w.app_a, None), "seal_frozen");
+    let revoked = w.usable(Policy::default());
+    let _ = w.registry.transition(&w.issuer, &revoked, Action::Revoke, TransitionRequest::default()).unwrap();
+    assert_eq!(refused(&revoked, &w.app_a, None), "seal_revoked");
+
+    // Expired: a seal whose certificate ended yesterday (written as the journal would).
+    let expired = w.usable(Policy::default());
+    let mut s = w.registry.seal(&expired).unwrap();
+    s.versions.last_mut().unwrap().not_after_ms = seald_now() - 86_400_000;
+    let change = Change::Put { tree: "seals".into(), key: expired.clone(), value: serde_json::to_value(&s).unwrap() };
+    let _ = w
+        .journal
+        .append(AuditEvent::new(seald::audit::Actor::system(), "test.expire", "seal", "ok").change(change))
+        .unwrap();
+    assert_eq!(refused(&expired, &w.app_a, None), "seal_expired");
+
+    // Outside hours: a two-hour window that excludes now (Beijing time).
+    let hour = ((seald_now() / 3_600_000 + 8) % 24) as u8;
+    let window = [(hour + 2) % 24, (hour + 4) % 24];
+    let night = w.usable(Policy { hours: Some(window), ..Default::default() });
+    assert_eq!(refused(&night, &w.app_a, None), "outside_hours");
+
+    // Limits: two uses in total.
+    let limited = w.usable(Policy { total_limit: Some(2), ..Default::default() });
+    for _ in 0..2 {
+        let _ = w.sign(&w.app_a, &limited, b"x", None).unwrap();
+    }
+    assert_eq!(refused(&limited, &w.app_a, None), "usage_limit");
+    let daily = w.usable(Policy { daily_limit: Some(1), ..Default::default() });
+    let _ = w.sign(&w.app_a, &daily, b"x", None).unwrap();
+    assert_eq!(refused(&daily, &w.app_a, None), "usage_limit");
+
+    // Tickets: required, bound to the digest, single use, expiring.
+    let strict = w.usable(Policy { require_approval: true, ..Default::default() });
+    let doc = b"approved document";
+    let digest = hex::encode(seald::crypto::sm3(doc));
+    assert_eq!(refused(&strict, &w.app_a, None), "ticket_required");
+    let ticket = |d: &str, valid_s| {
+        let t = TicketRequest { app: "app-a".into(), digest: d.into(), valid_s };
+        w.registry.issue_ticket(&w.admin_a, &strict, t).unwrap().id
+    };
+    let t = ticket(&digest, None);
+    let wrong = w.sign(&w.app_a, &strict, b"another document", Some(&t));
+    assert!(matches!(wrong, Err(SignError::Seal(SealError::Refused(UseRefusal::TicketMismatch, _)))), "{wrong:?}");
+    let used = w.sign(&w.app_a, &strict, doc, Some(&t)).unwrap();
+    assert!(used.audit_seq > 0);
+    assert!(matches!(
+        w.sign(&w.app_a, &strict, doc, Some(&t)),
+        Err(SignError::Seal(SealError::Refused(UseRefusal::TicketUsed, _)))
+    ));
+    assert!(matches!(
+        w.sign(&w.app_a, &strict, doc, Some("nope")),
+        Err(SignError::Seal(SealError::Refused(UseRefusal::TicketMismatch, _)))
+    ));
+    let short = ticket(&digest, Some(1));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(matches!(
+        w.sign(&w.app_a, &strict, doc, Some(&short)),
+        Err(SignError::Seal(SealError::Refused(UseRefusal::TicketExpired, _)))
+    ));
+
+    // Every refusal is in the journal with its code.
+    let outcomes: Vec<String> = w
+        .journal
+        .query(&Query { action: Some("seal.use".into()), ..Default::default() })
+        .unwrap()
+        .into_iter()
+        .map(|r| r.outcome)
+        .collect();
+    for c in [
+        "no_grant",
+        "seal_frozen",
+        "seal_revoked",
+        "seal_expired",
+        "outside_hours",
+        "usage_limit",
+        "ticket_required",
+        "ticket_used",
+        "ticket_mismatch",
+        "ticket_expired",
+    ] {
+        assert!(outcomes.contains(&format!("refused:{c}")), "refused:{c} is journalled");
+    }
+}
+
+fn seald_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[test]
+fn no_signature_is_produced_after_a_freeze_is_acknowledged() {
+    let w = world();
+    let seal = w.usable(Policy::default());
+    let frozen_at = Arc::new(std::sync::Mutex::new(None::<u64>));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    std::thread::scope(|scope| {
+        for i in 0..64 {
+            let (w, seal, stop, signed, frozen_at) = (&w, &seal, stop.clone(), signed.clone(), frozen_at.clone());
+            let _ = scope.spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let ack_before = frozen_at.lock().unwrap().is_some();
+                    match w.sign(&w.app_a, seal, format!("doc {i} {n}").as_bytes(), None) {
+                        Ok(s) => {
+                            assert!(!ack_before, "a use that started after the freeze was acknowledged succeeded");
+                            signed.lock().unwrap().push(s.audit_seq);
+                        }
+                        Err(e) => assert_eq!(sign_code(&e), "seal_frozen", "{e}"),
+                    }
+                    n += 1;
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let _ = w.registry.transition(&w.issuer, &seal, Action::Freeze, TransitionRequest::default()).unwrap();
+        let head = w.journal.head_seq();
+        *frozen_at.lock().unwrap() = Some(head);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let records = w.journal.query(&Query { object: Some(format!("seal:{seal}")), ..Default::default() }).unwrap();
+    let freeze = records.iter().find(|r| r.action == "seal.freeze").expect("the freeze is journalled").seq;
+    let uses: Vec<u64> =
+        records.iter().filter(|r| r.action == "seal.use" && r.outcome == "ok").map(|r| r.seq).collect();
+    assert!(uses.len() > 10, "signing ran before the freeze ({} uses)", uses.len());
+    assert!(uses.iter().all(|s| *s < freeze), "a usage record follows the freeze in the journal");
+    let mut returned = signed.lock().unwrap().clone();
+    returned.sort();
+    assert_eq!(returned, uses, "every returned signature has its usage record, and no other record is ok");
+    assert!(
+        records.iter().any(|r| r.seq > freeze && r.outcome == "refused:seal_frozen"),
+        "uses after the freeze were refused"
+    );
+}
