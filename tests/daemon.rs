@@ -381,7 +381,8 @@ async fn bad_input_gets_clear_errors_and_ten_thousand_random_bodies_do_not_take_
         ),
         (serde_json::json!({"key": "nope", "input": "message", "data": "aGk="}), 404, "unknown_key"),
         (serde_json::json!({"key": "seal-sm2", "input": "message", "data": b64(&[0; 5000])}), 413, "too_large"),
-        (serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk=", "seal": "x"}), 400, "bad_json"),
+        (serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk=", "stamp": "x"}), 400, "bad_json"),
+        (serde_json::json!({"key": "seal-sm2", "seal": "x", "input": "message", "data": "aGk="}), 400, "bad_input"),
         (serde_json::json!({"key": "seal-sm2", "input": "pdf", "data": "aGk="}), 400, "bad_json"),
     ];
     for (body, status, code) in cases {
