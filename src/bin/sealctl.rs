@@ -4,6 +4,9 @@
 //! only session for this to work on single-session USB keys). PINs come from a file, never from
 //! the command line.
 
+#[path = "sealctl/admin.rs"]
+mod admin;
+
 use clap::{Args, Parser, Subcommand};
 use seald::crypto::KeyAlg;
 use seald::token::{KeyId, SignInput, TokenConfig, TokenError, TokenPool};
@@ -12,7 +15,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "sealctl", version, about = "seald's command line: tokens and keys (more to come: seals, audit)")]
+#[command(
+    name = "sealctl",
+    version,
+    about = "seald's command line: seals and their lifecycle, filings, accounts and units (through the daemon's API), tokens and keys, the audit journal",
+    after_help = "Exit status: 0 done; 1 refused by the daemon (or the audit chain has a problem); 2 bad command line or unreadable input; 3 the daemon is unreachable or failed.\nThe daemon connection comes from --server, --ca, --cert, --key or SEALCTL_SERVER, SEALCTL_CA, SEALCTL_CERT, SEALCTL_KEY."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,6 +37,47 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Seals: apply, approve, make, publish, freeze, unfreeze, revoke, change, renew; policy, grants,
+    /// use tickets, usage (through the daemon).
+    Seal {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::SealCmd,
+    },
+    /// Sign a document with a seal (or a plain key) as an application (through the daemon).
+    Sign {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(flatten)]
+        cmd: admin::SignCmd,
+    },
+    /// Filings (备案) for the police seal-management system (through the daemon).
+    Filing {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::FilingCmd,
+    },
+    /// Registry accounts (through the daemon; system administrator).
+    Account {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::AccountCmd,
+    },
+    /// Units (through the daemon).
+    Unit {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::UnitCmd,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -345,7 +394,7 @@ fn audit(action: AuditAction) -> Result<u8, String> {
 fn run(cmd: Command) -> Result<(), TokenError> {
     let action = match cmd {
         Command::Token { action } => action,
-        Command::Audit { .. } => unreachable!("handled in main"),
+        _ => unreachable!("handled in main"),
     };
     match action {
         TokenAction::Info(t) => {
@@ -464,8 +513,34 @@ fn run(cmd: Command) -> Result<(), TokenError> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     seald::init_logging("warn");
+    let command = std::mem::replace(&mut cli.command, Command::Completions { shell: clap_complete::Shell::Bash });
+    let remote = match command {
+        Command::Seal { conn, cmd } => Some(admin::seal(&conn, cmd)),
+        Command::Sign { conn, cmd } => Some(admin::sign(&conn, cmd)),
+        Command::Filing { conn, cmd } => Some(admin::filing(&conn, cmd)),
+        Command::Account { conn, cmd } => Some(admin::account(&conn, cmd)),
+        Command::Unit { conn, cmd } => Some(admin::unit(&conn, cmd)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "sealctl", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        other => {
+            cli.command = other;
+            None
+        }
+    };
+    if let Some(result) = remote {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => {
+                eprintln!("sealctl: error {}", f.message);
+                ExitCode::from(f.status)
+            }
+        };
+    }
     if let Command::Audit { action } = cli.command {
         return match audit(action) {
             Ok(code) => ExitCode::from(code),

@@ -1,0 +1,277 @@
+//! The whole story through `sealctl` against a running `seald`, as the people who run it would:
+//! `seald init`, then the system administrator creates a unit and accounts, the unit administrator
+//! applies, the issuer approves, makes and publishes, the unit administrator grants, the application
+//! signs (OpenSSL verifies), the issuer freezes, unfreezes, changes and revokes, filings are
+//! acknowledged, and the auditor verifies the journal. Exit codes and JSON output are checked.
+
+mod common;
+
+use common::{openssl, SoftToken};
+use seald::crypto::KeyAlg;
+use seald::devpki::DevCa;
+use seald::token::TokenPool;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn sealctl(dir: &Path, addr: &str, who: &str, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args(args)
+        .env("SEALCTL_SERVER", format!("https://localhost:{}", addr.rsplit(':').next().unwrap()))
+        .env("SEALCTL_CA", dir.join("ca.pem"))
+        .env("SEALCTL_CERT", dir.join(format!("{who}.pem")))
+        .env("SEALCTL_KEY", dir.join(format!("{who}.key")))
+        .output()
+        .unwrap();
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(r: Run, what: &str) -> String {
+    assert_eq!(r.status, 0, "{what}: {}{}", r.stdout, r.stderr);
+    r.stdout
+}
+
+fn json(r: Run, what: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(r, what)).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
+}
+
+#[test]
+fn a_seal_lives_its_whole_life_through_sealctl() {
+    let token = SoftToken::new("softtoken");
+    let dir: PathBuf = token.scratch("story");
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = TokenPool::open(&token.config()).unwrap().generate(KeyAlg::Sm2, "audit").unwrap();
+    let ca = DevCa::new("story CA").unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
+    let server = ca.server(1).unwrap();
+    std::fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
+    for (i, who) in ["sysadmin", "secofficer", "auditor", "issuer", "unitadmin", "app", "stranger"].iter().enumerate() {
+        let c = ca.client(who, 10 + i as u64, -1, 30).unwrap();
+        std::fs::write(dir.join(format!("{who}.pem")), &c.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{who}.key")), &c.key_pem).unwrap();
+    }
+    let d = dir.display();
+    let config = format!(
+        "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\n\n\
+         [token.environment]\nSOFTTOKEN_DIR = \"{}\"\n\n\
+         [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n\n\
+         [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\nkey = \"{}\"\n",
+        token.module.display(),
+        token.label,
+        token.pin_file.display(),
+        token.dir.join("token").display(),
+        audit.id,
+    );
+    let cfg = dir.join("seald.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let pem = |n: &str| dir.join(format!("{n}.pem")).to_string_lossy().into_owned();
+
+    // First boot.
+    let init = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["init", "--config", cfg.to_str().unwrap()])
+        .args(["--sysadmin", &pem("sysadmin"), "--secofficer", &pem("secofficer"), "--auditor", &pem("auditor")])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(init.status.success(), "seald init: {said}{}", String::from_utf8_lossy(&init.stderr));
+    assert!(said.contains("issuing CA: sm2") && said.contains("role sysadmin"), "{said}");
+    let again = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["init", "--config", cfg.to_str().unwrap()])
+        .args(["--sysadmin", &pem("sysadmin"), "--secofficer", &pem("secofficer"), "--auditor", &pem("auditor")])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a second init is refused");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("SEALD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.split("addr=").nth(1) {
+                let _ = tx.send(a.trim().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("seald run started");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Kill(child);
+    let ctl = |who: &str, args: &[&str]| sealctl(&dir, &addr, who, args);
+
+    // The system administrator sets up a unit and its people.
+    ok(ctl("sysadmin", &["unit", "create", "gov", "--name", "某某市人民政府"]), "unit create gov");
+    ok(
+        ctl("sysadmin", &["unit", "create", "bureau", "--name", "某某市市场监督管理局", "--parent", "gov"]),
+        "unit create bureau",
+    );
+    ok(ctl("sysadmin", &["account", "create", "issuer", "--role", "issuer", "--cert-file", &pem("issuer")]), "issuer");
+    ok(
+        ctl(
+            "sysadmin",
+            &[
+                "account",
+                "create",
+                "keeper",
+                "--role",
+                "unit_admin",
+                "--unit",
+                "bureau",
+                "--cert-file",
+                &pem("unitadmin"),
+            ],
+        ),
+        "unit admin",
+    );
+    ok(
+        ctl("sysadmin", &["account", "create", "oa", "--role", "app", "--unit", "bureau", "--cert-file", &pem("app")]),
+        "app",
+    );
+    let listed = ok(ctl("sysadmin", &["account", "list"]), "account list");
+    assert!(listed.contains("keeper") && listed.contains("unit_admin"), "{listed}");
+    let refused = ctl("issuer", &["account", "list"]);
+    assert_eq!(refused.status, 1, "an issuer may not list accounts: {}", refused.stderr);
+    assert!(refused.stderr.contains("forbidden"), "{}", refused.stderr);
+    let unknown = ctl("stranger", &["seal", "list"]);
+    assert_eq!(unknown.status, 1, "a certificate of no account: {}", unknown.stderr);
+    assert!(unknown.stderr.contains("unknown_identity"));
+
+    // Apply, approve, make, publish, grant.
+    let image = dir.join("seal.svg");
+    std::fs::write(&image, "<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"20\"/></svg>").unwrap();
+    let applied = json(
+        ctl(
+            "unitadmin",
+            &[
+                "seal",
+                "--json",
+                "apply",
+                "--name",
+                "某某市市场监督管理局合同专用章",
+                "--kind",
+                "合同专用章",
+                "--image",
+                image.to_str().unwrap(),
+                "--width-mm",
+                "40",
+                "--height-mm",
+                "40",
+            ],
+        ),
+        "apply",
+    );
+    let id = applied["id"].as_str().unwrap().to_string();
+    assert_eq!(applied["state"], "applied");
+    let wrong = ctl("issuer", &["seal", "publish", &id]);
+    assert_eq!(wrong.status, 1);
+    assert!(wrong.stderr.contains("invalid_transition") && wrong.stderr.contains("state: applied"), "{}", wrong.stderr);
+    for step in ["approve", "make", "publish"] {
+        let out = ok(ctl("issuer", &["seal", step, &id]), step);
+        assert!(out.contains(&id), "{out}");
+    }
+    ok(ctl("unitadmin", &["seal", "grant", &id, "oa"]), "grant");
+    let table = ok(ctl("unitadmin", &["seal", "list"]), "seal list");
+    assert!(table.starts_with("ID") && table.contains(&id) && table.contains("active"), "{table}");
+
+    // The application signs; OpenSSL verifies with the seal's certificate.
+    let doc = dir.join("contract.pdf");
+    std::fs::write(&doc, b"%PDF-1.7 a contract").unwrap();
+    let sig = dir.join("contract.sig");
+    ok(ctl("app", &["sign", "--seal", &id, "--file", doc.to_str().unwrap(), "--out", sig.to_str().unwrap()]), "sign");
+    let shown = json(ctl("issuer", &["seal", "--json", "show", &id]), "show");
+    let cert = dir.join("seal-cert.pem");
+    std::fs::write(&cert, shown["versions"][0]["cert_pem"].as_str().unwrap()).unwrap();
+    let (good, why) = openssl(&[
+        "pkeyutl",
+        "-verify",
+        "-certin",
+        "-inkey",
+        cert.to_str().unwrap(),
+        "-rawin",
+        "-in",
+        doc.to_str().unwrap(),
+        "-sigfile",
+        sig.to_str().unwrap(),
+        "-digest",
+        "sm3",
+        "-pkeyopt",
+        "distid:1234567812345678",
+    ]);
+    assert!(good, "OpenSSL rejects the seal signature: {why}");
+    let usage = json(ctl("auditor", &["seal", "--json", "usage", &id]), "usage");
+    assert_eq!(usage["usage"][0]["account"], "oa");
+
+    // Freeze stops use with a clear code; unfreeze restores it.
+    ok(ctl("issuer", &["seal", "freeze", &id, "--reason", "印章保管人变更"]), "freeze");
+    let frozen = ctl("app", &["sign", "--seal", &id, "--file", doc.to_str().unwrap()]);
+    assert_eq!(frozen.status, 1);
+    assert!(frozen.stderr.contains("seal_frozen"), "{}", frozen.stderr);
+    ok(ctl("issuer", &["seal", "unfreeze", &id]), "unfreeze");
+    ok(ctl("app", &["sign", "--seal", &id, "--file", doc.to_str().unwrap()]), "sign after unfreeze");
+
+    // Change makes a new seal; the old one is revoked; the grant moves along.
+    let changed = json(
+        ctl("issuer", &["seal", "--json", "change", &id, "--name", "某某市市场监督管理局合同专用章(2)"]),
+        "change",
+    );
+    let new_id = changed["id"].as_str().unwrap().to_string();
+    assert_eq!(changed["replaces"], id.as_str());
+    let old = ctl("app", &["sign", "--seal", &id, "--file", doc.to_str().unwrap()]);
+    assert!(old.status == 1 && old.stderr.contains("seal_revoked"), "{}", old.stderr);
+    ok(ctl("issuer", &["seal", "publish", &new_id]), "publish the new seal");
+    ok(ctl("app", &["sign", "--seal", &new_id, "--file", doc.to_str().unwrap()]), "sign with the new seal");
+    ok(ctl("issuer", &["seal", "revoke", &new_id, "--reason", "单位撤销"]), "revoke");
+
+    // Filings: make, change and revoke are pending; the issuer acknowledges them.
+    let pending = json(ctl("issuer", &["filing", "--json", "list", "--state", "pending"]), "filings");
+    let filings = pending["filings"].as_array().unwrap();
+    assert!(filings.len() >= 3, "{pending}");
+    for f in filings {
+        ok(ctl("issuer", &["filing", "ack", f["id"].as_str().unwrap(), "--reference", "GA-2026-001"]), "ack");
+    }
+    let after = json(ctl("issuer", &["filing", "--json", "list", "--state", "pending"]), "filings after");
+    assert_eq!(after["filings"].as_array().unwrap().len(), 0);
+    let export = dir.join("filings.json");
+    ok(ctl("issuer", &["filing", "export", "--out", export.to_str().unwrap()]), "export");
+    assert!(std::fs::read_to_string(&export).unwrap().contains("GA-2026-001"));
+
+    // The auditor verifies the whole journal through the daemon.
+    let port = addr.rsplit(':').next().unwrap();
+    let verify = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args(["audit", "verify", "--server", &format!("https://localhost:{port}"), "--ca", &pem("ca")])
+        .args(["--cert", &pem("auditor"), "--key", dir.join("auditor.key").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // Completions for operators' shells.
+    let comp = Command::new(env!("CARGO_BIN_EXE_sealctl")).args(["completions", "bash"]).output().unwrap();
+    assert!(comp.status.success() && String::from_utf8_lossy(&comp.stdout).contains("sealctl"));
+}
