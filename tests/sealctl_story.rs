@@ -220,6 +220,32 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         "distid:1234567812345678",
     ]);
     assert!(good, "OpenSSL rejects the seal signature: {why}");
+    // The certificate chains to the issuing CA (GET /v1/ca) in OpenSSL, with the SM2 default ID.
+    let client = seald::client::Client::new(
+        addr.parse().unwrap(),
+        "localhost",
+        &dir.join("ca.pem"),
+        &dir.join("app.pem"),
+        &dir.join("app.key"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, body) = rt.block_on(client.request("GET", "/v1/ca", None)).unwrap();
+    assert_eq!(status, 200);
+    let issuing: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let issuing_pem = dir.join("issuing-ca.pem");
+    std::fs::write(&issuing_pem, issuing["certificate"].as_str().unwrap()).unwrap();
+    let (chained, why) = openssl(&[
+        "verify",
+        "-vfyopt",
+        "distid:1234567812345678",
+        "-CAfile",
+        issuing_pem.to_str().unwrap(),
+        cert.to_str().unwrap(),
+    ]);
+    assert!(chained, "OpenSSL does not chain the seal certificate to the issuing CA: {why}");
+    let (parsed, text) = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-text"]);
+    assert!(parsed && text.contains("SM2-with-SM3") && text.contains("Non Repudiation"), "{text}");
     let usage = json(ctl("auditor", &["seal", "--json", "usage", &id]), "usage");
     assert_eq!(usage["usage"][0]["account"], "oa");
 

@@ -438,7 +438,7 @@ async fn v1(
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
             Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
         }
-        (_, ["seals" | "filings" | "admin", ..]) => seals::route(app, p, method, seg, query, req).await,
+        (_, ["seals" | "filings" | "admin" | "ca", ..]) => seals::route(app, p, method, seg, query, req).await,
         (_, ["sign" | "verify" | "keys" | "audit", ..]) => Err(method_not_allowed()),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route /v1/{}", seg.join("/")))),
     }

@@ -166,7 +166,8 @@ async fn with<T: Send + 'static>(
     Ok(blocking(move || f(&r)).await??)
 }
 
-/// Routes under `/v1/seals`, `/v1/filings` and `/v1/admin`.
+/// Routes under `/v1/seals`, `/v1/filings`, `/v1/admin`, and `/v1/ca` (the issuing CA certificate,
+/// for anyone who checks a seal certificate).
 pub(super) async fn route(
     app: &Arc<App>,
     p: &Principal,
@@ -178,6 +179,10 @@ pub(super) async fn route(
     let p = p.clone();
     let own = |s: &str| s.to_string();
     match (method, seg) {
+        (Method::GET, ["ca"]) => {
+            let ca = with(app, |r| r.issuing_ca()).await?.ok_or_else(|| ApiError::from(SealError::NoIssuingCa))?;
+            Ok(ok(&serde_json::json!({ "alg": ca.alg, "certificate": ca.cert_pem })))
+        }
         (Method::GET, ["seals"]) => {
             let (mut state, mut unit, mut expiring) = (None, None, None);
             for (k, v) in query_map(query, &["state", "unit", "expiring"])? {
@@ -349,7 +354,7 @@ pub(super) async fn route(
             let u = with(app, move |r| r.create_unit(&p, spec)).await?;
             Ok(json_response(StatusCode::CREATED, &u))
         }
-        (_, ["seals" | "filings" | "admin", ..]) => Err(super::method_not_allowed()),
+        (_, ["seals" | "filings" | "admin" | "ca", ..]) => Err(super::method_not_allowed()),
         _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route /v1/{}", seg.join("/")))),
     }
 }
