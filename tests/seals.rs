@@ -559,3 +559,42 @@ fn no_signature_is_produced_after_a_freeze_is_acknowledged() {
         "uses after the freeze were refused"
     );
 }
+
+#[test]
+fn an_imported_certificate_binds_only_to_the_seals_own_key_and_reminders_see_the_end_of_validity() {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let w = world();
+    let mut app = application(Policy::default());
+    app.alg = KeyAlg::P256;
+    let id = w.registry.apply(&w.admin_a, app).unwrap().id;
+    for a in [Action::Approve, Action::Make] {
+        let _ = w.registry.transition(&w.issuer, &id, a, TransitionRequest::default()).unwrap();
+    }
+    let seal = w.registry.seal(&id).unwrap();
+    let cert = seald::formats::x509::Cert::parse(seal.versions[0].cert_pem.as_bytes()).unwrap();
+    let seald::crypto::PublicKey::P256(pk) = cert.public_key().unwrap() else { panic!("a P-256 seal") };
+    let outside = seald::devpki::DevCa::new("outside CA").unwrap();
+    // An outside CA's certificate for the seal's key, ending in 20 days.
+    let own = outside.certify_p256("seal", pk.to_encoded_point(false).as_bytes(), 7, -1, 20).unwrap();
+    let stranger = outside.client("someone else", 9, -1, 20).unwrap();
+    let seald::crypto::PublicKey::P256(other_key) =
+        seald::formats::x509::Cert::parse(stranger.cert_pem.as_bytes()).unwrap().public_key().unwrap()
+    else {
+        panic!("rcgen makes P-256 keys")
+    };
+    let foreign = outside.certify_p256("seal", other_key.to_encoded_point(false).as_bytes(), 8, -1, 20).unwrap();
+    let refused = w.registry.import_certificate(&w.issuer, &id, &foreign.cert_pem).unwrap_err();
+    assert_eq!(refused.code(), "bad_certificate", "{refused}");
+    assert_eq!(w.registry.import_certificate(&w.admin_a, &id, &own.cert_pem).unwrap_err().code(), "forbidden");
+    let bound = w.registry.import_certificate(&w.issuer, &id, &own.cert_pem).unwrap();
+    assert_eq!(bound.versions[0].cert_pem.trim(), own.cert_pem.trim());
+    // The end of validity moved to the imported certificate's: the seal is now expiring within 30 days.
+    let within = |days| w.registry.list_seals(&w.issuer, None, None, Some(days)).unwrap().iter().any(|s| s.id == id);
+    assert!(within(30) && !within(10));
+    assert!(w.registry.expiring(90).unwrap().iter().any(|s| s.id == id));
+    // A use returns the imported certificate.
+    let _ = w.registry.transition(&w.issuer, &id, Action::Publish, TransitionRequest::default()).unwrap();
+    let _ = w.registry.grant(&w.admin_a, &id, "app-a").unwrap();
+    let signed = w.sign(&w.app_a, &id, b"x", None).unwrap();
+    assert_eq!(signed.cert.unwrap().trim(), own.cert_pem.trim());
+}

@@ -86,6 +86,12 @@ struct TransitionBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CertificateBody {
+    certificate: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct GrantBody {
     account: String,
 }
@@ -222,6 +228,11 @@ pub(super) async fn route(
         (Method::POST, ["seals", id, "policy"]) => {
             let (id, policy): (String, Policy) = (own(id), parse(&body(app, req).await?)?);
             let s = with(app, move |r| r.set_policy(&p, &id, policy)).await?;
+            Ok(ok(&s.view(crate::seal::now_ms(), true)))
+        }
+        (Method::POST, ["seals", id, "certificate"]) => {
+            let (id, b): (String, CertificateBody) = (own(id), parse(&body(app, req).await?)?);
+            let s = with(app, move |r| r.import_certificate(&p, &id, &b.certificate)).await?;
             Ok(ok(&s.view(crate::seal::now_ms(), true)))
         }
         (Method::GET, ["seals", id, "grants"]) => {

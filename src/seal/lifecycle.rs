@@ -410,6 +410,63 @@ impl Registry {
         Ok(result.unwrap_or(seal))
     }
 
+    /// Binds an imported certificate (from an outside CA) to the seal's current key version, in place
+    /// of the one the issuing CA made: an issuer, while the seal is made, active or frozen. Its public
+    /// key must be the token key's.
+    pub fn import_certificate(&self, p: &Principal, id: &str, pem: &str) -> Result<Seal, SealError> {
+        let object = format!("seal:{id}");
+        if p.role != Role::Issuer {
+            return Err(self.refuse(
+                p,
+                "seal.certificate",
+                &object,
+                SealError::Forbidden("only an issuer binds a certificate".into()),
+            ));
+        }
+        let cert =
+            crate::formats::x509::Cert::parse(pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let slot = self.slot(id);
+        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut seal = self.seal(id)?;
+        if !matches!(seal.state, SealState::Made | SealState::Active | SealState::Frozen) {
+            let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "certificate".into() };
+            return Err(self.refuse(p, "seal.certificate", &object, err));
+        }
+        let v = seal.versions.last_mut().ok_or_else(|| SealError::Store(format!("seal {id} has no key version")))?;
+        let token_key = self.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
+        let cert_key = cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
+        if cert_key != token_key.public_key {
+            return Err(self.refuse(
+                p,
+                "seal.certificate",
+                &object,
+                SealError::Certificate("its public key is not the seal's key in the token".into()),
+            ));
+        }
+        let (nb, na) = cert.validity();
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        };
+        v.cert_pem = cert.to_pem();
+        v.cert_serial = cert.serial_hex();
+        v.not_before_ms = ms(nb);
+        v.not_after_ms = ms(na);
+        let version = v.version;
+        seal.history.push(HistoryEntry {
+            action: "certificate".into(),
+            state: seal.state,
+            by: p.account.clone(),
+            time_ms: now_ms(),
+            reason: None,
+        });
+        let ev = AuditEvent::new(actor(p), "seal.certificate", &object, "ok")
+            .detail("key_version", version)
+            .detail("cert_sha256", cert.fingerprint())
+            .change(put("seals", id, &seal));
+        let _ = self.commit(ev)?;
+        Ok(seal)
+    }
+
     /// Sets a seal's use policy: its unit administrator, or an issuer. Not once revoked or rejected.
     pub fn set_policy(&self, p: &Principal, id: &str, policy: Policy) -> Result<Seal, SealError> {
         let object = format!("seal:{id}");

@@ -825,6 +825,29 @@ mod tests {
     }
 
     #[test]
+    fn a_filing_is_overdue_only_while_pending_past_the_deadline() {
+        let mut f = Filing {
+            id: "F1".into(),
+            seal: "1".into(),
+            seal_name: "n".into(),
+            kind: SealKind::Official,
+            unit: "u".into(),
+            action: "make".into(),
+            key_version: Some(1),
+            cert_serial: None,
+            created_ms: 1_000,
+            state: FilingState::Pending,
+            acked_ms: None,
+            acked_by: None,
+            reference: None,
+        };
+        let day = 24 * 3_600_000;
+        assert!(!f.overdue(1_000 + day, day) && f.overdue(1_001 + day, day));
+        f.state = FilingState::Acked;
+        assert!(!f.overdue(1_000 + 2 * day, day));
+    }
+
+    #[test]
     fn kinds_read_in_english_or_chinese_and_states_by_name() {
         let k: SealKind = serde_json::from_str("\"合同专用章\"").unwrap();
         assert_eq!(k, SealKind::Contract);

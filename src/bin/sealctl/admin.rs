@@ -244,6 +244,14 @@ pub enum SealCmd {
         #[arg(long)]
         height_mm: Option<f64>,
     },
+    /// Bind a certificate from an outside CA to the seal's current key (issuer; its key must match).
+    Certificate {
+        /// Seal id.
+        id: String,
+        /// The certificate (PEM).
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Set the use policy (unit administrator or issuer).
     Policy {
         /// Seal id.
@@ -490,6 +498,11 @@ pub fn seal(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
                                 "width_mm": width_mm, "height_mm": height_mm });
             }
             transition(c, "change", &t, extra)?;
+        }
+        SealCmd::Certificate { id, file } => {
+            let pem = String::from_utf8_lossy(&read(&file)?).into_owned();
+            let v = call(c, "POST", &format!("/v1/seals/{id}/certificate"), Some(json!({ "certificate": pem })))?;
+            out(c, &v, |v| println!("seal {} now uses the imported certificate", cell(&v["id"])));
         }
         SealCmd::Policy { id, policy } => {
             let v = call(c, "POST", &format!("/v1/seals/{id}/policy"), Some(policy.json()))?;
