@@ -6,6 +6,8 @@
 
 #[path = "sealctl/admin.rs"]
 mod admin;
+#[path = "sealctl/ses.rs"]
+mod ses;
 
 use clap::{Args, Parser, Subcommand};
 use seald::crypto::KeyAlg;
@@ -73,6 +75,11 @@ enum Command {
         conn: admin::Conn,
         #[command(subcommand)]
         cmd: admin::UnitCmd,
+    },
+    /// GB/T 38540 / GM/T 0031 seals and signatures, and OFD packages, offline: dump and verify.
+    Ses {
+        #[command(subcommand)]
+        cmd: ses::SesCmd,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -522,6 +529,7 @@ fn main() -> ExitCode {
         Command::Filing { conn, cmd } => Some(admin::filing(&conn, cmd)),
         Command::Account { conn, cmd } => Some(admin::account(&conn, cmd)),
         Command::Unit { conn, cmd } => Some(admin::unit(&conn, cmd)),
+        Command::Ses { cmd } => return ExitCode::from(ses::run(cmd)),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "sealctl", &mut std::io::stdout());

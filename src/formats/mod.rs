@@ -1,4 +1,6 @@
 //! DER structures. `formats` knows nothing of tokens: what it signs goes through a signer given to it,
 //! and what it verifies uses `crypto`.
 
+pub mod ofd;
+pub mod ses;
 pub mod x509;
