@@ -176,6 +176,11 @@ impl Signing {
         self
     }
 
+    /// The trust anchors and CRLs for certificates given to verification.
+    pub fn trust(&self) -> &crate::formats::x509::TrustStore {
+        &self.trust
+    }
+
     /// The seal registry, if there is one.
     pub fn registry(&self) -> Option<&Arc<crate::seal::Registry>> {
         self.registry.as_ref()

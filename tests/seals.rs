@@ -80,6 +80,7 @@ fn world() -> World {
     }
     let ca = registry.ensure_issuing_ca("test issuing CA", 3650).unwrap();
     assert_eq!(ca.alg, KeyAlg::Sm2);
+    let _ = registry.ensure_seal_maker("test seal maker", 3650).unwrap();
     let signing = Signing::new(
         pool,
         journal.clone(),
@@ -597,4 +598,89 @@ fn an_imported_certificate_binds_only_to_the_seals_own_key_and_reminders_see_the
     let _ = w.registry.grant(&w.admin_a, &id, "app-a").unwrap();
     let signed = w.sign(&w.app_a, &id, b"x", None).unwrap();
     assert_eq!(signed.cert.unwrap().trim(), own.cert_pem.trim());
+}
+
+#[test]
+fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_verifier_accept() {
+    use seald::formats::ses::{self, SesSeal, SesSignature};
+    let w = world();
+    let id = w.usable(Policy::default());
+    let der = w.registry.seal_ses(&w.issuer, &id).unwrap();
+    assert!(w.registry.seal_ses(&w.app_b, &id).is_err(), "an app without a grant does not read the seal");
+    let seal = SesSeal::parse(&der).unwrap();
+    assert!(seal.warnings.is_empty(), "our output needs no tolerance: {:?}", seal.warnings);
+    assert_eq!((seal.info.version, seal.info.vid.as_str(), seal.info.es_id.as_str()), (4, "seald", id.as_str()));
+    assert_eq!(seal.info.name, "某某市某某局合同专用章");
+    let report = w.registry.verify_ses_seal(&der, None, &seald::formats::x509::TrustStore::default());
+    assert!(report.valid, "{report:#?}");
+    let ok_steps: Vec<_> = report.steps.iter().filter(|s| s.ok == Some(true)).map(|s| s.step).collect();
+    for s in ["format", "maker_signature", "maker_certificate", "seal_validity", "trust_chain", "registry_state"] {
+        assert!(ok_steps.contains(&s), "{s} passes: {report:#?}");
+    }
+    // OpenSSL checks the maker's signature over the stored SES_SealInfo.
+    let key_pem = |cert: &[u8]| seald::formats::x509::Cert::parse(cert).unwrap().public_key().unwrap().to_spki_pem();
+    let (good, out) = common::openssl_sm2_verify(
+        &w.scratch,
+        &key_pem(&seal.maker_cert),
+        &seal.signed_bytes,
+        &seal.signed_value,
+        "1234567812345678",
+    );
+    assert!(good, "OpenSSL rejects the maker signature: {out}");
+    std::fs::write(w.scratch.join("seal.esl"), &der).unwrap();
+    assert!(openssl(&["asn1parse", "-inform", "DER", "-in", w.scratch.join("seal.esl").to_str().unwrap()]).0);
+
+    // Seal a document: the signature is a strict v4 SES_Signature whose every step passes.
+    let doc = b"<ofd:Signature>the protected Signature.xml</ofd:Signature>";
+    let (sig_der, receipt) = w
+        .registry
+        .sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0/Signs/Sign_0/Signature.xml", None)
+        .unwrap();
+    assert!(receipt.audit_seq > 0);
+    let sig = SesSignature::parse(&sig_der).unwrap();
+    assert!(sig.warnings.is_empty(), "{:?}", sig.warnings);
+    let report =
+        w.registry.verify_ses(&sig_der, Some(seald::crypto::sm3(doc)), &seald::formats::x509::TrustStore::default());
+    assert!(report.valid, "{report:#?}");
+    assert!(
+        report.steps.iter().all(|s| s.ok == Some(true) || matches!(s.step, "timestamp" | "revocation")),
+        "{report:#?}"
+    );
+    let (good, out) = common::openssl_sm2_verify(
+        &w.scratch,
+        &key_pem(&sig.signer_cert),
+        &sig.tbs,
+        &sig.signature,
+        "1234567812345678",
+    );
+    assert!(good, "OpenSSL rejects the seal signature over TBS_Sign: {out}");
+    // The usage record names the data hash, like any use.
+    let usage = w.registry.usage(&w.auditor, &id).unwrap();
+    assert_eq!(usage.last().unwrap()["digest"], hex::encode(seald::crypto::sm3(doc)));
+
+    // Another document: data_hash fails and names itself.
+    let wrong = w.registry.verify_ses(
+        &sig_der,
+        Some(seald::crypto::sm3(b"other")),
+        &seald::formats::x509::TrustStore::default(),
+    );
+    assert_eq!(
+        wrong.steps.iter().filter(|s| s.ok == Some(false)).map(|s| s.step).collect::<Vec<_>>(),
+        vec!["data_hash"]
+    );
+
+    // Freezing stops new seal signatures; the earlier one still verifies (the seal was active then).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let _ = w.registry.transition(&w.issuer, &id, Action::Freeze, TransitionRequest::default()).unwrap();
+    let refused = w.registry.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", None).unwrap_err();
+    assert_eq!(refused.code(), "seal_frozen");
+    let later =
+        w.registry.verify_ses(&sig_der, Some(seald::crypto::sm3(doc)), &seald::formats::x509::TrustStore::default());
+    assert!(later.valid, "signed while active: {later:#?}");
+    let state = later.steps.iter().find(|s| s.step == "registry_state").unwrap();
+    assert!(state.detail.contains("now frozen"), "{}", state.detail);
+    // A seal judged now says frozen.
+    let now = w.registry.verify_ses_seal(&der, None, &seald::formats::x509::TrustStore::default());
+    assert!(!now.valid && now.steps.iter().any(|s| s.step == "registry_state" && s.ok == Some(false)));
+    let _ = ses::unreadable(&ses::SesError("x".into()));
 }

@@ -367,6 +367,8 @@ async fn v1(
             let verdict = verify_one(app, b).await?;
             Ok(json_response(StatusCode::OK, &verdict))
         }
+        (Method::POST, ["verify", "ses"]) => seals::verify_ses(app, parse(&body(app, req).await?)?).await,
+        (Method::POST, ["verify", "seal"]) => seals::verify_seal(app, parse(&body(app, req).await?)?).await,
         (Method::POST, ["verify", "batch"]) => {
             let b: Batch<VerifyBody> = parse(&body(app, req).await?)?;
             check_batch(b.items.len())?;

@@ -20,9 +20,10 @@ impl From<SealError> for ApiError {
         let status = match &e {
             SealError::Forbidden(_) => StatusCode::FORBIDDEN,
             SealError::NotFound(..) => StatusCode::NOT_FOUND,
-            SealError::InvalidTransition { .. } | SealError::Conflict(..) | SealError::NoIssuingCa => {
-                StatusCode::CONFLICT
-            }
+            SealError::InvalidTransition { .. }
+            | SealError::Conflict(..)
+            | SealError::NoIssuingCa
+            | SealError::NoSealMaker => StatusCode::CONFLICT,
             SealError::BadInput(_) | SealError::Certificate(_) => StatusCode::BAD_REQUEST,
             SealError::Refused(r, _) => match r {
                 UseRefusal::NotActive
@@ -82,6 +83,62 @@ struct TransitionBody {
     width_mm: Option<f64>,
     #[serde(default)]
     height_mm: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignSesBody {
+    data_hash: String,
+    property_info: String,
+    #[serde(default)]
+    ext_datas: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifySesBody {
+    ses_signature: String,
+    #[serde(default)]
+    document: Option<String>,
+    #[serde(default)]
+    document_sm3: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifySealBody {
+    seal: String,
+    #[serde(default)]
+    at_ms: Option<u64>,
+}
+
+/// `POST /v1/verify/ses`: GB/T 38540 §7.3, with the registry's state for seals made here.
+pub(super) async fn verify_ses(app: &Arc<App>, b: VerifySesBody) -> Result<Response<Full<Bytes>>, ApiError> {
+    let sig = b64("ses_signature", &b.ses_signature)?;
+    let doc = match (b.document, b.document_sm3) {
+        (Some(_), Some(_)) => return Err(ApiError::bad("bad_input", "give document or document_sm3, not both")),
+        (Some(d), None) => Some(crate::crypto::sm3(&b64("document", &d)?)),
+        (None, Some(h)) => Some(
+            b64("document_sm3", &h)?
+                .try_into()
+                .map_err(|_| ApiError::bad("bad_input", "document_sm3 must be 32 bytes"))?,
+        ),
+        (None, None) => None,
+    };
+    let app2 = app.clone();
+    let report = with(app, move |r| Ok(r.verify_ses(&sig, doc, app2.signing.trust()))).await?;
+    Ok(ok(&report))
+}
+
+/// `POST /v1/verify/seal`: GB/T 38540 §6.3 for a seal alone.
+pub(super) async fn verify_seal(app: &Arc<App>, b: VerifySealBody) -> Result<Response<Full<Bytes>>, ApiError> {
+    let seal = b64("seal", &b.seal)?;
+    let at = b.at_ms.map(|m| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m));
+    let app2 = app.clone();
+    let report = with(app, move |r| Ok(r.verify_ses_seal(&seal, at, app2.signing.trust()))).await?;
+    Ok(ok(&report))
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +286,30 @@ pub(super) async fn route(
             let (id, policy): (String, Policy) = (own(id), parse(&body(app, req).await?)?);
             let s = with(app, move |r| r.set_policy(&p, &id, policy)).await?;
             Ok(ok(&s.view(crate::seal::now_ms(), true)))
+        }
+        (Method::GET, ["seals", id, "ses"]) => {
+            let id = own(id);
+            let der = with(app, move |r| r.seal_ses(&p, &id)).await?;
+            let mut resp = Response::new(Full::new(Bytes::from(der)));
+            let _ = resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/octet-stream"),
+            );
+            Ok(resp)
+        }
+        (Method::POST, ["seals", id, "sign-ses"]) => {
+            let (id, b): (String, SignSesBody) = (own(id), parse(&body(app, req).await?)?);
+            if b.ext_datas.as_ref().is_some_and(|e| !e.is_empty()) {
+                return Err(ApiError::bad("bad_input", "ext_datas in TBS_Sign are not supported yet; leave them out"));
+            }
+            let hash = b64("data_hash", &b.data_hash)?;
+            let (der, receipt) =
+                with(app, move |r| r.sign_ses(&p, &id, &hash, &b.property_info, b.ticket.as_deref())).await?;
+            use base64::Engine as _;
+            Ok(ok(&serde_json::json!({
+                "ses_signature": base64::engine::general_purpose::STANDARD.encode(der),
+                "key_version": receipt.key.version, "audit_seq": receipt.audit_seq,
+            })))
         }
         (Method::POST, ["seals", id, "certificate"]) => {
             let (id, b): (String, CertificateBody) = (own(id), parse(&body(app, req).await?)?);

@@ -320,6 +320,9 @@ fn dev(dir: &Path, listen: &str) -> Result<(), Error> {
                 let _ = offline.registry.create_account(&admin, spec, &|_| false)?;
             }
         }
+        // Stores made before the seal maker existed get one now (idempotent).
+        let _ = offline.registry.ensure_issuing_ca("seald dev issuing CA", 3650)?;
+        let _ = offline.registry.ensure_seal_maker("seald dev seal maker", 3650)?;
         offline.journal.close();
     }
 
@@ -421,6 +424,9 @@ fn init_registry(
     let ca = registry.ensure_issuing_ca(ca_name, ca_days)?;
     let cert = seald::formats::x509::Cert::parse(ca.cert_pem.as_bytes())?;
     println!("issuing CA: {} key {} in the token, certificate sha256 {}", ca.alg, ca.key_id, cert.fingerprint());
+    let maker = registry.ensure_seal_maker("seald seal maker", ca_days)?;
+    let cert = seald::formats::x509::Cert::parse(maker.cert_pem.as_bytes())?;
+    println!("seal maker: {} key {} in the token, certificate sha256 {}", maker.alg, maker.key_id, cert.fingerprint());
     let sysadmin = &accounts[0];
     Ok(Principal {
         account: sysadmin.name.clone(),

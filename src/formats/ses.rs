@@ -857,6 +857,128 @@ pub fn unreadable(e: &SesError) -> Report {
     }
 }
 
+/// Strict DER output: a primitive or constructed TLV.
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = seq(&[content]);
+    out[0] = tag;
+    out
+}
+
+fn der_int(v: i64) -> Vec<u8> {
+    let bytes = v.to_be_bytes();
+    let mut start = 0;
+    while start < 7
+        && ((bytes[start] == 0 && bytes[start + 1] & 0x80 == 0)
+            || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
+    {
+        start += 1;
+    }
+    der_tlv(0x02, &bytes[start..])
+}
+
+fn der_oid(oid: &str) -> Result<Vec<u8>, SesError> {
+    let o = der::asn1::ObjectIdentifier::new(oid).map_err(|e| bad(format!("OID {oid}: {e}")))?;
+    Ok(der_tlv(0x06, o.as_bytes()))
+}
+
+fn der_ia5(s: &str) -> Result<Vec<u8>, SesError> {
+    if !s.is_ascii() {
+        return Err(bad(format!("'{s}' is not IA5 (ASCII)")));
+    }
+    Ok(der_tlv(0x16, s.as_bytes()))
+}
+
+fn der_time(t: SystemTime) -> Vec<u8> {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let text = match ::time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(d) => format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        ),
+        Err(_) => "19700101000000Z".to_string(),
+    };
+    der_tlv(0x18, text.as_bytes())
+}
+
+fn der_bits(bytes: &[u8]) -> Vec<u8> {
+    let mut c = vec![0u8];
+    c.extend_from_slice(bytes);
+    der_tlv(0x03, &c)
+}
+
+/// What a new v4 seal says (GB/T 38540 §6.1).
+#[derive(Debug, Clone)]
+pub struct SealTemplate<'a> {
+    /// Vendor id (`seald`).
+    pub vid: &'a str,
+    /// esID (ASCII).
+    pub es_id: &'a str,
+    /// Seal type (business-defined in v4; seald writes 1 for unit seals, 2 for personal ones).
+    pub seal_type: i64,
+    /// Name, as on file with the police.
+    pub name: &'a str,
+    /// The signer certificates (DER): certListType 1.
+    pub certs: Vec<&'a [u8]>,
+    /// createDate.
+    pub create_date: SystemTime,
+    /// validStart.
+    pub valid_start: SystemTime,
+    /// validEnd.
+    pub valid_end: SystemTime,
+    /// Picture type (`PNG`, `GIF`, `JPG`, `SVG`).
+    pub picture_type: &'a str,
+    /// Picture bytes.
+    pub picture: &'a [u8],
+    /// Width, mm.
+    pub width_mm: i64,
+    /// Height, mm.
+    pub height_mm: i64,
+}
+
+/// The DER of a v4 `SES_SealInfo`: what the maker signs.
+pub fn build_seal_info(t: &SealTemplate<'_>) -> Result<Vec<u8>, SesError> {
+    let header = seq(&[&der_ia5("ES")?, &der_int(4), &der_ia5(t.vid)?]);
+    let certs: Vec<Vec<u8>> = t.certs.iter().map(|c| der_tlv(0x04, c)).collect();
+    let cert_refs: Vec<&[u8]> = certs.iter().map(Vec::as_slice).collect();
+    let property = seq(&[
+        &der_int(t.seal_type),
+        &der_tlv(0x0c, t.name.as_bytes()),
+        &der_int(1),
+        &seq(&cert_refs),
+        &der_time(t.create_date),
+        &der_time(t.valid_start),
+        &der_time(t.valid_end),
+    ]);
+    let picture =
+        seq(&[&der_ia5(t.picture_type)?, &der_tlv(0x04, t.picture), &der_int(t.width_mm), &der_int(t.height_mm)]);
+    Ok(seq(&[&header, &der_ia5(t.es_id)?, &property, &picture]))
+}
+
+/// A v4 `SESeal` from its signed `SES_SealInfo`, the maker certificate and the maker's DER signature.
+pub fn build_seal(seal_info: &[u8], maker_cert: &[u8], sign_alg: &str, signature: &[u8]) -> Result<Vec<u8>, SesError> {
+    Ok(seq(&[seal_info, &der_tlv(0x04, maker_cert), &der_oid(sign_alg)?, &der_bits(signature)]))
+}
+
+/// The DER of a v4 `TBS_Sign` (GB/T 38540 §7.1): what the signer signs. `seal` is the SESeal as stored.
+pub fn build_tbs_sign(
+    seal: &[u8],
+    time_info: SystemTime,
+    data_hash: &[u8],
+    property_info: &str,
+) -> Result<Vec<u8>, SesError> {
+    Ok(seq(&[&der_int(4), seal, &der_time(time_info), &der_bits(data_hash), &der_ia5(property_info)?]))
+}
+
+/// A v4 `SES_Signature` from its signed `TBS_Sign`, the signer certificate and its DER signature.
+pub fn build_signature(tbs: &[u8], signer_cert: &[u8], sign_alg: &str, signature: &[u8]) -> Result<Vec<u8>, SesError> {
+    Ok(seq(&[tbs, &der_tlv(0x04, signer_cert), &der_oid(sign_alg)?, &der_bits(signature)]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,18 @@ impl TrustStore {
         TrustStore { anchors, crls }
     }
 
+    /// This store with one more anchor.
+    pub fn with_anchor(&self, anchor: Cert) -> Self {
+        let mut t = self.clone();
+        t.anchors.push(anchor);
+        t
+    }
+
+    /// Whether any CRL is loaded.
+    pub fn has_crls(&self) -> bool {
+        !self.crls.is_empty()
+    }
+
     /// Every failed check of `cert` at time `at`, by name: `certificate_expired`,
     /// `certificate_not_yet_valid`, `certificate_untrusted`, `certificate_revoked`.
     pub fn check(&self, cert: &Cert, at: SystemTime) -> Vec<&'static str> {

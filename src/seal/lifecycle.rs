@@ -282,7 +282,7 @@ impl Registry {
         let ms = |t: std::time::SystemTime| {
             t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
         };
-        Ok(SealKeyVersion {
+        let mut v = SealKeyVersion {
             version,
             key_id: key.id.to_hex(),
             alg: seal.alg,
@@ -292,7 +292,16 @@ impl Registry {
             not_after_ms: ms(na),
             created_ms: now_ms(),
             retired_ms: None,
-        })
+            ses: None,
+        };
+        match self.make_ses(seal, &v) {
+            Ok(ses) => v.ses = Some(ses),
+            Err(e) => {
+                let _ = self.pool.destroy(&key.id);
+                return Err(e);
+            }
+        }
+        Ok(v)
     }
 
     /// An issuer's transition. Returns the seal after it (for change: the new seal).
@@ -452,6 +461,11 @@ impl Registry {
         v.not_before_ms = ms(nb);
         v.not_after_ms = ms(na);
         let version = v.version;
+        let snapshot = v.clone();
+        let ses = self.make_ses(&seal, &snapshot)?;
+        if let Some(v) = seal.versions.last_mut() {
+            v.ses = Some(ses);
+        }
         seal.history.push(HistoryEntry {
             action: "certificate".into(),
             state: seal.state,

@@ -182,6 +182,9 @@ pub struct SealKeyVersion {
     /// When a newer version replaced it.
     #[serde(default)]
     pub retired_ms: Option<u64>,
+    /// The GB/T 38540 `SESeal` of this version (certList: its certificate), DER, base64.
+    #[serde(default)]
+    pub ses: Option<String>,
 }
 
 /// One step of a seal's history.
@@ -356,9 +359,11 @@ impl Filing {
     }
 }
 
-/// The appliance's issuing CA key (tree `keys`, key `issuing-ca`).
+/// One of the appliance's own keys in the token with its certificate (tree `keys`): the issuing CA
+/// (`issuing-ca`, self-signed) and the seal maker (`seal-maker`, issued by that CA), which signs the
+/// GB/T 38540 `SESeal` of every seal made here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssuingCa {
+pub struct ApplianceKey {
     /// CKA_ID, hex.
     pub key_id: String,
     /// Algorithm.
@@ -472,6 +477,9 @@ pub enum SealError {
     /// No issuing CA is set up (`seald init`).
     #[error("no issuing CA key: run `seald init` (or `seald dev`)")]
     NoIssuingCa,
+    /// No seal-maker key is set up (`seald init`).
+    #[error("no seal-maker key: run `seald init` (or `seald dev`)")]
+    NoSealMaker,
     /// The token failed.
     #[error(transparent)]
     Token(#[from] TokenError),
@@ -497,6 +505,7 @@ impl SealError {
             SealError::BadInput(_) => "bad_input",
             SealError::Refused(r, _) => r.code(),
             SealError::NoIssuingCa => "no_issuing_ca",
+            SealError::NoSealMaker => "no_seal_maker",
             SealError::Token(t) => t.code(),
             SealError::Certificate(_) => "bad_certificate",
             SealError::Audit(_) => "audit_unavailable",
@@ -547,7 +556,17 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// The signature algorithm OID for a key algorithm (SES signAlgID).
+pub(crate) fn sig_oid(alg: KeyAlg) -> &'static str {
+    match alg {
+        KeyAlg::Sm2 => crate::formats::ses::OID_SM2_SM3,
+        KeyAlg::P256 => "1.2.840.10045.4.3.2",
+        KeyAlg::Rsa2048 | KeyAlg::Rsa3072 => "1.2.840.113549.1.1.11",
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -645,13 +664,13 @@ impl Registry {
     }
 
     /// The issuing CA, if set up.
-    pub fn issuing_ca(&self) -> Result<Option<IssuingCa>, SealError> {
-        Ok(self.store.get::<IssuingCa>("keys", "issuing-ca")?)
+    pub fn issuing_ca(&self) -> Result<Option<ApplianceKey>, SealError> {
+        Ok(self.store.get::<ApplianceKey>("keys", "issuing-ca")?)
     }
 
     /// Sets up the issuing CA: a key generated in the token (SM2 where the token offers it, P-256
     /// otherwise) and its self-signed certificate. Does nothing when one exists. Returns it.
-    pub fn ensure_issuing_ca(&self, common_name: &str, valid_days: u32) -> Result<IssuingCa, SealError> {
+    pub fn ensure_issuing_ca(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
         let _g = self.admin_lock();
         if let Some(ca) = self.issuing_ca()? {
             return Ok(ca);
@@ -669,7 +688,7 @@ impl Registry {
         };
         let cert =
             crate::formats::x509::issue(&template, None, &signer).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let ca = IssuingCa { key_id: key.id.to_hex(), alg, cert_pem: cert.to_pem() };
+        let ca = ApplianceKey { key_id: key.id.to_hex(), alg, cert_pem: cert.to_pem() };
         let ev = AuditEvent::new(Actor::system(), "ca.create", "key:issuing-ca", "ok")
             .detail("key_id", ca.key_id.clone())
             .detail("alg", alg.name())
@@ -677,6 +696,80 @@ impl Registry {
             .change(put("keys", "issuing-ca", &ca));
         let _ = self.commit(ev)?;
         Ok(ca)
+    }
+
+    /// The seal-maker key, if set up.
+    pub fn seal_maker(&self) -> Result<Option<ApplianceKey>, SealError> {
+        Ok(self.store.get::<ApplianceKey>("keys", "seal-maker")?)
+    }
+
+    /// Sets up the seal maker (制章者): a key generated in the token with a certificate from the
+    /// issuing CA. Does nothing when one exists. Returns it.
+    pub fn ensure_seal_maker(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
+        let _g = self.admin_lock();
+        if let Some(m) = self.seal_maker()? {
+            return Ok(m);
+        }
+        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
+        let alg = ca.alg;
+        let key = self.pool.generate(alg, "seald-seal-maker")?;
+        let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let signer = TokenSigner {
+            pool: &self.pool,
+            id: KeyId::from_hex(&ca.key_id)?,
+            public: ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
+        };
+        let now = std::time::SystemTime::now();
+        let template = crate::formats::x509::CertTemplate {
+            subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
+            public_key: &key.public_key,
+            not_before: now - std::time::Duration::from_secs(3600),
+            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
+            ca: false,
+        };
+        let cert = crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
+            .map_err(|e| SealError::Certificate(e.to_string()))?;
+        let maker = ApplianceKey { key_id: key.id.to_hex(), alg, cert_pem: cert.to_pem() };
+        let ev = AuditEvent::new(Actor::system(), "maker.create", "key:seal-maker", "ok")
+            .detail("key_id", maker.key_id.clone())
+            .detail("alg", alg.name())
+            .detail("cert_sha256", cert.fingerprint())
+            .change(put("keys", "seal-maker", &maker));
+        let _ = self.commit(ev)?;
+        Ok(maker)
+    }
+
+    /// The GB/T 38540 v4 `SESeal` for one key version of a seal, signed by the seal maker in the token.
+    fn make_ses(&self, seal: &Seal, v: &SealKeyVersion) -> Result<String, SealError> {
+        use crate::formats::ses;
+        use base64::Engine as _;
+        let maker = self.seal_maker()?.ok_or(SealError::NoSealMaker)?;
+        let maker_cert = Cert::parse(maker.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let seal_cert = Cert::parse(v.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let picture = base64::engine::general_purpose::STANDARD
+            .decode(&seal.image.data)
+            .map_err(|e| SealError::Store(e.to_string()))?;
+        let ms = |m: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m);
+        let template = ses::SealTemplate {
+            vid: "seald",
+            es_id: &seal.id,
+            seal_type: if matches!(seal.kind, SealKind::Personal | SealKind::LegalRepresentative) { 2 } else { 1 },
+            name: &seal.name,
+            certs: vec![seal_cert.der()],
+            create_date: ms(v.created_ms),
+            valid_start: ms(v.not_before_ms),
+            valid_end: ms(v.not_after_ms),
+            picture_type: &seal.image.image_type.to_ascii_uppercase(),
+            picture: &picture,
+            width_mm: seal.image.width_mm.round() as i64,
+            height_mm: seal.image.height_mm.round() as i64,
+        };
+        let info = ses::build_seal_info(&template).map_err(|e| SealError::BadInput(e.to_string()))?;
+        let signature =
+            self.pool.sign(&KeyId::from_hex(&maker.key_id)?, SignInput::Message { data: &info, user_id: None })?.der;
+        let der = ses::build_seal(&info, maker_cert.der(), sig_oid(maker.alg), &signature)
+            .map_err(|e| SealError::BadInput(e.to_string()))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
 
     /// Issues a signing certificate for a seal's key with the issuing CA in the token.

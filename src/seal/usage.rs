@@ -27,6 +27,8 @@ pub struct SealKeyRef {
     pub alg: KeyAlg,
     /// The certificate bound to this version, PEM.
     pub cert_pem: String,
+    /// This version's GB/T 38540 `SESeal`, DER.
+    pub ses: Option<Vec<u8>>,
 }
 
 /// A durable use.
@@ -209,6 +211,10 @@ impl Registry {
             version: v.version,
             alg: v.alg,
             cert_pem: v.cert_pem.clone(),
+            ses: v.ses.as_ref().and_then(|b| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            }),
         };
         let signed = sign(&key)?;
         let (total_key, day_key) = self.counter_keys(seal_id, now);
@@ -233,6 +239,147 @@ impl Registry {
         let seq = self.commit(ev)?;
         drop(reservation);
         Ok((signed, UseReceipt { key, audit_seq: seq }))
+    }
+
+    /// Seals a document (GB/T 38540 §7.2): with the same use checks and usage record as any use,
+    /// builds a v4 `TBS_Sign` over the seal's current `SESeal`, `data_hash` (SM3 of the protected
+    /// bytes, also the usage record's digest) and `property_info`, signs it with the seal's key in
+    /// the token, and returns the `SES_Signature` DER.
+    pub fn sign_ses(
+        &self,
+        p: &Principal,
+        seal_id: &str,
+        data_hash: &[u8],
+        property_info: &str,
+        ticket: Option<&str>,
+    ) -> Result<(Vec<u8>, UseReceipt), SealError> {
+        use crate::formats::ses;
+        let hash: [u8; 32] = data_hash
+            .try_into()
+            .map_err(|_| SealError::BadInput(format!("data_hash must be 32 bytes (SM3), got {}", data_hash.len())))?;
+        if property_info.is_empty() || property_info.len() > 1024 || !property_info.is_ascii() {
+            return Err(SealError::BadInput("property_info must be 1 to 1024 ASCII characters (IA5String)".into()));
+        }
+        let details = [("input", serde_json::Value::from("ses")), ("property_info", property_info.into())];
+        self.use_seal(
+            p,
+            seal_id,
+            ticket,
+            &details,
+            |_| Ok(hash),
+            |k| {
+                let seal = k.ses.as_ref().ok_or(SealError::NoSealMaker)?;
+                let cert = crate::formats::x509::Cert::parse(k.cert_pem.as_bytes())
+                    .map_err(|e| SealError::Certificate(e.to_string()))?;
+                let tbs = ses::build_tbs_sign(seal, std::time::SystemTime::now(), &hash, property_info)
+                    .map_err(|e| SealError::BadInput(e.to_string()))?;
+                let sig = self.pool.sign(&k.key_id, crate::token::SignInput::Message { data: &tbs, user_id: None })?;
+                ses::build_signature(&tbs, cert.der(), super::sig_oid(k.alg), &sig.der)
+                    .map_err(|e| SealError::BadInput(e.to_string()))
+            },
+        )
+    }
+
+    /// The registry's verdict on a seal made here, at `at_ms`: its state then (from its history).
+    /// `None` for seals not made here.
+    pub fn registry_state(&self, es_id: &str, at_ms: u64) -> Option<(bool, String)> {
+        let seal = self.store.get::<Seal>("seals", es_id).ok().flatten()?;
+        // Signing times have whole seconds: the seal counts as active then if it was active at any
+        // moment of that second.
+        let start = at_ms - at_ms % 1000;
+        let mut states: Vec<SealState> =
+            seal.history.iter().take_while(|h| h.time_ms < start).last().map(|h| h.state).into_iter().collect();
+        states.extend(seal.history.iter().filter(|h| h.time_ms >= start && h.time_ms < start + 1000).map(|h| h.state));
+        let state = if states.contains(&SealState::Active) { Some(SealState::Active) } else { states.last().copied() };
+        Some(match state {
+            Some(SealState::Active) => (true, format!("seal {es_id} was active then (now {})", seal.state.name())),
+            Some(s) => (false, format!("seal {es_id} was {} then (now {})", s.name(), seal.state.name())),
+            None => (false, format!("seal {es_id} did not exist yet then")),
+        })
+    }
+
+    /// GB/T 38540 §7.3 for a signature, with the registry's state for seals made here, `base` trust
+    /// anchors (the configured ones) plus the issuing CA, and `document_sm3` when known.
+    pub fn verify_ses(
+        &self,
+        bytes: &[u8],
+        document_sm3: Option<[u8; 32]>,
+        base: &crate::formats::x509::TrustStore,
+    ) -> crate::formats::ses::Report {
+        use crate::formats::ses;
+        match ses::SesSignature::parse(bytes) {
+            Err(e) => ses::unreadable(&e),
+            Ok(sig) => {
+                let at = sig.time_info.map(|t| t.at).unwrap_or_else(std::time::SystemTime::now);
+                let at_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                let trust = self.trust(base);
+                let opts = ses::VerifyOptions {
+                    trust: Some(&trust),
+                    have_crls: trust.has_crls(),
+                    document_sm3,
+                    registry_state: self.registry_state(&sig.seal.info.es_id, at_ms),
+                    ..Default::default()
+                };
+                ses::verify_signature(&sig, &opts)
+            }
+        }
+    }
+
+    /// GB/T 38540 §6.3 for a seal alone at `at` (default now), with the registry's current state for
+    /// seals made here.
+    pub fn verify_ses_seal(
+        &self,
+        bytes: &[u8],
+        at: Option<std::time::SystemTime>,
+        base: &crate::formats::x509::TrustStore,
+    ) -> crate::formats::ses::Report {
+        use crate::formats::ses;
+        match ses::SesSeal::parse(bytes) {
+            Err(e) => ses::unreadable(&e),
+            Ok(seal) => {
+                let when = at.unwrap_or_else(std::time::SystemTime::now);
+                let at_ms = when.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                let trust = self.trust(base);
+                let opts = ses::VerifyOptions {
+                    trust: Some(&trust),
+                    have_crls: trust.has_crls(),
+                    at,
+                    registry_state: match at {
+                        Some(_) => self.registry_state(&seal.info.es_id, at_ms),
+                        None => self.store.get::<Seal>("seals", &seal.info.es_id).ok().flatten().map(|s| {
+                            (s.state == SealState::Active, format!("seal {} is {} now", s.id, s.state.name()))
+                        }),
+                    },
+                    ..Default::default()
+                };
+                ses::verify_seal(&seal, &opts)
+            }
+        }
+    }
+
+    /// `base` plus the issuing CA as a trust anchor (the seal maker and seal certificates chain to it).
+    fn trust(&self, base: &crate::formats::x509::TrustStore) -> crate::formats::x509::TrustStore {
+        let ca = self
+            .issuing_ca()
+            .ok()
+            .flatten()
+            .and_then(|ca| crate::formats::x509::Cert::parse(ca.cert_pem.as_bytes()).ok());
+        match ca {
+            Some(c) => base.with_anchor(c),
+            None => base.clone(),
+        }
+    }
+
+    /// The current `SESeal` of a seal, DER, for those who may read the seal.
+    pub fn seal_ses(&self, p: &Principal, id: &str) -> Result<Vec<u8>, SealError> {
+        use base64::Engine as _;
+        let seal = self.get_seal(p, id)?;
+        let b64 = seal.current().and_then(|v| v.ses.clone()).ok_or_else(|| SealError::InvalidTransition {
+            seal: id.into(),
+            state: seal.state,
+            action: "ses".into(),
+        })?;
+        base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| SealError::Store(e.to_string()))
     }
 
     /// A unit administrator approves one use of a seal by one of its granted apps on one digest.
