@@ -684,3 +684,65 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     assert!(!now.valid && now.steps.iter().any(|s| s.step == "registry_state" && s.ok == Some(false)));
     let _ = ses::unreadable(&ses::SesError("x".into()));
 }
+
+#[test]
+fn signed_data_made_with_a_seal_verifies_here_and_in_openssl() {
+    use seald::formats::cms;
+    let w = world();
+    let sm2 = w.usable(Policy::default());
+    let doc = b"a contract, signed as GM/T 0010 SignedData";
+    let none = seald::formats::x509::TrustStore::default();
+    for detached in [true, false] {
+        let (der, _) = w.registry.sign_cms(&w.app_a, &sm2, doc, detached, None).unwrap();
+        let given = if detached { Some(&doc[..]) } else { None };
+        let r = w.registry.verify_cms(&der, given, &none);
+        assert!(r.valid, "detached={detached}: {r:#?}");
+        for s in ["signer_signature", "data_hash", "signer_certificate", "trust_chain"] {
+            assert!(r.steps.iter().any(|x| x.step == s && x.ok == Some(true)), "{s}: {r:#?}");
+        }
+        let wrong = w.registry.verify_cms(&der, Some(b"another"), &none);
+        if detached {
+            assert!(wrong.steps.iter().any(|x| x.step == "data_hash" && x.ok == Some(false)));
+        }
+        // OpenSSL checks the SM2 signature over the signed attributes re-tagged as SET.
+        let sd = cms::parse(&der).unwrap();
+        let si = &sd.signers[0];
+        let cert = seald::formats::x509::Cert::parse(&sd.certificates[0]).unwrap();
+        let (good, out) = common::openssl_sm2_verify(
+            &w.scratch,
+            &cert.public_key().unwrap().to_spki_pem(),
+            si.signed_attrs.as_ref().unwrap(),
+            &si.signature,
+            "1234567812345678",
+        );
+        assert!(good, "OpenSSL rejects the SignedData signature: {out}");
+        assert_eq!(si.message_digest.as_deref(), Some(&seald::crypto::sm3(doc)[..]));
+    }
+    // A P-256 seal makes PKCS#7 SignedData that `openssl cms -verify` accepts as it is.
+    let mut app = application(Policy::default());
+    app.alg = KeyAlg::P256;
+    let p256 = w.registry.apply(&w.admin_a, app).unwrap().id;
+    for a in [Action::Approve, Action::Make, Action::Publish] {
+        let _ = w.registry.transition(&w.issuer, &p256, a, TransitionRequest::default()).unwrap();
+    }
+    let _ = w.registry.grant(&w.admin_a, &p256, "app-a").unwrap();
+    let (der, _) = w.registry.sign_cms(&w.app_a, &p256, doc, false, None).unwrap();
+    let path = w.scratch.join("p256.p7");
+    std::fs::write(&path, &der).unwrap();
+    let out_path = w.scratch.join("p256.content");
+    let (good, out) = openssl(&[
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        path.to_str().unwrap(),
+        "-noverify",
+        "-out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(good, "openssl cms -verify: {out}");
+    assert_eq!(std::fs::read(&out_path).unwrap(), doc);
+    assert!(w.registry.verify_cms(&der, None, &none).valid);
+}

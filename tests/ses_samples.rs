@@ -174,3 +174,24 @@ fn a_flipped_byte_in_each_signed_region_fails_the_step_that_covers_it() {
     other_doc[10] ^= 1;
     assert_eq!(failed(&verify_file(&raw, Some(&other_doc))), vec!["data_hash"]);
 }
+
+#[test]
+fn the_gmt0010_sample_verifies_over_its_embedded_digest() {
+    let Some(dir) = samples() else { return };
+    let sd_bytes = std::fs::read(dir.join("gmt0010/ofdrw_integrity_extracted/signedvalue.dat")).unwrap();
+    let entries = std::fs::read(dir.join("gmt0010/ofdrw_integrity_extracted/OFDEntries.xml")).unwrap();
+    let sd = seald::formats::cms::parse(&sd_bytes).unwrap();
+    assert_eq!(
+        sd.content.as_deref(),
+        Some(&seald::crypto::sm3(&entries)[..]),
+        "the embedded content is SM3(OFDEntries.xml)"
+    );
+    assert!(sd.signers[0].signed_attrs.is_none());
+    let r = seald::formats::cms::verify(&sd_bytes, None, &VerifyOptions::default());
+    assert!(r.steps.iter().any(|s| s.step == "signer_signature" && s.ok == Some(true)), "{r:#?}");
+    let mut flipped = sd_bytes.clone();
+    let at = flipped.len() - 10;
+    flipped[at] ^= 1;
+    let r = seald::formats::cms::verify(&flipped, None, &VerifyOptions::default());
+    assert!(!r.valid && r.steps.iter().any(|s| s.step == "signer_signature" && s.ok == Some(false)), "{r:#?}");
+}

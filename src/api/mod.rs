@@ -367,6 +367,8 @@ async fn v1(
             let verdict = verify_one(app, b).await?;
             Ok(json_response(StatusCode::OK, &verdict))
         }
+        (Method::POST, ["sign", "cms"]) => seals::sign_cms(app, p, parse(&body(app, req).await?)?).await,
+        (Method::POST, ["verify", "cms"]) => seals::verify_cms(app, parse(&body(app, req).await?)?).await,
         (Method::POST, ["verify", "ses"]) => seals::verify_ses(app, parse(&body(app, req).await?)?).await,
         (Method::POST, ["verify", "seal"]) => seals::verify_seal(app, parse(&body(app, req).await?)?).await,
         (Method::POST, ["verify", "batch"]) => {

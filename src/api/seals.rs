@@ -132,6 +132,50 @@ pub(super) async fn verify_ses(app: &Arc<App>, b: VerifySesBody) -> Result<Respo
     Ok(ok(&report))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SignCmsBody {
+    seal: String,
+    data: String,
+    #[serde(default = "yes")]
+    detached: bool,
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VerifyCmsBody {
+    cms: String,
+    #[serde(default)]
+    data: Option<String>,
+}
+
+/// `POST /v1/sign/cms`: a GM/T 0010 SignedData with a seal, under the seal's use checks.
+pub(super) async fn sign_cms(app: &Arc<App>, p: &Principal, b: SignCmsBody) -> Result<Response<Full<Bytes>>, ApiError> {
+    let data = b64("data", &b.data)?;
+    let p = p.clone();
+    let (der, receipt) = with(app, move |r| r.sign_cms(&p, &b.seal, &data, b.detached, b.ticket.as_deref())).await?;
+    use base64::Engine as _;
+    Ok(ok(&serde_json::json!({
+        "cms": base64::engine::general_purpose::STANDARD.encode(der),
+        "key_version": receipt.key.version, "audit_seq": receipt.audit_seq,
+    })))
+}
+
+/// `POST /v1/verify/cms`: a SignedData (attached, or detached with `data`).
+pub(super) async fn verify_cms(app: &Arc<App>, b: VerifyCmsBody) -> Result<Response<Full<Bytes>>, ApiError> {
+    let cms = b64("cms", &b.cms)?;
+    let data = b.data.as_deref().map(|d| b64("data", d)).transpose()?;
+    let app2 = app.clone();
+    let report = with(app, move |r| Ok(r.verify_cms(&cms, data.as_deref(), app2.signing.trust()))).await?;
+    Ok(ok(&report))
+}
+
 /// `POST /v1/verify/seal`: GB/T 38540 §6.3 for a seal alone.
 pub(super) async fn verify_seal(app: &Arc<App>, b: VerifySealBody) -> Result<Response<Full<Bytes>>, ApiError> {
     let seal = b64("seal", &b.seal)?;

@@ -1,6 +1,7 @@
 //! DER structures. `formats` knows nothing of tokens: what it signs goes through a signer given to it,
 //! and what it verifies uses `crypto`.
 
+pub mod cms;
 pub mod ofd;
 pub mod ses;
 pub mod x509;

@@ -31,14 +31,14 @@ fn bad(m: impl Into<String>) -> SesError {
 
 /// One TLV as stored: its tag byte, all its bytes, and its content.
 #[derive(Debug, Clone, Copy)]
-struct Tlv<'a> {
-    tag: u8,
-    raw: &'a [u8],
-    content: &'a [u8],
+pub(crate) struct Tlv<'a> {
+    pub(crate) tag: u8,
+    pub(crate) raw: &'a [u8],
+    pub(crate) content: &'a [u8],
 }
 
 /// Reads one TLV (single-byte tags, definite lengths up to 4 length bytes).
-fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), SesError> {
+pub(crate) fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), SesError> {
     let tag = *input.first().ok_or_else(|| bad("unexpected end of data"))?;
     if tag & 0x1f == 0x1f {
         return Err(bad(format!("multi-byte tag 0x{tag:02x} is not used by these structures")));
@@ -60,7 +60,7 @@ fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), SesError> {
 }
 
 /// The elements inside a constructed TLV.
-fn children<'a>(t: &Tlv<'a>) -> Result<Vec<Tlv<'a>>, SesError> {
+pub(crate) fn children<'a>(t: &Tlv<'a>) -> Result<Vec<Tlv<'a>>, SesError> {
     if t.tag & 0x20 == 0 {
         return Err(bad(format!("tag 0x{:02x} is not constructed", t.tag)));
     }
@@ -104,7 +104,7 @@ fn integer(t: &Tlv<'_>, what: &str) -> Result<i64, SesError> {
     Ok(v)
 }
 
-fn oid(t: &Tlv<'_>, what: &str) -> Result<String, SesError> {
+pub(crate) fn oid(t: &Tlv<'_>, what: &str) -> Result<String, SesError> {
     let c = expect(t, 0x06, what)?;
     der::asn1::ObjectIdentifier::from_bytes(c).map(|o| o.to_string()).map_err(|e| bad(format!("{what}: {e}")))
 }
@@ -180,6 +180,11 @@ fn read_time(t: &Tlv<'_>, what: &str, warnings: &mut Vec<String>) -> Result<SesT
         UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
     };
     Ok(SesTime { at })
+}
+
+/// A time TLV (UTCTime or GeneralizedTime) as an instant, with the same tolerances.
+pub(crate) fn read_time_pub(t: &Tlv<'_>, warnings: &mut Vec<String>) -> Result<SystemTime, SesError> {
+    read_time(t, "time", warnings).map(|t| t.at)
 }
 
 /// Which standard a structure follows.
@@ -343,7 +348,7 @@ fn seal_info(t: &Tlv<'_>, v1: bool, w: &mut Vec<String>) -> Result<SesSealInfo, 
     })
 }
 
-fn seq(parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn seq(parts: &[&[u8]]) -> Vec<u8> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut out = vec![0x30];
     if len < 0x80 {
@@ -551,7 +556,7 @@ impl SesObject {
 
 /// A signature value as it should be verified: DER, from the stored bytes, tolerating raw r‖s and
 /// stripped trailing zero bits (STANDARDS.md §1.6).
-fn signature_for_verify(stored: &[u8], warnings: &mut Vec<String>, what: &str) -> Vec<u8> {
+pub(crate) fn signature_for_verify(stored: &[u8], warnings: &mut Vec<String>, what: &str) -> Vec<u8> {
     if stored.len() == 64 && stored[0] != 0x30 {
         warnings.push(format!("{what} is raw r||s (64 bytes), not DER"));
         return stored.to_vec();
@@ -609,11 +614,11 @@ pub struct VerifyOptions<'a> {
     pub registry_state: Option<(bool, String)>,
 }
 
-fn step(steps: &mut Vec<Step>, name: &'static str, ok: Option<bool>, detail: impl Into<String>) {
+pub(crate) fn step(steps: &mut Vec<Step>, name: &'static str, ok: Option<bool>, detail: impl Into<String>) {
     steps.push(Step { step: name, ok, detail: detail.into() });
 }
 
-fn fmt_time(t: SystemTime) -> String {
+pub(crate) fn fmt_time(t: SystemTime) -> String {
     let secs =
         t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_else(|e| -(e.duration().as_secs() as i64));
     match ::time::OffsetDateTime::from_unix_timestamp(secs) {
@@ -640,7 +645,7 @@ fn verify_with_cert(cert_der: &[u8], alg: &str, message: &[u8], sig: &[u8]) -> R
     crypto::verify_message(&key, message, sig).map_err(|_| "the signature does not verify".to_string())
 }
 
-fn cert_validity_at(cert_der: &[u8], at: SystemTime) -> (bool, String) {
+pub(crate) fn cert_validity_at(cert_der: &[u8], at: SystemTime) -> (bool, String) {
     match Cert::parse(cert_der) {
         Err(e) => (false, format!("certificate does not parse: {e}")),
         Ok(c) => {
@@ -661,7 +666,7 @@ fn cert_validity_at(cert_der: &[u8], at: SystemTime) -> (bool, String) {
 }
 
 /// The trust steps for certificates, at `at`.
-fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: SystemTime, opts: &VerifyOptions<'_>) {
+pub(crate) fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: SystemTime, opts: &VerifyOptions<'_>) {
     match opts.trust {
         None => step(steps, "trust_chain", None, "no trust anchors given"),
         Some(store) => {
@@ -698,7 +703,7 @@ fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: SystemTime, o
     }
 }
 
-fn finish(steps: Vec<Step>, warnings: Vec<String>, require_trust: bool) -> Report {
+pub(crate) fn finish(steps: Vec<Step>, warnings: Vec<String>, require_trust: bool) -> Report {
     let valid = steps.iter().all(|s| s.ok != Some(false))
         && (!require_trust || steps.iter().all(|s| s.ok.is_some() || !matches!(s.step, "trust_chain" | "revocation")));
     Report { valid, steps, warnings }
@@ -858,13 +863,13 @@ pub fn unreadable(e: &SesError) -> Report {
 }
 
 /// Strict DER output: a primitive or constructed TLV.
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = seq(&[content]);
     out[0] = tag;
     out
 }
 
-fn der_int(v: i64) -> Vec<u8> {
+pub(crate) fn der_int(v: i64) -> Vec<u8> {
     let bytes = v.to_be_bytes();
     let mut start = 0;
     while start < 7
@@ -876,7 +881,7 @@ fn der_int(v: i64) -> Vec<u8> {
     der_tlv(0x02, &bytes[start..])
 }
 
-fn der_oid(oid: &str) -> Result<Vec<u8>, SesError> {
+pub(crate) fn der_oid(oid: &str) -> Result<Vec<u8>, SesError> {
     let o = der::asn1::ObjectIdentifier::new(oid).map_err(|e| bad(format!("OID {oid}: {e}")))?;
     Ok(der_tlv(0x06, o.as_bytes()))
 }

@@ -91,7 +91,8 @@ impl Cert {
         verify_signed(tbs, &self.cert.signature_algorithm.oid.to_string(), sig, issuer)
     }
 
-    fn issuer_der(&self) -> Vec<u8> {
+    /// The issuer Name, DER.
+    pub fn issuer_der(&self) -> Vec<u8> {
         self.cert.tbs_certificate.issuer.to_der().unwrap_or_default()
     }
 
@@ -345,6 +346,11 @@ impl Cert {
     /// The certificate, PEM.
     pub fn to_pem(&self) -> String {
         der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der).unwrap_or_default()
+    }
+
+    /// The serial number as a DER INTEGER.
+    pub fn serial_der(&self) -> Vec<u8> {
+        self.cert.tbs_certificate.serial_number.to_der().unwrap_or_default()
     }
 
     /// The serial number, lowercase hex.

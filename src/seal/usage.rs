@@ -280,6 +280,67 @@ impl Registry {
         )
     }
 
+    /// Signs `content` with a seal as a GM/T 0010 SignedData (PKCS#7 for P-256 seals), attached or
+    /// detached, under the same use checks and usage record as any use (digest: SM3 or SHA-256 of
+    /// the content).
+    pub fn sign_cms(
+        &self,
+        p: &Principal,
+        seal_id: &str,
+        content: &[u8],
+        detached: bool,
+        ticket: Option<&str>,
+    ) -> Result<(Vec<u8>, UseReceipt), SealError> {
+        use crate::formats::cms;
+        struct TokenCms<'a> {
+            pool: &'a crate::token::TokenPool,
+            key: KeyId,
+            cert: crate::formats::x509::Cert,
+        }
+        impl cms::CmsSigner for TokenCms<'_> {
+            fn certificate(&self) -> &crate::formats::x509::Cert {
+                &self.cert
+            }
+            fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+                self.pool
+                    .sign(&self.key, crate::token::SignInput::Message { data: message, user_id: None })
+                    .map(|s| s.der)
+                    .map_err(|e| e.to_string())
+            }
+        }
+        let details = [("input", serde_json::Value::from("cms")), ("detached", detached.into())];
+        self.use_seal(
+            p,
+            seal_id,
+            ticket,
+            &details,
+            |alg| Ok(cms::content_digest(alg, content)),
+            |k| {
+                let cert = crate::formats::x509::Cert::parse(k.cert_pem.as_bytes())
+                    .map_err(|e| SealError::Certificate(e.to_string()))?;
+                let signer = TokenCms { pool: &self.pool, key: k.key_id.clone(), cert };
+                cms::sign(content, detached, std::time::SystemTime::now(), &signer)
+                    .map_err(|e| SealError::BadInput(e.to_string()))
+            },
+        )
+    }
+
+    /// Verifies a SignedData with `base` trust anchors plus the issuing CA.
+    pub fn verify_cms(
+        &self,
+        bytes: &[u8],
+        detached: Option<&[u8]>,
+        base: &crate::formats::x509::TrustStore,
+    ) -> crate::formats::ses::Report {
+        let trust = self.trust(base);
+        let opts = crate::formats::ses::VerifyOptions {
+            trust: Some(&trust),
+            have_crls: trust.has_crls(),
+            ..Default::default()
+        };
+        crate::formats::cms::verify(bytes, detached, &opts)
+    }
+
     /// The registry's verdict on a seal made here, at `at_ms`: its state then (from its history).
     /// `None` for seals not made here.
     pub fn registry_state(&self, es_id: &str, at_ms: u64) -> Option<(bool, String)> {
