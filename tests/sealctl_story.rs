@@ -246,6 +246,49 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert!(chained, "OpenSSL does not chain the seal certificate to the issuing CA: {why}");
     let (parsed, text) = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-text"]);
     assert!(parsed && text.contains("SM2-with-SM3") && text.contains("Non Repudiation"), "{text}");
+    // A CSR for the seal's key (signed in the token), certified by the built-in CA and bound back.
+    let csr = dir.join("seal.csr");
+    ok(ctl("issuer", &["seal", "csr", &id, "--out", csr.to_str().unwrap()]), "csr");
+    let (verified, why) =
+        openssl(&["req", "-verify", "-vfyopt", "distid:1234567812345678", "-in", csr.to_str().unwrap(), "-noout"]);
+    assert!(verified, "OpenSSL does not verify the CSR: {why}");
+    let issued = dir.join("issued.pem");
+    ok(
+        ctl(
+            "issuer",
+            &["ca", "issue", "--csr", csr.to_str().unwrap(), "--valid-days", "200", "--out", issued.to_str().unwrap()],
+        ),
+        "ca issue",
+    );
+    let refused_ca = ctl("app", &["ca", "issue", "--csr", csr.to_str().unwrap()]);
+    assert_eq!(refused_ca.status, 1, "an app does not use the CA");
+    ok(ctl("issuer", &["seal", "certificate", &id, "--file", issued.to_str().unwrap()]), "bind the issued certificate");
+    let (chained, why) = openssl(&[
+        "verify",
+        "-vfyopt",
+        "distid:1234567812345678",
+        "-CAfile",
+        issuing_pem.to_str().unwrap(),
+        issued.to_str().unwrap(),
+    ]);
+    assert!(chained, "{why}");
+    // The seal's GB/T 38540 form, verified offline with the issuing CA as trust anchor.
+    let esl = dir.join("seal.esl");
+    ok(ctl("issuer", &["seal", "ses", &id, "--out", esl.to_str().unwrap()]), "ses");
+    let anchors = dir.join("anchors");
+    std::fs::create_dir_all(&anchors).unwrap();
+    std::fs::copy(&issuing_pem, anchors.join("issuing-ca.pem")).unwrap();
+    let checked = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args(["ses", "verify", esl.to_str().unwrap(), "--json", "--trust-anchors", anchors.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{report}");
+    assert!(
+        report["steps"].as_array().unwrap().iter().any(|s| s["step"] == "trust_chain" && s["ok"] == true),
+        "{report}"
+    );
+
     let usage = json(ctl("auditor", &["seal", "--json", "usage", &id]), "usage");
     assert_eq!(usage["usage"][0]["account"], "oa");
 

@@ -584,6 +584,13 @@ fn an_imported_certificate_binds_only_to_the_seals_own_key_and_reminders_see_the
         panic!("rcgen makes P-256 keys")
     };
     let foreign = outside.certify_p256("seal", other_key.to_encoded_point(false).as_bytes(), 8, -1, 20).unwrap();
+    // Its CSR, signed in the token, is a request OpenSSL verifies as it is (P-256).
+    let csr = w.registry.seal_csr(&w.issuer, &id).unwrap();
+    let csr_path = w.scratch.join("p256.csr");
+    std::fs::write(&csr_path, &csr).unwrap();
+    let (good, out) = openssl(&["req", "-verify", "-in", csr_path.to_str().unwrap(), "-noout"]);
+    assert!(good, "openssl req -verify: {out}");
+    assert_eq!(w.registry.seal_csr(&w.admin_a, &id).unwrap_err().code(), "forbidden");
     let refused = w.registry.import_certificate(&w.issuer, &id, &foreign.cert_pem).unwrap_err();
     assert_eq!(refused.code(), "bad_certificate", "{refused}");
     assert_eq!(w.registry.import_certificate(&w.admin_a, &id, &own.cert_pem).unwrap_err().code(), "forbidden");

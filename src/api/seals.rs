@@ -87,6 +87,18 @@ struct TransitionBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CaIssueBody {
+    csr: String,
+    #[serde(default = "a_year")]
+    valid_days: u32,
+}
+
+fn a_year() -> u32 {
+    365
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignSesBody {
     data_hash: String,
     property_info: String,
@@ -330,6 +342,16 @@ pub(super) async fn route(
             let (id, policy): (String, Policy) = (own(id), parse(&body(app, req).await?)?);
             let s = with(app, move |r| r.set_policy(&p, &id, policy)).await?;
             Ok(ok(&s.view(crate::seal::now_ms(), true)))
+        }
+        (Method::POST, ["ca", "issue"]) => {
+            let b: CaIssueBody = parse(&body(app, req).await?)?;
+            let pem = with(app, move |r| r.ca_issue(&p, &b.csr, b.valid_days)).await?;
+            Ok(json_response(StatusCode::CREATED, &serde_json::json!({ "certificate": pem })))
+        }
+        (Method::GET, ["seals", id, "csr"]) => {
+            let id = own(id);
+            let pem = with(app, move |r| r.seal_csr(&p, &id)).await?;
+            Ok(ok(&serde_json::json!({ "csr": pem })))
         }
         (Method::GET, ["seals", id, "ses"]) => {
             let id = own(id);

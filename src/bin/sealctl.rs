@@ -69,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::AccountCmd,
     },
+    /// The built-in issuing CA: its certificate, and certificates for PKCS#10 requests (through the daemon).
+    Ca {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::CaCmd,
+    },
     /// Units (through the daemon).
     Unit {
         #[command(flatten)]
@@ -529,6 +536,7 @@ fn main() -> ExitCode {
         Command::Filing { conn, cmd } => Some(admin::filing(&conn, cmd)),
         Command::Account { conn, cmd } => Some(admin::account(&conn, cmd)),
         Command::Unit { conn, cmd } => Some(admin::unit(&conn, cmd)),
+        Command::Ca { conn, cmd } => Some(admin::ca(&conn, cmd)),
         Command::Ses { cmd } => return ExitCode::from(ses::run(cmd)),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;

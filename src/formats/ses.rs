@@ -650,11 +650,13 @@ pub(crate) fn cert_validity_at(cert_der: &[u8], at: SystemTime) -> (bool, String
         Err(e) => (false, format!("certificate does not parse: {e}")),
         Ok(c) => {
             let (from, to) = c.validity();
-            let ok = at >= from && at <= to;
+            let signs = c.key_usage().is_none_or(|(_, sign)| sign);
+            let ok = at >= from && at <= to && signs;
+            let usage = if signs { "" } else { "; its key usage allows neither digitalSignature nor nonRepudiation" };
             (
                 ok,
                 format!(
-                    "{} valid {} to {}; judged at {}",
+                    "{} valid {} to {}; judged at {}{usage}",
                     c.subject_text(),
                     fmt_time(from),
                     fmt_time(to),
@@ -673,7 +675,11 @@ pub(crate) fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: Sy
             let mut bad = Vec::new();
             for (who, der) in certs {
                 match Cert::parse(der) {
-                    Ok(c) if !store.check(&c, at).contains(&"certificate_untrusted") => {}
+                    Ok(c)
+                        if !store
+                            .check(&c, at)
+                            .iter()
+                            .any(|r| matches!(*r, "certificate_untrusted" | "issuer_not_a_ca")) => {}
                     _ => bad.push(*who),
                 }
             }

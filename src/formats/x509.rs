@@ -158,7 +158,8 @@ impl TrustStore {
     }
 
     /// Every failed check of `cert` at time `at`, by name: `certificate_expired`,
-    /// `certificate_not_yet_valid`, `certificate_untrusted`, `certificate_revoked`.
+    /// `certificate_not_yet_valid`, `certificate_untrusted`, `issuer_not_a_ca` (the issuer's key usage
+    /// excludes keyCertSign), `certificate_revoked`.
     pub fn check(&self, cert: &Cert, at: SystemTime) -> Vec<&'static str> {
         let mut reasons = Vec::new();
         let (from, to) = cert.validity();
@@ -173,6 +174,10 @@ impl TrustStore {
                 .iter()
                 .find(|a| a.subject_der() == cert.issuer_der() && a.public_key().is_ok_and(|k| cert.signed_by(&k)))
         });
+        if issuer.is_some_and(|i| i.der != cert.der && i.key_usage().is_some_and(|(ca, _)| !ca)) {
+            // The anchor's key usage does not allow signing certificates.
+            reasons.push("issuer_not_a_ca");
+        }
         match issuer.and_then(|i| i.public_key().ok()) {
             None => reasons.push("certificate_untrusted"),
             Some(ik) => {
@@ -348,6 +353,18 @@ impl Cert {
         der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.der).unwrap_or_default()
     }
 
+    /// The key-usage extension, if present: (may sign certificates, may sign documents).
+    pub fn key_usage(&self) -> Option<(bool, bool)> {
+        use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
+        let ext =
+            self.cert.tbs_certificate.extensions.as_ref()?.iter().find(|e| e.extn_id.to_string() == "2.5.29.15")?;
+        let ku = KeyUsage::from_der(ext.extn_value.as_bytes()).ok()?;
+        Some((
+            ku.0.contains(KeyUsages::KeyCertSign),
+            ku.0.contains(KeyUsages::DigitalSignature) || ku.0.contains(KeyUsages::NonRepudiation),
+        ))
+    }
+
     /// The serial number as a DER INTEGER.
     pub fn serial_der(&self) -> Vec<u8> {
         self.cert.tbs_certificate.serial_number.to_der().unwrap_or_default()
@@ -369,10 +386,95 @@ impl Cert {
     }
 }
 
+/// A PKCS#10 certification request for `public_key`, signed by `signer` (which must hold that key:
+/// a token key). PEM. Checked by parsing it back before it is returned.
+pub fn build_csr(subject: &[(&str, String)], public_key: &PublicKey, signer: &dyn Signer) -> Result<String, X509Error> {
+    let bad = |e: der::Error| X509Error(e.to_string());
+    if signer.public_key() != public_key {
+        return Err(X509Error("the signer's key is not the request's key".into()));
+    }
+    let info = x509_cert::request::CertReqInfo {
+        version: x509_cert::request::Version::V1,
+        subject: build_name(subject)?,
+        public_key: spki::SubjectPublicKeyInfoOwned::from_der(&public_key.to_spki_der()).map_err(bad)?,
+        attributes: Default::default(),
+    };
+    let info_der = info.to_der().map_err(bad)?;
+    let signature = signer.sign(&info_der).map_err(|e| X509Error(format!("signing the request: {e}")))?;
+    let req = x509_cert::request::CertReq {
+        info,
+        algorithm: signature_algorithm(public_key),
+        signature: der::asn1::BitString::from_bytes(&signature).map_err(bad)?,
+    };
+    let der = req.to_der().map_err(bad)?;
+    let parsed = Csr::parse(&der)?;
+    if !parsed.signature_ok() {
+        return Err(X509Error("the request's signature does not verify".into()));
+    }
+    der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der).map_err(|e| X509Error(e.to_string()))
+}
+
+/// A parsed PKCS#10 request with its original bytes.
+#[derive(Debug, Clone)]
+pub struct Csr {
+    der: Vec<u8>,
+    req: x509_cert::request::CertReq,
+}
+
+impl Csr {
+    /// From DER or PEM.
+    pub fn parse(bytes: &[u8]) -> Result<Self, X509Error> {
+        let der = if bytes.starts_with(b"-----") {
+            let (label, der) = der::pem::decode_vec(bytes).map_err(|e| X509Error(format!("PEM: {e}")))?;
+            if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
+                return Err(X509Error(format!("PEM label is {label}, not CERTIFICATE REQUEST")));
+            }
+            der
+        } else {
+            bytes.to_vec()
+        };
+        let req = x509_cert::request::CertReq::from_der(&der).map_err(|e| X509Error(format!("request: {e}")))?;
+        Ok(Csr { der, req })
+    }
+
+    /// The requested public key.
+    pub fn public_key(&self) -> Result<PublicKey, X509Error> {
+        let spki = self.req.info.public_key.to_der().map_err(|e| X509Error(e.to_string()))?;
+        PublicKey::from_spki_der(&spki).map_err(|e| X509Error(e.to_string()))
+    }
+
+    /// Whether the request is signed by its own key (over the stored bytes).
+    pub fn signature_ok(&self) -> bool {
+        let (Ok(tbs), Ok(key)) = (first_inner_tlv(&self.der), self.public_key()) else { return false };
+        let Some(sig) = self.req.signature.as_bytes() else { return false };
+        verify_signed(tbs, &self.req.algorithm.oid.to_string(), sig, &key)
+    }
+
+    /// The subject's attributes we write into certificates: CN, O, OU, C.
+    pub fn subject_attributes(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for rdn in &self.req.info.subject.0 {
+            for atv in rdn.0.iter() {
+                let name = match atv.oid.to_string().as_str() {
+                    "2.5.4.3" => "CN",
+                    "2.5.4.10" => "O",
+                    "2.5.4.11" => "OU",
+                    "2.5.4.6" => "C",
+                    "2.5.4.5" => "serialNumber",
+                    _ => continue,
+                };
+                out.push((name, String::from_utf8_lossy(atv.value.value()).into_owned()));
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::devpki::DevCa;
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
     use std::time::Duration;
 
     #[test]
@@ -398,6 +500,68 @@ mod tests {
         assert!(!stranger.signed_by(&anchor.public_key().unwrap()));
         assert!(Cert::parse(b"garbage").is_err());
         assert_eq!(Cert::parse_bundle(format!("{}{}", ca.cert_pem(), other.cert_pem()).as_bytes()).unwrap().len(), 2);
+    }
+
+    struct SoftSigner(p256::ecdsa::SigningKey, PublicKey);
+
+    impl SoftSigner {
+        fn new(seed: u8) -> Self {
+            let k = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let point = k.verifying_key().to_encoded_point(false);
+            let public = PublicKey::from_ec_point(crypto::KeyAlg::P256, point.as_bytes()).unwrap();
+            SoftSigner(k, public)
+        }
+    }
+
+    impl Signer for SoftSigner {
+        fn public_key(&self) -> &PublicKey {
+            &self.1
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+            let sig: p256::ecdsa::Signature = signature::Signer::sign(&self.0, message);
+            Ok(sig.to_der().as_bytes().to_vec())
+        }
+    }
+
+    #[test]
+    fn an_issuer_whose_key_usage_forbids_certificate_signing_is_no_ca() {
+        let now = SystemTime::now();
+        let make = |subject: &str, key: &SoftSigner, ca: bool, issuer: Option<(&Cert, &SoftSigner)>| {
+            let t = CertTemplate {
+                subject: vec![("CN", subject.to_string())],
+                public_key: &key.1,
+                not_before: now - Duration::from_secs(60),
+                not_after: now + Duration::from_secs(86400),
+                ca,
+            };
+            match issuer {
+                Some((c, k)) => issue(&t, Some(c), k).unwrap(),
+                None => issue(&t, None, key).unwrap(),
+            }
+        };
+        let (a, b) = (SoftSigner::new(7), SoftSigner::new(9));
+        for (ca, expected) in [(true, vec![]), (false, vec!["issuer_not_a_ca"])] {
+            let anchor = make("anchor", &a, ca, None);
+            let leaf = make("leaf", &b, false, Some((&anchor, &a)));
+            assert!(leaf.signed_by(&a.1));
+            assert_eq!(leaf.key_usage(), Some((false, true)));
+            assert_eq!(TrustStore::new(vec![anchor], vec![]).check(&leaf, now), expected);
+        }
+        assert!(
+            issue(
+                &CertTemplate {
+                    subject: vec![("CN", "x".into())],
+                    public_key: &b.1,
+                    not_before: now,
+                    not_after: now,
+                    ca: false
+                },
+                None,
+                &a
+            )
+            .is_err(),
+            "a self-signed certificate needs its own key"
+        );
     }
 
     #[test]

@@ -481,6 +481,64 @@ impl Registry {
         Ok(seal)
     }
 
+    /// A PKCS#10 request for the seal's current key, signed by that key in the token, for an outside
+    /// CA (its answer comes back through `import_certificate`). Issuers only.
+    pub fn seal_csr(&self, p: &Principal, id: &str) -> Result<String, SealError> {
+        let object = format!("seal:{id}");
+        if p.role != Role::Issuer {
+            return Err(self.refuse(
+                p,
+                "seal.csr",
+                &object,
+                SealError::Forbidden("only an issuer requests a seal's certificate".into()),
+            ));
+        }
+        let seal = self.seal(id)?;
+        let v = seal.current().ok_or_else(|| SealError::InvalidTransition {
+            seal: id.into(),
+            state: seal.state,
+            action: "csr".into(),
+        })?;
+        let key = self.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
+        let unit_name = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
+        let signer = super::TokenSigner { pool: &self.pool, id: key.id.clone(), public: key.public_key.clone() };
+        crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit_name), &key.public_key, &signer)
+            .map_err(|e| SealError::Certificate(e.to_string()))
+    }
+
+    /// The built-in issuing CA certifies a PKCS#10 request (issuers only): for development and small
+    /// deployments without an outside CA. The request must be signed by its own key.
+    pub fn ca_issue(&self, p: &Principal, csr_pem: &str, valid_days: u32) -> Result<String, SealError> {
+        if p.role != Role::Issuer {
+            return Err(self.refuse(
+                p,
+                "ca.issue",
+                "key:issuing-ca",
+                SealError::Forbidden("only an issuer uses the issuing CA".into()),
+            ));
+        }
+        if valid_days == 0 || valid_days > 3650 {
+            return Err(SealError::BadInput("valid_days must be 1 to 3650".into()));
+        }
+        let csr =
+            crate::formats::x509::Csr::parse(csr_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        if !csr.signature_ok() {
+            return Err(SealError::Certificate("the request is not signed by its own key".into()));
+        }
+        let key = csr.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
+        let subject = csr.subject_attributes();
+        if subject.is_empty() {
+            return Err(SealError::BadInput("the request's subject names nothing (CN, O, OU, C)".into()));
+        }
+        let cert = self.issue_with_ca(subject, &key, valid_days)?;
+        let ev = AuditEvent::new(actor(p), "ca.issue", "key:issuing-ca", "ok")
+            .detail("subject", cert.subject_text())
+            .detail("serial", cert.serial_hex())
+            .detail("cert_sha256", cert.fingerprint());
+        let _ = self.commit(ev)?;
+        Ok(cert.to_pem())
+    }
+
     /// Sets a seal's use policy: its unit administrator, or an issuer. Not once revoked or rejected.
     pub fn set_policy(&self, p: &Principal, id: &str, policy: Policy) -> Result<Seal, SealError> {
         let object = format!("seal:{id}");

@@ -556,6 +556,16 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// A seal certificate's subject: its name, unit, kind and code.
+pub(crate) fn seal_subject(seal: &Seal, unit_name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("CN", seal.name.clone()),
+        ("O", unit_name.to_string()),
+        ("OU", seal.kind.label().to_string()),
+        ("serialNumber", seal.id.clone()),
+    ]
+}
+
 /// The signature algorithm OID for a key algorithm (SES signAlgID).
 pub(crate) fn sig_oid(alg: KeyAlg) -> &'static str {
     match alg {
@@ -585,10 +595,10 @@ fn actor(p: &Principal) -> Actor {
 }
 
 /// The token key behind the issuing CA, as a certificate signer for `formats`.
-struct TokenSigner<'a> {
-    pool: &'a TokenPool,
-    id: KeyId,
-    public: PublicKey,
+pub(crate) struct TokenSigner<'a> {
+    pub(crate) pool: &'a TokenPool,
+    pub(crate) id: KeyId,
+    pub(crate) public: PublicKey,
 }
 
 impl crate::formats::x509::Signer for TokenSigner<'_> {
@@ -774,21 +784,26 @@ impl Registry {
 
     /// Issues a signing certificate for a seal's key with the issuing CA in the token.
     fn certify(&self, seal: &Seal, unit_name: &str, key: &PublicKey) -> Result<Cert, SealError> {
+        self.issue_with_ca(seal_subject(seal, unit_name), key, seal.valid_days)
+    }
+
+    /// An end-entity signing certificate (digitalSignature, nonRepudiation) from the issuing CA.
+    pub(crate) fn issue_with_ca(
+        &self,
+        subject: Vec<(&'static str, String)>,
+        key: &PublicKey,
+        valid_days: u32,
+    ) -> Result<Cert, SealError> {
         let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
         let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
         let ca_key = ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
         let signer = TokenSigner { pool: &self.pool, id: KeyId::from_hex(&ca.key_id)?, public: ca_key };
         let now = std::time::SystemTime::now();
         let template = crate::formats::x509::CertTemplate {
-            subject: vec![
-                ("CN", seal.name.clone()),
-                ("O", unit_name.to_string()),
-                ("OU", seal.kind.label().to_string()),
-                ("serialNumber", seal.id.clone()),
-            ],
+            subject,
             public_key: key,
             not_before: now - std::time::Duration::from_secs(60),
-            not_after: now + std::time::Duration::from_secs(u64::from(seal.valid_days) * 86400),
+            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
             ca: false,
         };
         crate::formats::x509::issue(&template, Some(&ca_cert), &signer)

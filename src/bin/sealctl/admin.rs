@@ -252,6 +252,22 @@ pub enum SealCmd {
         #[arg(long)]
         file: PathBuf,
     },
+    /// A PKCS#10 request for the seal's current key, signed in the token, for an outside CA (issuer).
+    Csr {
+        /// Seal id.
+        id: String,
+        /// Write it here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The seal's GB/T 38540 SESeal (DER), for `sealctl ses dump|verify`.
+    Ses {
+        /// Seal id.
+        id: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Set the use policy (unit administrator or issuer).
     Policy {
         /// Seal id.
@@ -504,6 +520,14 @@ pub fn seal(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
             let v = call(c, "POST", &format!("/v1/seals/{id}/certificate"), Some(json!({ "certificate": pem })))?;
             out(c, &v, |v| println!("seal {} now uses the imported certificate", cell(&v["id"])));
         }
+        SealCmd::Csr { id, out: path } => {
+            let v = call(c, "GET", &format!("/v1/seals/{id}/csr"), None)?;
+            write_or_print(path, v["csr"].as_str().unwrap_or_default())?;
+        }
+        SealCmd::Ses { id, out: path } => {
+            let der = call_bytes(c, &format!("/v1/seals/{id}/ses"))?;
+            std::fs::write(&path, der).map_err(|e| local(format!("{}: {e}", path.display())))?;
+        }
         SealCmd::Policy { id, policy } => {
             let v = call(c, "POST", &format!("/v1/seals/{id}/policy"), Some(policy.json()))?;
             out(c, &v, |v| println!("policy of seal {}: {}", cell(&v["id"]), v["policy"]));
@@ -557,6 +581,72 @@ pub fn seal(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+fn write_or_print(path: Option<PathBuf>, text: &str) -> Result<(), Failure> {
+    match path {
+        Some(p) => std::fs::write(&p, text).map_err(|e| local(format!("{}: {e}", p.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// A GET whose answer is bytes, not JSON.
+fn call_bytes(c: &Conn, path: &str) -> Result<Vec<u8>, Failure> {
+    let client = connect(c)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(local)?;
+    let (status, bytes) = rt
+        .block_on(client.request("GET", path, None))
+        .map_err(|e| Failure { status: 3, message: format!("{}: {e}", c.server.as_deref().unwrap_or_default()) })?;
+    if status >= 400 {
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let code = v["error"]["code"].as_str().unwrap_or("error");
+        return Err(Failure {
+            status: if status >= 500 { 3 } else { 1 },
+            message: format!("[{code}] HTTP {status}: {}", v["error"]["message"].as_str().unwrap_or_default()),
+        });
+    }
+    Ok(bytes)
+}
+
+/// `sealctl ca ...`: the built-in issuing CA.
+#[derive(Subcommand, Debug)]
+pub enum CaCmd {
+    /// The issuing CA certificate (PEM).
+    Show {
+        /// Write it here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Certify a PKCS#10 request with the issuing CA in the token (issuer).
+    Issue {
+        /// The request (PEM).
+        #[arg(long)]
+        csr: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+        /// Write the certificate here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs `sealctl ca ...`.
+pub fn ca(c: &Conn, cmd: CaCmd) -> Result<(), Failure> {
+    match cmd {
+        CaCmd::Show { out: path } => {
+            let v = call(c, "GET", "/v1/ca", None)?;
+            write_or_print(path, v["certificate"].as_str().unwrap_or_default())
+        }
+        CaCmd::Issue { csr, valid_days, out: path } => {
+            let pem = String::from_utf8_lossy(&read(&csr)?).into_owned();
+            let v = call(c, "POST", "/v1/ca/issue", Some(json!({ "csr": pem, "valid_days": valid_days })))?;
+            write_or_print(path, v["certificate"].as_str().unwrap_or_default())
+        }
+    }
 }
 
 /// Runs `sealctl filing ...`.
