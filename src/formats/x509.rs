@@ -474,7 +474,6 @@ impl Csr {
 mod tests {
     use super::*;
     use crate::devpki::DevCa;
-    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
     use std::time::Duration;
 
     #[test]
