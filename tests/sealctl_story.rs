@@ -37,6 +37,14 @@ fn sealctl(dir: &Path, addr: &str, who: &str, args: &[&str]) -> Run {
     }
 }
 
+impl Run {
+    /// For a command expected to be refused: `{"refused": true}` when it was (exit 1).
+    fn into_refused(self) -> Run {
+        let refused = self.status == 1;
+        Run { status: 0, stdout: format!("{{\"refused\": {refused}}}"), stderr: self.stderr }
+    }
+}
+
 fn ok(r: Run, what: &str) -> String {
     assert_eq!(r.status, 0, "{what}: {}{}", r.stdout, r.stderr);
     r.stdout
@@ -291,6 +299,19 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
 
     let usage = json(ctl("auditor", &["seal", "--json", "usage", &id]), "usage");
     assert_eq!(usage["usage"][0]["account"], "oa");
+
+    // A security officer rotates the seal's key; signing switches to version 2.
+    ok(ctl("secofficer", &["keys", "rotate", &format!("seal:{id}")]), "rotate");
+    ok(ctl("secofficer", &["keys", "activate", &format!("seal:{id}"), "--version", "2"]), "activate");
+    let signed = ctl("app", &["sign", "--seal", &id, "--file", doc.to_str().unwrap()]);
+    assert!(signed.status == 0 && signed.stderr.contains("key version 2"), "{}", signed.stderr);
+    let keys = ok(ctl("secofficer", &["keys", "list"]), "keys list");
+    assert!(keys.contains("retired") && keys.contains("seal-maker") && keys.contains("issuing-ca"), "{keys}");
+    let pending = json(
+        ctl("secofficer", &["keys", "--json", "activate", "seal-maker", "--version", "9"]).into_refused(),
+        "refused",
+    );
+    assert!(pending["refused"].as_bool().unwrap());
 
     // Freeze stops use with a clear code; unfreeze restores it.
     ok(ctl("issuer", &["seal", "freeze", &id, "--reason", "印章保管人变更"]), "freeze");

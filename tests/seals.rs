@@ -41,13 +41,17 @@ fn fp(c: char) -> String {
 /// A registry with units `gov` > `a`, and `b`; administrators; an issuer; a unit administrator and
 /// an app in each of `a` and `b`.
 fn world() -> World {
+    world_with(SealSettings::default())
+}
+
+fn world_with(settings: SealSettings) -> World {
     let token = SoftToken::new("softtoken");
     let pool = TokenPool::open(&token.config()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
     let journal =
         Arc::new(Journal::open(JournalConfig::new(dir.path().join("journal")), Some(store.clone()), None).unwrap());
-    let registry = Arc::new(Registry::new(store, journal.clone(), pool.clone(), SealSettings::default()).unwrap());
+    let registry = Arc::new(Registry::new(store, journal.clone(), pool.clone(), settings).unwrap());
     registry
         .bootstrap(&[
             (Role::Sysadmin, "sa".into(), fp('1')),
@@ -67,6 +71,7 @@ fn world() -> World {
         ("admin-b", Role::UnitAdmin, Some("b"), '6'),
         ("app-a", Role::App, Some("a"), '7'),
         ("app-b", Role::App, Some("b"), '8'),
+        ("so2", Role::Secofficer, None, '9'),
     ] {
         let spec = AccountSpec {
             name: name.into(),
@@ -752,4 +757,153 @@ fn signed_data_made_with_a_seal_verifies_here_and_in_openssl() {
     assert!(good, "openssl cms -verify: {out}");
     assert_eq!(std::fs::read(&out_path).unwrap(), doc);
     assert!(w.registry.verify_cms(&der, None, &none).valid);
+}
+
+#[test]
+fn a_seal_key_rotates_under_load_without_a_failed_request_or_a_retired_signature() {
+    let w = world();
+    let seal = w.usable(Policy::default());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let results = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut activated_seq = 0;
+    std::thread::scope(|scope| {
+        for i in 0..32 {
+            let (w, seal, stop, results) = (&w, &seal, stop.clone(), results.clone());
+            let _ = scope.spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let data = format!("doc {i} {n}").into_bytes();
+                    let s = w
+                        .sign(&w.app_a, seal, &data, None)
+                        .unwrap_or_else(|e| panic!("a request failed during rotation: {e}"));
+                    results.lock().unwrap().push((data, s.key.version, s.der, s.audit_seq));
+                    n += 1;
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let rotated = w.registry.rotate(&w.secofficer, &format!("seal:{seal}")).unwrap();
+        assert_eq!((rotated["version"].as_u64(), rotated["state"].as_str()), (Some(2), Some("pending")));
+        assert!(rotated["csr"].as_str().unwrap().contains("CERTIFICATE REQUEST"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let done =
+            w.registry.activate(&w.secofficer, &format!("seal:{seal}"), 2).unwrap().expect("seal keys switch at once");
+        assert_eq!(done["retired"], 1);
+        activated_seq = w.journal.head_seq();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let s = w.registry.seal(&seal).unwrap();
+    let key_of = |v: u32| {
+        let pem = &s.versions.iter().find(|x| x.version == v).unwrap().cert_pem;
+        seald::formats::x509::Cert::parse(pem.as_bytes()).unwrap().public_key().unwrap()
+    };
+    let results = results.lock().unwrap();
+    let (mut v1, mut v2) = (0, 0);
+    for (data, version, der, seq) in results.iter() {
+        seald::crypto::verify_message(&key_of(*version), data, der)
+            .expect("each signature verifies with the version it names");
+        if *seq > activated_seq {
+            assert_eq!(*version, 2, "a use after the switch was acknowledged used the retired version");
+        }
+        if *version == 1 {
+            v1 += 1
+        } else {
+            v2 += 1
+        }
+    }
+    assert!(v1 > 10 && v2 > 10, "signing ran on both sides of the switch ({v1} / {v2})");
+    let activation =
+        w.journal.query(&Query { action: Some("key.activate".into()), ..Default::default() }).unwrap()[0].seq;
+    for r in w
+        .journal
+        .query(&Query { action: Some("seal.use".into()), object: Some(format!("seal:{seal}")), ..Default::default() })
+        .unwrap()
+    {
+        let version = r.details["key_version"].as_u64().unwrap();
+        assert_eq!(
+            version,
+            if r.seq < activation { 1 } else { 2 },
+            "audit order: record {} names version {version}",
+            r.seq
+        );
+    }
+    assert_eq!(s.current().unwrap().version, 2);
+    assert_eq!(s.versions[0].state, seald::seal::KeyState::Retired);
+}
+
+#[test]
+fn appliance_keys_and_destruction_need_two_officers_in_time() {
+    let w = world_with(SealSettings { dual_control_deadline_s: 2, ..SealSettings::default() });
+    let so2 = w.registry.identify(&fp('9'), "CN=so2").unwrap();
+    let old_maker = w.registry.seal_maker().unwrap().unwrap();
+    let rotated = w.registry.rotate(&w.secofficer, "seal-maker").unwrap();
+    assert_eq!(rotated["version"], 2);
+    assert_eq!(w.registry.rotate(&w.issuer, "seal-maker").unwrap_err().code(), "forbidden", "wrong role");
+    let request = w
+        .registry
+        .activate(&w.secofficer, "seal-maker", 2)
+        .unwrap()
+        .expect_err("the seal maker needs a second officer");
+    assert_eq!(
+        w.registry.approve_request(&w.secofficer, &request.id).unwrap_err().code(),
+        "forbidden",
+        "the same officer twice"
+    );
+    assert_eq!(w.registry.approve_request(&w.issuer, &request.id).unwrap_err().code(), "forbidden", "not an officer");
+    assert_eq!(w.registry.seal_maker().unwrap().unwrap().key_id, old_maker.key_id, "nothing changed yet");
+    let done = w.registry.approve_request(&so2, &request.id).unwrap();
+    assert_eq!(done.approved_by.as_deref(), Some("so2"));
+    let maker = w.registry.seal_maker().unwrap().unwrap();
+    assert_eq!((maker.version, maker.retired.len()), (2, 1));
+    // Seals made from now on carry the new maker's certificate.
+    let id = w.seal_in(SealState::Made, Policy::default());
+    let der = w.registry.seal_ses(&w.issuer, &id).unwrap();
+    let ses = seald::formats::ses::SesSeal::parse(&der).unwrap();
+    assert_eq!(seald::formats::x509::Cert::parse(maker.cert_pem.as_bytes()).unwrap().der(), &ses.maker_cert[..]);
+    assert!(w
+        .registry
+        .verify_ses_seal(&der, None, &Default::default())
+        .steps
+        .iter()
+        .any(|s| s.step == "maker_signature" && s.ok == Some(true)));
+
+    // Destroying the retired maker key: two officers again; the key is then gone from the token.
+    assert_eq!(w.registry.request_destroy(&w.secofficer, "seal-maker", 2).unwrap_err().code(), "key_active");
+    let destroy = w.registry.request_destroy(&so2, "seal-maker", 1).unwrap();
+    let _ = w.registry.approve_request(&w.secofficer, &destroy.id).unwrap();
+    let pool = TokenPool::open(&w._token.config()).unwrap();
+    let gone = pool.key(&seald::token::KeyId::from_hex(&old_maker.key_id).unwrap());
+    assert!(gone.is_err(), "the destroyed version is no longer in the token");
+
+    // A request not approved in time expires.
+    let rotated = w.registry.rotate(&w.secofficer, "issuing-ca").unwrap();
+    let late = w
+        .registry
+        .activate(&w.secofficer, "issuing-ca", rotated["version"].as_u64().unwrap() as u32)
+        .unwrap()
+        .unwrap_err();
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    assert_eq!(w.registry.approve_request(&so2, &late.id).unwrap_err().code(), "request_expired");
+    // Every step is in the journal, refusals included.
+    let actions: Vec<String> = w
+        .journal
+        .query(&Query::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{} {}", r.action, r.outcome))
+        .collect();
+    for a in [
+        "key.rotate ok",
+        "key.request ok",
+        "key.approve ok",
+        "key.approve refused:forbidden",
+        "key.approve refused:request_expired",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a} is journalled");
+    }
+    let listed = w.registry.key_list(&w.auditor).unwrap();
+    assert!(listed.iter().any(
+        |k| k["key"] == "seal-maker" && k["versions"].as_array().unwrap().iter().any(|v| v["state"] == "destroyed")
+    ));
 }

@@ -74,8 +74,15 @@ impl Metrics {
     }
 
     /// The exposition text.
-    /// `registry`: (filings overdue, seals expiring within the reminder period), when there is one.
-    pub fn render(&self, pool: &PoolStats, health: &Health, audit_head: u64, registry: Option<(u64, u64)>) -> String {
+    /// `registry`: (filings overdue, seals expiring, appliance keys expiring within the reminder
+    /// period), when there is one.
+    pub fn render(
+        &self,
+        pool: &PoolStats,
+        health: &Health,
+        audit_head: u64,
+        registry: Option<(u64, u64, u64)>,
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -117,7 +124,11 @@ impl Metrics {
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
-        if let Some((overdue, expiring)) = registry {
+        if let Some((overdue, expiring, keys)) = registry {
+            let _ = writeln!(
+                out,
+                "# HELP seald_keys_expiring Appliance keys (issuing CA, seal maker) whose certificate ends within the reminder period.\n# TYPE seald_keys_expiring gauge\nseald_keys_expiring {keys}"
+            );
             let _ = writeln!(
                 out,
                 "# HELP seald_filings_overdue Filings pending with the police system past the deadline (24 h).\n# TYPE seald_filings_overdue gauge\nseald_filings_overdue {overdue}"

@@ -307,7 +307,8 @@ async fn route_request(
         (&Method::GET, ["metrics"]) => {
             let app2 = app.clone();
             let facts = blocking(move || seals::registry_facts(&app2)).await?;
-            let registry = facts.map(|(overdue, expiring)| (overdue.len() as u64, expiring as u64));
+            let registry =
+                facts.map(|(overdue, expiring, keys)| (overdue.len() as u64, expiring as u64, keys.len() as u64));
             let text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
             Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4", text))
         }
@@ -542,12 +543,12 @@ async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     // Overdue filings and expiring seals need an operator, not a restart: details, not unreadiness.
     let app2 = app.clone();
-    let (overdue, expiring) = blocking(move || seals::registry_facts(&app2)).await?.unwrap_or_default();
+    let (overdue, expiring, keys) = blocking(move || seals::registry_facts(&app2)).await?.unwrap_or_default();
     Ok(json_response(
         status,
         &serde_json::json!({
             "ready": reasons.is_empty(), "token": health, "audit_head": app.journal.head_seq(), "reasons": reasons,
-            "details": { "filings_overdue": overdue, "seals_expiring": expiring },
+            "details": { "filings_overdue": overdue, "seals_expiring": expiring, "keys_expiring": keys },
         }),
     ))
 }

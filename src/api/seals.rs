@@ -87,6 +87,12 @@ struct TransitionBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct VersionBody {
+    version: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CaIssueBody {
     csr: String,
     #[serde(default = "a_year")]
@@ -503,6 +509,38 @@ pub(super) async fn route(
             let a = with(app, move |r| r.update_account(&p, &name, up)).await?;
             Ok(ok(&a))
         }
+        (Method::GET, ["admin", "keys"]) => {
+            let k = with(app, move |r| r.key_list(&p)).await?;
+            Ok(ok(&serde_json::json!({ "keys": k })))
+        }
+        (Method::POST, ["admin", "keys", name, "rotate"]) => {
+            let name = own(name);
+            let v = with(app, move |r| r.rotate(&p, &name)).await?;
+            Ok(json_response(StatusCode::CREATED, &v))
+        }
+        (Method::POST, ["admin", "keys", name, "activate"]) => {
+            let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
+            match with(app, move |r| r.activate(&p, &name, b.version)).await? {
+                Ok(v) => Ok(ok(&v)),
+                Err(request) => {
+                    Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
+                }
+            }
+        }
+        (Method::POST, ["admin", "keys", name, "destroy"]) => {
+            let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
+            let request = with(app, move |r| r.request_destroy(&p, &name, b.version)).await?;
+            Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
+        }
+        (Method::GET, ["admin", "requests"]) => {
+            let r = with(app, move |r| r.requests(&p)).await?;
+            Ok(ok(&serde_json::json!({ "requests": r })))
+        }
+        (Method::POST, ["admin", "requests", id, "approve"]) => {
+            let id = own(id);
+            let r = with(app, move |r| r.approve_request(&p, &id)).await?;
+            Ok(ok(&r))
+        }
         (Method::GET, ["admin", "units"]) => {
             let u = with(app, move |r| r.units(&p)).await?;
             Ok(ok(&serde_json::json!({ "units": u })))
@@ -518,12 +556,13 @@ pub(super) async fn route(
 }
 
 /// Registry facts for /readyz and /metrics: (overdue filings, expiring seals), when there is a registry.
-pub(super) fn registry_facts(app: &App) -> Option<(Vec<String>, usize)> {
+pub(super) fn registry_facts(app: &App) -> Option<(Vec<String>, usize, Vec<String>)> {
     let r = app.signing.registry()?;
     let overdue =
         r.overdue_filings().ok()?.into_iter().map(|f| format!("{} ({} of seal {})", f.id, f.action, f.seal)).collect();
     let expiring = r.expiring(r.settings().reminder_days).ok()?.len();
-    Some((overdue, expiring))
+    let keys = r.expiring_appliance_keys().ok()?;
+    Some((overdue, expiring, keys))
 }
 
 #[cfg(test)]

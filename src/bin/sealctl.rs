@@ -69,6 +69,14 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::AccountCmd,
     },
+    /// Key versions, rotation and dual control: seal keys, the issuing CA, the seal maker (through the
+    /// daemon; security officers).
+    Keys {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::KeysCmd,
+    },
     /// The built-in issuing CA: its certificate, and certificates for PKCS#10 requests (through the daemon).
     Ca {
         #[command(flatten)]
@@ -537,6 +545,7 @@ fn main() -> ExitCode {
         Command::Account { conn, cmd } => Some(admin::account(&conn, cmd)),
         Command::Unit { conn, cmd } => Some(admin::unit(&conn, cmd)),
         Command::Ca { conn, cmd } => Some(admin::ca(&conn, cmd)),
+        Command::Keys { conn, cmd } => Some(admin::keys(&conn, cmd)),
         Command::Ses { cmd } => return ExitCode::from(ses::run(cmd)),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
@@ -581,5 +590,15 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+        // Global options reach every subcommand: build each one so clashes with them show here.
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        fn walk(c: &mut clap::Command) {
+            c.build();
+            for s in c.get_subcommands_mut() {
+                walk(s);
+            }
+        }
+        walk(&mut cmd);
     }
 }

@@ -268,7 +268,7 @@ impl Registry {
     }
 
     /// A new key version for `seal`: the key generated in the token, certified by the issuing CA.
-    fn new_version(&self, seal: &Seal, version: u32) -> Result<SealKeyVersion, SealError> {
+    pub(super) fn new_version(&self, seal: &Seal, version: u32) -> Result<SealKeyVersion, SealError> {
         let unit_name = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
         let key = self.pool.generate(seal.alg, &format!("seal-{}-v{version}", seal.id))?;
         let cert = match self.certify(seal, &unit_name, &key.public_key) {
@@ -293,6 +293,8 @@ impl Registry {
             created_ms: now_ms(),
             retired_ms: None,
             ses: None,
+            state: super::KeyState::Active,
+            activated_ms: Some(now_ms()),
         };
         match self.make_ses(seal, &v) {
             Ok(ses) => v.ses = Some(ses),
@@ -353,9 +355,11 @@ impl Registry {
                 seal.versions.push(v);
             }
             Action::Renew => {
-                let next = seal.current().map(|v| v.version + 1).unwrap_or(1);
+                // Renewal is rotation and activation in one step: a new key and certificate, same image.
+                let next = seal.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
                 let v = self.new_version(&seal, next)?;
-                if let Some(old) = seal.versions.last_mut() {
+                if let Some(old) = seal.current_mut() {
+                    old.state = super::KeyState::Retired;
                     old.retired_ms = Some(now);
                 }
                 seal.versions.push(v);
@@ -441,7 +445,7 @@ impl Registry {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "certificate".into() };
             return Err(self.refuse(p, "seal.certificate", &object, err));
         }
-        let v = seal.versions.last_mut().ok_or_else(|| SealError::Store(format!("seal {id} has no key version")))?;
+        let v = seal.current_mut().ok_or_else(|| SealError::Store(format!("seal {id} has no key version")))?;
         let token_key = self.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
         let cert_key = cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
         if cert_key != token_key.public_key {
@@ -463,7 +467,7 @@ impl Registry {
         let version = v.version;
         let snapshot = v.clone();
         let ses = self.make_ses(&seal, &snapshot)?;
-        if let Some(v) = seal.versions.last_mut() {
+        if let Some(v) = seal.current_mut() {
             v.ses = Some(ses);
         }
         seal.history.push(HistoryEntry {

@@ -15,10 +15,12 @@
 //! generate, sign and look up keys by CKA_ID.
 
 mod directory;
+mod keys;
 mod lifecycle;
 mod usage;
 
 pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Unit, UnitSpec};
+pub use keys::{DualRequest, RequestState};
 pub use lifecycle::{Action, ApplyRequest, TransitionRequest};
 pub use usage::{SealKeyRef, TicketRequest, UseReceipt};
 
@@ -160,11 +162,33 @@ pub struct Policy {
     pub hours: Option<[u8; 2]>,
 }
 
+/// The life of a key version: made (pending), signing (active, exactly one per key), kept to verify
+/// (retired), gone from the token (destroyed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// Generated; not signing yet.
+    Pending,
+    /// The one that signs.
+    #[default]
+    Active,
+    /// Replaced; still verifies.
+    Retired,
+    /// Destroyed in the token.
+    Destroyed,
+}
+
 /// One key version of a seal: the key in the token and the certificate bound to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealKeyVersion {
     /// 1, 2, ...
     pub version: u32,
+    /// Its state (records written before states existed read as active; `current` picks the newest).
+    #[serde(default)]
+    pub state: KeyState,
+    /// When it became the signing version.
+    #[serde(default)]
+    pub activated_ms: Option<u64>,
     /// CKA_ID, hex.
     pub key_id: String,
     /// Algorithm.
@@ -241,7 +265,12 @@ pub struct Seal {
 impl Seal {
     /// The signing key version.
     pub fn current(&self) -> Option<&SealKeyVersion> {
-        self.versions.last()
+        self.versions.iter().rev().find(|v| v.state == KeyState::Active)
+    }
+
+    /// The signing key version, mutable.
+    pub fn current_mut(&mut self) -> Option<&mut SealKeyVersion> {
+        self.versions.iter_mut().rev().find(|v| v.state == KeyState::Active)
     }
 
     /// Whether its validity has ended at `now_ms` (derived, never stored).
@@ -364,12 +393,43 @@ impl Filing {
 /// GB/T 38540 `SESeal` of every seal made here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplianceKey {
-    /// CKA_ID, hex.
+    /// CKA_ID, hex, of the active version.
     pub key_id: String,
     /// Algorithm.
     pub alg: KeyAlg,
-    /// Its self-signed certificate, PEM.
+    /// The active version's certificate, PEM.
     pub cert_pem: String,
+    /// The active version's number.
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// A rotated version waiting for (dual-control) activation.
+    #[serde(default)]
+    pub pending: Option<ApplianceKeyVersion>,
+    /// Earlier versions: retired ones still verify (a retired issuing CA stays a trust anchor).
+    #[serde(default)]
+    pub retired: Vec<ApplianceKeyVersion>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// A version of an appliance key other than the active one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplianceKeyVersion {
+    /// Its number.
+    pub version: u32,
+    /// CKA_ID, hex.
+    pub key_id: String,
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// State.
+    pub state: KeyState,
+    /// When it was made.
+    pub created_ms: u64,
+    /// When it was retired.
+    #[serde(default)]
+    pub retired_ms: Option<u64>,
 }
 
 /// `[seals]` in the configuration.
@@ -386,6 +446,8 @@ pub struct SealSettings {
     pub reminder_days: u64,
     /// Longest validity of a use ticket, seconds (also the default).
     pub ticket_max_s: u64,
+    /// How long a dual-control request waits for the second security officer, seconds.
+    pub dual_control_deadline_s: u64,
 }
 
 impl Default for SealSettings {
@@ -396,6 +458,7 @@ impl Default for SealSettings {
             filing_deadline_hours: 24,
             reminder_days: 90,
             ticket_max_s: 3600,
+            dual_control_deadline_s: 3600,
         }
     }
 }
@@ -698,7 +761,14 @@ impl Registry {
         };
         let cert =
             crate::formats::x509::issue(&template, None, &signer).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let ca = ApplianceKey { key_id: key.id.to_hex(), alg, cert_pem: cert.to_pem() };
+        let ca = ApplianceKey {
+            key_id: key.id.to_hex(),
+            alg,
+            cert_pem: cert.to_pem(),
+            version: 1,
+            pending: None,
+            retired: Vec::new(),
+        };
         let ev = AuditEvent::new(Actor::system(), "ca.create", "key:issuing-ca", "ok")
             .detail("key_id", ca.key_id.clone())
             .detail("alg", alg.name())
@@ -739,7 +809,14 @@ impl Registry {
         };
         let cert = crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
             .map_err(|e| SealError::Certificate(e.to_string()))?;
-        let maker = ApplianceKey { key_id: key.id.to_hex(), alg, cert_pem: cert.to_pem() };
+        let maker = ApplianceKey {
+            key_id: key.id.to_hex(),
+            alg,
+            cert_pem: cert.to_pem(),
+            version: 1,
+            pending: None,
+            retired: Vec::new(),
+        };
         let ev = AuditEvent::new(Actor::system(), "maker.create", "key:seal-maker", "ok")
             .detail("key_id", maker.key_id.clone())
             .detail("alg", alg.name())

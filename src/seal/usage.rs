@@ -420,15 +420,16 @@ impl Registry {
 
     /// `base` plus the issuing CA as a trust anchor (the seal maker and seal certificates chain to it).
     fn trust(&self, base: &crate::formats::x509::TrustStore) -> crate::formats::x509::TrustStore {
-        let ca = self
-            .issuing_ca()
-            .ok()
-            .flatten()
-            .and_then(|ca| crate::formats::x509::Cert::parse(ca.cert_pem.as_bytes()).ok());
-        match ca {
-            Some(c) => base.with_anchor(c),
-            None => base.clone(),
+        let mut t = base.clone();
+        if let Ok(Some(ca)) = self.issuing_ca() {
+            // Retired CA versions stay anchors: the certificates they issued still verify.
+            for pem in std::iter::once(&ca.cert_pem).chain(ca.retired.iter().map(|r| &r.cert_pem)) {
+                if let Ok(c) = crate::formats::x509::Cert::parse(pem.as_bytes()) {
+                    t = t.with_anchor(c);
+                }
+            }
         }
+        t
     }
 
     /// The current `SESeal` of a seal, DER, for those who may read the seal.

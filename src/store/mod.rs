@@ -23,7 +23,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 /// The named trees.
 pub const TREES: &[&str] =
-    &["meta", "accounts", "grants", "keys", "seals", "approvals", "filings", "counters", "units"];
+    &["meta", "accounts", "grants", "keys", "seals", "approvals", "filings", "counters", "units", "requests"];
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_APPLIED: &[u8] = b"applied_seq";

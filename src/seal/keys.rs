@@ -1,0 +1,510 @@
+//! Key versions and rotation, with dual control for what cannot be undone.
+//!
+//! Keys are named `seal:<id>` (a seal's keys), `issuing-ca` and `seal-maker`. `rotate` makes a new
+//! version in the token (pending): for a seal, certified by the issuing CA, with its SESeal and a CSR
+//! for an outside CA; for the CA a new self-signed certificate; for the maker one from the CA.
+//! `activate` switches signing to it: for a seal at once (under the seal's exclusive lock, so uses
+//! in flight finish on the old version and none after the switch uses it); for the issuing CA and
+//! the seal maker only when a second security officer approves. Destroying a retired version also
+//! needs two officers. The one who requests never approves, and a request expires.
+//!
+//! Rotating the audit key is not here: it signs checkpoints from the configuration (see the note
+//! in the README).
+
+use super::{actor, now_ms, put, ApplianceKey, ApplianceKeyVersion, KeyState, Registry, Seal, SealError};
+use crate::audit::AuditEvent;
+use crate::authz::{Principal, Role};
+use crate::formats::x509::Cert;
+use crate::token::KeyId;
+use serde::{Deserialize, Serialize};
+
+/// What a dual-control request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestAction {
+    /// Make a pending appliance key version the active one.
+    Activate,
+    /// Destroy a retired or pending key version in the token.
+    Destroy,
+}
+
+/// Where a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    /// Waiting for the second officer.
+    Pending,
+    /// Approved and carried out.
+    Done,
+}
+
+/// A request that a second security officer must approve (tree `requests`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DualRequest {
+    /// Id.
+    pub id: String,
+    /// What.
+    pub action: RequestAction,
+    /// Which key.
+    pub key: String,
+    /// Which version.
+    pub version: u32,
+    /// The first officer.
+    pub requested_by: String,
+    /// When.
+    pub created_ms: u64,
+    /// Unusable after this.
+    pub expires_ms: u64,
+    /// State.
+    pub state: RequestState,
+    /// The second officer.
+    #[serde(default)]
+    pub approved_by: Option<String>,
+}
+
+enum KeyName<'a> {
+    Seal(&'a str),
+    Appliance(&'static str),
+}
+
+fn key_name(name: &str) -> Result<KeyName<'_>, SealError> {
+    match name {
+        "issuing-ca" => Ok(KeyName::Appliance("issuing-ca")),
+        "seal-maker" => Ok(KeyName::Appliance("seal-maker")),
+        n => n.strip_prefix("seal:").map(KeyName::Seal).ok_or_else(|| {
+            SealError::NotFound("unknown_key", format!("no key '{n}' (seal:<id>, issuing-ca, seal-maker)"))
+        }),
+    }
+}
+
+impl Registry {
+    fn require_officer(&self, p: &Principal, action: &str, key: &str) -> Result<(), SealError> {
+        if p.role != Role::Secofficer {
+            return Err(self.refuse(
+                p,
+                action,
+                &format!("key:{key}"),
+                SealError::Forbidden("keys are the security officers' business".into()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn appliance_key(&self, name: &str) -> Result<ApplianceKey, SealError> {
+        self.store
+            .get::<ApplianceKey>("keys", name)?
+            .ok_or_else(|| SealError::NotFound("unknown_key", format!("no {name} key: run `seald init`")))
+    }
+
+    /// Every key with its versions, states and the end of each certificate; `expiring` marks those
+    /// ending within `[seals] reminder_days`. Security officers and auditors.
+    pub fn key_list(&self, p: &Principal) -> Result<Vec<serde_json::Value>, SealError> {
+        if !matches!(p.role, Role::Secofficer | Role::Auditor) {
+            return Err(self.refuse(
+                p,
+                "key.list",
+                "keys",
+                SealError::Forbidden("keys are listed for security officers and auditors".into()),
+            ));
+        }
+        let horizon = now_ms() + self.settings.reminder_days * 86_400_000;
+        let end = |pem: &str| {
+            Cert::parse(pem.as_bytes()).ok().map(|c| {
+                c.validity().1.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+            })
+        };
+        let mut out = Vec::new();
+        for name in ["issuing-ca", "seal-maker"] {
+            if let Some(k) = self.store.get::<ApplianceKey>("keys", name)? {
+                let mut versions = vec![serde_json::json!({
+                    "version": k.version, "state": "active", "key_id": k.key_id, "not_after_ms": end(&k.cert_pem),
+                    "expiring": end(&k.cert_pem).is_some_and(|e| e <= horizon),
+                })];
+                for v in k.pending.iter().chain(k.retired.iter()) {
+                    versions.push(serde_json::json!({ "version": v.version, "state": v.state, "key_id": v.key_id, "not_after_ms": end(&v.cert_pem), "expiring": false }));
+                }
+                out.push(serde_json::json!({ "key": name, "alg": k.alg, "versions": versions }));
+            }
+        }
+        for (_, s) in self.store.scan::<Seal>("seals")? {
+            if s.versions.is_empty() {
+                continue;
+            }
+            let versions: Vec<_> = s
+                .versions
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "version": v.version, "state": v.state, "key_id": v.key_id, "not_after_ms": v.not_after_ms,
+                        "expiring": v.state == KeyState::Active && v.not_after_ms <= horizon,
+                    })
+                })
+                .collect();
+            out.push(serde_json::json!({ "key": format!("seal:{}", s.id), "alg": s.alg, "seal_state": s.state, "versions": versions }));
+        }
+        Ok(out)
+    }
+
+    /// Appliance keys whose active certificate ends within the reminder period (for /readyz, /metrics).
+    pub fn expiring_appliance_keys(&self) -> Result<Vec<String>, SealError> {
+        let horizon = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(now_ms() + self.settings.reminder_days * 86_400_000);
+        let mut out = Vec::new();
+        for name in ["issuing-ca", "seal-maker"] {
+            if let Some(k) = self.store.get::<ApplianceKey>("keys", name)? {
+                if Cert::parse(k.cert_pem.as_bytes()).is_ok_and(|c| c.validity().1 <= horizon) {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes a new, pending key version in the token. For seals, returns the version with its
+    /// certificate and a CSR for an outside CA.
+    pub fn rotate(&self, p: &Principal, name: &str) -> Result<serde_json::Value, SealError> {
+        self.require_officer(p, "key.rotate", name)?;
+        match key_name(name)? {
+            KeyName::Seal(id) => {
+                let slot = self.slot(id);
+                let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+                let mut seal = self.seal(id)?;
+                if seal.current().is_none() || matches!(seal.state, super::SealState::Revoked) {
+                    let err =
+                        SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "rotate".into() };
+                    return Err(self.refuse(p, "key.rotate", &format!("key:{name}"), err));
+                }
+                if seal.versions.iter().any(|v| v.state == KeyState::Pending) {
+                    return Err(SealError::Conflict(
+                        "rotation_pending",
+                        format!("{name} has a pending version: activate or destroy it first"),
+                    ));
+                }
+                let next = seal.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
+                let mut v = self.new_version(&seal, next)?;
+                v.state = KeyState::Pending;
+                v.activated_ms = None;
+                seal.versions.push(v.clone());
+                let ev = AuditEvent::new(actor(p), "key.rotate", &format!("key:{name}"), "ok")
+                    .detail("version", next)
+                    .detail("key_id", v.key_id.clone())
+                    .change(put("seals", id, &seal));
+                let _ = self.commit(ev)?;
+                drop(_w);
+                let csr = {
+                    let key = self.pool.key(&KeyId::from_hex(&v.key_id)?)?;
+                    let unit = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
+                    let signer =
+                        super::TokenSigner { pool: &self.pool, id: key.id.clone(), public: key.public_key.clone() };
+                    crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit), &key.public_key, &signer)
+                        .map_err(|e| SealError::Certificate(e.to_string()))?
+                };
+                Ok(
+                    serde_json::json!({ "key": name, "version": next, "state": "pending", "key_id": v.key_id, "certificate": v.cert_pem, "csr": csr }),
+                )
+            }
+            KeyName::Appliance(which) => {
+                let _g = self.admin_lock();
+                let mut k = self.appliance_key(which)?;
+                if k.pending.is_some() {
+                    return Err(SealError::Conflict(
+                        "rotation_pending",
+                        format!("{which} has a pending version: activate or destroy it first"),
+                    ));
+                }
+                let next = k.retired.iter().map(|r| r.version).chain([k.version]).max().unwrap_or(1) + 1;
+                let key = self.pool.generate(k.alg, &format!("seald-{which}-v{next}"))?;
+                let now = std::time::SystemTime::now();
+                let ca = which == "issuing-ca";
+                let template = crate::formats::x509::CertTemplate {
+                    subject: vec![
+                        ("CN", format!("seald {}", if ca { "issuing CA" } else { "seal maker" })),
+                        ("O", "seald".to_string()),
+                    ],
+                    public_key: &key.public_key,
+                    not_before: now - std::time::Duration::from_secs(3600),
+                    not_after: now + std::time::Duration::from_secs(3650 * 86400),
+                    ca,
+                };
+                let cert = if ca {
+                    let signer =
+                        super::TokenSigner { pool: &self.pool, id: key.id.clone(), public: key.public_key.clone() };
+                    crate::formats::x509::issue(&template, None, &signer)
+                } else {
+                    let ca_key = self.appliance_key("issuing-ca")?;
+                    let ca_cert =
+                        Cert::parse(ca_key.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+                    let signer = super::TokenSigner {
+                        pool: &self.pool,
+                        id: KeyId::from_hex(&ca_key.key_id)?,
+                        public: ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
+                    };
+                    crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
+                };
+                let cert = match cert {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = self.pool.destroy(&key.id);
+                        return Err(SealError::Certificate(e.to_string()));
+                    }
+                };
+                let v = ApplianceKeyVersion {
+                    version: next,
+                    key_id: key.id.to_hex(),
+                    cert_pem: cert.to_pem(),
+                    state: KeyState::Pending,
+                    created_ms: now_ms(),
+                    retired_ms: None,
+                };
+                k.pending = Some(v.clone());
+                let ev = AuditEvent::new(actor(p), "key.rotate", &format!("key:{which}"), "ok")
+                    .detail("version", next)
+                    .detail("key_id", v.key_id.clone())
+                    .change(put("keys", which, &k));
+                let _ = self.commit(ev)?;
+                Ok(
+                    serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "certificate": v.cert_pem }),
+                )
+            }
+        }
+    }
+
+    fn open_request(
+        &self,
+        p: &Principal,
+        action: RequestAction,
+        key: &str,
+        version: u32,
+    ) -> Result<DualRequest, SealError> {
+        let now = now_ms();
+        let r = DualRequest {
+            id: format!("R{}", super::random_hex(8)),
+            action,
+            key: key.into(),
+            version,
+            requested_by: p.account.clone(),
+            created_ms: now,
+            expires_ms: now + self.settings.dual_control_deadline_s * 1000,
+            state: RequestState::Pending,
+            approved_by: None,
+        };
+        let ev = AuditEvent::new(actor(p), "key.request", &format!("key:{key}"), "ok")
+            .detail("request", r.id.clone())
+            .detail("action", serde_json::to_value(action).unwrap_or_default())
+            .detail("version", version)
+            .change(put("requests", &r.id, &r));
+        let _ = self.commit(ev)?;
+        Ok(r)
+    }
+
+    /// Switches signing to a pending version. Seals: at once. Appliance keys: opens a request that a
+    /// second officer approves (`Ok(Err(request))`).
+    pub fn activate(
+        &self,
+        p: &Principal,
+        name: &str,
+        version: u32,
+    ) -> Result<Result<serde_json::Value, DualRequest>, SealError> {
+        self.require_officer(p, "key.activate", name)?;
+        match key_name(name)? {
+            KeyName::Seal(id) => self.activate_seal_version(p, id, version).map(Ok),
+            KeyName::Appliance(which) => {
+                let k = self.appliance_key(which)?;
+                if k.pending.as_ref().map(|v| v.version) != Some(version) {
+                    return Err(SealError::Conflict(
+                        "not_pending",
+                        format!("{which} version {version} is not pending"),
+                    ));
+                }
+                self.open_request(p, RequestAction::Activate, which, version).map(Err)
+            }
+        }
+    }
+
+    fn activate_seal_version(&self, p: &Principal, id: &str, version: u32) -> Result<serde_json::Value, SealError> {
+        let slot = self.slot(id);
+        // Exclusive: uses in flight finish on the old version first; none after this starts uses it.
+        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let mut seal = self.seal(id)?;
+        if !seal.versions.iter().any(|v| v.version == version && v.state == KeyState::Pending) {
+            return Err(SealError::Conflict("not_pending", format!("seal:{id} version {version} is not pending")));
+        }
+        let now = now_ms();
+        let old = seal.current().map(|v| v.version);
+        for v in seal.versions.iter_mut() {
+            if v.state == KeyState::Active {
+                v.state = KeyState::Retired;
+                v.retired_ms = Some(now);
+            }
+            if v.version == version {
+                v.state = KeyState::Active;
+                v.activated_ms = Some(now);
+            }
+        }
+        seal.history.push(super::HistoryEntry {
+            action: "activate".into(),
+            state: seal.state,
+            by: p.account.clone(),
+            time_ms: now,
+            reason: Some(format!("key version {version}")),
+        });
+        let filing = self.new_filing(&seal, "renew");
+        let ev = AuditEvent::new(actor(p), "key.activate", &format!("key:seal:{id}"), "ok")
+            .detail("version", version)
+            .detail("retired", old)
+            .change(put("filings", &filing.id, &filing))
+            .change(put("seals", id, &seal));
+        let _ = self.commit(ev)?;
+        Ok(serde_json::json!({ "key": format!("seal:{id}"), "version": version, "state": "active", "retired": old }))
+    }
+
+    /// Asks to destroy a retired or pending version (dual control).
+    pub fn request_destroy(&self, p: &Principal, name: &str, version: u32) -> Result<DualRequest, SealError> {
+        self.require_officer(p, "key.destroy", name)?;
+        let state = match key_name(name)? {
+            KeyName::Seal(id) => self.seal(id)?.versions.iter().find(|v| v.version == version).map(|v| v.state),
+            KeyName::Appliance(which) => {
+                let k = self.appliance_key(which)?;
+                if k.version == version {
+                    Some(KeyState::Active)
+                } else {
+                    k.pending.iter().chain(k.retired.iter()).find(|v| v.version == version).map(|v| v.state)
+                }
+            }
+        };
+        match state {
+            None => Err(SealError::NotFound("unknown_key", format!("{name} has no version {version}"))),
+            Some(KeyState::Active) => Err(SealError::Conflict(
+                "key_active",
+                format!("{name} version {version} signs; rotate and activate another first"),
+            )),
+            Some(KeyState::Destroyed) => {
+                Err(SealError::Conflict("key_destroyed", format!("{name} version {version} is destroyed already")))
+            }
+            Some(_) => self.open_request(p, RequestAction::Destroy, name, version),
+        }
+    }
+
+    /// Dual-control requests (security officers, auditors).
+    pub fn requests(&self, p: &Principal) -> Result<Vec<DualRequest>, SealError> {
+        if !matches!(p.role, Role::Secofficer | Role::Auditor) {
+            return Err(self.refuse(
+                p,
+                "key.requests",
+                "requests",
+                SealError::Forbidden("requests are for security officers and auditors".into()),
+            ));
+        }
+        Ok(self.store.scan::<DualRequest>("requests")?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The second officer approves a request, which is then carried out.
+    pub fn approve_request(&self, p: &Principal, id: &str) -> Result<DualRequest, SealError> {
+        let object = format!("request:{id}");
+        if p.role != Role::Secofficer {
+            return Err(self.refuse(
+                p,
+                "key.approve",
+                &object,
+                SealError::Forbidden("only a security officer approves".into()),
+            ));
+        }
+        let _g = self.admin_lock();
+        let mut r = self
+            .store
+            .get::<DualRequest>("requests", id)?
+            .ok_or_else(|| SealError::NotFound("unknown_request", format!("no request '{id}'")))?;
+        if r.state != RequestState::Pending {
+            return Err(SealError::Conflict("request_done", format!("request {id} was carried out already")));
+        }
+        if r.requested_by == p.account {
+            return Err(self.refuse(
+                p,
+                "key.approve",
+                &object,
+                SealError::Forbidden("the officer who asked cannot approve: a second officer must".into()),
+            ));
+        }
+        if now_ms() > r.expires_ms {
+            return Err(self.refuse(
+                p,
+                "key.approve",
+                &object,
+                SealError::Conflict("request_expired", format!("request {id} expired; ask again")),
+            ));
+        }
+        r.state = RequestState::Done;
+        r.approved_by = Some(p.account.clone());
+        let mut ev = AuditEvent::new(actor(p), "key.approve", &object, "ok")
+            .detail("action", serde_json::to_value(r.action).unwrap_or_default())
+            .detail("key", r.key.clone())
+            .detail("version", r.version)
+            .detail("requested_by", r.requested_by.clone())
+            .change(put("requests", id, &r));
+        let name = r.key.clone();
+        match (r.action, key_name(&name)?) {
+            (RequestAction::Activate, KeyName::Appliance(which)) => {
+                let mut k = self.appliance_key(which)?;
+                let pending = k.pending.take().filter(|v| v.version == r.version).ok_or_else(|| {
+                    SealError::Conflict("not_pending", format!("{which} version {} is no longer pending", r.version))
+                })?;
+                let now = now_ms();
+                k.retired.push(ApplianceKeyVersion {
+                    version: k.version,
+                    key_id: k.key_id.clone(),
+                    cert_pem: k.cert_pem.clone(),
+                    state: KeyState::Retired,
+                    created_ms: 0,
+                    retired_ms: Some(now),
+                });
+                k.version = pending.version;
+                k.key_id = pending.key_id;
+                k.cert_pem = pending.cert_pem;
+                ev = ev.change(put("keys", which, &k));
+            }
+            (RequestAction::Destroy, KeyName::Appliance(which)) => {
+                let mut k = self.appliance_key(which)?;
+                let v = k
+                    .pending
+                    .iter_mut()
+                    .chain(k.retired.iter_mut())
+                    .find(|v| v.version == r.version && v.state != KeyState::Destroyed);
+                let v = v.ok_or_else(|| {
+                    SealError::Conflict("key_destroyed", format!("{which} version {} is gone", r.version))
+                })?;
+                self.pool.destroy(&KeyId::from_hex(&v.key_id)?)?;
+                v.state = KeyState::Destroyed;
+                if k.pending.as_ref().is_some_and(|p| p.state == KeyState::Destroyed) {
+                    let gone = k.pending.take();
+                    k.retired.extend(gone);
+                }
+                ev = ev.change(put("keys", which, &k));
+            }
+            (RequestAction::Destroy, KeyName::Seal(sid)) => {
+                let slot = self.slot(sid);
+                let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+                let mut seal = self.seal(sid)?;
+                let v = seal
+                    .versions
+                    .iter_mut()
+                    .find(|v| v.version == r.version && matches!(v.state, KeyState::Retired | KeyState::Pending));
+                let v = v.ok_or_else(|| {
+                    SealError::Conflict(
+                        "key_active",
+                        format!("seal:{sid} version {} cannot be destroyed now", r.version),
+                    )
+                })?;
+                self.pool.destroy(&KeyId::from_hex(&v.key_id)?)?;
+                v.state = KeyState::Destroyed;
+                ev = ev.change(put("seals", sid, &seal));
+                let _ = self.commit(ev)?;
+                return Ok(r);
+            }
+            (RequestAction::Activate, KeyName::Seal(_)) => {
+                return Err(SealError::BadInput("seal keys are activated without a request".into()));
+            }
+        }
+        let _ = self.commit(ev)?;
+        Ok(r)
+    }
+}
