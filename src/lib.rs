@@ -10,6 +10,7 @@
 pub mod api;
 pub mod audit;
 pub mod authz;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod crypto;

@@ -68,11 +68,13 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         .map_err(|e| StartError(format!("token: {e}")))?;
     let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
     let audit_key = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
-    let signer = TokenHeadSigner::new(pool.clone(), audit_key).map_err(|e| start_err("audit key")(e.to_string()))?;
+    let signer =
+        TokenHeadSigner::new(pool.clone(), audit_key.clone()).map_err(|e| start_err("audit key")(e.to_string()))?;
     let mut jcfg = JournalConfig::new(&audit_cfg.dir);
     jcfg.checkpoint_every = audit_cfg.checkpoint_every;
     jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);
     let (store2, signer) = (store.clone(), Arc::new(signer));
+    let audit_signer: (Arc<dyn crate::audit::HeadSigner>, KeyId) = (signer.clone(), audit_key.clone());
     let journal = tokio::task::spawn_blocking(move || Journal::open(jcfg, Some(store2), Some(signer)))
         .await
         .map_err(|e| StartError(e.to_string()))?
@@ -94,6 +96,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         metrics: Metrics::default(),
         max_body: server.max_body_bytes,
         verify_slots: tokio::sync::Semaphore::new(cores),
+        audit_signer,
     });
     let tls_config = Arc::new(RwLock::new(tls::server_config(&server).map_err(|e| StartError(e.to_string()))?));
     let listener = TcpListener::bind(&server.listen).await.map_err(|e| start_err(&server.listen)(e.to_string()))?;

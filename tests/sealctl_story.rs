@@ -126,7 +126,7 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
             let _ = self.0.wait();
         }
     }
-    let _daemon = Kill(child);
+    let daemon = Kill(child);
     let ctl = |who: &str, args: &[&str]| sealctl(&dir, &addr, who, args);
 
     // The system administrator sets up a unit and its people.
@@ -360,6 +360,76 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+
+    // Backup through the daemon (system administrator only), then restore into a fresh state
+    // directory with the daemon stopped: everything verifies and the chain goes on.
+    let backup = dir.join("backup.json");
+    assert_eq!(ctl("auditor", &["backup", "--out", backup.to_str().unwrap()]).status, 1, "only the sysadmin backs up");
+    ok(ctl("sysadmin", &["backup", "--out", backup.to_str().unwrap()]), "backup");
+    let seals_before = json(ctl("issuer", &["seal", "--json", "list"]), "seals before");
+    drop(daemon);
+    let restored_cfg = dir.join("restored.toml");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("{d}/store"), &format!("{d}/r-store"))
+        .replace(&format!("{d}/journal"), &format!("{d}/r-journal"));
+    std::fs::write(&restored_cfg, text).unwrap();
+    let seald = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_seald")).args(args).output().unwrap();
+    let mut tampered: serde_json::Value = serde_json::from_slice(&std::fs::read(&backup).unwrap()).unwrap();
+    tampered["manifest"]["head_seq"] = (tampered["manifest"]["head_seq"].as_u64().unwrap() + 1).into();
+    let bad = dir.join("tampered.json");
+    std::fs::write(&bad, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    let refused = seald(&["restore", bad.to_str().unwrap(), "--config", restored_cfg.to_str().unwrap()]);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("signature does not verify"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let into_live = seald(&["restore", backup.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert!(
+        !into_live.status.success() && String::from_utf8_lossy(&into_live.stderr).contains("not empty"),
+        "a restore never overwrites state"
+    );
+    let restored = seald(&["restore", backup.to_str().unwrap(), "--config", restored_cfg.to_str().unwrap()]);
+    assert!(
+        restored.status.success(),
+        "restore: {}{}",
+        String::from_utf8_lossy(&restored.stdout),
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["run", "--config", restored_cfg.to_str().unwrap()])
+        .env("SEALD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.split("addr=").nth(1) {
+                let _ = tx.send(a.trim().to_string());
+            }
+        }
+    });
+    let addr2 = rx.recv_timeout(Duration::from_secs(60)).expect("the restored daemon started");
+    let restored_daemon = Kill(child);
+    let ctl2 = |who: &str, args: &[&str]| sealctl(&dir, &addr2, who, args);
+    let seals_after = json(ctl2("issuer", &["seal", "--json", "list"]), "seals after");
+    assert_eq!(seals_after, seals_before, "the registry is the same after restore");
+    let port2 = addr2.rsplit(':').next().unwrap().to_string();
+    let audit_verify = |port: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sealctl"))
+            .args(["audit", "verify", "--server", &format!("https://localhost:{port}"), "--ca", &pem("ca")])
+            .args(["--cert", &pem("auditor"), "--key", dir.join("auditor.key").to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    assert!(audit_verify(&port2).status.success(), "the restored chain verifies");
+    ok(ctl2("sysadmin", &["unit", "create", "after-restore", "--name", "恢复后新建单位"]), "the chain continues");
+    assert!(audit_verify(&port2).status.success(), "and still verifies after new records");
+    drop(restored_daemon);
 
     // Completions for operators' shells.
     let comp = Command::new(env!("CARGO_BIN_EXE_sealctl")).args(["completions", "bash"]).output().unwrap();

@@ -41,6 +41,8 @@ pub struct App {
     pub max_body: usize,
     /// Verification runs at most this many at once (the CPU pool), off the I/O threads.
     pub verify_slots: tokio::sync::Semaphore,
+    /// The audit key (signs checkpoints and backup manifests) and its CKA_ID.
+    pub audit_signer: (Arc<dyn crate::audit::HeadSigner>, crate::token::KeyId),
 }
 
 /// Who is on the other end of a connection.
@@ -428,6 +430,34 @@ async fn v1(
             let report = report
                 .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
             Ok(json_response(StatusCode::OK, &report))
+        }
+        (Method::GET, ["admin", "backup"]) => {
+            if !app.signing.accounts().may_backup(p) {
+                let ev = crate::audit::AuditEvent::new(
+                    crate::audit::Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) },
+                    "backup.make",
+                    "backup",
+                    "refused:forbidden",
+                );
+                let journal = app.journal.clone();
+                let _ = blocking(move || journal.append(ev)).await;
+                return Err(forbidden("sysadmin"));
+            }
+            let (app2, by) = (
+                app.clone(),
+                crate::audit::Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) },
+            );
+            let bytes = blocking(move || {
+                let (signer, key) = &app2.audit_signer;
+                crate::backup::make(&app2.journal, &app2.store, signer.as_ref(), key, by)
+            })
+            .await?
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backup_failed", e.to_string()))?;
+            let mut r = Response::new(Full::new(Bytes::from(bytes)));
+            let _ = r
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+            Ok(r)
         }
         (Method::GET, ["audit", "export"]) => {
             if !app.signing.accounts().may_audit(p) {

@@ -111,6 +111,11 @@ impl Accounts {
                 .is_some_and(|a| a.keys.iter().any(|k| k == name || k.eq_ignore_ascii_case(id)))
     }
 
+    /// Whether `p` may take a backup (the system administrator: configuration and backup, never keys).
+    pub fn may_backup(&self, p: &Principal) -> bool {
+        p.role == Role::Sysadmin
+    }
+
     /// Whether `p` may read and verify the audit log.
     pub fn may_audit(&self, p: &Principal) -> bool {
         p.role == Role::Auditor

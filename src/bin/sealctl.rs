@@ -77,6 +77,15 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::KeysCmd,
     },
+    /// A backup through the daemon: the journal up to a signed checkpoint and a manifest signed by
+    /// the audit key (system administrator). Keys stay in the token.
+    Backup {
+        #[command(flatten)]
+        conn: admin::Conn,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The built-in issuing CA: its certificate, and certificates for PKCS#10 requests (through the daemon).
     Ca {
         #[command(flatten)]
@@ -545,6 +554,7 @@ fn main() -> ExitCode {
         Command::Account { conn, cmd } => Some(admin::account(&conn, cmd)),
         Command::Unit { conn, cmd } => Some(admin::unit(&conn, cmd)),
         Command::Ca { conn, cmd } => Some(admin::ca(&conn, cmd)),
+        Command::Backup { conn, out } => Some(admin::backup(&conn, &out)),
         Command::Keys { conn, cmd } => Some(admin::keys(&conn, cmd)),
         Command::Ses { cmd } => return ExitCode::from(ses::run(cmd)),
         Command::Completions { shell } => {

@@ -57,6 +57,16 @@ enum Command {
         #[arg(long, default_value_t = 3650)]
         ca_days: u32,
     },
+    /// Restore a backup (from `sealctl backup`) with the daemon stopped, into the configuration's
+    /// store and journal directories, which must be empty. Refuses a backup whose manifest does not
+    /// verify with the audit key, whose parts do not match, or whose keys the token lacks.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Configuration file.
+        #[arg(long, default_value = "/etc/seald/seald.toml")]
+        config: PathBuf,
+    },
     /// Set up a development appliance in DIR and run it: softtoken (a software PKCS#11 token with SM2),
     /// SM2 and P-256 keys and an audit key, a dev CA with server and client certificates (PEM and
     /// PKCS#12), a config; then serve the API on 127.0.0.1, sign and verify once through it, print the
@@ -449,11 +459,32 @@ fn init(config: &Path, admins: [(Role, &str, &Path); 3], ca_name: &str, ca_days:
     Ok(())
 }
 
+fn restore(file: &Path, config: &Path) -> Result<(), Error> {
+    let cfg = Config::load(config)?;
+    let store = cfg.store.clone().ok_or("the config has no [store] section")?;
+    let audit = cfg.audit.clone().ok_or("the config has no [audit] section")?;
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let pool = TokenPool::open(&cfg.token)?;
+    let report = seald::backup::restore(&bytes, &pool, &token::KeyId::from_hex(&audit.key)?, &store.dir, &audit.dir)?;
+    if let Some(f) = &report.finding {
+        return Err(format!("the restored journal does not verify: {f:?}").into());
+    }
+    println!(
+        "restored {} records (through seq {}) into {} and {}; the audit chain verifies; start the daemon",
+        report.records,
+        report.last_seq,
+        audit.dir.display(),
+        store.dir.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     seald::init_logging("info");
     let result = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Restore { file, config } => restore(&file, &config),
         Command::Init { config, sysadmin, secofficer, auditor, ca_name, ca_days } => init(
             &config,
             [

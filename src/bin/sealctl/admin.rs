@@ -611,6 +611,21 @@ fn call_bytes(c: &Conn, path: &str) -> Result<Vec<u8>, Failure> {
     Ok(bytes)
 }
 
+/// `sealctl backup --out FILE` (system administrator): a signed backup through the daemon.
+pub fn backup(c: &Conn, out_path: &PathBuf) -> Result<(), Failure> {
+    let bytes = call_bytes(c, "/v1/admin/backup")?;
+    std::fs::write(out_path, &bytes).map_err(|e| local(format!("{}: {e}", out_path.display())))?;
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    eprintln!(
+        "backup of records {}..{} written to {} ({} bytes; restore with `seald restore` while the daemon is stopped)",
+        cell(&v["manifest"]["first_seq"]),
+        cell(&v["manifest"]["head_seq"]),
+        out_path.display(),
+        bytes.len()
+    );
+    Ok(())
+}
+
 /// `sealctl ca ...`: the built-in issuing CA.
 #[derive(Subcommand, Debug)]
 pub enum CaCmd {
