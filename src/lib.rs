@@ -24,12 +24,22 @@ pub mod store;
 pub mod tls;
 pub mod token;
 
-/// Logs to stderr through `tracing`, filtered by `$SEALD_LOG` (default: `default_level`); as JSON
-/// lines when `$SEALD_LOG_FORMAT=json` (for log shippers), text otherwise. Shared by the binaries so
-/// that every tool logs alike. Nothing logged carries a PIN or key material.
+/// Logs through `tracing`, filtered by `$SEALD_LOG` (default: `default_level`): to journald with
+/// structured fields when systemd runs the process (it sets `$JOURNAL_STREAM`); otherwise to stderr,
+/// as JSON lines when `$SEALD_LOG_FORMAT=json` (for log shippers), text otherwise. Shared by the
+/// binaries so that every tool logs alike. Nothing logged carries a PIN or key material.
 pub fn init_logging(default_level: &str) {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEALD_LOG").unwrap_or_else(|_| default_level.into());
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            use tracing_subscriber::util::SubscriberInitExt as _;
+            let journald = journald.with_syslog_identifier("seald".into());
+            tracing_subscriber::registry().with(filter).with(journald).init();
+            return;
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("SEALD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
         builder.json().init();
