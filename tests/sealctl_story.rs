@@ -254,6 +254,37 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert!(chained, "OpenSSL does not chain the seal certificate to the issuing CA: {why}");
     let (parsed, text) = openssl(&["x509", "-in", cert.to_str().unwrap(), "-noout", "-text"]);
     assert!(parsed && text.contains("SM2-with-SM3") && text.contains("Non Repudiation"), "{text}");
+    // Over HTTP: seal a document as GB/T 38540 and as GM/T 0010, and have the daemon verify both.
+    let post = |path: &str, body: serde_json::Value| {
+        let (status, bytes) = rt.block_on(client.request("POST", path, Some(&body))).unwrap();
+        (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap())
+    };
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let xml = b"<ofd:Signature>protected</ofd:Signature>";
+    let (status, sealed) = post(
+        &format!("/v1/seals/{id}/sign-ses"),
+        serde_json::json!({ "data_hash": b64(&seald::crypto::sm3(xml)), "property_info": "/Doc_0/Signs/Sign_0/Signature.xml" }),
+    );
+    assert_eq!(status, 200, "{sealed}");
+    let (status, report) =
+        post("/v1/verify/ses", serde_json::json!({ "ses_signature": sealed["ses_signature"], "document": b64(xml) }));
+    assert_eq!((status, report["valid"].as_bool()), (200, Some(true)), "{report}");
+    let step = |r: &serde_json::Value, name: &str| {
+        r["steps"].as_array().unwrap().iter().find(|s| s["step"] == name).unwrap()["ok"].clone()
+    };
+    assert_eq!((step(&report, "registry_state"), step(&report, "trust_chain")), (true.into(), true.into()), "{report}");
+    let ses_der = rt.block_on(client.request("GET", &format!("/v1/seals/{id}/ses"), None)).unwrap().1;
+    let (_, seal_report) = post("/v1/verify/seal", serde_json::json!({ "seal": b64(&ses_der) }));
+    assert_eq!(seal_report["valid"], true, "{seal_report}");
+    let (status, signed) = post("/v1/sign/cms", serde_json::json!({ "seal": id, "data": b64(xml) }));
+    assert_eq!(status, 200, "{signed}");
+    let (_, cms_report) = post("/v1/verify/cms", serde_json::json!({ "cms": signed["cms"], "data": b64(xml) }));
+    assert_eq!(cms_report["valid"], true, "{cms_report}");
+    let (_, cms_wrong) = post("/v1/verify/cms", serde_json::json!({ "cms": signed["cms"], "data": b64(b"other") }));
+    assert_eq!((cms_wrong["valid"].as_bool(), step(&cms_wrong, "data_hash")), (Some(false), false.into()));
+    let (status, _) = post("/v1/verify/ses", serde_json::json!({ "ses_signature": "!!" }));
+    assert_eq!(status, 400);
+
     // A CSR for the seal's key (signed in the token), certified by the built-in CA and bound back.
     let csr = dir.join("seal.csr");
     ok(ctl("issuer", &["seal", "csr", &id, "--out", csr.to_str().unwrap()]), "csr");

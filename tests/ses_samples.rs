@@ -70,6 +70,25 @@ fn every_sample_gets_the_verdict_its_sources_record_in_the_library_and_in_sealct
         let (code, _) = sealctl(&["ses", "verify", "--ofd", dir.join(format!("ofd/{name}.ofd")).to_str().unwrap()]);
         assert_eq!(code, 0, "{name}.ofd");
     }
+    // Trust: a check that cannot run counts as failed with --require-trust; unknown anchors fail it.
+    let (n, x) = (sig(VALID[0]), xml(VALID[0]));
+    let (code, out) =
+        sealctl(&["ses", "verify", n.to_str().unwrap(), "--doc", x.to_str().unwrap(), "--require-trust", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let anchors = std::env::temp_dir().join(format!("seald-anchors-{}", std::process::id()));
+    std::fs::create_dir_all(&anchors).unwrap();
+    std::fs::write(anchors.join("other.pem"), seald::devpki::DevCa::new("someone else").unwrap().cert_pem()).unwrap();
+    let (code, out) =
+        sealctl(&["ses", "verify", n.to_str().unwrap(), "--trust-anchors", anchors.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 1);
+    assert_eq!(
+        v["steps"].as_array().unwrap().iter().find(|s| s["step"] == "trust_chain").unwrap()["ok"],
+        false,
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&anchors);
+
     // Each producer's quirk is reported.
     let warn = |n: &str| verify_file(&std::fs::read(sig(n)).unwrap(), None).warnings.join("\n");
     assert!(warn("suwellT_ceb_receipt_raw_rs").contains("raw r||s"));
