@@ -7,9 +7,7 @@
 mod common;
 
 use common::{openssl, SoftToken};
-use seald::crypto::KeyAlg;
 use seald::devpki::DevCa;
-use seald::token::TokenPool;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,7 +57,7 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let token = SoftToken::new("softtoken");
     let dir: PathBuf = token.scratch("story");
     std::fs::create_dir_all(&dir).unwrap();
-    let audit = TokenPool::open(&token.config()).unwrap().generate(KeyAlg::Sm2, "audit").unwrap();
+
     let ca = DevCa::new("story CA").unwrap();
     std::fs::write(dir.join("ca.pem"), ca.cert_pem()).unwrap();
     let server = ca.server(1).unwrap();
@@ -75,12 +73,11 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\n\n\
          [token.environment]\nSOFTTOKEN_DIR = \"{}\"\n\n\
          [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n\n\
-         [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\nkey = \"{}\"\n",
+         [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\n# made by seald init\nkey = \"00\"\n",
         token.module.display(),
         token.label,
         token.pin_file.display(),
         token.dir.join("token").display(),
-        audit.id,
     );
     let cfg = dir.join("seald.toml");
     std::fs::write(&cfg, config).unwrap();
@@ -90,9 +87,15 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let init = Command::new(env!("CARGO_BIN_EXE_seald"))
         .args(["init", "--config", cfg.to_str().unwrap()])
         .args(["--sysadmin", &pem("sysadmin"), "--secofficer", &pem("secofficer"), "--auditor", &pem("auditor")])
+        .arg("--new-audit-key")
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&init.stdout);
+    assert!(said.contains("audit key: sm2 key"), "{said}");
+    assert!(
+        std::fs::read_to_string(&cfg).unwrap().contains("# made by seald init\nkey = \""),
+        "the config keeps its comments"
+    );
     assert!(init.status.success(), "seald init: {said}{}", String::from_utf8_lossy(&init.stderr));
     assert!(said.contains("issuing CA: sm2") && said.contains("role sysadmin"), "{said}");
     let again = Command::new(env!("CARGO_BIN_EXE_seald"))

@@ -56,6 +56,10 @@ enum Command {
         /// Validity of the issuing CA certificate, days.
         #[arg(long, default_value_t = 3650)]
         ca_days: u32,
+        /// Generate the audit key in the token first (SM2 where the token has it, P-256 otherwise)
+        /// and write its CKA_ID into the config's `[audit] key`.
+        #[arg(long)]
+        new_audit_key: bool,
     },
     /// Restore a backup (from `sealctl backup`) with the daemon stopped, into the configuration's
     /// store and journal directories, which must be empty. Refuses a backup whose manifest does not
@@ -447,8 +451,63 @@ fn init_registry(
     })
 }
 
-fn init(config: &Path, admins: [(Role, &str, &Path); 3], ca_name: &str, ca_days: u32) -> Result<(), Error> {
-    let cfg = Config::load(config)?;
+/// Replaces `key = ...` in the `[audit]` section of a config file, keeping everything else.
+fn set_audit_key(config: &Path, id: &str) -> Result<(), Error> {
+    let text = std::fs::read_to_string(config)?;
+    let mut in_audit = false;
+    let mut done = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_audit = t.starts_with("[audit]");
+        }
+        if in_audit && !done && t.starts_with("key") && t[3..].trim_start().starts_with('=') {
+            out.push_str(&format!("key = \"{id}\"\n"));
+            done = true;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !done {
+        return Err(format!("{}: no `key = ...` line in [audit] to set", config.display()).into());
+    }
+    let tmp = config.with_extension("toml.tmp");
+    std::fs::write(&tmp, out)?;
+    if let Ok(meta) = std::fs::metadata(config) {
+        std::fs::set_permissions(&tmp, meta.permissions())?;
+    }
+    std::fs::rename(&tmp, config)?;
+    Ok(())
+}
+
+fn init(
+    config: &Path,
+    admins: [(Role, &str, &Path); 3],
+    ca_name: &str,
+    ca_days: u32,
+    new_audit_key: bool,
+) -> Result<(), Error> {
+    let mut cfg = Config::load(config)?;
+    if new_audit_key {
+        let audit = cfg.audit.clone().ok_or("the config has no [audit] section")?;
+        let pool = TokenPool::open(&cfg.token)?;
+        if pool.key(&token::KeyId::from_hex(&audit.key)?).is_ok() {
+            return Err(format!("[audit] key {} is in the token already; drop --new-audit-key", audit.key).into());
+        }
+        let alg = if pool.profile().sm2.is_some() { KeyAlg::Sm2 } else { KeyAlg::P256 };
+        let key = pool.generate(alg, "seald-audit")?;
+        drop(pool);
+        set_audit_key(config, &key.id.to_hex())?;
+        println!("audit key: {alg} key {} generated in the token and written to {}", key.id, config.display());
+        println!(
+            "give the auditors its public key (SPKI sha256 {}):\n{}",
+            key.public_key.fingerprint(),
+            key.public_key.to_spki_pem()
+        );
+        cfg = Config::load(config)?;
+    }
     let offline = seald::server::open_offline(&cfg)?;
     let _ = init_registry(&offline.registry, admins, ca_name, ca_days)?;
     if let Some(k) = offline.journal.public_key() {
@@ -485,7 +544,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config),
         Command::Restore { file, config } => restore(&file, &config),
-        Command::Init { config, sysadmin, secofficer, auditor, ca_name, ca_days } => init(
+        Command::Init { config, sysadmin, secofficer, auditor, ca_name, ca_days, new_audit_key } => init(
             &config,
             [
                 (Role::Sysadmin, "sysadmin", sysadmin.as_path()),
@@ -494,6 +553,7 @@ fn main() -> ExitCode {
             ],
             &ca_name,
             ca_days,
+            new_audit_key,
         ),
         Command::Check { config } => check(&config),
         Command::Dev { dir, listen } => dev(&dir, &listen),
