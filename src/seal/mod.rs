@@ -702,8 +702,17 @@ impl Registry {
         &self.settings
     }
 
+    /// The seal's coordination slot. Only seals that exist get a lasting one, so requests naming
+    /// made-up ids cannot grow the map.
     fn slot(&self, id: &str) -> Arc<SealSlot> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default().clone()
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slots.get(id) {
+            return s.clone();
+        }
+        if !self.store.get::<Seal>("seals", id).is_ok_and(|s| s.is_some()) {
+            return Arc::default();
+        }
+        slots.entry(id.to_string()).or_default().clone()
     }
 
     fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
