@@ -907,3 +907,49 @@ fn appliance_keys_and_destruction_need_two_officers_in_time() {
         |k| k["key"] == "seal-maker" && k["versions"].as_array().unwrap().iter().any(|v| v["state"] == "destroyed")
     ));
 }
+
+#[test]
+fn the_token_pin_changes_only_with_two_officers_and_signing_goes_on() {
+    let w = world();
+    let so2 = w.registry.identify(&fp('9'), "CN=so2").unwrap();
+    let seal = w.usable(Policy::default());
+    let old_pin = std::fs::read_to_string(&w._token.pin_file).unwrap();
+    let new_pin = seald::token::Pin::from_text("a-new-pin-8421").unwrap();
+    assert!(seald::token::Pin::from_text("123").is_err(), "too short");
+    assert_eq!(
+        w.registry.request_pin_change(&w.issuer, seald::token::Pin::from_text("abcd1234").unwrap()).unwrap_err().code(),
+        "forbidden"
+    );
+    let r = w.registry.request_pin_change(&w.secofficer, new_pin).unwrap();
+    assert!(
+        !serde_json::to_string(&w.registry.requests(&w.auditor).unwrap()).unwrap().contains("a-new-pin"),
+        "the PIN is never stored"
+    );
+    assert_eq!(w.registry.approve_request(&w.secofficer, &r.id).unwrap_err().code(), "forbidden");
+    assert_eq!(std::fs::read_to_string(&w._token.pin_file).unwrap(), old_pin, "nothing changed yet");
+    let _ = w.registry.approve_request(&so2, &r.id).unwrap();
+    assert_eq!(std::fs::read_to_string(&w._token.pin_file).unwrap(), "a-new-pin-8421", "the PIN file follows");
+    // The running pool signs on. Another process (this one is logged in already) logs in with the
+    // new PIN and is refused with the old one.
+    let _ = w.sign(&w.app_a, &seal, b"after the change", None).unwrap();
+    let stale = w._token.scratch("old.pin");
+    std::fs::write(&stale, &old_pin).unwrap();
+    let login = |pin: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sealctl"))
+            .args(["token", "info", "--module", w._token.module.to_str().unwrap(), "--token", &w._token.label])
+            .arg("--pin-file")
+            .arg(pin)
+            .output()
+            .unwrap()
+    };
+    assert!(login(&w._token.pin_file).status.success(), "the new PIN logs in");
+    let refused = login(&stale);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("pin"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let journal: Vec<String> =
+        w.journal.query(&Query::default()).unwrap().into_iter().map(|r| serde_json::to_string(&r).unwrap()).collect();
+    assert!(!journal.iter().any(|r| r.contains("a-new-pin")), "the PIN is never journalled");
+}

@@ -532,6 +532,19 @@ pub(super) async fn route(
             let request = with(app, move |r| r.request_destroy(&p, &name, b.version)).await?;
             Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
         }
+        (Method::POST, ["admin", "token", "pin"]) => {
+            // Read by hand: a JSON error message must never echo the PIN back.
+            let v: serde_json::Value = serde_json::from_slice(&body(app, req).await?)
+                .map_err(|_| ApiError::bad("bad_json", "the body must be {\"new_pin\": \"...\"}"))?;
+            let text =
+                v.get("new_pin").and_then(|p| p.as_str()).filter(|_| v.as_object().is_some_and(|o| o.len() == 1));
+            let text = text.ok_or_else(|| {
+                ApiError::bad("bad_input", "the body must be {\"new_pin\": \"...\"} and nothing else")
+            })?;
+            let pin = crate::token::Pin::from_text(text).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+            let request = with(app, move |r| r.request_pin_change(&p, pin)).await?;
+            Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
+        }
         (Method::GET, ["admin", "requests"]) => {
             let r = with(app, move |r| r.requests(&p)).await?;
             Ok(ok(&serde_json::json!({ "requests": r })))

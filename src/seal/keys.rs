@@ -26,6 +26,8 @@ pub enum RequestAction {
     Activate,
     /// Destroy a retired or pending key version in the token.
     Destroy,
+    /// Change the token's user PIN (the new PIN waits in memory only, never in the store).
+    ChangePin,
 }
 
 /// Where a request is.
@@ -385,6 +387,16 @@ impl Registry {
         }
     }
 
+    /// Asks to change the token's user PIN (dual control). The new PIN is held in memory until a
+    /// second officer approves; it is never written to the store or the journal. A restart forgets
+    /// it, and the request must be made again.
+    pub fn request_pin_change(&self, p: &Principal, new_pin: crate::token::Pin) -> Result<DualRequest, SealError> {
+        self.require_officer(p, "token.change_pin", "token")?;
+        let r = self.open_request(p, RequestAction::ChangePin, "token", 0)?;
+        let _ = self.pending_pins.lock().unwrap_or_else(|p| p.into_inner()).insert(r.id.clone(), new_pin);
+        Ok(r)
+    }
+
     /// Dual-control requests (security officers, auditors).
     pub fn requests(&self, p: &Principal) -> Result<Vec<DualRequest>, SealError> {
         if !matches!(p.role, Role::Secofficer | Role::Auditor) {
@@ -441,6 +453,19 @@ impl Registry {
             .detail("version", r.version)
             .detail("requested_by", r.requested_by.clone())
             .change(put("requests", id, &r));
+        if r.action == RequestAction::ChangePin {
+            let pin = self.pending_pins.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            let pin = pin.ok_or_else(|| {
+                SealError::Conflict("request_lost", format!("request {id} lost its PIN in a restart; ask again"))
+            })?;
+            let written = self.pool.change_pin(pin)?;
+            let ev = ev.detail("pin_file_updated", written);
+            let _ = self.commit(ev)?;
+            if !written {
+                tracing::warn!("the token PIN changed: update the PIN file or credential before the next start");
+            }
+            return Ok(r);
+        }
         let name = r.key.clone();
         match (r.action, key_name(&name)?) {
             (RequestAction::Activate, KeyName::Appliance(which)) => {
@@ -503,6 +528,7 @@ impl Registry {
             (RequestAction::Activate, KeyName::Seal(_)) => {
                 return Err(SealError::BadInput("seal keys are activated without a request".into()));
             }
+            (RequestAction::ChangePin, _) => return Err(SealError::BadInput("handled above".into())),
         }
         let _ = self.commit(ev)?;
         Ok(r)

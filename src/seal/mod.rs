@@ -611,6 +611,7 @@ pub struct Registry {
     slots: Mutex<HashMap<String, Arc<SealSlot>>>,
     admin: Mutex<()>,
     directory: RwLock<HashMap<String, AccountRecord>>,
+    pending_pins: Mutex<HashMap<String, crate::token::Pin>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -692,6 +693,7 @@ impl Registry {
             slots: Mutex::new(HashMap::new()),
             admin: Mutex::new(()),
             directory: RwLock::new(HashMap::new()),
+            pending_pins: Mutex::new(HashMap::new()),
         };
         r.reload_directory()?;
         Ok(r)

@@ -84,6 +84,29 @@ impl Pin {
         Ok(Pin(SecretString::from(text.as_str().to_owned())))
     }
 
+    /// A new PIN given as text (for a PIN change): 4 to 255 characters, one line.
+    pub fn from_text(text: &str) -> Result<Self, PinError> {
+        let pin = text.trim_end_matches(['\r', '\n']);
+        if pin.len() < 4 || pin.len() > 255 || pin.contains(['\r', '\n']) {
+            return Err(PinError::Empty("(new PIN: 4 to 255 characters on one line)".into()));
+        }
+        Ok(Pin(SecretString::from(pin.to_owned())))
+    }
+
+    /// Writes the PIN to `path` atomically (temp file, fsync, rename), readable by the owner only.
+    pub fn write_to_file(&self, path: &Path) -> Result<(), PinError> {
+        use secrecy::ExposeSecret as _;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let shown = path.display().to_string();
+        let io = |source| PinError::Io { path: shown.clone(), source };
+        let tmp = path.with_extension("new");
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
+        f.write_all(self.0.expose_secret().as_bytes()).and_then(|()| f.sync_all()).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
     /// The secret, for handing to C_Login only.
     pub(crate) fn secret(&self) -> &SecretString {
         &self.0

@@ -162,7 +162,8 @@ struct Inner {
     module: PathBuf,
     selector: Selector,
     profile: Profile,
-    pin: Pin,
+    pin: std::sync::RwLock<Pin>,
+    pin_source: super::PinSource,
     configured: usize,
     borrow_timeout: Duration,
     recovery_timeout: Duration,
@@ -331,13 +332,15 @@ impl TokenPool {
             _ => usize::MAX,
         };
         let capacity = cfg.pool_size.max(1).min(token_max);
-        let pin = Pin::load(&cfg.pin_source()?)?;
+        let pin_source = cfg.pin_source()?;
+        let pin = Pin::load(&pin_source)?;
         let pool = TokenPool {
             inner: Arc::new(Inner {
                 module,
                 selector: sel,
                 profile,
-                pin,
+                pin: std::sync::RwLock::new(pin),
+                pin_source,
                 configured: cfg.pool_size.max(1),
                 borrow_timeout: Duration::from_millis(cfg.borrow_timeout_ms),
                 recovery_timeout: Duration::from_millis(cfg.recovery_timeout_ms),
@@ -490,6 +493,27 @@ impl TokenPool {
         }
         tracing::info!(key = %id, alg = %alg, "key generated in token");
         Ok((*info).clone())
+    }
+
+    /// Changes the user PIN in the token (C_SetPIN in a logged-in session), then uses the new PIN for
+    /// every later login. Where the PIN comes from a file seald may write, the file is rewritten
+    /// atomically; returns `false` when it could not be (a systemd credential, a read-only file):
+    /// the operator must then update it before the next start.
+    pub fn change_pin(&self, new: Pin) -> Result<bool, TokenError> {
+        let old =
+            AuthPin::from(self.inner.pin.read().unwrap_or_else(|p| p.into_inner()).secret().expose_secret().to_owned());
+        let fresh = AuthPin::from(new.secret().expose_secret().to_owned());
+        // The token's refusal (a PIN too short, too long, or of the wrong kind) is the caller's
+        // error, not a reason to stop using the current PIN: keep it out of the pool's PIN handling.
+        let outcome = self.run("C_SetPIN", |s| Ok(s.set_pin(&old, &fresh).map_err(|e| e.to_string())))?;
+        outcome.map_err(|e| TokenError::BadInput(format!("the token refused the PIN change: {e}")))?;
+        let written = match &self.inner.pin_source {
+            super::PinSource::File(path) => new.write_to_file(path).is_ok(),
+            super::PinSource::Credential(_) => false,
+        };
+        *self.inner.pin.write().unwrap_or_else(|p| p.into_inner()) = new;
+        tracing::warn!(pin_file_updated = written, "token user PIN changed");
+        Ok(written)
     }
 
     /// The key with this CKA_ID: algorithm and public key (cached after the first read).
@@ -726,7 +750,8 @@ impl TokenPool {
 
     fn open_session(&self, ctx: &Pkcs11, slot: Slot) -> Result<Session, CkError> {
         let session = ctx.open_rw_session_no_drop(slot)?;
-        let pin = AuthPin::from(self.inner.pin.secret().expose_secret().to_owned());
+        let pin =
+            AuthPin::from(self.inner.pin.read().unwrap_or_else(|p| p.into_inner()).secret().expose_secret().to_owned());
         match session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
             Err(e) => {

@@ -694,6 +694,13 @@ pub enum KeysCmd {
         #[arg(long)]
         version: u32,
     },
+    /// Ask to change the token's user PIN (a second officer must approve). The new PIN is read from a
+    /// file, never from the command line.
+    ChangePin {
+        /// File holding the new PIN (one line).
+        #[arg(long)]
+        new_pin_file: PathBuf,
+    },
     /// Dual-control requests.
     Requests,
     /// Approve another officer's request (it is then carried out).
@@ -762,6 +769,13 @@ pub fn keys(c: &Conn, cmd: KeysCmd) -> Result<(), Failure> {
                     "request {} opened: a second security officer must approve it",
                     cell(&v["awaiting_approval"]["id"])
                 )
+            });
+        }
+        KeysCmd::ChangePin { new_pin_file } => {
+            let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&read(&new_pin_file)?).into_owned());
+            let v = call(c, "POST", "/v1/admin/token/pin", Some(json!({ "new_pin": text.trim_end() })))?;
+            out(c, &v, |v| {
+                println!("request {} opened: a second security officer must approve it; then update the PIN file or credential before the next start", cell(&v["awaiting_approval"]["id"]))
             });
         }
         KeysCmd::Requests => {
