@@ -266,7 +266,10 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let xml = b"<ofd:Signature>protected</ofd:Signature>";
     let (status, sealed) = post(
         &format!("/v1/seals/{id}/sign-ses"),
-        serde_json::json!({ "data_hash": b64(&seald::crypto::sm3(xml)), "property_info": "/Doc_0/Signs/Sign_0/Signature.xml" }),
+        serde_json::json!({
+            "data_hash": b64(&seald::crypto::sm3(xml)), "property_info": "/Doc_0/Signs/Sign_0/Signature.xml",
+            "ext_datas": [{ "id": "1.2.156.10197.6.7.2.2.1", "critical": true, "value": b64(b"ext") }],
+        }),
     );
     assert_eq!(status, 200, "{sealed}");
     let (status, report) =

@@ -646,7 +646,18 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     let doc = b"<ofd:Signature>the protected Signature.xml</ofd:Signature>";
     let (sig_der, receipt) = w
         .registry
-        .sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0/Signs/Sign_0/Signature.xml", None)
+        .sign_ses(
+            &w.app_a,
+            &id,
+            &seald::crypto::sm3(doc),
+            "/Doc_0/Signs/Sign_0/Signature.xml",
+            &[seald::formats::ses::ExtData {
+                id: "1.2.156.10197.6.7.2.2.1".into(),
+                critical: false,
+                value: b"x".to_vec(),
+            }],
+            None,
+        )
         .unwrap();
     assert!(receipt.audit_seq > 0);
     let sig = SesSignature::parse(&sig_der).unwrap();
@@ -684,7 +695,7 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     // Freezing stops new seal signatures; the earlier one still verifies (the seal was active then).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let _ = w.registry.transition(&w.issuer, &id, Action::Freeze, TransitionRequest::default()).unwrap();
-    let refused = w.registry.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", None).unwrap_err();
+    let refused = w.registry.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", &[], None).unwrap_err();
     assert_eq!(refused.code(), "seal_frozen");
     let later =
         w.registry.verify_ses(&sig_der, Some(seald::crypto::sm3(doc)), &seald::formats::x509::TrustStore::default());

@@ -105,11 +105,20 @@ fn a_year() -> u32 {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ExtDataBody {
+    id: String,
+    #[serde(default)]
+    critical: bool,
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SignSesBody {
     data_hash: String,
     property_info: String,
     #[serde(default)]
-    ext_datas: Option<Vec<serde_json::Value>>,
+    ext_datas: Option<Vec<ExtDataBody>>,
     #[serde(default)]
     ticket: Option<String>,
 }
@@ -371,12 +380,21 @@ pub(super) async fn route(
         }
         (Method::POST, ["seals", id, "sign-ses"]) => {
             let (id, b): (String, SignSesBody) = (own(id), parse(&body(app, req).await?)?);
-            if b.ext_datas.as_ref().is_some_and(|e| !e.is_empty()) {
-                return Err(ApiError::bad("bad_input", "ext_datas in TBS_Sign are not supported yet; leave them out"));
-            }
+            let ext = b
+                .ext_datas
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| {
+                    Ok(crate::formats::ses::ExtData {
+                        id: e.id,
+                        critical: e.critical,
+                        value: b64("ext_datas.value", &e.value)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
             let hash = b64("data_hash", &b.data_hash)?;
             let (der, receipt) =
-                with(app, move |r| r.sign_ses(&p, &id, &hash, &b.property_info, b.ticket.as_deref())).await?;
+                with(app, move |r| r.sign_ses(&p, &id, &hash, &b.property_info, &ext, b.ticket.as_deref())).await?;
             use base64::Engine as _;
             Ok(ok(&serde_json::json!({
                 "ses_signature": base64::engine::general_purpose::STANDARD.encode(der),

@@ -975,14 +975,44 @@ pub fn build_seal(seal_info: &[u8], maker_cert: &[u8], sign_alg: &str, signature
     Ok(seq(&[seal_info, &der_tlv(0x04, maker_cert), &der_oid(sign_alg)?, &der_bits(signature)]))
 }
 
+/// One `ExtData` (GB/T 38540 §6.1): an OID, its criticality, its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtData {
+    /// extnID.
+    pub id: String,
+    /// critical (DEFAULT FALSE: omitted when false, as DER wants).
+    pub critical: bool,
+    /// extnValue.
+    pub value: Vec<u8>,
+}
+
+impl ExtData {
+    fn to_der(&self) -> Result<Vec<u8>, SesError> {
+        let oid = der_oid(&self.id)?;
+        let value = der_tlv(0x04, &self.value);
+        Ok(if self.critical { seq(&[&oid, &[0x01, 0x01, 0xff], &value]) } else { seq(&[&oid, &value]) })
+    }
+}
+
 /// The DER of a v4 `TBS_Sign` (GB/T 38540 §7.1): what the signer signs. `seal` is the SESeal as stored.
 pub fn build_tbs_sign(
     seal: &[u8],
     time_info: SystemTime,
     data_hash: &[u8],
     property_info: &str,
+    ext_datas: &[ExtData],
 ) -> Result<Vec<u8>, SesError> {
-    Ok(seq(&[&der_int(4), seal, &der_time(time_info), &der_bits(data_hash), &der_ia5(property_info)?]))
+    let base = [der_int(4), seal.to_vec(), der_time(time_info), der_bits(data_hash), der_ia5(property_info)?];
+    let mut parts: Vec<&[u8]> = base.iter().map(Vec::as_slice).collect();
+    let ext;
+    if !ext_datas.is_empty() {
+        // EXPLICIT [0], as ofdrw writes it (STANDARDS.md §1.1; the parser accepts both forms).
+        let items = ext_datas.iter().map(ExtData::to_der).collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+        ext = der_tlv(0xa0, &seq(&refs));
+        parts.push(&ext);
+    }
+    Ok(seq(&parts))
 }
 
 /// A v4 `SES_Signature` from its signed `TBS_Sign`, the signer certificate and its DER signature.

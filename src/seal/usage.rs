@@ -251,9 +251,13 @@ impl Registry {
         seal_id: &str,
         data_hash: &[u8],
         property_info: &str,
+        ext_datas: &[crate::formats::ses::ExtData],
         ticket: Option<&str>,
     ) -> Result<(Vec<u8>, UseReceipt), SealError> {
         use crate::formats::ses;
+        if ext_datas.len() > 16 || ext_datas.iter().any(|e| e.value.len() > 4096) {
+            return Err(SealError::BadInput("at most 16 ext_datas of at most 4096 bytes each".into()));
+        }
         let hash: [u8; 32] = data_hash
             .try_into()
             .map_err(|_| SealError::BadInput(format!("data_hash must be 32 bytes (SM3), got {}", data_hash.len())))?;
@@ -271,7 +275,7 @@ impl Registry {
                 let seal = k.ses.as_ref().ok_or(SealError::NoSealMaker)?;
                 let cert = crate::formats::x509::Cert::parse(k.cert_pem.as_bytes())
                     .map_err(|e| SealError::Certificate(e.to_string()))?;
-                let tbs = ses::build_tbs_sign(seal, std::time::SystemTime::now(), &hash, property_info)
+                let tbs = ses::build_tbs_sign(seal, std::time::SystemTime::now(), &hash, property_info, ext_datas)
                     .map_err(|e| SealError::BadInput(e.to_string()))?;
                 let sig = self.pool.sign(&k.key_id, crate::token::SignInput::Message { data: &tbs, user_id: None })?;
                 ses::build_signature(&tbs, cert.der(), super::sig_oid(k.alg), &sig.der)
