@@ -29,6 +29,12 @@ impl Client {
         Ok(Client { config, addr, host: host.to_string() })
     }
 
+    /// A client presenting the identity in a PKCS#12 file.
+    pub fn with_p12(addr: SocketAddr, host: &str, ca: &Path, p12: &Path, password: &str) -> Result<Self, ClientError> {
+        let config = tls::client_config_p12(ca, p12, password).map_err(|e| ClientError(e.to_string()))?;
+        Ok(Client { config, addr, host: host.to_string() })
+    }
+
     /// Sends one request; returns the status and the body.
     pub async fn request(
         &self,

@@ -168,6 +168,23 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::C
     Ok(Arc::new(config))
 }
 
+/// A client configuration from a PKCS#12 file (an account's certificate and key in one file).
+pub fn client_config_p12(ca: &Path, p12: &Path, password: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let bytes = std::fs::read(p12).map_err(|e| TlsError::Config(format!("{}: {e}", p12.display())))?;
+    let id =
+        crate::formats::p12::read(&bytes, password).map_err(|e| TlsError::Config(format!("{}: {e}", p12.display())))?;
+    let certs = id.certs.into_iter().map(CertificateDer::from).collect();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(id.key.to_vec()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots(ca, "CA")?)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| TlsError::Config(format!("client certificate {}: {e}", p12.display())))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// SHA-256 of a certificate's DER, lowercase hex: how accounts name client certificates.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(crate::crypto::sha256(cert.as_ref()))

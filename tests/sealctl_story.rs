@@ -162,6 +162,41 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     );
     let listed = ok(ctl("sysadmin", &["account", "list"]), "account list");
     assert!(listed.contains("keeper") && listed.contains("unit_admin"), "{listed}");
+    // A PKCS#12 file works in place of --cert and --key (OpenSSL 3 makes it, with a password).
+    let (p12, pw) = (dir.join("issuer.p12"), dir.join("issuer.p12.pw"));
+    std::fs::write(&pw, "p12-secret\n").unwrap();
+    let (made, why) = openssl(&[
+        "pkcs12",
+        "-export",
+        "-in",
+        &pem("issuer"),
+        "-inkey",
+        dir.join("issuer.key").to_str().unwrap(),
+        "-out",
+        p12.to_str().unwrap(),
+        "-passout",
+        &format!("file:{}", pw.display()),
+    ]);
+    assert!(made, "{why}");
+    let with_p12 = |pw_file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_sealctl"))
+            .args(["unit", "list", "--p12", p12.to_str().unwrap(), "--p12-password-file", pw_file.to_str().unwrap()])
+            .env("SEALCTL_SERVER", format!("https://localhost:{}", addr.rsplit(':').next().unwrap()))
+            .env("SEALCTL_CA", dir.join("ca.pem"))
+            .output()
+            .unwrap()
+    };
+    let listed_units = with_p12(&pw);
+    assert!(
+        listed_units.status.success() && String::from_utf8_lossy(&listed_units.stdout).contains("bureau"),
+        "{}",
+        String::from_utf8_lossy(&listed_units.stderr)
+    );
+    let wrong_pw = dir.join("wrong.pw");
+    std::fs::write(&wrong_pw, "nope").unwrap();
+    let wrong = with_p12(&wrong_pw);
+    assert_eq!(wrong.status.code(), Some(2), "a wrong PKCS#12 password is a local error");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("MAC does not verify"));
     let refused = ctl("issuer", &["account", "list"]);
     assert_eq!(refused.status, 1, "an issuer may not list accounts: {}", refused.stderr);
     assert!(refused.stderr.contains("forbidden"), "{}", refused.stderr);

@@ -3,5 +3,6 @@
 
 pub mod cms;
 pub mod ofd;
+pub mod p12;
 pub mod ses;
 pub mod x509;

@@ -25,6 +25,12 @@ pub struct Conn {
     /// Its private key (PEM).
     #[arg(long, env = "SEALCTL_KEY", global = true)]
     key: Option<PathBuf>,
+    /// Or the certificate and key in one PKCS#12 file (instead of --cert and --key).
+    #[arg(long, env = "SEALCTL_P12", global = true)]
+    p12: Option<PathBuf>,
+    /// File holding the PKCS#12 password (default: none).
+    #[arg(long, env = "SEALCTL_P12_PASSWORD_FILE", global = true)]
+    p12_password_file: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -57,6 +63,15 @@ fn connect(c: &Conn) -> Result<seald::client::Client, Failure> {
     let need = |p: &Option<PathBuf>, what: &str| {
         p.clone().ok_or_else(|| local(format!("--{what} (or SEALCTL_{}) is needed", what.to_uppercase())))
     };
+    if let Some(p12) = &c.p12 {
+        let password = match &c.p12_password_file {
+            Some(f) => {
+                zeroize::Zeroizing::new(String::from_utf8_lossy(&read(f)?).trim_end_matches(['\r', '\n']).to_string())
+            }
+            None => zeroize::Zeroizing::new(String::new()),
+        };
+        return seald::client::Client::with_p12(addr, host, &need(&c.ca, "ca")?, p12, &password).map_err(local);
+    }
     seald::client::Client::new(addr, host, &need(&c.ca, "ca")?, &need(&c.cert, "cert")?, &need(&c.key, "key")?)
         .map_err(local)
 }
