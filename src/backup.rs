@@ -160,7 +160,9 @@ pub fn check(
         return Err(err(format!("format {} is not {FORMAT}", b.format)));
     }
     if b.manifest.audit_key_fingerprint != audit_key.fingerprint() {
-        return Err(err("the backup was signed by another audit key than this appliance's"));
+        return Err(err(
+            "the backup was signed by another audit key than [audit] key names (after an audit-key rotation, set [audit] key to the active key)",
+        ));
     }
     let sig = hex::decode(&b.signature).map_err(|_| err("the manifest signature is not hex"))?;
     crate::crypto::verify_message(audit_key, &signed_bytes(&b.manifest), &sig)
@@ -230,8 +232,10 @@ pub fn restore(
     if store.applied_seq().map_err(err)? != manifest.head_seq {
         return Err(err("the store did not replay to the backup's head"));
     }
+    // After an audit-key rotation the chain verifies from the first key, which the store names.
+    let (_, anchor) = crate::seal::active_audit_key(&store, audit_key).map_err(err)?;
     journal.close();
     drop(journal);
     store.flush().map_err(err)?;
-    crate::audit::verify_journal_dir(journal_dir, Some(&public)).map_err(err)
+    crate::audit::verify_journal_dir(journal_dir, Some(anchor.as_ref().unwrap_or(&public))).map_err(err)
 }

@@ -43,16 +43,23 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     let audit_cfg = cfg.audit.clone().ok_or_else(|| StartError("the config has no [audit] section".into()))?;
     let pool = TokenPool::open(&cfg.token).map_err(|e| StartError(format!("token: {e}")))?;
     let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
-    let audit_key = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
-    let signer = TokenHeadSigner::new(pool.clone(), audit_key).map_err(|e| start_err("audit key")(e.to_string()))?;
+    let configured = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
+    let (audit_key, anchor) =
+        crate::seal::active_audit_key(&store, &configured).map_err(|e| start_err("audit key")(e.to_string()))?;
+    let signer =
+        TokenHeadSigner::new(pool.clone(), audit_key.clone()).map_err(|e| start_err("audit key")(e.to_string()))?;
     let mut jcfg = JournalConfig::new(&audit_cfg.dir);
     jcfg.checkpoint_every = audit_cfg.checkpoint_every;
     jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);
     let journal = Arc::new(
         Journal::open(jcfg, Some(store.clone()), Some(Arc::new(signer))).map_err(|e| StartError(e.to_string()))?,
     );
+    if let Some(a) = anchor {
+        journal.set_anchor(a);
+    }
     let registry = crate::seal::Registry::new(store, journal.clone(), pool.clone(), cfg.seals.clone())
         .map_err(|e| start_err("seal registry")(e.to_string()))?;
+    registry.set_audit_key(audit_key);
     Ok(Offline { pool, journal, registry })
 }
 
@@ -67,7 +74,9 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         .map_err(|e| StartError(e.to_string()))?
         .map_err(|e| StartError(format!("token: {e}")))?;
     let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
-    let audit_key = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
+    let configured = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
+    let (audit_key, anchor) =
+        crate::seal::active_audit_key(&store, &configured).map_err(|e| start_err("audit key")(e.to_string()))?;
     let signer =
         TokenHeadSigner::new(pool.clone(), audit_key.clone()).map_err(|e| start_err("audit key")(e.to_string()))?;
     let mut jcfg = JournalConfig::new(&audit_cfg.dir);
@@ -80,10 +89,14 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         .map_err(|e| StartError(e.to_string()))?
         .map_err(|e| StartError(e.to_string()))?;
     let journal = Arc::new(journal);
+    if let Some(a) = anchor {
+        journal.set_anchor(a);
+    }
     let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
     let trust = cfg.verify.trust_store().map_err(|e| start_err("[verify]")(e))?;
     let registry = crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone())
         .map_err(|e| start_err("seal registry")(e.to_string()))?;
+    registry.set_audit_key(audit_key.clone());
     let signing = Signing::new(pool.clone(), journal.clone(), accounts, &cfg.keys, server.max_message_bytes, trust)
         .map_err(|e| start_err("[[keys]]")(e.to_string()))?
         .with_registry(Arc::new(registry));

@@ -573,3 +573,60 @@ fn archiving_moves_a_signed_prefix_to_an_export_and_the_chain_goes_on_from_its_l
     let f = verify_journal_dir(&jdir, Some(&signer.pk)).unwrap().finding.unwrap();
     assert_eq!((f.kind, f.seq), (FindingKind::Edited, anchor.seq + 1));
 }
+
+#[test]
+fn an_audit_key_switch_is_vouched_for_by_the_old_key_and_followed_by_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (TestSigner::new(7), TestSigner::new(8));
+    let j = Journal::open(config(dir.path(), 10), None, Some(old.clone())).unwrap();
+    for i in 0..15 {
+        let _ = j.append(event(i)).unwrap();
+    }
+    let change = AuditEvent::new(Actor::system(), audit::KEY_CHANGE_ACTION, "key:audit", "ok")
+        .detail("new_public_key", new.public_key().to_spki_pem());
+    let receipt = j.rekey(new.clone(), change).unwrap();
+    for i in 0..25 {
+        let _ = j.append(event(i)).unwrap();
+    }
+    assert_eq!(
+        j.public_key().unwrap().fingerprint(),
+        old.public_key().fingerprint(),
+        "verification still starts from the first key"
+    );
+    j.close();
+    drop(j);
+    // From the first key, the whole chain verifies: checkpoints before the switch (and the one that
+    // covers it) with the old key, the rest and head.json with the new one.
+    let report = verify_journal_dir(dir.path(), Some(old.public_key())).unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert!(report.checkpoints >= 4 && report.signed_through >= Some(report.last_seq - 1), "{report:?}");
+    let records = audit::read_journal(dir.path()).unwrap();
+    let covering = records.iter().find(|r| r.action == audit::CHECKPOINT_ACTION && r.seq > receipt.seq).unwrap();
+    let head: SignedHead = serde_json::from_value(covering.details["head"].clone()).unwrap();
+    assert!(head.verify(old.public_key()).is_ok(), "the old key vouches for the switch");
+    let last = records.iter().rev().find(|r| r.action == audit::CHECKPOINT_ACTION).unwrap();
+    let head: SignedHead = serde_json::from_value(last.details["head"].clone()).unwrap();
+    assert!(
+        head.verify(new.public_key()).is_ok() && head.verify(old.public_key()).is_err(),
+        "the new key signs after the switch"
+    );
+    // Starting from the new key is refused at the first checkpoint: trust starts at the first key.
+    let wrong = verify_journal_dir(dir.path(), Some(new.public_key())).unwrap();
+    assert_eq!(wrong.finding.map(|f| f.kind), Some(FindingKind::BadCheckpoint));
+    // An unannounced key is refused too: a checkpoint signed by a key no record vouched for.
+    let dir2 = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(config(dir2.path(), 5), None, Some(old.clone())).unwrap();
+        for i in 0..6 {
+            let _ = j.append(event(i)).unwrap();
+        }
+    }
+    {
+        let j = Journal::open(config(dir2.path(), 5), None, Some(new.clone())).unwrap();
+        for i in 0..6 {
+            let _ = j.append(event(i)).unwrap();
+        }
+    }
+    let sneaked = verify_journal_dir(dir2.path(), Some(old.public_key())).unwrap();
+    assert_eq!(sneaked.finding.map(|f| f.kind), Some(FindingKind::BadCheckpoint));
+}

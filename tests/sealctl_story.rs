@@ -43,6 +43,18 @@ impl Run {
     }
 }
 
+/// A restore target whose `[audit] key` still names the first audit key.
+fn restored_cfg_stale(dir: &Path, cfg: &Path) -> PathBuf {
+    let d = dir.display();
+    let text = std::fs::read_to_string(cfg)
+        .unwrap()
+        .replace(&format!("{d}/store"), &format!("{d}/s-store"))
+        .replace(&format!("{d}/journal"), &format!("{d}/s-journal"));
+    let path = dir.join("stale.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn ok(r: Run, what: &str) -> String {
     assert_eq!(r.status, 0, "{what}: {}{}", r.stdout, r.stderr);
     r.stdout
@@ -63,7 +75,10 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let server = ca.server(1).unwrap();
     std::fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
     std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
-    for (i, who) in ["sysadmin", "secofficer", "auditor", "issuer", "unitadmin", "app", "stranger"].iter().enumerate() {
+    for (i, who) in ["sysadmin", "secofficer", "auditor", "issuer", "unitadmin", "app", "stranger", "secofficer2"]
+        .iter()
+        .enumerate()
+    {
         let c = ca.client(who, 10 + i as u64, -1, 30).unwrap();
         std::fs::write(dir.join(format!("{who}.pem")), &c.cert_pem).unwrap();
         std::fs::write(dir.join(format!("{who}.key")), &c.key_pem).unwrap();
@@ -419,6 +434,19 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     ok(ctl("issuer", &["filing", "export", "--out", export.to_str().unwrap()]), "export");
     assert!(std::fs::read_to_string(&export).unwrap().contains("GA-2026-001"));
 
+    // The audit key rotates with two security officers; the chain still verifies from the first key.
+    ok(
+        ctl("sysadmin", &["account", "create", "so2", "--role", "secofficer", "--cert-file", &pem("secofficer2")]),
+        "so2",
+    );
+    let rotated = json(ctl("secofficer", &["keys", "--json", "rotate", "audit"]), "rotate audit");
+    let new_audit_key = rotated["key_id"].as_str().unwrap().to_string();
+    let asked = json(ctl("secofficer", &["keys", "--json", "activate", "audit", "--version", "2"]), "activate audit");
+    let request_id = asked["awaiting_approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(ctl("secofficer", &["keys", "approve", &request_id]).status, 1, "not by the same officer");
+    ok(ctl("secofficer2", &["keys", "approve", &request_id]), "approve the audit key");
+    ok(ctl("sysadmin", &["unit", "create", "after-rekey", "--name", "换钥后单位"]), "records after the switch");
+
     // The auditor verifies the whole journal through the daemon.
     let port = addr.rsplit(':').next().unwrap();
     let verify = Command::new(env!("CARGO_BIN_EXE_sealctl"))
@@ -445,6 +473,9 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         .unwrap()
         .replace(&format!("{d}/store"), &format!("{d}/r-store"))
         .replace(&format!("{d}/journal"), &format!("{d}/r-journal"));
+    // After the rotation the backup is signed by the new audit key: restore checks it with that key.
+    let old_key = text.split("# made by seald init\nkey = \"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let text = text.replace(&old_key, &new_audit_key);
     std::fs::write(&restored_cfg, text).unwrap();
     let seald = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_seald")).args(args).output().unwrap();
     let mut tampered: serde_json::Value = serde_json::from_slice(&std::fs::read(&backup).unwrap()).unwrap();
@@ -457,7 +488,15 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let into_live = seald(&["restore", backup.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let live_cfg = dir.join("live-rekeyed.toml");
+    std::fs::write(&live_cfg, std::fs::read_to_string(&cfg).unwrap().replace(&old_key, &new_audit_key)).unwrap();
+    let stale =
+        seald(&["restore", backup.to_str().unwrap(), "--config", restored_cfg_stale(&dir, &cfg).to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("another audit key"),
+        "the backup names the active audit key"
+    );
+    let into_live = seald(&["restore", backup.to_str().unwrap(), "--config", live_cfg.to_str().unwrap()]);
     assert!(
         !into_live.status.success() && String::from_utf8_lossy(&into_live.stderr).contains("not empty"),
         "a restore never overwrites state"

@@ -49,9 +49,13 @@ fn world_with(settings: SealSettings) -> World {
     let pool = TokenPool::open(&token.config()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
-    let journal =
-        Arc::new(Journal::open(JournalConfig::new(dir.path().join("journal")), Some(store.clone()), None).unwrap());
+    let audit_key = pool.generate(KeyAlg::Sm2, "audit").unwrap();
+    let signer = Arc::new(seald::audit::TokenHeadSigner::new(pool.clone(), audit_key.id.clone()).unwrap());
+    let journal = Arc::new(
+        Journal::open(JournalConfig::new(dir.path().join("journal")), Some(store.clone()), Some(signer)).unwrap(),
+    );
     let registry = Arc::new(Registry::new(store, journal.clone(), pool.clone(), settings).unwrap());
+    registry.set_audit_key(audit_key.id.clone());
     registry
         .bootstrap(&[
             (Role::Sysadmin, "sa".into(), fp('1')),
@@ -963,4 +967,36 @@ fn the_token_pin_changes_only_with_two_officers_and_signing_goes_on() {
     let journal: Vec<String> =
         w.journal.query(&Query::default()).unwrap().into_iter().map(|r| serde_json::to_string(&r).unwrap()).collect();
     assert!(!journal.iter().any(|r| r.contains("a-new-pin")), "the PIN is never journalled");
+}
+
+#[test]
+fn the_audit_key_rotates_with_two_officers_and_the_chain_verifies_from_the_first_key() {
+    let w = world();
+    let so2 = w.registry.identify(&fp('9'), "CN=so2").unwrap();
+    let first = w.journal.public_key().unwrap();
+    let rotated = w.registry.rotate(&w.secofficer, "audit").unwrap();
+    let next = seald::crypto::PublicKey::from_spki_pem(rotated["public_key"].as_str().unwrap()).unwrap();
+    let request =
+        w.registry.activate(&w.secofficer, "audit", 2).unwrap().expect_err("the audit key needs a second officer");
+    assert_eq!(w.registry.approve_request(&w.secofficer, &request.id).unwrap_err().code(), "forbidden");
+    let _ = w.registry.approve_request(&so2, &request.id).unwrap();
+    // The journal goes on, now signed by the new key; verification starts from the first key.
+    let _ = w.seal_in(SealState::Active, Policy::default());
+    let head = w.journal.checkpoint().unwrap().expect("records to cover");
+    assert_eq!(head.key_fingerprint, next.fingerprint());
+    let report = seald::audit::verify_journal_dir(w.journal.dir(), Some(&first)).unwrap();
+    assert!(report.ok() && report.checkpoints >= 2, "{report:?}");
+    let change =
+        w.journal.query(&Query { action: Some(seald::audit::KEY_CHANGE_ACTION.into()), ..Default::default() }).unwrap();
+    assert_eq!(change.len(), 1);
+    assert_eq!(change[0].details["requested_by"], "so");
+    let listed = w.registry.key_list(&w.auditor).unwrap();
+    let audit = listed.iter().find(|k| k["key"] == "audit").unwrap();
+    let states: Vec<_> = audit["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_u64().unwrap(), v["state"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(states.contains(&(2, "active".into())) && states.contains(&(1, "retired".into())), "{states:?}");
 }

@@ -426,7 +426,8 @@ async fn v1(
             }
             let journal = app.journal.clone();
             let report =
-                blocking(move || crate::audit::verify_journal_dir(journal.dir(), journal.public_key())).await?;
+                blocking(move || crate::audit::verify_journal_dir(journal.dir(), journal.public_key().as_ref()))
+                    .await?;
             let report = report
                 .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
             Ok(json_response(StatusCode::OK, &report))
@@ -448,8 +449,19 @@ async fn v1(
                 crate::audit::Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) },
             );
             let bytes = blocking(move || {
-                let (signer, key) = &app2.audit_signer;
-                crate::backup::make(&app2.journal, &app2.store, signer.as_ref(), key, by)
+                // The audit key signing now (it may have been rotated since the start).
+                let current = app2.signing.registry().and_then(|r| r.audit_key());
+                match current.filter(|k| *k != app2.audit_signer.1) {
+                    Some(k) => {
+                        let signer = crate::audit::TokenHeadSigner::new(app2.pool.clone(), k.clone())
+                            .map_err(|e| crate::backup::BackupError(e.to_string()))?;
+                        crate::backup::make(&app2.journal, &app2.store, &signer, &k, by)
+                    }
+                    None => {
+                        let (signer, key) = &app2.audit_signer;
+                        crate::backup::make(&app2.journal, &app2.store, signer.as_ref(), key, by)
+                    }
+                }
             })
             .await?
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backup_failed", e.to_string()))?;

@@ -295,13 +295,16 @@ fn scan(dir: &Path, mut each: impl FnMut(&JournalRecord, u64) -> Result<(), Audi
 enum Request {
     Append(AuditEvent, SyncSender<Result<Receipt, AuditError>>),
     Checkpoint(SyncSender<Result<Option<SignedHead>, AuditError>>),
+    Rekey(Arc<dyn HeadSigner>, AuditEvent, SyncSender<Result<Receipt, AuditError>>),
 }
 
 struct Shared {
     dir: PathBuf,
     durable_seq: Mutex<u64>,
     failed: Mutex<Option<String>>,
-    public_key: Option<PublicKey>,
+    /// The key verification starts from (the first audit key; later keys follow from key-change
+    /// records that the key before them signed).
+    anchor: Mutex<Option<PublicKey>>,
 }
 
 /// The open journal. Appends from any thread; one writer thread does the I/O.
@@ -380,7 +383,7 @@ impl Journal {
             dir: dir.clone(),
             durable_seq: Mutex::new(scan.head_seq),
             failed: Mutex::new(None),
-            public_key: signer.as_ref().map(|s| s.public_key().clone()),
+            anchor: Mutex::new(signer.as_ref().map(|s| s.public_key().clone())),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -445,9 +448,24 @@ impl Journal {
         &self.shared.dir
     }
 
-    /// The audit public key, when checkpoints are signed.
-    pub fn public_key(&self) -> Option<&PublicKey> {
-        self.shared.public_key.as_ref()
+    /// The key verification starts from: the audit key when checkpoints are signed, or the first
+    /// audit key after a rotation (see [`Journal::set_anchor`]).
+    pub fn public_key(&self) -> Option<PublicKey> {
+        self.shared.anchor.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sets the key verification starts from, when it is not the current audit key (after a rotation).
+    pub fn set_anchor(&self, key: PublicKey) {
+        *self.shared.anchor.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
+    /// Switches the audit key: appends `event` (which must carry the new key, see
+    /// [`super::KEY_CHANGE_ACTION`]), covers it with a checkpoint that the current key signs, and only
+    /// then signs with `signer`. Returns once the event and its checkpoint are durable.
+    pub fn rekey(&self, signer: Arc<dyn HeadSigner>, event: AuditEvent) -> Result<Receipt, AuditError> {
+        let (reply, wait) = mpsc::sync_channel(1);
+        self.send(Request::Rekey(signer, event, reply))?;
+        wait.recv().map_err(|_| AuditError::Failed("the journal writer stopped".into()))?
     }
 
     /// Durable records with `from <= seq <= to`, with their exact stored bytes and hashes.
@@ -597,6 +615,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // A key switch splits the batch: what came before is signed by the old key.
+            while let Some(i) = batch.iter().position(|r| matches!(r, Request::Rekey(..))) {
+                let rest = batch.split_off(i + 1);
+                let Some(Request::Rekey(signer, event, reply)) = batch.pop() else { break };
+                self.commit(std::mem::take(&mut batch));
+                self.rekey(signer, event, reply);
+                batch = rest;
+            }
             self.commit(batch);
         }
         // Closing: cover what is uncovered, so the signed head is the true end.
@@ -604,6 +630,33 @@ impl Writer {
             self.closing = true;
             self.commit(Vec::new());
         }
+    }
+
+    fn rekey(
+        &mut self,
+        signer: Arc<dyn HeadSigner>,
+        event: AuditEvent,
+        reply: SyncSender<Result<Receipt, AuditError>>,
+    ) {
+        if self.signer.is_none() {
+            let _ = reply.send(Err(AuditError::Checkpoint("this journal signs no checkpoints".into())));
+            return;
+        }
+        let (append, appended) = mpsc::sync_channel(1);
+        let (checkpoint, checkpointed) = mpsc::sync_channel(1);
+        self.commit(vec![Request::Append(event, append), Request::Checkpoint(checkpoint)]);
+        let receipt = appended.try_recv().unwrap_or_else(|_| Err(AuditError::Failed("no answer".into())));
+        let signed = checkpointed.try_recv().unwrap_or_else(|_| Err(AuditError::Failed("no answer".into())));
+        let result = match (receipt, signed) {
+            (Ok(r), Ok(Some(_))) => {
+                tracing::warn!(key = %signer.public_key().fingerprint(), "audit key switched; later checkpoints use it");
+                self.signer = Some(signer);
+                Ok(r)
+            }
+            (Ok(_), _) => Err(AuditError::Checkpoint("the key change was not covered by a checkpoint".into())),
+            (Err(e), _) => Err(e),
+        };
+        let _ = reply.send(result);
     }
 
     fn fail(&self, why: String) -> AuditError {
@@ -620,6 +673,9 @@ impl Writer {
                         let _ = reply.send(Err(AuditError::Failed(why.clone())));
                     }
                     Request::Checkpoint(reply) => {
+                        let _ = reply.send(Err(AuditError::Failed(why.clone())));
+                    }
+                    Request::Rekey(_, _, reply) => {
                         let _ = reply.send(Err(AuditError::Failed(why.clone())));
                     }
                 }
@@ -647,6 +703,9 @@ impl Writer {
                 Request::Checkpoint(reply) => {
                     force_checkpoint = true;
                     replies.push(Reply::Checkpoint(reply));
+                }
+                Request::Rekey(_, _, reply) => {
+                    let _ = reply.send(Err(AuditError::Failed("a key switch travels alone".into())));
                 }
             }
         }

@@ -32,6 +32,11 @@ use std::collections::BTreeMap;
 /// The action name of checkpoint records.
 pub const CHECKPOINT_ACTION: &str = "audit.checkpoint";
 
+/// The action name of an audit-key switch. Its detail `new_public_key` (SPKI PEM) signs the
+/// checkpoints after the first checkpoint that covers it; that checkpoint is still signed by the key
+/// before. Verification starts from the first key and follows these records.
+pub const KEY_CHANGE_ACTION: &str = "audit.key_change";
+
 /// Who did it: the account and the client certificate it used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -86,6 +86,11 @@ pub fn verify_records(
     let mut hashes: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
     let mut prev = anchor_hash;
     let found = |seq, kind, detail: String| Some(Finding { seq, kind, detail });
+    // Audit-key switches: a key-change record names the next key, which signs the checkpoints after
+    // the first checkpoint covering that record (signed by the key before).
+    let mut current: Option<PublicKey> = key.cloned();
+    let mut pending: Option<(u64, PublicKey)> = None;
+    let mut switches: Vec<(u64, PublicKey)> = Vec::new();
     for (expected, ((payload, crc_ok), rec)) in (anchor_seq + 1..).zip(raw.iter().zip(&parsed)) {
         if !crc_ok {
             report.finding =
@@ -125,6 +130,18 @@ pub fn verify_records(
         prev = hash;
         report.records += 1;
         report.last_seq = r.seq;
+        if r.action == super::KEY_CHANGE_ACTION {
+            let next = r
+                .details
+                .get("new_public_key")
+                .and_then(|v| v.as_str())
+                .and_then(|pem| PublicKey::from_spki_pem(pem).ok());
+            let Some(next) = next else {
+                report.finding = found(r.seq, FindingKind::BadCheckpoint, "a key change names no usable key".into());
+                return report;
+            };
+            pending = Some((r.seq, next));
+        }
         if r.action == CHECKPOINT_ACTION {
             report.checkpoints += 1;
             let head = r.details.get("head").and_then(|h| serde_json::from_value::<SignedHead>(h.clone()).ok());
@@ -132,14 +149,32 @@ pub fn verify_records(
                 report.finding = found(r.seq, FindingKind::BadCheckpoint, "checkpoint carries no signed head".into());
                 return report;
             };
-            if let Err(f) = check_head(&head, key, &hashes, anchor_seq, r.seq) {
+            if let Err(f) = check_head(&head, current.as_ref(), &hashes, anchor_seq, r.seq) {
                 report.finding = Some(f);
                 return report;
             }
             report.signed_through = Some(head.seq);
+            if let Some((at, next)) = pending.take() {
+                if head.seq >= at {
+                    switches.push((head.seq, next.clone()));
+                    if current.is_some() {
+                        current = Some(next);
+                    }
+                } else {
+                    pending = Some((at, next));
+                }
+            }
         }
     }
     if let Some(head) = signed_head {
+        // The key in effect for this head: the last switch made at a checkpoint before it.
+        let mut key_then: Option<PublicKey> = key.cloned();
+        for (at, k) in &switches {
+            if head.seq > *at && key_then.is_some() {
+                key_then = Some(k.clone());
+            }
+        }
+        let key = key_then.as_ref();
         if head.seq > report.last_seq {
             // Verify the signature first: only a genuine head proves that more existed.
             if let Some(k) = key {

@@ -1,6 +1,6 @@
 //! Key versions and rotation, with dual control for what cannot be undone.
 //!
-//! Keys are named `seal:<id>` (a seal's keys), `issuing-ca` and `seal-maker`. `rotate` makes a new
+//! Keys are named `seal:<id>` (a seal's keys), `issuing-ca`, `seal-maker` and `audit`. `rotate` makes a new
 //! version in the token (pending): for a seal, certified by the issuing CA, with its SESeal and a CSR
 //! for an outside CA; for the CA a new self-signed certificate; for the maker one from the CA.
 //! `activate` switches signing to it: for a seal at once (under the seal's exclusive lock, so uses
@@ -8,8 +8,10 @@
 //! the seal maker only when a second security officer approves. Destroying a retired version also
 //! needs two officers. The one who requests never approves, and a request expires.
 //!
-//! Rotating the audit key is not here: it signs checkpoints from the configuration (see the note
-//! in the README).
+//! The audit key switches through the journal itself: the key-change record names the new key and
+//! is covered by a checkpoint that the old key signs, so verification starts from the first key
+//! and follows each switch (`audit::KEY_CHANGE_ACTION`). The store then names the active key, which
+//! seald uses at start even where `[audit] key` still names the first.
 
 use super::{actor, now_ms, put, ApplianceKey, ApplianceKeyVersion, KeyState, Registry, Seal, SealError};
 use crate::audit::AuditEvent;
@@ -73,10 +75,15 @@ fn key_name(name: &str) -> Result<KeyName<'_>, SealError> {
     match name {
         "issuing-ca" => Ok(KeyName::Appliance("issuing-ca")),
         "seal-maker" => Ok(KeyName::Appliance("seal-maker")),
+        "audit" => Ok(KeyName::Appliance("audit")),
         n => n.strip_prefix("seal:").map(KeyName::Seal).ok_or_else(|| {
-            SealError::NotFound("unknown_key", format!("no key '{n}' (seal:<id>, issuing-ca, seal-maker)"))
+            SealError::NotFound("unknown_key", format!("no key '{n}' (seal:<id>, issuing-ca, seal-maker, audit)"))
         }),
     }
+}
+
+fn id_text(r: &DualRequest) -> String {
+    r.id.clone()
 }
 
 impl Registry {
@@ -93,9 +100,25 @@ impl Registry {
     }
 
     fn appliance_key(&self, name: &str) -> Result<ApplianceKey, SealError> {
-        self.store
-            .get::<ApplianceKey>("keys", name)?
-            .ok_or_else(|| SealError::NotFound("unknown_key", format!("no {name} key: run `seald init`")))
+        if let Some(k) = self.store.get::<ApplianceKey>("keys", name)? {
+            return Ok(k);
+        }
+        if name == "audit" {
+            // The audit key lives in the configuration until its first rotation; then in the store.
+            let id = self
+                .audit_key()
+                .ok_or_else(|| SealError::NotFound("unknown_key", "this journal signs no checkpoints".into()))?;
+            let info = self.pool.key(&id)?;
+            return Ok(ApplianceKey {
+                key_id: id.to_hex(),
+                alg: info.alg,
+                cert_pem: info.public_key.to_spki_pem(),
+                version: 1,
+                pending: None,
+                retired: Vec::new(),
+            });
+        }
+        Err(SealError::NotFound("unknown_key", format!("no {name} key: run `seald init`")))
     }
 
     /// Every key with its versions, states and the end of each certificate; `expiring` marks those
@@ -116,8 +139,14 @@ impl Registry {
             })
         };
         let mut out = Vec::new();
-        for name in ["issuing-ca", "seal-maker"] {
-            if let Some(k) = self.store.get::<ApplianceKey>("keys", name)? {
+        for name in ["issuing-ca", "seal-maker", "audit"] {
+            if let Some(k) = self
+                .store
+                .get::<ApplianceKey>("keys", name)
+                .ok()
+                .flatten()
+                .or_else(|| (name == "audit").then(|| self.appliance_key(name).ok()).flatten())
+            {
                 let mut versions = vec![serde_json::json!({
                     "version": k.version, "state": "active", "key_id": k.key_id, "not_after_ms": end(&k.cert_pem),
                     "expiring": end(&k.cert_pem).is_some_and(|e| e <= horizon),
@@ -217,6 +246,27 @@ impl Registry {
                 let next = k.retired.iter().map(|r| r.version).chain([k.version]).max().unwrap_or(1) + 1;
                 let key = self.pool.generate(k.alg, &format!("seald-{which}-v{next}"))?;
                 let now = std::time::SystemTime::now();
+                if which == "audit" {
+                    // The audit key has no certificate: its record keeps the public key (SPKI PEM).
+                    let key = self.pool.generate(k.alg, &format!("seald-audit-v{next}"))?;
+                    let v = ApplianceKeyVersion {
+                        version: next,
+                        key_id: key.id.to_hex(),
+                        cert_pem: key.public_key.to_spki_pem(),
+                        state: KeyState::Pending,
+                        created_ms: now_ms(),
+                        retired_ms: None,
+                    };
+                    k.pending = Some(v.clone());
+                    let ev = AuditEvent::new(actor(p), "key.rotate", "key:audit", "ok")
+                        .detail("version", next)
+                        .detail("key_id", v.key_id.clone())
+                        .change(put("keys", which, &k));
+                    let _ = self.commit(ev)?;
+                    return Ok(
+                        serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "public_key": v.cert_pem }),
+                    );
+                }
                 let ca = which == "issuing-ca";
                 let template = crate::formats::x509::CertTemplate {
                     subject: vec![
@@ -486,6 +536,16 @@ impl Registry {
                 k.key_id = pending.key_id;
                 k.cert_pem = pending.cert_pem;
                 ev = ev.change(put("keys", which, &k));
+                if which == "audit" {
+                    // The old key vouches for the new one in the journal, then the journal signs with it.
+                    let id = KeyId::from_hex(&k.key_id)?;
+                    let signer = crate::audit::TokenHeadSigner::new(self.pool.clone(), id.clone())?;
+                    ev.action = crate::audit::KEY_CHANGE_ACTION.into();
+                    ev = ev.detail("new_public_key", k.cert_pem.clone()).detail("approved_request", id_text(&r));
+                    let _ = self.journal.rekey(std::sync::Arc::new(signer), ev)?;
+                    self.set_audit_key(id);
+                    return Ok(r);
+                }
             }
             (RequestAction::Destroy, KeyName::Appliance(which)) => {
                 let mut k = self.appliance_key(which)?;
@@ -533,4 +593,24 @@ impl Registry {
         let _ = self.commit(ev)?;
         Ok(r)
     }
+}
+
+/// The audit key to sign with and the key verification starts from. Before any rotation the
+/// configured key is both; after one, the store's record names the active key (the configuration may
+/// lag behind: it is only where the first key was named) and its first version is the anchor.
+pub fn active_audit_key(
+    store: &crate::store::Store,
+    configured: &KeyId,
+) -> Result<(KeyId, Option<crate::crypto::PublicKey>), SealError> {
+    let Some(k) = store.get::<ApplianceKey>("keys", "audit")? else {
+        return Ok((configured.clone(), None));
+    };
+    let active = KeyId::from_hex(&k.key_id)?;
+    if &active != configured {
+        tracing::warn!(configured = %configured, active = %active, "[audit] key is not the active audit key (rotated); using the active one");
+    }
+    let first = k.retired.iter().min_by_key(|v| v.version).map(|v| v.cert_pem.as_str()).unwrap_or(k.cert_pem.as_str());
+    let anchor = crate::crypto::PublicKey::from_spki_pem(first)
+        .map_err(|e| SealError::Store(format!("audit key record: {e}")))?;
+    Ok((active, Some(anchor)))
 }

@@ -20,7 +20,7 @@ mod lifecycle;
 mod usage;
 
 pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Unit, UnitSpec};
-pub use keys::{DualRequest, RequestState};
+pub use keys::{active_audit_key, DualRequest, RequestState};
 pub use lifecycle::{Action, ApplyRequest, TransitionRequest};
 pub use usage::{SealKeyRef, TicketRequest, UseReceipt};
 
@@ -612,6 +612,7 @@ pub struct Registry {
     admin: Mutex<()>,
     directory: RwLock<HashMap<String, AccountRecord>>,
     pending_pins: Mutex<HashMap<String, crate::token::Pin>>,
+    audit_key: Mutex<Option<KeyId>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -694,9 +695,21 @@ impl Registry {
             admin: Mutex::new(()),
             directory: RwLock::new(HashMap::new()),
             pending_pins: Mutex::new(HashMap::new()),
+            audit_key: Mutex::new(None),
         };
         r.reload_directory()?;
         Ok(r)
+    }
+
+    /// Tells the registry which token key signs the journal's checkpoints now (for rotation and
+    /// backups).
+    pub fn set_audit_key(&self, id: KeyId) {
+        *self.audit_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    /// The token key that signs checkpoints now.
+    pub fn audit_key(&self) -> Option<KeyId> {
+        self.audit_key.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The settings.
