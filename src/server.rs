@@ -31,6 +31,8 @@ fn start_err(what: &str) -> impl Fn(String) -> StartError + '_ {
 pub struct Offline {
     /// The token.
     pub pool: TokenPool,
+    /// The store.
+    pub store: Arc<Store>,
     /// The journal.
     pub journal: Arc<Journal>,
     /// The registry.
@@ -57,46 +59,20 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     if let Some(a) = anchor {
         journal.set_anchor(a);
     }
-    let registry = crate::seal::Registry::new(store, journal.clone(), pool.clone(), cfg.seals.clone())
+    let registry = crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone())
         .map_err(|e| start_err("seal registry")(e.to_string()))?;
     registry.set_audit_key(audit_key);
-    Ok(Offline { pool, journal, registry })
+    Ok(Offline { pool, store, journal, registry })
 }
 
 /// Runs the daemon until SIGTERM or Ctrl-C. `ready` gets the bound address once it serves.
 pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>) -> Result<(), StartError> {
     let server = cfg.server.clone().ok_or_else(|| StartError("the config has no [server] section".into()))?;
-    let store_cfg = cfg.store.clone().ok_or_else(|| StartError("the config has no [store] section".into()))?;
-    let audit_cfg = cfg.audit.clone().ok_or_else(|| StartError("the config has no [audit] section".into()))?;
-    let token_cfg = cfg.token.clone();
-    let pool = tokio::task::spawn_blocking(move || TokenPool::open(&token_cfg))
-        .await
-        .map_err(|e| StartError(e.to_string()))?
-        .map_err(|e| StartError(format!("token: {e}")))?;
-    let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
-    let configured = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
-    let (audit_key, anchor) =
-        crate::seal::active_audit_key(&store, &configured).map_err(|e| start_err("audit key")(e.to_string()))?;
-    let signer =
-        TokenHeadSigner::new(pool.clone(), audit_key.clone()).map_err(|e| start_err("audit key")(e.to_string()))?;
-    let mut jcfg = JournalConfig::new(&audit_cfg.dir);
-    jcfg.checkpoint_every = audit_cfg.checkpoint_every;
-    jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);
-    let (store2, signer) = (store.clone(), Arc::new(signer));
-    let audit_signer: (Arc<dyn crate::audit::HeadSigner>, KeyId) = (signer.clone(), audit_key.clone());
-    let journal = tokio::task::spawn_blocking(move || Journal::open(jcfg, Some(store2), Some(signer)))
-        .await
-        .map_err(|e| StartError(e.to_string()))?
-        .map_err(|e| StartError(e.to_string()))?;
-    let journal = Arc::new(journal);
-    if let Some(a) = anchor {
-        journal.set_anchor(a);
-    }
+    let opened = cfg.clone();
+    let Offline { pool, store, journal, registry } =
+        tokio::task::spawn_blocking(move || open_offline(&opened)).await.map_err(|e| StartError(e.to_string()))??;
     let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
     let trust = cfg.verify.trust_store().map_err(|e| start_err("[verify]")(e))?;
-    let registry = crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone())
-        .map_err(|e| start_err("seal registry")(e.to_string()))?;
-    registry.set_audit_key(audit_key.clone());
     let signing = Signing::new(pool.clone(), journal.clone(), accounts, &cfg.keys, server.max_message_bytes, trust)
         .map_err(|e| start_err("[[keys]]")(e.to_string()))?
         .with_registry(Arc::new(registry));
@@ -109,7 +85,6 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         metrics: Metrics::default(),
         max_body: server.max_body_bytes,
         verify_slots: tokio::sync::Semaphore::new(cores),
-        audit_signer,
     });
     let tls_config = Arc::new(RwLock::new(tls::server_config(&server).map_err(|e| StartError(e.to_string()))?));
     let listener = TcpListener::bind(&server.listen).await.map_err(|e| start_err(&server.listen)(e.to_string()))?;

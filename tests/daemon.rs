@@ -10,10 +10,9 @@ use seald::client::Client;
 use seald::crypto::{self, KeyAlg};
 use seald::devpki::{DevCa, Issued};
 use seald::token::TokenPool;
-use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 fn b64(b: &[u8]) -> String {
@@ -104,41 +103,7 @@ fn start_full(crl: &[u64], server_extra: &str, envs: &[(&str, String)]) -> Daemo
         auditor.fingerprint,
     );
     std::fs::write(dir.join("seald.toml"), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
-        .args(["run", "--config", dir.join("seald.toml").to_str().unwrap()])
-        .env("SEALD_LOG", "info")
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        let mut seen = Vec::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(a) = line.split("addr=").nth(1) {
-                    let _ = tx.send(Ok(a.trim().to_string()));
-                    sent = true;
-                }
-                seen.push(line);
-                if seen.len() > 200 {
-                    let _ = tx.send(Err(seen.join("\n")));
-                    sent = true;
-                }
-            }
-        }
-        if !sent {
-            let _ = tx.send(Err(seen.join("\n")));
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(a)) => a.parse().unwrap(),
-        Ok(Err(log)) => panic!("seald did not start:\n{log}"),
-        Err(_) => panic!("seald did not start within 60 s"),
-    };
+    let (child, addr) = common::spawn_seald(&dir.join("seald.toml"), envs);
     Daemon {
         child,
         addr,

@@ -8,10 +8,8 @@ mod common;
 
 use common::{openssl, SoftToken};
 use seald::devpki::DevCa;
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 struct Run {
     status: i32,
@@ -120,23 +118,8 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         .unwrap();
     assert!(!again.status.success(), "a second init is refused");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .env("SEALD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.split("addr=").nth(1) {
-                let _ = tx.send(a.trim().to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(60)).expect("seald run started");
+    let (child, spawned) = common::spawn_seald(&cfg, &[]);
+    let addr = spawned.to_string();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -508,23 +491,8 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         String::from_utf8_lossy(&restored.stdout),
         String::from_utf8_lossy(&restored.stderr)
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
-        .args(["run", "--config", restored_cfg.to_str().unwrap()])
-        .env("SEALD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.split("addr=").nth(1) {
-                let _ = tx.send(a.trim().to_string());
-            }
-        }
-    });
-    let addr2 = rx.recv_timeout(Duration::from_secs(60)).expect("the restored daemon started");
+    let (child, spawned) = common::spawn_seald(&restored_cfg, &[]);
+    let addr2 = spawned.to_string();
     let restored_daemon = Kill(child);
     let ctl2 = |who: &str, args: &[&str]| sealctl(&dir, &addr2, who, args);
     let seals_after = json(ctl2("issuer", &["seal", "--json", "list"]), "seals after");

@@ -41,8 +41,6 @@ pub struct App {
     pub max_body: usize,
     /// Verification runs at most this many at once (the CPU pool), off the I/O threads.
     pub verify_slots: tokio::sync::Semaphore,
-    /// The audit key (signs checkpoints and backup manifests) and its CKA_ID.
-    pub audit_signer: (Arc<dyn crate::audit::HeadSigner>, crate::token::KeyId),
 }
 
 /// Who is on the other end of a connection.
@@ -450,18 +448,14 @@ async fn v1(
             );
             let bytes = blocking(move || {
                 // The audit key signing now (it may have been rotated since the start).
-                let current = app2.signing.registry().and_then(|r| r.audit_key());
-                match current.filter(|k| *k != app2.audit_signer.1) {
-                    Some(k) => {
-                        let signer = crate::audit::TokenHeadSigner::new(app2.pool.clone(), k.clone())
-                            .map_err(|e| crate::backup::BackupError(e.to_string()))?;
-                        crate::backup::make(&app2.journal, &app2.store, &signer, &k, by)
-                    }
-                    None => {
-                        let (signer, key) = &app2.audit_signer;
-                        crate::backup::make(&app2.journal, &app2.store, signer.as_ref(), key, by)
-                    }
-                }
+                let key = app2
+                    .signing
+                    .registry()
+                    .and_then(|r| r.audit_key())
+                    .ok_or_else(|| crate::backup::BackupError("this appliance signs no checkpoints".into()))?;
+                let signer = crate::audit::TokenHeadSigner::new(app2.pool.clone(), key.clone())
+                    .map_err(|e| crate::backup::BackupError(e.to_string()))?;
+                crate::backup::make(&app2.journal, &app2.store, &signer, &key, by)
             })
             .await?
             .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backup_failed", e.to_string()))?;

@@ -30,8 +30,7 @@ fn bad(m: impl Into<String>) -> SesError {
 }
 
 fn utc_time(t: SystemTime) -> Vec<u8> {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let d = ::time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(::time::OffsetDateTime::UNIX_EPOCH);
+    let d = ses::utc(t.max(std::time::UNIX_EPOCH)).unwrap_or(::time::OffsetDateTime::UNIX_EPOCH);
     let text = format!(
         "{:02}{:02}{:02}{:02}{:02}{:02}Z",
         d.year() % 100,

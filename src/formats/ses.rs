@@ -618,11 +618,16 @@ pub(crate) fn step(steps: &mut Vec<Step>, name: &'static str, ok: Option<bool>, 
     steps.push(Step { step: name, ok, detail: detail.into() });
 }
 
-pub(crate) fn fmt_time(t: SystemTime) -> String {
+/// `t` as a UTC calendar time (times before 1970 included); `None` beyond what `time` represents.
+pub(crate) fn utc(t: SystemTime) -> Option<::time::OffsetDateTime> {
     let secs =
         t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_else(|e| -(e.duration().as_secs() as i64));
-    match ::time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(d) => format!(
+    ::time::OffsetDateTime::from_unix_timestamp(secs).ok()
+}
+
+pub(crate) fn fmt_time(t: SystemTime) -> String {
+    match utc(t) {
+        Some(d) => format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
             d.year(),
             u8::from(d.month()),
@@ -631,7 +636,7 @@ pub(crate) fn fmt_time(t: SystemTime) -> String {
             d.minute(),
             d.second()
         ),
-        Err(_) => secs.to_string(),
+        None => t.duration_since(UNIX_EPOCH).map(|d| d.as_secs().to_string()).unwrap_or_default(),
     }
 }
 
@@ -900,9 +905,8 @@ fn der_ia5(s: &str) -> Result<Vec<u8>, SesError> {
 }
 
 fn der_time(t: SystemTime) -> Vec<u8> {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let text = match ::time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(d) => format!(
+    let text = match utc(t.max(UNIX_EPOCH)) {
+        Some(d) => format!(
             "{:04}{:02}{:02}{:02}{:02}{:02}Z",
             d.year(),
             u8::from(d.month()),
@@ -911,7 +915,7 @@ fn der_time(t: SystemTime) -> Vec<u8> {
             d.minute(),
             d.second()
         ),
-        Err(_) => "19700101000000Z".to_string(),
+        None => "19700101000000Z".to_string(),
     };
     der_tlv(0x18, text.as_bytes())
 }

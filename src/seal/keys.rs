@@ -82,10 +82,6 @@ fn key_name(name: &str) -> Result<KeyName<'_>, SealError> {
     }
 }
 
-fn id_text(r: &DualRequest) -> String {
-    r.id.clone()
-}
-
 impl Registry {
     fn require_officer(&self, p: &Principal, action: &str, key: &str) -> Result<(), SealError> {
         if p.role != Role::Secofficer {
@@ -140,13 +136,7 @@ impl Registry {
         };
         let mut out = Vec::new();
         for name in ["issuing-ca", "seal-maker", "audit"] {
-            if let Some(k) = self
-                .store
-                .get::<ApplianceKey>("keys", name)
-                .ok()
-                .flatten()
-                .or_else(|| (name == "audit").then(|| self.appliance_key(name).ok()).flatten())
-            {
+            if let Ok(k) = self.appliance_key(name) {
                 let mut versions = vec![serde_json::json!({
                     "version": k.version, "state": "active", "key_id": k.key_id, "not_after_ms": end(&k.cert_pem),
                     "expiring": end(&k.cert_pem).is_some_and(|e| e <= horizon),
@@ -541,7 +531,7 @@ impl Registry {
                     let id = KeyId::from_hex(&k.key_id)?;
                     let signer = crate::audit::TokenHeadSigner::new(self.pool.clone(), id.clone())?;
                     ev.action = crate::audit::KEY_CHANGE_ACTION.into();
-                    ev = ev.detail("new_public_key", k.cert_pem.clone()).detail("approved_request", id_text(&r));
+                    ev = ev.detail("new_public_key", k.cert_pem.clone()).detail("approved_request", r.id.clone());
                     let _ = self.journal.rekey(std::sync::Arc::new(signer), ev)?;
                     self.set_audit_key(id);
                     return Ok(r);

@@ -201,7 +201,7 @@ impl Registry {
     }
 
     /// Whether `p` administers `unit` (its unit or one below).
-    fn administers(&self, p: &Principal, unit: &str) -> Result<bool, SealError> {
+    pub(super) fn administers(&self, p: &Principal, unit: &str) -> Result<bool, SealError> {
         Ok(p.role == Role::UnitAdmin
             && p.unit.as_deref().is_some_and(|scope| self.unit_within(unit, scope).unwrap_or(false)))
     }

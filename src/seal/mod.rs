@@ -248,7 +248,7 @@ pub struct Seal {
     pub state: SealState,
     /// Use policy.
     pub policy: Policy,
-    /// Key versions, oldest first; the last one signs.
+    /// Key versions, oldest first; the active one signs (see [`Seal::current`]).
     #[serde(default)]
     pub versions: Vec<SealKeyVersion>,
     /// The seal this one replaced (变更).

@@ -452,8 +452,7 @@ impl Registry {
     pub fn issue_ticket(&self, p: &Principal, seal_id: &str, req: TicketRequest) -> Result<Ticket, SealError> {
         let object = format!("seal:{seal_id}");
         let seal = self.seal(seal_id)?;
-        let admin = p.role == Role::UnitAdmin
-            && p.unit.as_deref().is_some_and(|u| self.unit_within(&seal.unit, u).unwrap_or(false));
+        let admin = self.administers(p, &seal.unit)?;
         if !admin {
             return Err(self.refuse(
                 p,
@@ -499,8 +498,7 @@ impl Registry {
     pub fn usage(&self, p: &Principal, seal_id: &str) -> Result<Vec<serde_json::Value>, SealError> {
         let object = format!("seal:{seal_id}");
         let seal = self.seal(seal_id)?;
-        let admin = p.role == Role::UnitAdmin
-            && p.unit.as_deref().is_some_and(|u| self.unit_within(&seal.unit, u).unwrap_or(false));
+        let admin = self.administers(p, &seal.unit)?;
         if !(admin || matches!(p.role, Role::Issuer | Role::Auditor)) {
             return Err(self.refuse(
                 p,

@@ -209,3 +209,45 @@ pub fn openssl_verify_digest(dir: &Path, pem: &str, digest: &[u8], sig: &[u8], r
     }
     openssl(&args)
 }
+
+/// Starts `seald run --config CONFIG` (with extra environment) and waits until it logs the address
+/// it serves on; panics with the daemon's log when it does not start.
+pub fn spawn_seald(config: &Path, envs: &[(&str, String)]) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seald"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("SEALD_LOG", "info")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(a) = line.split("addr=").nth(1) {
+                    let _ = tx.send(Ok(a.trim().to_string()));
+                    sent = true;
+                }
+                seen.push(line);
+                if seen.len() > 200 {
+                    let _ = tx.send(Err(seen.join("\n")));
+                    sent = true;
+                }
+            }
+        }
+        if !sent {
+            let _ = tx.send(Err(seen.join("\n")));
+        }
+    });
+    let addr = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(a)) => a.parse().unwrap(),
+        Ok(Err(log)) => panic!("seald did not start:\n{log}"),
+        Err(_) => panic!("seald did not start within 60 s"),
+    };
+    (child, addr)
+}
