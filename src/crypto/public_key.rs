@@ -159,6 +159,16 @@ impl PublicKey {
         }
     }
 
+    /// Precomputes this key's verification table (`ecmul`), for a key that will be verified often:
+    /// a token's key. Costs a few milliseconds once; other keys verify correctly without it.
+    pub fn prepare(&self) {
+        match self {
+            PublicKey::Sm2(k) => super::ecmul::prepare::<::sm2::Sm2>(k.as_affine()),
+            PublicKey::P256(k) => super::ecmul::prepare::<p256::NistP256>(k.as_affine()),
+            PublicKey::Rsa(_) => {}
+        }
+    }
+
     /// Verifies `sig` over `prehash`: for SM2 the prehash is e = SM3(Z||M) and `sig` raw r||s or DER;
     /// for P-256 a SHA-256 digest and raw or DER; for RSA a SHA-256 digest and the PKCS#1 v1.5 block.
     pub fn verify_prehashed(&self, prehash: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
@@ -177,11 +187,31 @@ impl PublicKey {
             PublicKey::P256(k) => {
                 let s = p256::ecdsa::Signature::from_slice(&raw_ec(sig)?)
                     .map_err(|_| CryptoError::MalformedSignature("P-256 r||s out of range"))?;
-                p256::ecdsa::VerifyingKey::from(k).verify_prehash(prehash, &s).map_err(|_| CryptoError::BadSignature)
+                verify_p256(k, prehash, &s)
             }
             PublicKey::Rsa(k) => {
                 k.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), prehash, sig).map_err(|_| CryptoError::BadSignature)
             }
+        }
+    }
+}
+
+/// ECDSA verification (SEC 1 §4.1.4): with w = s⁻¹, valid iff x(z·w·G + r·w·Q) mod n = r. The tables of
+/// `ecmul` answer that; RustCrypto does in their rare exception.
+fn verify_p256(key: &p256::PublicKey, prehash: &[u8], sig: &p256::ecdsa::Signature) -> Result<(), CryptoError> {
+    use p256::elliptic_curve::ops::Reduce;
+    let (r, s) = (*sig.r(), *sig.s());
+    let z = <p256::Scalar as Reduce<p256::U256>>::reduce_bytes(&p256::FieldBytes::from(
+        <[u8; 32]>::try_from(prehash).map_err(|_| CryptoError::BadSignature)?,
+    ));
+    // s is public: the variable-time inversion is several times faster than the constant-time one.
+    let w: p256::Scalar =
+        Option::from(p256::elliptic_curve::ops::Invert::invert_vartime(&s)).ok_or(CryptoError::BadSignature)?;
+    match super::ecmul::lincomb_x_is::<p256::NistP256>(&(z * w), key.as_affine(), &(r * w), &r) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CryptoError::BadSignature),
+        Err(super::ecmul::Exceptional) => {
+            p256::ecdsa::VerifyingKey::from(key).verify_prehash(prehash, sig).map_err(|_| CryptoError::BadSignature)
         }
     }
 }
@@ -203,6 +233,91 @@ mod tests {
         assert_eq!(k.alg(), KeyAlg::Sm2);
         assert_eq!(k.to_spki_der(), spki);
         assert_eq!(PublicKey::from_spki_pem(&k.to_spki_pem()).unwrap(), k);
+    }
+
+    /// Host verification (the tables of `ecmul`) gives RustCrypto's verdict on good signatures and on
+    /// each kind of damage, for keys with a table and without.
+    #[test]
+    fn verification_agrees_with_rustcrypto() {
+        use signature::hazmat::PrehashSigner;
+        for seed in 1..=24u8 {
+            let sm2_sk = ::sm2::dsa::SigningKey::from_slice("1234567812345678", &[seed; 32]).unwrap();
+            let p256_sk = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let sm2_pk = PublicKey::Sm2(::sm2::PublicKey::from_affine(*sm2_sk.verifying_key().as_affine()).unwrap());
+            let p256_pk = PublicKey::P256(p256::PublicKey::from(p256_sk.verifying_key()));
+            if seed % 2 == 0 {
+                sm2_pk.prepare();
+                p256_pk.prepare();
+            }
+            let e = super::super::sm3(&[seed]);
+            let s1: ::sm2::dsa::Signature = sm2_sk.sign_prehash(&e).unwrap();
+            let s2: p256::ecdsa::Signature = p256_sk.sign_prehash(&e).unwrap();
+            for (pk, sig, rc) in [(&sm2_pk, s1.to_bytes().to_vec(), 0), (&p256_pk, s2.to_bytes().to_vec(), 1)] {
+                let rustcrypto = |e: &[u8], sig: &[u8]| -> bool {
+                    use signature::hazmat::PrehashVerifier;
+                    if rc == 0 {
+                        ::sm2::dsa::Signature::from_slice(sig)
+                            .map(|s| sm2_sk.verifying_key().verify_prehash(e, &s).is_ok())
+                            .unwrap_or(false)
+                    } else {
+                        p256::ecdsa::Signature::from_slice(sig)
+                            .map(|s| p256_sk.verifying_key().verify_prehash(e, &s).is_ok())
+                            .unwrap_or(false)
+                    }
+                };
+                assert!(pk.verify_prehashed(&e, &sig).is_ok(), "seed {seed}");
+                assert!(rustcrypto(&e, &sig));
+                for flip in [0usize, 17, 31, 32, 50, 63] {
+                    let mut bad = sig.clone();
+                    bad[flip] ^= 1 << (seed % 8);
+                    assert_eq!(pk.verify_prehashed(&e, &bad).is_ok(), rustcrypto(&e, &bad), "seed {seed} flip {flip}");
+                    assert!(pk.verify_prehashed(&e, &bad).is_err());
+                    let mut other = e;
+                    other[flip % 32] ^= 0x80;
+                    assert!(pk.verify_prehashed(&other, &sig).is_err());
+                    assert!(!rustcrypto(&other, &sig));
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Random keys, digests and signature bytes, some made valid: the tables and RustCrypto agree.
+        #[test]
+        fn random_inputs_get_rustcrypto_verdicts(
+            d in proptest::array::uniform32(1u8..),
+            e in proptest::array::uniform32(proptest::num::u8::ANY),
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 64),
+            valid in proptest::bool::ANY,
+            prepared in proptest::bool::ANY,
+        ) {
+            use signature::hazmat::{PrehashSigner, PrehashVerifier};
+            let sm2_sk = ::sm2::dsa::SigningKey::from_slice("1234567812345678", &d).unwrap();
+            let pk = PublicKey::Sm2(::sm2::PublicKey::from_affine(*sm2_sk.verifying_key().as_affine()).unwrap());
+            let p256_sk = p256::ecdsa::SigningKey::from_slice(&d).unwrap();
+            let p256_pk = PublicKey::P256(p256::PublicKey::from(p256_sk.verifying_key()));
+            if prepared {
+                pk.prepare();
+                p256_pk.prepare();
+            }
+            let (s1, s2) = if valid {
+                let a: ::sm2::dsa::Signature = sm2_sk.sign_prehash(&e).unwrap();
+                let b: p256::ecdsa::Signature = p256_sk.sign_prehash(&e).unwrap();
+                (a.to_bytes().to_vec(), b.to_bytes().to_vec())
+            } else {
+                (junk.clone(), junk)
+            };
+            let rc1 = ::sm2::dsa::Signature::from_slice(&s1)
+                .map(|s| sm2_sk.verifying_key().verify_prehash(&e, &s).is_ok())
+                .unwrap_or(false);
+            let rc2 = p256::ecdsa::Signature::from_slice(&s2)
+                .map(|s| p256_sk.verifying_key().verify_prehash(&e, &s).is_ok())
+                .unwrap_or(false);
+            proptest::prop_assert_eq!(pk.verify_prehashed(&e, &s1).is_ok(), rc1);
+            proptest::prop_assert_eq!(p256_pk.verify_prehashed(&e, &s2).is_ok(), rc2);
+            proptest::prop_assert_eq!(rc1 && rc2, valid);
+        }
     }
 
     #[test]

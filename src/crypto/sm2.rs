@@ -3,6 +3,7 @@
 //! `z = "host"` expect us to compute `e = SM3(Z || M)` and hand them the 32 bytes.
 
 use super::CryptoError;
+use ::sm2::elliptic_curve::ops::Reduce;
 use ::sm2::elliptic_curve::sec1::ToEncodedPoint;
 use signature::hazmat::PrehashVerifier;
 use sm3::Digest;
@@ -72,10 +73,26 @@ pub fn verify_e(public_key: &::sm2::PublicKey, e: &[u8], raw_sig: &[u8]) -> Resu
     }
     let sig = ::sm2::dsa::Signature::from_slice(raw_sig)
         .map_err(|_| CryptoError::MalformedSignature("SM2 r||s must be 64 bytes with r, s in [1, n-1]"))?;
-    // The distid given here only feeds Z inside the crate, which verify_prehash does not use.
-    let vk = ::sm2::dsa::VerifyingKey::new("1234567812345678", *public_key)
-        .map_err(|_| CryptoError::MalformedPublicKey("SM2 key rejected".into()))?;
-    vk.verify_prehash(e, &sig).map_err(|_| CryptoError::BadSignature)
+    // GB/T 32918.2 §7.1: t = r + s ≠ 0, (x1, y1) = s·G + t·P, valid iff (e + x1) mod n = r, that is
+    // x1 mod n = r - e. The tables of `ecmul` answer that; RustCrypto does in their rare exception.
+    let (r, s) = (*sig.r(), *sig.s());
+    let t = r + s;
+    if bool::from(t.is_zero()) {
+        return Err(CryptoError::BadSignature);
+    }
+    let e_scalar = <::sm2::Scalar as Reduce<::sm2::U256>>::reduce_bytes(&::sm2::FieldBytes::from(
+        <[u8; 32]>::try_from(e).map_err(|_| CryptoError::BadSignature)?,
+    ));
+    match super::ecmul::lincomb_x_is::<::sm2::Sm2>(&s, public_key.as_affine(), &t, &(r - e_scalar)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CryptoError::BadSignature),
+        Err(super::ecmul::Exceptional) => {
+            // The distid given here only feeds Z inside the crate, which verify_prehash does not use.
+            let vk = ::sm2::dsa::VerifyingKey::new("1234567812345678", *public_key)
+                .map_err(|_| CryptoError::MalformedPublicKey("SM2 key rejected".into()))?;
+            vk.verify_prehash(e, &sig).map_err(|_| CryptoError::BadSignature)
+        }
+    }
 }
 
 #[cfg(test)]

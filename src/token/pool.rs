@@ -523,6 +523,8 @@ impl TokenPool {
         }
         let profile = self.inner.profile.clone();
         let info = Arc::new(self.run("read public key", |s| keys::read_public(s, &profile, id))??);
+        // Every signature this key makes is verified on the host before it is returned.
+        info.public_key.prepare();
         let _ = lock(&self.inner.keys).insert(id.clone(), info.clone());
         Ok(info)
     }
