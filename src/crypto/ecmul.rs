@@ -110,8 +110,7 @@ where
                     acc.add_affine(&bx, &by).ok()?;
                 }
             }
-            // acc = 2^(w-1)·B (or 2·B when half is 2, which is the same); its double is the next
-            // window's unit, made affine for the mixed additions.
+            // acc = 2^(w-1)·B; its double is the next window's unit, made affine for the mixed additions.
             (bx, by) = acc.double().to_affine()?;
         }
         Some(Table { w, points: normalize(&jac)? })
