@@ -198,12 +198,7 @@ impl Signing {
         let id = key.info.id.to_hex();
         self.accounts.may_sign_with(p, &key.name, &id)
             || (p.role == crate::authz::Role::App
-                && self.registry.as_ref().is_some_and(|r| {
-                    r.account(&p.account)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|a| a.keys.iter().any(|k| *k == key.name || k.eq_ignore_ascii_case(&id)))
-                }))
+                && self.registry.as_ref().is_some_and(|r| r.may_sign_with_key(p, &key.name, &id)))
     }
 
     /// The accounts.

@@ -9,8 +9,8 @@ use seald::audit::{AuditEvent, Journal, JournalConfig, Query};
 use seald::authz::{Accounts, Principal, Role};
 use seald::crypto::KeyAlg;
 use seald::seal::{
-    AccountSpec, Action, ApplyRequest, Policy, Registry, SealError, SealKind, SealSettings, SealState, TicketRequest,
-    TransitionRequest, UnitSpec, UseRefusal,
+    AccountSpec, AccountUpdate, Action, ApplyRequest, Policy, Registry, SealError, SealKind, SealSettings, SealState,
+    TicketRequest, TransitionRequest, UnitSpec, UseRefusal,
 };
 use seald::signing::{InputMode, Request, SignError, Signing};
 use seald::store::{Change, Store};
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 struct World {
     _token: SoftToken,
+    pool: TokenPool,
     _dir: tempfile::TempDir,
     journal: Arc<Journal>,
     registry: Arc<Registry>,
@@ -91,7 +92,7 @@ fn world_with(settings: SealSettings) -> World {
     assert_eq!(ca.alg, KeyAlg::Sm2);
     let _ = registry.ensure_seal_maker("test seal maker", 3650).unwrap();
     let signing = Signing::new(
-        pool,
+        pool.clone(),
         journal.clone(),
         Accounts::default(),
         &[],
@@ -112,12 +113,52 @@ fn world_with(settings: SealSettings) -> World {
         app_a: id('7'),
         app_b: id('8'),
         _token: token,
+        pool,
         _dir: dir,
         journal,
         registry,
         signing: Arc::new(signing),
         scratch,
     }
+}
+
+/// An app's registry account lists the plain keys it may sign with (by name or id). The check reads
+/// the in-memory directory, so it must follow an account update at once, and answer for no other app.
+#[test]
+fn plain_keys_follow_the_app_account_at_once() {
+    let w = world();
+    let key = w.pool.generate(KeyAlg::Sm2, "plain-1").unwrap();
+    let config = seald::signing::KeyConfig { id: key.id.to_hex(), name: "plain-1".into() };
+    let signing = Signing::new(
+        w.pool.clone(),
+        w.journal.clone(),
+        Accounts::default(),
+        &[config],
+        1 << 20,
+        seald::formats::x509::TrustStore::default(),
+    )
+    .unwrap()
+    .with_registry(w.registry.clone());
+    let req = Request {
+        key: "plain-1".into(),
+        input: InputMode::E,
+        data: vec![7; 32],
+        digest_alg: None,
+        user_id: None,
+        seal: None,
+        ticket: None,
+    };
+    let forbidden = |r: Result<_, SignError>| matches!(r, Err(SignError::Forbidden { .. }));
+    assert!(forbidden(signing.sign(&w.app_a, &req)), "no keys listed yet");
+    let keys = |k: Vec<String>| AccountUpdate { keys: Some(k), ..Default::default() };
+    let _ = w.registry.update_account(&w.sysadmin, "app-a", keys(vec!["plain-1".into()])).unwrap();
+    let _ = signing.sign(&w.app_a, &req).unwrap();
+    let by_id = Request { key: key.id.to_hex().to_uppercase(), ..req.clone() };
+    let _ = signing.sign(&w.app_a, &by_id).unwrap();
+    assert!(forbidden(signing.sign(&w.app_b, &req)), "another app");
+    let _ = w.registry.update_account(&w.sysadmin, "app-a", keys(vec![])).unwrap();
+    assert!(forbidden(signing.sign(&w.app_a, &req)), "the key was taken away");
+    assert!(forbidden(signing.sign(&w.app_a, &by_id)));
 }
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-not-really-but-the-magic-is-right";

@@ -146,6 +146,15 @@ impl Registry {
         })
     }
 
+    /// Whether the registry account `p` stands for may sign with the plain key `name` (or its id),
+    /// read from the in-memory directory `identify` uses, so a signature costs no store read.
+    pub fn may_sign_with_key(&self, p: &Principal, name: &str, id: &str) -> bool {
+        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        dir.get(&p.fingerprint.to_ascii_lowercase())
+            .filter(|a| a.name == p.account && !a.disabled)
+            .is_some_and(|a| a.keys.iter().any(|k| k == name || k.eq_ignore_ascii_case(id)))
+    }
+
     /// The registry account of a name.
     pub fn account(&self, name: &str) -> Result<Option<AccountRecord>, SealError> {
         Ok(self.store.get::<AccountRecord>("accounts", name)?)
