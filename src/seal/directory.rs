@@ -222,15 +222,7 @@ impl Registry {
     }
 
     fn require_sysadmin(&self, p: &Principal, action: &str, object: &str) -> Result<(), SealError> {
-        if p.role != Role::Sysadmin {
-            return Err(self.refuse(
-                p,
-                action,
-                object,
-                SealError::Forbidden("only the system administrator manages accounts and units".into()),
-            ));
-        }
-        Ok(())
+        self.require_role(p, Role::Sysadmin, action, object, "only the system administrator manages accounts and units")
     }
 
     /// Creates a unit (sysadmin).

@@ -84,15 +84,13 @@ fn key_name(name: &str) -> Result<KeyName<'_>, SealError> {
 
 impl Registry {
     fn require_officer(&self, p: &Principal, action: &str, key: &str) -> Result<(), SealError> {
-        if p.role != Role::Secofficer {
-            return Err(self.refuse(
-                p,
-                action,
-                &format!("key:{key}"),
-                SealError::Forbidden("keys are the security officers' business".into()),
-            ));
-        }
-        Ok(())
+        self.require_role(
+            p,
+            Role::Secofficer,
+            action,
+            &format!("key:{key}"),
+            "keys are the security officers' business",
+        )
     }
 
     fn appliance_key(&self, name: &str) -> Result<ApplianceKey, SealError> {
@@ -105,14 +103,7 @@ impl Registry {
                 .audit_key()
                 .ok_or_else(|| SealError::NotFound("unknown_key", "this journal signs no checkpoints".into()))?;
             let info = self.pool.key(&id)?;
-            return Ok(ApplianceKey {
-                key_id: id.to_hex(),
-                alg: info.alg,
-                cert_pem: info.public_key.to_spki_pem(),
-                version: 1,
-                pending: None,
-                retired: Vec::new(),
-            });
+            return Ok(ApplianceKey::first(id.to_hex(), info.alg, info.public_key.to_spki_pem()));
         }
         Err(SealError::NotFound("unknown_key", format!("no {name} key: run `seald init`")))
     }
@@ -453,14 +444,7 @@ impl Registry {
     /// The second officer approves a request, which is then carried out.
     pub fn approve_request(&self, p: &Principal, id: &str) -> Result<DualRequest, SealError> {
         let object = format!("request:{id}");
-        if p.role != Role::Secofficer {
-            return Err(self.refuse(
-                p,
-                "key.approve",
-                &object,
-                SealError::Forbidden("only a security officer approves".into()),
-            ));
-        }
+        self.require_role(p, Role::Secofficer, "key.approve", &object, "only a security officer approves")?;
         let _g = self.admin_lock();
         let mut r = self
             .store

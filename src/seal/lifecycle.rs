@@ -210,14 +210,7 @@ impl Registry {
     pub fn apply(&self, p: &Principal, req: ApplyRequest) -> Result<Seal, SealError> {
         let unit = req.unit.clone().or_else(|| p.unit.clone()).unwrap_or_default();
         let object = format!("unit:{unit}");
-        if p.role != Role::UnitAdmin {
-            return Err(self.refuse(
-                p,
-                "seal.apply",
-                &object,
-                SealError::Forbidden("only a unit administrator applies for seals".into()),
-            ));
-        }
+        self.require_role(p, Role::UnitAdmin, "seal.apply", &object, "only a unit administrator applies for seals")?;
         if !self.administers(p, &unit)? {
             return Err(self.refuse(
                 p,
@@ -316,14 +309,7 @@ impl Registry {
     ) -> Result<Seal, SealError> {
         let object = format!("seal:{id}");
         let what = format!("seal.{}", action.name());
-        if p.role != Role::Issuer {
-            return Err(self.refuse(
-                p,
-                &what,
-                &object,
-                SealError::Forbidden(format!("only an issuer may {} a seal", action.name())),
-            ));
-        }
+        self.require_role(p, Role::Issuer, &what, &object, format!("only an issuer may {} a seal", action.name()))?;
         if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
             return Err(SealError::BadInput("reason is at most 1024 bytes".into()));
         }
@@ -428,14 +414,7 @@ impl Registry {
     /// key must be the token key's.
     pub fn import_certificate(&self, p: &Principal, id: &str, pem: &str) -> Result<Seal, SealError> {
         let object = format!("seal:{id}");
-        if p.role != Role::Issuer {
-            return Err(self.refuse(
-                p,
-                "seal.certificate",
-                &object,
-                SealError::Forbidden("only an issuer binds a certificate".into()),
-            ));
-        }
+        self.require_role(p, Role::Issuer, "seal.certificate", &object, "only an issuer binds a certificate")?;
         let cert =
             crate::formats::x509::Cert::parse(pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
         let slot = self.slot(id);
@@ -489,14 +468,7 @@ impl Registry {
     /// CA (its answer comes back through `import_certificate`). Issuers only.
     pub fn seal_csr(&self, p: &Principal, id: &str) -> Result<String, SealError> {
         let object = format!("seal:{id}");
-        if p.role != Role::Issuer {
-            return Err(self.refuse(
-                p,
-                "seal.csr",
-                &object,
-                SealError::Forbidden("only an issuer requests a seal's certificate".into()),
-            ));
-        }
+        self.require_role(p, Role::Issuer, "seal.csr", &object, "only an issuer requests a seal's certificate")?;
         let seal = self.seal(id)?;
         let v = seal.current().ok_or_else(|| SealError::InvalidTransition {
             seal: id.into(),
@@ -513,14 +485,7 @@ impl Registry {
     /// The built-in issuing CA certifies a PKCS#10 request (issuers only): for development and small
     /// deployments without an outside CA. The request must be signed by its own key.
     pub fn ca_issue(&self, p: &Principal, csr_pem: &str, valid_days: u32) -> Result<String, SealError> {
-        if p.role != Role::Issuer {
-            return Err(self.refuse(
-                p,
-                "ca.issue",
-                "key:issuing-ca",
-                SealError::Forbidden("only an issuer uses the issuing CA".into()),
-            ));
-        }
+        self.require_role(p, Role::Issuer, "ca.issue", "key:issuing-ca", "only an issuer uses the issuing CA")?;
         if valid_days == 0 || valid_days > 3650 {
             return Err(SealError::BadInput("valid_days must be 1 to 3650".into()));
         }

@@ -414,6 +414,13 @@ fn first_version() -> u32 {
     1
 }
 
+impl ApplianceKey {
+    /// A key's first version, with nothing pending or retired.
+    fn first(key_id: String, alg: KeyAlg, cert_pem: String) -> Self {
+        ApplianceKey { key_id, alg, cert_pem, version: first_version(), pending: None, retired: Vec::new() }
+    }
+}
+
 /// A version of an appliance key other than the active one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplianceKeyVersion {
@@ -749,6 +756,21 @@ impl Registry {
         err
     }
 
+    /// `Ok` when `p` has `role`; otherwise a journalled refusal saying `why`.
+    fn require_role(
+        &self,
+        p: &Principal,
+        role: Role,
+        action: &str,
+        object: &str,
+        why: impl Into<String>,
+    ) -> Result<(), SealError> {
+        if p.role == role {
+            return Ok(());
+        }
+        Err(self.refuse(p, action, object, SealError::Forbidden(why.into())))
+    }
+
     /// A seal by id.
     pub fn seal(&self, id: &str) -> Result<Seal, SealError> {
         self.store
@@ -785,14 +807,7 @@ impl Registry {
         };
         let cert =
             crate::formats::x509::issue(&template, None, &signer).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let ca = ApplianceKey {
-            key_id: key.id.to_hex(),
-            alg,
-            cert_pem: cert.to_pem(),
-            version: 1,
-            pending: None,
-            retired: Vec::new(),
-        };
+        let ca = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
         let ev = AuditEvent::new(Actor::system(), "ca.create", "key:issuing-ca", "ok")
             .detail("key_id", ca.key_id.clone())
             .detail("alg", alg.name())
@@ -833,14 +848,7 @@ impl Registry {
         };
         let cert = crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
             .map_err(|e| SealError::Certificate(e.to_string()))?;
-        let maker = ApplianceKey {
-            key_id: key.id.to_hex(),
-            alg,
-            cert_pem: cert.to_pem(),
-            version: 1,
-            pending: None,
-            retired: Vec::new(),
-        };
+        let maker = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
         let ev = AuditEvent::new(Actor::system(), "maker.create", "key:seal-maker", "ok")
             .detail("key_id", maker.key_id.clone())
             .detail("alg", alg.name())
@@ -965,14 +973,7 @@ impl Registry {
     /// Records that the police system acknowledged a filing (issuers only).
     pub fn ack_filing(&self, p: &Principal, id: &str, reference: Option<String>) -> Result<Filing, SealError> {
         let object = format!("filing:{id}");
-        if p.role != Role::Issuer {
-            return Err(self.refuse(
-                p,
-                "filing.ack",
-                &object,
-                SealError::Forbidden("only an issuer acknowledges filings".into()),
-            ));
-        }
+        self.require_role(p, Role::Issuer, "filing.ack", &object, "only an issuer acknowledges filings")?;
         let _g = self.admin_lock();
         let mut f = self
             .store
