@@ -165,7 +165,12 @@ impl Signing {
     ) -> Result<Self, TokenError> {
         let keys = keys
             .iter()
-            .map(|k| Ok(Key { name: k.name.clone(), info: pool.key(&KeyId::from_hex(&k.id)?)?, version: 1 }))
+            .map(|k| {
+                let info = pool.key(&KeyId::from_hex(&k.id)?)?;
+                // Clients verify against configured keys by name: those verifications use its table.
+                info.public_key.prepare();
+                Ok(Key { name: k.name.clone(), info, version: 1 })
+            })
             .collect::<Result<Vec<_>, TokenError>>()?;
         Ok(Signing { pool, journal, accounts, keys, max_message, trust, registry: None })
     }

@@ -523,8 +523,6 @@ impl TokenPool {
         }
         let profile = self.inner.profile.clone();
         let info = Arc::new(self.run("read public key", |s| keys::read_public(s, &profile, id))??);
-        // Every signature this key makes is verified on the host before it is returned.
-        info.public_key.prepare();
         let _ = lock(&self.inner.keys).insert(id.clone(), info.clone());
         Ok(info)
     }
@@ -576,6 +574,10 @@ impl TokenPool {
             }
         }
         let key = self.key(id)?;
+        // Every signature this key makes is verified on the host before it is returned: give the key
+        // its verification table (built once; afterwards this is a lookup). Listing or reading keys
+        // does not, so only keys that sign hold a table.
+        key.public_key.prepare();
         let plan = keys::plan(&self.inner.profile, &key, input)?;
         let mech = keys::mechanism(plan.mechanism)?;
         let out = self.run_keyed("C_Sign", id, |s, h| s.sign(&mech, h, &plan.data))?;
