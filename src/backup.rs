@@ -11,7 +11,8 @@
 //! it with a fresh store, which replays the whole chain; then it verifies the chain. The daemon
 //! then appends after the restored head, so the chain continues.
 
-use crate::audit::{HeadSigner, Journal, VerifyReport};
+use crate::audit::{Journal, VerifyReport};
+use crate::crypto::KeySigner;
 use crate::crypto::PublicKey;
 use crate::store::Store;
 use crate::token::{KeyId, TokenPool};
@@ -105,7 +106,7 @@ fn frame(payload: &[u8]) -> Vec<u8> {
 pub fn make(
     journal: &Journal,
     store: &Store,
-    signer: &dyn HeadSigner,
+    signer: &dyn KeySigner,
     audit_key: &KeyId,
     by: crate::audit::Actor,
 ) -> Result<Vec<u8>, BackupError> {
@@ -128,11 +129,14 @@ pub fn make(
             .unwrap_or(0),
         first_seq: anchor.seq + 1,
         head_seq: head.seq,
-        audit_key_fingerprint: signer.public_key().fingerprint(),
+        audit_key_fingerprint: signer.verifying_key().fingerprint(),
         parts: parts.iter().map(|(n, b)| (n.to_string(), hex::encode(crate::crypto::sm3(b)), b.len())).collect(),
         token_keys: referenced_keys(store, audit_key)?,
     };
-    let signature = signer.sign(&signed_bytes(&manifest)).map_err(|e| err(format!("signing the manifest: {e}")))?;
+    let signature = signer
+        .try_sign(&signed_bytes(&manifest))
+        .map(crate::crypto::DerSignature::into_vec)
+        .map_err(|e| err(format!("signing the manifest: {e}")))?;
     let event = crate::audit::AuditEvent::new(by, "backup.make", "backup", "ok")
         .detail("head_seq", manifest.head_seq)
         .detail("manifest_sm3", hex::encode(crate::crypto::sm3(&signed_bytes(&manifest))));

@@ -3,12 +3,13 @@
 //! finish (bounded), closes the journal, and returns.
 
 use crate::api::{self, App, Metrics, Peer};
-use crate::audit::{Actor, AuditEvent, Journal, JournalConfig, TokenHeadSigner};
+use crate::audit::{Actor, AuditEvent, Journal, JournalConfig};
 use crate::authz::Accounts;
 use crate::config::Config;
 use crate::signing::Signing;
 use crate::store::Store;
 use crate::tls;
+use crate::token::TokenKey;
 use crate::token::{KeyId, TokenPool};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
@@ -48,8 +49,7 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     let configured = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
     let (audit_key, anchor) =
         crate::seal::active_audit_key(&store, &configured).map_err(|e| start_err("audit key")(e.to_string()))?;
-    let signer =
-        TokenHeadSigner::new(pool.clone(), audit_key.clone()).map_err(|e| start_err("audit key")(e.to_string()))?;
+    let signer = TokenKey::open(&pool, &audit_key).map_err(|e| start_err("audit key")(e.to_string()))?;
     let mut jcfg = JournalConfig::new(&audit_cfg.dir);
     jcfg.checkpoint_every = audit_cfg.checkpoint_every;
     jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);

@@ -4,7 +4,7 @@
 
 use seald::audit::{
     self, export, read_export, verify_journal_dir, verify_records, Actor, AuditError, AuditEvent, ExportRange,
-    FindingKind, HeadSigner, Journal, JournalConfig, JournalRecord, Query, SignedHead,
+    FindingKind, Journal, JournalConfig, JournalRecord, Query, SignedHead,
 };
 use seald::crypto::{self, PublicKey};
 use seald::store::{Change, Store};
@@ -28,15 +28,19 @@ impl TestSigner {
     }
 }
 
-impl HeadSigner for TestSigner {
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+impl signature::Signer<crypto::DerSignature> for TestSigner {
+    fn try_sign(&self, message: &[u8]) -> Result<crypto::DerSignature, signature::Error> {
         let PublicKey::Sm2(pk) = &self.pk else { unreachable!() };
         let e = crypto::sm2::e(pk, crypto::sm2::DEFAULT_USER_ID, message).unwrap();
-        let sig: sm2::dsa::Signature = self.sk.sign_prehash(&e).map_err(|e| e.to_string())?;
-        crypto::raw_to_der(&sig.to_bytes()).map_err(|e| e.to_string())
+        let sig: sm2::dsa::Signature = self.sk.sign_prehash(&e)?;
+        Ok(crypto::DerSignature::new(crypto::raw_to_der(&sig.to_bytes()).unwrap()))
     }
-    fn public_key(&self) -> &PublicKey {
-        &self.pk
+}
+
+impl signature::Keypair for TestSigner {
+    type VerifyingKey = PublicKey;
+    fn verifying_key(&self) -> PublicKey {
+        self.pk.clone()
     }
 }
 
@@ -367,7 +371,7 @@ fn every_kind_of_tampering_is_found_at_its_seq_online_and_offline() {
     let mut head: SignedHead = serde_json::from_slice(&std::fs::read(d.join("head.json")).unwrap()).unwrap();
     head.seq += 100;
     let msg = SignedHead::message(head.seq, &hex::decode(&head.hash).unwrap().try_into().unwrap(), head.time_ms);
-    head.signature = hex::encode(other.sign(&msg).unwrap());
+    head.signature = hex::encode(signature::Signer::try_sign(&*other, &msg).unwrap().into_vec());
     head.key_fingerprint = other.pk.fingerprint();
     std::fs::write(d.join("head.json"), serde_json::to_vec(&head).unwrap()).unwrap();
     assert_eq!(finding(&d, key).0, FindingKind::BadCheckpoint);
@@ -399,7 +403,9 @@ fn a_checkpoint_that_signs_a_forged_head_is_refused() {
                 hash: hex::encode(fake),
                 time_ms: 1,
                 key_fingerprint: signer.pk.fingerprint(),
-                signature: hex::encode(signer.sign(&SignedHead::message(3, &fake, 1)).unwrap()),
+                signature: hex::encode(
+                    signature::Signer::try_sign(&*signer, &SignedHead::message(3, &fake, 1)).unwrap().into_vec(),
+                ),
             };
             rec.action = audit::CHECKPOINT_ACTION.into();
             let _ = rec.details.insert("head".into(), serde_json::to_value(&head).unwrap());
@@ -583,35 +589,32 @@ fn an_audit_key_switch_is_vouched_for_by_the_old_key_and_followed_by_verificatio
         let _ = j.append(event(i)).unwrap();
     }
     let change = AuditEvent::new(Actor::system(), audit::KEY_CHANGE_ACTION, "key:audit", "ok")
-        .detail("new_public_key", new.public_key().to_spki_pem());
+        .detail("new_public_key", new.pk.to_spki_pem());
     let receipt = j.rekey(new.clone(), change).unwrap();
     for i in 0..25 {
         let _ = j.append(event(i)).unwrap();
     }
     assert_eq!(
         j.public_key().unwrap().fingerprint(),
-        old.public_key().fingerprint(),
+        old.pk.fingerprint(),
         "verification still starts from the first key"
     );
     j.close();
     drop(j);
     // From the first key, the whole chain verifies: checkpoints before the switch (and the one that
     // covers it) with the old key, the rest and head.json with the new one.
-    let report = verify_journal_dir(dir.path(), Some(old.public_key())).unwrap();
+    let report = verify_journal_dir(dir.path(), Some(&old.pk)).unwrap();
     assert!(report.ok(), "{report:?}");
     assert!(report.checkpoints >= 4 && report.signed_through >= Some(report.last_seq - 1), "{report:?}");
     let records = audit::read_journal(dir.path()).unwrap();
     let covering = records.iter().find(|r| r.action == audit::CHECKPOINT_ACTION && r.seq > receipt.seq).unwrap();
     let head: SignedHead = serde_json::from_value(covering.details["head"].clone()).unwrap();
-    assert!(head.verify(old.public_key()).is_ok(), "the old key vouches for the switch");
+    assert!(head.verify(&old.pk).is_ok(), "the old key vouches for the switch");
     let last = records.iter().rev().find(|r| r.action == audit::CHECKPOINT_ACTION).unwrap();
     let head: SignedHead = serde_json::from_value(last.details["head"].clone()).unwrap();
-    assert!(
-        head.verify(new.public_key()).is_ok() && head.verify(old.public_key()).is_err(),
-        "the new key signs after the switch"
-    );
+    assert!(head.verify(&new.pk).is_ok() && head.verify(&old.pk).is_err(), "the new key signs after the switch");
     // Starting from the new key is refused at the first checkpoint: trust starts at the first key.
-    let wrong = verify_journal_dir(dir.path(), Some(new.public_key())).unwrap();
+    let wrong = verify_journal_dir(dir.path(), Some(&new.pk)).unwrap();
     assert_eq!(wrong.finding.map(|f| f.kind), Some(FindingKind::BadCheckpoint));
     // An unannounced key is refused too: a checkpoint signed by a key no record vouched for.
     let dir2 = tempfile::tempdir().unwrap();
@@ -627,6 +630,6 @@ fn an_audit_key_switch_is_vouched_for_by_the_old_key_and_followed_by_verificatio
             let _ = j.append(event(i)).unwrap();
         }
     }
-    let sneaked = verify_journal_dir(dir2.path(), Some(old.public_key())).unwrap();
+    let sneaked = verify_journal_dir(dir2.path(), Some(&old.pk)).unwrap();
     assert_eq!(sneaked.finding.map(|f| f.kind), Some(FindingKind::BadCheckpoint));
 }

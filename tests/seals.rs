@@ -51,7 +51,7 @@ fn world_with(settings: SealSettings) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
     let audit_key = pool.generate(KeyAlg::Sm2, "audit").unwrap();
-    let signer = Arc::new(seald::audit::TokenHeadSigner::new(pool.clone(), audit_key.id.clone()).unwrap());
+    let signer = Arc::new(seald::token::TokenKey::open(&pool, &audit_key.id).unwrap());
     let journal = Arc::new(
         Journal::open(JournalConfig::new(dir.path().join("journal")), Some(store.clone()), Some(signer)).unwrap(),
     );
@@ -689,8 +689,8 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
 
     // Seal a document: the signature is a strict v4 SES_Signature whose every step passes.
     let doc = b"<ofd:Signature>the protected Signature.xml</ofd:Signature>";
-    let (sig_der, receipt) = w
-        .registry
+    let signed = w
+        .signing
         .sign_ses(
             &w.app_a,
             &id,
@@ -704,7 +704,8 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
             None,
         )
         .unwrap();
-    assert!(receipt.audit_seq > 0);
+    assert!(signed.audit_seq > 0);
+    let sig_der = signed.der;
     let sig = SesSignature::parse(&sig_der).unwrap();
     assert!(sig.warnings.is_empty(), "{:?}", sig.warnings);
     let report =
@@ -740,7 +741,7 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     // Freezing stops new seal signatures; the earlier one still verifies (the seal was active then).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let _ = w.registry.transition(&w.issuer, &id, Action::Freeze, TransitionRequest::default()).unwrap();
-    let refused = w.registry.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", &[], None).unwrap_err();
+    let refused = w.signing.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", &[], None).unwrap_err();
     assert_eq!(refused.code(), "seal_frozen");
     let later =
         w.registry.verify_ses(&sig_der, Some(seald::crypto::sm3(doc)), &seald::formats::x509::TrustStore::default());
@@ -761,7 +762,7 @@ fn signed_data_made_with_a_seal_verifies_here_and_in_openssl() {
     let doc = b"a contract, signed as GM/T 0010 SignedData";
     let none = seald::formats::x509::TrustStore::default();
     for detached in [true, false] {
-        let (der, _) = w.registry.sign_cms(&w.app_a, &sm2, doc, detached, None).unwrap();
+        let der = w.signing.sign_cms(&w.app_a, &sm2, doc, detached, None).unwrap().der;
         let given = if detached { Some(&doc[..]) } else { None };
         let r = w.registry.verify_cms(&der, given, &none);
         assert!(r.valid, "detached={detached}: {r:#?}");
@@ -794,7 +795,7 @@ fn signed_data_made_with_a_seal_verifies_here_and_in_openssl() {
         let _ = w.registry.transition(&w.issuer, &p256, a, TransitionRequest::default()).unwrap();
     }
     let _ = w.registry.grant(&w.admin_a, &p256, "app-a").unwrap();
-    let (der, _) = w.registry.sign_cms(&w.app_a, &p256, doc, false, None).unwrap();
+    let der = w.signing.sign_cms(&w.app_a, &p256, doc, false, None).unwrap().der;
     let path = w.scratch.join("p256.p7");
     std::fs::write(&path, &der).unwrap();
     let out_path = w.scratch.join("p256.content");

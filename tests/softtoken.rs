@@ -412,11 +412,11 @@ fn opensc_pkcs11_tool_drives_softtoken() {
 
 #[test]
 fn audit_checkpoints_are_signed_in_the_token_and_verify_elsewhere_with_sealctl_and_openssl() {
-    use seald::audit::{Actor, AuditEvent, Journal, JournalConfig, SignedHead, TokenHeadSigner};
+    use seald::audit::{Actor, AuditEvent, Journal, JournalConfig, SignedHead};
     let t = SoftToken::new("softtoken");
     let pool = TokenPool::open(&t.config()).unwrap();
     let key = pool.generate(KeyAlg::Sm2, "audit-key").unwrap();
-    let signer = Arc::new(TokenHeadSigner::new(pool.clone(), key.id.clone()).unwrap());
+    let signer = Arc::new(seald::token::TokenKey::open(&pool, &key.id).unwrap());
     let jdir = t.scratch("journal");
     let mut cfg = JournalConfig::new(&jdir);
     cfg.checkpoint_every = 5;

@@ -84,6 +84,7 @@ impl From<SignError> for ApiError {
             SignError::TooLarge(..) => StatusCode::PAYLOAD_TOO_LARGE,
             SignError::Token(t) => token_status(t),
             SignError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SignError::Certificate(_) => StatusCode::BAD_REQUEST,
             SignError::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -453,7 +454,7 @@ async fn v1(
                     .registry()
                     .and_then(|r| r.audit_key())
                     .ok_or_else(|| crate::backup::BackupError("this appliance signs no checkpoints".into()))?;
-                let signer = crate::audit::TokenHeadSigner::new(app2.pool.clone(), key.clone())
+                let signer = crate::token::TokenKey::open(&app2.pool, &key)
                     .map_err(|e| crate::backup::BackupError(e.to_string()))?;
                 crate::backup::make(&app2.journal, &app2.store, &signer, &key, by)
             })

@@ -185,12 +185,13 @@ pub(super) struct VerifyCmsBody {
 /// `POST /v1/sign/cms`: a GM/T 0010 SignedData with a seal, under the seal's use checks.
 pub(super) async fn sign_cms(app: &Arc<App>, p: &Principal, b: SignCmsBody) -> Result<Response<Full<Bytes>>, ApiError> {
     let data = b64("data", &b.data)?;
-    let p = p.clone();
-    let (der, receipt) = with(app, move |r| r.sign_cms(&p, &b.seal, &data, b.detached, b.ticket.as_deref())).await?;
+    let _ = registry(app)?;
+    let (app2, p) = (app.clone(), p.clone());
+    let s = blocking(move || app2.signing.sign_cms(&p, &b.seal, &data, b.detached, b.ticket.as_deref())).await??;
     use base64::Engine as _;
     Ok(ok(&serde_json::json!({
-        "cms": base64::engine::general_purpose::STANDARD.encode(der),
-        "key_version": receipt.key.version, "audit_seq": receipt.audit_seq,
+        "cms": base64::engine::general_purpose::STANDARD.encode(s.der),
+        "key_version": s.key_version, "audit_seq": s.audit_seq,
     })))
 }
 
@@ -393,12 +394,15 @@ pub(super) async fn route(
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
             let hash = b64("data_hash", &b.data_hash)?;
-            let (der, receipt) =
-                with(app, move |r| r.sign_ses(&p, &id, &hash, &b.property_info, &ext, b.ticket.as_deref())).await?;
+            let _ = registry(app)?;
+            let app2 = app.clone();
+            let s =
+                blocking(move || app2.signing.sign_ses(&p, &id, &hash, &b.property_info, &ext, b.ticket.as_deref()))
+                    .await??;
             use base64::Engine as _;
             Ok(ok(&serde_json::json!({
-                "ses_signature": base64::engine::general_purpose::STANDARD.encode(der),
-                "key_version": receipt.key.version, "audit_seq": receipt.audit_seq,
+                "ses_signature": base64::engine::general_purpose::STANDARD.encode(s.der),
+                "key_version": s.key_version, "audit_seq": s.audit_seq,
             })))
         }
         (Method::POST, ["seals", id, "certificate"]) => {

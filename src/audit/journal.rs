@@ -5,7 +5,8 @@
 //! valid after it) was never acknowledged: it is cut off and logged. A damaged frame anywhere else is
 //! corruption, and open refuses with the seq named.
 
-use super::{io_err, now_ms, record_hash, AuditError, AuditEvent, HeadSigner, JournalRecord, Receipt, SignedHead};
+use super::{io_err, now_ms, record_hash, AuditError, AuditEvent, JournalRecord, Receipt, SignedHead};
+use crate::crypto::KeySigner;
 use crate::crypto::PublicKey;
 use crate::store::Store;
 use std::fs::{File, OpenOptions};
@@ -295,7 +296,7 @@ fn scan(dir: &Path, mut each: impl FnMut(&JournalRecord, u64) -> Result<(), Audi
 enum Request {
     Append(AuditEvent, SyncSender<Result<Receipt, AuditError>>),
     Checkpoint(SyncSender<Result<Option<SignedHead>, AuditError>>),
-    Rekey(Arc<dyn HeadSigner>, AuditEvent, SyncSender<Result<Receipt, AuditError>>),
+    Rekey(Arc<dyn KeySigner>, AuditEvent, SyncSender<Result<Receipt, AuditError>>),
 }
 
 struct Shared {
@@ -327,7 +328,7 @@ impl Journal {
     pub fn open(
         cfg: JournalConfig,
         store: Option<Arc<Store>>,
-        signer: Option<Arc<dyn HeadSigner>>,
+        signer: Option<Arc<dyn KeySigner>>,
     ) -> Result<Self, AuditError> {
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -383,7 +384,7 @@ impl Journal {
             dir: dir.clone(),
             durable_seq: Mutex::new(scan.head_seq),
             failed: Mutex::new(None),
-            anchor: Mutex::new(signer.as_ref().map(|s| s.public_key().clone())),
+            anchor: Mutex::new(signer.as_ref().map(|s| s.verifying_key())),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -462,7 +463,7 @@ impl Journal {
     /// Switches the audit key: appends `event` (which must carry the new key, see
     /// [`super::KEY_CHANGE_ACTION`]), covers it with a checkpoint that the current key signs, and only
     /// then signs with `signer`. Returns once the event and its checkpoint are durable.
-    pub fn rekey(&self, signer: Arc<dyn HeadSigner>, event: AuditEvent) -> Result<Receipt, AuditError> {
+    pub fn rekey(&self, signer: Arc<dyn KeySigner>, event: AuditEvent) -> Result<Receipt, AuditError> {
         let (reply, wait) = mpsc::sync_channel(1);
         self.send(Request::Rekey(signer, event, reply))?;
         wait.recv().map_err(|_| AuditError::Failed("the journal writer stopped".into()))?
@@ -581,7 +582,7 @@ struct Writer {
     uncovered: u64,
     last_checkpoint: Instant,
     store: Option<Arc<Store>>,
-    signer: Option<Arc<dyn HeadSigner>>,
+    signer: Option<Arc<dyn KeySigner>>,
     shared: Arc<Shared>,
     /// Set when the journal closes: the last records get a checkpoint whatever the schedule says.
     closing: bool,
@@ -632,12 +633,7 @@ impl Writer {
         }
     }
 
-    fn rekey(
-        &mut self,
-        signer: Arc<dyn HeadSigner>,
-        event: AuditEvent,
-        reply: SyncSender<Result<Receipt, AuditError>>,
-    ) {
+    fn rekey(&mut self, signer: Arc<dyn KeySigner>, event: AuditEvent, reply: SyncSender<Result<Receipt, AuditError>>) {
         if self.signer.is_none() {
             let _ = reply.send(Err(AuditError::Checkpoint("this journal signs no checkpoints".into())));
             return;
@@ -649,7 +645,7 @@ impl Writer {
         let signed = checkpointed.try_recv().unwrap_or_else(|_| Err(AuditError::Failed("no answer".into())));
         let result = match (receipt, signed) {
             (Ok(r), Ok(Some(_))) => {
-                tracing::warn!(key = %signer.public_key().fingerprint(), "audit key switched; later checkpoints use it");
+                tracing::warn!(key = %signer.verifying_key().fingerprint(), "audit key switched; later checkpoints use it");
                 self.signer = Some(signer);
                 Ok(r)
             }
@@ -785,12 +781,12 @@ impl Writer {
     fn checkpoint_record(&mut self, now: u64, buf: &mut Vec<u8>) -> Result<SignedHead, AuditError> {
         let signer = self.signer.as_ref().ok_or_else(|| AuditError::Checkpoint("no audit key".into()))?;
         let msg = SignedHead::message(self.head_seq, &self.head_hash, now);
-        let sig = signer.sign(&msg).map_err(AuditError::Checkpoint)?;
+        let sig = signer.try_sign(&msg).map_err(|e| AuditError::Checkpoint(e.to_string()))?.into_vec();
         let head = SignedHead {
             seq: self.head_seq,
             hash: hex::encode(self.head_hash),
             time_ms: now,
-            key_fingerprint: signer.public_key().fingerprint(),
+            key_fingerprint: signer.verifying_key().fingerprint(),
             signature: hex::encode(sig),
         };
         let ev = AuditEvent::new(super::Actor::system(), super::CHECKPOINT_ACTION, "journal", "ok")

@@ -25,7 +25,6 @@ pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, Verif
 
 use crate::crypto::PublicKey;
 use crate::store::Change;
-use crate::token::{KeyId, SignInput, TokenPool};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -171,42 +170,6 @@ impl SignedHead {
         let sig = hex::decode(&self.signature).map_err(|_| "signature is not hex")?;
         crate::crypto::verify_message(key, &Self::message(self.seq, &hash, self.time_ms), &sig)
             .map_err(|_| "signature does not verify with the audit key".to_string())
-    }
-}
-
-/// Signs chain heads. The appliance's implementation is a key in the token; tests may use another.
-pub trait HeadSigner: Send + Sync {
-    /// Signs `message`; returns a DER signature.
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
-    /// The public key that verifies it.
-    fn public_key(&self) -> &PublicKey;
-}
-
-/// The audit key in the token.
-pub struct TokenHeadSigner {
-    pool: TokenPool,
-    key: KeyId,
-    public: PublicKey,
-}
-
-impl TokenHeadSigner {
-    /// Uses the token key `key` (SM2 by default; P-256 where the token lacks SM2).
-    pub fn new(pool: TokenPool, key: KeyId) -> Result<Self, crate::token::TokenError> {
-        let public = pool.key(&key)?.public_key.clone();
-        Ok(TokenHeadSigner { pool, key, public })
-    }
-}
-
-impl HeadSigner for TokenHeadSigner {
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        self.pool
-            .sign(&self.key, SignInput::Message { data: message, user_id: None })
-            .map(|s| s.der)
-            .map_err(|e| e.to_string())
-    }
-
-    fn public_key(&self) -> &PublicKey {
-        &self.public
     }
 }
 

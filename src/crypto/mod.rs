@@ -10,10 +10,12 @@
 pub mod ecmul;
 mod encoding;
 mod public_key;
+mod signer;
 pub mod sm2;
 
 pub use encoding::{der_to_raw, raw_to_der};
 pub use public_key::{KeyAlg, PublicKey};
+pub use signer::{signer_error_source, DerSignature, KeySigner};
 
 use sha2::Digest as _;
 

@@ -8,22 +8,11 @@
 //! cannot check GM/T 0010 (it refuses the content type), so our tests use `openssl pkeyutl` on the
 //! signed attributes instead.
 
+use super::oid::*;
 use super::ses::{self, children, der_int, der_oid, der_tlv, oid, seq, step, tlv, Report, SesError, VerifyOptions};
 use super::x509::Cert;
-use crate::crypto::{self, KeyAlg, PublicKey};
+use crate::crypto::{self, KeyAlg, KeySigner, PublicKey};
 use std::time::SystemTime;
-
-const GM_SIGNED_DATA: &str = "1.2.156.10197.6.1.4.2.2";
-const GM_DATA: &str = "1.2.156.10197.6.1.4.2.1";
-const PKCS7_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
-const PKCS7_DATA: &str = "1.2.840.113549.1.7.1";
-const SM3: &str = "1.2.156.10197.1.401";
-const SHA256: &str = "2.16.840.1.101.3.4.2.1";
-const SM2_1: &str = "1.2.156.10197.1.301.1";
-const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const ATTR_CONTENT_TYPE: &str = "1.2.840.113549.1.9.3";
-const ATTR_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
-const ATTR_SIGNING_TIME: &str = "1.2.840.113549.1.9.5";
 
 fn bad(m: impl Into<String>) -> SesError {
     SesError(m.into())
@@ -54,14 +43,6 @@ fn set_of(mut items: Vec<Vec<u8>>) -> Vec<u8> {
     der_tlv(0x31, &refs.concat())
 }
 
-/// What a SignedData needs from its signer: the certificate and a signature over bytes.
-pub trait CmsSigner {
-    /// The signer certificate.
-    fn certificate(&self) -> &Cert;
-    /// A DER signature over `message` (SM2: SM3 with the default ID; P-256: SHA-256).
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
-}
-
 /// The digest of `content` for a signer key.
 pub fn content_digest(alg: KeyAlg, content: &[u8]) -> [u8; 32] {
     if alg == KeyAlg::Sm2 {
@@ -71,10 +52,19 @@ pub fn content_digest(alg: KeyAlg, content: &[u8]) -> [u8; 32] {
     }
 }
 
-/// Builds a SignedData over `content` (attached, or detached when `detached`), signed at `time`.
-pub fn sign(content: &[u8], detached: bool, time: SystemTime, signer: &dyn CmsSigner) -> Result<Vec<u8>, SesError> {
-    let cert = signer.certificate();
+/// Builds a SignedData over `content` (attached, or detached when `detached`), signed at `time` by
+/// `signer`, the holder of `cert`'s key.
+pub fn sign(
+    content: &[u8],
+    detached: bool,
+    time: SystemTime,
+    cert: &Cert,
+    signer: &dyn KeySigner,
+) -> Result<Vec<u8>, SesError> {
     let key = cert.public_key().map_err(|e| bad(e.to_string()))?;
+    if signer.verifying_key() != key {
+        return Err(bad("the signer's key is not the certificate's key"));
+    }
     let (gm, digest_oid, sig_oid) = match key.alg() {
         KeyAlg::Sm2 => (true, SM3, SM2_1),
         KeyAlg::P256 => (false, SHA256, ECDSA_SHA256),
@@ -88,7 +78,7 @@ pub fn sign(content: &[u8], detached: bool, time: SystemTime, signer: &dyn CmsSi
         attribute(ATTR_MESSAGE_DIGEST, &der_tlv(0x04, &digest))?,
     ];
     let attrs_set = set_of(attrs);
-    let signature = signer.sign(&attrs_set).map_err(|e| bad(format!("signing: {e}")))?;
+    let signature = signer.try_sign(&attrs_set).map_err(|e| bad(format!("signing: {e}")))?.into_vec();
     let mut signed_attrs = attrs_set.clone();
     signed_attrs[0] = 0xa0;
     let digest_alg = if gm { seq(&[&der_oid(digest_oid)?, &[0x05, 0x00]]) } else { seq(&[&der_oid(digest_oid)?]) };
@@ -218,8 +208,7 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
 fn key_fits(alg: &str, key: &PublicKey) -> bool {
     matches!(
         (alg, key),
-        (SM2_1 | ses::OID_SM2_SM3 | "1.2.156.10197.1.301", PublicKey::Sm2(_))
-            | (ECDSA_SHA256 | "1.2.840.10045.2.1", PublicKey::P256(_))
+        (SM2_1 | SM2_SM3 | SM2, PublicKey::Sm2(_)) | (ECDSA_SHA256 | EC_PUBLIC_KEY, PublicKey::P256(_))
     )
 }
 

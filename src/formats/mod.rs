@@ -3,6 +3,7 @@
 
 pub mod cms;
 pub mod ofd;
+pub mod oid;
 pub mod p12;
 pub mod ses;
 pub mod x509;

@@ -124,7 +124,7 @@ fn elements(xml: &[u8]) -> Result<Vec<Element>, OfdError> {
 }
 
 fn sm3_method(m: &str) -> bool {
-    matches!(m.trim(), "sm3" | "SM3" | "1.2.156.10197.1.401")
+    matches!(m.trim(), "sm3" | "SM3" | super::oid::SM3)
 }
 
 /// Verifies every signature of an OFD package.

@@ -6,6 +6,7 @@
 //! What it deliberately does not do: the legacy PKCS#12 PBE ciphers (RC2, 3DES). Re-export such a
 //! file with `openssl pkcs12 -export` from OpenSSL 3.
 
+use super::oid::{CERT_BAG, KEY_BAG, PKCS7_DATA, PKCS7_ENCRYPTED_DATA, SHROUDED_KEY_BAG};
 use der::{Decode, Encode};
 use hmac::Mac as _;
 
@@ -17,12 +18,6 @@ pub struct P12Error(String);
 fn err(m: impl std::fmt::Display) -> P12Error {
     P12Error(m.to_string())
 }
-
-const ID_DATA: &str = "1.2.840.113549.1.7.1";
-const ID_ENCRYPTED_DATA: &str = "1.2.840.113549.1.7.6";
-const CERT_BAG: &str = "1.2.840.113549.1.12.10.1.3";
-const KEY_BAG: &str = "1.2.840.113549.1.12.10.1.1";
-const SHROUDED_KEY_BAG: &str = "1.2.840.113549.1.12.10.1.2";
 
 /// The certificates (DER, in file order) and the private key (PKCS#8 DER) in a PKCS#12 file.
 pub struct Identity {
@@ -68,7 +63,7 @@ fn check_mac(pfx: &pkcs12::pfx::Pfx, data: &[u8], password: &str) -> Result<(), 
 /// Reads a PKCS#12 file (DER) with `password` (empty for none).
 pub fn read(der_bytes: &[u8], password: &str) -> Result<Identity, P12Error> {
     let pfx = pkcs12::pfx::Pfx::from_der(der_bytes).map_err(err)?;
-    if pfx.auth_safe.content_type.to_string() != ID_DATA {
+    if pfx.auth_safe.content_type.to_string() != PKCS7_DATA {
         return Err(err("authSafe is not id-data (public-key integrity mode is not supported)"));
     }
     let safe = octets(&pfx.auth_safe.content)?;
@@ -78,8 +73,8 @@ pub fn read(der_bytes: &[u8], password: &str) -> Result<Identity, P12Error> {
     let mut key = None;
     for ci in contents {
         let bags_der = match ci.content_type.to_string().as_str() {
-            ID_DATA => octets(&ci.content)?,
-            ID_ENCRYPTED_DATA => {
+            PKCS7_DATA => octets(&ci.content)?,
+            PKCS7_ENCRYPTED_DATA => {
                 let ed =
                     cms::encrypted_data::EncryptedData::from_der(&ci.content.to_der().map_err(err)?).map_err(err)?;
                 let alg = ed.enc_content_info.content_enc_alg.to_der().map_err(err)?;

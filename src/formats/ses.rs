@@ -18,7 +18,7 @@ use crate::formats::x509::Cert;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// SM2 signature with SM3.
-pub const OID_SM2_SM3: &str = "1.2.156.10197.1.501";
+pub use super::oid::SM2_SM3 as OID_SM2_SM3;
 
 /// A structure could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -643,7 +643,7 @@ pub(crate) fn fmt_time(t: SystemTime) -> String {
 fn verify_with_cert(cert_der: &[u8], alg: &str, message: &[u8], sig: &[u8]) -> Result<(), String> {
     let cert = Cert::parse(cert_der).map_err(|e| format!("certificate does not parse: {e}"))?;
     let key = cert.public_key().map_err(|e| format!("certificate key: {e}"))?;
-    let fits = matches!((alg, &key), (OID_SM2_SM3, PublicKey::Sm2(_)) | ("1.2.840.10045.4.3.2", PublicKey::P256(_)));
+    let fits = matches!((alg, &key), (OID_SM2_SM3, PublicKey::Sm2(_)) | (super::oid::ECDSA_SHA256, PublicKey::P256(_)));
     if !fits {
         return Err(format!("algorithm {alg} does not fit the certificate's {} key", key.alg()));
     }

@@ -6,13 +6,10 @@
 //! Chains are one level deep: the issuer must be among the trust anchors (which may list
 //! intermediates). Building longer paths comes with the formats issue.
 
-use crate::crypto::{self, PublicKey};
+use super::oid::*;
+use crate::crypto::{self, DerSignature, KeySigner, PublicKey};
 use der::{Decode, Encode, Reader};
 use std::time::SystemTime;
-
-const ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
-const SM2_SM3: &str = "1.2.156.10197.1.501";
-const RSA_SHA256: &str = "1.2.840.113549.1.1.11";
 
 /// A certificate or CRL could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -196,15 +193,6 @@ impl TrustStore {
     }
 }
 
-/// Signs what `issue` builds with a key held elsewhere (a token key): `formats` never sees a private key.
-pub trait Signer {
-    /// The signing key's public half.
-    fn public_key(&self) -> &PublicKey;
-    /// A DER signature over `message`: SM2 with SM3 and the default ID, ECDSA P-256 with SHA-256, or
-    /// RSA PKCS#1 v1.5 with SHA-256, after the key's algorithm.
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
-}
-
 /// What a certificate says, before it is signed.
 #[derive(Debug, Clone)]
 pub struct CertTemplate<'a> {
@@ -223,11 +211,11 @@ pub struct CertTemplate<'a> {
 
 fn attribute_oid(name: &str) -> Result<(der::asn1::ObjectIdentifier, der::Tag), X509Error> {
     let (oid, tag) = match name {
-        "CN" => ("2.5.4.3", der::Tag::Utf8String),
-        "O" => ("2.5.4.10", der::Tag::Utf8String),
-        "OU" => ("2.5.4.11", der::Tag::Utf8String),
-        "C" => ("2.5.4.6", der::Tag::PrintableString),
-        "serialNumber" => ("2.5.4.5", der::Tag::PrintableString),
+        "CN" => (AT_COMMON_NAME, der::Tag::Utf8String),
+        "O" => (AT_ORGANIZATION, der::Tag::Utf8String),
+        "OU" => (AT_ORGANIZATIONAL_UNIT, der::Tag::Utf8String),
+        "C" => (AT_COUNTRY, der::Tag::PrintableString),
+        "serialNumber" => (AT_SERIAL_NUMBER, der::Tag::PrintableString),
         other => return Err(X509Error(format!("unsupported name attribute {other}"))),
     };
     Ok((der::asn1::ObjectIdentifier::new_unwrap(oid), tag))
@@ -271,14 +259,14 @@ fn extension<T: Encode>(oid: &str, critical: bool, value: &T) -> Result<x509_cer
 /// becomes the issuer name), or self-signed when `issuer` is `None` (the signer's key must then be the
 /// template's). The serial number is 16 random bytes. Output is DER, checked by parsing it back and
 /// verifying its signature before it is returned.
-pub fn issue(template: &CertTemplate<'_>, issuer: Option<&Cert>, signer: &dyn Signer) -> Result<Cert, X509Error> {
+pub fn issue(template: &CertTemplate<'_>, issuer: Option<&Cert>, signer: &dyn KeySigner) -> Result<Cert, X509Error> {
     use x509_cert::ext::pkix::{AuthorityKeyIdentifier, BasicConstraints, KeyUsage, KeyUsages, SubjectKeyIdentifier};
     let bad = |e: der::Error| X509Error(e.to_string());
     let issuer_key = match issuer {
         Some(c) => c.public_key()?,
         None => template.public_key.clone(),
     };
-    if signer.public_key() != &issuer_key {
+    if signer.verifying_key() != issuer_key {
         return Err(X509Error("the signer's key is not the issuer's key".into()));
     }
     let subject = build_name(&template.subject)?;
@@ -296,16 +284,16 @@ pub fn issue(template: &CertTemplate<'_>, issuer: Option<&Cert>, signer: &dyn Si
         KeyUsages::DigitalSignature | KeyUsages::NonRepudiation
     };
     let mut extensions = vec![
-        extension("2.5.29.19", true, &BasicConstraints { ca: template.ca, path_len_constraint: None })?,
-        extension("2.5.29.15", true, &KeyUsage(usage))?,
+        extension(EXT_BASIC_CONSTRAINTS, true, &BasicConstraints { ca: template.ca, path_len_constraint: None })?,
+        extension(EXT_KEY_USAGE, true, &KeyUsage(usage))?,
         extension(
-            "2.5.29.14",
+            EXT_SUBJECT_KEY_ID,
             false,
             &SubjectKeyIdentifier(der::asn1::OctetString::new(key_identifier(template.public_key)).map_err(bad)?),
         )?,
     ];
     extensions.push(extension(
-        "2.5.29.35",
+        EXT_AUTHORITY_KEY_ID,
         false,
         &AuthorityKeyIdentifier {
             key_identifier: Some(der::asn1::OctetString::new(key_identifier(&issuer_key)).map_err(bad)?),
@@ -329,7 +317,10 @@ pub fn issue(template: &CertTemplate<'_>, issuer: Option<&Cert>, signer: &dyn Si
         extensions: Some(extensions),
     };
     let tbs_der = tbs.to_der().map_err(bad)?;
-    let signature = signer.sign(&tbs_der).map_err(|e| X509Error(format!("signing the certificate: {e}")))?;
+    let signature = signer
+        .try_sign(&tbs_der)
+        .map(DerSignature::into_vec)
+        .map_err(|e| X509Error(format!("signing the certificate: {e}")))?;
     let cert = x509_cert::Certificate {
         tbs_certificate: tbs,
         signature_algorithm: signature_algorithm(&issuer_key),
@@ -357,7 +348,7 @@ impl Cert {
     pub fn key_usage(&self) -> Option<(bool, bool)> {
         use x509_cert::ext::pkix::{KeyUsage, KeyUsages};
         let ext =
-            self.cert.tbs_certificate.extensions.as_ref()?.iter().find(|e| e.extn_id.to_string() == "2.5.29.15")?;
+            self.cert.tbs_certificate.extensions.as_ref()?.iter().find(|e| e.extn_id.to_string() == EXT_KEY_USAGE)?;
         let ku = KeyUsage::from_der(ext.extn_value.as_bytes()).ok()?;
         Some((
             ku.0.contains(KeyUsages::KeyCertSign),
@@ -388,9 +379,13 @@ impl Cert {
 
 /// A PKCS#10 certification request for `public_key`, signed by `signer` (which must hold that key:
 /// a token key). PEM. Checked by parsing it back before it is returned.
-pub fn build_csr(subject: &[(&str, String)], public_key: &PublicKey, signer: &dyn Signer) -> Result<String, X509Error> {
+pub fn build_csr(
+    subject: &[(&str, String)],
+    public_key: &PublicKey,
+    signer: &dyn KeySigner,
+) -> Result<String, X509Error> {
     let bad = |e: der::Error| X509Error(e.to_string());
-    if signer.public_key() != public_key {
+    if &signer.verifying_key() != public_key {
         return Err(X509Error("the signer's key is not the request's key".into()));
     }
     let info = x509_cert::request::CertReqInfo {
@@ -400,7 +395,10 @@ pub fn build_csr(subject: &[(&str, String)], public_key: &PublicKey, signer: &dy
         attributes: Default::default(),
     };
     let info_der = info.to_der().map_err(bad)?;
-    let signature = signer.sign(&info_der).map_err(|e| X509Error(format!("signing the request: {e}")))?;
+    let signature = signer
+        .try_sign(&info_der)
+        .map(DerSignature::into_vec)
+        .map_err(|e| X509Error(format!("signing the request: {e}")))?;
     let req = x509_cert::request::CertReq {
         info,
         algorithm: signature_algorithm(public_key),
@@ -456,11 +454,11 @@ impl Csr {
         for rdn in &self.req.info.subject.0 {
             for atv in rdn.0.iter() {
                 let name = match atv.oid.to_string().as_str() {
-                    "2.5.4.3" => "CN",
-                    "2.5.4.10" => "O",
-                    "2.5.4.11" => "OU",
-                    "2.5.4.6" => "C",
-                    "2.5.4.5" => "serialNumber",
+                    AT_COMMON_NAME => "CN",
+                    AT_ORGANIZATION => "O",
+                    AT_ORGANIZATIONAL_UNIT => "OU",
+                    AT_COUNTRY => "C",
+                    AT_SERIAL_NUMBER => "serialNumber",
                     _ => continue,
                 };
                 out.push((name, String::from_utf8_lossy(atv.value.value()).into_owned()));
@@ -512,13 +510,17 @@ mod tests {
         }
     }
 
-    impl Signer for SoftSigner {
-        fn public_key(&self) -> &PublicKey {
-            &self.1
-        }
-        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+    impl signature::Signer<crypto::DerSignature> for SoftSigner {
+        fn try_sign(&self, message: &[u8]) -> Result<crypto::DerSignature, signature::Error> {
             let sig: p256::ecdsa::Signature = signature::Signer::sign(&self.0, message);
-            Ok(sig.to_der().as_bytes().to_vec())
+            Ok(crypto::DerSignature::new(sig.to_der().as_bytes().to_vec()))
+        }
+    }
+
+    impl signature::Keypair for SoftSigner {
+        type VerifyingKey = PublicKey;
+        fn verifying_key(&self) -> PublicKey {
+            self.1.clone()
         }
     }
 

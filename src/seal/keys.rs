@@ -179,7 +179,7 @@ impl Registry {
         match key_name(name)? {
             KeyName::Seal(id) => {
                 let slot = self.slot(id);
-                let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+                let _w = slot.lock.write();
                 let mut seal = self.seal(id)?;
                 if seal.current().is_none() || matches!(seal.state, super::SealState::Revoked) {
                     let err =
@@ -206,8 +206,7 @@ impl Registry {
                 let csr = {
                     let key = self.pool.key(&KeyId::from_hex(&v.key_id)?)?;
                     let unit = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
-                    let signer =
-                        super::TokenSigner { pool: &self.pool, id: key.id.clone(), public: key.public_key.clone() };
+                    let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
                     crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit), &key.public_key, &signer)
                         .map_err(|e| SealError::Certificate(e.to_string()))?
                 };
@@ -260,18 +259,17 @@ impl Registry {
                     ca,
                 };
                 let cert = if ca {
-                    let signer =
-                        super::TokenSigner { pool: &self.pool, id: key.id.clone(), public: key.public_key.clone() };
+                    let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
                     crate::formats::x509::issue(&template, None, &signer)
                 } else {
                     let ca_key = self.appliance_key("issuing-ca")?;
                     let ca_cert =
                         Cert::parse(ca_key.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-                    let signer = super::TokenSigner {
-                        pool: &self.pool,
-                        id: KeyId::from_hex(&ca_key.key_id)?,
-                        public: ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
-                    };
+                    let signer = crate::token::TokenKey::with_public(
+                        &self.pool,
+                        &KeyId::from_hex(&ca_key.key_id)?,
+                        ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
+                    );
                     crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
                 };
                 let cert = match cert {
@@ -357,7 +355,7 @@ impl Registry {
     fn activate_seal_version(&self, p: &Principal, id: &str, version: u32) -> Result<serde_json::Value, SealError> {
         let slot = self.slot(id);
         // Exclusive: uses in flight finish on the old version first; none after this starts uses it.
-        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let _w = slot.lock.write();
         let mut seal = self.seal(id)?;
         if !seal.versions.iter().any(|v| v.version == version && v.state == KeyState::Pending) {
             return Err(SealError::Conflict("not_pending", format!("seal:{id} version {version} is not pending")));
@@ -513,7 +511,7 @@ impl Registry {
                 if which == "audit" {
                     // The old key vouches for the new one in the journal, then the journal signs with it.
                     let id = KeyId::from_hex(&k.key_id)?;
-                    let signer = crate::audit::TokenHeadSigner::new(self.pool.clone(), id.clone())?;
+                    let signer = crate::token::TokenKey::open(&self.pool, &id)?;
                     ev.action = crate::audit::KEY_CHANGE_ACTION.into();
                     ev = ev.detail("new_public_key", k.cert_pem.clone()).detail("approved_request", r.id.clone());
                     let _ = self.journal.rekey(std::sync::Arc::new(signer), ev)?;
@@ -541,7 +539,7 @@ impl Registry {
             }
             (RequestAction::Destroy, KeyName::Seal(sid)) => {
                 let slot = self.slot(sid);
-                let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+                let _w = slot.lock.write();
                 let mut seal = self.seal(sid)?;
                 let v = seal
                     .versions

@@ -317,7 +317,7 @@ impl Registry {
             return Err(SealError::BadInput("name and image can change only through `change`".into()));
         }
         let slot = self.slot(id);
-        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let _w = slot.lock.write();
         let mut seal = self.seal(id)?;
         let from = seal.state;
         if !action.from_states().contains(&from) {
@@ -418,7 +418,7 @@ impl Registry {
         let cert =
             crate::formats::x509::Cert::parse(pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
         let slot = self.slot(id);
-        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let _w = slot.lock.write();
         let mut seal = self.seal(id)?;
         if !matches!(seal.state, SealState::Made | SealState::Active | SealState::Frozen) {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "certificate".into() };
@@ -477,7 +477,7 @@ impl Registry {
         })?;
         let key = self.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
         let unit_name = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
-        let signer = super::TokenSigner { pool: &self.pool, id: key.id.clone(), public: key.public_key.clone() };
+        let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
         crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit_name), &key.public_key, &signer)
             .map_err(|e| SealError::Certificate(e.to_string()))
     }
@@ -522,7 +522,7 @@ impl Registry {
         }
         check_policy(&policy)?;
         let slot = self.slot(id);
-        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let _w = slot.lock.write();
         let mut seal = self.seal(id)?;
         if matches!(seal.state, SealState::Revoked | SealState::Rejected) {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "policy".into() };
@@ -587,7 +587,7 @@ impl Registry {
         }
         // Taken under the seal's lock, so no use that relied on the grant is still running after this returns.
         let slot = self.slot(id);
-        let _w = slot.lock.write().unwrap_or_else(|p| p.into_inner());
+        let _w = slot.lock.write();
         let ev = AuditEvent::new(actor(p), "seal.ungrant", &object, "ok")
             .detail("account", account)
             .change(Change::Delete { tree: "grants".into(), key });

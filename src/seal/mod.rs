@@ -1,6 +1,6 @@
 //! The seal registry (统一印控): units, accounts, seals and their lifecycle, grants, use tickets,
 //! filings with the police (备案), and the one place that decides whether a seal may be used
-//! ([`Registry::use_seal`], whose checks are `authorize_use` in `usage.rs`).
+//! ([`HeldSeal::authorize_use`] in `usage.rs`, the gate every signing recipe passes).
 //!
 //! Every change is checked against the store, journalled (durable), and applied to the store by the
 //! journal in the same step: the journal record carries the full new state of every object it
@@ -22,7 +22,7 @@ mod usage;
 pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Unit, UnitSpec};
 pub use keys::{active_audit_key, DualRequest, RequestState};
 pub use lifecycle::{Action, ApplyRequest, TransitionRequest};
-pub use usage::{SealKeyRef, TicketRequest, UseReceipt};
+pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsePermit, UseReceipt};
 
 use crate::audit::{Actor, AuditEvent, Journal};
 use crate::authz::{Principal, Role};
@@ -599,7 +599,8 @@ impl From<crate::audit::AuditError> for SealError {
 /// Per-seal coordination: the lifecycle lock, and uses in flight (for exact limits and tickets).
 #[derive(Default)]
 struct SealSlot {
-    lock: RwLock<()>,
+    /// Shared by uses (from the gate until the usage record is durable), exclusive for transitions.
+    lock: Arc<parking_lot::RwLock<()>>,
     in_flight: Mutex<InFlight>,
 }
 
@@ -638,15 +639,6 @@ pub(crate) fn seal_subject(seal: &Seal, unit_name: &str) -> Vec<(&'static str, S
     ]
 }
 
-/// The signature algorithm OID for a key algorithm (SES signAlgID).
-pub(crate) fn sig_oid(alg: KeyAlg) -> &'static str {
-    match alg {
-        KeyAlg::Sm2 => crate::formats::ses::OID_SM2_SM3,
-        KeyAlg::P256 => "1.2.840.10045.4.3.2",
-        KeyAlg::Rsa2048 | KeyAlg::Rsa3072 => "1.2.840.113549.1.1.11",
-    }
-}
-
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -664,25 +656,6 @@ fn put<T: Serialize>(tree: &str, key: &str, value: &T) -> Change {
 
 fn actor(p: &Principal) -> Actor {
     Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) }
-}
-
-/// The token key behind the issuing CA, as a certificate signer for `formats`.
-pub(crate) struct TokenSigner<'a> {
-    pub(crate) pool: &'a TokenPool,
-    pub(crate) id: KeyId,
-    pub(crate) public: PublicKey,
-}
-
-impl crate::formats::x509::Signer for TokenSigner<'_> {
-    fn public_key(&self) -> &PublicKey {
-        &self.public
-    }
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        self.pool
-            .sign(&self.id, SignInput::Message { data: message, user_id: None })
-            .map(|s| s.der)
-            .map_err(|e| e.to_string())
-    }
 }
 
 impl Registry {
@@ -748,10 +721,26 @@ impl Registry {
 
     /// Journals a refusal and returns the error (a refusal that cannot be journalled is still refused).
     fn refuse(&self, p: &Principal, action: &str, object: &str, err: SealError) -> SealError {
-        let ev = AuditEvent::new(actor(p), action, object, &format!("refused:{}", err.code()))
+        self.refuse_with(p, action, object, err, &[])
+    }
+
+    /// Journals a refusal with `details` beside its message, and returns the error. A refusal the
+    /// journal cannot take is still refused, and logged.
+    fn refuse_with(
+        &self,
+        p: &Principal,
+        action: &str,
+        object: &str,
+        err: SealError,
+        details: &[(&str, serde_json::Value)],
+    ) -> SealError {
+        let mut ev = AuditEvent::new(actor(p), action, object, &format!("refused:{}", err.code()))
             .detail("message", err.to_string());
+        for (k, v) in details {
+            ev = ev.detail(k, v.clone());
+        }
         if let Err(e) = self.journal.append(ev) {
-            tracing::warn!(error = %e, "a refusal could not be journalled");
+            tracing::warn!(error = %e, action, object, "a refusal could not be journalled");
         }
         err
     }
@@ -796,7 +785,7 @@ impl Registry {
         }
         let alg = if self.pool.profile().sm2.is_some() { KeyAlg::Sm2 } else { KeyAlg::P256 };
         let key = self.pool.generate(alg, "seald-issuing-ca")?;
-        let signer = TokenSigner { pool: &self.pool, id: key.id.clone(), public: key.public_key.clone() };
+        let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
         let now = std::time::SystemTime::now();
         let template = crate::formats::x509::CertTemplate {
             subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
@@ -833,11 +822,11 @@ impl Registry {
         let alg = ca.alg;
         let key = self.pool.generate(alg, "seald-seal-maker")?;
         let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let signer = TokenSigner {
-            pool: &self.pool,
-            id: KeyId::from_hex(&ca.key_id)?,
-            public: ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
-        };
+        let signer = crate::token::TokenKey::with_public(
+            &self.pool,
+            &KeyId::from_hex(&ca.key_id)?,
+            ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
+        );
         let now = std::time::SystemTime::now();
         let template = crate::formats::x509::CertTemplate {
             subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
@@ -886,7 +875,7 @@ impl Registry {
         let info = ses::build_seal_info(&template).map_err(|e| SealError::BadInput(e.to_string()))?;
         let signature =
             self.pool.sign(&KeyId::from_hex(&maker.key_id)?, SignInput::Message { data: &info, user_id: None })?.der;
-        let der = ses::build_seal(&info, maker_cert.der(), sig_oid(maker.alg), &signature)
+        let der = ses::build_seal(&info, maker_cert.der(), crate::formats::oid::signature_oid(maker.alg), &signature)
             .map_err(|e| SealError::BadInput(e.to_string()))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(der))
     }
@@ -906,7 +895,7 @@ impl Registry {
         let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
         let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
         let ca_key = ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
-        let signer = TokenSigner { pool: &self.pool, id: KeyId::from_hex(&ca.key_id)?, public: ca_key };
+        let signer = crate::token::TokenKey::with_public(&self.pool, &KeyId::from_hex(&ca.key_id)?, ca_key);
         let now = std::time::SystemTime::now();
         let template = crate::formats::x509::CertTemplate {
             subject,

@@ -1,6 +1,12 @@
-//! Using a seal: [`Registry::authorize_use`] is the one place that decides whether an app may use a
-//! seal now (grant, state, validity, hours, limits, ticket); [`Registry::use_seal`] wraps a
-//! signature in those checks and in the usage record, which is the audit record.
+//! Using a seal: the gate, and the usage record.
+//!
+//! A signing recipe (in `signing`) holds the seal ([`Registry::hold_seal`]: the seal's shared lock,
+//! so that no transition happens until the use is over), learns its algorithm, computes the digest
+//! its product names, and asks the one gate, [`HeldSeal::authorize_use`]: grant, state, validity,
+//! hours, limits, ticket. The gate journals a refusal and returns it, or returns a [`UsePermit`]
+//! that names the key version to sign with. The recipe signs, then [`UsePermit::record`] makes the
+//! usage record durable (with the counters and the ticket it used) and only then lets the seal go.
+//! The gate never calls back into the recipe.
 //!
 //! Limits and tickets stay exact under concurrency: uses in flight are counted beside the stored
 //! counters, and a ticket being used is held until its use is durable or has failed.
@@ -11,6 +17,7 @@ use crate::authz::{Principal, Role};
 use crate::crypto::KeyAlg;
 use crate::store::Change;
 use crate::token::KeyId;
+use parking_lot::lock_api::ArcRwLockReadGuard;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -53,8 +60,29 @@ pub struct TicketRequest {
     pub valid_s: Option<u64>,
 }
 
+/// A seal held steady for one use: its shared lock is taken, so no freeze, revocation or key switch
+/// completes until the use is recorded or abandoned.
+pub struct HeldSeal<'a> {
+    registry: &'a Registry,
+    slot: Arc<SealSlot>,
+    _lock: ArcRwLockReadGuard<parking_lot::RawRwLock, ()>,
+    seal: Seal,
+}
+
+/// Permission for one use, returned by the gate: the key version to sign with. The seal stays held
+/// until [`UsePermit::record`] has made the usage record durable, or the permit is dropped.
+pub struct UsePermit<'a> {
+    held: HeldSeal<'a>,
+    _reservation: Reservation,
+    key: SealKeyRef,
+    digest_hex: String,
+    ticket: Option<String>,
+    actor: crate::audit::Actor,
+    now: u64,
+}
+
 /// What `authorize_use` reserved: released when the use ends, durable or not.
-pub(super) struct Reservation {
+struct Reservation {
     slot: Arc<SealSlot>,
     ticket: Option<String>,
 }
@@ -81,17 +109,104 @@ fn within_hours(hour: u8, [from, to]: [u8; 2]) -> bool {
     }
 }
 
+impl<'a> HeldSeal<'a> {
+    /// The seal's key algorithm: what the recipe's digest follows.
+    pub fn alg(&self) -> KeyAlg {
+        self.seal.alg
+    }
+
+    /// The one gate (`seal::authorize_use`): whether `p` may use this seal now on `digest` with
+    /// `ticket`. A refusal is journalled (with the digest) and returned; nothing is signed.
+    pub fn authorize_use(
+        self,
+        p: &Principal,
+        digest: &[u8; 32],
+        ticket: Option<&str>,
+    ) -> Result<UsePermit<'a>, SealError> {
+        let digest_hex = hex::encode(digest);
+        let now = now_ms();
+        let r = self.registry;
+        let reservation = match r.check_use(p, &self.seal, &self.slot, &digest_hex, ticket, now) {
+            Ok(res) => res,
+            Err(e) => {
+                let details = [("digest", digest_hex.into())];
+                return Err(r.refuse_with(p, "seal.use", &format!("seal:{}", self.seal.id), e, &details));
+            }
+        };
+        let v = self
+            .seal
+            .current()
+            .ok_or_else(|| SealError::Store(format!("active seal {} has no key version", self.seal.id)))?;
+        let key = SealKeyRef {
+            seal: self.seal.id.clone(),
+            key_id: KeyId::from_hex(&v.key_id)?,
+            version: v.version,
+            alg: v.alg,
+            cert_pem: v.cert_pem.clone(),
+            ses: v.ses.as_ref().and_then(|b| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.decode(b).ok()
+            }),
+        };
+        let ticket = reservation.ticket.clone();
+        Ok(UsePermit { held: self, _reservation: reservation, key, digest_hex, ticket, actor: actor(p), now })
+    }
+}
+
+impl UsePermit<'_> {
+    /// The key version this use signs with.
+    pub fn key(&self) -> &SealKeyRef {
+        &self.key
+    }
+
+    /// Makes the usage record durable: the key version, the digest, the product's `details`, the
+    /// counters and the ticket this use spends. Returns once it is durable; the seal is then let go.
+    pub fn record(self, details: &[(&str, serde_json::Value)]) -> Result<UseReceipt, SealError> {
+        let r = self.held.registry;
+        let seal_id = &self.key.seal;
+        let (total_key, day_key) = r.counter_keys(seal_id, self.now);
+        let mut ev = AuditEvent::new(self.actor.clone(), "seal.use", &format!("seal:{seal_id}"), "ok")
+            .detail("key_id", self.key.key_id.to_hex())
+            .detail("key_version", self.key.version)
+            .detail("alg", self.key.alg.name())
+            .detail("digest", self.digest_hex.clone())
+            .change(Change::Add { key: total_key, delta: 1 })
+            .change(Change::Add { key: day_key, delta: 1 });
+        for (k, val) in details {
+            ev = ev.detail(k, val.clone());
+        }
+        if let Some(t) = &self.ticket {
+            let mut tk = r
+                .store
+                .get::<Ticket>("approvals", t)?
+                .ok_or_else(|| SealError::Store(format!("ticket {t} vanished")))?;
+            tk.used_ms = Some(self.now);
+            ev = ev.detail("ticket", t.clone()).change(put("approvals", t, &tk));
+        }
+        let audit_seq = r.commit(ev)?;
+        Ok(UseReceipt { key: self.key, audit_seq })
+    }
+}
+
 impl Registry {
     fn counter_keys(&self, seal: &str, now: u64) -> (String, String) {
         let (day, _) = local_day_hour(now, self.settings.utc_offset_hours);
         (format!("use:{seal}:total"), format!("use:{seal}:{day}"))
     }
 
+    /// Takes the seal's shared lock and reads it: the first step of every use.
+    pub fn hold_seal(&self, seal_id: &str) -> Result<HeldSeal<'_>, SealError> {
+        let slot = self.slot(seal_id);
+        let lock = slot.lock.read_arc();
+        let seal = self.seal(seal_id)?;
+        Ok(HeldSeal { registry: self, slot, _lock: lock, seal })
+    }
+
     /// Whether `p` may use `seal` now on `digest` (hex) with `ticket`: the app holds a grant; the
     /// seal is active and within its validity and allowed hours; its limits allow one more use; and
     /// a ticket, where the policy needs one (or one is given), is this seal's, this app's, for this
     /// digest, unexpired and unused. On success, the use is reserved until the reservation drops.
-    pub(super) fn authorize_use(
+    fn check_use(
         &self,
         p: &Principal,
         seal: &Seal,
@@ -174,159 +289,6 @@ impl Registry {
         };
         inflight.uses += 1;
         Ok(Reservation { slot: slot.clone(), ticket })
-    }
-
-    /// Uses a seal: under its shared lock, computes the digest the usage record names (`digest`,
-    /// given the seal's algorithm), authorises the use, signs (`sign`, with the current key
-    /// version), and journals the usage record durably before returning. `details` go into it.
-    pub fn use_seal<S>(
-        &self,
-        p: &Principal,
-        seal_id: &str,
-        ticket: Option<&str>,
-        details: &[(&str, serde_json::Value)],
-        digest: impl FnOnce(KeyAlg) -> Result<[u8; 32], SealError>,
-        sign: impl FnOnce(&SealKeyRef) -> Result<S, SealError>,
-    ) -> Result<(S, UseReceipt), SealError> {
-        let object = format!("seal:{seal_id}");
-        let slot = self.slot(seal_id);
-        let _r = slot.lock.read().unwrap_or_else(|p| p.into_inner());
-        let seal = self.seal(seal_id)?;
-        let digest_hex = hex::encode(digest(seal.alg)?);
-        let now = now_ms();
-        let reservation = match self.authorize_use(p, &seal, &slot, &digest_hex, ticket, now) {
-            Ok(r) => r,
-            Err(e) => {
-                let ev = AuditEvent::new(actor(p), "seal.use", &object, &format!("refused:{}", e.code()))
-                    .detail("digest", digest_hex)
-                    .detail("message", e.to_string());
-                let _ = self.journal.append(ev);
-                return Err(e);
-            }
-        };
-        let v = seal.current().ok_or_else(|| SealError::Store(format!("active seal {seal_id} has no key version")))?;
-        let key = SealKeyRef {
-            seal: seal.id.clone(),
-            key_id: KeyId::from_hex(&v.key_id)?,
-            version: v.version,
-            alg: v.alg,
-            cert_pem: v.cert_pem.clone(),
-            ses: v.ses.as_ref().and_then(|b| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.decode(b).ok()
-            }),
-        };
-        let signed = sign(&key)?;
-        let (total_key, day_key) = self.counter_keys(seal_id, now);
-        let mut ev = AuditEvent::new(actor(p), "seal.use", &object, "ok")
-            .detail("key_id", v.key_id.clone())
-            .detail("key_version", v.version)
-            .detail("alg", v.alg.name())
-            .detail("digest", digest_hex)
-            .change(Change::Add { key: total_key, delta: 1 })
-            .change(Change::Add { key: day_key, delta: 1 });
-        for (k, val) in details {
-            ev = ev.detail(k, val.clone());
-        }
-        if let Some(t) = &reservation.ticket {
-            let mut tk = self
-                .store
-                .get::<Ticket>("approvals", t)?
-                .ok_or_else(|| SealError::Store(format!("ticket {t} vanished")))?;
-            tk.used_ms = Some(now);
-            ev = ev.detail("ticket", t.clone()).change(put("approvals", t, &tk));
-        }
-        let seq = self.commit(ev)?;
-        drop(reservation);
-        Ok((signed, UseReceipt { key, audit_seq: seq }))
-    }
-
-    /// Seals a document (GB/T 38540 §7.2): with the same use checks and usage record as any use,
-    /// builds a v4 `TBS_Sign` over the seal's current `SESeal`, `data_hash` (SM3 of the protected
-    /// bytes, also the usage record's digest) and `property_info`, signs it with the seal's key in
-    /// the token, and returns the `SES_Signature` DER.
-    pub fn sign_ses(
-        &self,
-        p: &Principal,
-        seal_id: &str,
-        data_hash: &[u8],
-        property_info: &str,
-        ext_datas: &[crate::formats::ses::ExtData],
-        ticket: Option<&str>,
-    ) -> Result<(Vec<u8>, UseReceipt), SealError> {
-        use crate::formats::ses;
-        if ext_datas.len() > 16 || ext_datas.iter().any(|e| e.value.len() > 4096) {
-            return Err(SealError::BadInput("at most 16 ext_datas of at most 4096 bytes each".into()));
-        }
-        let hash: [u8; 32] = data_hash
-            .try_into()
-            .map_err(|_| SealError::BadInput(format!("data_hash must be 32 bytes (SM3), got {}", data_hash.len())))?;
-        if property_info.is_empty() || property_info.len() > 1024 || !property_info.is_ascii() {
-            return Err(SealError::BadInput("property_info must be 1 to 1024 ASCII characters (IA5String)".into()));
-        }
-        let details = [("input", serde_json::Value::from("ses")), ("property_info", property_info.into())];
-        self.use_seal(
-            p,
-            seal_id,
-            ticket,
-            &details,
-            |_| Ok(hash),
-            |k| {
-                let seal = k.ses.as_ref().ok_or(SealError::NoSealMaker)?;
-                let cert = crate::formats::x509::Cert::parse(k.cert_pem.as_bytes())
-                    .map_err(|e| SealError::Certificate(e.to_string()))?;
-                let tbs = ses::build_tbs_sign(seal, std::time::SystemTime::now(), &hash, property_info, ext_datas)
-                    .map_err(|e| SealError::BadInput(e.to_string()))?;
-                let sig = self.pool.sign(&k.key_id, crate::token::SignInput::Message { data: &tbs, user_id: None })?;
-                ses::build_signature(&tbs, cert.der(), super::sig_oid(k.alg), &sig.der)
-                    .map_err(|e| SealError::BadInput(e.to_string()))
-            },
-        )
-    }
-
-    /// Signs `content` with a seal as a GM/T 0010 SignedData (PKCS#7 for P-256 seals), attached or
-    /// detached, under the same use checks and usage record as any use (digest: SM3 or SHA-256 of
-    /// the content).
-    pub fn sign_cms(
-        &self,
-        p: &Principal,
-        seal_id: &str,
-        content: &[u8],
-        detached: bool,
-        ticket: Option<&str>,
-    ) -> Result<(Vec<u8>, UseReceipt), SealError> {
-        use crate::formats::cms;
-        struct TokenCms<'a> {
-            pool: &'a crate::token::TokenPool,
-            key: KeyId,
-            cert: crate::formats::x509::Cert,
-        }
-        impl cms::CmsSigner for TokenCms<'_> {
-            fn certificate(&self) -> &crate::formats::x509::Cert {
-                &self.cert
-            }
-            fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-                self.pool
-                    .sign(&self.key, crate::token::SignInput::Message { data: message, user_id: None })
-                    .map(|s| s.der)
-                    .map_err(|e| e.to_string())
-            }
-        }
-        let details = [("input", serde_json::Value::from("cms")), ("detached", detached.into())];
-        self.use_seal(
-            p,
-            seal_id,
-            ticket,
-            &details,
-            |alg| Ok(cms::content_digest(alg, content)),
-            |k| {
-                let cert = crate::formats::x509::Cert::parse(k.cert_pem.as_bytes())
-                    .map_err(|e| SealError::Certificate(e.to_string()))?;
-                let signer = TokenCms { pool: &self.pool, key: k.key_id.clone(), cert };
-                cms::sign(content, detached, std::time::SystemTime::now(), &signer)
-                    .map_err(|e| SealError::BadInput(e.to_string()))
-            },
-        )
     }
 
     /// Verifies a SignedData with `base` trust anchors plus the issuing CA.

@@ -13,12 +13,14 @@ mod keys;
 pub mod pin;
 mod pool;
 pub mod profile;
+mod signer;
 pub mod uri;
 
 pub use admin::init_token;
 pub use pin::{Pin, PinError, PinSource};
 pub use pool::{ModuleInfo, PoolStats, TokenPool};
 pub use profile::{Profile, ProfileError};
+pub use signer::TokenKey;
 pub use uri::Pkcs11Uri;
 
 use crate::crypto::{CryptoError, KeyAlg, PublicKey};

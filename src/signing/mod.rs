@@ -1,16 +1,32 @@
-//! The signing service: one recipe per operation, readable on one screen.
+//! The signing service: one recipe per signing product, each readable top to bottom on one screen.
 //!
-//! sign: resolve the key, check the caller may use it, turn the input mode into what the token signs,
-//! sign in the token (which verifies on the host before returning), journal the usage record and wait
-//! until it is durable, answer. verify: resolve the public key, compute what was signed, check.
+//! | product | recipe | what the token signs |
+//! |---|---|---|
+//! | raw signature (`POST /v1/sign`) | `raw.rs` | the request's message, digest or e |
+//! | GM/T 0010 SignedData (`POST /v1/sign/cms`) | `cms.rs` | the signed attributes |
+//! | GB/T 38540 `SES_Signature` (`POST /v1/seals/{id}/sign-ses`) | `ses.rs` | the `TBS_Sign` |
+//!
+//! Every recipe has the same steps: authorize (a plain key's grant, or the seal's one gate,
+//! `seal::HeldSeal::authorize_use`, whose permit holds the seal steady across the signature), plan
+//! (the digest the usage record names, and what the token signs), sign in the token (which verifies
+//! on the host before returning), record the use durably (`usage.rs` builds the record of every
+//! product), answer. `plan.rs` checks a request against a key's algorithm; verification is here.
 //!
 //! Calls block (token, journal fsync, curve arithmetic): the API runs them on blocking threads.
-//! Until the seal registry exists, keys and grants come from the configuration.
 
-use crate::audit::{Actor, AuditEvent, Journal};
+mod cms;
+mod plan;
+mod raw;
+mod ses;
+mod usage;
+
+pub use usage::Product;
+
+use crate::audit::Journal;
 use crate::authz::{Accounts, Principal};
-use crate::crypto::{self, KeyAlg, PublicKey};
-use crate::token::{KeyId, KeyInfo, SignInput, TokenError, TokenPool};
+use crate::crypto::{self, PublicKey};
+use crate::token::{KeyId, KeyInfo, TokenError, TokenPool};
+use plan::{check_request, prehash};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -109,6 +125,9 @@ pub enum SignError {
     /// The usage record could not be made durable: no signature is returned.
     #[error("audit journal unavailable: {0}")]
     Audit(String),
+    /// The seal's certificate could not be read.
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// A seal use was refused, or the registry failed.
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
@@ -128,9 +147,21 @@ impl SignError {
             SignError::Token(TokenError::SignatureMismatch(_)) => "token_signature_mismatch",
             SignError::Token(_) => "token_unavailable",
             SignError::Audit(_) => "audit_unavailable",
+            SignError::Certificate(_) => "bad_certificate",
             SignError::Seal(e) => e.code(),
         }
     }
+}
+
+/// A signature made with a seal in a format (CMS, SES): its DER and its usage record.
+#[derive(Debug, Clone)]
+pub struct SealSigned {
+    /// The product, DER.
+    pub der: Vec<u8>,
+    /// The seal's key version that signed.
+    pub key_version: u32,
+    /// The journal seq of the usage record.
+    pub audit_seq: u64,
 }
 
 /// The verdict of a verification.
@@ -198,6 +229,24 @@ impl Signing {
             .or_else(|| self.registry.as_ref().and_then(|r| r.identify(fingerprint, subject)))
     }
 
+    /// The registry, for a request that names a seal.
+    fn registry_or_refuse(&self) -> Result<&crate::seal::Registry, SignError> {
+        self.registry.as_deref().ok_or_else(|| SignError::BadInput("this appliance has no seal registry".into()))
+    }
+
+    /// Makes a usage record durable and returns its seq: no signature is answered before this.
+    fn record(&self, ev: crate::audit::AuditEvent) -> Result<u64, SignError> {
+        self.journal.append(ev).map(|r| r.seq).map_err(|e| SignError::Audit(e.to_string()))
+    }
+
+    /// Journals a refused use. The request is refused either way; a record the journal cannot take
+    /// is logged, not dropped silently.
+    fn journal_refusal(&self, ev: crate::audit::AuditEvent) {
+        if let Err(e) = self.journal.append(ev) {
+            tracing::warn!(error = %e, "a refused use could not be journalled");
+        }
+    }
+
     /// Whether `p` may sign with a plain key: a configured grant, or a registry app account's `keys`.
     fn may_sign_with(&self, p: &Principal, key: &Key) -> bool {
         let id = key.info.id.to_hex();
@@ -219,61 +268,6 @@ impl Signing {
     /// The keys `p` may sign with.
     pub fn keys_for(&self, p: &Principal) -> Vec<&Key> {
         self.keys.iter().filter(|k| self.may_sign_with(p, k)).collect()
-    }
-
-    /// Signs, journals the usage record durably, and returns the signature.
-    pub fn sign(&self, p: &Principal, req: &Request) -> Result<Signed, SignError> {
-        if let Some(seal) = &req.seal {
-            return self.sign_with_seal(p, seal, req);
-        }
-        if req.ticket.is_some() {
-            return Err(SignError::BadInput("a ticket goes with a seal, not a plain key".into()));
-        }
-        let key = self.key(&req.key).ok_or_else(|| SignError::UnknownKey(req.key.clone()))?.clone();
-        if !self.may_sign_with(p, &key) {
-            let ev = usage_event(p, &key, req.input, "refused:forbidden", None);
-            let _ = self.journal.append(ev);
-            return Err(SignError::Forbidden { account: p.account.clone(), key: key.name.clone() });
-        }
-        let (input, digest) = plan(key.info.alg, req, self.max_message)?;
-        let sig = self.pool.sign(&key.info.id, input)?;
-        let ev = usage_event(p, &key, req.input, "ok", Some(&digest));
-        let receipt = self.journal.append(ev).map_err(|e| SignError::Audit(e.to_string()))?;
-        Ok(Signed { key, der: sig.der, raw: sig.raw, audit_seq: receipt.seq, seal: None, cert: None })
-    }
-
-    /// Signs with a seal: the registry checks the use, holds the seal steady while the token signs
-    /// with its current key version, and journals the usage record before this returns.
-    fn sign_with_seal(&self, p: &Principal, seal: &str, req: &Request) -> Result<Signed, SignError> {
-        let registry =
-            self.registry.as_ref().ok_or_else(|| SignError::BadInput("this appliance has no seal registry".into()))?;
-        let max = self.max_message;
-        let input = serde_json::to_value(req.input).unwrap_or_default();
-        let as_seal = |e: SignError| match e {
-            SignError::Seal(s) => s,
-            SignError::Token(t) => crate::seal::SealError::Token(t),
-            other => crate::seal::SealError::BadInput(other.to_string()),
-        };
-        let ((sig, info), receipt) = registry.use_seal(
-            p,
-            seal,
-            req.ticket.as_deref(),
-            &[("input", input)],
-            |alg| plan(alg, req, max).map(|(_, d)| d).map_err(as_seal),
-            |k| {
-                let info = self.pool.key(&k.key_id)?;
-                let (input, _) = plan(info.alg, req, max).map_err(as_seal)?;
-                Ok((self.pool.sign(&k.key_id, input)?, info))
-            },
-        )?;
-        Ok(Signed {
-            key: Key { name: format!("seal:{seal}"), info, version: receipt.key.version },
-            der: sig.der,
-            raw: sig.raw,
-            audit_seq: receipt.audit_seq,
-            seal: Some(seal.to_string()),
-            cert: Some(receipt.key.cert_pem),
-        })
     }
 
     /// Verifies `signature` (DER or raw r||s) over the request's input with the key named in it, with
@@ -308,87 +302,4 @@ impl Signing {
         reasons.extend(cert_reasons.into_iter().map(str::to_string));
         Ok(Verdict { valid: reasons.is_empty(), reasons })
     }
-}
-
-/// What the token signs for a key of `alg`, and the digest the usage record names.
-fn plan(alg: KeyAlg, req: &Request, max_message: usize) -> Result<(SignInput<'_>, [u8; 32]), SignError> {
-    check_request(alg, req, max_message)?;
-    let sm2 = alg == KeyAlg::Sm2;
-    Ok(match (req.input, sm2) {
-        (InputMode::Message, true) => {
-            (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, crypto::sm3(&req.data))
-        }
-        (InputMode::Message, false) => {
-            (SignInput::Message { data: &req.data, user_id: None }, crypto::sha256(&req.data))
-        }
-        (InputMode::Digest, true) => {
-            (SignInput::Message { data: &req.data, user_id: req.user_id.as_deref() }, digest32(&req.data)?)
-        }
-        (InputMode::Digest, false) | (InputMode::E, _) => (SignInput::Prehashed(&req.data), digest32(&req.data)?),
-    })
-}
-
-fn digest32(d: &[u8]) -> Result<[u8; 32], SignError> {
-    d.try_into().map_err(|_| SignError::BadInput(format!("digest must be 32 bytes, got {}", d.len())))
-}
-
-/// Checks mode, lengths and options against the key's algorithm.
-fn check_request(alg: KeyAlg, req: &Request, max_message: usize) -> Result<(), SignError> {
-    let sm2 = alg == KeyAlg::Sm2;
-    match req.input {
-        InputMode::Message if req.data.len() > max_message => {
-            return Err(SignError::TooLarge(req.data.len(), max_message))
-        }
-        InputMode::Digest | InputMode::E if req.data.len() != 32 => {
-            return Err(SignError::BadInput(
-                format!("{:?} input must be 32 bytes, got {}", req.input, req.data.len()).to_lowercase(),
-            ))
-        }
-        InputMode::E if !sm2 => return Err(SignError::BadInput("input \"e\" is for SM2 keys only".into())),
-        _ => {}
-    }
-    if req.user_id.is_some() && (!sm2 || req.input == InputMode::E) {
-        return Err(SignError::BadInput("user_id applies to SM2 with input \"message\" or \"digest\" only".into()));
-    }
-    if let Some(u) = &req.user_id {
-        if u.is_empty() || u.len() > 1024 {
-            return Err(SignError::BadInput("user_id must be 1 to 1024 bytes".into()));
-        }
-    }
-    if let Some(alg_name) = &req.digest_alg {
-        let expected = if sm2 { "sm3" } else { "sha256" };
-        if !alg_name.eq_ignore_ascii_case(expected) {
-            return Err(SignError::BadInput(format!("digest_alg for a {alg} key is {expected}, not {alg_name}")));
-        }
-    }
-    Ok(())
-}
-
-/// What a signature over this request covers: e for SM2, the SHA-256 digest otherwise.
-fn prehash(pk: &PublicKey, req: &Request) -> Result<[u8; 32], SignError> {
-    let bad = |e: crypto::CryptoError| SignError::BadInput(e.to_string());
-    Ok(match (pk, req.input) {
-        (PublicKey::Sm2(k), InputMode::Message | InputMode::Digest) => {
-            crypto::sm2::e(k, req.user_id.as_deref().unwrap_or(crypto::sm2::DEFAULT_USER_ID), &req.data).map_err(bad)?
-        }
-        (_, InputMode::Message) => crypto::sha256(&req.data),
-        (_, InputMode::Digest | InputMode::E) => digest32(&req.data)?,
-    })
-}
-
-fn usage_event(p: &Principal, key: &Key, input: InputMode, outcome: &str, digest: Option<&[u8; 32]>) -> AuditEvent {
-    let mut ev = AuditEvent::new(
-        Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) },
-        "sign",
-        &format!("key:{}", key.info.id),
-        outcome,
-    )
-    .detail("key_name", key.name.clone())
-    .detail("key_version", key.version)
-    .detail("alg", key.info.alg.name())
-    .detail("input", serde_json::to_value(input).unwrap_or_default());
-    if let Some(d) = digest {
-        ev = ev.detail("digest", hex::encode(d));
-    }
-    ev
 }

@@ -1,0 +1,55 @@
+//! The GB/T 38540 v4 `SES_Signature` (`POST /v1/seals/{id}/sign-ses`): a seal's signature over a
+//! document's protected bytes, given as their SM3 hash (§7.2).
+
+use super::usage::Product;
+use super::{SealSigned, SignError, Signing};
+use crate::authz::Principal;
+use crate::formats::{ses, x509::Cert};
+use crate::token::SignInput;
+
+/// At most this many `extDatas`, each at most [`MAX_EXT_DATA`] bytes.
+pub const MAX_EXT_DATAS: usize = 16;
+/// The largest `extDatas` value.
+pub const MAX_EXT_DATA: usize = 4096;
+
+impl Signing {
+    /// Seals a document: a v4 `TBS_Sign` over the seal's current `SESeal`, `data_hash` (SM3 of the
+    /// protected bytes, also the usage record's digest), `property_info` and `ext_datas`, signed
+    /// with the seal's key. Returns the `SES_Signature` DER once its usage record is durable.
+    pub fn sign_ses(
+        &self,
+        p: &Principal,
+        seal: &str,
+        data_hash: &[u8],
+        property_info: &str,
+        ext_datas: &[ses::ExtData],
+        ticket: Option<&str>,
+    ) -> Result<SealSigned, SignError> {
+        // Check the input before the seal is held.
+        if ext_datas.len() > MAX_EXT_DATAS || ext_datas.iter().any(|e| e.value.len() > MAX_EXT_DATA) {
+            return Err(SignError::BadInput(format!(
+                "at most {MAX_EXT_DATAS} ext_datas of at most {MAX_EXT_DATA} bytes each"
+            )));
+        }
+        let hash: [u8; 32] = data_hash
+            .try_into()
+            .map_err(|_| SignError::BadInput(format!("data_hash must be 32 bytes (SM3), got {}", data_hash.len())))?;
+        if property_info.is_empty() || property_info.len() > 1024 || !property_info.is_ascii() {
+            return Err(SignError::BadInput("property_info must be 1 to 1024 ASCII characters (IA5String)".into()));
+        }
+        // Hold the seal and pass the gate: the digest is the data hash.
+        let permit = self.registry_or_refuse()?.hold_seal(seal)?.authorize_use(p, &hash, ticket)?;
+        // Build TBS_Sign over this key version's SESeal and sign it in the token (verified on the host).
+        let key = permit.key();
+        let seal_der = key.ses.as_ref().ok_or(crate::seal::SealError::NoSealMaker)?;
+        let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
+        let tbs = ses::build_tbs_sign(seal_der, std::time::SystemTime::now(), &hash, property_info, ext_datas)
+            .map_err(|e| SignError::BadInput(e.to_string()))?;
+        let sig = self.pool.sign(&key.key_id, SignInput::Message { data: &tbs, user_id: None })?;
+        let der = ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der)
+            .map_err(|e| SignError::BadInput(e.to_string()))?;
+        // Record durably, answer.
+        let receipt = permit.record(&Product::Ses { property_info }.details())?;
+        Ok(SealSigned { der, key_version: receipt.key.version, audit_seq: receipt.audit_seq })
+    }
+}
