@@ -6,7 +6,7 @@ use crate::attrs::{self, b, get_bool, get_ulong, ul, Attrs};
 use crate::fault::FaultControl;
 use crate::store::{self, MasterKey, ObjectFile, Store, TokenFile};
 use cryptoki_sys::*;
-use seald::token::profile::{Profile, SignatureFormat};
+use seald_gm::profile::{Profile, SignatureFormat};
 use signature::hazmat::{PrehashSigner, PrehashVerifier};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -977,12 +977,12 @@ impl Token {
         let raw = match op.format {
             SignatureFormat::Raw if sig.len() == 64 => sig.to_vec(),
             SignatureFormat::Raw => return Err(CKR_SIGNATURE_LEN_RANGE),
-            SignatureFormat::Der => seald::crypto::der_to_raw(sig, 32).map_err(|_| CKR_SIGNATURE_INVALID)?,
+            SignatureFormat::Der => seald_gm::der_to_raw(sig, 32).map_err(|_| CKR_SIGNATURE_INVALID)?,
         };
         let ok = match (&op.key, op.mech) {
             (VerifyKey::Sm2(pk), Mech::Sm2SignE | Mech::Sm2SignSm3) => {
                 let e = if op.mech == Mech::Sm2SignSm3 {
-                    seald::crypto::sm2::e(pk, seald::crypto::sm2::DEFAULT_USER_ID, &op.data)
+                    seald_gm::sm2::e(pk, seald_gm::sm2::DEFAULT_USER_ID, &op.data)
                         .map_err(|_| CKR_DATA_INVALID)?
                         .to_vec()
                 } else if op.data.len() == 32 {
@@ -990,7 +990,12 @@ impl Token {
                 } else {
                     return Err(CKR_DATA_LEN_RANGE);
                 };
-                seald::crypto::sm2::verify_e(pk, &e, &raw).is_ok()
+                // RustCrypto's verification of e (the distid only feeds Z, which a prehash skips).
+                let s = sm2::dsa::Signature::from_slice(&raw).map_err(|_| CKR_SIGNATURE_INVALID)?;
+                sm2::dsa::VerifyingKey::new("1234567812345678", *pk)
+                    .map_err(|_| CKR_KEY_TYPE_INCONSISTENT)?
+                    .verify_prehash(&e, &s)
+                    .is_ok()
             }
             (VerifyKey::P256(pk), Mech::Ecdsa) => {
                 let s = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| CKR_SIGNATURE_INVALID)?;
@@ -1045,8 +1050,8 @@ impl Token {
             op.data.extend_from_slice(d);
         }
         Ok(Ok(match op.mech {
-            Mech::Sm3 => seald::crypto::sm3(&op.data).to_vec(),
-            _ => seald::crypto::sha256(&op.data).to_vec(),
+            Mech::Sm3 => seald_gm::sm3(&op.data).to_vec(),
+            _ => seald_gm::sha256(&op.data).to_vec(),
         }))
     }
 
@@ -1067,9 +1072,7 @@ pub fn compute(op: &SignOp, corrupt: bool) -> Result<Vec<u8>, CK_RV> {
         (KeyMaterial::Sm2(sk), Mech::Sm2SignE | Mech::Sm2SignSm3) => {
             let e: Vec<u8> = if op.mech == Mech::Sm2SignSm3 {
                 let pk = sm2::PublicKey::from_affine(*sk.verifying_key().as_affine()).map_err(|_| CKR_GENERAL_ERROR)?;
-                seald::crypto::sm2::e(&pk, seald::crypto::sm2::DEFAULT_USER_ID, &op.data)
-                    .map_err(|_| CKR_DATA_INVALID)?
-                    .to_vec()
+                seald_gm::sm2::e(&pk, seald_gm::sm2::DEFAULT_USER_ID, &op.data).map_err(|_| CKR_DATA_INVALID)?.to_vec()
             } else if op.data.len() == 32 {
                 op.data.clone()
             } else {
@@ -1092,6 +1095,6 @@ pub fn compute(op: &SignOp, corrupt: bool) -> Result<Vec<u8>, CK_RV> {
     }
     match op.format {
         SignatureFormat::Raw => Ok(raw),
-        SignatureFormat::Der => seald::crypto::raw_to_der(&raw).map_err(|_| CKR_GENERAL_ERROR),
+        SignatureFormat::Der => seald_gm::raw_to_der(&raw).map_err(|_| CKR_GENERAL_ERROR),
     }
 }

@@ -8,16 +8,13 @@
 //! `ecmul`: precomputed tables that make verification several times faster (public values only).
 
 pub mod ecmul;
-mod encoding;
 mod public_key;
 mod signer;
 pub mod sm2;
 
-pub use encoding::{der_to_raw, raw_to_der};
 pub use public_key::{KeyAlg, PublicKey};
+pub use seald_gm::{der_to_raw, raw_to_der, sha256, sm3};
 pub use signer::{signer_error_source, DerSignature, KeySigner};
-
-use sha2::Digest as _;
 
 /// What went wrong on the host side. Messages describe the input, never key material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,9 +43,14 @@ pub enum CryptoError {
     UserIdTooLong(usize),
 }
 
-/// SM3 digest (GB/T 32905).
-pub fn sm3(data: &[u8]) -> [u8; 32] {
-    sm3::Sm3::digest(data).into()
+impl From<seald_gm::GmError> for CryptoError {
+    fn from(e: seald_gm::GmError) -> Self {
+        match e {
+            seald_gm::GmError::MalformedSignature(m) => CryptoError::MalformedSignature(m),
+            seald_gm::GmError::MalformedPublicKey(m) => CryptoError::MalformedPublicKey(m),
+            seald_gm::GmError::UserIdTooLong(n) => CryptoError::UserIdTooLong(n),
+        }
+    }
 }
 
 /// Verifies a signature over a whole message, as the token layer signs `SignInput::Message`: SM2
@@ -60,24 +62,4 @@ pub fn verify_message(key: &PublicKey, message: &[u8], sig: &[u8]) -> Result<(),
         _ => sha256(message),
     };
     key.verify_prehashed(&prehash, sig)
-}
-
-/// SHA-256 digest.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    sha2::Sha256::digest(data).into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sm3_matches_the_standard_examples() {
-        // GB/T 32905-2016 examples 1 and 2.
-        assert_eq!(hex::encode(sm3(b"abc")), "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
-        assert_eq!(
-            hex::encode(sm3(&b"abcd".repeat(16))),
-            "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
-        );
-    }
 }

@@ -179,7 +179,7 @@ impl PublicKey {
             if sig.len() == 64 {
                 Ok(sig.to_vec())
             } else {
-                der_to_raw(sig, 32)
+                Ok(der_to_raw(sig, 32)?)
             }
         };
         match self {

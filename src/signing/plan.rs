@@ -61,7 +61,7 @@ pub(super) fn check_request(alg: KeyAlg, req: &Request, max_message: usize) -> R
 
 /// What a signature over this request covers: e for SM2, the SHA-256 digest otherwise.
 pub(super) fn prehash(pk: &PublicKey, req: &Request) -> Result<[u8; 32], SignError> {
-    let bad = |e: crypto::CryptoError| SignError::BadInput(e.to_string());
+    let bad = |e: seald_gm::GmError| SignError::BadInput(e.to_string());
     Ok(match (pk, req.input) {
         (PublicKey::Sm2(k), InputMode::Message | InputMode::Digest) => {
             crypto::sm2::e(k, req.user_id.as_deref().unwrap_or(crypto::sm2::DEFAULT_USER_ID), &req.data).map_err(bad)?

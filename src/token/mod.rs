@@ -12,7 +12,6 @@ mod admin;
 mod keys;
 pub mod pin;
 mod pool;
-pub mod profile;
 mod signer;
 pub mod uri;
 
@@ -20,6 +19,8 @@ pub use admin::init_token;
 pub use pin::{Pin, PinError, PinSource};
 pub use pool::{ModuleInfo, PoolStats, TokenPool};
 pub use profile::{Profile, ProfileError};
+/// The token profiles (shared with softtoken).
+pub use seald_gm::profile;
 pub use signer::TokenKey;
 pub use uri::Pkcs11Uri;
 
@@ -183,6 +184,12 @@ pub enum TokenError {
         /// The CKR_ code or cryptoki error.
         rv: String,
     },
+}
+
+impl From<seald_gm::GmError> for TokenError {
+    fn from(e: seald_gm::GmError) -> Self {
+        TokenError::Crypto(e.into())
+    }
 }
 
 impl TokenError {
