@@ -13,6 +13,7 @@ pub mod authz;
 pub mod backup;
 pub mod client;
 pub mod config;
+pub mod contract;
 pub mod crypto;
 pub mod devpki;
 pub mod formats;

@@ -3,7 +3,6 @@
 //! counters does not justify a metrics framework.
 
 use crate::token::{Health, PoolStats};
-use hyper::Method;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,25 +25,6 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     signatures: Mutex<BTreeMap<String, u64>>,
     request_ids: AtomicU64,
-}
-
-/// A bounded label for a path, so that ids in paths do not make new series.
-pub fn route_label(method: &Method, path: &str) -> &'static str {
-    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method.as_str(), seg.as_slice()) {
-        (_, ["healthz"]) => "/healthz",
-        (_, ["readyz"]) => "/readyz",
-        (_, ["metrics"]) => "/metrics",
-        (_, ["v1", "sign"]) => "/v1/sign",
-        (_, ["v1", "sign", "batch"]) => "/v1/sign/batch",
-        (_, ["v1", "verify"]) => "/v1/verify",
-        (_, ["v1", "verify", "batch"]) => "/v1/verify/batch",
-        (_, ["v1", "keys"]) => "/v1/keys",
-        (_, ["v1", "keys", _]) => "/v1/keys/{id}",
-        (_, ["v1", "audit", "verify"]) => "/v1/audit/verify",
-        (_, ["v1", "audit", "export"]) => "/v1/audit/export",
-        _ => "other",
-    }
 }
 
 impl Metrics {

@@ -1,19 +1,23 @@
-//! The HTTP API: routing, JSON types, error mapping. No business rules live here: handlers decode,
-//! call `signing` (or the journal, for auditors) on blocking threads, and encode.
+//! The HTTP API: the route table (`routes.rs`), error mapping, and handlers that decode (with the
+//! types of [`crate::contract`]), call a service on a blocking thread, and encode. No business rule
+//! lives here: `signing` signs and verifies, `seal` holds the registry's rules and the audit trail's
+//! access.
 //!
 //! Every error is `{ "error": { "code", "message" } }` with a stable code and the right status.
 //! Bodies are size-limited, unknown JSON fields are refused, and no input can panic a handler into
 //! taking the daemon down (a panic in a blocking task becomes a 500 for that request only).
 
+mod audit;
 mod metrics;
+pub mod routes;
 mod seals;
+mod sign;
 
 pub use metrics::Metrics;
 
 use crate::audit::Journal;
 use crate::authz::Principal;
-use crate::crypto::PublicKey;
-use crate::signing::{InputMode, Request as SignRequest, SignError, Signing};
+use crate::signing::{SignError, Signing};
 use crate::store::Store;
 use crate::token::{Health, TokenPool};
 use base64::Engine as _;
@@ -21,7 +25,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use routes::Op;
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -134,71 +139,6 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
     r
 }
 
-/// The encoding of a returned signature.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Encoding {
-    #[default]
-    Der,
-    Raw,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SignBody {
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    seal: Option<String>,
-    #[serde(default)]
-    ticket: Option<String>,
-    input: InputMode,
-    data: String,
-    #[serde(default)]
-    digest_alg: Option<String>,
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    encoding: Encoding,
-}
-
-#[derive(Debug, Serialize)]
-struct SignReply {
-    signature: String,
-    encoding: Encoding,
-    key_id: String,
-    key_version: u32,
-    alg: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seal: Option<String>,
-    cert: Option<String>,
-    audit_seq: u64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyBody {
-    signature: String,
-    input: InputMode,
-    data: String,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    public_key: Option<String>,
-    #[serde(default)]
-    certificate: Option<String>,
-    #[serde(default)]
-    digest_alg: Option<String>,
-    #[serde(default)]
-    user_id: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Batch<T> {
-    items: Vec<T>,
-}
-
 /// Items per batch request.
 pub const MAX_BATCH: usize = 1000;
 
@@ -208,19 +148,44 @@ fn b64(field: &str, s: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::bad("bad_base64", format!("{field} is not base64: {e}")))
 }
 
-fn sign_request(b: &SignBody) -> Result<SignRequest, ApiError> {
-    if b.key.is_some() == b.seal.is_some() {
-        return Err(ApiError::bad("bad_input", "give exactly one of key, seal"));
+/// `key=value&...`, every key among `allowed`.
+pub(super) fn query_pairs<'a>(query: &'a str, allowed: &[&str]) -> Result<Vec<(&'a str, String)>, ApiError> {
+    let mut out = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !allowed.contains(&k) {
+            return Err(ApiError::bad(
+                "bad_input",
+                format!("unknown parameter '{k}' (allowed: {})", allowed.join(", ")),
+            ));
+        }
+        out.push((k, percent_decode(v)));
     }
-    Ok(SignRequest {
-        key: b.key.clone().unwrap_or_default(),
-        seal: b.seal.clone(),
-        ticket: b.ticket.clone(),
-        input: b.input,
-        data: b64("data", &b.data)?,
-        digest_alg: b.digest_alg.clone(),
-        user_id: b.user_id.as_ref().map(|u| u.as_bytes().to_vec()),
-    })
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -244,9 +209,11 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let route = metrics::route_label(&method, &path);
+    let resolved = routes::resolve(&method, &path);
+    let label = resolved.label();
     let request_id = app.metrics.next_request_id();
-    let response = match route_request(&app, &peer, method.clone(), &path, &query, req).await {
+    let call = Call { app: &app, peer: &peer, path: &path, query: &query };
+    let mut response = match respond(call, resolved, req).await {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_server_error() {
@@ -255,7 +222,6 @@ pub async fn handle(
             error_response(&e)
         }
     };
-    let mut response = response;
     if method == Method::HEAD {
         // A HEAD answer carries headers only; a body here is a protocol error in HTTP/2.
         *response.body_mut() = Full::new(Bytes::new());
@@ -265,9 +231,75 @@ pub async fn handle(
         let _ = response.headers_mut().insert("x-request-id", v);
     }
     let status = response.status().as_u16();
-    app.metrics.observe(route, status, started.elapsed());
+    app.metrics.observe(label, status, started.elapsed());
     tracing::debug!(request_id, %method, path = %path, status, fingerprint = %peer.fingerprint, "request");
     Ok(response)
+}
+
+/// One request's context.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    app: &'a Arc<App>,
+    peer: &'a Arc<Peer>,
+    path: &'a str,
+    query: &'a str,
+}
+
+/// Everything under `/v1` needs an account, whether or not the route exists.
+async fn respond(
+    call: Call<'_>,
+    resolved: routes::Resolved<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let principal = match call.path.starts_with("/v1/") || call.path == "/v1" {
+        true => Some(principal(call.app, call.peer)?),
+        false => None,
+    };
+    match (resolved, principal) {
+        (routes::Resolved::Found(route, params), p) => dispatch(call, route.op, &params, p, req).await,
+        (routes::Resolved::MethodNotAllowed(_), _) => Err(method_not_allowed()),
+        (routes::Resolved::NotFound, _) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {}", call.path)))
+        }
+    }
+}
+
+/// Runs the handler of `op`. Probes take no account; every other route has one.
+async fn dispatch(
+    call: Call<'_>,
+    op: Op,
+    params: &[&str],
+    p: Option<Principal>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let app = call.app;
+    let p = match (op, p) {
+        (Op::Healthz, _) => return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "alive" }))),
+        (Op::Readyz, _) => return readyz(app).await,
+        (Op::Metrics, _) => return metrics(app).await,
+        (_, Some(p)) => p,
+        (_, None) => return Err(ApiError::new(StatusCode::FORBIDDEN, "unknown_identity", "no account")),
+    };
+    let param = |i: usize| params.get(i).map(|s| s.to_string()).unwrap_or_default();
+    let q = call.query;
+    match op {
+        Op::Healthz | Op::Readyz | Op::Metrics => Err(method_not_allowed()),
+        Op::Sign => sign::sign(app, p, parse(&body(app, req).await?)?).await,
+        Op::SignBatch => sign::sign_batch(app, p, parse(&body(app, req).await?)?).await,
+        Op::Verify => sign::verify(app, parse(&body(app, req).await?)?).await,
+        Op::VerifyBatch => sign::verify_batch(app, parse(&body(app, req).await?)?).await,
+        Op::Keys => Ok(sign::keys(app, &p)),
+        Op::Key => sign::key(app, &p, &param(0)),
+        Op::SignCms => seals::sign_cms(app, p, parse(&body(app, req).await?)?).await,
+        Op::SignSes => seals::sign_ses(app, p, param(0), parse(&body(app, req).await?)?).await,
+        Op::VerifyCms => seals::verify_cms(app, parse(&body(app, req).await?)?).await,
+        Op::VerifySes => seals::verify_ses(app, parse(&body(app, req).await?)?).await,
+        Op::VerifySeal => seals::verify_seal(app, parse(&body(app, req).await?)?).await,
+        Op::AuditVerify => audit::verify(app, p).await,
+        Op::AuditExport => audit::export(app, p, q).await,
+        Op::Backup => audit::backup(app, p).await,
+        _ => seals::route(app, p, op, params, q, req).await,
+    }
 }
 
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
@@ -293,277 +325,27 @@ fn principal(app: &App, peer: &Peer) -> Result<Principal, ApiError> {
     })
 }
 
-async fn route_request(
-    app: &Arc<App>,
-    peer: &Arc<Peer>,
-    method: Method,
-    path: &str,
-    query: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "alive" }))),
-        (&Method::GET, ["readyz"]) => readyz(app).await,
-        (&Method::GET, ["metrics"]) => {
-            let app2 = app.clone();
-            let facts = blocking(move || seals::registry_facts(&app2)).await?;
-            let registry =
-                facts.map(|(overdue, expiring, keys)| (overdue.len() as u64, expiring as u64, keys.len() as u64));
-            let text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
-            Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4", text))
-        }
-        (_, ["healthz" | "readyz" | "metrics"]) => Err(method_not_allowed()),
-        (_, ["v1", ..]) => {
-            let p = principal(app, peer)?;
-            v1(app, &p, method, &segments[1..], query, req).await
-        }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {path}"))),
-    }
+/// The seal registry, or 404 `no_registry`.
+pub(super) fn registry(app: &App) -> Result<Arc<crate::seal::Registry>, ApiError> {
+    app.signing.registry().cloned().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "no_registry", "this appliance runs without a seal registry ([store])")
+    })
 }
 
 fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }
 
-async fn v1(
-    app: &Arc<App>,
-    p: &Principal,
-    method: Method,
-    seg: &[&str],
-    query: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    match (method.clone(), seg) {
-        (Method::POST, ["sign"]) => {
-            let b: SignBody = parse(&body(app, req).await?)?;
-            let reply = sign_one(app, p, b).await?;
-            Ok(json_response(StatusCode::OK, &reply))
-        }
-        (Method::POST, ["sign", "batch"]) => {
-            let b: Batch<SignBody> = parse(&body(app, req).await?)?;
-            check_batch(b.items.len())?;
-            let mut results = Vec::with_capacity(b.items.len());
-            // Items are signed concurrently (their usage records share fsyncs), answered in order.
-            for chunk in b.items.into_iter().collect::<Vec<_>>().chunks(64) {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|item| {
-                        let (app, p) = (app.clone(), p.clone());
-                        let item = item.clone();
-                        tokio::spawn(async move { sign_one(&app, &p, item).await })
-                    })
-                    .collect();
-                for h in handles {
-                    results.push(match h.await {
-                        Ok(Ok(r)) => serde_json::to_value(r).unwrap_or_default(),
-                        Ok(Err(e)) => serde_json::json!({ "error": { "code": e.code, "message": e.message } }),
-                        Err(_) => serde_json::json!({ "error": { "code": "internal", "message": "item failed inside the server" } }),
-                    });
-                }
-            }
-            Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
-        }
-        (Method::POST, ["verify"]) => {
-            let b: VerifyBody = parse(&body(app, req).await?)?;
-            let verdict = verify_one(app, b).await?;
-            Ok(json_response(StatusCode::OK, &verdict))
-        }
-        (Method::POST, ["sign", "cms"]) => seals::sign_cms(app, p, parse(&body(app, req).await?)?).await,
-        (Method::POST, ["verify", "cms"]) => seals::verify_cms(app, parse(&body(app, req).await?)?).await,
-        (Method::POST, ["verify", "ses"]) => seals::verify_ses(app, parse(&body(app, req).await?)?).await,
-        (Method::POST, ["verify", "seal"]) => seals::verify_seal(app, parse(&body(app, req).await?)?).await,
-        (Method::POST, ["verify", "batch"]) => {
-            let b: Batch<VerifyBody> = parse(&body(app, req).await?)?;
-            check_batch(b.items.len())?;
-            let mut results = Vec::with_capacity(b.items.len());
-            for item in b.items {
-                results.push(match verify_one(app, item).await {
-                    Ok(v) => serde_json::to_value(v).unwrap_or_default(),
-                    Err(e) => {
-                        serde_json::json!({ "error": { "code": e.code, "message": e.message } })
-                    }
-                });
-            }
-            Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
-        }
-        (Method::GET, ["keys"]) => {
-            let keys: Vec<_> = app
-                .signing
-                .keys_for(p)
-                .into_iter()
-                .map(|k| serde_json::json!({ "id": k.info.id.to_hex(), "name": k.name, "alg": k.info.alg, "key_version": k.version }))
-                .collect();
-            Ok(json_response(StatusCode::OK, &serde_json::json!({ "keys": keys })))
-        }
-        (Method::GET, ["keys", id]) => {
-            let k = app
-                .signing
-                .keys_for(p)
-                .into_iter()
-                .find(|k| k.name == *id || k.info.id.to_hex().eq_ignore_ascii_case(id))
-                .ok_or_else(|| {
-                    ApiError::new(StatusCode::NOT_FOUND, "unknown_key", format!("no key '{id}' for this account"))
-                })?;
-            let z = match &k.info.public_key {
-                PublicKey::Sm2(pk) => {
-                    crate::crypto::sm2::z(pk, crate::crypto::sm2::DEFAULT_USER_ID).ok().map(hex::encode)
-                }
-                _ => None,
-            };
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "id": k.info.id.to_hex(), "name": k.name, "alg": k.info.alg, "key_version": k.version,
-                    "public_key_pem": k.info.public_key.to_spki_pem(), "certificate": null, "sm2_z_default_id": z,
-                }),
-            ))
-        }
-        (Method::GET, ["audit", "verify"]) => {
-            if !app.signing.accounts().may_audit(p) {
-                return Err(forbidden("auditor"));
-            }
-            let journal = app.journal.clone();
-            let report =
-                blocking(move || crate::audit::verify_journal_dir(journal.dir(), journal.public_key().as_ref()))
-                    .await?;
-            let report = report
-                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
-            Ok(json_response(StatusCode::OK, &report))
-        }
-        (Method::GET, ["admin", "backup"]) => {
-            if !app.signing.accounts().may_backup(p) {
-                let ev = crate::audit::AuditEvent::new(
-                    crate::audit::Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) },
-                    "backup.make",
-                    "backup",
-                    "refused:forbidden",
-                );
-                let journal = app.journal.clone();
-                let _ = blocking(move || journal.append(ev)).await;
-                return Err(forbidden("sysadmin"));
-            }
-            let (app2, by) = (
-                app.clone(),
-                crate::audit::Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) },
-            );
-            let bytes = blocking(move || {
-                // The audit key signing now (it may have been rotated since the start).
-                let key = app2
-                    .signing
-                    .registry()
-                    .and_then(|r| r.audit_key())
-                    .ok_or_else(|| crate::backup::BackupError("this appliance signs no checkpoints".into()))?;
-                let signer = crate::token::TokenKey::open(&app2.pool, &key)
-                    .map_err(|e| crate::backup::BackupError(e.to_string()))?;
-                crate::backup::make(&app2.journal, &app2.store, &signer, &key, by)
-            })
-            .await?
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backup_failed", e.to_string()))?;
-            let mut r = Response::new(Full::new(Bytes::from(bytes)));
-            let _ = r
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-            Ok(r)
-        }
-        (Method::GET, ["audit", "export"]) => {
-            if !app.signing.accounts().may_audit(p) {
-                return Err(forbidden("auditor"));
-            }
-            let (from, to) = range(query)?;
-            let journal = app.journal.clone();
-            let out = blocking(move || {
-                let mut buf = Vec::new();
-                crate::audit::export(journal.dir(), crate::audit::ExportRange { from, to }, &mut buf).map(|_| buf)
-            })
-            .await?
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable", e.to_string()))?;
-            Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
-        }
-        (_, ["seals" | "filings" | "admin" | "ca", ..]) => seals::route(app, p, method, seg, query, req).await,
-        (_, ["sign" | "verify" | "keys" | "audit", ..]) => Err(method_not_allowed()),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route /v1/{}", seg.join("/")))),
-    }
-}
-
-fn forbidden(role: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this needs the {role} role"))
-}
-
-fn check_batch(n: usize) -> Result<(), ApiError> {
-    if n == 0 || n > MAX_BATCH {
-        return Err(ApiError::bad("bad_input", format!("a batch holds 1 to {MAX_BATCH} items, not {n}")));
-    }
-    Ok(())
-}
-
-fn range(query: &str) -> Result<(u64, u64), ApiError> {
-    let (mut from, mut to) = (1u64, u64::MAX);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let n: u64 = v.parse().map_err(|_| ApiError::bad("bad_input", format!("{k} must be a sequence number")))?;
-        match k {
-            "from" => from = n,
-            "to" => to = n,
-            other => return Err(ApiError::bad("bad_input", format!("unknown parameter {other}"))),
-        }
-    }
-    Ok((from, to))
-}
-
-async fn sign_one(app: &Arc<App>, p: &Principal, b: SignBody) -> Result<SignReply, ApiError> {
-    let req = sign_request(&b)?;
-    let (app2, p2) = (app.clone(), p.clone());
-    let signed = blocking(move || app2.signing.sign(&p2, &req)).await??;
-    app.metrics.signed(&signed.key.name);
-    let bytes = if b.encoding == Encoding::Raw { &signed.raw } else { &signed.der };
-    Ok(SignReply {
-        signature: base64::engine::general_purpose::STANDARD.encode(bytes),
-        encoding: b.encoding,
-        key_id: signed.key.info.id.to_hex(),
-        key_version: signed.key.version,
-        alg: signed.key.info.alg.signature_name(),
-        seal: signed.seal,
-        cert: signed.cert,
-        audit_seq: signed.audit_seq,
-    })
-}
-
-async fn verify_one(app: &Arc<App>, b: VerifyBody) -> Result<crate::signing::Verdict, ApiError> {
-    let public_key = match &b.public_key {
-        Some(pem) => Some(PublicKey::from_spki_pem(pem).map_err(|e| ApiError::bad("bad_public_key", e.to_string()))?),
-        None => None,
-    };
-    let certificate = match &b.certificate {
-        Some(pem) => Some(
-            crate::formats::x509::Cert::parse(pem.as_bytes())
-                .map_err(|e| ApiError::bad("bad_certificate", e.to_string()))?,
-        ),
-        None => None,
-    };
-    let given = [b.key.is_some(), public_key.is_some(), certificate.is_some()].iter().filter(|g| **g).count();
-    if given != 1 {
-        return Err(ApiError::bad("bad_input", "give exactly one of key, public_key, certificate"));
-    }
-    let req = SignRequest {
-        key: b.key.clone().unwrap_or_default(),
-        input: b.input,
-        data: b64("data", &b.data)?,
-        digest_alg: b.digest_alg.clone(),
-        user_id: b.user_id.as_ref().map(|u| u.as_bytes().to_vec()),
-        seal: None,
-        ticket: None,
-    };
-    let sig = b64("signature", &b.signature)?;
-    let _slot = app
-        .verify_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
+/// `GET /metrics`.
+async fn metrics(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     let app2 = app.clone();
-    Ok(blocking(move || app2.signing.verify(&req, public_key.as_ref(), certificate.as_ref(), &sig)).await??)
+    let facts = blocking(move || seals::registry_facts(&app2)).await?;
+    let registry = facts.map(|(overdue, expiring, keys)| (overdue.len() as u64, expiring as u64, keys.len() as u64));
+    let text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
+    Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4", text))
 }
 
+/// `GET /readyz`: 503 with reasons while the token, the store or the journal is down.
 async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     let pool = app.pool.clone();
     let health = blocking(move || pool.probe()).await?;
@@ -588,4 +370,13 @@ async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
             "details": { "filings_overdue": overdue, "seals_expiring": expiring, "keys_expiring": keys },
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(super::percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(super::percent_decode("%E5%8D%B0"), "印");
+    }
 }

@@ -17,6 +17,7 @@
 mod directory;
 mod keys;
 mod lifecycle;
+mod trail;
 mod usage;
 
 pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Unit, UnitSpec};
@@ -562,6 +563,9 @@ pub enum SealError {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+    /// A backup could not be made.
+    #[error("{0}")]
+    Backup(String),
 }
 
 impl SealError {
@@ -580,6 +584,7 @@ impl SealError {
             SealError::Certificate(_) => "bad_certificate",
             SealError::Audit(_) => "audit_unavailable",
             SealError::Store(_) => "store_unavailable",
+            SealError::Backup(_) => "backup_failed",
         }
     }
 }

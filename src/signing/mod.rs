@@ -153,6 +153,17 @@ impl SignError {
     }
 }
 
+/// A key as its holder may see it.
+#[derive(Debug, Clone)]
+pub struct KeyView {
+    /// The key.
+    pub key: Key,
+    /// Its public half, SPKI PEM.
+    pub public_key_pem: String,
+    /// SM2 only: Z for the default ID, hex.
+    pub sm2_z_default_id: Option<String>,
+}
+
 /// A signature made with a seal in a format (CMS, SES): its DER and its usage record.
 #[derive(Debug, Clone)]
 pub struct SealSigned {
@@ -263,6 +274,21 @@ impl Signing {
     /// A key by name or id.
     pub fn key(&self, name_or_id: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.name == name_or_id || k.info.id.to_hex().eq_ignore_ascii_case(name_or_id))
+    }
+
+    /// One key `p` may sign with, by name or id, with its public half and, for SM2, Z for the
+    /// default ID (what a client needs to compute e itself).
+    pub fn key_view(&self, p: &Principal, name_or_id: &str) -> Result<KeyView, SignError> {
+        let k = self
+            .keys_for(p)
+            .into_iter()
+            .find(|k| k.name == name_or_id || k.info.id.to_hex().eq_ignore_ascii_case(name_or_id))
+            .ok_or_else(|| SignError::UnknownKey(name_or_id.to_string()))?;
+        let sm2_z_default_id = match &k.info.public_key {
+            PublicKey::Sm2(pk) => crypto::sm2::z(pk, crypto::sm2::DEFAULT_USER_ID).ok().map(hex::encode),
+            _ => None,
+        };
+        Ok(KeyView { key: k.clone(), public_key_pem: k.info.public_key.to_spki_pem(), sm2_z_default_id })
     }
 
     /// The keys `p` may sign with.

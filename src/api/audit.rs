@@ -1,0 +1,50 @@
+//! Handlers of the audit trail: `/v1/audit/verify` and `/v1/audit/export` (auditors), and
+//! `/v1/admin/backup` (the system administrator). Who may is the registry's rule (`seal::trail`).
+
+use super::{blocking, json_response, registry, text_response, ApiError, App};
+use crate::audit::ExportRange;
+use crate::authz::Principal;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+use std::sync::Arc;
+
+type Reply = Result<Response<Full<Bytes>>, ApiError>;
+
+/// `GET /v1/audit/verify`.
+pub(super) async fn verify(app: &Arc<App>, p: Principal) -> Reply {
+    let r = registry(app)?;
+    let report = blocking(move || r.audit_verify(&p)).await??;
+    Ok(json_response(StatusCode::OK, &report))
+}
+
+/// `GET /v1/audit/export?from=&to=`.
+pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
+    let range = range(query)?;
+    let r = registry(app)?;
+    let out = blocking(move || r.audit_export(&p, range)).await??;
+    Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
+}
+
+/// `GET /v1/admin/backup`.
+pub(super) async fn backup(app: &Arc<App>, p: Principal) -> Reply {
+    let r = registry(app)?;
+    let bytes = blocking(move || r.backup(&p)).await??;
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let _ = resp
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+fn range(query: &str) -> Result<ExportRange, ApiError> {
+    let (mut from, mut to) = (1u64, u64::MAX);
+    for (k, v) in super::query_pairs(query, &["from", "to"])? {
+        let n: u64 = v.parse().map_err(|_| ApiError::bad("bad_input", format!("{k} must be a sequence number")))?;
+        match k {
+            "from" => from = n,
+            _ => to = n,
+        }
+    }
+    Ok(ExportRange { from, to })
+}

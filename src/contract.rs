@@ -1,0 +1,315 @@
+//! The API contract: the request and response bodies of every route, as types. The daemon decodes
+//! and encodes with them, and `sealctl` builds its requests and reads its answers with them, so the
+//! two cannot drift apart. Fields are documented once, here; `docs/openapi.yaml` describes the same
+//! shapes. Unknown request fields are refused (`deny_unknown_fields`).
+//!
+//! Binary values travel as standard base64 strings; times as milliseconds since the Unix epoch.
+
+use crate::crypto::KeyAlg;
+use crate::seal::{Policy, SealKind};
+use crate::signing::InputMode;
+use serde::{Deserialize, Serialize};
+
+/// The encoding of a returned signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// DER `SEQUENCE { r, s }` (or the RSA block).
+    #[default]
+    Der,
+    /// `r || s`.
+    Raw,
+}
+
+/// `POST /v1/sign` (and each item of `/v1/sign/batch`): exactly one of `key`, `seal`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignBody {
+    /// A plain key, by name or id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A seal, by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+    /// The approval ticket of a seal use, where its policy needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// What `data` is.
+    pub input: InputMode,
+    /// The message, digest or e, base64.
+    pub data: String,
+    /// `sm3` or `sha256`, checked against the key when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_alg: Option<String>,
+    /// The SM2 signer ID (default `1234567812345678`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The signature's encoding.
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// The answer to a signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignReply {
+    /// The signature, base64.
+    pub signature: String,
+    /// Its encoding.
+    pub encoding: Encoding,
+    /// The token key that signed, hex CKA_ID.
+    pub key_id: String,
+    /// Its version.
+    pub key_version: u32,
+    /// `sm2-sm3`, `ecdsa-p256-sha256`, ...
+    pub alg: String,
+    /// The seal used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+    /// The certificate of the seal's key version, PEM.
+    pub cert: Option<String>,
+    /// The journal seq of the usage record.
+    pub audit_seq: u64,
+}
+
+/// `POST /v1/verify` (and each item of `/v1/verify/batch`): exactly one of `key`, `public_key`,
+/// `certificate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    /// The signature, base64 (DER or raw).
+    pub signature: String,
+    /// What `data` is.
+    pub input: InputMode,
+    /// The message, digest or e, base64.
+    pub data: String,
+    /// A configured key, by name or id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A public key, SPKI PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// A signer certificate, PEM (also checked for validity, chain and revocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// `sm3` or `sha256`, checked against the key when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_alg: Option<String>,
+    /// The SM2 signer ID (default `1234567812345678`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// A batch of items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch<T> {
+    /// 1 to 1000 items.
+    pub items: Vec<T>,
+}
+
+/// `POST /v1/seals`: an application for a seal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    /// The seal's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: SealKind,
+    /// Its image, base64.
+    pub image: String,
+    /// `png`, `jpg`, `bmp`, `gif`, `svg` or `ofd`.
+    pub image_type: String,
+    /// Width in mm.
+    pub width_mm: f64,
+    /// Height in mm.
+    pub height_mm: f64,
+    /// Days of validity.
+    pub valid_days: u32,
+    /// The key algorithm.
+    pub alg: KeyAlg,
+    /// The unit (default: the applicant's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The use policy.
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+/// `POST /v1/seals/{id}/{action}`: a transition's reason and, for `change`, what changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionBody {
+    /// Why (freeze, revoke, reject, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A new name (change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A new image, base64 (change); needs the three fields below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The new image's type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_type: Option<String>,
+    /// The new image's width in mm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width_mm: Option<f64>,
+    /// The new image's height in mm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height_mm: Option<f64>,
+}
+
+/// `POST /v1/admin/keys/{name}/activate|destroy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionBody {
+    /// The key version.
+    pub version: u32,
+}
+
+/// `POST /v1/ca/issue`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaIssueBody {
+    /// A PKCS#10 request, PEM.
+    pub csr: String,
+    /// Days of validity (default 365).
+    #[serde(default = "a_year")]
+    pub valid_days: u32,
+}
+
+fn a_year() -> u32 {
+    365
+}
+
+/// One `extDatas` entry of an `SES_Signature`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtDataBody {
+    /// Its OID.
+    pub id: String,
+    /// Whether it is critical.
+    #[serde(default)]
+    pub critical: bool,
+    /// Its value, base64.
+    pub value: String,
+}
+
+/// `POST /v1/seals/{id}/sign-ses`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignSesBody {
+    /// SM3 of the document's protected bytes, base64.
+    pub data_hash: String,
+    /// Where those bytes are (`propertyInfo`), ASCII.
+    pub property_info: String,
+    /// `extDatas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_datas: Option<Vec<ExtDataBody>>,
+    /// The approval ticket, where the policy needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+/// The answer to `sign-ses`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignSesReply {
+    /// The `SES_Signature`, DER, base64.
+    pub ses_signature: String,
+    /// The seal's key version that signed.
+    pub key_version: u32,
+    /// The journal seq of the usage record.
+    pub audit_seq: u64,
+}
+
+/// `POST /v1/sign/cms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignCmsBody {
+    /// The seal.
+    pub seal: String,
+    /// The content, base64.
+    pub data: String,
+    /// Leave the content out (default true).
+    #[serde(default = "yes")]
+    pub detached: bool,
+    /// The approval ticket, where the policy needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The answer to `sign/cms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignCmsReply {
+    /// The SignedData, DER, base64.
+    pub cms: String,
+    /// The seal's key version that signed.
+    pub key_version: u32,
+    /// The journal seq of the usage record.
+    pub audit_seq: u64,
+}
+
+/// `POST /v1/verify/ses`: the signature, and the document or its SM3 (not both).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySesBody {
+    /// The `SES_Signature`, base64.
+    pub ses_signature: String,
+    /// The protected bytes, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    /// Their SM3, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_sm3: Option<String>,
+}
+
+/// `POST /v1/verify/seal`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySealBody {
+    /// The `SESeal`, base64.
+    pub seal: String,
+    /// Judge it at this time (default now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+}
+
+/// `POST /v1/verify/cms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCmsBody {
+    /// The SignedData, base64.
+    pub cms: String,
+    /// The content of a detached SignedData, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+/// `POST /v1/seals/{id}/certificate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateBody {
+    /// A certificate for the seal's token key, PEM.
+    pub certificate: String,
+}
+
+/// `POST /v1/seals/{id}/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// The application account.
+    pub account: String,
+}
+
+/// `POST /v1/filings/{id}/ack`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// The police system's reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
