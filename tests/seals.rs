@@ -58,17 +58,18 @@ fn world_with(settings: SealSettings) -> World {
     let registry = Arc::new(Registry::new(store, journal.clone(), pool.clone(), settings).unwrap());
     registry.set_audit_key(audit_key.id.clone());
     registry
+        .directory()
         .bootstrap(&[
             (Role::Sysadmin, "sa".into(), fp('1')),
             (Role::Secofficer, "so".into(), fp('2')),
             (Role::Auditor, "au".into(), fp('3')),
         ])
         .unwrap();
-    let id = |c: char| registry.identify(&fp(c), "CN=test").unwrap();
+    let id = |c: char| registry.directory().identify(&fp(c), "CN=test").unwrap();
     let sysadmin = id('1');
     for (uid, parent) in [("gov", None), ("a", Some("gov")), ("b", None)] {
         let spec = UnitSpec { id: uid.into(), name: format!("unit {uid}"), parent: parent.map(String::from) };
-        let _ = registry.create_unit(&sysadmin, spec).unwrap();
+        let _ = registry.directory().create_unit(&sysadmin, spec).unwrap();
     }
     for (name, role, unit, c) in [
         ("issuer", Role::Issuer, None, '4'),
@@ -86,11 +87,11 @@ fn world_with(settings: SealSettings) -> World {
             certificates: vec![],
             keys: vec![],
         };
-        let _ = registry.create_account(&sysadmin, spec, &|_| false).unwrap();
+        let _ = registry.directory().create_account(&sysadmin, spec, &|_| false).unwrap();
     }
-    let ca = registry.ensure_issuing_ca("test issuing CA", 3650).unwrap();
+    let ca = registry.pki().ensure_issuing_ca("test issuing CA", 3650).unwrap();
     assert_eq!(ca.alg, KeyAlg::Sm2);
-    let _ = registry.ensure_seal_maker("test seal maker", 3650).unwrap();
+    let _ = registry.pki().ensure_seal_maker("test seal maker", 3650).unwrap();
     let signing = Signing::new(
         pool.clone(),
         journal.clone(),
@@ -151,12 +152,12 @@ fn plain_keys_follow_the_app_account_at_once() {
     let forbidden = |r: Result<_, SignError>| matches!(r, Err(SignError::Forbidden { .. }));
     assert!(forbidden(signing.sign(&w.app_a, &req)), "no keys listed yet");
     let keys = |k: Vec<String>| AccountUpdate { keys: Some(k), ..Default::default() };
-    let _ = w.registry.update_account(&w.sysadmin, "app-a", keys(vec!["plain-1".into()])).unwrap();
+    let _ = w.registry.directory().update_account(&w.sysadmin, "app-a", keys(vec!["plain-1".into()])).unwrap();
     let _ = signing.sign(&w.app_a, &req).unwrap();
     let by_id = Request { key: key.id.to_hex().to_uppercase(), ..req.clone() };
     let _ = signing.sign(&w.app_a, &by_id).unwrap();
     assert!(forbidden(signing.sign(&w.app_b, &req)), "another app");
-    let _ = w.registry.update_account(&w.sysadmin, "app-a", keys(vec![])).unwrap();
+    let _ = w.registry.directory().update_account(&w.sysadmin, "app-a", keys(vec![])).unwrap();
     assert!(forbidden(signing.sign(&w.app_a, &req)), "the key was taken away");
     assert!(forbidden(signing.sign(&w.app_a, &by_id)));
 }
@@ -182,8 +183,8 @@ impl World {
     /// A seal of unit `a` brought to `state` the legitimate way.
     fn seal_in(&self, state: SealState, policy: Policy) -> String {
         let r = &self.registry;
-        let id = r.apply(&self.admin_a, application(policy)).unwrap().id;
-        let go = |a: Action| r.transition(&self.issuer, &id, a, TransitionRequest::default()).unwrap();
+        let id = r.lifecycle().apply(&self.admin_a, application(policy)).unwrap().id;
+        let go = |a: Action| r.lifecycle().transition(&self.issuer, &id, a, TransitionRequest::default()).unwrap();
         let path: &[Action] = match state {
             SealState::Applied => &[],
             SealState::Approved => &[Action::Approve],
@@ -196,14 +197,14 @@ impl World {
         for a in path {
             let _ = go(*a);
         }
-        assert_eq!(r.seal(&id).unwrap().state, state);
+        assert_eq!(r.lifecycle().seal(&id).unwrap().state, state);
         id
     }
 
     /// An active seal of unit `a` granted to `app-a`.
     fn usable(&self, policy: Policy) -> String {
         let id = self.seal_in(SealState::Active, policy);
-        let _ = self.registry.grant(&self.admin_a, &id, "app-a").unwrap();
+        let _ = self.registry.lifecycle().grant(&self.admin_a, &id, "app-a").unwrap();
         id
     }
 
@@ -267,14 +268,18 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
     let err = |e: SealError| code(&e).to_string();
     // Each operation runs on a fresh object in the state it needs, so only the role decides.
     let mut ops: Vec<Op> = vec![
-        ("apply", &["admin-a"], Box::new(|p| r.apply(p, application(Policy::default())).map(|_| ()).map_err(err))),
-        ("list accounts", &["sysadmin"], Box::new(|p| r.accounts(p).map(|_| ()).map_err(err))),
+        (
+            "apply",
+            &["admin-a"],
+            Box::new(|p| r.lifecycle().apply(p, application(Policy::default())).map(|_| ()).map_err(err)),
+        ),
+        ("list accounts", &["sysadmin"], Box::new(|p| r.directory().accounts(p).map(|_| ()).map_err(err))),
         (
             "create unit",
             &["sysadmin"],
             Box::new(|p| {
                 let id = format!("u{}", rand_suffix());
-                r.create_unit(p, UnitSpec { id, name: "x".into(), parent: None }).map(|_| ()).map_err(err)
+                r.directory().create_unit(p, UnitSpec { id, name: "x".into(), parent: None }).map(|_| ()).map_err(err)
             }),
         ),
         (
@@ -289,48 +294,66 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
                     certificates: vec![],
                     keys: vec![],
                 };
-                r.create_account(p, spec, &|_| false).map(|_| ()).map_err(err)
+                r.directory().create_account(p, spec, &|_| false).map(|_| ()).map_err(err)
             }),
         ),
-        ("list filings", &["issuer", "auditor"], Box::new(|p| r.filings(p, None).map(|_| ()).map_err(err))),
+        ("list filings", &["issuer", "auditor"], Box::new(|p| r.filings().filings(p, None).map(|_| ()).map_err(err))),
         (
             "ack filing",
             &["issuer"],
             Box::new(|p| {
                 let id = w.seal_in(SealState::Made, Policy::default());
-                let f = r.filings(&w.issuer, None).unwrap().into_iter().find(|f| f["seal"] == id.as_str()).unwrap();
-                r.ack_filing(p, f["id"].as_str().unwrap(), Some("公安备案 123".into())).map(|_| ()).map_err(err)
+                let f = r
+                    .filings()
+                    .filings(&w.issuer, None)
+                    .unwrap()
+                    .into_iter()
+                    .find(|f| f["seal"] == id.as_str())
+                    .unwrap();
+                r.filings()
+                    .ack_filing(p, f["id"].as_str().unwrap(), Some("公安备案 123".into()))
+                    .map(|_| ())
+                    .map_err(err)
             }),
         ),
         (
             "read seal",
             &["issuer", "auditor", "admin-a", "app-a"],
-            Box::new(|p| r.get_seal(p, &w.usable(Policy::default())).map(|_| ()).map_err(err)),
+            Box::new(|p| r.lifecycle().get_seal(p, &w.usable(Policy::default())).map(|_| ()).map_err(err)),
         ),
         (
             "usage",
             &["issuer", "auditor", "admin-a"],
-            Box::new(|p| r.usage(p, &w.usable(Policy::default())).map(|_| ()).map_err(err)),
+            Box::new(|p| r.uses().usage(p, &w.usable(Policy::default())).map(|_| ()).map_err(err)),
         ),
         (
             "policy",
             &["issuer", "admin-a"],
-            Box::new(|p| r.set_policy(p, &w.usable(Policy::default()), Policy::default()).map(|_| ()).map_err(err)),
+            Box::new(|p| {
+                r.lifecycle().set_policy(p, &w.usable(Policy::default()), Policy::default()).map(|_| ()).map_err(err)
+            }),
         ),
         (
             "grant",
             &["admin-a"],
             Box::new(|p| {
-                r.grant(p, &w.seal_in(SealState::Active, Policy::default()), "app-a").map(|_| ()).map_err(err)
+                r.lifecycle()
+                    .grant(p, &w.seal_in(SealState::Active, Policy::default()), "app-a")
+                    .map(|_| ())
+                    .map_err(err)
             }),
         ),
-        ("ungrant", &["admin-a"], Box::new(|p| r.ungrant(p, &w.usable(Policy::default()), "app-a").map_err(err))),
+        (
+            "ungrant",
+            &["admin-a"],
+            Box::new(|p| r.lifecycle().ungrant(p, &w.usable(Policy::default()), "app-a").map_err(err)),
+        ),
         (
             "ticket",
             &["admin-a"],
             Box::new(|p| {
                 let t = TicketRequest { app: "app-a".into(), digest: "ab".repeat(32), valid_s: None };
-                r.issue_ticket(p, &w.usable(Policy::default()), t).map(|_| ()).map_err(err)
+                r.uses().issue_ticket(p, &w.usable(Policy::default()), t).map(|_| ()).map_err(err)
             }),
         ),
         (
@@ -348,7 +371,7 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
             &["issuer"],
             Box::new(move |p| {
                 let id = w.seal_in(from, Policy::default());
-                r.transition(p, &id, action, TransitionRequest::default()).map(|_| ()).map_err(err)
+                r.lifecycle().transition(p, &id, action, TransitionRequest::default()).map(|_| ()).map_err(err)
             }),
         ));
     }
@@ -367,7 +390,7 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
     }
     // No account changes its own role.
     let up = seald::seal::AccountUpdate { role: Some(Role::Auditor), ..Default::default() };
-    assert_eq!(code(&r.update_account(&w.sysadmin, "sa", up).unwrap_err()), "forbidden");
+    assert_eq!(code(&r.directory().update_account(&w.sysadmin, "sa", up).unwrap_err()), "forbidden");
     // A certificate belongs to one account only.
     let dup = AccountSpec {
         name: "dup".into(),
@@ -377,7 +400,7 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
         certificates: vec![],
         keys: vec![],
     };
-    assert_eq!(code(&r.create_account(&w.sysadmin, dup, &|_| false).unwrap_err()), "fingerprint_in_use");
+    assert_eq!(code(&r.directory().create_account(&w.sysadmin, dup, &|_| false).unwrap_err()), "fingerprint_in_use");
 }
 
 fn rand_suffix() -> u64 {
@@ -392,7 +415,7 @@ fn every_transition_from_every_state_is_allowed_or_409_with_the_current_state() 
     for action in Action::ALL {
         for state in SealState::ALL {
             let id = w.seal_in(state, Policy::default());
-            let out = w.registry.transition(
+            let out = w.registry.lifecycle().transition(
                 &w.issuer,
                 &id,
                 action,
@@ -400,7 +423,7 @@ fn every_transition_from_every_state_is_allowed_or_409_with_the_current_state() 
             );
             if action.from_states().contains(&state) {
                 let s = out.unwrap_or_else(|e| panic!("{} from {}: {e}", action.name(), state.name()));
-                let old = w.registry.seal(&id).unwrap();
+                let old = w.registry.lifecycle().seal(&id).unwrap();
                 match action {
                     Action::Change => {
                         assert_eq!((s.state, s.replaces.as_deref()), (SealState::Made, Some(id.as_str())));
@@ -420,12 +443,16 @@ fn every_transition_from_every_state_is_allowed_or_409_with_the_current_state() 
                     Err(SealError::InvalidTransition { state: st, .. }) => assert_eq!(st, state),
                     other => panic!("{} from {} must be 409, got {other:?}", action.name(), state.name()),
                 }
-                assert_eq!(w.registry.seal(&id).unwrap().state, state, "a refused transition changes nothing");
+                assert_eq!(
+                    w.registry.lifecycle().seal(&id).unwrap().state,
+                    state,
+                    "a refused transition changes nothing"
+                );
             }
         }
     }
     // Make, change, renew and revoke each queued a filing for the police system.
-    let filings = w.registry.filings(&w.issuer, Some(seald::seal::FilingState::Pending)).unwrap();
+    let filings = w.registry.filings().filings(&w.issuer, Some(seald::seal::FilingState::Pending)).unwrap();
     for action in ["make", "change", "renew", "revoke"] {
         assert!(filings.iter().any(|f| f["action"] == action), "a {action} filing is pending");
     }
@@ -466,7 +493,7 @@ fn use_rules_refuse_with_distinct_codes_and_an_allowed_use_verifies_in_openssl()
         "distid:1234567812345678",
     ]);
     assert!(good, "OpenSSL rejects the seal signature: {out}");
-    let usage = w.registry.usage(&w.auditor, &ok).unwrap();
+    let usage = w.registry.uses().usage(&w.auditor, &ok).unwrap();
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0]["seq"], signed.audit_seq);
     assert_eq!(usage[0]["digest"], hex::encode(seald::crypto::sm3(b"contract.pdf bytes")));
@@ -474,15 +501,17 @@ fn use_rules_refuse_with_distinct_codes_and_an_allowed_use_verifies_in_openssl()
 
     assert_eq!(refused(&ok, &w.app_b, None), UseRefusal::NoGrant.code(), "an app without a grant");
     let frozen = w.usable(Policy::default());
-    let _ = w.registry.transition(&w.issuer, &frozen, Action::Freeze, TransitionRequest::default()).unwrap();
+    let _ =
+        w.registry.lifecycle().transition(&w.issuer, &frozen, Action::Freeze, TransitionRequest::default()).unwrap();
     assert_eq!(refused(&frozen, &w.app_a, None), "seal_frozen");
     let revoked = w.usable(Policy::default());
-    let _ = w.registry.transition(&w.issuer, &revoked, Action::Revoke, TransitionRequest::default()).unwrap();
+    let _ =
+        w.registry.lifecycle().transition(&w.issuer, &revoked, Action::Revoke, TransitionRequest::default()).unwrap();
     assert_eq!(refused(&revoked, &w.app_a, None), "seal_revoked");
 
     // Expired: a seal whose certificate ended yesterday (written as the journal would).
     let expired = w.usable(Policy::default());
-    let mut s = w.registry.seal(&expired).unwrap();
+    let mut s = w.registry.lifecycle().seal(&expired).unwrap();
     s.versions.last_mut().unwrap().not_after_ms = seald_now() - 86_400_000;
     let change = Change::Put { tree: "seals".into(), key: expired.clone(), value: serde_json::to_value(&s).unwrap() };
     let _ = w
@@ -514,7 +543,7 @@ fn use_rules_refuse_with_distinct_codes_and_an_allowed_use_verifies_in_openssl()
     assert_eq!(refused(&strict, &w.app_a, None), "ticket_required");
     let ticket = |d: &str, valid_s| {
         let t = TicketRequest { app: "app-a".into(), digest: d.into(), valid_s };
-        w.registry.issue_ticket(&w.admin_a, &strict, t).unwrap().id
+        w.registry.uses().issue_ticket(&w.admin_a, &strict, t).unwrap().id
     };
     let t = ticket(&digest, None);
     let wrong = w.sign(&w.app_a, &strict, b"another document", Some(&t));
@@ -590,7 +619,8 @@ fn no_signature_is_produced_after_a_freeze_is_acknowledged() {
             });
         }
         std::thread::sleep(std::time::Duration::from_millis(400));
-        let _ = w.registry.transition(&w.issuer, &seal, Action::Freeze, TransitionRequest::default()).unwrap();
+        let _ =
+            w.registry.lifecycle().transition(&w.issuer, &seal, Action::Freeze, TransitionRequest::default()).unwrap();
         let head = w.journal.head_seq();
         *frozen_at.lock().unwrap() = Some(head);
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -617,11 +647,11 @@ fn an_imported_certificate_binds_only_to_the_seals_own_key_and_reminders_see_the
     let w = world();
     let mut app = application(Policy::default());
     app.alg = KeyAlg::P256;
-    let id = w.registry.apply(&w.admin_a, app).unwrap().id;
+    let id = w.registry.lifecycle().apply(&w.admin_a, app).unwrap().id;
     for a in [Action::Approve, Action::Make] {
-        let _ = w.registry.transition(&w.issuer, &id, a, TransitionRequest::default()).unwrap();
+        let _ = w.registry.lifecycle().transition(&w.issuer, &id, a, TransitionRequest::default()).unwrap();
     }
-    let seal = w.registry.seal(&id).unwrap();
+    let seal = w.registry.lifecycle().seal(&id).unwrap();
     let cert = seald::formats::x509::Cert::parse(seal.versions[0].cert_pem.as_bytes()).unwrap();
     let seald::crypto::PublicKey::P256(pk) = cert.public_key().unwrap() else { panic!("a P-256 seal") };
     let outside = seald::devpki::DevCa::new("outside CA").unwrap();
@@ -635,24 +665,28 @@ fn an_imported_certificate_binds_only_to_the_seals_own_key_and_reminders_see_the
     };
     let foreign = outside.certify_p256("seal", other_key.to_encoded_point(false).as_bytes(), 8, -1, 20).unwrap();
     // Its CSR, signed in the token, is a request OpenSSL verifies as it is (P-256).
-    let csr = w.registry.seal_csr(&w.issuer, &id).unwrap();
+    let csr = w.registry.lifecycle().seal_csr(&w.issuer, &id).unwrap();
     let csr_path = w.scratch.join("p256.csr");
     std::fs::write(&csr_path, &csr).unwrap();
     let (good, out) = openssl(&["req", "-verify", "-in", csr_path.to_str().unwrap(), "-noout"]);
     assert!(good, "openssl req -verify: {out}");
-    assert_eq!(w.registry.seal_csr(&w.admin_a, &id).unwrap_err().code(), "forbidden");
-    let refused = w.registry.import_certificate(&w.issuer, &id, &foreign.cert_pem).unwrap_err();
+    assert_eq!(w.registry.lifecycle().seal_csr(&w.admin_a, &id).unwrap_err().code(), "forbidden");
+    let refused = w.registry.lifecycle().import_certificate(&w.issuer, &id, &foreign.cert_pem).unwrap_err();
     assert_eq!(refused.code(), "bad_certificate", "{refused}");
-    assert_eq!(w.registry.import_certificate(&w.admin_a, &id, &own.cert_pem).unwrap_err().code(), "forbidden");
-    let bound = w.registry.import_certificate(&w.issuer, &id, &own.cert_pem).unwrap();
+    assert_eq!(
+        w.registry.lifecycle().import_certificate(&w.admin_a, &id, &own.cert_pem).unwrap_err().code(),
+        "forbidden"
+    );
+    let bound = w.registry.lifecycle().import_certificate(&w.issuer, &id, &own.cert_pem).unwrap();
     assert_eq!(bound.versions[0].cert_pem.trim(), own.cert_pem.trim());
     // The end of validity moved to the imported certificate's: the seal is now expiring within 30 days.
-    let within = |days| w.registry.list_seals(&w.issuer, None, None, Some(days)).unwrap().iter().any(|s| s.id == id);
+    let within =
+        |days| w.registry.lifecycle().list_seals(&w.issuer, None, None, Some(days)).unwrap().iter().any(|s| s.id == id);
     assert!(within(30) && !within(10));
-    assert!(w.registry.expiring(90).unwrap().iter().any(|s| s.id == id));
+    assert!(w.registry.filings().expiring(90).unwrap().iter().any(|s| s.id == id));
     // A use returns the imported certificate.
-    let _ = w.registry.transition(&w.issuer, &id, Action::Publish, TransitionRequest::default()).unwrap();
-    let _ = w.registry.grant(&w.admin_a, &id, "app-a").unwrap();
+    let _ = w.registry.lifecycle().transition(&w.issuer, &id, Action::Publish, TransitionRequest::default()).unwrap();
+    let _ = w.registry.lifecycle().grant(&w.admin_a, &id, "app-a").unwrap();
     let signed = w.sign(&w.app_a, &id, b"x", None).unwrap();
     assert_eq!(signed.cert.unwrap().trim(), own.cert_pem.trim());
 }
@@ -662,13 +696,13 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     use seald::formats::ses::{self, SesSeal, SesSignature};
     let w = world();
     let id = w.usable(Policy::default());
-    let der = w.registry.seal_ses(&w.issuer, &id).unwrap();
-    assert!(w.registry.seal_ses(&w.app_b, &id).is_err(), "an app without a grant does not read the seal");
+    let der = w.registry.lifecycle().seal_ses(&w.issuer, &id).unwrap();
+    assert!(w.registry.lifecycle().seal_ses(&w.app_b, &id).is_err(), "an app without a grant does not read the seal");
     let seal = SesSeal::parse(&der).unwrap();
     assert!(seal.warnings.is_empty(), "our output needs no tolerance: {:?}", seal.warnings);
     assert_eq!((seal.info.version, seal.info.vid.as_str(), seal.info.es_id.as_str()), (4, "seald", id.as_str()));
     assert_eq!(seal.info.name, "某某市某某局合同专用章");
-    let report = w.registry.verify_ses_seal(&der, None, &seald::formats::x509::TrustStore::default());
+    let report = w.registry.verification().verify_ses_seal(&der, None, &seald::formats::x509::TrustStore::default());
     assert!(report.valid, "{report:#?}");
     let ok_steps: Vec<_> = report.steps.iter().filter(|s| s.ok == Some(true)).map(|s| s.step).collect();
     for s in ["format", "maker_signature", "maker_certificate", "seal_validity", "trust_chain", "registry_state"] {
@@ -708,8 +742,11 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     let sig_der = signed.der;
     let sig = SesSignature::parse(&sig_der).unwrap();
     assert!(sig.warnings.is_empty(), "{:?}", sig.warnings);
-    let report =
-        w.registry.verify_ses(&sig_der, Some(seald::crypto::sm3(doc)), &seald::formats::x509::TrustStore::default());
+    let report = w.registry.verification().verify_ses(
+        &sig_der,
+        Some(seald::crypto::sm3(doc)),
+        &seald::formats::x509::TrustStore::default(),
+    );
     assert!(report.valid, "{report:#?}");
     assert!(
         report.steps.iter().all(|s| s.ok == Some(true) || matches!(s.step, "timestamp" | "revocation")),
@@ -724,11 +761,11 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     );
     assert!(good, "OpenSSL rejects the seal signature over TBS_Sign: {out}");
     // The usage record names the data hash, like any use.
-    let usage = w.registry.usage(&w.auditor, &id).unwrap();
+    let usage = w.registry.uses().usage(&w.auditor, &id).unwrap();
     assert_eq!(usage.last().unwrap()["digest"], hex::encode(seald::crypto::sm3(doc)));
 
     // Another document: data_hash fails and names itself.
-    let wrong = w.registry.verify_ses(
+    let wrong = w.registry.verification().verify_ses(
         &sig_der,
         Some(seald::crypto::sm3(b"other")),
         &seald::formats::x509::TrustStore::default(),
@@ -740,16 +777,19 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
 
     // Freezing stops new seal signatures; the earlier one still verifies (the seal was active then).
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let _ = w.registry.transition(&w.issuer, &id, Action::Freeze, TransitionRequest::default()).unwrap();
+    let _ = w.registry.lifecycle().transition(&w.issuer, &id, Action::Freeze, TransitionRequest::default()).unwrap();
     let refused = w.signing.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", &[], None).unwrap_err();
     assert_eq!(refused.code(), "seal_frozen");
-    let later =
-        w.registry.verify_ses(&sig_der, Some(seald::crypto::sm3(doc)), &seald::formats::x509::TrustStore::default());
+    let later = w.registry.verification().verify_ses(
+        &sig_der,
+        Some(seald::crypto::sm3(doc)),
+        &seald::formats::x509::TrustStore::default(),
+    );
     assert!(later.valid, "signed while active: {later:#?}");
     let state = later.steps.iter().find(|s| s.step == "registry_state").unwrap();
     assert!(state.detail.contains("now frozen"), "{}", state.detail);
     // A seal judged now says frozen.
-    let now = w.registry.verify_ses_seal(&der, None, &seald::formats::x509::TrustStore::default());
+    let now = w.registry.verification().verify_ses_seal(&der, None, &seald::formats::x509::TrustStore::default());
     assert!(!now.valid && now.steps.iter().any(|s| s.step == "registry_state" && s.ok == Some(false)));
     let _ = ses::unreadable(&ses::SesError("x".into()));
 }
@@ -764,12 +804,12 @@ fn signed_data_made_with_a_seal_verifies_here_and_in_openssl() {
     for detached in [true, false] {
         let der = w.signing.sign_cms(&w.app_a, &sm2, doc, detached, None).unwrap().der;
         let given = if detached { Some(&doc[..]) } else { None };
-        let r = w.registry.verify_cms(&der, given, &none);
+        let r = w.registry.verification().verify_cms(&der, given, &none);
         assert!(r.valid, "detached={detached}: {r:#?}");
         for s in ["signer_signature", "data_hash", "signer_certificate", "trust_chain"] {
             assert!(r.steps.iter().any(|x| x.step == s && x.ok == Some(true)), "{s}: {r:#?}");
         }
-        let wrong = w.registry.verify_cms(&der, Some(b"another"), &none);
+        let wrong = w.registry.verification().verify_cms(&der, Some(b"another"), &none);
         if detached {
             assert!(wrong.steps.iter().any(|x| x.step == "data_hash" && x.ok == Some(false)));
         }
@@ -790,11 +830,11 @@ fn signed_data_made_with_a_seal_verifies_here_and_in_openssl() {
     // A P-256 seal makes PKCS#7 SignedData that `openssl cms -verify` accepts as it is.
     let mut app = application(Policy::default());
     app.alg = KeyAlg::P256;
-    let p256 = w.registry.apply(&w.admin_a, app).unwrap().id;
+    let p256 = w.registry.lifecycle().apply(&w.admin_a, app).unwrap().id;
     for a in [Action::Approve, Action::Make, Action::Publish] {
-        let _ = w.registry.transition(&w.issuer, &p256, a, TransitionRequest::default()).unwrap();
+        let _ = w.registry.lifecycle().transition(&w.issuer, &p256, a, TransitionRequest::default()).unwrap();
     }
-    let _ = w.registry.grant(&w.admin_a, &p256, "app-a").unwrap();
+    let _ = w.registry.lifecycle().grant(&w.admin_a, &p256, "app-a").unwrap();
     let der = w.signing.sign_cms(&w.app_a, &p256, doc, false, None).unwrap().der;
     let path = w.scratch.join("p256.p7");
     std::fs::write(&path, &der).unwrap();
@@ -813,7 +853,7 @@ fn signed_data_made_with_a_seal_verifies_here_and_in_openssl() {
     ]);
     assert!(good, "openssl cms -verify: {out}");
     assert_eq!(std::fs::read(&out_path).unwrap(), doc);
-    assert!(w.registry.verify_cms(&der, None, &none).valid);
+    assert!(w.registry.verification().verify_cms(&der, None, &none).valid);
 }
 
 #[test]
@@ -839,18 +879,22 @@ fn a_seal_key_rotates_under_load_without_a_failed_request_or_a_retired_signature
             });
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let rotated = w.registry.rotate(&w.secofficer, &format!("seal:{seal}")).unwrap();
+        let rotated = w.registry.dual_control().rotate(&w.secofficer, &format!("seal:{seal}")).unwrap();
         assert_eq!((rotated["version"].as_u64(), rotated["state"].as_str()), (Some(2), Some("pending")));
         assert!(rotated["csr"].as_str().unwrap().contains("CERTIFICATE REQUEST"));
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let done =
-            w.registry.activate(&w.secofficer, &format!("seal:{seal}"), 2).unwrap().expect("seal keys switch at once");
+        let done = w
+            .registry
+            .dual_control()
+            .activate(&w.secofficer, &format!("seal:{seal}"), 2)
+            .unwrap()
+            .expect("seal keys switch at once");
         assert_eq!(done["retired"], 1);
         activated_seq = w.journal.head_seq();
         std::thread::sleep(std::time::Duration::from_millis(300));
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
     });
-    let s = w.registry.seal(&seal).unwrap();
+    let s = w.registry.lifecycle().seal(&seal).unwrap();
     let key_of = |v: u32| {
         let pem = &s.versions.iter().find(|x| x.version == v).unwrap().cert_pem;
         seald::formats::x509::Cert::parse(pem.as_bytes()).unwrap().public_key().unwrap()
@@ -892,56 +936,70 @@ fn a_seal_key_rotates_under_load_without_a_failed_request_or_a_retired_signature
 #[test]
 fn appliance_keys_and_destruction_need_two_officers_in_time() {
     let w = world_with(SealSettings { dual_control_deadline_s: 2, ..SealSettings::default() });
-    let so2 = w.registry.identify(&fp('9'), "CN=so2").unwrap();
-    let old_maker = w.registry.seal_maker().unwrap().unwrap();
-    let rotated = w.registry.rotate(&w.secofficer, "seal-maker").unwrap();
+    let so2 = w.registry.directory().identify(&fp('9'), "CN=so2").unwrap();
+    let old_maker = w.registry.pki().seal_maker().unwrap().unwrap();
+    let rotated = w.registry.dual_control().rotate(&w.secofficer, "seal-maker").unwrap();
     assert_eq!(rotated["version"], 2);
-    assert_eq!(w.registry.rotate(&w.issuer, "seal-maker").unwrap_err().code(), "forbidden", "wrong role");
+    assert_eq!(
+        w.registry.dual_control().rotate(&w.issuer, "seal-maker").unwrap_err().code(),
+        "forbidden",
+        "wrong role"
+    );
     let request = w
         .registry
+        .dual_control()
         .activate(&w.secofficer, "seal-maker", 2)
         .unwrap()
         .expect_err("the seal maker needs a second officer");
     assert_eq!(
-        w.registry.approve_request(&w.secofficer, &request.id).unwrap_err().code(),
+        w.registry.dual_control().approve_request(&w.secofficer, &request.id).unwrap_err().code(),
         "forbidden",
         "the same officer twice"
     );
-    assert_eq!(w.registry.approve_request(&w.issuer, &request.id).unwrap_err().code(), "forbidden", "not an officer");
-    assert_eq!(w.registry.seal_maker().unwrap().unwrap().key_id, old_maker.key_id, "nothing changed yet");
-    let done = w.registry.approve_request(&so2, &request.id).unwrap();
+    assert_eq!(
+        w.registry.dual_control().approve_request(&w.issuer, &request.id).unwrap_err().code(),
+        "forbidden",
+        "not an officer"
+    );
+    assert_eq!(w.registry.pki().seal_maker().unwrap().unwrap().key_id, old_maker.key_id, "nothing changed yet");
+    let done = w.registry.dual_control().approve_request(&so2, &request.id).unwrap();
     assert_eq!(done.approved_by.as_deref(), Some("so2"));
-    let maker = w.registry.seal_maker().unwrap().unwrap();
+    let maker = w.registry.pki().seal_maker().unwrap().unwrap();
     assert_eq!((maker.version, maker.retired.len()), (2, 1));
     // Seals made from now on carry the new maker's certificate.
     let id = w.seal_in(SealState::Made, Policy::default());
-    let der = w.registry.seal_ses(&w.issuer, &id).unwrap();
+    let der = w.registry.lifecycle().seal_ses(&w.issuer, &id).unwrap();
     let ses = seald::formats::ses::SesSeal::parse(&der).unwrap();
     assert_eq!(seald::formats::x509::Cert::parse(maker.cert_pem.as_bytes()).unwrap().der(), &ses.maker_cert[..]);
     assert!(w
         .registry
+        .verification()
         .verify_ses_seal(&der, None, &Default::default())
         .steps
         .iter()
         .any(|s| s.step == "maker_signature" && s.ok == Some(true)));
 
     // Destroying the retired maker key: two officers again; the key is then gone from the token.
-    assert_eq!(w.registry.request_destroy(&w.secofficer, "seal-maker", 2).unwrap_err().code(), "key_active");
-    let destroy = w.registry.request_destroy(&so2, "seal-maker", 1).unwrap();
-    let _ = w.registry.approve_request(&w.secofficer, &destroy.id).unwrap();
+    assert_eq!(
+        w.registry.dual_control().request_destroy(&w.secofficer, "seal-maker", 2).unwrap_err().code(),
+        "key_active"
+    );
+    let destroy = w.registry.dual_control().request_destroy(&so2, "seal-maker", 1).unwrap();
+    let _ = w.registry.dual_control().approve_request(&w.secofficer, &destroy.id).unwrap();
     let pool = TokenPool::open(&w._token.config()).unwrap();
     let gone = pool.key(&seald::token::KeyId::from_hex(&old_maker.key_id).unwrap());
     assert!(gone.is_err(), "the destroyed version is no longer in the token");
 
     // A request not approved in time expires.
-    let rotated = w.registry.rotate(&w.secofficer, "issuing-ca").unwrap();
+    let rotated = w.registry.dual_control().rotate(&w.secofficer, "issuing-ca").unwrap();
     let late = w
         .registry
+        .dual_control()
         .activate(&w.secofficer, "issuing-ca", rotated["version"].as_u64().unwrap() as u32)
         .unwrap()
         .unwrap_err();
     std::thread::sleep(std::time::Duration::from_millis(2200));
-    assert_eq!(w.registry.approve_request(&so2, &late.id).unwrap_err().code(), "request_expired");
+    assert_eq!(w.registry.dual_control().approve_request(&so2, &late.id).unwrap_err().code(), "request_expired");
     // Every step is in the journal, refusals included.
     let actions: Vec<String> = w
         .journal
@@ -959,7 +1017,7 @@ fn appliance_keys_and_destruction_need_two_officers_in_time() {
     ] {
         assert!(actions.iter().any(|x| x == a), "{a} is journalled");
     }
-    let listed = w.registry.key_list(&w.auditor).unwrap();
+    let listed = w.registry.dual_control().key_list(&w.auditor).unwrap();
     assert!(listed.iter().any(
         |k| k["key"] == "seal-maker" && k["versions"].as_array().unwrap().iter().any(|v| v["state"] == "destroyed")
     ));
@@ -968,23 +1026,27 @@ fn appliance_keys_and_destruction_need_two_officers_in_time() {
 #[test]
 fn the_token_pin_changes_only_with_two_officers_and_signing_goes_on() {
     let w = world();
-    let so2 = w.registry.identify(&fp('9'), "CN=so2").unwrap();
+    let so2 = w.registry.directory().identify(&fp('9'), "CN=so2").unwrap();
     let seal = w.usable(Policy::default());
     let old_pin = std::fs::read_to_string(&w._token.pin_file).unwrap();
     let new_pin = seald::token::Pin::from_text("a-new-pin-8421").unwrap();
     assert!(seald::token::Pin::from_text("123").is_err(), "too short");
     assert_eq!(
-        w.registry.request_pin_change(&w.issuer, seald::token::Pin::from_text("abcd1234").unwrap()).unwrap_err().code(),
+        w.registry
+            .dual_control()
+            .request_pin_change(&w.issuer, seald::token::Pin::from_text("abcd1234").unwrap())
+            .unwrap_err()
+            .code(),
         "forbidden"
     );
-    let r = w.registry.request_pin_change(&w.secofficer, new_pin).unwrap();
+    let r = w.registry.dual_control().request_pin_change(&w.secofficer, new_pin).unwrap();
     assert!(
-        !serde_json::to_string(&w.registry.requests(&w.auditor).unwrap()).unwrap().contains("a-new-pin"),
+        !serde_json::to_string(&w.registry.dual_control().requests(&w.auditor).unwrap()).unwrap().contains("a-new-pin"),
         "the PIN is never stored"
     );
-    assert_eq!(w.registry.approve_request(&w.secofficer, &r.id).unwrap_err().code(), "forbidden");
+    assert_eq!(w.registry.dual_control().approve_request(&w.secofficer, &r.id).unwrap_err().code(), "forbidden");
     assert_eq!(std::fs::read_to_string(&w._token.pin_file).unwrap(), old_pin, "nothing changed yet");
-    let _ = w.registry.approve_request(&so2, &r.id).unwrap();
+    let _ = w.registry.dual_control().approve_request(&so2, &r.id).unwrap();
     assert_eq!(std::fs::read_to_string(&w._token.pin_file).unwrap(), "a-new-pin-8421", "the PIN file follows");
     // The running pool signs on. Another process (this one is logged in already) logs in with the
     // new PIN and is refused with the old one.
@@ -1014,14 +1076,18 @@ fn the_token_pin_changes_only_with_two_officers_and_signing_goes_on() {
 #[test]
 fn the_audit_key_rotates_with_two_officers_and_the_chain_verifies_from_the_first_key() {
     let w = world();
-    let so2 = w.registry.identify(&fp('9'), "CN=so2").unwrap();
+    let so2 = w.registry.directory().identify(&fp('9'), "CN=so2").unwrap();
     let first = w.journal.public_key().unwrap();
-    let rotated = w.registry.rotate(&w.secofficer, "audit").unwrap();
+    let rotated = w.registry.dual_control().rotate(&w.secofficer, "audit").unwrap();
     let next = seald::crypto::PublicKey::from_spki_pem(rotated["public_key"].as_str().unwrap()).unwrap();
-    let request =
-        w.registry.activate(&w.secofficer, "audit", 2).unwrap().expect_err("the audit key needs a second officer");
-    assert_eq!(w.registry.approve_request(&w.secofficer, &request.id).unwrap_err().code(), "forbidden");
-    let _ = w.registry.approve_request(&so2, &request.id).unwrap();
+    let request = w
+        .registry
+        .dual_control()
+        .activate(&w.secofficer, "audit", 2)
+        .unwrap()
+        .expect_err("the audit key needs a second officer");
+    assert_eq!(w.registry.dual_control().approve_request(&w.secofficer, &request.id).unwrap_err().code(), "forbidden");
+    let _ = w.registry.dual_control().approve_request(&so2, &request.id).unwrap();
     // The journal goes on, now signed by the new key; verification starts from the first key.
     let _ = w.seal_in(SealState::Active, Policy::default());
     let head = w.journal.checkpoint().unwrap().expect("records to cover");
@@ -1032,7 +1098,7 @@ fn the_audit_key_rotates_with_two_officers_and_the_chain_verifies_from_the_first
         w.journal.query(&Query { action: Some(seald::audit::KEY_CHANGE_ACTION.into()), ..Default::default() }).unwrap();
     assert_eq!(change.len(), 1);
     assert_eq!(change[0].details["requested_by"], "so");
-    let listed = w.registry.key_list(&w.auditor).unwrap();
+    let listed = w.registry.dual_control().key_list(&w.auditor).unwrap();
     let audit = listed.iter().find(|k| k["key"] == "audit").unwrap();
     let states: Vec<_> = audit["versions"]
         .as_array()

@@ -14,7 +14,7 @@ type Reply = Result<Response<Full<Bytes>>, ApiError>;
 /// `GET /v1/audit/verify`.
 pub(super) async fn verify(app: &Arc<App>, p: Principal) -> Reply {
     let r = registry(app)?;
-    let report = blocking(move || r.audit_verify(&p)).await??;
+    let report = blocking(move || r.trail().audit_verify(&p)).await??;
     Ok(json_response(StatusCode::OK, &report))
 }
 
@@ -22,14 +22,14 @@ pub(super) async fn verify(app: &Arc<App>, p: Principal) -> Reply {
 pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
     let range = range(query)?;
     let r = registry(app)?;
-    let out = blocking(move || r.audit_export(&p, range)).await??;
+    let out = blocking(move || r.trail().audit_export(&p, range)).await??;
     Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
 }
 
 /// `GET /v1/admin/backup`.
 pub(super) async fn backup(app: &Arc<App>, p: Principal) -> Reply {
     let r = registry(app)?;
-    let bytes = blocking(move || r.backup(&p)).await??;
+    let bytes = blocking(move || r.trail().backup(&p)).await??;
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     let _ = resp
         .headers_mut()

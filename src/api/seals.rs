@@ -70,7 +70,7 @@ pub(super) async fn verify_ses(app: &Arc<App>, b: VerifySesBody) -> Result<Respo
         (None, None) => None,
     };
     let app2 = app.clone();
-    let report = with(app, move |r| Ok(r.verify_ses(&sig, doc, app2.signing.trust()))).await?;
+    let report = with(app, move |r| Ok(r.verification().verify_ses(&sig, doc, app2.signing.trust()))).await?;
     Ok(ok(&report))
 }
 
@@ -127,7 +127,8 @@ pub(super) async fn verify_cms(app: &Arc<App>, b: VerifyCmsBody) -> Result<Respo
     let cms = b64("cms", &b.cms)?;
     let data = b.data.as_deref().map(|d| b64("data", d)).transpose()?;
     let app2 = app.clone();
-    let report = with(app, move |r| Ok(r.verify_cms(&cms, data.as_deref(), app2.signing.trust()))).await?;
+    let report =
+        with(app, move |r| Ok(r.verification().verify_cms(&cms, data.as_deref(), app2.signing.trust()))).await?;
     Ok(ok(&report))
 }
 
@@ -136,7 +137,7 @@ pub(super) async fn verify_seal(app: &Arc<App>, b: VerifySealBody) -> Result<Res
     let seal = b64("seal", &b.seal)?;
     let at = b.at_ms.map(|m| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m));
     let app2 = app.clone();
-    let report = with(app, move |r| Ok(r.verify_ses_seal(&seal, at, app2.signing.trust()))).await?;
+    let report = with(app, move |r| Ok(r.verification().verify_ses_seal(&seal, at, app2.signing.trust()))).await?;
     Ok(ok(&report))
 }
 
@@ -178,7 +179,8 @@ pub(super) async fn route(
     let own = |s: &str| s.to_string();
     match op {
         Op::Ca => {
-            let ca = with(app, |r| r.issuing_ca()).await?.ok_or_else(|| ApiError::from(SealError::NoIssuingCa))?;
+            let ca =
+                with(app, |r| r.pki().issuing_ca()).await?.ok_or_else(|| ApiError::from(SealError::NoIssuingCa))?;
             Ok(ok(&serde_json::json!({ "alg": ca.alg, "certificate": ca.cert_pem })))
         }
         Op::ListSeals => {
@@ -190,7 +192,7 @@ pub(super) async fn route(
                     _ => expiring = Some(days(&v)?),
                 }
             }
-            let seals = with(app, move |r| r.list_seals(&p, state, unit.as_deref(), expiring)).await?;
+            let seals = with(app, move |r| r.lifecycle().list_seals(&p, state, unit.as_deref(), expiring)).await?;
             let now = crate::seal::now_ms();
             let list: Vec<_> = seals.iter().map(|s| s.view(now, true)).collect();
             Ok(ok(&serde_json::json!({ "seals": list })))
@@ -209,32 +211,32 @@ pub(super) async fn route(
                 unit: b.unit,
                 policy: b.policy,
             };
-            let s = with(app, move |r| r.apply(&p, req)).await?;
+            let s = with(app, move |r| r.lifecycle().apply(&p, req)).await?;
             Ok(json_response(StatusCode::CREATED, &serde_json::json!({ "id": s.id, "state": s.state })))
         }
         Op::GetSeal => {
             let id = own(id);
-            let s = with(app, move |r| r.get_seal(&p, &id)).await?;
+            let s = with(app, move |r| r.lifecycle().get_seal(&p, &id)).await?;
             Ok(ok(&s.view(crate::seal::now_ms(), false)))
         }
         Op::SetPolicy => {
             let (id, policy): (String, Policy) = (own(id), parse(&body(app, req).await?)?);
-            let s = with(app, move |r| r.set_policy(&p, &id, policy)).await?;
+            let s = with(app, move |r| r.lifecycle().set_policy(&p, &id, policy)).await?;
             Ok(ok(&s.view(crate::seal::now_ms(), true)))
         }
         Op::CaIssue => {
             let b: CaIssueBody = parse(&body(app, req).await?)?;
-            let pem = with(app, move |r| r.ca_issue(&p, &b.csr, b.valid_days)).await?;
+            let pem = with(app, move |r| r.pki().ca_issue(&p, &b.csr, b.valid_days)).await?;
             Ok(json_response(StatusCode::CREATED, &serde_json::json!({ "certificate": pem })))
         }
         Op::SealCsr => {
             let id = own(id);
-            let pem = with(app, move |r| r.seal_csr(&p, &id)).await?;
+            let pem = with(app, move |r| r.lifecycle().seal_csr(&p, &id)).await?;
             Ok(ok(&serde_json::json!({ "csr": pem })))
         }
         Op::SealSes => {
             let id = own(id);
-            let der = with(app, move |r| r.seal_ses(&p, &id)).await?;
+            let der = with(app, move |r| r.lifecycle().seal_ses(&p, &id)).await?;
             let mut resp = Response::new(Full::new(Bytes::from(der)));
             let _ = resp.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -244,32 +246,32 @@ pub(super) async fn route(
         }
         Op::ImportCertificate => {
             let (id, b): (String, CertificateBody) = (own(id), parse(&body(app, req).await?)?);
-            let s = with(app, move |r| r.import_certificate(&p, &id, &b.certificate)).await?;
+            let s = with(app, move |r| r.lifecycle().import_certificate(&p, &id, &b.certificate)).await?;
             Ok(ok(&s.view(crate::seal::now_ms(), true)))
         }
         Op::ListGrants => {
             let id = own(id);
-            let g = with(app, move |r| r.get_seal(&p, &id).and_then(|_| r.grants(&id))).await?;
+            let g = with(app, move |r| r.lifecycle().get_seal(&p, &id).and_then(|_| r.lifecycle().grants(&id))).await?;
             Ok(ok(&serde_json::json!({ "grants": g })))
         }
         Op::Grant => {
             let (id, b): (String, GrantBody) = (own(id), parse(&body(app, req).await?)?);
-            let g = with(app, move |r| r.grant(&p, &id, &b.account)).await?;
+            let g = with(app, move |r| r.lifecycle().grant(&p, &id, &b.account)).await?;
             Ok(json_response(StatusCode::CREATED, &g))
         }
         Op::Ungrant => {
             let (id, account) = (own(id), own(account));
-            with(app, move |r| r.ungrant(&p, &id, &account)).await?;
+            with(app, move |r| r.lifecycle().ungrant(&p, &id, &account)).await?;
             Ok(ok(&serde_json::json!({ "withdrawn": true })))
         }
         Op::IssueTicket => {
             let (id, b): (String, TicketRequest) = (own(id), parse(&body(app, req).await?)?);
-            let t = with(app, move |r| r.issue_ticket(&p, &id, b)).await?;
+            let t = with(app, move |r| r.uses().issue_ticket(&p, &id, b)).await?;
             Ok(json_response(StatusCode::CREATED, &t))
         }
         Op::Usage => {
             let id = own(id);
-            let u = with(app, move |r| r.usage(&p, &id)).await?;
+            let u = with(app, move |r| r.uses().usage(&p, &id)).await?;
             Ok(ok(&serde_json::json!({ "usage": u })))
         }
         Op::Transition => {
@@ -290,7 +292,7 @@ pub(super) async fn route(
             };
             let treq = TransitionRequest { reason: b.reason, name: b.name, image };
             let id = own(id);
-            let s = with(app, move |r| r.transition(&p, &id, action, treq)).await?;
+            let s = with(app, move |r| r.lifecycle().transition(&p, &id, action, treq)).await?;
             let mut reply =
                 serde_json::json!({ "id": s.id, "state": s.state, "key_version": s.current().map(|v| v.version) });
             if action == Action::Change {
@@ -309,12 +311,12 @@ pub(super) async fn route(
                     }
                 });
             }
-            let f = with(app, move |r| r.filings(&p, state)).await?;
+            let f = with(app, move |r| r.filings().filings(&p, state)).await?;
             Ok(ok(&serde_json::json!({ "filings": f })))
         }
         Op::ExportFilings => {
             let _ = super::query_pairs(query, &[])?;
-            let f = with(app, move |r| r.filings(&p, None)).await?;
+            let f = with(app, move |r| r.filings().filings(&p, None)).await?;
             let doc = serde_json::json!({
                 "format": "seald-filings-v1", "exported_ms": crate::seal::now_ms(), "filings": f,
             });
@@ -330,18 +332,18 @@ pub(super) async fn route(
             let bytes = body(app, req).await?;
             let b: AckBody =
                 if bytes.iter().all(u8::is_ascii_whitespace) { AckBody::default() } else { parse(&bytes)? };
-            let f = with(app, move |r| r.ack_filing(&p, &id, b.reference)).await?;
+            let f = with(app, move |r| r.filings().ack_filing(&p, &id, b.reference)).await?;
             Ok(ok(&f))
         }
         Op::ListAccounts => {
-            let a = with(app, move |r| r.accounts(&p)).await?;
+            let a = with(app, move |r| r.directory().accounts(&p)).await?;
             Ok(ok(&serde_json::json!({ "accounts": a })))
         }
         Op::CreateAccount => {
             let spec: AccountSpec = parse(&body(app, req).await?)?;
             let app2 = app.clone();
             let a = with(app, move |r| {
-                r.create_account(&p, spec, &|fp| app2.signing.accounts().identify(fp, "").is_some())
+                r.directory().create_account(&p, spec, &|fp| app2.signing.accounts().identify(fp, "").is_some())
             })
             .await?;
             Ok(json_response(StatusCode::CREATED, &a))
@@ -349,7 +351,8 @@ pub(super) async fn route(
         Op::GetAccount => {
             let name = own(name);
             let a = with(app, move |r| {
-                r.accounts(&p)?
+                r.directory()
+                    .accounts(&p)?
                     .into_iter()
                     .find(|a| a.name == name)
                     .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")))
@@ -359,27 +362,27 @@ pub(super) async fn route(
         }
         Op::UpdateAccount => {
             let (name, up): (String, AccountUpdate) = (own(name), parse(&body(app, req).await?)?);
-            let a = with(app, move |r| r.update_account(&p, &name, up)).await?;
+            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
             Ok(ok(&a))
         }
         Op::DisableAccount => {
             let name = own(name);
             let up = AccountUpdate { disabled: Some(true), ..Default::default() };
-            let a = with(app, move |r| r.update_account(&p, &name, up)).await?;
+            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
             Ok(ok(&a))
         }
         Op::ListApplianceKeys => {
-            let k = with(app, move |r| r.key_list(&p)).await?;
+            let k = with(app, move |r| r.dual_control().key_list(&p)).await?;
             Ok(ok(&serde_json::json!({ "keys": k })))
         }
         Op::RotateKey => {
             let name = own(name);
-            let v = with(app, move |r| r.rotate(&p, &name)).await?;
+            let v = with(app, move |r| r.dual_control().rotate(&p, &name)).await?;
             Ok(json_response(StatusCode::CREATED, &v))
         }
         Op::ActivateKey => {
             let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
-            match with(app, move |r| r.activate(&p, &name, b.version)).await? {
+            match with(app, move |r| r.dual_control().activate(&p, &name, b.version)).await? {
                 Ok(v) => Ok(ok(&v)),
                 Err(request) => {
                     Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
@@ -388,7 +391,7 @@ pub(super) async fn route(
         }
         Op::DestroyKey => {
             let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
-            let request = with(app, move |r| r.request_destroy(&p, &name, b.version)).await?;
+            let request = with(app, move |r| r.dual_control().request_destroy(&p, &name, b.version)).await?;
             Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
         }
         Op::ChangePin => {
@@ -401,25 +404,25 @@ pub(super) async fn route(
                 ApiError::bad("bad_input", "the body must be {\"new_pin\": \"...\"} and nothing else")
             })?;
             let pin = crate::token::Pin::from_text(text).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
-            let request = with(app, move |r| r.request_pin_change(&p, pin)).await?;
+            let request = with(app, move |r| r.dual_control().request_pin_change(&p, pin)).await?;
             Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
         }
         Op::ListRequests => {
-            let r = with(app, move |r| r.requests(&p)).await?;
+            let r = with(app, move |r| r.dual_control().requests(&p)).await?;
             Ok(ok(&serde_json::json!({ "requests": r })))
         }
         Op::ApproveRequest => {
             let id = own(id);
-            let r = with(app, move |r| r.approve_request(&p, &id)).await?;
+            let r = with(app, move |r| r.dual_control().approve_request(&p, &id)).await?;
             Ok(ok(&r))
         }
         Op::ListUnits => {
-            let u = with(app, move |r| r.units(&p)).await?;
+            let u = with(app, move |r| r.directory().units(&p)).await?;
             Ok(ok(&serde_json::json!({ "units": u })))
         }
         Op::CreateUnit => {
             let spec: UnitSpec = parse(&body(app, req).await?)?;
-            let u = with(app, move |r| r.create_unit(&p, spec)).await?;
+            let u = with(app, move |r| r.directory().create_unit(&p, spec)).await?;
             Ok(json_response(StatusCode::CREATED, &u))
         }
         _ => Err(super::method_not_allowed()),
@@ -429,9 +432,14 @@ pub(super) async fn route(
 /// Registry facts for /readyz and /metrics: (overdue filings, expiring seals), when there is a registry.
 pub(super) fn registry_facts(app: &App) -> Option<(Vec<String>, usize, Vec<String>)> {
     let r = app.signing.registry()?;
-    let overdue =
-        r.overdue_filings().ok()?.into_iter().map(|f| format!("{} ({} of seal {})", f.id, f.action, f.seal)).collect();
-    let expiring = r.expiring(r.settings().reminder_days).ok()?.len();
-    let keys = r.expiring_appliance_keys().ok()?;
+    let overdue = r
+        .filings()
+        .overdue_filings()
+        .ok()?
+        .into_iter()
+        .map(|f| format!("{} ({} of seal {})", f.id, f.action, f.seal))
+        .collect();
+    let expiring = r.filings().expiring(r.settings().reminder_days).ok()?.len();
+    let keys = r.dual_control().expiring_appliance_keys().ok()?;
     Some((overdue, expiring, keys))
 }

@@ -6,10 +6,12 @@
 //! only; `unit_admin` and `app` accounts belong to a unit, the others to none; no account changes
 //! its own role. Units form a tree; a unit administrator's reach is its unit and the units below it.
 
-use super::{actor, now_ms, put, Registry, SealError};
+use super::{actor, now_ms, put, Ledger, SealError};
 use crate::audit::{Actor, AuditEvent};
 use crate::authz::{Principal, Role};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 /// A unit (government, bureau, department ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,22 +123,38 @@ fn needs_unit(role: Role) -> bool {
     matches!(role, Role::UnitAdmin | Role::App)
 }
 
-impl Registry {
+/// Units and accounts, and who a client certificate is (三员 and the units' staff). Keeps an
+/// in-memory index of enabled accounts by certificate fingerprint, rebuilt from the store after
+/// every change, so that disabling an account takes effect at the next request.
+pub struct Directory {
+    ledger: Arc<Ledger>,
+    by_fingerprint: RwLock<HashMap<String, AccountRecord>>,
+}
+
+impl Directory {
+    pub(super) fn open(ledger: Arc<Ledger>) -> Result<Self, SealError> {
+        let d = Directory { ledger, by_fingerprint: RwLock::new(HashMap::new()) };
+        d.reload_directory()?;
+        Ok(d)
+    }
+}
+
+impl Directory {
     /// Rebuilds the fingerprint index from the store.
     pub(super) fn reload_directory(&self) -> Result<(), SealError> {
         let mut map = std::collections::HashMap::new();
-        for (_, a) in self.store.scan::<AccountRecord>("accounts")? {
+        for (_, a) in self.ledger.store.scan::<AccountRecord>("accounts")? {
             for f in &a.fingerprints {
                 let _ = map.insert(f.clone(), a.clone());
             }
         }
-        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = map;
+        *self.by_fingerprint.write().unwrap_or_else(|p| p.into_inner()) = map;
         Ok(())
     }
 
     /// The principal for a client certificate, if it belongs to an enabled registry account.
     pub fn identify(&self, fingerprint: &str, subject: &str) -> Option<Principal> {
-        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        let dir = self.by_fingerprint.read().unwrap_or_else(|p| p.into_inner());
         dir.get(&fingerprint.to_ascii_lowercase()).filter(|a| !a.disabled).map(|a| Principal {
             account: a.name.clone(),
             role: a.role,
@@ -149,7 +167,7 @@ impl Registry {
     /// Whether the registry account `p` stands for may sign with the plain key `name` (or its id),
     /// read from the in-memory directory `identify` uses, so a signature costs no store read.
     pub fn may_sign_with_key(&self, p: &Principal, name: &str, id: &str) -> bool {
-        let dir = self.directory.read().unwrap_or_else(|p| p.into_inner());
+        let dir = self.by_fingerprint.read().unwrap_or_else(|p| p.into_inner());
         dir.get(&p.fingerprint.to_ascii_lowercase())
             .filter(|a| a.name == p.account && !a.disabled)
             .is_some_and(|a| a.keys.iter().any(|k| k == name || k.eq_ignore_ascii_case(id)))
@@ -157,12 +175,13 @@ impl Registry {
 
     /// The registry account of a name.
     pub fn account(&self, name: &str) -> Result<Option<AccountRecord>, SealError> {
-        Ok(self.store.get::<AccountRecord>("accounts", name)?)
+        Ok(self.ledger.store.get::<AccountRecord>("accounts", name)?)
     }
 
     /// A unit by id.
     pub fn unit(&self, id: &str) -> Result<Unit, SealError> {
-        self.store
+        self.ledger
+            .store
             .get::<Unit>("units", id)?
             .ok_or_else(|| SealError::NotFound("unknown_unit", format!("no unit '{id}'")))
     }
@@ -179,15 +198,15 @@ impl Registry {
             if steps > 64 {
                 break;
             }
-            cur = self.store.get::<Unit>("units", &u)?.and_then(|x| x.parent);
+            cur = self.ledger.store.get::<Unit>("units", &u)?.and_then(|x| x.parent);
         }
         Ok(false)
     }
 
     /// Creates the first administrator accounts (`seald init`): only while no account exists.
     pub fn bootstrap(&self, admins: &[(Role, String, String)]) -> Result<Vec<AccountRecord>, SealError> {
-        let _g = self.admin_lock();
-        if !self.store.scan::<AccountRecord>("accounts")?.is_empty() {
+        let _g = self.ledger.admin_lock();
+        if !self.ledger.store.scan::<AccountRecord>("accounts")?.is_empty() {
             return Err(SealError::Conflict("already_initialised", "the registry has accounts already".into()));
         }
         let mut ev = AuditEvent::new(Actor::system(), "account.bootstrap", "accounts", "ok");
@@ -216,13 +235,19 @@ impl Registry {
             ev = ev.change(put("accounts", name, &a));
             out.push(a);
         }
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         self.reload_directory()?;
         Ok(out)
     }
 
-    fn require_sysadmin(&self, p: &Principal, action: &str, object: &str) -> Result<(), SealError> {
-        self.require_role(p, Role::Sysadmin, action, object, "only the system administrator manages accounts and units")
+    pub(super) fn require_sysadmin(&self, p: &Principal, action: &str, object: &str) -> Result<(), SealError> {
+        self.ledger.require_role(
+            p,
+            Role::Sysadmin,
+            action,
+            object,
+            "only the system administrator manages accounts and units",
+        )
     }
 
     /// Creates a unit (sysadmin).
@@ -234,8 +259,8 @@ impl Registry {
                 "unit id must be a code (1-64 of A-Z a-z 0-9 - _ .) and name 1-256 bytes".into(),
             ));
         }
-        let _g = self.admin_lock();
-        if self.store.get::<Unit>("units", &spec.id)?.is_some() {
+        let _g = self.ledger.admin_lock();
+        if self.ledger.store.get::<Unit>("units", &spec.id)?.is_some() {
             return Err(SealError::Conflict("unit_exists", format!("unit '{}' exists", spec.id)));
         }
         if let Some(parent) = &spec.parent {
@@ -243,24 +268,24 @@ impl Registry {
         }
         let u = Unit { id: spec.id.clone(), name: spec.name, parent: spec.parent, created_ms: now_ms() };
         let ev = AuditEvent::new(actor(p), "unit.create", &object, "ok").change(put("units", &u.id, &u));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(u)
     }
 
     /// Every unit (any role but `app`).
     pub fn units(&self, p: &Principal) -> Result<Vec<Unit>, SealError> {
         if p.role == Role::App {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "unit.list",
                 "units",
                 SealError::Forbidden("applications do not list units".into()),
             ));
         }
-        Ok(self.store.scan::<Unit>("units")?.into_iter().map(|(_, u)| u).collect())
+        Ok(self.ledger.store.scan::<Unit>("units")?.into_iter().map(|(_, u)| u).collect())
     }
 
-    fn check_account_shape(
+    pub(super) fn check_account_shape(
         &self,
         name: &str,
         role: Role,
@@ -283,8 +308,8 @@ impl Registry {
         Ok(())
     }
 
-    fn fingerprint_owner(&self, fp: &str) -> Option<String> {
-        self.directory.read().unwrap_or_else(|p| p.into_inner()).get(fp).map(|a| a.name.clone())
+    pub(super) fn fingerprint_owner(&self, fp: &str) -> Option<String> {
+        self.by_fingerprint.read().unwrap_or_else(|p| p.into_inner()).get(fp).map(|a| a.name.clone())
     }
 
     /// Creates an account (sysadmin). `taken` says whether a fingerprint is bound elsewhere (the
@@ -317,7 +342,7 @@ impl Registry {
         if fps.is_empty() {
             return Err(SealError::BadInput("an account needs at least one certificate or fingerprint".into()));
         }
-        let _g = self.admin_lock();
+        let _g = self.ledger.admin_lock();
         if self.account(&spec.name)?.is_some() {
             return Err(SealError::Conflict("account_exists", format!("account '{}' exists", spec.name)));
         }
@@ -348,7 +373,7 @@ impl Registry {
         let ev = AuditEvent::new(actor(p), "account.create", &object, "ok")
             .detail("role", serde_json::to_value(a.role).unwrap_or_default())
             .change(put("accounts", &a.name, &a));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         self.reload_directory()?;
         Ok(a)
     }
@@ -358,14 +383,14 @@ impl Registry {
         let object = format!("account:{name}");
         self.require_sysadmin(p, "account.update", &object)?;
         if name == p.account && (up.role.is_some() || up.disabled == Some(true)) {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "account.update",
                 &object,
                 SealError::Forbidden("no account changes its own role or disables itself".into()),
             ));
         }
-        let _g = self.admin_lock();
+        let _g = self.ledger.admin_lock();
         let mut a = self
             .account(name)?
             .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")))?;
@@ -400,7 +425,7 @@ impl Registry {
         }
         self.check_account_shape(&a.name, a.role, &a.unit, &a.keys)?;
         let ev = AuditEvent::new(actor(p), "account.update", &object, "ok").change(put("accounts", name, &a));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         self.reload_directory()?;
         Ok(a)
     }
@@ -408,6 +433,12 @@ impl Registry {
     /// Every registry account (sysadmin).
     pub fn accounts(&self, p: &Principal) -> Result<Vec<AccountRecord>, SealError> {
         self.require_sysadmin(p, "account.list", "accounts")?;
-        Ok(self.store.scan::<AccountRecord>("accounts")?.into_iter().map(|(_, a)| a).collect())
+        Ok(self.ledger.store.scan::<AccountRecord>("accounts")?.into_iter().map(|(_, a)| a).collect())
+    }
+
+    /// Whether `p` administers `unit` (its unit or one below).
+    pub(super) fn administers(&self, p: &Principal, unit: &str) -> Result<bool, SealError> {
+        Ok(p.role == Role::UnitAdmin
+            && p.unit.as_deref().is_some_and(|scope| self.unit_within(unit, scope).unwrap_or(false)))
     }
 }

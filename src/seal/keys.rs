@@ -13,12 +13,17 @@
 //! and follows each switch (`audit::KEY_CHANGE_ACTION`). The store then names the active key, which
 //! seald uses at start even where `[audit] key` still names the first.
 
-use super::{actor, now_ms, put, ApplianceKey, ApplianceKeyVersion, KeyState, Registry, Seal, SealError};
+use super::{
+    actor, now_ms, put, ApplianceKey, ApplianceKeyVersion, Directory, Filings, KeyState, Ledger, Lifecycle, Pki, Seal,
+    SealError,
+};
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
 use crate::formats::x509::Cert;
 use crate::token::KeyId;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// What a dual-control request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,9 +87,33 @@ fn key_name(name: &str) -> Result<KeyName<'_>, SealError> {
     }
 }
 
-impl Registry {
-    fn require_officer(&self, p: &Principal, action: &str, key: &str) -> Result<(), SealError> {
-        self.require_role(
+/// Key versions and dual control: rotation of seal keys and appliance keys, the switch to a new
+/// version, destruction of an old one and the token PIN change, each destructive step approved by
+/// a second security officer in time.
+pub struct DualControl {
+    ledger: Arc<Ledger>,
+    directory: Arc<Directory>,
+    pki: Arc<Pki>,
+    lifecycle: Arc<Lifecycle>,
+    filings: Arc<Filings>,
+    pending_pins: Mutex<HashMap<String, crate::token::Pin>>,
+}
+
+impl DualControl {
+    pub(super) fn new(
+        ledger: Arc<Ledger>,
+        directory: Arc<Directory>,
+        pki: Arc<Pki>,
+        lifecycle: Arc<Lifecycle>,
+        filings: Arc<Filings>,
+    ) -> Self {
+        DualControl { ledger, directory, pki, lifecycle, filings, pending_pins: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl DualControl {
+    pub(super) fn require_officer(&self, p: &Principal, action: &str, key: &str) -> Result<(), SealError> {
+        self.ledger.require_role(
             p,
             Role::Secofficer,
             action,
@@ -93,33 +122,18 @@ impl Registry {
         )
     }
 
-    fn appliance_key(&self, name: &str) -> Result<ApplianceKey, SealError> {
-        if let Some(k) = self.store.get::<ApplianceKey>("keys", name)? {
-            return Ok(k);
-        }
-        if name == "audit" {
-            // The audit key lives in the configuration until its first rotation; then in the store.
-            let id = self
-                .audit_key()
-                .ok_or_else(|| SealError::NotFound("unknown_key", "this journal signs no checkpoints".into()))?;
-            let info = self.pool.key(&id)?;
-            return Ok(ApplianceKey::first(id.to_hex(), info.alg, info.public_key.to_spki_pem()));
-        }
-        Err(SealError::NotFound("unknown_key", format!("no {name} key: run `seald init`")))
-    }
-
     /// Every key with its versions, states and the end of each certificate; `expiring` marks those
     /// ending within `[seals] reminder_days`. Security officers and auditors.
     pub fn key_list(&self, p: &Principal) -> Result<Vec<serde_json::Value>, SealError> {
         if !matches!(p.role, Role::Secofficer | Role::Auditor) {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "key.list",
                 "keys",
                 SealError::Forbidden("keys are listed for security officers and auditors".into()),
             ));
         }
-        let horizon = now_ms() + self.settings.reminder_days * 86_400_000;
+        let horizon = now_ms() + self.ledger.settings.reminder_days * 86_400_000;
         let end = |pem: &str| {
             Cert::parse(pem.as_bytes()).ok().map(|c| {
                 c.validity().1.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -127,7 +141,7 @@ impl Registry {
         };
         let mut out = Vec::new();
         for name in ["issuing-ca", "seal-maker", "audit"] {
-            if let Ok(k) = self.appliance_key(name) {
+            if let Ok(k) = self.pki.appliance_key(name) {
                 let mut versions = vec![serde_json::json!({
                     "version": k.version, "state": "active", "key_id": k.key_id, "not_after_ms": end(&k.cert_pem),
                     "expiring": end(&k.cert_pem).is_some_and(|e| e <= horizon),
@@ -138,7 +152,7 @@ impl Registry {
                 out.push(serde_json::json!({ "key": name, "alg": k.alg, "versions": versions }));
             }
         }
-        for (_, s) in self.store.scan::<Seal>("seals")? {
+        for (_, s) in self.ledger.store.scan::<Seal>("seals")? {
             if s.versions.is_empty() {
                 continue;
             }
@@ -160,10 +174,10 @@ impl Registry {
     /// Appliance keys whose active certificate ends within the reminder period (for /readyz, /metrics).
     pub fn expiring_appliance_keys(&self) -> Result<Vec<String>, SealError> {
         let horizon = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(now_ms() + self.settings.reminder_days * 86_400_000);
+            + std::time::Duration::from_millis(now_ms() + self.ledger.settings.reminder_days * 86_400_000);
         let mut out = Vec::new();
         for name in ["issuing-ca", "seal-maker"] {
-            if let Some(k) = self.store.get::<ApplianceKey>("keys", name)? {
+            if let Some(k) = self.ledger.store.get::<ApplianceKey>("keys", name)? {
                 if Cert::parse(k.cert_pem.as_bytes()).is_ok_and(|c| c.validity().1 <= horizon) {
                     out.push(name.to_string());
                 }
@@ -178,13 +192,13 @@ impl Registry {
         self.require_officer(p, "key.rotate", name)?;
         match key_name(name)? {
             KeyName::Seal(id) => {
-                let slot = self.slot(id);
+                let slot = self.ledger.slot(id);
                 let _w = slot.lock.write();
-                let mut seal = self.seal(id)?;
+                let mut seal = self.ledger.seal(id)?;
                 if seal.current().is_none() || matches!(seal.state, super::SealState::Revoked) {
                     let err =
                         SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "rotate".into() };
-                    return Err(self.refuse(p, "key.rotate", &format!("key:{name}"), err));
+                    return Err(self.ledger.refuse(p, "key.rotate", &format!("key:{name}"), err));
                 }
                 if seal.versions.iter().any(|v| v.state == KeyState::Pending) {
                     return Err(SealError::Conflict(
@@ -193,7 +207,7 @@ impl Registry {
                     ));
                 }
                 let next = seal.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1;
-                let mut v = self.new_version(&seal, next)?;
+                let mut v = self.lifecycle.new_version(&seal, next)?;
                 v.state = KeyState::Pending;
                 v.activated_ms = None;
                 seal.versions.push(v.clone());
@@ -201,12 +215,13 @@ impl Registry {
                     .detail("version", next)
                     .detail("key_id", v.key_id.clone())
                     .change(put("seals", id, &seal));
-                let _ = self.commit(ev)?;
+                let _ = self.ledger.commit(ev)?;
                 drop(_w);
                 let csr = {
-                    let key = self.pool.key(&KeyId::from_hex(&v.key_id)?)?;
-                    let unit = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
-                    let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
+                    let key = self.ledger.pool.key(&KeyId::from_hex(&v.key_id)?)?;
+                    let unit = self.directory.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
+                    let signer =
+                        crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
                     crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit), &key.public_key, &signer)
                         .map_err(|e| SealError::Certificate(e.to_string()))?
                 };
@@ -215,8 +230,8 @@ impl Registry {
                 )
             }
             KeyName::Appliance(which) => {
-                let _g = self.admin_lock();
-                let mut k = self.appliance_key(which)?;
+                let _g = self.ledger.admin_lock();
+                let mut k = self.pki.appliance_key(which)?;
                 if k.pending.is_some() {
                     return Err(SealError::Conflict(
                         "rotation_pending",
@@ -224,11 +239,11 @@ impl Registry {
                     ));
                 }
                 let next = k.retired.iter().map(|r| r.version).chain([k.version]).max().unwrap_or(1) + 1;
-                let key = self.pool.generate(k.alg, &format!("seald-{which}-v{next}"))?;
+                let key = self.ledger.pool.generate(k.alg, &format!("seald-{which}-v{next}"))?;
                 let now = std::time::SystemTime::now();
                 if which == "audit" {
                     // The audit key has no certificate: its record keeps the public key (SPKI PEM).
-                    let key = self.pool.generate(k.alg, &format!("seald-audit-v{next}"))?;
+                    let key = self.ledger.pool.generate(k.alg, &format!("seald-audit-v{next}"))?;
                     let v = ApplianceKeyVersion {
                         version: next,
                         key_id: key.id.to_hex(),
@@ -242,7 +257,7 @@ impl Registry {
                         .detail("version", next)
                         .detail("key_id", v.key_id.clone())
                         .change(put("keys", which, &k));
-                    let _ = self.commit(ev)?;
+                    let _ = self.ledger.commit(ev)?;
                     return Ok(
                         serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "public_key": v.cert_pem }),
                     );
@@ -259,14 +274,15 @@ impl Registry {
                     ca,
                 };
                 let cert = if ca {
-                    let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
+                    let signer =
+                        crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
                     crate::formats::x509::issue(&template, None, &signer)
                 } else {
-                    let ca_key = self.appliance_key("issuing-ca")?;
+                    let ca_key = self.pki.appliance_key("issuing-ca")?;
                     let ca_cert =
                         Cert::parse(ca_key.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
                     let signer = crate::token::TokenKey::with_public(
-                        &self.pool,
+                        &self.ledger.pool,
                         &KeyId::from_hex(&ca_key.key_id)?,
                         ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
                     );
@@ -275,7 +291,7 @@ impl Registry {
                 let cert = match cert {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = self.pool.destroy(&key.id);
+                        let _ = self.ledger.pool.destroy(&key.id);
                         return Err(SealError::Certificate(e.to_string()));
                     }
                 };
@@ -292,7 +308,7 @@ impl Registry {
                     .detail("version", next)
                     .detail("key_id", v.key_id.clone())
                     .change(put("keys", which, &k));
-                let _ = self.commit(ev)?;
+                let _ = self.ledger.commit(ev)?;
                 Ok(
                     serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "certificate": v.cert_pem }),
                 )
@@ -300,7 +316,7 @@ impl Registry {
         }
     }
 
-    fn open_request(
+    pub(super) fn open_request(
         &self,
         p: &Principal,
         action: RequestAction,
@@ -315,7 +331,7 @@ impl Registry {
             version,
             requested_by: p.account.clone(),
             created_ms: now,
-            expires_ms: now + self.settings.dual_control_deadline_s * 1000,
+            expires_ms: now + self.ledger.settings.dual_control_deadline_s * 1000,
             state: RequestState::Pending,
             approved_by: None,
         };
@@ -324,7 +340,7 @@ impl Registry {
             .detail("action", serde_json::to_value(action).unwrap_or_default())
             .detail("version", version)
             .change(put("requests", &r.id, &r));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(r)
     }
 
@@ -340,7 +356,7 @@ impl Registry {
         match key_name(name)? {
             KeyName::Seal(id) => self.activate_seal_version(p, id, version).map(Ok),
             KeyName::Appliance(which) => {
-                let k = self.appliance_key(which)?;
+                let k = self.pki.appliance_key(which)?;
                 if k.pending.as_ref().map(|v| v.version) != Some(version) {
                     return Err(SealError::Conflict(
                         "not_pending",
@@ -352,11 +368,16 @@ impl Registry {
         }
     }
 
-    fn activate_seal_version(&self, p: &Principal, id: &str, version: u32) -> Result<serde_json::Value, SealError> {
-        let slot = self.slot(id);
+    pub(super) fn activate_seal_version(
+        &self,
+        p: &Principal,
+        id: &str,
+        version: u32,
+    ) -> Result<serde_json::Value, SealError> {
+        let slot = self.ledger.slot(id);
         // Exclusive: uses in flight finish on the old version first; none after this starts uses it.
         let _w = slot.lock.write();
-        let mut seal = self.seal(id)?;
+        let mut seal = self.ledger.seal(id)?;
         if !seal.versions.iter().any(|v| v.version == version && v.state == KeyState::Pending) {
             return Err(SealError::Conflict("not_pending", format!("seal:{id} version {version} is not pending")));
         }
@@ -379,13 +400,13 @@ impl Registry {
             time_ms: now,
             reason: Some(format!("key version {version}")),
         });
-        let filing = self.new_filing(&seal, "renew");
+        let filing = self.filings.new_filing(&seal, "renew");
         let ev = AuditEvent::new(actor(p), "key.activate", &format!("key:seal:{id}"), "ok")
             .detail("version", version)
             .detail("retired", old)
             .change(put("filings", &filing.id, &filing))
             .change(put("seals", id, &seal));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(serde_json::json!({ "key": format!("seal:{id}"), "version": version, "state": "active", "retired": old }))
     }
 
@@ -393,9 +414,9 @@ impl Registry {
     pub fn request_destroy(&self, p: &Principal, name: &str, version: u32) -> Result<DualRequest, SealError> {
         self.require_officer(p, "key.destroy", name)?;
         let state = match key_name(name)? {
-            KeyName::Seal(id) => self.seal(id)?.versions.iter().find(|v| v.version == version).map(|v| v.state),
+            KeyName::Seal(id) => self.ledger.seal(id)?.versions.iter().find(|v| v.version == version).map(|v| v.state),
             KeyName::Appliance(which) => {
-                let k = self.appliance_key(which)?;
+                let k = self.pki.appliance_key(which)?;
                 if k.version == version {
                     Some(KeyState::Active)
                 } else {
@@ -429,22 +450,23 @@ impl Registry {
     /// Dual-control requests (security officers, auditors).
     pub fn requests(&self, p: &Principal) -> Result<Vec<DualRequest>, SealError> {
         if !matches!(p.role, Role::Secofficer | Role::Auditor) {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "key.requests",
                 "requests",
                 SealError::Forbidden("requests are for security officers and auditors".into()),
             ));
         }
-        Ok(self.store.scan::<DualRequest>("requests")?.into_iter().map(|(_, r)| r).collect())
+        Ok(self.ledger.store.scan::<DualRequest>("requests")?.into_iter().map(|(_, r)| r).collect())
     }
 
     /// The second officer approves a request, which is then carried out.
     pub fn approve_request(&self, p: &Principal, id: &str) -> Result<DualRequest, SealError> {
         let object = format!("request:{id}");
-        self.require_role(p, Role::Secofficer, "key.approve", &object, "only a security officer approves")?;
-        let _g = self.admin_lock();
+        self.ledger.require_role(p, Role::Secofficer, "key.approve", &object, "only a security officer approves")?;
+        let _g = self.ledger.admin_lock();
         let mut r = self
+            .ledger
             .store
             .get::<DualRequest>("requests", id)?
             .ok_or_else(|| SealError::NotFound("unknown_request", format!("no request '{id}'")))?;
@@ -452,7 +474,7 @@ impl Registry {
             return Err(SealError::Conflict("request_done", format!("request {id} was carried out already")));
         }
         if r.requested_by == p.account {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "key.approve",
                 &object,
@@ -460,7 +482,7 @@ impl Registry {
             ));
         }
         if now_ms() > r.expires_ms {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "key.approve",
                 &object,
@@ -480,9 +502,9 @@ impl Registry {
             let pin = pin.ok_or_else(|| {
                 SealError::Conflict("request_lost", format!("request {id} lost its PIN in a restart; ask again"))
             })?;
-            let written = self.pool.change_pin(pin)?;
+            let written = self.ledger.pool.change_pin(pin)?;
             let ev = ev.detail("pin_file_updated", written);
-            let _ = self.commit(ev)?;
+            let _ = self.ledger.commit(ev)?;
             if !written {
                 tracing::warn!("the token PIN changed: update the PIN file or credential before the next start");
             }
@@ -491,7 +513,7 @@ impl Registry {
         let name = r.key.clone();
         match (r.action, key_name(&name)?) {
             (RequestAction::Activate, KeyName::Appliance(which)) => {
-                let mut k = self.appliance_key(which)?;
+                let mut k = self.pki.appliance_key(which)?;
                 let pending = k.pending.take().filter(|v| v.version == r.version).ok_or_else(|| {
                     SealError::Conflict("not_pending", format!("{which} version {} is no longer pending", r.version))
                 })?;
@@ -511,16 +533,16 @@ impl Registry {
                 if which == "audit" {
                     // The old key vouches for the new one in the journal, then the journal signs with it.
                     let id = KeyId::from_hex(&k.key_id)?;
-                    let signer = crate::token::TokenKey::open(&self.pool, &id)?;
+                    let signer = crate::token::TokenKey::open(&self.ledger.pool, &id)?;
                     ev.action = crate::audit::KEY_CHANGE_ACTION.into();
                     ev = ev.detail("new_public_key", k.cert_pem.clone()).detail("approved_request", r.id.clone());
-                    let _ = self.journal.rekey(std::sync::Arc::new(signer), ev)?;
-                    self.set_audit_key(id);
+                    let _ = self.ledger.journal.rekey(std::sync::Arc::new(signer), ev)?;
+                    self.ledger.set_audit_key(id);
                     return Ok(r);
                 }
             }
             (RequestAction::Destroy, KeyName::Appliance(which)) => {
-                let mut k = self.appliance_key(which)?;
+                let mut k = self.pki.appliance_key(which)?;
                 let v = k
                     .pending
                     .iter_mut()
@@ -529,7 +551,7 @@ impl Registry {
                 let v = v.ok_or_else(|| {
                     SealError::Conflict("key_destroyed", format!("{which} version {} is gone", r.version))
                 })?;
-                self.pool.destroy(&KeyId::from_hex(&v.key_id)?)?;
+                self.ledger.pool.destroy(&KeyId::from_hex(&v.key_id)?)?;
                 v.state = KeyState::Destroyed;
                 if k.pending.as_ref().is_some_and(|p| p.state == KeyState::Destroyed) {
                     let gone = k.pending.take();
@@ -538,9 +560,9 @@ impl Registry {
                 ev = ev.change(put("keys", which, &k));
             }
             (RequestAction::Destroy, KeyName::Seal(sid)) => {
-                let slot = self.slot(sid);
+                let slot = self.ledger.slot(sid);
                 let _w = slot.lock.write();
-                let mut seal = self.seal(sid)?;
+                let mut seal = self.ledger.seal(sid)?;
                 let v = seal
                     .versions
                     .iter_mut()
@@ -551,10 +573,10 @@ impl Registry {
                         format!("seal:{sid} version {} cannot be destroyed now", r.version),
                     )
                 })?;
-                self.pool.destroy(&KeyId::from_hex(&v.key_id)?)?;
+                self.ledger.pool.destroy(&KeyId::from_hex(&v.key_id)?)?;
                 v.state = KeyState::Destroyed;
                 ev = ev.change(put("seals", sid, &seal));
-                let _ = self.commit(ev)?;
+                let _ = self.ledger.commit(ev)?;
                 return Ok(r);
             }
             (RequestAction::Activate, KeyName::Seal(_)) => {
@@ -562,7 +584,7 @@ impl Registry {
             }
             (RequestAction::ChangePin, _) => return Err(SealError::BadInput("handled above".into())),
         }
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(r)
     }
 }

@@ -6,14 +6,15 @@
 //! one journal record that carries every object it changes: the seal, a filing, grants.
 
 use super::{
-    actor, now_ms, put, Filing, Grant, HistoryEntry, Policy, Registry, Seal, SealError, SealImage, SealKeyVersion,
-    SealKind, SealState,
+    actor, now_ms, put, Directory, Filing, Filings, Grant, HistoryEntry, Ledger, Pki, Policy, Seal, SealError,
+    SealImage, SealKeyVersion, SealKind, SealState,
 };
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
 use crate::crypto::KeyAlg;
 use crate::store::Change;
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// The transitions an issuer makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -188,41 +189,62 @@ fn check_policy(p: &Policy) -> Result<(), SealError> {
     Ok(())
 }
 
-impl Registry {
-    fn new_seal_id(&self) -> Result<String, SealError> {
+/// Seals through their life: apply, approve or reject, make, publish, freeze and unfreeze, revoke,
+/// change and renew; their policy, grants, certificate and `SESeal`. Each transition checks role,
+/// unit and state, and commits one journal record carrying every object it changes.
+pub struct Lifecycle {
+    ledger: Arc<Ledger>,
+    directory: Arc<Directory>,
+    pki: Arc<Pki>,
+    filings: Arc<Filings>,
+}
+
+impl Lifecycle {
+    /// A seal by id, as stored (no role check: for the appliance's own use).
+    pub fn seal(&self, id: &str) -> Result<Seal, SealError> {
+        self.ledger.seal(id)
+    }
+
+    pub(super) fn new(ledger: Arc<Ledger>, directory: Arc<Directory>, pki: Arc<Pki>, filings: Arc<Filings>) -> Self {
+        Lifecycle { ledger, directory, pki, filings }
+    }
+}
+
+impl Lifecycle {
+    pub(super) fn new_seal_id(&self) -> Result<String, SealError> {
         loop {
             let mut b = [0u8; 8];
             getrandom::getrandom(&mut b).map_err(|e| SealError::Store(format!("no randomness: {e}")))?;
             let id = format!("{:016}", u64::from_be_bytes(b) % 10_000_000_000_000_000);
-            if self.store.get::<Seal>("seals", &id)?.is_none() {
+            if self.ledger.store.get::<Seal>("seals", &id)?.is_none() {
                 return Ok(id);
             }
         }
-    }
-
-    /// Whether `p` administers `unit` (its unit or one below).
-    pub(super) fn administers(&self, p: &Principal, unit: &str) -> Result<bool, SealError> {
-        Ok(p.role == Role::UnitAdmin
-            && p.unit.as_deref().is_some_and(|scope| self.unit_within(unit, scope).unwrap_or(false)))
     }
 
     /// A unit administrator applies for a seal of its unit (or a unit below it).
     pub fn apply(&self, p: &Principal, req: ApplyRequest) -> Result<Seal, SealError> {
         let unit = req.unit.clone().or_else(|| p.unit.clone()).unwrap_or_default();
         let object = format!("unit:{unit}");
-        self.require_role(p, Role::UnitAdmin, "seal.apply", &object, "only a unit administrator applies for seals")?;
-        if !self.administers(p, &unit)? {
-            return Err(self.refuse(
+        self.ledger.require_role(
+            p,
+            Role::UnitAdmin,
+            "seal.apply",
+            &object,
+            "only a unit administrator applies for seals",
+        )?;
+        if !self.directory.administers(p, &unit)? {
+            return Err(self.ledger.refuse(
                 p,
                 "seal.apply",
                 &object,
                 SealError::Forbidden(format!("unit '{unit}' is not administered by '{}'", p.account)),
             ));
         }
-        let _ = self.unit(&unit)?;
+        let _ = self.directory.unit(&unit)?;
         let name = check_name(&req.name)?;
         let image =
-            seal_image(&req.image, &req.image_type, req.width_mm, req.height_mm, self.settings.max_image_bytes)?;
+            seal_image(&req.image, &req.image_type, req.width_mm, req.height_mm, self.ledger.settings.max_image_bytes)?;
         if req.valid_days == 0 || req.valid_days > 3650 {
             return Err(SealError::BadInput("valid_days must be 1 to 3650".into()));
         }
@@ -230,7 +252,7 @@ impl Registry {
             return Err(SealError::BadInput("alg must be sm2 or p256".into()));
         }
         check_policy(&req.policy)?;
-        let _g = self.admin_lock();
+        let _g = self.ledger.admin_lock();
         let id = self.new_seal_id()?;
         let seal = Seal {
             id: id.clone(),
@@ -256,18 +278,18 @@ impl Registry {
         let ev = AuditEvent::new(actor(p), "seal.apply", &format!("seal:{id}"), "ok")
             .detail("to", "applied")
             .change(put("seals", &id, &seal));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(seal)
     }
 
     /// A new key version for `seal`: the key generated in the token, certified by the issuing CA.
     pub(super) fn new_version(&self, seal: &Seal, version: u32) -> Result<SealKeyVersion, SealError> {
-        let unit_name = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
-        let key = self.pool.generate(seal.alg, &format!("seal-{}-v{version}", seal.id))?;
-        let cert = match self.certify(seal, &unit_name, &key.public_key) {
+        let unit_name = self.directory.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
+        let key = self.ledger.pool.generate(seal.alg, &format!("seal-{}-v{version}", seal.id))?;
+        let cert = match self.pki.certify(seal, &unit_name, &key.public_key) {
             Ok(c) => c,
             Err(e) => {
-                let _ = self.pool.destroy(&key.id);
+                let _ = self.ledger.pool.destroy(&key.id);
                 return Err(e);
             }
         };
@@ -289,10 +311,10 @@ impl Registry {
             state: super::KeyState::Active,
             activated_ms: Some(now_ms()),
         };
-        match self.make_ses(seal, &v) {
+        match self.pki.make_ses(seal, &v) {
             Ok(ses) => v.ses = Some(ses),
             Err(e) => {
-                let _ = self.pool.destroy(&key.id);
+                let _ = self.ledger.pool.destroy(&key.id);
                 return Err(e);
             }
         }
@@ -309,20 +331,26 @@ impl Registry {
     ) -> Result<Seal, SealError> {
         let object = format!("seal:{id}");
         let what = format!("seal.{}", action.name());
-        self.require_role(p, Role::Issuer, &what, &object, format!("only an issuer may {} a seal", action.name()))?;
+        self.ledger.require_role(
+            p,
+            Role::Issuer,
+            &what,
+            &object,
+            format!("only an issuer may {} a seal", action.name()),
+        )?;
         if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
             return Err(SealError::BadInput("reason is at most 1024 bytes".into()));
         }
         if action != Action::Change && (req.name.is_some() || req.image.is_some()) {
             return Err(SealError::BadInput("name and image can change only through `change`".into()));
         }
-        let slot = self.slot(id);
+        let slot = self.ledger.slot(id);
         let _w = slot.lock.write();
-        let mut seal = self.seal(id)?;
+        let mut seal = self.ledger.seal(id)?;
         let from = seal.state;
         if !action.from_states().contains(&from) {
             let err = SealError::InvalidTransition { seal: id.to_string(), state: from, action: action.name().into() };
-            return Err(self.refuse(p, &what, &object, err));
+            return Err(self.ledger.refuse(p, &what, &object, err));
         }
         let now = now_ms();
         let to = action.to_state(from);
@@ -357,7 +385,7 @@ impl Registry {
                     new.name = check_name(n)?;
                 }
                 if let Some((bytes, t, w, h)) = &req.image {
-                    new.image = seal_image(bytes, t, *w, *h, self.settings.max_image_bytes)?;
+                    new.image = seal_image(bytes, t, *w, *h, self.ledger.settings.max_image_bytes)?;
                 }
                 new.versions = Vec::new();
                 new.state = SealState::Made;
@@ -372,12 +400,13 @@ impl Registry {
                 }];
                 let v = self.new_version(&new, 1)?;
                 new.versions.push(v);
-                for (_, g) in self.store.scan::<Grant>("grants")?.into_iter().filter(|(_, g)| g.seal == seal.id) {
+                for (_, g) in self.ledger.store.scan::<Grant>("grants")?.into_iter().filter(|(_, g)| g.seal == seal.id)
+                {
                     let copy =
                         Grant { seal: new.id.clone(), account: g.account, granted_by: p.account.clone(), time_ms: now };
                     changes.push(put("grants", &format!("{}/{}", copy.seal, copy.account), &copy));
                 }
-                let filing = self.new_filing(&new, "change");
+                let filing = self.filings.new_filing(&new, "change");
                 changes.push(put("filings", &filing.id, &filing));
                 changes.push(put("seals", &new.id, &new));
                 seal.replaced_by = Some(new.id.clone());
@@ -389,7 +418,7 @@ impl Registry {
         seal.history.push(entry(to));
         // Filings for make, renew and revoke name the seal as it now is.
         if matches!(action, Action::Make | Action::Renew | Action::Revoke) {
-            let filing: Filing = self.new_filing(&seal, action.name());
+            let filing: Filing = self.filings.new_filing(&seal, action.name());
             changes.push(put("filings", &filing.id, &filing));
         }
         changes.push(put("seals", id, &seal));
@@ -405,7 +434,7 @@ impl Registry {
             ev = ev.detail("new_seal", new.id.clone());
         }
         ev.snapshot = changes;
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(result.unwrap_or(seal))
     }
 
@@ -414,21 +443,21 @@ impl Registry {
     /// key must be the token key's.
     pub fn import_certificate(&self, p: &Principal, id: &str, pem: &str) -> Result<Seal, SealError> {
         let object = format!("seal:{id}");
-        self.require_role(p, Role::Issuer, "seal.certificate", &object, "only an issuer binds a certificate")?;
+        self.ledger.require_role(p, Role::Issuer, "seal.certificate", &object, "only an issuer binds a certificate")?;
         let cert =
             crate::formats::x509::Cert::parse(pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let slot = self.slot(id);
+        let slot = self.ledger.slot(id);
         let _w = slot.lock.write();
-        let mut seal = self.seal(id)?;
+        let mut seal = self.ledger.seal(id)?;
         if !matches!(seal.state, SealState::Made | SealState::Active | SealState::Frozen) {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "certificate".into() };
-            return Err(self.refuse(p, "seal.certificate", &object, err));
+            return Err(self.ledger.refuse(p, "seal.certificate", &object, err));
         }
         let v = seal.current_mut().ok_or_else(|| SealError::Store(format!("seal {id} has no key version")))?;
-        let token_key = self.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
+        let token_key = self.ledger.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
         let cert_key = cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
         if cert_key != token_key.public_key {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "seal.certificate",
                 &object,
@@ -445,7 +474,7 @@ impl Registry {
         v.not_after_ms = ms(na);
         let version = v.version;
         let snapshot = v.clone();
-        let ses = self.make_ses(&seal, &snapshot)?;
+        let ses = self.pki.make_ses(&seal, &snapshot)?;
         if let Some(v) = seal.current_mut() {
             v.ses = Some(ses);
         }
@@ -460,7 +489,7 @@ impl Registry {
             .detail("key_version", version)
             .detail("cert_sha256", cert.fingerprint())
             .change(put("seals", id, &seal));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(seal)
     }
 
@@ -468,52 +497,32 @@ impl Registry {
     /// CA (its answer comes back through `import_certificate`). Issuers only.
     pub fn seal_csr(&self, p: &Principal, id: &str) -> Result<String, SealError> {
         let object = format!("seal:{id}");
-        self.require_role(p, Role::Issuer, "seal.csr", &object, "only an issuer requests a seal's certificate")?;
-        let seal = self.seal(id)?;
+        self.ledger.require_role(
+            p,
+            Role::Issuer,
+            "seal.csr",
+            &object,
+            "only an issuer requests a seal's certificate",
+        )?;
+        let seal = self.ledger.seal(id)?;
         let v = seal.current().ok_or_else(|| SealError::InvalidTransition {
             seal: id.into(),
             state: seal.state,
             action: "csr".into(),
         })?;
-        let key = self.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
-        let unit_name = self.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
-        let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
+        let key = self.ledger.pool.key(&crate::token::KeyId::from_hex(&v.key_id)?)?;
+        let unit_name = self.directory.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
+        let signer = crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
         crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit_name), &key.public_key, &signer)
             .map_err(|e| SealError::Certificate(e.to_string()))
-    }
-
-    /// The built-in issuing CA certifies a PKCS#10 request (issuers only): for development and small
-    /// deployments without an outside CA. The request must be signed by its own key.
-    pub fn ca_issue(&self, p: &Principal, csr_pem: &str, valid_days: u32) -> Result<String, SealError> {
-        self.require_role(p, Role::Issuer, "ca.issue", "key:issuing-ca", "only an issuer uses the issuing CA")?;
-        if valid_days == 0 || valid_days > 3650 {
-            return Err(SealError::BadInput("valid_days must be 1 to 3650".into()));
-        }
-        let csr =
-            crate::formats::x509::Csr::parse(csr_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        if !csr.signature_ok() {
-            return Err(SealError::Certificate("the request is not signed by its own key".into()));
-        }
-        let key = csr.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
-        let subject = csr.subject_attributes();
-        if subject.is_empty() {
-            return Err(SealError::BadInput("the request's subject names nothing (CN, O, OU, C)".into()));
-        }
-        let cert = self.issue_with_ca(subject, &key, valid_days)?;
-        let ev = AuditEvent::new(actor(p), "ca.issue", "key:issuing-ca", "ok")
-            .detail("subject", cert.subject_text())
-            .detail("serial", cert.serial_hex())
-            .detail("cert_sha256", cert.fingerprint());
-        let _ = self.commit(ev)?;
-        Ok(cert.to_pem())
     }
 
     /// Sets a seal's use policy: its unit administrator, or an issuer. Not once revoked or rejected.
     pub fn set_policy(&self, p: &Principal, id: &str, policy: Policy) -> Result<Seal, SealError> {
         let object = format!("seal:{id}");
-        let seal = self.seal(id)?;
-        if !(p.role == Role::Issuer || self.administers(p, &seal.unit)?) {
-            return Err(self.refuse(
+        let seal = self.ledger.seal(id)?;
+        if !(p.role == Role::Issuer || self.directory.administers(p, &seal.unit)?) {
+            return Err(self.ledger.refuse(
                 p,
                 "seal.policy",
                 &object,
@@ -521,25 +530,25 @@ impl Registry {
             ));
         }
         check_policy(&policy)?;
-        let slot = self.slot(id);
+        let slot = self.ledger.slot(id);
         let _w = slot.lock.write();
-        let mut seal = self.seal(id)?;
+        let mut seal = self.ledger.seal(id)?;
         if matches!(seal.state, SealState::Revoked | SealState::Rejected) {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "policy".into() };
-            return Err(self.refuse(p, "seal.policy", &object, err));
+            return Err(self.ledger.refuse(p, "seal.policy", &object, err));
         }
         seal.policy = policy;
         let ev = AuditEvent::new(actor(p), "seal.policy", &object, "ok").change(put("seals", id, &seal));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(seal)
     }
 
     /// Grants use of a seal to an app of its unit (or a unit below): the seal's unit administrator.
     pub fn grant(&self, p: &Principal, id: &str, account: &str) -> Result<Grant, SealError> {
         let object = format!("seal:{id}");
-        let seal = self.seal(id)?;
-        if !self.administers(p, &seal.unit)? {
-            return Err(self.refuse(
+        let seal = self.ledger.seal(id)?;
+        if !self.directory.administers(p, &seal.unit)? {
+            return Err(self.ledger.refuse(
                 p,
                 "seal.grant",
                 &object,
@@ -548,32 +557,33 @@ impl Registry {
         }
         if matches!(seal.state, SealState::Revoked | SealState::Rejected) {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "grant".into() };
-            return Err(self.refuse(p, "seal.grant", &object, err));
+            return Err(self.ledger.refuse(p, "seal.grant", &object, err));
         }
         let a = self
+            .directory
             .account(account)?
             .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{account}'")))?;
-        let in_unit = a.unit.as_deref().is_some_and(|u| self.unit_within(u, &seal.unit).unwrap_or(false));
+        let in_unit = a.unit.as_deref().is_some_and(|u| self.directory.unit_within(u, &seal.unit).unwrap_or(false));
         if a.role != Role::App || !in_unit {
             return Err(SealError::BadInput(format!("'{account}' is not an application of unit '{}'", seal.unit)));
         }
-        let _g = self.admin_lock();
+        let _g = self.ledger.admin_lock();
         let g = Grant { seal: id.into(), account: account.into(), granted_by: p.account.clone(), time_ms: now_ms() };
         let ev = AuditEvent::new(actor(p), "seal.grant", &object, "ok").detail("account", account).change(put(
             "grants",
             &format!("{id}/{account}"),
             &g,
         ));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(g)
     }
 
     /// Withdraws a grant: the seal's unit administrator.
     pub fn ungrant(&self, p: &Principal, id: &str, account: &str) -> Result<(), SealError> {
         let object = format!("seal:{id}");
-        let seal = self.seal(id)?;
-        if !self.administers(p, &seal.unit)? {
-            return Err(self.refuse(
+        let seal = self.ledger.seal(id)?;
+        if !self.directory.administers(p, &seal.unit)? {
+            return Err(self.ledger.refuse(
                 p,
                 "seal.ungrant",
                 &object,
@@ -581,39 +591,39 @@ impl Registry {
             ));
         }
         let key = format!("{id}/{account}");
-        let _g = self.admin_lock();
-        if self.store.get::<Grant>("grants", &key)?.is_none() {
+        let _g = self.ledger.admin_lock();
+        if self.ledger.store.get::<Grant>("grants", &key)?.is_none() {
             return Err(SealError::NotFound("unknown_grant", format!("'{account}' holds no grant on seal {id}")));
         }
         // Taken under the seal's lock, so no use that relied on the grant is still running after this returns.
-        let slot = self.slot(id);
+        let slot = self.ledger.slot(id);
         let _w = slot.lock.write();
         let ev = AuditEvent::new(actor(p), "seal.ungrant", &object, "ok")
             .detail("account", account)
             .change(Change::Delete { tree: "grants".into(), key });
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(())
     }
 
     /// The apps granted a seal.
     pub fn grants(&self, id: &str) -> Result<Vec<Grant>, SealError> {
-        Ok(self.store.scan::<Grant>("grants")?.into_iter().map(|(_, g)| g).filter(|g| g.seal == id).collect())
+        Ok(self.ledger.store.scan::<Grant>("grants")?.into_iter().map(|(_, g)| g).filter(|g| g.seal == id).collect())
     }
 
-    fn may_read(&self, p: &Principal, seal: &Seal) -> Result<bool, SealError> {
+    pub(super) fn may_read(&self, p: &Principal, seal: &Seal) -> Result<bool, SealError> {
         Ok(match p.role {
             Role::Issuer | Role::Auditor => true,
-            Role::UnitAdmin => self.administers(p, &seal.unit)?,
-            Role::App => self.store.get::<Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some(),
+            Role::UnitAdmin => self.directory.administers(p, &seal.unit)?,
+            Role::App => self.ledger.store.get::<Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some(),
             Role::Sysadmin | Role::Secofficer => false,
         })
     }
 
     /// One seal, for those who may see it: issuers and auditors, its unit administrator, granted apps.
     pub fn get_seal(&self, p: &Principal, id: &str) -> Result<Seal, SealError> {
-        let seal = self.seal(id)?;
+        let seal = self.ledger.seal(id)?;
         if !self.may_read(p, &seal)? {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "seal.read",
                 &format!("seal:{id}"),
@@ -632,7 +642,7 @@ impl Registry {
         expiring_days: Option<u64>,
     ) -> Result<Vec<Seal>, SealError> {
         if matches!(p.role, Role::Sysadmin | Role::Secofficer) {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "seal.list",
                 "seals",
@@ -640,11 +650,11 @@ impl Registry {
             ));
         }
         let expiring: Option<std::collections::HashSet<String>> = match expiring_days {
-            Some(d) => Some(self.expiring(d)?.into_iter().map(|s| s.id).collect()),
+            Some(d) => Some(self.filings.expiring(d)?.into_iter().map(|s| s.id).collect()),
             None => None,
         };
         let mut out = Vec::new();
-        for s in self.all_seals()? {
+        for s in self.ledger.all_seals()? {
             if state.is_some_and(|st| s.state != st) || unit.is_some_and(|u| s.unit != u) {
                 continue;
             }
@@ -656,6 +666,18 @@ impl Registry {
             }
         }
         Ok(out)
+    }
+
+    /// The current `SESeal` of a seal, DER, for those who may read the seal.
+    pub fn seal_ses(&self, p: &Principal, id: &str) -> Result<Vec<u8>, SealError> {
+        use base64::Engine as _;
+        let seal = self.get_seal(p, id)?;
+        let b64 = seal.current().and_then(|v| v.ses.clone()).ok_or_else(|| SealError::InvalidTransition {
+            seal: id.into(),
+            state: seal.state,
+            action: "ses".into(),
+        })?;
+        base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| SealError::Store(e.to_string()))
     }
 }
 

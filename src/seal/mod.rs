@@ -15,15 +15,24 @@
 //! generate, sign and look up keys by CKA_ID.
 
 mod directory;
+mod filings;
 mod keys;
+mod ledger;
 mod lifecycle;
+mod pki;
 mod trail;
 mod usage;
+mod verify;
 
-pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Unit, UnitSpec};
-pub use keys::{active_audit_key, DualRequest, RequestState};
-pub use lifecycle::{Action, ApplyRequest, TransitionRequest};
-pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsePermit, UseReceipt};
+pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Directory, Unit, UnitSpec};
+pub use filings::{Filing, FilingState, Filings};
+pub use keys::{active_audit_key, DualControl, DualRequest, RequestState};
+pub use ledger::Ledger;
+pub use lifecycle::{Action, ApplyRequest, Lifecycle, TransitionRequest};
+pub use pki::Pki;
+pub use trail::Trail;
+pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsePermit, UseReceipt, Uses};
+pub use verify::Verification;
 
 use crate::audit::{Actor, AuditEvent, Journal};
 use crate::authz::{Principal, Role};
@@ -33,7 +42,7 @@ use crate::store::{Change, Store};
 use crate::token::{KeyId, SignInput, TokenError, TokenPool};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// The states of ../shared/ARCHITECTURE.md. Expired is derived from the validity, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -336,59 +345,6 @@ pub struct Ticket {
     pub used_ms: Option<u64>,
 }
 
-/// Filing states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FilingState {
-    /// Not yet acknowledged by the police system.
-    Pending,
-    /// Acknowledged.
-    Acked,
-}
-
-/// A filing record (备案) for the police seal-management system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filing {
-    /// Id.
-    pub id: String,
-    /// Seal id.
-    pub seal: String,
-    /// The seal's name.
-    pub seal_name: String,
-    /// Its kind.
-    pub kind: SealKind,
-    /// Its unit.
-    pub unit: String,
-    /// `make`, `change`, `renew` or `revoke`.
-    pub action: String,
-    /// Key version concerned.
-    #[serde(default)]
-    pub key_version: Option<u32>,
-    /// Certificate serial concerned, hex.
-    #[serde(default)]
-    pub cert_serial: Option<String>,
-    /// When it was queued.
-    pub created_ms: u64,
-    /// State.
-    pub state: FilingState,
-    /// When it was acknowledged, and by whom, with the police system's reference.
-    #[serde(default)]
-    pub acked_ms: Option<u64>,
-    /// Who acknowledged it.
-    #[serde(default)]
-    pub acked_by: Option<String>,
-    /// The police system's reference number.
-    #[serde(default)]
-    pub reference: Option<String>,
-}
-
-impl Filing {
-    /// Pending for longer than `deadline_ms` at `now_ms`.
-    pub fn overdue(&self, now_ms: u64, deadline_ms: u64) -> bool {
-        self.state == FilingState::Pending && now_ms.saturating_sub(self.created_ms) > deadline_ms
-    }
-}
-
 /// One of the appliance's own keys in the token with its certificate (tree `keys`): the issuing CA
 /// (`issuing-ca`, self-signed) and the seal maker (`seal-maker`, issued by that CA), which signs the
 /// GB/T 38540 `SESeal` of every seal made here.
@@ -615,17 +571,17 @@ struct InFlight {
     tickets: std::collections::HashSet<String>,
 }
 
-/// The registry.
+/// The registry: its services over one ledger.
 pub struct Registry {
-    store: Arc<Store>,
-    journal: Arc<Journal>,
-    pool: TokenPool,
-    settings: SealSettings,
-    slots: Mutex<HashMap<String, Arc<SealSlot>>>,
-    admin: Mutex<()>,
-    directory: RwLock<HashMap<String, AccountRecord>>,
-    pending_pins: Mutex<HashMap<String, crate::token::Pin>>,
-    audit_key: Mutex<Option<KeyId>>,
+    ledger: Arc<Ledger>,
+    directory: Arc<Directory>,
+    pki: Arc<Pki>,
+    filings: Arc<Filings>,
+    lifecycle: Arc<Lifecycle>,
+    dual: DualControl,
+    uses: Uses,
+    verification: Verification,
+    trail: Trail,
 }
 
 impl std::fmt::Debug for Registry {
@@ -671,340 +627,78 @@ impl Registry {
         pool: TokenPool,
         settings: SealSettings,
     ) -> Result<Self, SealError> {
-        let r = Registry {
-            store,
-            journal,
-            pool,
-            settings,
-            slots: Mutex::new(HashMap::new()),
-            admin: Mutex::new(()),
-            directory: RwLock::new(HashMap::new()),
-            pending_pins: Mutex::new(HashMap::new()),
-            audit_key: Mutex::new(None),
-        };
-        r.reload_directory()?;
-        Ok(r)
+        let ledger = Arc::new(Ledger::new(store, journal, pool, settings));
+        let directory = Arc::new(Directory::open(ledger.clone())?);
+        let pki = Arc::new(Pki::new(ledger.clone()));
+        let filings = Arc::new(Filings::new(ledger.clone()));
+        let lifecycle = Arc::new(Lifecycle::new(ledger.clone(), directory.clone(), pki.clone(), filings.clone()));
+        Ok(Registry {
+            dual: DualControl::new(ledger.clone(), directory.clone(), pki.clone(), lifecycle.clone(), filings.clone()),
+            uses: Uses::new(ledger.clone(), directory.clone()),
+            verification: Verification::new(ledger.clone(), pki.clone()),
+            trail: Trail::new(ledger.clone()),
+            ledger,
+            directory,
+            pki,
+            filings,
+            lifecycle,
+        })
+    }
+
+    /// Units, accounts, and who a certificate is.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The issuing CA and the seal maker.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// Seals through their life.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Key versions, rotation and dual control.
+    pub fn dual_control(&self) -> &DualControl {
+        &self.dual
+    }
+
+    /// Filings with the police system, and expiring seals.
+    pub fn filings(&self) -> &Filings {
+        &self.filings
+    }
+
+    /// Uses of seals: the gate, tickets, usage records.
+    pub fn uses(&self) -> &Uses {
+        &self.uses
+    }
+
+    /// Verification with the registry's knowledge.
+    pub fn verification(&self) -> &Verification {
+        &self.verification
+    }
+
+    /// The audit trail for auditors and the backup for the system administrator.
+    pub fn trail(&self) -> &Trail {
+        &self.trail
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &SealSettings {
+        &self.ledger.settings
     }
 
     /// Tells the registry which token key signs the journal's checkpoints now (for rotation and
     /// backups).
     pub fn set_audit_key(&self, id: KeyId) {
-        *self.audit_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        self.ledger.set_audit_key(id)
     }
 
     /// The token key that signs checkpoints now.
     pub fn audit_key(&self) -> Option<KeyId> {
-        self.audit_key.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &SealSettings {
-        &self.settings
-    }
-
-    /// The seal's coordination slot. Only seals that exist get a lasting one, so requests naming
-    /// made-up ids cannot grow the map.
-    fn slot(&self, id: &str) -> Arc<SealSlot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = slots.get(id) {
-            return s.clone();
-        }
-        if !self.store.get::<Seal>("seals", id).is_ok_and(|s| s.is_some()) {
-            return Arc::default();
-        }
-        slots.entry(id.to_string()).or_default().clone()
-    }
-
-    fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.admin.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Journals an event (durable, and applied to the store) and returns its seq.
-    fn commit(&self, ev: AuditEvent) -> Result<u64, SealError> {
-        Ok(self.journal.append(ev)?.seq)
-    }
-
-    /// Journals a refusal and returns the error (a refusal that cannot be journalled is still refused).
-    fn refuse(&self, p: &Principal, action: &str, object: &str, err: SealError) -> SealError {
-        self.refuse_with(p, action, object, err, &[])
-    }
-
-    /// Journals a refusal with `details` beside its message, and returns the error. A refusal the
-    /// journal cannot take is still refused, and logged.
-    fn refuse_with(
-        &self,
-        p: &Principal,
-        action: &str,
-        object: &str,
-        err: SealError,
-        details: &[(&str, serde_json::Value)],
-    ) -> SealError {
-        let mut ev = AuditEvent::new(actor(p), action, object, &format!("refused:{}", err.code()))
-            .detail("message", err.to_string());
-        for (k, v) in details {
-            ev = ev.detail(k, v.clone());
-        }
-        if let Err(e) = self.journal.append(ev) {
-            tracing::warn!(error = %e, action, object, "a refusal could not be journalled");
-        }
-        err
-    }
-
-    /// `Ok` when `p` has `role`; otherwise a journalled refusal saying `why`.
-    fn require_role(
-        &self,
-        p: &Principal,
-        role: Role,
-        action: &str,
-        object: &str,
-        why: impl Into<String>,
-    ) -> Result<(), SealError> {
-        if p.role == role {
-            return Ok(());
-        }
-        Err(self.refuse(p, action, object, SealError::Forbidden(why.into())))
-    }
-
-    /// A seal by id.
-    pub fn seal(&self, id: &str) -> Result<Seal, SealError> {
-        self.store
-            .get::<Seal>("seals", id)?
-            .ok_or_else(|| SealError::NotFound("unknown_seal", format!("no seal '{id}'")))
-    }
-
-    fn all_seals(&self) -> Result<Vec<Seal>, SealError> {
-        Ok(self.store.scan::<Seal>("seals")?.into_iter().map(|(_, s)| s).collect())
-    }
-
-    /// The issuing CA, if set up.
-    pub fn issuing_ca(&self) -> Result<Option<ApplianceKey>, SealError> {
-        Ok(self.store.get::<ApplianceKey>("keys", "issuing-ca")?)
-    }
-
-    /// Sets up the issuing CA: a key generated in the token (SM2 where the token offers it, P-256
-    /// otherwise) and its self-signed certificate. Does nothing when one exists. Returns it.
-    pub fn ensure_issuing_ca(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
-        let _g = self.admin_lock();
-        if let Some(ca) = self.issuing_ca()? {
-            return Ok(ca);
-        }
-        let alg = if self.pool.profile().sm2.is_some() { KeyAlg::Sm2 } else { KeyAlg::P256 };
-        let key = self.pool.generate(alg, "seald-issuing-ca")?;
-        let signer = crate::token::TokenKey::with_public(&self.pool, &key.id, key.public_key.clone());
-        let now = std::time::SystemTime::now();
-        let template = crate::formats::x509::CertTemplate {
-            subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
-            public_key: &key.public_key,
-            not_before: now - std::time::Duration::from_secs(3600),
-            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
-            ca: true,
-        };
-        let cert =
-            crate::formats::x509::issue(&template, None, &signer).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let ca = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
-        let ev = AuditEvent::new(Actor::system(), "ca.create", "key:issuing-ca", "ok")
-            .detail("key_id", ca.key_id.clone())
-            .detail("alg", alg.name())
-            .detail("cert_sha256", cert.fingerprint())
-            .change(put("keys", "issuing-ca", &ca));
-        let _ = self.commit(ev)?;
-        Ok(ca)
-    }
-
-    /// The seal-maker key, if set up.
-    pub fn seal_maker(&self) -> Result<Option<ApplianceKey>, SealError> {
-        Ok(self.store.get::<ApplianceKey>("keys", "seal-maker")?)
-    }
-
-    /// Sets up the seal maker (制章者): a key generated in the token with a certificate from the
-    /// issuing CA. Does nothing when one exists. Returns it.
-    pub fn ensure_seal_maker(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
-        let _g = self.admin_lock();
-        if let Some(m) = self.seal_maker()? {
-            return Ok(m);
-        }
-        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
-        let alg = ca.alg;
-        let key = self.pool.generate(alg, "seald-seal-maker")?;
-        let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let signer = crate::token::TokenKey::with_public(
-            &self.pool,
-            &KeyId::from_hex(&ca.key_id)?,
-            ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
-        );
-        let now = std::time::SystemTime::now();
-        let template = crate::formats::x509::CertTemplate {
-            subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
-            public_key: &key.public_key,
-            not_before: now - std::time::Duration::from_secs(3600),
-            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
-            ca: false,
-        };
-        let cert = crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
-            .map_err(|e| SealError::Certificate(e.to_string()))?;
-        let maker = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
-        let ev = AuditEvent::new(Actor::system(), "maker.create", "key:seal-maker", "ok")
-            .detail("key_id", maker.key_id.clone())
-            .detail("alg", alg.name())
-            .detail("cert_sha256", cert.fingerprint())
-            .change(put("keys", "seal-maker", &maker));
-        let _ = self.commit(ev)?;
-        Ok(maker)
-    }
-
-    /// The GB/T 38540 v4 `SESeal` for one key version of a seal, signed by the seal maker in the token.
-    fn make_ses(&self, seal: &Seal, v: &SealKeyVersion) -> Result<String, SealError> {
-        use crate::formats::ses;
-        use base64::Engine as _;
-        let maker = self.seal_maker()?.ok_or(SealError::NoSealMaker)?;
-        let maker_cert = Cert::parse(maker.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let seal_cert = Cert::parse(v.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let picture = base64::engine::general_purpose::STANDARD
-            .decode(&seal.image.data)
-            .map_err(|e| SealError::Store(e.to_string()))?;
-        let ms = |m: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m);
-        let template = ses::SealTemplate {
-            vid: "seald",
-            es_id: &seal.id,
-            seal_type: if matches!(seal.kind, SealKind::Personal | SealKind::LegalRepresentative) { 2 } else { 1 },
-            name: &seal.name,
-            certs: vec![seal_cert.der()],
-            create_date: ms(v.created_ms),
-            valid_start: ms(v.not_before_ms),
-            valid_end: ms(v.not_after_ms),
-            picture_type: &seal.image.image_type.to_ascii_uppercase(),
-            picture: &picture,
-            width_mm: seal.image.width_mm.round() as i64,
-            height_mm: seal.image.height_mm.round() as i64,
-        };
-        let info = ses::build_seal_info(&template).map_err(|e| SealError::BadInput(e.to_string()))?;
-        let signature =
-            self.pool.sign(&KeyId::from_hex(&maker.key_id)?, SignInput::Message { data: &info, user_id: None })?.der;
-        let der = ses::build_seal(&info, maker_cert.der(), crate::formats::oid::signature_oid(maker.alg), &signature)
-            .map_err(|e| SealError::BadInput(e.to_string()))?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(der))
-    }
-
-    /// Issues a signing certificate for a seal's key with the issuing CA in the token.
-    fn certify(&self, seal: &Seal, unit_name: &str, key: &PublicKey) -> Result<Cert, SealError> {
-        self.issue_with_ca(seal_subject(seal, unit_name), key, seal.valid_days)
-    }
-
-    /// An end-entity signing certificate (digitalSignature, nonRepudiation) from the issuing CA.
-    pub(crate) fn issue_with_ca(
-        &self,
-        subject: Vec<(&'static str, String)>,
-        key: &PublicKey,
-        valid_days: u32,
-    ) -> Result<Cert, SealError> {
-        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
-        let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let ca_key = ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
-        let signer = crate::token::TokenKey::with_public(&self.pool, &KeyId::from_hex(&ca.key_id)?, ca_key);
-        let now = std::time::SystemTime::now();
-        let template = crate::formats::x509::CertTemplate {
-            subject,
-            public_key: key,
-            not_before: now - std::time::Duration::from_secs(60),
-            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
-            ca: false,
-        };
-        crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
-            .map_err(|e| SealError::Certificate(e.to_string()))
-    }
-
-    /// Filings pending past the deadline.
-    pub fn overdue_filings(&self) -> Result<Vec<Filing>, SealError> {
-        let (now, deadline) = (now_ms(), self.settings.filing_deadline_hours * 3_600_000);
-        Ok(self
-            .store
-            .scan::<Filing>("filings")?
-            .into_iter()
-            .map(|(_, f)| f)
-            .filter(|f| f.overdue(now, deadline))
-            .collect())
-    }
-
-    /// Seals (not revoked or rejected) whose certificate ends within `days`.
-    pub fn expiring(&self, days: u64) -> Result<Vec<Seal>, SealError> {
-        let now = now_ms();
-        let horizon = now.saturating_add(days.saturating_mul(86_400_000));
-        Ok(self
-            .all_seals()?
-            .into_iter()
-            .filter(|s| !matches!(s.state, SealState::Revoked | SealState::Rejected))
-            .filter(|s| s.current().is_some_and(|v| v.not_after_ms <= horizon))
-            .collect())
-    }
-
-    /// Filings, optionally only those in `state`; issuers and auditors only.
-    pub fn filings(&self, p: &Principal, state: Option<FilingState>) -> Result<Vec<serde_json::Value>, SealError> {
-        if !matches!(p.role, Role::Issuer | Role::Auditor) {
-            return Err(self.refuse(
-                p,
-                "filing.list",
-                "filings",
-                SealError::Forbidden("filings are for issuers and auditors".into()),
-            ));
-        }
-        let (now, deadline) = (now_ms(), self.settings.filing_deadline_hours * 3_600_000);
-        Ok(self
-            .store
-            .scan::<Filing>("filings")?
-            .into_iter()
-            .map(|(_, f)| f)
-            .filter(|f| state.is_none_or(|s| f.state == s))
-            .map(|f| {
-                let mut v = serde_json::to_value(&f).unwrap_or_default();
-                if let Some(o) = v.as_object_mut() {
-                    let _ = o.insert("overdue".into(), f.overdue(now, deadline).into());
-                }
-                v
-            })
-            .collect())
-    }
-
-    /// Records that the police system acknowledged a filing (issuers only).
-    pub fn ack_filing(&self, p: &Principal, id: &str, reference: Option<String>) -> Result<Filing, SealError> {
-        let object = format!("filing:{id}");
-        self.require_role(p, Role::Issuer, "filing.ack", &object, "only an issuer acknowledges filings")?;
-        let _g = self.admin_lock();
-        let mut f = self
-            .store
-            .get::<Filing>("filings", id)?
-            .ok_or_else(|| SealError::NotFound("unknown_filing", format!("no filing '{id}'")))?;
-        if f.state == FilingState::Acked {
-            return Err(SealError::Conflict("already_acked", format!("filing {id} was acknowledged already")));
-        }
-        if reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 256) {
-            return Err(SealError::BadInput("reference must be 1 to 256 bytes".into()));
-        }
-        f.state = FilingState::Acked;
-        f.acked_ms = Some(now_ms());
-        f.acked_by = Some(p.account.clone());
-        f.reference = reference;
-        let ev = AuditEvent::new(actor(p), "filing.ack", &object, "ok").change(put("filings", id, &f));
-        let _ = self.commit(ev)?;
-        Ok(f)
-    }
-
-    fn new_filing(&self, seal: &Seal, action: &str) -> Filing {
-        let v = seal.current();
-        Filing {
-            id: format!("F{}", random_hex(8)),
-            seal: seal.id.clone(),
-            seal_name: seal.name.clone(),
-            kind: seal.kind,
-            unit: seal.unit.clone(),
-            action: action.into(),
-            key_version: v.map(|v| v.version),
-            cert_serial: v.map(|v| v.cert_serial.clone()),
-            created_ms: now_ms(),
-            state: FilingState::Pending,
-            acked_ms: None,
-            acked_by: None,
-            reference: None,
-        }
+        self.ledger.audit_key()
     }
 }
 
@@ -1026,29 +720,6 @@ mod tests {
         let ms = 1_767_299_400_000;
         assert_eq!(local_day_hour(ms, 0), ("20260101".to_string(), 20));
         assert_eq!(local_day_hour(ms, 8), ("20260102".to_string(), 4));
-    }
-
-    #[test]
-    fn a_filing_is_overdue_only_while_pending_past_the_deadline() {
-        let mut f = Filing {
-            id: "F1".into(),
-            seal: "1".into(),
-            seal_name: "n".into(),
-            kind: SealKind::Official,
-            unit: "u".into(),
-            action: "make".into(),
-            key_version: Some(1),
-            cert_serial: None,
-            created_ms: 1_000,
-            state: FilingState::Pending,
-            acked_ms: None,
-            acked_by: None,
-            reference: None,
-        };
-        let day = 24 * 3_600_000;
-        assert!(!f.overdue(1_000 + day, day) && f.overdue(1_001 + day, day));
-        f.state = FilingState::Acked;
-        assert!(!f.overdue(1_000 + 2 * day, day));
     }
 
     #[test]

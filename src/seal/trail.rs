@@ -2,34 +2,46 @@
 //! backups for the system administrator (三员分立: neither sees the other's part). Each refusal is
 //! journalled.
 
-use super::{Registry, SealError};
+use super::{Ledger, SealError};
 use crate::audit::{ExportRange, VerifyReport};
 use crate::authz::{Principal, Role};
+use std::sync::Arc;
 
-impl Registry {
+/// The audit trail as people reach it.
+pub struct Trail {
+    ledger: Arc<Ledger>,
+}
+
+impl Trail {
+    pub(super) fn new(ledger: Arc<Ledger>) -> Self {
+        Trail { ledger }
+    }
+}
+
+impl Trail {
     /// Verifies the whole journal with the audit key (auditors only).
     pub fn audit_verify(&self, p: &Principal) -> Result<VerifyReport, SealError> {
-        self.require_role(p, Role::Auditor, "audit.verify", "audit", "this needs the auditor role")?;
-        let journal = &self.journal;
+        self.ledger.require_role(p, Role::Auditor, "audit.verify", "audit", "this needs the auditor role")?;
+        let journal = &self.ledger.journal;
         Ok(crate::audit::verify_journal_dir(journal.dir(), journal.public_key().as_ref())?)
     }
 
     /// The journal records in `range` as JSON Lines (auditors only).
     pub fn audit_export(&self, p: &Principal, range: ExportRange) -> Result<Vec<u8>, SealError> {
-        self.require_role(p, Role::Auditor, "audit.export", "audit", "this needs the auditor role")?;
+        self.ledger.require_role(p, Role::Auditor, "audit.export", "audit", "this needs the auditor role")?;
         let mut out = Vec::new();
-        let _ = crate::audit::export(self.journal.dir(), range, &mut out)?;
+        let _ = crate::audit::export(self.ledger.journal.dir(), range, &mut out)?;
         Ok(out)
     }
 
     /// A backup up to a checkpoint signed now, signed by the audit key in use (system administrator
     /// only). The backup is journalled.
     pub fn backup(&self, p: &Principal) -> Result<Vec<u8>, SealError> {
-        self.require_role(p, Role::Sysadmin, "backup.make", "backup", "this needs the sysadmin role")?;
+        self.ledger.require_role(p, Role::Sysadmin, "backup.make", "backup", "this needs the sysadmin role")?;
         let failed = |e: String| SealError::Backup(e);
-        let key = self.audit_key().ok_or_else(|| failed("this appliance signs no checkpoints".into()))?;
-        let signer = crate::token::TokenKey::open(&self.pool, &key).map_err(|e| failed(e.to_string()))?;
-        crate::backup::make(&self.journal, &self.store, &signer, &key, super::actor(p))
+        let key = self.ledger.audit_key().ok_or_else(|| failed("this appliance signs no checkpoints".into()))?;
+        let signer = crate::token::TokenKey::open(&self.ledger.pool, &key).map_err(|e| failed(e.to_string()))?;
+        crate::backup::make(&self.ledger.journal, &self.ledger.store, &signer, &key, super::actor(p))
             .map_err(|e| failed(e.to_string()))
     }
 }

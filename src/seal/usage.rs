@@ -11,7 +11,9 @@
 //! Limits and tickets stay exact under concurrency: uses in flight are counted beside the stored
 //! counters, and a ticket being used is held until its use is durable or has failed.
 
-use super::{actor, local_day_hour, now_ms, put, Registry, Seal, SealError, SealSlot, SealState, Ticket, UseRefusal};
+use super::{
+    actor, local_day_hour, now_ms, put, Directory, Ledger, Seal, SealError, SealSlot, SealState, Ticket, UseRefusal,
+};
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
 use crate::crypto::KeyAlg;
@@ -63,7 +65,7 @@ pub struct TicketRequest {
 /// A seal held steady for one use: its shared lock is taken, so no freeze, revocation or key switch
 /// completes until the use is recorded or abandoned.
 pub struct HeldSeal<'a> {
-    registry: &'a Registry,
+    uses: &'a Uses,
     slot: Arc<SealSlot>,
     _lock: ArcRwLockReadGuard<parking_lot::RawRwLock, ()>,
     seal: Seal,
@@ -125,12 +127,12 @@ impl<'a> HeldSeal<'a> {
     ) -> Result<UsePermit<'a>, SealError> {
         let digest_hex = hex::encode(digest);
         let now = now_ms();
-        let r = self.registry;
+        let r = self.uses;
         let reservation = match r.check_use(p, &self.seal, &self.slot, &digest_hex, ticket, now) {
             Ok(res) => res,
             Err(e) => {
                 let details = [("digest", digest_hex.into())];
-                return Err(r.refuse_with(p, "seal.use", &format!("seal:{}", self.seal.id), e, &details));
+                return Err(r.ledger.refuse_with(p, "seal.use", &format!("seal:{}", self.seal.id), e, &details));
             }
         };
         let v = self
@@ -162,7 +164,7 @@ impl UsePermit<'_> {
     /// Makes the usage record durable: the key version, the digest, the product's `details`, the
     /// counters and the ticket this use spends. Returns once it is durable; the seal is then let go.
     pub fn record(self, details: &[(&str, serde_json::Value)]) -> Result<UseReceipt, SealError> {
-        let r = self.held.registry;
+        let r = self.held.uses;
         let seal_id = &self.key.seal;
         let (total_key, day_key) = r.counter_keys(seal_id, self.now);
         let mut ev = AuditEvent::new(self.actor.clone(), "seal.use", &format!("seal:{seal_id}"), "ok")
@@ -177,29 +179,43 @@ impl UsePermit<'_> {
         }
         if let Some(t) = &self.ticket {
             let mut tk = r
+                .ledger
                 .store
                 .get::<Ticket>("approvals", t)?
                 .ok_or_else(|| SealError::Store(format!("ticket {t} vanished")))?;
             tk.used_ms = Some(self.now);
             ev = ev.detail("ticket", t.clone()).change(put("approvals", t, &tk));
         }
-        let audit_seq = r.commit(ev)?;
+        let audit_seq = r.ledger.commit(ev)?;
         Ok(UseReceipt { key: self.key, audit_seq })
     }
 }
 
-impl Registry {
-    fn counter_keys(&self, seal: &str, now: u64) -> (String, String) {
-        let (day, _) = local_day_hour(now, self.settings.utc_offset_hours);
+/// Uses of seals: the gate every signing recipe passes, single-use approval tickets, and the usage
+/// records of a seal.
+pub struct Uses {
+    ledger: Arc<Ledger>,
+    directory: Arc<Directory>,
+}
+
+impl Uses {
+    pub(super) fn new(ledger: Arc<Ledger>, directory: Arc<Directory>) -> Self {
+        Uses { ledger, directory }
+    }
+}
+
+impl Uses {
+    pub(super) fn counter_keys(&self, seal: &str, now: u64) -> (String, String) {
+        let (day, _) = local_day_hour(now, self.ledger.settings.utc_offset_hours);
         (format!("use:{seal}:total"), format!("use:{seal}:{day}"))
     }
 
     /// Takes the seal's shared lock and reads it: the first step of every use.
     pub fn hold_seal(&self, seal_id: &str) -> Result<HeldSeal<'_>, SealError> {
-        let slot = self.slot(seal_id);
+        let slot = self.ledger.slot(seal_id);
         let lock = slot.lock.read_arc();
-        let seal = self.seal(seal_id)?;
-        Ok(HeldSeal { registry: self, slot, _lock: lock, seal })
+        let seal = self.ledger.seal(seal_id)?;
+        Ok(HeldSeal { uses: self, slot, _lock: lock, seal })
     }
 
     /// Whether `p` may use `seal` now on `digest` (hex) with `ticket`: the app holds a grant; the
@@ -216,7 +232,7 @@ impl Registry {
         now: u64,
     ) -> Result<Reservation, SealError> {
         let granted = p.role == Role::App
-            && self.store.get::<super::Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some();
+            && self.ledger.store.get::<super::Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some();
         if !granted {
             return Err(refused(
                 UseRefusal::NoGrant,
@@ -234,7 +250,7 @@ impl Registry {
         if seal.expired(now) || seal.current().is_some_and(|v| now < v.not_before_ms) {
             return Err(refused(UseRefusal::Expired, format!("seal {} is outside its validity", seal.id)));
         }
-        let (day, hour) = local_day_hour(now, self.settings.utc_offset_hours);
+        let (day, hour) = local_day_hour(now, self.ledger.settings.utc_offset_hours);
         if let Some(h) = seal.policy.hours {
             if !within_hours(hour, h) {
                 return Err(refused(
@@ -251,7 +267,7 @@ impl Registry {
             [(seal.policy.total_limit, &total_key, "total"), (seal.policy.daily_limit, &day_key, "daily")]
         {
             if let Some(limit) = limit {
-                let used = u64::try_from(self.store.counter(key)?).unwrap_or(0);
+                let used = u64::try_from(self.ledger.store.counter(key)?).unwrap_or(0);
                 if used + pending >= limit {
                     return Err(refused(
                         UseRefusal::UsageLimit,
@@ -269,7 +285,7 @@ impl Registry {
                 ))
             }
             (Some(t), _) => {
-                let stored = self.store.get::<Ticket>("approvals", t)?;
+                let stored = self.ledger.store.get::<Ticket>("approvals", t)?;
                 let Some(tk) = stored.filter(|tk| tk.seal == seal.id && tk.app == p.account && tk.digest == digest)
                 else {
                     return Err(refused(
@@ -291,132 +307,13 @@ impl Registry {
         Ok(Reservation { slot: slot.clone(), ticket })
     }
 
-    /// Verifies a SignedData with `base` trust anchors plus the issuing CA.
-    pub fn verify_cms(
-        &self,
-        bytes: &[u8],
-        detached: Option<&[u8]>,
-        base: &crate::formats::x509::TrustStore,
-    ) -> crate::formats::ses::Report {
-        let trust = self.trust(base);
-        let opts = crate::formats::ses::VerifyOptions {
-            trust: Some(&trust),
-            have_crls: trust.has_crls(),
-            ..Default::default()
-        };
-        crate::formats::cms::verify(bytes, detached, &opts)
-    }
-
-    /// The registry's verdict on a seal made here, at `at_ms`: its state then (from its history).
-    /// `None` for seals not made here.
-    pub fn registry_state(&self, es_id: &str, at_ms: u64) -> Option<(bool, String)> {
-        let seal = self.store.get::<Seal>("seals", es_id).ok().flatten()?;
-        // Signing times have whole seconds: the seal counts as active then if it was active at any
-        // moment of that second.
-        let start = at_ms - at_ms % 1000;
-        let mut states: Vec<SealState> =
-            seal.history.iter().take_while(|h| h.time_ms < start).last().map(|h| h.state).into_iter().collect();
-        states.extend(seal.history.iter().filter(|h| h.time_ms >= start && h.time_ms < start + 1000).map(|h| h.state));
-        let state = if states.contains(&SealState::Active) { Some(SealState::Active) } else { states.last().copied() };
-        Some(match state {
-            Some(SealState::Active) => (true, format!("seal {es_id} was active then (now {})", seal.state.name())),
-            Some(s) => (false, format!("seal {es_id} was {} then (now {})", s.name(), seal.state.name())),
-            None => (false, format!("seal {es_id} did not exist yet then")),
-        })
-    }
-
-    /// GB/T 38540 §7.3 for a signature, with the registry's state for seals made here, `base` trust
-    /// anchors (the configured ones) plus the issuing CA, and `document_sm3` when known.
-    pub fn verify_ses(
-        &self,
-        bytes: &[u8],
-        document_sm3: Option<[u8; 32]>,
-        base: &crate::formats::x509::TrustStore,
-    ) -> crate::formats::ses::Report {
-        use crate::formats::ses;
-        match ses::SesSignature::parse(bytes) {
-            Err(e) => ses::unreadable(&e),
-            Ok(sig) => {
-                let at = sig.time_info.map(|t| t.at).unwrap_or_else(std::time::SystemTime::now);
-                let at_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-                let trust = self.trust(base);
-                let opts = ses::VerifyOptions {
-                    trust: Some(&trust),
-                    have_crls: trust.has_crls(),
-                    document_sm3,
-                    registry_state: self.registry_state(&sig.seal.info.es_id, at_ms),
-                    ..Default::default()
-                };
-                ses::verify_signature(&sig, &opts)
-            }
-        }
-    }
-
-    /// GB/T 38540 §6.3 for a seal alone at `at` (default now), with the registry's current state for
-    /// seals made here.
-    pub fn verify_ses_seal(
-        &self,
-        bytes: &[u8],
-        at: Option<std::time::SystemTime>,
-        base: &crate::formats::x509::TrustStore,
-    ) -> crate::formats::ses::Report {
-        use crate::formats::ses;
-        match ses::SesSeal::parse(bytes) {
-            Err(e) => ses::unreadable(&e),
-            Ok(seal) => {
-                let when = at.unwrap_or_else(std::time::SystemTime::now);
-                let at_ms = when.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-                let trust = self.trust(base);
-                let opts = ses::VerifyOptions {
-                    trust: Some(&trust),
-                    have_crls: trust.has_crls(),
-                    at,
-                    registry_state: match at {
-                        Some(_) => self.registry_state(&seal.info.es_id, at_ms),
-                        None => self.store.get::<Seal>("seals", &seal.info.es_id).ok().flatten().map(|s| {
-                            (s.state == SealState::Active, format!("seal {} is {} now", s.id, s.state.name()))
-                        }),
-                    },
-                    ..Default::default()
-                };
-                ses::verify_seal(&seal, &opts)
-            }
-        }
-    }
-
-    /// `base` plus the issuing CA as a trust anchor (the seal maker and seal certificates chain to it).
-    fn trust(&self, base: &crate::formats::x509::TrustStore) -> crate::formats::x509::TrustStore {
-        let mut t = base.clone();
-        if let Ok(Some(ca)) = self.issuing_ca() {
-            // Retired CA versions stay anchors: the certificates they issued still verify.
-            for pem in std::iter::once(&ca.cert_pem).chain(ca.retired.iter().map(|r| &r.cert_pem)) {
-                if let Ok(c) = crate::formats::x509::Cert::parse(pem.as_bytes()) {
-                    t = t.with_anchor(c);
-                }
-            }
-        }
-        t
-    }
-
-    /// The current `SESeal` of a seal, DER, for those who may read the seal.
-    pub fn seal_ses(&self, p: &Principal, id: &str) -> Result<Vec<u8>, SealError> {
-        use base64::Engine as _;
-        let seal = self.get_seal(p, id)?;
-        let b64 = seal.current().and_then(|v| v.ses.clone()).ok_or_else(|| SealError::InvalidTransition {
-            seal: id.into(),
-            state: seal.state,
-            action: "ses".into(),
-        })?;
-        base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| SealError::Store(e.to_string()))
-    }
-
     /// A unit administrator approves one use of a seal by one of its granted apps on one digest.
     pub fn issue_ticket(&self, p: &Principal, seal_id: &str, req: TicketRequest) -> Result<Ticket, SealError> {
         let object = format!("seal:{seal_id}");
-        let seal = self.seal(seal_id)?;
-        let admin = self.administers(p, &seal.unit)?;
+        let seal = self.ledger.seal(seal_id)?;
+        let admin = self.directory.administers(p, &seal.unit)?;
         if !admin {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "seal.approve_use",
                 &object,
@@ -427,10 +324,10 @@ impl Registry {
         if digest.len() != 64 || hex::decode(&digest).is_err() {
             return Err(SealError::BadInput("digest must be 32 bytes of hex".into()));
         }
-        if self.store.get::<super::Grant>("grants", &format!("{seal_id}/{}", req.app))?.is_none() {
+        if self.ledger.store.get::<super::Grant>("grants", &format!("{seal_id}/{}", req.app))?.is_none() {
             return Err(SealError::BadInput(format!("'{}' holds no grant on seal {seal_id}", req.app)));
         }
-        let max = self.settings.ticket_max_s;
+        let max = self.ledger.settings.ticket_max_s;
         let valid = req.valid_s.unwrap_or(max);
         if valid == 0 || valid > max {
             return Err(SealError::BadInput(format!("valid_s must be 1 to {max}")));
@@ -451,7 +348,7 @@ impl Registry {
             .detail("app", t.app.clone())
             .detail("digest", t.digest.clone())
             .change(put("approvals", &t.id, &t));
-        let _ = self.commit(ev)?;
+        let _ = self.ledger.commit(ev)?;
         Ok(t)
     }
 
@@ -459,10 +356,10 @@ impl Registry {
     /// issuers and auditors.
     pub fn usage(&self, p: &Principal, seal_id: &str) -> Result<Vec<serde_json::Value>, SealError> {
         let object = format!("seal:{seal_id}");
-        let seal = self.seal(seal_id)?;
-        let admin = self.administers(p, &seal.unit)?;
+        let seal = self.ledger.seal(seal_id)?;
+        let admin = self.directory.administers(p, &seal.unit)?;
         if !(admin || matches!(p.role, Role::Issuer | Role::Auditor)) {
-            return Err(self.refuse(
+            return Err(self.ledger.refuse(
                 p,
                 "seal.usage",
                 &object,
@@ -471,6 +368,7 @@ impl Registry {
         }
         let q = crate::audit::Query { action: Some("seal.use".into()), object: Some(object), ..Default::default() };
         Ok(self
+            .ledger
             .journal
             .query(&q)?
             .into_iter()

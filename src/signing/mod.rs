@@ -237,7 +237,7 @@ impl Signing {
     pub fn identify(&self, fingerprint: &str, subject: &str) -> Option<Principal> {
         self.accounts
             .identify(fingerprint, subject)
-            .or_else(|| self.registry.as_ref().and_then(|r| r.identify(fingerprint, subject)))
+            .or_else(|| self.registry.as_ref().and_then(|r| r.directory().identify(fingerprint, subject)))
     }
 
     /// The registry, for a request that names a seal.
@@ -263,7 +263,7 @@ impl Signing {
         let id = key.info.id.to_hex();
         self.accounts.may_sign_with(p, &key.name, &id)
             || (p.role == crate::authz::Role::App
-                && self.registry.as_ref().is_some_and(|r| r.may_sign_with_key(p, &key.name, &id)))
+                && self.registry.as_ref().is_some_and(|r| r.directory().may_sign_with_key(p, &key.name, &id)))
     }
 
     /// The accounts.

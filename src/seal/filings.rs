@@ -1,0 +1,197 @@
+//! Filings with the police system (备案): made with a seal's make, change, renew and revoke, due
+//! within 24 h, acknowledged by an issuer; and the seals whose certificates end soon.
+
+use super::*;
+use std::sync::Arc;
+
+/// Filing states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilingState {
+    /// Not yet acknowledged by the police system.
+    Pending,
+    /// Acknowledged.
+    Acked,
+}
+
+/// A filing record (备案) for the police seal-management system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filing {
+    /// Id.
+    pub id: String,
+    /// Seal id.
+    pub seal: String,
+    /// The seal's name.
+    pub seal_name: String,
+    /// Its kind.
+    pub kind: SealKind,
+    /// Its unit.
+    pub unit: String,
+    /// `make`, `change`, `renew` or `revoke`.
+    pub action: String,
+    /// Key version concerned.
+    #[serde(default)]
+    pub key_version: Option<u32>,
+    /// Certificate serial concerned, hex.
+    #[serde(default)]
+    pub cert_serial: Option<String>,
+    /// When it was queued.
+    pub created_ms: u64,
+    /// State.
+    pub state: FilingState,
+    /// When it was acknowledged, and by whom, with the police system's reference.
+    #[serde(default)]
+    pub acked_ms: Option<u64>,
+    /// Who acknowledged it.
+    #[serde(default)]
+    pub acked_by: Option<String>,
+    /// The police system's reference number.
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+impl Filing {
+    /// Pending for longer than `deadline_ms` at `now_ms`.
+    pub fn overdue(&self, now_ms: u64, deadline_ms: u64) -> bool {
+        self.state == FilingState::Pending && now_ms.saturating_sub(self.created_ms) > deadline_ms
+    }
+}
+
+/// The filings.
+pub struct Filings {
+    ledger: Arc<Ledger>,
+}
+
+impl Filings {
+    pub(super) fn new(ledger: Arc<Ledger>) -> Self {
+        Filings { ledger }
+    }
+}
+
+impl Filings {
+    /// Filings pending past the deadline.
+    pub fn overdue_filings(&self) -> Result<Vec<Filing>, SealError> {
+        let (now, deadline) = (now_ms(), self.ledger.settings.filing_deadline_hours * 3_600_000);
+        Ok(self
+            .ledger
+            .store
+            .scan::<Filing>("filings")?
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(|f| f.overdue(now, deadline))
+            .collect())
+    }
+
+    /// Seals (not revoked or rejected) whose certificate ends within `days`.
+    pub fn expiring(&self, days: u64) -> Result<Vec<Seal>, SealError> {
+        let now = now_ms();
+        let horizon = now.saturating_add(days.saturating_mul(86_400_000));
+        Ok(self
+            .ledger
+            .all_seals()?
+            .into_iter()
+            .filter(|s| !matches!(s.state, SealState::Revoked | SealState::Rejected))
+            .filter(|s| s.current().is_some_and(|v| v.not_after_ms <= horizon))
+            .collect())
+    }
+
+    /// Filings, optionally only those in `state`; issuers and auditors only.
+    pub fn filings(&self, p: &Principal, state: Option<FilingState>) -> Result<Vec<serde_json::Value>, SealError> {
+        if !matches!(p.role, Role::Issuer | Role::Auditor) {
+            return Err(self.ledger.refuse(
+                p,
+                "filing.list",
+                "filings",
+                SealError::Forbidden("filings are for issuers and auditors".into()),
+            ));
+        }
+        let (now, deadline) = (now_ms(), self.ledger.settings.filing_deadline_hours * 3_600_000);
+        Ok(self
+            .ledger
+            .store
+            .scan::<Filing>("filings")?
+            .into_iter()
+            .map(|(_, f)| f)
+            .filter(|f| state.is_none_or(|s| f.state == s))
+            .map(|f| {
+                let mut v = serde_json::to_value(&f).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    let _ = o.insert("overdue".into(), f.overdue(now, deadline).into());
+                }
+                v
+            })
+            .collect())
+    }
+
+    /// Records that the police system acknowledged a filing (issuers only).
+    pub fn ack_filing(&self, p: &Principal, id: &str, reference: Option<String>) -> Result<Filing, SealError> {
+        let object = format!("filing:{id}");
+        self.ledger.require_role(p, Role::Issuer, "filing.ack", &object, "only an issuer acknowledges filings")?;
+        let _g = self.ledger.admin_lock();
+        let mut f = self
+            .ledger
+            .store
+            .get::<Filing>("filings", id)?
+            .ok_or_else(|| SealError::NotFound("unknown_filing", format!("no filing '{id}'")))?;
+        if f.state == FilingState::Acked {
+            return Err(SealError::Conflict("already_acked", format!("filing {id} was acknowledged already")));
+        }
+        if reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 256) {
+            return Err(SealError::BadInput("reference must be 1 to 256 bytes".into()));
+        }
+        f.state = FilingState::Acked;
+        f.acked_ms = Some(now_ms());
+        f.acked_by = Some(p.account.clone());
+        f.reference = reference;
+        let ev = AuditEvent::new(actor(p), "filing.ack", &object, "ok").change(put("filings", id, &f));
+        let _ = self.ledger.commit(ev)?;
+        Ok(f)
+    }
+
+    pub(super) fn new_filing(&self, seal: &Seal, action: &str) -> Filing {
+        let v = seal.current();
+        Filing {
+            id: format!("F{}", random_hex(8)),
+            seal: seal.id.clone(),
+            seal_name: seal.name.clone(),
+            kind: seal.kind,
+            unit: seal.unit.clone(),
+            action: action.into(),
+            key_version: v.map(|v| v.version),
+            cert_serial: v.map(|v| v.cert_serial.clone()),
+            created_ms: now_ms(),
+            state: FilingState::Pending,
+            acked_ms: None,
+            acked_by: None,
+            reference: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filing_is_overdue_only_while_pending_past_the_deadline() {
+        let mut f = Filing {
+            id: "F1".into(),
+            seal: "1".into(),
+            seal_name: "n".into(),
+            kind: SealKind::Official,
+            unit: "u".into(),
+            action: "make".into(),
+            key_version: Some(1),
+            cert_serial: None,
+            created_ms: 1_000,
+            state: FilingState::Pending,
+            acked_ms: None,
+            acked_by: None,
+            reference: None,
+        };
+        let day = 24 * 3_600_000;
+        assert!(!f.overdue(1_000 + day, day) && f.overdue(1_001 + day, day));
+        f.state = FilingState::Acked;
+        assert!(!f.overdue(1_000 + 2 * day, day));
+    }
+}

@@ -1,0 +1,119 @@
+//! The ledger every registry service works over: the store (the current state), the journal (the
+//! truth), and the one way to change them: check, then commit one journal record that carries every
+//! change, or refuse and journal the refusal. It also holds the per-seal locks (uses share a seal's
+//! lock; transitions take it alone), the admin lock that serialises account, unit, grant and filing
+//! changes, and the audit key in use.
+
+use super::*;
+
+/// The store and journal, with the locks and the settings the services share.
+pub struct Ledger {
+    pub(super) store: Arc<Store>,
+    pub(super) journal: Arc<Journal>,
+    pub(super) pool: TokenPool,
+    pub(super) settings: SealSettings,
+    slots: Mutex<HashMap<String, Arc<SealSlot>>>,
+    admin: Mutex<()>,
+    audit_key: Mutex<Option<KeyId>>,
+}
+
+impl Ledger {
+    pub(super) fn new(store: Arc<Store>, journal: Arc<Journal>, pool: TokenPool, settings: SealSettings) -> Self {
+        Ledger {
+            store,
+            journal,
+            pool,
+            settings,
+            slots: Mutex::new(HashMap::new()),
+            admin: Mutex::new(()),
+            audit_key: Mutex::new(None),
+        }
+    }
+}
+
+impl Ledger {
+    /// Tells the registry which token key signs the journal's checkpoints now (for rotation and
+    /// backups).
+    pub fn set_audit_key(&self, id: KeyId) {
+        *self.audit_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    /// The token key that signs checkpoints now.
+    pub fn audit_key(&self) -> Option<KeyId> {
+        self.audit_key.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The seal's coordination slot. Only seals that exist get a lasting one, so requests naming
+    /// made-up ids cannot grow the map.
+    pub(super) fn slot(&self, id: &str) -> Arc<SealSlot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slots.get(id) {
+            return s.clone();
+        }
+        if !self.store.get::<Seal>("seals", id).is_ok_and(|s| s.is_some()) {
+            return Arc::default();
+        }
+        slots.entry(id.to_string()).or_default().clone()
+    }
+
+    pub(super) fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Journals an event (durable, and applied to the store) and returns its seq.
+    pub(super) fn commit(&self, ev: AuditEvent) -> Result<u64, SealError> {
+        Ok(self.journal.append(ev)?.seq)
+    }
+
+    /// Journals a refusal and returns the error (a refusal that cannot be journalled is still refused).
+    pub(super) fn refuse(&self, p: &Principal, action: &str, object: &str, err: SealError) -> SealError {
+        self.refuse_with(p, action, object, err, &[])
+    }
+
+    /// Journals a refusal with `details` beside its message, and returns the error. A refusal the
+    /// journal cannot take is still refused, and logged.
+    pub(super) fn refuse_with(
+        &self,
+        p: &Principal,
+        action: &str,
+        object: &str,
+        err: SealError,
+        details: &[(&str, serde_json::Value)],
+    ) -> SealError {
+        let mut ev = AuditEvent::new(actor(p), action, object, &format!("refused:{}", err.code()))
+            .detail("message", err.to_string());
+        for (k, v) in details {
+            ev = ev.detail(k, v.clone());
+        }
+        if let Err(e) = self.journal.append(ev) {
+            tracing::warn!(error = %e, action, object, "a refusal could not be journalled");
+        }
+        err
+    }
+
+    /// `Ok` when `p` has `role`; otherwise a journalled refusal saying `why`.
+    pub(super) fn require_role(
+        &self,
+        p: &Principal,
+        role: Role,
+        action: &str,
+        object: &str,
+        why: impl Into<String>,
+    ) -> Result<(), SealError> {
+        if p.role == role {
+            return Ok(());
+        }
+        Err(self.refuse(p, action, object, SealError::Forbidden(why.into())))
+    }
+
+    /// A seal by id.
+    pub fn seal(&self, id: &str) -> Result<Seal, SealError> {
+        self.store
+            .get::<Seal>("seals", id)?
+            .ok_or_else(|| SealError::NotFound("unknown_seal", format!("no seal '{id}'")))
+    }
+
+    pub(super) fn all_seals(&self) -> Result<Vec<Seal>, SealError> {
+        Ok(self.store.scan::<Seal>("seals")?.into_iter().map(|(_, s)| s).collect())
+    }
+}

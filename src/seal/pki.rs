@@ -1,0 +1,207 @@
+//! The appliance's own PKI in the token: the issuing CA (it certifies seal keys and the seal maker)
+//! and the seal maker (制章者, it signs each `SESeal`). It takes neutral inputs (a subject, a public
+//! key, a seal template), not seals.
+
+use super::*;
+use std::sync::Arc;
+
+/// The issuing CA and the seal maker.
+pub struct Pki {
+    ledger: Arc<Ledger>,
+}
+
+impl Pki {
+    pub(super) fn new(ledger: Arc<Ledger>) -> Self {
+        Pki { ledger }
+    }
+}
+
+impl Pki {
+    /// The issuing CA, if set up.
+    pub fn issuing_ca(&self) -> Result<Option<ApplianceKey>, SealError> {
+        Ok(self.ledger.store.get::<ApplianceKey>("keys", "issuing-ca")?)
+    }
+
+    /// Sets up the issuing CA: a key generated in the token (SM2 where the token offers it, P-256
+    /// otherwise) and its self-signed certificate. Does nothing when one exists. Returns it.
+    pub fn ensure_issuing_ca(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
+        let _g = self.ledger.admin_lock();
+        if let Some(ca) = self.issuing_ca()? {
+            return Ok(ca);
+        }
+        let alg = if self.ledger.pool.profile().sm2.is_some() { KeyAlg::Sm2 } else { KeyAlg::P256 };
+        let key = self.ledger.pool.generate(alg, "seald-issuing-ca")?;
+        let signer = crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
+        let now = std::time::SystemTime::now();
+        let template = crate::formats::x509::CertTemplate {
+            subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
+            public_key: &key.public_key,
+            not_before: now - std::time::Duration::from_secs(3600),
+            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
+            ca: true,
+        };
+        let cert =
+            crate::formats::x509::issue(&template, None, &signer).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let ca = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
+        let ev = AuditEvent::new(Actor::system(), "ca.create", "key:issuing-ca", "ok")
+            .detail("key_id", ca.key_id.clone())
+            .detail("alg", alg.name())
+            .detail("cert_sha256", cert.fingerprint())
+            .change(put("keys", "issuing-ca", &ca));
+        let _ = self.ledger.commit(ev)?;
+        Ok(ca)
+    }
+
+    /// The seal-maker key, if set up.
+    pub fn seal_maker(&self) -> Result<Option<ApplianceKey>, SealError> {
+        Ok(self.ledger.store.get::<ApplianceKey>("keys", "seal-maker")?)
+    }
+
+    /// Sets up the seal maker (制章者): a key generated in the token with a certificate from the
+    /// issuing CA. Does nothing when one exists. Returns it.
+    pub fn ensure_seal_maker(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
+        let _g = self.ledger.admin_lock();
+        if let Some(m) = self.seal_maker()? {
+            return Ok(m);
+        }
+        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
+        let alg = ca.alg;
+        let key = self.ledger.pool.generate(alg, "seald-seal-maker")?;
+        let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let signer = crate::token::TokenKey::with_public(
+            &self.ledger.pool,
+            &KeyId::from_hex(&ca.key_id)?,
+            ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
+        );
+        let now = std::time::SystemTime::now();
+        let template = crate::formats::x509::CertTemplate {
+            subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
+            public_key: &key.public_key,
+            not_before: now - std::time::Duration::from_secs(3600),
+            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
+            ca: false,
+        };
+        let cert = crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
+            .map_err(|e| SealError::Certificate(e.to_string()))?;
+        let maker = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
+        let ev = AuditEvent::new(Actor::system(), "maker.create", "key:seal-maker", "ok")
+            .detail("key_id", maker.key_id.clone())
+            .detail("alg", alg.name())
+            .detail("cert_sha256", cert.fingerprint())
+            .change(put("keys", "seal-maker", &maker));
+        let _ = self.ledger.commit(ev)?;
+        Ok(maker)
+    }
+
+    /// The GB/T 38540 v4 `SESeal` for one key version of a seal, signed by the seal maker in the token.
+    pub(super) fn make_ses(&self, seal: &Seal, v: &SealKeyVersion) -> Result<String, SealError> {
+        use crate::formats::ses;
+        use base64::Engine as _;
+        let maker = self.seal_maker()?.ok_or(SealError::NoSealMaker)?;
+        let maker_cert = Cert::parse(maker.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let seal_cert = Cert::parse(v.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let picture = base64::engine::general_purpose::STANDARD
+            .decode(&seal.image.data)
+            .map_err(|e| SealError::Store(e.to_string()))?;
+        let ms = |m: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m);
+        let template = ses::SealTemplate {
+            vid: "seald",
+            es_id: &seal.id,
+            seal_type: if matches!(seal.kind, SealKind::Personal | SealKind::LegalRepresentative) { 2 } else { 1 },
+            name: &seal.name,
+            certs: vec![seal_cert.der()],
+            create_date: ms(v.created_ms),
+            valid_start: ms(v.not_before_ms),
+            valid_end: ms(v.not_after_ms),
+            picture_type: &seal.image.image_type.to_ascii_uppercase(),
+            picture: &picture,
+            width_mm: seal.image.width_mm.round() as i64,
+            height_mm: seal.image.height_mm.round() as i64,
+        };
+        let info = ses::build_seal_info(&template).map_err(|e| SealError::BadInput(e.to_string()))?;
+        let signature = self
+            .ledger
+            .pool
+            .sign(&KeyId::from_hex(&maker.key_id)?, SignInput::Message { data: &info, user_id: None })?
+            .der;
+        let der = ses::build_seal(&info, maker_cert.der(), crate::formats::oid::signature_oid(maker.alg), &signature)
+            .map_err(|e| SealError::BadInput(e.to_string()))?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(der))
+    }
+
+    /// Issues a signing certificate for a seal's key with the issuing CA in the token.
+    pub(super) fn certify(&self, seal: &Seal, unit_name: &str, key: &PublicKey) -> Result<Cert, SealError> {
+        self.issue_with_ca(seal_subject(seal, unit_name), key, seal.valid_days)
+    }
+
+    /// An end-entity signing certificate (digitalSignature, nonRepudiation) from the issuing CA.
+    pub(crate) fn issue_with_ca(
+        &self,
+        subject: Vec<(&'static str, String)>,
+        key: &PublicKey,
+        valid_days: u32,
+    ) -> Result<Cert, SealError> {
+        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
+        let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        let ca_key = ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
+        let signer = crate::token::TokenKey::with_public(&self.ledger.pool, &KeyId::from_hex(&ca.key_id)?, ca_key);
+        let now = std::time::SystemTime::now();
+        let template = crate::formats::x509::CertTemplate {
+            subject,
+            public_key: key,
+            not_before: now - std::time::Duration::from_secs(60),
+            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
+            ca: false,
+        };
+        crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
+            .map_err(|e| SealError::Certificate(e.to_string()))
+    }
+
+    pub(super) fn appliance_key(&self, name: &str) -> Result<ApplianceKey, SealError> {
+        if let Some(k) = self.ledger.store.get::<ApplianceKey>("keys", name)? {
+            return Ok(k);
+        }
+        if name == "audit" {
+            // The audit key lives in the configuration until its first rotation; then in the store.
+            let id = self
+                .ledger
+                .audit_key()
+                .ok_or_else(|| SealError::NotFound("unknown_key", "this journal signs no checkpoints".into()))?;
+            let info = self.ledger.pool.key(&id)?;
+            return Ok(ApplianceKey::first(id.to_hex(), info.alg, info.public_key.to_spki_pem()));
+        }
+        Err(SealError::NotFound("unknown_key", format!("no {name} key: run `seald init`")))
+    }
+
+    /// The built-in issuing CA certifies a PKCS#10 request (issuers only): for development and small
+    /// deployments without an outside CA. The request must be signed by its own key.
+    pub fn ca_issue(&self, p: &Principal, csr_pem: &str, valid_days: u32) -> Result<String, SealError> {
+        self.ledger.require_role(
+            p,
+            Role::Issuer,
+            "ca.issue",
+            "key:issuing-ca",
+            "only an issuer uses the issuing CA",
+        )?;
+        if valid_days == 0 || valid_days > 3650 {
+            return Err(SealError::BadInput("valid_days must be 1 to 3650".into()));
+        }
+        let csr =
+            crate::formats::x509::Csr::parse(csr_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
+        if !csr.signature_ok() {
+            return Err(SealError::Certificate("the request is not signed by its own key".into()));
+        }
+        let key = csr.public_key().map_err(|e| SealError::Certificate(e.to_string()))?;
+        let subject = csr.subject_attributes();
+        if subject.is_empty() {
+            return Err(SealError::BadInput("the request's subject names nothing (CN, O, OU, C)".into()));
+        }
+        let cert = self.issue_with_ca(subject, &key, valid_days)?;
+        let ev = AuditEvent::new(actor(p), "ca.issue", "key:issuing-ca", "ok")
+            .detail("subject", cert.subject_text())
+            .detail("serial", cert.serial_hex())
+            .detail("cert_sha256", cert.fingerprint());
+        let _ = self.ledger.commit(ev)?;
+        Ok(cert.to_pem())
+    }
+}

@@ -1,0 +1,126 @@
+//! Verification of seals, seal signatures and SignedData with the registry's knowledge: the issuing
+//! CA as a trust anchor, and for seals made here their state at the signing time.
+
+use super::*;
+use std::sync::Arc;
+
+/// Verification with the registry's knowledge.
+pub struct Verification {
+    ledger: Arc<Ledger>,
+    pki: Arc<Pki>,
+}
+
+impl Verification {
+    pub(super) fn new(ledger: Arc<Ledger>, pki: Arc<Pki>) -> Self {
+        Verification { ledger, pki }
+    }
+}
+
+impl Verification {
+    /// Verifies a SignedData with `base` trust anchors plus the issuing CA.
+    pub fn verify_cms(
+        &self,
+        bytes: &[u8],
+        detached: Option<&[u8]>,
+        base: &crate::formats::x509::TrustStore,
+    ) -> crate::formats::ses::Report {
+        let trust = self.trust(base);
+        let opts = crate::formats::ses::VerifyOptions {
+            trust: Some(&trust),
+            have_crls: trust.has_crls(),
+            ..Default::default()
+        };
+        crate::formats::cms::verify(bytes, detached, &opts)
+    }
+
+    /// The registry's verdict on a seal made here, at `at_ms`: its state then (from its history).
+    /// `None` for seals not made here.
+    pub fn registry_state(&self, es_id: &str, at_ms: u64) -> Option<(bool, String)> {
+        let seal = self.ledger.store.get::<Seal>("seals", es_id).ok().flatten()?;
+        // Signing times have whole seconds: the seal counts as active then if it was active at any
+        // moment of that second.
+        let start = at_ms - at_ms % 1000;
+        let mut states: Vec<SealState> =
+            seal.history.iter().take_while(|h| h.time_ms < start).last().map(|h| h.state).into_iter().collect();
+        states.extend(seal.history.iter().filter(|h| h.time_ms >= start && h.time_ms < start + 1000).map(|h| h.state));
+        let state = if states.contains(&SealState::Active) { Some(SealState::Active) } else { states.last().copied() };
+        Some(match state {
+            Some(SealState::Active) => (true, format!("seal {es_id} was active then (now {})", seal.state.name())),
+            Some(s) => (false, format!("seal {es_id} was {} then (now {})", s.name(), seal.state.name())),
+            None => (false, format!("seal {es_id} did not exist yet then")),
+        })
+    }
+
+    /// GB/T 38540 §7.3 for a signature, with the registry's state for seals made here, `base` trust
+    /// anchors (the configured ones) plus the issuing CA, and `document_sm3` when known.
+    pub fn verify_ses(
+        &self,
+        bytes: &[u8],
+        document_sm3: Option<[u8; 32]>,
+        base: &crate::formats::x509::TrustStore,
+    ) -> crate::formats::ses::Report {
+        use crate::formats::ses;
+        match ses::SesSignature::parse(bytes) {
+            Err(e) => ses::unreadable(&e),
+            Ok(sig) => {
+                let at = sig.time_info.map(|t| t.at).unwrap_or_else(std::time::SystemTime::now);
+                let at_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                let trust = self.trust(base);
+                let opts = ses::VerifyOptions {
+                    trust: Some(&trust),
+                    have_crls: trust.has_crls(),
+                    document_sm3,
+                    registry_state: self.registry_state(&sig.seal.info.es_id, at_ms),
+                    ..Default::default()
+                };
+                ses::verify_signature(&sig, &opts)
+            }
+        }
+    }
+
+    /// GB/T 38540 §6.3 for a seal alone at `at` (default now), with the registry's current state for
+    /// seals made here.
+    pub fn verify_ses_seal(
+        &self,
+        bytes: &[u8],
+        at: Option<std::time::SystemTime>,
+        base: &crate::formats::x509::TrustStore,
+    ) -> crate::formats::ses::Report {
+        use crate::formats::ses;
+        match ses::SesSeal::parse(bytes) {
+            Err(e) => ses::unreadable(&e),
+            Ok(seal) => {
+                let when = at.unwrap_or_else(std::time::SystemTime::now);
+                let at_ms = when.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                let trust = self.trust(base);
+                let opts = ses::VerifyOptions {
+                    trust: Some(&trust),
+                    have_crls: trust.has_crls(),
+                    at,
+                    registry_state: match at {
+                        Some(_) => self.registry_state(&seal.info.es_id, at_ms),
+                        None => self.ledger.store.get::<Seal>("seals", &seal.info.es_id).ok().flatten().map(|s| {
+                            (s.state == SealState::Active, format!("seal {} is {} now", s.id, s.state.name()))
+                        }),
+                    },
+                    ..Default::default()
+                };
+                ses::verify_seal(&seal, &opts)
+            }
+        }
+    }
+
+    /// `base` plus the issuing CA as a trust anchor (the seal maker and seal certificates chain to it).
+    pub(super) fn trust(&self, base: &crate::formats::x509::TrustStore) -> crate::formats::x509::TrustStore {
+        let mut t = base.clone();
+        if let Ok(Some(ca)) = self.pki.issuing_ca() {
+            // Retired CA versions stay anchors: the certificates they issued still verify.
+            for pem in std::iter::once(&ca.cert_pem).chain(ca.retired.iter().map(|r| &r.cert_pem)) {
+                if let Ok(c) = crate::formats::x509::Cert::parse(pem.as_bytes()) {
+                    t = t.with_anchor(c);
+                }
+            }
+        }
+        t
+    }
+}
