@@ -5,7 +5,7 @@
 //! Line 1: `{"seald_audit_export":1,"from":F,"to":T,"anchor_seq":F-1,"anchor_hash":"…"}`;
 //! then `{"hash":"…","record":{…}}` per record; last, `{"signed_head":{…}}` when there is one.
 
-use super::journal::{read_head_file, read_records};
+use super::segment::{read_head_file, read_records};
 use super::{AuditError, SignedHead, VerifyReport, CHECKPOINT_ACTION};
 use crate::crypto::PublicKey;
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,7 @@ pub fn export(dir: &Path, range: ExportRange, out: &mut dyn Write) -> Result<(u6
         to = to.max(cp.seq);
     }
     // Before the first remaining record stands the archive anchor (or the start of the chain).
-    let base = super::journal::read_anchor(dir)?;
+    let base = super::archive::read_anchor(dir)?;
     let from = from.max(base.seq + 1);
     let anchor_hash = if from == base.seq + 1 {
         base.hash_bytes()?

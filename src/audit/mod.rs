@@ -13,15 +13,24 @@
 //! it names the first seq where anything is wrong. Exports (`export.rs`) carry the exact bytes, so an
 //! auditor can verify them elsewhere with only the public key.
 
+mod archive;
 mod export;
 mod journal;
+mod segment;
 mod verify;
+mod writer;
 
+pub use archive::{archive, read_anchor, Anchor};
 pub use export::{export, read_export, Export, ExportRange};
+pub use journal::{Journal, JournalConfig, Query};
 #[doc(hidden)]
-pub use journal::MAX_RECORD;
-pub use journal::{archive, read_anchor, read_journal, Anchor, Journal, JournalConfig, Query, StoredRecord};
+pub use segment::MAX_RECORD;
+pub use segment::{read_journal, StoredRecord};
+// What the journal's parts share among themselves.
+use journal::Shared;
+use segment::*;
 pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, VerifyReport};
+use writer::*;
 
 use crate::crypto::PublicKey;
 use crate::store::Change;

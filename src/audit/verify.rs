@@ -2,7 +2,8 @@
 //! first seq where anything is wrong. The same code judges a journal directory (online or with the
 //! daemon stopped) and an export (offline, with only the public key).
 
-use super::journal::{read_anchor, read_frames, read_head_file, segments};
+use super::archive::read_anchor;
+use super::segment::{read_frames, read_head_file, segments};
 use super::{record_hash, AuditError, JournalRecord, SignedHead, CHECKPOINT_ACTION};
 use crate::crypto::PublicKey;
 use serde::{Deserialize, Serialize};
