@@ -14,7 +14,7 @@
 use crate::audit::{Journal, VerifyReport};
 use crate::crypto::KeySigner;
 use crate::crypto::PublicKey;
-use crate::store::Store;
+use crate::store::{tree, Store};
 use crate::token::{KeyId, TokenPool};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -75,7 +75,7 @@ fn signed_bytes(m: &Manifest) -> Vec<u8> {
 fn referenced_keys(store: &Store, audit_key: &KeyId) -> Result<Vec<String>, BackupError> {
     use crate::seal::{ApplianceKey, KeyState, Seal};
     let mut keys = vec![audit_key.to_hex()];
-    for (_, k) in store.scan::<ApplianceKey>("keys").map_err(err)? {
+    for (_, k) in store.scan::<ApplianceKey>(tree::KEYS).map_err(err)? {
         keys.push(k.key_id);
         keys.extend(
             k.pending
@@ -85,7 +85,7 @@ fn referenced_keys(store: &Store, audit_key: &KeyId) -> Result<Vec<String>, Back
                 .map(|v| v.key_id.clone()),
         );
     }
-    for (_, s) in store.scan::<Seal>("seals").map_err(err)? {
+    for (_, s) in store.scan::<Seal>(tree::SEALS).map_err(err)? {
         keys.extend(s.versions.iter().filter(|v| v.state != KeyState::Destroyed).map(|v| v.key_id.clone()));
     }
     keys.sort();

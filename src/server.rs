@@ -59,8 +59,10 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     if let Some(a) = anchor {
         journal.set_anchor(a);
     }
-    let registry = crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone())
-        .map_err(|e| start_err("seal registry")(e.to_string()))?;
+    let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
+    let registry =
+        crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone(), accounts)
+            .map_err(|e| start_err("seal registry")(e.to_string()))?;
     registry.set_audit_key(audit_key);
     Ok(Offline { pool, store, journal, registry })
 }
@@ -71,11 +73,10 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     let opened = cfg.clone();
     let Offline { pool, store, journal, registry } =
         tokio::task::spawn_blocking(move || open_offline(&opened)).await.map_err(|e| StartError(e.to_string()))??;
-    let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
     let trust = cfg.verify.trust_store().map_err(|e| start_err("[verify]")(e))?;
-    let signing = Signing::new(pool.clone(), journal.clone(), accounts, &cfg.keys, server.max_message_bytes, trust)
-        .map_err(|e| start_err("[[keys]]")(e.to_string()))?
-        .with_registry(Arc::new(registry));
+    let signing =
+        Signing::new(pool.clone(), journal.clone(), Arc::new(registry), &cfg.keys, server.max_message_bytes, trust)
+            .map_err(|e| start_err("[[keys]]")(e.to_string()))?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let app = Arc::new(App {
         signing,

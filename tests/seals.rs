@@ -55,7 +55,8 @@ fn world_with(settings: SealSettings) -> World {
     let journal = Arc::new(
         Journal::open(JournalConfig::new(dir.path().join("journal")), Some(store.clone()), Some(signer)).unwrap(),
     );
-    let registry = Arc::new(Registry::new(store, journal.clone(), pool.clone(), settings).unwrap());
+    let registry =
+        Arc::new(Registry::new(store, journal.clone(), pool.clone(), settings, Accounts::default()).unwrap());
     registry.set_audit_key(audit_key.id.clone());
     registry
         .directory()
@@ -87,7 +88,7 @@ fn world_with(settings: SealSettings) -> World {
             certificates: vec![],
             keys: vec![],
         };
-        let _ = registry.directory().create_account(&sysadmin, spec, &|_| false).unwrap();
+        let _ = registry.directory().create_account(&sysadmin, spec).unwrap();
     }
     let ca = registry.pki().ensure_issuing_ca("test issuing CA", 3650).unwrap();
     assert_eq!(ca.alg, KeyAlg::Sm2);
@@ -95,13 +96,12 @@ fn world_with(settings: SealSettings) -> World {
     let signing = Signing::new(
         pool.clone(),
         journal.clone(),
-        Accounts::default(),
+        registry.clone(),
         &[],
         1 << 20,
         seald::formats::x509::TrustStore::default(),
     )
-    .unwrap()
-    .with_registry(registry.clone());
+    .unwrap();
     let scratch = token.scratch("oracle");
     std::fs::create_dir_all(&scratch).unwrap();
     World {
@@ -133,13 +133,12 @@ fn plain_keys_follow_the_app_account_at_once() {
     let signing = Signing::new(
         w.pool.clone(),
         w.journal.clone(),
-        Accounts::default(),
+        w.registry.clone(),
         &[config],
         1 << 20,
         seald::formats::x509::TrustStore::default(),
     )
-    .unwrap()
-    .with_registry(w.registry.clone());
+    .unwrap();
     let req = Request {
         key: "plain-1".into(),
         input: InputMode::E,
@@ -294,7 +293,7 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
                     certificates: vec![],
                     keys: vec![],
                 };
-                r.directory().create_account(p, spec, &|_| false).map(|_| ()).map_err(err)
+                r.directory().create_account(p, spec).map(|_| ()).map_err(err)
             }),
         ),
         ("list filings", &["issuer", "auditor"], Box::new(|p| r.filings().filings(p, None).map(|_| ()).map_err(err))),
@@ -400,7 +399,7 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
         certificates: vec![],
         keys: vec![],
     };
-    assert_eq!(code(&r.directory().create_account(&w.sysadmin, dup, &|_| false).unwrap_err()), "fingerprint_in_use");
+    assert_eq!(code(&r.directory().create_account(&w.sysadmin, dup).unwrap_err()), "fingerprint_in_use");
 }
 
 fn rand_suffix() -> u64 {

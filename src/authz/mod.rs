@@ -110,16 +110,6 @@ impl Accounts {
                 .find(|a| a.name == p.account)
                 .is_some_and(|a| a.keys.iter().any(|k| k == name || k.eq_ignore_ascii_case(id)))
     }
-
-    /// Whether `p` may take a backup (the system administrator: configuration and backup, never keys).
-    pub fn may_backup(&self, p: &Principal) -> bool {
-        p.role == Role::Sysadmin
-    }
-
-    /// Whether `p` may read and verify the audit log.
-    pub fn may_audit(&self, p: &Principal) -> bool {
-        p.role == Role::Auditor
-    }
 }
 
 #[cfg(test)]
@@ -147,7 +137,8 @@ mod tests {
         assert!(!a.may_sign_with(&oa, "other", "01"));
         let au = a.identify(&"b".repeat(64), "CN=audit").unwrap();
         assert!(!a.may_sign_with(&au, "seal-key", "00"), "an auditor never signs");
-        assert!(a.may_audit(&au) && !a.may_audit(&oa));
+        // The role comes from the account; what a role may do is the registry's (seal::Ledger::require_role).
+        assert_eq!((au.role, oa.role), (Role::Auditor, Role::App));
         assert!(a.identify(&"c".repeat(64), "CN=x").is_none());
         assert!(Accounts::new(vec![acct("x", Role::App, 'a', &[]), acct("y", Role::App, 'a', &[])]).is_err());
         assert!(Accounts::new(vec![acct("x", Role::App, 'a', &[]), acct("x", Role::App, 'b', &[])]).is_err());

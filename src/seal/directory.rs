@@ -8,7 +8,8 @@
 
 use super::{actor, now_ms, put, Ledger, SealError};
 use crate::audit::{Actor, AuditEvent};
-use crate::authz::{Principal, Role};
+use crate::authz::{Accounts, Principal, Role};
+use crate::store::tree;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -128,12 +129,15 @@ fn needs_unit(role: Role) -> bool {
 /// every change, so that disabling an account takes effect at the next request.
 pub struct Directory {
     ledger: Arc<Ledger>,
+    /// The accounts of the configuration (`[[accounts]]`, for systems that sign with plain keys):
+    /// read-only, and looked up first.
+    config: Accounts,
     by_fingerprint: RwLock<HashMap<String, AccountRecord>>,
 }
 
 impl Directory {
-    pub(super) fn open(ledger: Arc<Ledger>) -> Result<Self, SealError> {
-        let d = Directory { ledger, by_fingerprint: RwLock::new(HashMap::new()) };
+    pub(super) fn open(ledger: Arc<Ledger>, config: Accounts) -> Result<Self, SealError> {
+        let d = Directory { ledger, config, by_fingerprint: RwLock::new(HashMap::new()) };
         d.reload_directory()?;
         Ok(d)
     }
@@ -143,7 +147,7 @@ impl Directory {
     /// Rebuilds the fingerprint index from the store.
     pub(super) fn reload_directory(&self) -> Result<(), SealError> {
         let mut map = std::collections::HashMap::new();
-        for (_, a) in self.ledger.store.scan::<AccountRecord>("accounts")? {
+        for (_, a) in self.ledger.store.scan::<AccountRecord>(tree::ACCOUNTS)? {
             for f in &a.fingerprints {
                 let _ = map.insert(f.clone(), a.clone());
             }
@@ -154,6 +158,9 @@ impl Directory {
 
     /// The principal for a client certificate, if it belongs to an enabled registry account.
     pub fn identify(&self, fingerprint: &str, subject: &str) -> Option<Principal> {
+        if let Some(p) = self.config.identify(fingerprint, subject) {
+            return Some(p);
+        }
         let dir = self.by_fingerprint.read().unwrap_or_else(|p| p.into_inner());
         dir.get(&fingerprint.to_ascii_lowercase()).filter(|a| !a.disabled).map(|a| Principal {
             account: a.name.clone(),
@@ -167,6 +174,12 @@ impl Directory {
     /// Whether the registry account `p` stands for may sign with the plain key `name` (or its id),
     /// read from the in-memory directory `identify` uses, so a signature costs no store read.
     pub fn may_sign_with_key(&self, p: &Principal, name: &str, id: &str) -> bool {
+        if p.role != Role::App {
+            return false;
+        }
+        if self.config.may_sign_with(p, name, id) {
+            return true;
+        }
         let dir = self.by_fingerprint.read().unwrap_or_else(|p| p.into_inner());
         dir.get(&p.fingerprint.to_ascii_lowercase())
             .filter(|a| a.name == p.account && !a.disabled)
@@ -175,14 +188,14 @@ impl Directory {
 
     /// The registry account of a name.
     pub fn account(&self, name: &str) -> Result<Option<AccountRecord>, SealError> {
-        Ok(self.ledger.store.get::<AccountRecord>("accounts", name)?)
+        Ok(self.ledger.store.get::<AccountRecord>(tree::ACCOUNTS, name)?)
     }
 
     /// A unit by id.
     pub fn unit(&self, id: &str) -> Result<Unit, SealError> {
         self.ledger
             .store
-            .get::<Unit>("units", id)?
+            .get::<Unit>(tree::UNITS, id)?
             .ok_or_else(|| SealError::NotFound("unknown_unit", format!("no unit '{id}'")))
     }
 
@@ -198,7 +211,7 @@ impl Directory {
             if steps > 64 {
                 break;
             }
-            cur = self.ledger.store.get::<Unit>("units", &u)?.and_then(|x| x.parent);
+            cur = self.ledger.store.get::<Unit>(tree::UNITS, &u)?.and_then(|x| x.parent);
         }
         Ok(false)
     }
@@ -206,7 +219,7 @@ impl Directory {
     /// Creates the first administrator accounts (`seald init`): only while no account exists.
     pub fn bootstrap(&self, admins: &[(Role, String, String)]) -> Result<Vec<AccountRecord>, SealError> {
         let _g = self.ledger.admin_lock();
-        if !self.ledger.store.scan::<AccountRecord>("accounts")?.is_empty() {
+        if !self.ledger.store.scan::<AccountRecord>(tree::ACCOUNTS)?.is_empty() {
             return Err(SealError::Conflict("already_initialised", "the registry has accounts already".into()));
         }
         let mut ev = AuditEvent::new(Actor::system(), "account.bootstrap", "accounts", "ok");
@@ -232,7 +245,7 @@ impl Directory {
                 created_by: "system".into(),
                 created_ms: now_ms(),
             };
-            ev = ev.change(put("accounts", name, &a));
+            ev = ev.change(put(tree::ACCOUNTS, name, &a));
             out.push(a);
         }
         let _ = self.ledger.commit(ev)?;
@@ -260,14 +273,14 @@ impl Directory {
             ));
         }
         let _g = self.ledger.admin_lock();
-        if self.ledger.store.get::<Unit>("units", &spec.id)?.is_some() {
+        if self.ledger.store.get::<Unit>(tree::UNITS, &spec.id)?.is_some() {
             return Err(SealError::Conflict("unit_exists", format!("unit '{}' exists", spec.id)));
         }
         if let Some(parent) = &spec.parent {
             let _ = self.unit(parent)?;
         }
         let u = Unit { id: spec.id.clone(), name: spec.name, parent: spec.parent, created_ms: now_ms() };
-        let ev = AuditEvent::new(actor(p), "unit.create", &object, "ok").change(put("units", &u.id, &u));
+        let ev = AuditEvent::new(actor(p), "unit.create", &object, "ok").change(put(tree::UNITS, &u.id, &u));
         let _ = self.ledger.commit(ev)?;
         Ok(u)
     }
@@ -282,7 +295,7 @@ impl Directory {
                 SealError::Forbidden("applications do not list units".into()),
             ));
         }
-        Ok(self.ledger.store.scan::<Unit>("units")?.into_iter().map(|(_, u)| u).collect())
+        Ok(self.ledger.store.scan::<Unit>(tree::UNITS)?.into_iter().map(|(_, u)| u).collect())
     }
 
     pub(super) fn check_account_shape(
@@ -312,14 +325,10 @@ impl Directory {
         self.by_fingerprint.read().unwrap_or_else(|p| p.into_inner()).get(fp).map(|a| a.name.clone())
     }
 
-    /// Creates an account (sysadmin). `taken` says whether a fingerprint is bound elsewhere (the
-    /// configured accounts).
-    pub fn create_account(
-        &self,
-        p: &Principal,
-        spec: AccountSpec,
-        taken: &dyn Fn(&str) -> bool,
-    ) -> Result<AccountRecord, SealError> {
+    /// Creates an account (sysadmin). A fingerprint bound to a configured account or another
+    /// registry account is refused.
+    pub fn create_account(&self, p: &Principal, spec: AccountSpec) -> Result<AccountRecord, SealError> {
+        let taken = |fp: &str| self.config.identify(fp, "").is_some();
         let object = format!("account:{}", spec.name);
         self.require_sysadmin(p, "account.create", &object)?;
         if !valid_code(&spec.name) || spec.name == "system" {
@@ -372,7 +381,7 @@ impl Directory {
         };
         let ev = AuditEvent::new(actor(p), "account.create", &object, "ok")
             .detail("role", serde_json::to_value(a.role).unwrap_or_default())
-            .change(put("accounts", &a.name, &a));
+            .change(put(tree::ACCOUNTS, &a.name, &a));
         let _ = self.ledger.commit(ev)?;
         self.reload_directory()?;
         Ok(a)
@@ -424,7 +433,7 @@ impl Directory {
             a.fingerprints = n;
         }
         self.check_account_shape(&a.name, a.role, &a.unit, &a.keys)?;
-        let ev = AuditEvent::new(actor(p), "account.update", &object, "ok").change(put("accounts", name, &a));
+        let ev = AuditEvent::new(actor(p), "account.update", &object, "ok").change(put(tree::ACCOUNTS, name, &a));
         let _ = self.ledger.commit(ev)?;
         self.reload_directory()?;
         Ok(a)
@@ -433,7 +442,7 @@ impl Directory {
     /// Every registry account (sysadmin).
     pub fn accounts(&self, p: &Principal) -> Result<Vec<AccountRecord>, SealError> {
         self.require_sysadmin(p, "account.list", "accounts")?;
-        Ok(self.ledger.store.scan::<AccountRecord>("accounts")?.into_iter().map(|(_, a)| a).collect())
+        Ok(self.ledger.store.scan::<AccountRecord>(tree::ACCOUNTS)?.into_iter().map(|(_, a)| a).collect())
     }
 
     /// Whether `p` administers `unit` (its unit or one below).

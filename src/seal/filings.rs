@@ -75,7 +75,7 @@ impl Filings {
         Ok(self
             .ledger
             .store
-            .scan::<Filing>("filings")?
+            .scan::<Filing>(tree::FILINGS)?
             .into_iter()
             .map(|(_, f)| f)
             .filter(|f| f.overdue(now, deadline))
@@ -109,7 +109,7 @@ impl Filings {
         Ok(self
             .ledger
             .store
-            .scan::<Filing>("filings")?
+            .scan::<Filing>(tree::FILINGS)?
             .into_iter()
             .map(|(_, f)| f)
             .filter(|f| state.is_none_or(|s| f.state == s))
@@ -131,7 +131,7 @@ impl Filings {
         let mut f = self
             .ledger
             .store
-            .get::<Filing>("filings", id)?
+            .get::<Filing>(tree::FILINGS, id)?
             .ok_or_else(|| SealError::NotFound("unknown_filing", format!("no filing '{id}'")))?;
         if f.state == FilingState::Acked {
             return Err(SealError::Conflict("already_acked", format!("filing {id} was acknowledged already")));
@@ -143,7 +143,7 @@ impl Filings {
         f.acked_ms = Some(now_ms());
         f.acked_by = Some(p.account.clone());
         f.reference = reference;
-        let ev = AuditEvent::new(actor(p), "filing.ack", &object, "ok").change(put("filings", id, &f));
+        let ev = AuditEvent::new(actor(p), "filing.ack", &object, "ok").change(put(tree::FILINGS, id, &f));
         let _ = self.ledger.commit(ev)?;
         Ok(f)
     }

@@ -20,6 +20,7 @@ use super::{
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
 use crate::formats::x509::Cert;
+use crate::store::tree;
 use crate::token::KeyId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -152,7 +153,7 @@ impl DualControl {
                 out.push(serde_json::json!({ "key": name, "alg": k.alg, "versions": versions }));
             }
         }
-        for (_, s) in self.ledger.store.scan::<Seal>("seals")? {
+        for (_, s) in self.ledger.store.scan::<Seal>(tree::SEALS)? {
             if s.versions.is_empty() {
                 continue;
             }
@@ -177,7 +178,7 @@ impl DualControl {
             + std::time::Duration::from_millis(now_ms() + self.ledger.settings.reminder_days * 86_400_000);
         let mut out = Vec::new();
         for name in ["issuing-ca", "seal-maker"] {
-            if let Some(k) = self.ledger.store.get::<ApplianceKey>("keys", name)? {
+            if let Some(k) = self.ledger.store.get::<ApplianceKey>(tree::KEYS, name)? {
                 if Cert::parse(k.cert_pem.as_bytes()).is_ok_and(|c| c.validity().1 <= horizon) {
                     out.push(name.to_string());
                 }
@@ -214,7 +215,7 @@ impl DualControl {
                 let ev = AuditEvent::new(actor(p), "key.rotate", &format!("key:{name}"), "ok")
                     .detail("version", next)
                     .detail("key_id", v.key_id.clone())
-                    .change(put("seals", id, &seal));
+                    .change(put(tree::SEALS, id, &seal));
                 let _ = self.ledger.commit(ev)?;
                 drop(_w);
                 let csr = {
@@ -256,7 +257,7 @@ impl DualControl {
                     let ev = AuditEvent::new(actor(p), "key.rotate", "key:audit", "ok")
                         .detail("version", next)
                         .detail("key_id", v.key_id.clone())
-                        .change(put("keys", which, &k));
+                        .change(put(tree::KEYS, which, &k));
                     let _ = self.ledger.commit(ev)?;
                     return Ok(
                         serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "public_key": v.cert_pem }),
@@ -307,7 +308,7 @@ impl DualControl {
                 let ev = AuditEvent::new(actor(p), "key.rotate", &format!("key:{which}"), "ok")
                     .detail("version", next)
                     .detail("key_id", v.key_id.clone())
-                    .change(put("keys", which, &k));
+                    .change(put(tree::KEYS, which, &k));
                 let _ = self.ledger.commit(ev)?;
                 Ok(
                     serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "certificate": v.cert_pem }),
@@ -339,7 +340,7 @@ impl DualControl {
             .detail("request", r.id.clone())
             .detail("action", serde_json::to_value(action).unwrap_or_default())
             .detail("version", version)
-            .change(put("requests", &r.id, &r));
+            .change(put(tree::REQUESTS, &r.id, &r));
         let _ = self.ledger.commit(ev)?;
         Ok(r)
     }
@@ -404,8 +405,8 @@ impl DualControl {
         let ev = AuditEvent::new(actor(p), "key.activate", &format!("key:seal:{id}"), "ok")
             .detail("version", version)
             .detail("retired", old)
-            .change(put("filings", &filing.id, &filing))
-            .change(put("seals", id, &seal));
+            .change(put(tree::FILINGS, &filing.id, &filing))
+            .change(put(tree::SEALS, id, &seal));
         let _ = self.ledger.commit(ev)?;
         Ok(serde_json::json!({ "key": format!("seal:{id}"), "version": version, "state": "active", "retired": old }))
     }
@@ -457,7 +458,7 @@ impl DualControl {
                 SealError::Forbidden("requests are for security officers and auditors".into()),
             ));
         }
-        Ok(self.ledger.store.scan::<DualRequest>("requests")?.into_iter().map(|(_, r)| r).collect())
+        Ok(self.ledger.store.scan::<DualRequest>(tree::REQUESTS)?.into_iter().map(|(_, r)| r).collect())
     }
 
     /// The second officer approves a request, which is then carried out.
@@ -468,7 +469,7 @@ impl DualControl {
         let mut r = self
             .ledger
             .store
-            .get::<DualRequest>("requests", id)?
+            .get::<DualRequest>(tree::REQUESTS, id)?
             .ok_or_else(|| SealError::NotFound("unknown_request", format!("no request '{id}'")))?;
         if r.state != RequestState::Pending {
             return Err(SealError::Conflict("request_done", format!("request {id} was carried out already")));
@@ -496,7 +497,7 @@ impl DualControl {
             .detail("key", r.key.clone())
             .detail("version", r.version)
             .detail("requested_by", r.requested_by.clone())
-            .change(put("requests", id, &r));
+            .change(put(tree::REQUESTS, id, &r));
         if r.action == RequestAction::ChangePin {
             let pin = self.pending_pins.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
             let pin = pin.ok_or_else(|| {
@@ -529,7 +530,7 @@ impl DualControl {
                 k.version = pending.version;
                 k.key_id = pending.key_id;
                 k.cert_pem = pending.cert_pem;
-                ev = ev.change(put("keys", which, &k));
+                ev = ev.change(put(tree::KEYS, which, &k));
                 if which == "audit" {
                     // The old key vouches for the new one in the journal, then the journal signs with it.
                     let id = KeyId::from_hex(&k.key_id)?;
@@ -557,7 +558,7 @@ impl DualControl {
                     let gone = k.pending.take();
                     k.retired.extend(gone);
                 }
-                ev = ev.change(put("keys", which, &k));
+                ev = ev.change(put(tree::KEYS, which, &k));
             }
             (RequestAction::Destroy, KeyName::Seal(sid)) => {
                 let slot = self.ledger.slot(sid);
@@ -575,7 +576,7 @@ impl DualControl {
                 })?;
                 self.ledger.pool.destroy(&KeyId::from_hex(&v.key_id)?)?;
                 v.state = KeyState::Destroyed;
-                ev = ev.change(put("seals", sid, &seal));
+                ev = ev.change(put(tree::SEALS, sid, &seal));
                 let _ = self.ledger.commit(ev)?;
                 return Ok(r);
             }
@@ -596,7 +597,7 @@ pub fn active_audit_key(
     store: &crate::store::Store,
     configured: &KeyId,
 ) -> Result<(KeyId, Option<crate::crypto::PublicKey>), SealError> {
-    let Some(k) = store.get::<ApplianceKey>("keys", "audit")? else {
+    let Some(k) = store.get::<ApplianceKey>(tree::KEYS, "audit")? else {
         return Ok((configured.clone(), None));
     };
     let active = KeyId::from_hex(&k.key_id)?;

@@ -50,7 +50,7 @@ impl Ledger {
         if let Some(s) = slots.get(id) {
             return s.clone();
         }
-        if !self.store.get::<Seal>("seals", id).is_ok_and(|s| s.is_some()) {
+        if !self.store.get::<Seal>(tree::SEALS, id).is_ok_and(|s| s.is_some()) {
             return Arc::default();
         }
         slots.entry(id.to_string()).or_default().clone()
@@ -109,11 +109,11 @@ impl Ledger {
     /// A seal by id.
     pub fn seal(&self, id: &str) -> Result<Seal, SealError> {
         self.store
-            .get::<Seal>("seals", id)?
+            .get::<Seal>(tree::SEALS, id)?
             .ok_or_else(|| SealError::NotFound("unknown_seal", format!("no seal '{id}'")))
     }
 
     pub(super) fn all_seals(&self) -> Result<Vec<Seal>, SealError> {
-        Ok(self.store.scan::<Seal>("seals")?.into_iter().map(|(_, s)| s).collect())
+        Ok(self.store.scan::<Seal>(tree::SEALS)?.into_iter().map(|(_, s)| s).collect())
     }
 }

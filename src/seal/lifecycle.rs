@@ -12,7 +12,7 @@ use super::{
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
 use crate::crypto::KeyAlg;
-use crate::store::Change;
+use crate::store::{tree, Change};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -216,7 +216,7 @@ impl Lifecycle {
             let mut b = [0u8; 8];
             getrandom::getrandom(&mut b).map_err(|e| SealError::Store(format!("no randomness: {e}")))?;
             let id = format!("{:016}", u64::from_be_bytes(b) % 10_000_000_000_000_000);
-            if self.ledger.store.get::<Seal>("seals", &id)?.is_none() {
+            if self.ledger.store.get::<Seal>(tree::SEALS, &id)?.is_none() {
                 return Ok(id);
             }
         }
@@ -277,7 +277,7 @@ impl Lifecycle {
         };
         let ev = AuditEvent::new(actor(p), "seal.apply", &format!("seal:{id}"), "ok")
             .detail("to", "applied")
-            .change(put("seals", &id, &seal));
+            .change(put(tree::SEALS, &id, &seal));
         let _ = self.ledger.commit(ev)?;
         Ok(seal)
     }
@@ -400,15 +400,16 @@ impl Lifecycle {
                 }];
                 let v = self.new_version(&new, 1)?;
                 new.versions.push(v);
-                for (_, g) in self.ledger.store.scan::<Grant>("grants")?.into_iter().filter(|(_, g)| g.seal == seal.id)
+                for (_, g) in
+                    self.ledger.store.scan::<Grant>(tree::GRANTS)?.into_iter().filter(|(_, g)| g.seal == seal.id)
                 {
                     let copy =
                         Grant { seal: new.id.clone(), account: g.account, granted_by: p.account.clone(), time_ms: now };
-                    changes.push(put("grants", &format!("{}/{}", copy.seal, copy.account), &copy));
+                    changes.push(put(tree::GRANTS, &format!("{}/{}", copy.seal, copy.account), &copy));
                 }
                 let filing = self.filings.new_filing(&new, "change");
-                changes.push(put("filings", &filing.id, &filing));
-                changes.push(put("seals", &new.id, &new));
+                changes.push(put(tree::FILINGS, &filing.id, &filing));
+                changes.push(put(tree::SEALS, &new.id, &new));
                 seal.replaced_by = Some(new.id.clone());
                 result = Some(new);
             }
@@ -419,9 +420,9 @@ impl Lifecycle {
         // Filings for make, renew and revoke name the seal as it now is.
         if matches!(action, Action::Make | Action::Renew | Action::Revoke) {
             let filing: Filing = self.filings.new_filing(&seal, action.name());
-            changes.push(put("filings", &filing.id, &filing));
+            changes.push(put(tree::FILINGS, &filing.id, &filing));
         }
-        changes.push(put("seals", id, &seal));
+        changes.push(put(tree::SEALS, id, &seal));
         let mut ev =
             AuditEvent::new(actor(p), &what, &object, "ok").detail("from", from.name()).detail("to", to.name());
         if let Some(r) = &req.reason {
@@ -488,7 +489,7 @@ impl Lifecycle {
         let ev = AuditEvent::new(actor(p), "seal.certificate", &object, "ok")
             .detail("key_version", version)
             .detail("cert_sha256", cert.fingerprint())
-            .change(put("seals", id, &seal));
+            .change(put(tree::SEALS, id, &seal));
         let _ = self.ledger.commit(ev)?;
         Ok(seal)
     }
@@ -538,7 +539,7 @@ impl Lifecycle {
             return Err(self.ledger.refuse(p, "seal.policy", &object, err));
         }
         seal.policy = policy;
-        let ev = AuditEvent::new(actor(p), "seal.policy", &object, "ok").change(put("seals", id, &seal));
+        let ev = AuditEvent::new(actor(p), "seal.policy", &object, "ok").change(put(tree::SEALS, id, &seal));
         let _ = self.ledger.commit(ev)?;
         Ok(seal)
     }
@@ -570,7 +571,7 @@ impl Lifecycle {
         let _g = self.ledger.admin_lock();
         let g = Grant { seal: id.into(), account: account.into(), granted_by: p.account.clone(), time_ms: now_ms() };
         let ev = AuditEvent::new(actor(p), "seal.grant", &object, "ok").detail("account", account).change(put(
-            "grants",
+            tree::GRANTS,
             &format!("{id}/{account}"),
             &g,
         ));
@@ -592,7 +593,7 @@ impl Lifecycle {
         }
         let key = format!("{id}/{account}");
         let _g = self.ledger.admin_lock();
-        if self.ledger.store.get::<Grant>("grants", &key)?.is_none() {
+        if self.ledger.store.get::<Grant>(tree::GRANTS, &key)?.is_none() {
             return Err(SealError::NotFound("unknown_grant", format!("'{account}' holds no grant on seal {id}")));
         }
         // Taken under the seal's lock, so no use that relied on the grant is still running after this returns.
@@ -600,21 +601,28 @@ impl Lifecycle {
         let _w = slot.lock.write();
         let ev = AuditEvent::new(actor(p), "seal.ungrant", &object, "ok")
             .detail("account", account)
-            .change(Change::Delete { tree: "grants".into(), key });
+            .change(Change::Delete { tree: tree::GRANTS.into(), key });
         let _ = self.ledger.commit(ev)?;
         Ok(())
     }
 
     /// The apps granted a seal.
     pub fn grants(&self, id: &str) -> Result<Vec<Grant>, SealError> {
-        Ok(self.ledger.store.scan::<Grant>("grants")?.into_iter().map(|(_, g)| g).filter(|g| g.seal == id).collect())
+        Ok(self
+            .ledger
+            .store
+            .scan::<Grant>(tree::GRANTS)?
+            .into_iter()
+            .map(|(_, g)| g)
+            .filter(|g| g.seal == id)
+            .collect())
     }
 
     pub(super) fn may_read(&self, p: &Principal, seal: &Seal) -> Result<bool, SealError> {
         Ok(match p.role {
             Role::Issuer | Role::Auditor => true,
             Role::UnitAdmin => self.directory.administers(p, &seal.unit)?,
-            Role::App => self.ledger.store.get::<Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some(),
+            Role::App => self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{}/{}", seal.id, p.account))?.is_some(),
             Role::Sysadmin | Role::Secofficer => false,
         })
     }

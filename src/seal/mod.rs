@@ -38,7 +38,7 @@ use crate::audit::{Actor, AuditEvent, Journal};
 use crate::authz::{Principal, Role};
 use crate::crypto::{KeyAlg, PublicKey};
 use crate::formats::x509::Cert;
-use crate::store::{Change, Store};
+use crate::store::{tree, Change, Store};
 use crate::token::{KeyId, SignInput, TokenError, TokenPool};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -620,15 +620,17 @@ fn actor(p: &Principal) -> Actor {
 }
 
 impl Registry {
-    /// The registry over an open store and journal (the journal applies changes to that store).
+    /// The registry over an open store and journal (the journal applies changes to that store), with
+    /// the configuration's accounts as a read-only part of its directory.
     pub fn new(
         store: Arc<Store>,
         journal: Arc<Journal>,
         pool: TokenPool,
         settings: SealSettings,
+        config_accounts: crate::authz::Accounts,
     ) -> Result<Self, SealError> {
         let ledger = Arc::new(Ledger::new(store, journal, pool, settings));
-        let directory = Arc::new(Directory::open(ledger.clone())?);
+        let directory = Arc::new(Directory::open(ledger.clone(), config_accounts)?);
         let pki = Arc::new(Pki::new(ledger.clone()));
         let filings = Arc::new(Filings::new(ledger.clone()));
         let lifecycle = Arc::new(Lifecycle::new(ledger.clone(), directory.clone(), pki.clone(), filings.clone()));

@@ -19,7 +19,7 @@ impl Pki {
 impl Pki {
     /// The issuing CA, if set up.
     pub fn issuing_ca(&self) -> Result<Option<ApplianceKey>, SealError> {
-        Ok(self.ledger.store.get::<ApplianceKey>("keys", "issuing-ca")?)
+        Ok(self.ledger.store.get::<ApplianceKey>(tree::KEYS, "issuing-ca")?)
     }
 
     /// Sets up the issuing CA: a key generated in the token (SM2 where the token offers it, P-256
@@ -47,14 +47,14 @@ impl Pki {
             .detail("key_id", ca.key_id.clone())
             .detail("alg", alg.name())
             .detail("cert_sha256", cert.fingerprint())
-            .change(put("keys", "issuing-ca", &ca));
+            .change(put(tree::KEYS, "issuing-ca", &ca));
         let _ = self.ledger.commit(ev)?;
         Ok(ca)
     }
 
     /// The seal-maker key, if set up.
     pub fn seal_maker(&self) -> Result<Option<ApplianceKey>, SealError> {
-        Ok(self.ledger.store.get::<ApplianceKey>("keys", "seal-maker")?)
+        Ok(self.ledger.store.get::<ApplianceKey>(tree::KEYS, "seal-maker")?)
     }
 
     /// Sets up the seal maker (制章者): a key generated in the token with a certificate from the
@@ -88,7 +88,7 @@ impl Pki {
             .detail("key_id", maker.key_id.clone())
             .detail("alg", alg.name())
             .detail("cert_sha256", cert.fingerprint())
-            .change(put("keys", "seal-maker", &maker));
+            .change(put(tree::KEYS, "seal-maker", &maker));
         let _ = self.ledger.commit(ev)?;
         Ok(maker)
     }
@@ -158,7 +158,7 @@ impl Pki {
     }
 
     pub(super) fn appliance_key(&self, name: &str) -> Result<ApplianceKey, SealError> {
-        if let Some(k) = self.ledger.store.get::<ApplianceKey>("keys", name)? {
+        if let Some(k) = self.ledger.store.get::<ApplianceKey>(tree::KEYS, name)? {
             return Ok(k);
         }
         if name == "audit" {

@@ -17,7 +17,7 @@ use super::{
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
 use crate::crypto::KeyAlg;
-use crate::store::Change;
+use crate::store::{tree, Change};
 use crate::token::KeyId;
 use parking_lot::lock_api::ArcRwLockReadGuard;
 use serde::Deserialize;
@@ -181,10 +181,10 @@ impl UsePermit<'_> {
             let mut tk = r
                 .ledger
                 .store
-                .get::<Ticket>("approvals", t)?
+                .get::<Ticket>(tree::APPROVALS, t)?
                 .ok_or_else(|| SealError::Store(format!("ticket {t} vanished")))?;
             tk.used_ms = Some(self.now);
-            ev = ev.detail("ticket", t.clone()).change(put("approvals", t, &tk));
+            ev = ev.detail("ticket", t.clone()).change(put(tree::APPROVALS, t, &tk));
         }
         let audit_seq = r.ledger.commit(ev)?;
         Ok(UseReceipt { key: self.key, audit_seq })
@@ -232,7 +232,7 @@ impl Uses {
         now: u64,
     ) -> Result<Reservation, SealError> {
         let granted = p.role == Role::App
-            && self.ledger.store.get::<super::Grant>("grants", &format!("{}/{}", seal.id, p.account))?.is_some();
+            && self.ledger.store.get::<super::Grant>(tree::GRANTS, &format!("{}/{}", seal.id, p.account))?.is_some();
         if !granted {
             return Err(refused(
                 UseRefusal::NoGrant,
@@ -285,7 +285,7 @@ impl Uses {
                 ))
             }
             (Some(t), _) => {
-                let stored = self.ledger.store.get::<Ticket>("approvals", t)?;
+                let stored = self.ledger.store.get::<Ticket>(tree::APPROVALS, t)?;
                 let Some(tk) = stored.filter(|tk| tk.seal == seal.id && tk.app == p.account && tk.digest == digest)
                 else {
                     return Err(refused(
@@ -324,7 +324,7 @@ impl Uses {
         if digest.len() != 64 || hex::decode(&digest).is_err() {
             return Err(SealError::BadInput("digest must be 32 bytes of hex".into()));
         }
-        if self.ledger.store.get::<super::Grant>("grants", &format!("{seal_id}/{}", req.app))?.is_none() {
+        if self.ledger.store.get::<super::Grant>(tree::GRANTS, &format!("{seal_id}/{}", req.app))?.is_none() {
             return Err(SealError::BadInput(format!("'{}' holds no grant on seal {seal_id}", req.app)));
         }
         let max = self.ledger.settings.ticket_max_s;
@@ -347,7 +347,7 @@ impl Uses {
             .detail("ticket", t.id.clone())
             .detail("app", t.app.clone())
             .detail("digest", t.digest.clone())
-            .change(put("approvals", &t.id, &t));
+            .change(put(tree::APPROVALS, &t.id, &t));
         let _ = self.ledger.commit(ev)?;
         Ok(t)
     }

@@ -36,7 +36,7 @@ impl Verification {
     /// The registry's verdict on a seal made here, at `at_ms`: its state then (from its history).
     /// `None` for seals not made here.
     pub fn registry_state(&self, es_id: &str, at_ms: u64) -> Option<(bool, String)> {
-        let seal = self.ledger.store.get::<Seal>("seals", es_id).ok().flatten()?;
+        let seal = self.ledger.store.get::<Seal>(tree::SEALS, es_id).ok().flatten()?;
         // Signing times have whole seconds: the seal counts as active then if it was active at any
         // moment of that second.
         let start = at_ms - at_ms % 1000;
@@ -99,7 +99,7 @@ impl Verification {
                     at,
                     registry_state: match at {
                         Some(_) => self.registry_state(&seal.info.es_id, at_ms),
-                        None => self.ledger.store.get::<Seal>("seals", &seal.info.es_id).ok().flatten().map(|s| {
+                        None => self.ledger.store.get::<Seal>(tree::SEALS, &seal.info.es_id).ok().flatten().map(|s| {
                             (s.state == SealState::Active, format!("seal {} is {} now", s.id, s.state.name()))
                         }),
                     },

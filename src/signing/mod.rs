@@ -23,7 +23,7 @@ mod usage;
 pub use usage::Product;
 
 use crate::audit::Journal;
-use crate::authz::{Accounts, Principal};
+use crate::authz::Principal;
 use crate::crypto::{self, PublicKey};
 use crate::token::{KeyId, KeyInfo, TokenError, TokenPool};
 use plan::{check_request, prehash};
@@ -188,19 +188,18 @@ pub struct Verdict {
 pub struct Signing {
     pool: TokenPool,
     journal: Arc<Journal>,
-    accounts: Accounts,
+    registry: Arc<crate::seal::Registry>,
     keys: Vec<Key>,
     max_message: usize,
     trust: crate::formats::x509::TrustStore,
-    registry: Option<Arc<crate::seal::Registry>>,
 }
 
 impl Signing {
-    /// Resolves the configured keys in the token.
+    /// Resolves the configured keys in the token. Who may use them, and the seals, are the registry's.
     pub fn new(
         pool: TokenPool,
         journal: Arc<Journal>,
-        accounts: Accounts,
+        registry: Arc<crate::seal::Registry>,
         keys: &[KeyConfig],
         max_message: usize,
         trust: crate::formats::x509::TrustStore,
@@ -214,13 +213,7 @@ impl Signing {
                 Ok(Key { name: k.name.clone(), info, version: 1 })
             })
             .collect::<Result<Vec<_>, TokenError>>()?;
-        Ok(Signing { pool, journal, accounts, keys, max_message, trust, registry: None })
-    }
-
-    /// Adds the seal registry: requests naming a seal go through its use checks.
-    pub fn with_registry(mut self, registry: Arc<crate::seal::Registry>) -> Self {
-        self.registry = Some(registry);
-        self
+        Ok(Signing { pool, journal, registry, keys, max_message, trust })
     }
 
     /// The trust anchors and CRLs for certificates given to verification.
@@ -228,21 +221,14 @@ impl Signing {
         &self.trust
     }
 
-    /// The seal registry, if there is one.
-    pub fn registry(&self) -> Option<&Arc<crate::seal::Registry>> {
-        self.registry.as_ref()
+    /// The seal registry.
+    pub fn registry(&self) -> &Arc<crate::seal::Registry> {
+        &self.registry
     }
 
-    /// The principal for a client certificate: a configured account, else a registry account.
+    /// The principal for a client certificate (the registry's one account directory).
     pub fn identify(&self, fingerprint: &str, subject: &str) -> Option<Principal> {
-        self.accounts
-            .identify(fingerprint, subject)
-            .or_else(|| self.registry.as_ref().and_then(|r| r.directory().identify(fingerprint, subject)))
-    }
-
-    /// The registry, for a request that names a seal.
-    fn registry_or_refuse(&self) -> Result<&crate::seal::Registry, SignError> {
-        self.registry.as_deref().ok_or_else(|| SignError::BadInput("this appliance has no seal registry".into()))
+        self.registry.directory().identify(fingerprint, subject)
     }
 
     /// Makes a usage record durable and returns its seq: no signature is answered before this.
@@ -258,17 +244,9 @@ impl Signing {
         }
     }
 
-    /// Whether `p` may sign with a plain key: a configured grant, or a registry app account's `keys`.
+    /// Whether `p` may sign with a plain key.
     fn may_sign_with(&self, p: &Principal, key: &Key) -> bool {
-        let id = key.info.id.to_hex();
-        self.accounts.may_sign_with(p, &key.name, &id)
-            || (p.role == crate::authz::Role::App
-                && self.registry.as_ref().is_some_and(|r| r.directory().may_sign_with_key(p, &key.name, &id)))
-    }
-
-    /// The accounts.
-    pub fn accounts(&self) -> &Accounts {
-        &self.accounts
+        self.registry.directory().may_sign_with_key(p, &key.name, &key.info.id.to_hex())
     }
 
     /// A key by name or id.

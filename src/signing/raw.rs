@@ -34,7 +34,7 @@ impl Signing {
 
     fn sign_raw_with_seal(&self, p: &Principal, seal: &str, req: &Request) -> Result<Signed, SignError> {
         // Hold the seal, plan for its algorithm, and pass the gate (which journals a refusal).
-        let held = self.registry_or_refuse()?.uses().hold_seal(seal)?;
+        let held = self.registry.uses().hold_seal(seal)?;
         let (input, digest) = plan(held.alg(), req, self.max_message)?;
         let permit = held.authorize_use(p, &digest, req.ticket.as_deref())?;
         // Sign in the token with the seal's current key version (verified on the host).

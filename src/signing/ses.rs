@@ -38,7 +38,7 @@ impl Signing {
             return Err(SignError::BadInput("property_info must be 1 to 1024 ASCII characters (IA5String)".into()));
         }
         // Hold the seal and pass the gate: the digest is the data hash.
-        let permit = self.registry_or_refuse()?.uses().hold_seal(seal)?.authorize_use(p, &hash, ticket)?;
+        let permit = self.registry.uses().hold_seal(seal)?.authorize_use(p, &hash, ticket)?;
         // Build TBS_Sign over this key version's SESeal and sign it in the token (verified on the host).
         let key = permit.key();
         let seal_der = key.ses.as_ref().ok_or(crate::seal::SealError::NoSealMaker)?;

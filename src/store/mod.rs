@@ -21,9 +21,43 @@ use std::path::{Path, PathBuf};
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
 
+/// The names of the store's trees, for every caller: the view of the journal holds these and no other.
+pub mod tree {
+    /// Schema version and `applied_seq`.
+    pub const META: &str = "meta";
+    /// Registry accounts, by name.
+    pub const ACCOUNTS: &str = "accounts";
+    /// Grants of seals to applications, by `seal/account`.
+    pub const GRANTS: &str = "grants";
+    /// Appliance keys (issuing CA, seal maker, audit), by name.
+    pub const KEYS: &str = "keys";
+    /// Seals, by id.
+    pub const SEALS: &str = "seals";
+    /// Single-use approval tickets, by id.
+    pub const APPROVALS: &str = "approvals";
+    /// Filings with the police system, by id.
+    pub const FILINGS: &str = "filings";
+    /// Usage counters.
+    pub const COUNTERS: &str = "counters";
+    /// Units, by id.
+    pub const UNITS: &str = "units";
+    /// Dual-control requests, by id.
+    pub const REQUESTS: &str = "requests";
+}
+
 /// The named trees.
-pub const TREES: &[&str] =
-    &["meta", "accounts", "grants", "keys", "seals", "approvals", "filings", "counters", "units", "requests"];
+pub const TREES: &[&str] = &[
+    tree::META,
+    tree::ACCOUNTS,
+    tree::GRANTS,
+    tree::KEYS,
+    tree::SEALS,
+    tree::APPROVALS,
+    tree::FILINGS,
+    tree::COUNTERS,
+    tree::UNITS,
+    tree::REQUESTS,
+];
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_APPLIED: &[u8] = b"applied_seq";
@@ -146,7 +180,7 @@ impl Store {
             }
             Some(v) => {
                 let found: u64 = serde_json::from_slice(&v).map_err(|e| StoreError::Decode {
-                    tree: "meta".into(),
+                    tree: tree::META.into(),
                     key: "schema_version".into(),
                     message: e.to_string(),
                 })?;
@@ -169,7 +203,7 @@ impl Store {
 
     /// The journal seq whose effects the store holds.
     pub fn applied_seq(&self) -> Result<u64, StoreError> {
-        self.get::<u64>("meta", "applied_seq").map(|v| v.unwrap_or(0))
+        self.get::<u64>(tree::META, "applied_seq").map(|v| v.unwrap_or(0))
     }
 
     /// A typed value.
@@ -204,7 +238,7 @@ impl Store {
 
     /// A counter's value (0 if never added to).
     pub fn counter(&self, key: &str) -> Result<i64, StoreError> {
-        self.get::<i64>("counters", key).map(|v| v.unwrap_or(0))
+        self.get::<i64>(tree::COUNTERS, key).map(|v| v.unwrap_or(0))
     }
 
     /// Applies journal records (seq, changes), in order, in one transaction that also sets
@@ -221,7 +255,7 @@ impl Store {
                 }
             }
         }
-        let counters_index = tree_index("counters")?;
+        let counters_index = tree_index(tree::COUNTERS)?;
         let result = self.trees.as_slice().transaction(|views| {
             let meta = &views[0];
             let applied: u64 = match meta.get(META_APPLIED)? {
@@ -292,22 +326,24 @@ mod tests {
     fn applies_in_order_once_and_tracks_applied_seq() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("store")).unwrap();
-        let a =
-            [put("seals", "s1", serde_json::json!({"state": "applied"})), Change::Add { key: "uses".into(), delta: 2 }];
-        let b = [put("seals", "s1", serde_json::json!({"state": "approved"}))];
+        let a = [
+            put(tree::SEALS, "s1", serde_json::json!({"state": "applied"})),
+            Change::Add { key: "uses".into(), delta: 2 },
+        ];
+        let b = [put(tree::SEALS, "s1", serde_json::json!({"state": "approved"}))];
         let counters = s.apply(&[(1, &a), (2, &b)]).unwrap();
         assert_eq!(counters, vec![(1, "uses".to_string(), 2)]);
         assert_eq!(s.applied_seq().unwrap(), 2);
         // Replaying old records changes nothing.
         let _ = s.apply(&[(1, &a)]).unwrap();
         assert_eq!(s.counter("uses").unwrap(), 2);
-        let v: serde_json::Value = s.get("seals", "s1").unwrap().unwrap();
+        let v: serde_json::Value = s.get(tree::SEALS, "s1").unwrap().unwrap();
         assert_eq!(v["state"], "approved");
-        let _ = s.apply(&[(3, &[Change::Delete { tree: "seals".into(), key: "s1".into() }])]).unwrap();
-        assert!(s.get::<serde_json::Value>("seals", "s1").unwrap().is_none());
+        let _ = s.apply(&[(3, &[Change::Delete { tree: tree::SEALS.into(), key: "s1".into() }])]).unwrap();
+        assert!(s.get::<serde_json::Value>(tree::SEALS, "s1").unwrap().is_none());
         assert!(matches!(s.apply(&[(4, &[put("nope", "k", serde_json::json!(1))])]), Err(StoreError::UnknownTree(_))));
         assert!(matches!(
-            s.apply(&[(4, &[put("meta", "applied_seq", serde_json::json!(99))])]),
+            s.apply(&[(4, &[put(tree::META, "applied_seq", serde_json::json!(99))])]),
             Err(StoreError::UnknownTree(_))
         ));
         assert_eq!(s.applied_seq().unwrap(), 3);
