@@ -3,6 +3,9 @@
 //! `seald run` serves the mTLS API; `seald check` checks a configuration against its token;
 //! `seald init` creates the first three administrators and the issuing CA (daemon stopped);
 //! `seald dev` sets up a development appliance (softtoken, a dev CA and certificates) and runs it.
+//!
+//! This file holds the command line, `run`, `check` and `main`; `init`, `restore` and `dev` have a
+//! module each.
 
 #[path = "seald/dev.rs"]
 mod dev;
@@ -91,6 +94,7 @@ enum Command {
     },
 }
 
+/// Why a command failed: `main` prints it and exits with status 1.
 type Error = Box<dyn std::error::Error>;
 
 fn check(config: &Path) -> Result<(), Error> {
@@ -102,6 +106,7 @@ fn check(config: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The runtime the daemon serves on (`seald run`, `seald dev`).
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

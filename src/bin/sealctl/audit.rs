@@ -1,0 +1,216 @@
+//! `sealctl audit ...`: verify, export, archive and query the audit journal, from a journal
+//! directory (the daemon stopped), an export file, or a running daemon.
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// Talking to a running daemon over mutual TLS.
+#[derive(Args, Clone, Debug)]
+pub struct Remote {
+    /// The daemon, e.g. https://seal.example.gov.cn:8443 (instead of --journal).
+    #[arg(long)]
+    server: Option<String>,
+    /// CA bundle that the server certificate chains to (PEM).
+    #[arg(long, requires = "server")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) of an auditor account.
+    #[arg(long, requires = "server")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "server")]
+    key: Option<PathBuf>,
+}
+
+impl Remote {
+    fn client(&self) -> Result<Option<seald::client::Client>, String> {
+        let Some(url) = &self.server else {
+            return Ok(None);
+        };
+        let (addr, host) = crate::remote::resolve(url).map_err(|f| f.message)?;
+        let need = |p: &Option<PathBuf>, what: &str| p.clone().ok_or(format!("--server needs --{what}"));
+        seald::client::Client::new(
+            addr,
+            host,
+            &need(&self.ca, "ca")?,
+            &need(&self.cert, "cert")?,
+            &need(&self.key, "key")?,
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn remote_get(client: &seald::client::Client, path: &str) -> Result<Vec<u8>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let (status, body) = rt.block_on(client.request("GET", path, None)).map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(body)
+}
+
+/// `sealctl audit ...`.
+#[derive(Subcommand)]
+pub enum AuditAction {
+    /// Recompute the chain and check every checkpoint; name the first seq where anything is wrong.
+    /// Exit status: 0 intact, 1 a problem found, 2 the input cannot be read.
+    Verify {
+        /// A journal directory (the daemon stopped).
+        #[arg(long, conflicts_with_all = ["export", "server"], required_unless_present_any = ["export", "server"])]
+        journal: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+        /// An export file (from `sealctl audit export`).
+        #[arg(long, requires = "pubkey")]
+        export: Option<PathBuf>,
+        /// The audit public key (PEM). Without it a journal's chain is checked but not its signatures.
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write records as JSON Lines with the covering checkpoints, for verification elsewhere.
+    Export {
+        /// The journal directory (the daemon stopped).
+        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        journal: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+        /// First seq.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last seq (extended to the next checkpoint).
+        #[arg(long, default_value_t = u64::MAX)]
+        to: u64,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Move the oldest whole segments that a signed checkpoint covers into an export (daemon stopped).
+    /// The journal keeps verifying from the archive's last hash. Nothing is ever deleted otherwise.
+    Archive {
+        /// The journal directory.
+        #[arg(long)]
+        journal: PathBuf,
+        /// The audit public key (PEM): the whole journal is verified before anything moves.
+        #[arg(long)]
+        pubkey: PathBuf,
+        /// Where the archive export goes.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Who did what to which object, when: records matching every given filter, as JSON Lines.
+    Query {
+        /// The journal directory.
+        #[arg(long)]
+        journal: PathBuf,
+        /// Account.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Action, e.g. `sign`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Object, e.g. `seal:123`.
+        #[arg(long)]
+        object: Option<String>,
+        /// Earliest time, ms since the epoch.
+        #[arg(long)]
+        from_ms: Option<u64>,
+        /// Latest time, ms since the epoch.
+        #[arg(long)]
+        to_ms: Option<u64>,
+    },
+}
+
+/// Exit statuses of `sealctl audit verify`.
+const INTACT: u8 = 0;
+const DAMAGED: u8 = 1;
+pub const UNREADABLE: u8 = 2;
+
+/// Runs `sealctl audit ...`: the exit status, or why the input cannot be read.
+pub fn run(action: AuditAction) -> Result<u8, String> {
+    use seald::audit;
+    match action {
+        AuditAction::Verify { journal, remote, export, pubkey, json } => {
+            let key = match &pubkey {
+                Some(p) => {
+                    let pem = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    Some(seald::crypto::PublicKey::from_spki_pem(&pem).map_err(|e| format!("{}: {e}", p.display()))?)
+                }
+                None => None,
+            };
+            let report = match (journal, export) {
+                _ if remote.server.is_some() => {
+                    let client = remote.client()?.ok_or("no server")?;
+                    let body = remote_get(&client, "/v1/audit/verify")?;
+                    serde_json::from_slice::<audit::VerifyReport>(&body)
+                        .map_err(|e| format!("the daemon's report: {e}"))?
+                }
+                (Some(dir), _) => audit::verify_journal_dir(&dir, key.as_ref()).map_err(|e| e.to_string())?,
+                (None, Some(file)) => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                    let export = audit::read_export(&text).map_err(|e| e.to_string())?;
+                    export.verify(key.as_ref().ok_or("--pubkey is required for an export")?)
+                }
+                (None, None) => return Err("give --journal DIR or --export FILE".into()),
+            };
+            if json {
+                println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            } else if let Some(f) = &report.finding {
+                println!("FAILED at seq {}: {:?}: {}", f.seq, f.kind, f.detail);
+            } else {
+                let signed = report
+                    .signed_through
+                    .map(|s| format!("signed through seq {s}"))
+                    .unwrap_or_else(|| "no signed head".into());
+                let sigs = if report.signatures_checked {
+                    "signatures checked"
+                } else {
+                    "signatures NOT checked (no --pubkey)"
+                };
+                println!(
+                    "OK: {} records to seq {}, {} checkpoints, {signed}; {sigs}",
+                    report.records, report.last_seq, report.checkpoints
+                );
+            }
+            Ok(if report.ok() { INTACT } else { DAMAGED })
+        }
+        AuditAction::Export { journal, remote, from, to, out } => {
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            if let Some(client) = remote.client()? {
+                let to_param = if to == u64::MAX { String::new() } else { format!("&to={to}") };
+                let body = remote_get(&client, &format!("/v1/audit/export?from={from}{to_param}"))?;
+                sink.write_all(&body).map_err(|e| e.to_string())?;
+                eprintln!("exported {} lines from the daemon", body.iter().filter(|b| **b == b'\n').count());
+                return Ok(INTACT);
+            }
+            let journal = journal.ok_or("give --journal DIR or --server URL")?;
+            let (f, t) =
+                audit::export(&journal, audit::ExportRange { from, to }, &mut sink).map_err(|e| e.to_string())?;
+            eprintln!("exported seq {f} to {t}");
+            Ok(INTACT)
+        }
+        AuditAction::Archive { journal, pubkey, out } => {
+            let pem = std::fs::read_to_string(&pubkey).map_err(|e| format!("{}: {e}", pubkey.display()))?;
+            let key =
+                seald::crypto::PublicKey::from_spki_pem(&pem).map_err(|e| format!("{}: {e}", pubkey.display()))?;
+            match audit::archive(&journal, &key, &out).map_err(|e| e.to_string())? {
+                Some((from, to)) => println!("archived seq {from} to {to} into {}", out.display()),
+                None => println!("nothing to archive: no whole segment is covered by a signed checkpoint yet"),
+            }
+            Ok(INTACT)
+        }
+        AuditAction::Query { journal, actor, action, object, from_ms, to_ms } => {
+            let records = audit::read_journal(&journal).map_err(|e| e.to_string())?;
+            let q = audit::Query { from_ms, to_ms, actor, action, object };
+            for r in records.iter().filter(|r| q.matches(r)) {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            }
+            Ok(INTACT)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! How `sealctl` prints the daemon's answers: aligned tables, one field per line, or with `--json`
+//! the API's JSON as it came; and text written to a file or to standard output.
+
+use crate::remote::{local, Conn, Failure};
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// A JSON value as a table cell: `-` for null, strings unquoted.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows of objects as an aligned table of `columns`.
+pub fn table(rows: &[Value], columns: &[(&str, &str)]) {
+    let mut grid: Vec<Vec<String>> = vec![columns.iter().map(|(_, h)| h.to_string()).collect()];
+    for r in rows {
+        grid.push(columns.iter().map(|(k, _)| cell(k.split('.').fold(r, |v, part| &v[part]))).collect());
+    }
+    let widths: Vec<usize> =
+        (0..columns.len()).map(|i| grid.iter().map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
+    for row in grid {
+        let line: Vec<String> =
+            row.iter().zip(&widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// Prints an object's fields, one per line (long values shortened).
+pub fn fields(v: &Value) {
+    if let Some(o) = v.as_object() {
+        for (k, val) in o {
+            let mut s = cell(val);
+            if s.chars().count() > 100 {
+                s = format!("{}... ({} chars)", s.chars().take(60).collect::<String>(), s.chars().count());
+            }
+            println!("{k:<14} {s}");
+        }
+    }
+}
+
+/// Prints `v` as JSON with `--json`, else as `human` prints it.
+pub fn out(c: &Conn, v: &Value, human: impl FnOnce(&Value)) {
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        human(v);
+    }
+}
+
+/// Prints the array `key` of an answer as a table of `columns`; with `--json`, the whole answer.
+pub fn out_table(c: &Conn, v: &Value, key: &str, columns: &[(&str, &str)]) {
+    out(c, v, |v| table(v[key].as_array().map(Vec::as_slice).unwrap_or_default(), columns));
+}
+
+/// Writes `text` to `path`, or prints it to standard output.
+pub fn write_or_print(path: Option<PathBuf>, text: &str) -> Result<(), Failure> {
+    match path {
+        Some(p) => std::fs::write(&p, text).map_err(|e| local(format!("{}: {e}", p.display()))),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}

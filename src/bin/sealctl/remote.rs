@@ -1,0 +1,141 @@
+//! Reaching the daemon: the connection flags, one API call, and what a failed call means for the
+//! exit status. Every `sealctl` command that goes through the daemon's API uses these.
+//!
+//! Exit status: 0 done; 1 the daemon refused (a 4xx answer: the code is printed); 2 bad command line
+//! or an unreadable local file; 3 the daemon is unreachable or failed (5xx).
+
+use base64::Engine as _;
+use clap::Args;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// How to reach the daemon: mTLS with an account's certificate and key.
+#[derive(Args, Clone, Debug)]
+pub struct Conn {
+    /// The daemon, e.g. https://seal.example.gov.cn:8443.
+    #[arg(long, env = "SEALCTL_SERVER", global = true)]
+    server: Option<String>,
+    /// CA bundle that the server certificate chains to (PEM).
+    #[arg(long, env = "SEALCTL_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// This account's client certificate (PEM).
+    #[arg(long, env = "SEALCTL_CERT", global = true)]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "SEALCTL_KEY", global = true)]
+    key: Option<PathBuf>,
+    /// Or the certificate and key in one PKCS#12 file (instead of --cert and --key).
+    #[arg(long, env = "SEALCTL_P12", global = true)]
+    p12: Option<PathBuf>,
+    /// File holding the PKCS#12 password (default: none).
+    #[arg(long, env = "SEALCTL_P12_PASSWORD_FILE", global = true)]
+    p12_password_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A failed command, with its exit status.
+pub struct Failure {
+    /// 1 refused, 2 local input, 3 unreachable or server failure.
+    pub status: u8,
+    /// The message (with the API's code).
+    pub message: String,
+}
+
+/// A failure on this side: bad input or an unreadable local file (exit status 2).
+pub fn local(e: impl std::fmt::Display) -> Failure {
+    Failure { status: 2, message: e.to_string() }
+}
+
+/// Where a `--server` URL (`https://host[:port][/...]`) points: the socket address, and the host
+/// name the server certificate must carry. A name that does not resolve fails with status 3.
+pub fn resolve(url: &str) -> Result<(std::net::SocketAddr, &str), Failure> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| local("--server must be an https:// URL"))?;
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let host = hostport.rsplit_once(':').map(|(h, _)| h).unwrap_or(hostport).trim_matches(['[', ']']);
+    let with_port = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:443") };
+    use std::net::ToSocketAddrs as _;
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| Failure { status: 3, message: format!("{with_port}: {e}") })?
+        .next()
+        .ok_or_else(|| local("--server resolves to no address"))?;
+    Ok((addr, host))
+}
+
+fn connect(c: &Conn) -> Result<seald::client::Client, Failure> {
+    let url = c.server.as_deref().ok_or_else(|| local("--server (or SEALCTL_SERVER) is needed"))?;
+    let (addr, host) = resolve(url)?;
+    let need = |p: &Option<PathBuf>, what: &str| {
+        p.clone().ok_or_else(|| local(format!("--{what} (or SEALCTL_{}) is needed", what.to_uppercase())))
+    };
+    if let Some(p12) = &c.p12 {
+        let password = match &c.p12_password_file {
+            Some(f) => {
+                zeroize::Zeroizing::new(String::from_utf8_lossy(&read(f)?).trim_end_matches(['\r', '\n']).to_string())
+            }
+            None => zeroize::Zeroizing::new(String::new()),
+        };
+        return seald::client::Client::with_p12(addr, host, &need(&c.ca, "ca")?, p12, &password).map_err(local);
+    }
+    seald::client::Client::new(addr, host, &need(&c.ca, "ca")?, &need(&c.cert, "cert")?, &need(&c.key, "key")?)
+        .map_err(local)
+}
+
+/// Sends one request to the daemon: the HTTP status and the body.
+fn send(c: &Conn, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>), Failure> {
+    let client = connect(c)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(local)?;
+    rt.block_on(client.request(method, path, body))
+        .map_err(|e| Failure { status: 3, message: format!("{}: {e}", c.server.as_deref().unwrap_or_default()) })
+}
+
+/// The daemon's 4xx (status 1) or 5xx (status 3) answer `v` as a failure: the API's error code and
+/// message, then `detail`.
+fn refused(status: u16, v: &Value, detail: &str) -> Failure {
+    let code = v["error"]["code"].as_str().unwrap_or("error");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    Failure { status: if status >= 500 { 3 } else { 1 }, message: format!("[{code}] HTTP {status}: {message}{detail}") }
+}
+
+/// One API call: the JSON answer, or a failure with the right exit status.
+pub fn call(c: &Conn, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    let (status, bytes) = send(c, method, path, body.as_ref())?;
+    let v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&bytes) }));
+    if status >= 400 {
+        let state = v["error"]["state"].as_str().map(|s| format!(" (state: {s})")).unwrap_or_default();
+        return Err(refused(status, &v, &state));
+    }
+    Ok(v)
+}
+
+/// A GET whose answer is bytes, not JSON.
+pub fn call_bytes(c: &Conn, path: &str) -> Result<Vec<u8>, Failure> {
+    let (status, bytes) = send(c, "GET", path, None)?;
+    if status >= 400 {
+        return Err(refused(status, &serde_json::from_slice(&bytes).unwrap_or_default(), ""));
+    }
+    Ok(bytes)
+}
+
+/// A URL query string (`?k=v&...`) of the pairs that have a value; empty when none has.
+pub fn query(pairs: &[(&str, &Option<String>)]) -> String {
+    let q: Vec<String> =
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", v.replace(' ', "%20")))).collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+/// A local file's bytes (unreadable: status 2).
+pub fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| local(format!("{}: {e}", path.display())))
+}
+
+/// Standard base64, as the API takes bytes.
+pub fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}

@@ -1,0 +1,336 @@
+//! `sealctl seal ...`: seals and their lifecycle (apply, approve, make, publish, freeze, unfreeze,
+//! revoke, change, renew), outside certificates and CSRs, use policy, grants, use tickets and usage,
+//! through the daemon's API.
+
+use crate::output::{cell, fields, out, out_table, write_or_print};
+use crate::remote::{b64, call, call_bytes, local, query, read, Conn, Failure};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// A seal's use policy, from flags.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PolicyArgs {
+    /// Each use needs a single-use approval ticket from the unit administrator.
+    #[arg(long)]
+    require_approval: bool,
+    /// Most uses per day.
+    #[arg(long)]
+    daily_limit: Option<u64>,
+    /// Most uses ever.
+    #[arg(long)]
+    total_limit: Option<u64>,
+    /// Allowed hours, e.g. 8-18 (appliance time zone).
+    #[arg(long, value_parser = parse_hours)]
+    hours: Option<[u8; 2]>,
+}
+
+fn parse_hours(s: &str) -> Result<[u8; 2], String> {
+    let (a, b) = s.split_once('-').ok_or("hours look like 8-18")?;
+    Ok([a.trim().parse().map_err(|_| "hours look like 8-18")?, b.trim().parse().map_err(|_| "hours look like 8-18")?])
+}
+
+impl PolicyArgs {
+    fn json(&self) -> Value {
+        json!({ "require_approval": self.require_approval, "daily_limit": self.daily_limit,
+                "total_limit": self.total_limit, "hours": self.hours })
+    }
+}
+
+/// `sealctl seal ...`.
+#[derive(Subcommand, Debug)]
+pub enum SealCmd {
+    /// List the seals this account may see.
+    List {
+        /// Only this state (applied, approved, rejected, made, active, frozen, revoked).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only this unit.
+        #[arg(long)]
+        unit: Option<String>,
+        /// Only those whose certificate ends within this many days (e.g. 90d).
+        #[arg(long)]
+        expiring: Option<String>,
+    },
+    /// Show one seal with its versions and history.
+    Show {
+        /// Seal id.
+        id: String,
+    },
+    /// Apply for a seal (unit administrator).
+    Apply {
+        /// The name on file with the police.
+        #[arg(long)]
+        name: String,
+        /// official, finance, contract, invoice, business, legal_representative, personal (or the Chinese name).
+        #[arg(long)]
+        kind: String,
+        /// The seal picture (PNG, GIF, JPG or SVG).
+        #[arg(long)]
+        image: PathBuf,
+        /// Width in mm.
+        #[arg(long)]
+        width_mm: f64,
+        /// Height in mm.
+        #[arg(long)]
+        height_mm: f64,
+        /// Certificate validity in days.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+        /// sm2 or p256.
+        #[arg(long, default_value = "sm2")]
+        alg: String,
+        /// Unit (default: this administrator's).
+        #[arg(long)]
+        unit: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Approve an application (issuer).
+    Approve(Transition),
+    /// Reject an application (issuer).
+    Reject(Transition),
+    /// Make the seal: key in the token, certificate from the issuing CA, filing queued (issuer).
+    Make(Transition),
+    /// Publish a made seal to its unit (issuer).
+    Publish(Transition),
+    /// Freeze an active seal (issuer).
+    Freeze(Transition),
+    /// Unfreeze a frozen seal (issuer).
+    Unfreeze(Transition),
+    /// Revoke a seal for good (issuer).
+    Revoke(Transition),
+    /// A new certificate and key version, same image (issuer).
+    Renew(Transition),
+    /// Replace the seal by a new one (new name or image); the old one is revoked (issuer).
+    Change {
+        #[command(flatten)]
+        t: Transition,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New picture.
+        #[arg(long, requires_all = ["width_mm", "height_mm"])]
+        image: Option<PathBuf>,
+        /// Width in mm of the new picture.
+        #[arg(long)]
+        width_mm: Option<f64>,
+        /// Height in mm of the new picture.
+        #[arg(long)]
+        height_mm: Option<f64>,
+    },
+    /// Bind a certificate from an outside CA to the seal's current key (issuer; its key must match).
+    Certificate {
+        /// Seal id.
+        id: String,
+        /// The certificate (PEM).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// A PKCS#10 request for the seal's current key, signed in the token, for an outside CA (issuer).
+    Csr {
+        /// Seal id.
+        id: String,
+        /// Write it here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The seal's GB/T 38540 SESeal (DER), for `sealctl ses dump|verify`.
+    Ses {
+        /// Seal id.
+        id: String,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Set the use policy (unit administrator or issuer).
+    Policy {
+        /// Seal id.
+        id: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Grant an application the use of a seal (unit administrator).
+    Grant {
+        /// Seal id.
+        id: String,
+        /// The application's account.
+        account: String,
+    },
+    /// Withdraw a grant (unit administrator).
+    Ungrant {
+        /// Seal id.
+        id: String,
+        /// The application's account.
+        account: String,
+    },
+    /// The applications granted a seal.
+    Grants {
+        /// Seal id.
+        id: String,
+    },
+    /// Approve one use: a single-use ticket for one application and one document (unit administrator).
+    Ticket {
+        /// Seal id.
+        id: String,
+        /// The application's account.
+        #[arg(long)]
+        app: String,
+        /// The document digest the use will name, hex (SM3 of the document for SM2 seals).
+        #[arg(long, required_unless_present = "file")]
+        digest: Option<String>,
+        /// Or the document itself (SM2 seals: its SM3 is taken).
+        #[arg(long, conflicts_with = "digest")]
+        file: Option<PathBuf>,
+        /// Seconds until it expires.
+        #[arg(long)]
+        valid_s: Option<u64>,
+    },
+    /// Who used a seal when, on which digest (unit administrator, issuer, auditor).
+    Usage {
+        /// Seal id.
+        id: String,
+    },
+}
+
+/// A transition's arguments.
+#[derive(Args, Debug)]
+pub struct Transition {
+    /// Seal id.
+    id: String,
+    /// Why (kept in the history and the audit journal).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+fn transition(c: &Conn, action: &str, t: &Transition, extra: Value) -> Result<(), Failure> {
+    let mut body = json!({ "reason": t.reason });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let v = call(c, "POST", &format!("/v1/seals/{}/{action}", t.id), Some(body))?;
+    out(c, &v, |v| {
+        println!("seal {} is {} (key version {})", cell(&v["id"]), cell(&v["state"]), cell(&v["key_version"]))
+    });
+    Ok(())
+}
+
+/// Runs `sealctl seal ...`.
+pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
+    let seal_columns: &[(&str, &str)] = &[
+        ("id", "ID"),
+        ("state", "STATE"),
+        ("expired", "EXPIRED"),
+        ("unit", "UNIT"),
+        ("kind", "KIND"),
+        ("key_version", "KEY"),
+        ("name", "NAME"),
+    ];
+    match cmd {
+        SealCmd::List { state, unit, expiring } => {
+            let v = call(
+                c,
+                "GET",
+                &format!("/v1/seals{}", query(&[("state", &state), ("unit", &unit), ("expiring", &expiring)])),
+                None,
+            )?;
+            out_table(c, &v, "seals", seal_columns);
+        }
+        SealCmd::Show { id } => {
+            let mut v = call(c, "GET", &format!("/v1/seals/{id}"), None)?;
+            out(c, &v.clone(), |_| {
+                if let Some(img) = v["image"].as_object_mut() {
+                    let _ = img.remove("data");
+                }
+                fields(&v);
+            });
+        }
+        SealCmd::Apply { name, kind, image, width_mm, height_mm, valid_days, alg, unit, policy } => {
+            let bytes = read(&image)?;
+            let image_type = image.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+            let body = json!({
+                "name": name, "kind": kind, "image": b64(&bytes), "image_type": image_type, "width_mm": width_mm,
+                "height_mm": height_mm, "valid_days": valid_days, "alg": alg, "unit": unit, "policy": policy.json(),
+            });
+            let v = call(c, "POST", "/v1/seals", Some(body))?;
+            out(c, &v, |v| println!("applied: seal {} is {}", cell(&v["id"]), cell(&v["state"])));
+        }
+        SealCmd::Approve(t) => transition(c, "approve", &t, json!({}))?,
+        SealCmd::Reject(t) => transition(c, "reject", &t, json!({}))?,
+        SealCmd::Make(t) => transition(c, "make", &t, json!({}))?,
+        SealCmd::Publish(t) => transition(c, "publish", &t, json!({}))?,
+        SealCmd::Freeze(t) => transition(c, "freeze", &t, json!({}))?,
+        SealCmd::Unfreeze(t) => transition(c, "unfreeze", &t, json!({}))?,
+        SealCmd::Revoke(t) => transition(c, "revoke", &t, json!({}))?,
+        SealCmd::Renew(t) => transition(c, "renew", &t, json!({}))?,
+        SealCmd::Change { t, name, image, width_mm, height_mm } => {
+            let mut extra = json!({ "name": name });
+            if let Some(path) = image {
+                let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+                extra = json!({ "name": extra["name"], "image": b64(&read(&path)?), "image_type": ext,
+                                "width_mm": width_mm, "height_mm": height_mm });
+            }
+            transition(c, "change", &t, extra)?;
+        }
+        SealCmd::Certificate { id, file } => {
+            let pem = String::from_utf8_lossy(&read(&file)?).into_owned();
+            let v = call(c, "POST", &format!("/v1/seals/{id}/certificate"), Some(json!({ "certificate": pem })))?;
+            out(c, &v, |v| println!("seal {} now uses the imported certificate", cell(&v["id"])));
+        }
+        SealCmd::Csr { id, out: path } => {
+            let v = call(c, "GET", &format!("/v1/seals/{id}/csr"), None)?;
+            write_or_print(path, v["csr"].as_str().unwrap_or_default())?;
+        }
+        SealCmd::Ses { id, out: path } => {
+            let der = call_bytes(c, &format!("/v1/seals/{id}/ses"))?;
+            std::fs::write(&path, der).map_err(|e| local(format!("{}: {e}", path.display())))?;
+        }
+        SealCmd::Policy { id, policy } => {
+            let v = call(c, "POST", &format!("/v1/seals/{id}/policy"), Some(policy.json()))?;
+            out(c, &v, |v| println!("policy of seal {}: {}", cell(&v["id"]), v["policy"]));
+        }
+        SealCmd::Grant { id, account } => {
+            let v = call(c, "POST", &format!("/v1/seals/{id}/grants"), Some(json!({ "account": account })))?;
+            out(c, &v, |_| println!("'{account}' may use seal {id}"));
+        }
+        SealCmd::Ungrant { id, account } => {
+            let v = call(c, "DELETE", &format!("/v1/seals/{id}/grants/{account}"), None)?;
+            out(c, &v, |_| println!("'{account}' may no longer use seal {id}"));
+        }
+        SealCmd::Grants { id } => {
+            let v = call(c, "GET", &format!("/v1/seals/{id}/grants"), None)?;
+            out_table(c, &v, "grants", &[("account", "ACCOUNT"), ("granted_by", "BY"), ("time_ms", "TIME_MS")]);
+        }
+        SealCmd::Ticket { id, app, digest, file, valid_s } => {
+            let digest = match (digest, file) {
+                (Some(d), _) => d,
+                (None, Some(f)) => hex::encode(seald::crypto::sm3(&read(&f)?)),
+                (None, None) => return Err(local("give --digest or --file")),
+            };
+            let v = call(
+                c,
+                "POST",
+                &format!("/v1/seals/{id}/approvals"),
+                Some(json!({ "app": app, "digest": digest, "valid_s": valid_s })),
+            )?;
+            out(c, &v, |v| println!("{}", cell(&v["id"])));
+        }
+        SealCmd::Usage { id } => {
+            let v = call(c, "GET", &format!("/v1/seals/{id}/usage"), None)?;
+            out_table(
+                c,
+                &v,
+                "usage",
+                &[
+                    ("seq", "SEQ"),
+                    ("time_ms", "TIME_MS"),
+                    ("account", "ACCOUNT"),
+                    ("outcome", "OUTCOME"),
+                    ("key_version", "KEY"),
+                    ("digest", "DIGEST"),
+                ],
+            );
+        }
+    }
+    Ok(())
+}
