@@ -6,7 +6,7 @@
 //! Binary values travel as standard base64 strings; times as milliseconds since the Unix epoch.
 
 use crate::crypto::KeyAlg;
-use crate::seal::{Policy, SealKind};
+use crate::seal::{Policy, Seal, SealKind, SealState};
 use crate::signing::InputMode;
 use serde::{Deserialize, Serialize};
 
@@ -312,4 +312,103 @@ pub struct AckBody {
     /// The police system's reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+}
+
+/// A seal as `GET /v1/seals/{id}` shows it: as the registry keeps it, with what is derived from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealDetail {
+    /// The seal.
+    #[serde(flatten)]
+    pub seal: Seal,
+    /// Whether its validity has ended (derived, never stored).
+    pub expired: bool,
+    /// The version that signs.
+    pub key_version: Option<u32>,
+    /// When that version's certificate ends, ms.
+    pub not_after_ms: Option<u64>,
+}
+
+impl SealDetail {
+    /// The view of `seal` at `now_ms`.
+    pub fn of(seal: Seal, now_ms: u64) -> Self {
+        let current = seal.current();
+        let (key_version, not_after_ms) = (current.map(|c| c.version), current.map(|c| c.not_after_ms));
+        SealDetail { expired: seal.expired(now_ms), key_version, not_after_ms, seal }
+    }
+}
+
+/// The picture of a seal in a list: everything but its bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageSummary {
+    /// `png`, `gif`, `jpg` or `svg`.
+    pub image_type: String,
+    /// SM3 of the bytes, hex.
+    pub sm3: String,
+    /// Width in mm.
+    pub width_mm: f64,
+    /// Height in mm.
+    pub height_mm: f64,
+}
+
+/// A seal in a list, and the answer to a change of its policy or certificate: without its key
+/// versions, its history and its picture's bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealSummary {
+    /// Its code (esID).
+    pub id: String,
+    /// Its unit.
+    pub unit: String,
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: SealKind,
+    /// Its picture.
+    pub image: ImageSummary,
+    /// Key algorithm.
+    pub alg: KeyAlg,
+    /// Validity of each certificate, in days.
+    pub valid_days: u32,
+    /// Its state.
+    pub state: SealState,
+    /// Its use policy.
+    pub policy: Policy,
+    /// The seal it replaced.
+    pub replaces: Option<String>,
+    /// The seal that replaced it.
+    pub replaced_by: Option<String>,
+    /// Whether its validity has ended.
+    pub expired: bool,
+    /// The version that signs.
+    pub key_version: Option<u32>,
+    /// When that version's certificate ends, ms.
+    pub not_after_ms: Option<u64>,
+}
+
+impl SealSummary {
+    /// The summary of `seal` at `now_ms`.
+    pub fn of(seal: &Seal, now_ms: u64) -> Self {
+        let current = seal.current();
+        let i = &seal.image;
+        SealSummary {
+            id: seal.id.clone(),
+            unit: seal.unit.clone(),
+            name: seal.name.clone(),
+            kind: seal.kind,
+            image: ImageSummary {
+                image_type: i.image_type.clone(),
+                sm3: i.sm3.clone(),
+                width_mm: i.width_mm,
+                height_mm: i.height_mm,
+            },
+            alg: seal.alg,
+            valid_days: seal.valid_days,
+            state: seal.state,
+            policy: seal.policy.clone(),
+            replaces: seal.replaces.clone(),
+            replaced_by: seal.replaced_by.clone(),
+            expired: seal.expired(now_ms),
+            key_version: current.map(|c| c.version),
+            not_after_ms: current.map(|c| c.not_after_ms),
+        }
+    }
 }

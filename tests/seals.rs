@@ -35,6 +35,11 @@ struct World {
     scratch: std::path::PathBuf,
 }
 
+/// What the API shows of a typed answer: its JSON.
+fn json<T: serde::Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
+}
+
 fn fp(c: char) -> String {
     c.to_string().repeat(64)
 }
@@ -307,6 +312,7 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
                     .filings(&w.issuer, None)
                     .unwrap()
                     .into_iter()
+                    .map(json)
                     .find(|f| f["seal"] == id.as_str())
                     .unwrap();
                 r.filings()
@@ -451,7 +457,14 @@ fn every_transition_from_every_state_is_allowed_or_409_with_the_current_state() 
         }
     }
     // Make, change, renew and revoke each queued a filing for the police system.
-    let filings = w.registry.filings().filings(&w.issuer, Some(seald::seal::FilingState::Pending)).unwrap();
+    let filings: Vec<_> = w
+        .registry
+        .filings()
+        .filings(&w.issuer, Some(seald::seal::FilingState::Pending))
+        .unwrap()
+        .into_iter()
+        .map(json)
+        .collect();
     for action in ["make", "change", "renew", "revoke"] {
         assert!(filings.iter().any(|f| f["action"] == action), "a {action} filing is pending");
     }
@@ -492,7 +505,7 @@ fn use_rules_refuse_with_distinct_codes_and_an_allowed_use_verifies_in_openssl()
         "distid:1234567812345678",
     ]);
     assert!(good, "OpenSSL rejects the seal signature: {out}");
-    let usage = w.registry.uses().usage(&w.auditor, &ok).unwrap();
+    let usage: Vec<_> = w.registry.uses().usage(&w.auditor, &ok).unwrap().into_iter().map(json).collect();
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0]["seq"], signed.audit_seq);
     assert_eq!(usage[0]["digest"], hex::encode(seald::crypto::sm3(b"contract.pdf bytes")));
@@ -760,7 +773,7 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     );
     assert!(good, "OpenSSL rejects the seal signature over TBS_Sign: {out}");
     // The usage record names the data hash, like any use.
-    let usage = w.registry.uses().usage(&w.auditor, &id).unwrap();
+    let usage: Vec<_> = w.registry.uses().usage(&w.auditor, &id).unwrap().into_iter().map(json).collect();
     assert_eq!(usage.last().unwrap()["digest"], hex::encode(seald::crypto::sm3(doc)));
 
     // Another document: data_hash fails and names itself.
@@ -878,7 +891,7 @@ fn a_seal_key_rotates_under_load_without_a_failed_request_or_a_retired_signature
             });
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let rotated = w.registry.dual_control().rotate(&w.secofficer, &format!("seal:{seal}")).unwrap();
+        let rotated = json(w.registry.dual_control().rotate(&w.secofficer, &format!("seal:{seal}")).unwrap());
         assert_eq!((rotated["version"].as_u64(), rotated["state"].as_str()), (Some(2), Some("pending")));
         assert!(rotated["csr"].as_str().unwrap().contains("CERTIFICATE REQUEST"));
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -887,6 +900,7 @@ fn a_seal_key_rotates_under_load_without_a_failed_request_or_a_retired_signature
             .dual_control()
             .activate(&w.secofficer, &format!("seal:{seal}"), 2)
             .unwrap()
+            .map(json)
             .expect("seal keys switch at once");
         assert_eq!(done["retired"], 1);
         activated_seq = w.journal.head_seq();
@@ -937,7 +951,7 @@ fn appliance_keys_and_destruction_need_two_officers_in_time() {
     let w = world_with(SealSettings { dual_control_deadline_s: 2, ..SealSettings::default() });
     let so2 = w.registry.directory().identify(&fp('9'), "CN=so2").unwrap();
     let old_maker = w.registry.pki().seal_maker().unwrap().unwrap();
-    let rotated = w.registry.dual_control().rotate(&w.secofficer, "seal-maker").unwrap();
+    let rotated = json(w.registry.dual_control().rotate(&w.secofficer, "seal-maker").unwrap());
     assert_eq!(rotated["version"], 2);
     assert_eq!(
         w.registry.dual_control().rotate(&w.issuer, "seal-maker").unwrap_err().code(),
@@ -990,7 +1004,7 @@ fn appliance_keys_and_destruction_need_two_officers_in_time() {
     assert!(gone.is_err(), "the destroyed version is no longer in the token");
 
     // A request not approved in time expires.
-    let rotated = w.registry.dual_control().rotate(&w.secofficer, "issuing-ca").unwrap();
+    let rotated = json(w.registry.dual_control().rotate(&w.secofficer, "issuing-ca").unwrap());
     let late = w
         .registry
         .dual_control()
@@ -1016,7 +1030,7 @@ fn appliance_keys_and_destruction_need_two_officers_in_time() {
     ] {
         assert!(actions.iter().any(|x| x == a), "{a} is journalled");
     }
-    let listed = w.registry.dual_control().key_list(&w.auditor).unwrap();
+    let listed: Vec<_> = w.registry.dual_control().key_list(&w.auditor).unwrap().into_iter().map(json).collect();
     assert!(listed.iter().any(
         |k| k["key"] == "seal-maker" && k["versions"].as_array().unwrap().iter().any(|v| v["state"] == "destroyed")
     ));
@@ -1077,7 +1091,7 @@ fn the_audit_key_rotates_with_two_officers_and_the_chain_verifies_from_the_first
     let w = world();
     let so2 = w.registry.directory().identify(&fp('9'), "CN=so2").unwrap();
     let first = w.journal.public_key().unwrap();
-    let rotated = w.registry.dual_control().rotate(&w.secofficer, "audit").unwrap();
+    let rotated = json(w.registry.dual_control().rotate(&w.secofficer, "audit").unwrap());
     let next = seald::crypto::PublicKey::from_spki_pem(rotated["public_key"].as_str().unwrap()).unwrap();
     let request = w
         .registry
@@ -1097,7 +1111,7 @@ fn the_audit_key_rotates_with_two_officers_and_the_chain_verifies_from_the_first
         w.journal.query(&Query { action: Some(seald::audit::KEY_CHANGE_ACTION.into()), ..Default::default() }).unwrap();
     assert_eq!(change.len(), 1);
     assert_eq!(change[0].details["requested_by"], "so");
-    let listed = w.registry.dual_control().key_list(&w.auditor).unwrap();
+    let listed: Vec<_> = w.registry.dual_control().key_list(&w.auditor).unwrap().into_iter().map(json).collect();
     let audit = listed.iter().find(|k| k["key"] == "audit").unwrap();
     let states: Vec<_> = audit["versions"]
         .as_array()

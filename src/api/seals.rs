@@ -7,8 +7,8 @@ use super::routes::Op;
 use super::{blocking, body, json_response, parse, registry, ApiError, App};
 use crate::authz::Principal;
 use crate::contract::{
-    AckBody, ApplyBody, CaIssueBody, CertificateBody, GrantBody, SignCmsBody, SignCmsReply, SignSesBody, SignSesReply,
-    TransitionBody, VerifyCmsBody, VerifySealBody, VerifySesBody, VersionBody,
+    AckBody, ApplyBody, CaIssueBody, CertificateBody, GrantBody, SealDetail, SealSummary, SignCmsBody, SignCmsReply,
+    SignSesBody, SignSesReply, TransitionBody, VerifyCmsBody, VerifySealBody, VerifySesBody, VersionBody,
 };
 use crate::seal::{
     AccountSpec, AccountUpdate, Action, ApplyRequest, FilingState, Policy, Registry, SealError, SealState,
@@ -194,7 +194,7 @@ pub(super) async fn route(
             }
             let seals = with(app, move |r| r.lifecycle().list_seals(&p, state, unit.as_deref(), expiring)).await?;
             let now = crate::seal::now_ms();
-            let list: Vec<_> = seals.iter().map(|s| s.view(now, true)).collect();
+            let list: Vec<_> = seals.iter().map(|s| SealSummary::of(s, now)).collect();
             Ok(ok(&serde_json::json!({ "seals": list })))
         }
         Op::Apply => {
@@ -217,12 +217,12 @@ pub(super) async fn route(
         Op::GetSeal => {
             let id = own(id);
             let s = with(app, move |r| r.lifecycle().get_seal(&p, &id)).await?;
-            Ok(ok(&s.view(crate::seal::now_ms(), false)))
+            Ok(ok(&SealDetail::of(s, crate::seal::now_ms())))
         }
         Op::SetPolicy => {
             let (id, policy): (String, Policy) = (own(id), parse(&body(app, req).await?)?);
             let s = with(app, move |r| r.lifecycle().set_policy(&p, &id, policy)).await?;
-            Ok(ok(&s.view(crate::seal::now_ms(), true)))
+            Ok(ok(&SealSummary::of(&s, crate::seal::now_ms())))
         }
         Op::CaIssue => {
             let b: CaIssueBody = parse(&body(app, req).await?)?;
@@ -247,7 +247,7 @@ pub(super) async fn route(
         Op::ImportCertificate => {
             let (id, b): (String, CertificateBody) = (own(id), parse(&body(app, req).await?)?);
             let s = with(app, move |r| r.lifecycle().import_certificate(&p, &id, &b.certificate)).await?;
-            Ok(ok(&s.view(crate::seal::now_ms(), true)))
+            Ok(ok(&SealSummary::of(&s, crate::seal::now_ms())))
         }
         Op::ListGrants => {
             let id = own(id);

@@ -57,6 +57,16 @@ impl Filing {
     }
 }
 
+/// A filing and whether it is overdue now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilingStatus {
+    /// The filing.
+    #[serde(flatten)]
+    pub filing: Filing,
+    /// Pending past the deadline.
+    pub overdue: bool,
+}
+
 /// The filings.
 pub struct Filings {
     ledger: Arc<Ledger>,
@@ -96,7 +106,7 @@ impl Filings {
     }
 
     /// Filings, optionally only those in `state`; issuers and auditors only.
-    pub fn filings(&self, p: &Principal, state: Option<FilingState>) -> Result<Vec<serde_json::Value>, SealError> {
+    pub fn filings(&self, p: &Principal, state: Option<FilingState>) -> Result<Vec<FilingStatus>, SealError> {
         if !matches!(p.role, Role::Issuer | Role::Auditor) {
             return Err(self.ledger.refuse(
                 p,
@@ -113,13 +123,7 @@ impl Filings {
             .into_iter()
             .map(|(_, f)| f)
             .filter(|f| state.is_none_or(|s| f.state == s))
-            .map(|f| {
-                let mut v = serde_json::to_value(&f).unwrap_or_default();
-                if let Some(o) = v.as_object_mut() {
-                    let _ = o.insert("overdue".into(), f.overdue(now, deadline).into());
-                }
-                v
-            })
+            .map(|f| FilingStatus { overdue: f.overdue(now, deadline), filing: f })
             .collect())
     }
 

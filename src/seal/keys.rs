@@ -15,10 +15,11 @@
 
 use super::{
     actor, now_ms, put, ApplianceKey, ApplianceKeyVersion, Directory, Filings, KeyState, Ledger, Lifecycle, Pki, Seal,
-    SealError,
+    SealError, SealState,
 };
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
+use crate::crypto::KeyAlg;
 use crate::formats::x509::Cert;
 use crate::store::tree;
 use crate::token::KeyId;
@@ -70,6 +71,70 @@ pub struct DualRequest {
     /// The second officer.
     #[serde(default)]
     pub approved_by: Option<String>,
+}
+
+/// One version of a key, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyVersionListing {
+    /// Version.
+    pub version: u32,
+    /// Its state.
+    pub state: KeyState,
+    /// CKA_ID, hex.
+    pub key_id: String,
+    /// When its certificate ends, ms.
+    pub not_after_ms: Option<u64>,
+    /// Active and ending within the reminder period.
+    pub expiring: bool,
+}
+
+/// A key (an appliance key, or `seal:<id>`) with its versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListing {
+    /// `issuing-ca`, `seal-maker`, `audit` or `seal:<id>`.
+    pub key: String,
+    /// Algorithm.
+    pub alg: KeyAlg,
+    /// For a seal's key: the seal's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_state: Option<SealState>,
+    /// Its versions.
+    pub versions: Vec<KeyVersionListing>,
+}
+
+/// A key version made by a rotation, waiting to be activated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingVersion {
+    /// The key.
+    pub key: String,
+    /// The new version.
+    pub version: u32,
+    /// `pending`.
+    pub state: KeyState,
+    /// CKA_ID, hex.
+    pub key_id: String,
+    /// Its certificate, PEM (seal keys, issuing CA, seal maker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// A CSR for it, PEM (seal keys, for an outside CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    /// Its public key (the audit key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+/// A key version that signs now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivatedVersion {
+    /// The key.
+    pub key: String,
+    /// The version that signs now.
+    pub version: u32,
+    /// `active`.
+    pub state: KeyState,
+    /// The version it replaced.
+    pub retired: Option<u32>,
 }
 
 enum KeyName<'a> {
@@ -125,7 +190,7 @@ impl DualControl {
 
     /// Every key with its versions, states and the end of each certificate; `expiring` marks those
     /// ending within `[seals] reminder_days`. Security officers and auditors.
-    pub fn key_list(&self, p: &Principal) -> Result<Vec<serde_json::Value>, SealError> {
+    pub fn key_list(&self, p: &Principal) -> Result<Vec<KeyListing>, SealError> {
         if !matches!(p.role, Role::Secofficer | Role::Auditor) {
             return Err(self.ledger.refuse(
                 p,
@@ -143,14 +208,23 @@ impl DualControl {
         let mut out = Vec::new();
         for name in ["issuing-ca", "seal-maker", "audit"] {
             if let Ok(k) = self.pki.appliance_key(name) {
-                let mut versions = vec![serde_json::json!({
-                    "version": k.version, "state": "active", "key_id": k.key_id, "not_after_ms": end(&k.cert_pem),
-                    "expiring": end(&k.cert_pem).is_some_and(|e| e <= horizon),
-                })];
+                let mut versions = vec![KeyVersionListing {
+                    version: k.version,
+                    state: KeyState::Active,
+                    key_id: k.key_id.clone(),
+                    not_after_ms: end(&k.cert_pem),
+                    expiring: end(&k.cert_pem).is_some_and(|e| e <= horizon),
+                }];
                 for v in k.pending.iter().chain(k.retired.iter()) {
-                    versions.push(serde_json::json!({ "version": v.version, "state": v.state, "key_id": v.key_id, "not_after_ms": end(&v.cert_pem), "expiring": false }));
+                    versions.push(KeyVersionListing {
+                        version: v.version,
+                        state: v.state,
+                        key_id: v.key_id.clone(),
+                        not_after_ms: end(&v.cert_pem),
+                        expiring: false,
+                    });
                 }
-                out.push(serde_json::json!({ "key": name, "alg": k.alg, "versions": versions }));
+                out.push(KeyListing { key: name.into(), alg: k.alg, seal_state: None, versions });
             }
         }
         for (_, s) in self.ledger.store.scan::<Seal>(tree::SEALS)? {
@@ -160,14 +234,15 @@ impl DualControl {
             let versions: Vec<_> = s
                 .versions
                 .iter()
-                .map(|v| {
-                    serde_json::json!({
-                        "version": v.version, "state": v.state, "key_id": v.key_id, "not_after_ms": v.not_after_ms,
-                        "expiring": v.state == KeyState::Active && v.not_after_ms <= horizon,
-                    })
+                .map(|v| KeyVersionListing {
+                    version: v.version,
+                    state: v.state,
+                    key_id: v.key_id.clone(),
+                    not_after_ms: Some(v.not_after_ms),
+                    expiring: v.state == KeyState::Active && v.not_after_ms <= horizon,
                 })
                 .collect();
-            out.push(serde_json::json!({ "key": format!("seal:{}", s.id), "alg": s.alg, "seal_state": s.state, "versions": versions }));
+            out.push(KeyListing { key: format!("seal:{}", s.id), alg: s.alg, seal_state: Some(s.state), versions });
         }
         Ok(out)
     }
@@ -189,7 +264,7 @@ impl DualControl {
 
     /// Makes a new, pending key version in the token. For seals, returns the version with its
     /// certificate and a CSR for an outside CA.
-    pub fn rotate(&self, p: &Principal, name: &str) -> Result<serde_json::Value, SealError> {
+    pub fn rotate(&self, p: &Principal, name: &str) -> Result<PendingVersion, SealError> {
         self.require_officer(p, "key.rotate", name)?;
         match key_name(name)? {
             KeyName::Seal(id) => {
@@ -226,9 +301,15 @@ impl DualControl {
                     crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit), &key.public_key, &signer)
                         .map_err(|e| SealError::Certificate(e.to_string()))?
                 };
-                Ok(
-                    serde_json::json!({ "key": name, "version": next, "state": "pending", "key_id": v.key_id, "certificate": v.cert_pem, "csr": csr }),
-                )
+                Ok(PendingVersion {
+                    key: name.into(),
+                    version: next,
+                    state: KeyState::Pending,
+                    key_id: v.key_id,
+                    certificate: Some(v.cert_pem),
+                    csr: Some(csr),
+                    public_key: None,
+                })
             }
             KeyName::Appliance(which) => {
                 let _g = self.ledger.admin_lock();
@@ -259,9 +340,15 @@ impl DualControl {
                         .detail("key_id", v.key_id.clone())
                         .change(put(tree::KEYS, which, &k));
                     let _ = self.ledger.commit(ev)?;
-                    return Ok(
-                        serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "public_key": v.cert_pem }),
-                    );
+                    return Ok(PendingVersion {
+                        key: which.into(),
+                        version: next,
+                        state: KeyState::Pending,
+                        key_id: v.key_id,
+                        certificate: None,
+                        csr: None,
+                        public_key: Some(v.cert_pem),
+                    });
                 }
                 let ca = which == "issuing-ca";
                 let template = crate::formats::x509::CertTemplate {
@@ -310,9 +397,15 @@ impl DualControl {
                     .detail("key_id", v.key_id.clone())
                     .change(put(tree::KEYS, which, &k));
                 let _ = self.ledger.commit(ev)?;
-                Ok(
-                    serde_json::json!({ "key": which, "version": next, "state": "pending", "key_id": v.key_id, "certificate": v.cert_pem }),
-                )
+                Ok(PendingVersion {
+                    key: which.into(),
+                    version: next,
+                    state: KeyState::Pending,
+                    key_id: v.key_id,
+                    certificate: Some(v.cert_pem),
+                    csr: None,
+                    public_key: None,
+                })
             }
         }
     }
@@ -352,7 +445,7 @@ impl DualControl {
         p: &Principal,
         name: &str,
         version: u32,
-    ) -> Result<Result<serde_json::Value, DualRequest>, SealError> {
+    ) -> Result<Result<ActivatedVersion, DualRequest>, SealError> {
         self.require_officer(p, "key.activate", name)?;
         match key_name(name)? {
             KeyName::Seal(id) => self.activate_seal_version(p, id, version).map(Ok),
@@ -374,7 +467,7 @@ impl DualControl {
         p: &Principal,
         id: &str,
         version: u32,
-    ) -> Result<serde_json::Value, SealError> {
+    ) -> Result<ActivatedVersion, SealError> {
         let slot = self.ledger.slot(id);
         // Exclusive: uses in flight finish on the old version first; none after this starts uses it.
         let _w = slot.lock.write();
@@ -408,7 +501,7 @@ impl DualControl {
             .change(put(tree::FILINGS, &filing.id, &filing))
             .change(put(tree::SEALS, id, &seal));
         let _ = self.ledger.commit(ev)?;
-        Ok(serde_json::json!({ "key": format!("seal:{id}"), "version": version, "state": "active", "retired": old }))
+        Ok(ActivatedVersion { key: format!("seal:{id}"), version, state: KeyState::Active, retired: old })
     }
 
     /// Asks to destroy a retired or pending version (dual control).

@@ -25,13 +25,16 @@ mod usage;
 mod verify;
 
 pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Directory, Unit, UnitSpec};
-pub use filings::{Filing, FilingState, Filings};
-pub use keys::{active_audit_key, DualControl, DualRequest, RequestState};
+pub use filings::{Filing, FilingState, FilingStatus, Filings};
+pub use keys::{
+    active_audit_key, ActivatedVersion, DualControl, DualRequest, KeyListing, KeyVersionListing, PendingVersion,
+    RequestState,
+};
 pub use ledger::Ledger;
 pub use lifecycle::{Action, ApplyRequest, Lifecycle, TransitionRequest};
 pub use pki::Pki;
 pub use trail::Trail;
-pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsePermit, UseReceipt, Uses};
+pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsageEntry, UsePermit, UseReceipt, Uses};
 pub use verify::Verification;
 
 use crate::audit::{Actor, AuditEvent, Journal};
@@ -286,27 +289,6 @@ impl Seal {
     /// Whether its validity has ended at `now_ms` (derived, never stored).
     pub fn expired(&self, now_ms: u64) -> bool {
         self.current().is_some_and(|v| now_ms > v.not_after_ms)
-    }
-
-    /// The JSON the API shows: the stored seal plus derived fields; without the image bytes when
-    /// `brief`.
-    pub fn view(&self, now_ms: u64, brief: bool) -> serde_json::Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            let _ = o.insert("expired".into(), self.expired(now_ms).into());
-            let current = self.current();
-            let _ = o.insert("key_version".into(), current.map(|c| c.version).into());
-            let _ = o.insert("not_after_ms".into(), current.map(|c| c.not_after_ms).into());
-            if brief {
-                for field in ["history", "versions"] {
-                    let _ = o.remove(field);
-                }
-                if let Some(img) = o.get_mut("image").and_then(|i| i.as_object_mut()) {
-                    let _ = img.remove("data");
-                }
-            }
-        }
-        v
     }
 }
 

@@ -20,7 +20,7 @@ use crate::crypto::KeyAlg;
 use crate::store::{tree, Change};
 use crate::token::KeyId;
 use parking_lot::lock_api::ArcRwLockReadGuard;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The key a use signs with.
@@ -60,6 +60,25 @@ pub struct TicketRequest {
     /// Seconds until it expires (default and maximum: `[seals] ticket_max_s`).
     #[serde(default)]
     pub valid_s: Option<u64>,
+}
+
+/// One usage record of a seal (a use or a refused use).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageEntry {
+    /// The journal seq.
+    pub seq: u64,
+    /// When, ms.
+    pub time_ms: u64,
+    /// The application.
+    pub account: String,
+    /// `ok` or `refused:<code>`.
+    pub outcome: String,
+    /// The key version that signed.
+    pub key_version: Option<u32>,
+    /// The digest the use named, hex.
+    pub digest: Option<String>,
+    /// The approval ticket it spent.
+    pub ticket: Option<String>,
 }
 
 /// A seal held steady for one use: its shared lock is taken, so no freeze, revocation or key switch
@@ -354,7 +373,7 @@ impl Uses {
 
     /// The usage records of a seal (uses and refused uses), oldest first: its unit administrator,
     /// issuers and auditors.
-    pub fn usage(&self, p: &Principal, seal_id: &str) -> Result<Vec<serde_json::Value>, SealError> {
+    pub fn usage(&self, p: &Principal, seal_id: &str) -> Result<Vec<UsageEntry>, SealError> {
         let object = format!("seal:{seal_id}");
         let seal = self.ledger.seal(seal_id)?;
         let admin = self.directory.administers(p, &seal.unit)?;
@@ -373,11 +392,16 @@ impl Uses {
             .query(&q)?
             .into_iter()
             .map(|r| {
-                serde_json::json!({
-                    "seq": r.seq, "time_ms": r.time_ms, "account": r.actor.account, "outcome": r.outcome,
-                    "key_version": r.details.get("key_version"), "digest": r.details.get("digest"),
-                    "ticket": r.details.get("ticket"),
-                })
+                let text = |k: &str| r.details.get(k).and_then(|v| v.as_str()).map(String::from);
+                UsageEntry {
+                    key_version: r.details.get("key_version").and_then(|v| v.as_u64()).map(|v| v as u32),
+                    digest: text("digest"),
+                    ticket: text("ticket"),
+                    seq: r.seq,
+                    time_ms: r.time_ms,
+                    account: r.actor.account,
+                    outcome: r.outcome,
+                }
             })
             .collect())
     }
