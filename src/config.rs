@@ -27,7 +27,7 @@ pub struct Config {
     /// `[verify]`: trust anchors and CRLs for certificates given to /v1/verify.
     #[serde(default)]
     pub verify: VerifySection,
-    /// `[[keys]]`: the token keys the API offers (until the seal registry).
+    /// `[[keys]]`: plain token keys the API offers beside the seals (for systems that sign with a key).
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
     /// `[[accounts]]`: fixed accounts for business systems that sign with plain `[[keys]]`. Every

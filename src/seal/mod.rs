@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The states of ../shared/ARCHITECTURE.md. Expired is derived from the validity, never stored.
+/// A seal's states (docs/ARCHITECTURE.md, "Seals"). Expired is derived from the validity, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SealState {

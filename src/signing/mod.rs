@@ -47,7 +47,7 @@ pub struct Key {
     pub name: String,
     /// What the token says about it.
     pub info: Arc<KeyInfo>,
-    /// Key version (rotation arrives with the key-versions issue; every key is version 1 until then).
+    /// Key version. A plain `[[keys]]` key is always version 1; seal keys rotate through the registry.
     pub version: u32,
 }
 

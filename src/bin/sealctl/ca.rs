@@ -2,9 +2,9 @@
 //! through the daemon's API.
 
 use crate::output::write_or_print;
-use crate::remote::{call, read, Conn, Failure};
+use crate::remote::{body, call, read, Conn, Failure};
 use clap::Subcommand;
-use serde_json::json;
+use seald::contract::CaIssueBody;
 use std::path::PathBuf;
 
 /// `sealctl ca ...`: the built-in issuing CA.
@@ -39,7 +39,7 @@ pub fn run(c: &Conn, cmd: CaCmd) -> Result<(), Failure> {
         }
         CaCmd::Issue { csr, valid_days, out: path } => {
             let pem = String::from_utf8_lossy(&read(&csr)?).into_owned();
-            let v = call(c, "POST", "/v1/ca/issue", Some(json!({ "csr": pem, "valid_days": valid_days })))?;
+            let v = call(c, "POST", "/v1/ca/issue", Some(body(&CaIssueBody { csr: pem, valid_days })))?;
             write_or_print(path, v["certificate"].as_str().unwrap_or_default())
         }
     }

@@ -2,9 +2,9 @@
 //! daemon's API.
 
 use crate::output::{cell, out, out_table};
-use crate::remote::{call, local, query, Conn, Failure};
+use crate::remote::{body, call, local, query, Conn, Failure};
 use clap::Subcommand;
-use serde_json::json;
+use seald::contract::AckBody;
 use std::path::PathBuf;
 
 /// `sealctl filing ...`.
@@ -53,7 +53,7 @@ pub fn run(c: &Conn, cmd: FilingCmd) -> Result<(), Failure> {
             );
         }
         FilingCmd::Ack { id, reference } => {
-            let v = call(c, "POST", &format!("/v1/filings/{id}/ack"), Some(json!({ "reference": reference })))?;
+            let v = call(c, "POST", &format!("/v1/filings/{id}/ack"), Some(body(&AckBody { reference })))?;
             out(c, &v, |v| println!("filing {} acknowledged", cell(&v["id"])));
         }
         FilingCmd::Export { out: path } => {

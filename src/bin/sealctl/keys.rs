@@ -2,8 +2,9 @@
 //! seal maker, through the daemon's API (security officers).
 
 use crate::output::{cell, out, out_table, table};
-use crate::remote::{call, read, Conn, Failure};
+use crate::remote::{body, call, read, Conn, Failure};
 use clap::Subcommand;
+use seald::contract::VersionBody;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -95,7 +96,7 @@ pub fn run(c: &Conn, cmd: KeysCmd) -> Result<(), Failure> {
             });
         }
         KeysCmd::Activate { name, version } => {
-            let v = call(c, "POST", &format!("/v1/admin/keys/{name}/activate"), Some(json!({ "version": version })))?;
+            let v = call(c, "POST", &format!("/v1/admin/keys/{name}/activate"), Some(body(&VersionBody { version })))?;
             out(c, &v, |v| match v.get("awaiting_approval") {
                 Some(r) => println!(
                     "request {} opened: a second security officer runs `sealctl keys approve {}`",
@@ -106,7 +107,7 @@ pub fn run(c: &Conn, cmd: KeysCmd) -> Result<(), Failure> {
             });
         }
         KeysCmd::Destroy { name, version } => {
-            let v = call(c, "POST", &format!("/v1/admin/keys/{name}/destroy"), Some(json!({ "version": version })))?;
+            let v = call(c, "POST", &format!("/v1/admin/keys/{name}/destroy"), Some(body(&VersionBody { version })))?;
             out(c, &v, |v| {
                 println!(
                     "request {} opened: a second security officer must approve it",

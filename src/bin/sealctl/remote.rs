@@ -136,6 +136,12 @@ pub fn read(path: &PathBuf) -> Result<Vec<u8>, Failure> {
 }
 
 /// Standard base64, as the API takes bytes.
+/// A request body of the API contract, as JSON.
+pub fn body<T: serde::Serialize>(b: &T) -> Value {
+    serde_json::to_value(b).unwrap_or(Value::Null)
+}
+
+/// Standard base64.
 pub fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }

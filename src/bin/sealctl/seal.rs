@@ -3,9 +3,11 @@
 //! through the daemon's API.
 
 use crate::output::{cell, fields, out, out_table, write_or_print};
-use crate::remote::{b64, call, call_bytes, local, query, read, Conn, Failure};
+use crate::remote::{b64, body, call, call_bytes, local, query, read, Conn, Failure};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use seald::contract::{CertificateBody, GrantBody, TransitionBody};
+use seald::seal::Policy;
+use serde_json::json;
 use std::path::PathBuf;
 
 /// A seal's use policy, from flags.
@@ -31,9 +33,13 @@ fn parse_hours(s: &str) -> Result<[u8; 2], String> {
 }
 
 impl PolicyArgs {
-    fn json(&self) -> Value {
-        json!({ "require_approval": self.require_approval, "daily_limit": self.daily_limit,
-                "total_limit": self.total_limit, "hours": self.hours })
+    fn policy(&self) -> Policy {
+        Policy {
+            require_approval: self.require_approval,
+            daily_limit: self.daily_limit,
+            total_limit: self.total_limit,
+            hours: self.hours,
+        }
     }
 }
 
@@ -203,12 +209,9 @@ pub struct Transition {
     reason: Option<String>,
 }
 
-fn transition(c: &Conn, action: &str, t: &Transition, extra: Value) -> Result<(), Failure> {
-    let mut body = json!({ "reason": t.reason });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    let v = call(c, "POST", &format!("/v1/seals/{}/{action}", t.id), Some(body))?;
+fn transition(c: &Conn, action: &str, t: &Transition, change: TransitionBody) -> Result<(), Failure> {
+    let b = TransitionBody { reason: t.reason.clone(), ..change };
+    let v = call(c, "POST", &format!("/v1/seals/{}/{action}", t.id), Some(body(&b)))?;
     out(c, &v, |v| {
         println!("seal {} is {} (key version {})", cell(&v["id"]), cell(&v["state"]), cell(&v["key_version"]))
     });
@@ -250,31 +253,41 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
             let image_type = image.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
             let body = json!({
                 "name": name, "kind": kind, "image": b64(&bytes), "image_type": image_type, "width_mm": width_mm,
-                "height_mm": height_mm, "valid_days": valid_days, "alg": alg, "unit": unit, "policy": policy.json(),
+                "height_mm": height_mm, "valid_days": valid_days, "alg": alg, "unit": unit, "policy": policy.policy(),
             });
             let v = call(c, "POST", "/v1/seals", Some(body))?;
             out(c, &v, |v| println!("applied: seal {} is {}", cell(&v["id"]), cell(&v["state"])));
         }
-        SealCmd::Approve(t) => transition(c, "approve", &t, json!({}))?,
-        SealCmd::Reject(t) => transition(c, "reject", &t, json!({}))?,
-        SealCmd::Make(t) => transition(c, "make", &t, json!({}))?,
-        SealCmd::Publish(t) => transition(c, "publish", &t, json!({}))?,
-        SealCmd::Freeze(t) => transition(c, "freeze", &t, json!({}))?,
-        SealCmd::Unfreeze(t) => transition(c, "unfreeze", &t, json!({}))?,
-        SealCmd::Revoke(t) => transition(c, "revoke", &t, json!({}))?,
-        SealCmd::Renew(t) => transition(c, "renew", &t, json!({}))?,
+        SealCmd::Approve(t) => transition(c, "approve", &t, TransitionBody::default())?,
+        SealCmd::Reject(t) => transition(c, "reject", &t, TransitionBody::default())?,
+        SealCmd::Make(t) => transition(c, "make", &t, TransitionBody::default())?,
+        SealCmd::Publish(t) => transition(c, "publish", &t, TransitionBody::default())?,
+        SealCmd::Freeze(t) => transition(c, "freeze", &t, TransitionBody::default())?,
+        SealCmd::Unfreeze(t) => transition(c, "unfreeze", &t, TransitionBody::default())?,
+        SealCmd::Revoke(t) => transition(c, "revoke", &t, TransitionBody::default())?,
+        SealCmd::Renew(t) => transition(c, "renew", &t, TransitionBody::default())?,
         SealCmd::Change { t, name, image, width_mm, height_mm } => {
-            let mut extra = json!({ "name": name });
+            let mut change = TransitionBody { name, ..Default::default() };
             if let Some(path) = image {
                 let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
-                extra = json!({ "name": extra["name"], "image": b64(&read(&path)?), "image_type": ext,
-                                "width_mm": width_mm, "height_mm": height_mm });
+                change = TransitionBody {
+                    image: Some(b64(&read(&path)?)),
+                    image_type: Some(ext),
+                    width_mm,
+                    height_mm,
+                    ..change
+                };
             }
-            transition(c, "change", &t, extra)?;
+            transition(c, "change", &t, change)?;
         }
         SealCmd::Certificate { id, file } => {
             let pem = String::from_utf8_lossy(&read(&file)?).into_owned();
-            let v = call(c, "POST", &format!("/v1/seals/{id}/certificate"), Some(json!({ "certificate": pem })))?;
+            let v = call(
+                c,
+                "POST",
+                &format!("/v1/seals/{id}/certificate"),
+                Some(body(&CertificateBody { certificate: pem })),
+            )?;
             out(c, &v, |v| println!("seal {} now uses the imported certificate", cell(&v["id"])));
         }
         SealCmd::Csr { id, out: path } => {
@@ -286,11 +299,16 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
             std::fs::write(&path, der).map_err(|e| local(format!("{}: {e}", path.display())))?;
         }
         SealCmd::Policy { id, policy } => {
-            let v = call(c, "POST", &format!("/v1/seals/{id}/policy"), Some(policy.json()))?;
+            let v = call(c, "POST", &format!("/v1/seals/{id}/policy"), Some(body(&policy.policy())))?;
             out(c, &v, |v| println!("policy of seal {}: {}", cell(&v["id"]), v["policy"]));
         }
         SealCmd::Grant { id, account } => {
-            let v = call(c, "POST", &format!("/v1/seals/{id}/grants"), Some(json!({ "account": account })))?;
+            let v = call(
+                c,
+                "POST",
+                &format!("/v1/seals/{id}/grants"),
+                Some(body(&GrantBody { account: account.clone() })),
+            )?;
             out(c, &v, |_| println!("'{account}' may use seal {id}"));
         }
         SealCmd::Ungrant { id, account } => {

@@ -2,10 +2,11 @@
 //! daemon's API.
 
 use crate::output::{cell, out};
-use crate::remote::{b64, call, local, read, Conn, Failure};
+use crate::remote::{b64, body, call, local, read, Conn, Failure};
 use base64::Engine as _;
 use clap::Args;
-use serde_json::{json, Value};
+use seald::contract::{Encoding, SignBody};
+use seald::signing::InputMode;
 use std::path::PathBuf;
 
 /// `sealctl sign ...`: sign a document with a seal (or a plain key) as an application.
@@ -34,15 +35,21 @@ pub struct SignCmd {
 /// Runs `sealctl sign ...`.
 pub fn run(c: &Conn, cmd: SignCmd) -> Result<(), Failure> {
     let (input, data) = match (&cmd.file, &cmd.digest) {
-        (Some(f), _) => ("message", read(f)?),
-        (None, Some(d)) => ("digest", hex::decode(d.trim()).map_err(|_| local("--digest is not hex"))?),
+        (Some(f), _) => (InputMode::Message, read(f)?),
+        (None, Some(d)) => (InputMode::Digest, hex::decode(d.trim()).map_err(|_| local("--digest is not hex"))?),
         (None, None) => return Err(local("give --file or --digest")),
     };
-    let body = json!({ "seal": cmd.seal, "key": cmd.key, "ticket": cmd.ticket, "input": input, "data": b64(&data) });
-    let body = Value::Object(
-        body.as_object().cloned().unwrap_or_default().into_iter().filter(|(_, v)| !v.is_null()).collect(),
-    );
-    let v = call(c, "POST", "/v1/sign", Some(body))?;
+    let request = SignBody {
+        key: cmd.key.clone(),
+        seal: cmd.seal.clone(),
+        ticket: cmd.ticket.clone(),
+        input,
+        data: b64(&data),
+        digest_alg: None,
+        user_id: None,
+        encoding: Encoding::Der,
+    };
+    let v = call(c, "POST", "/v1/sign", Some(body(&request)))?;
     if let Some(path) = &cmd.out {
         let der = base64::engine::general_purpose::STANDARD
             .decode(v["signature"].as_str().unwrap_or_default())
