@@ -18,18 +18,9 @@ fn bad(m: impl Into<String>) -> SesError {
     SesError(m.into())
 }
 
+/// UTCTime (`YYMMDDHHMMSSZ`): GeneralizedTime's text without the century.
 fn utc_time(t: SystemTime) -> Vec<u8> {
-    let d = ses::utc(t.max(std::time::UNIX_EPOCH)).unwrap_or(::time::OffsetDateTime::UNIX_EPOCH);
-    let text = format!(
-        "{:02}{:02}{:02}{:02}{:02}{:02}Z",
-        d.year() % 100,
-        u8::from(d.month()),
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second()
-    );
-    der_tlv(0x17, text.as_bytes())
+    der_tlv(0x17, &ses::generalized_time_text(t).as_bytes()[2..])
 }
 
 fn attribute(oid_text: &str, value: &[u8]) -> Result<Vec<u8>, SesError> {

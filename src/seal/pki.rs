@@ -30,26 +30,7 @@ impl Pki {
             return Ok(ca);
         }
         let alg = if self.ledger.pool.profile().sm2.is_some() { KeyAlg::Sm2 } else { KeyAlg::P256 };
-        let key = self.ledger.pool.generate(alg, "seald-issuing-ca")?;
-        let signer = crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
-        let now = std::time::SystemTime::now();
-        let template = crate::formats::x509::CertTemplate {
-            subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
-            public_key: &key.public_key,
-            not_before: now - std::time::Duration::from_secs(3600),
-            not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
-            ca: true,
-        };
-        let cert =
-            crate::formats::x509::issue(&template, None, &signer).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let ca = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
-        let ev = AuditEvent::new(Actor::system(), "ca.create", "key:issuing-ca", "ok")
-            .detail("key_id", ca.key_id.clone())
-            .detail("alg", alg.name())
-            .detail("cert_sha256", cert.fingerprint())
-            .change(put(tree::KEYS, "issuing-ca", &ca));
-        let _ = self.ledger.commit(ev)?;
-        Ok(ca)
+        self.create_appliance_key("issuing-ca", "ca.create", alg, common_name, valid_days, None)
     }
 
     /// The seal-maker key, if set up.
@@ -65,32 +46,48 @@ impl Pki {
             return Ok(m);
         }
         let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
-        let alg = ca.alg;
-        let key = self.ledger.pool.generate(alg, "seald-seal-maker")?;
-        let ca_cert = Cert::parse(ca.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let signer = crate::token::TokenKey::with_public(
-            &self.ledger.pool,
-            &KeyId::from_hex(&ca.key_id)?,
-            ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
-        );
+        self.create_appliance_key("seal-maker", "maker.create", ca.alg, common_name, valid_days, Some(&ca))
+    }
+
+    /// Generates the appliance key `name` in the token, certifies it (self-signed as a CA when
+    /// `issuer` is none, else by the issuing CA `issuer`), journals `action` and stores it.
+    fn create_appliance_key(
+        &self,
+        name: &str,
+        action: &str,
+        alg: KeyAlg,
+        common_name: &str,
+        valid_days: u32,
+        issuer: Option<&ApplianceKey>,
+    ) -> Result<ApplianceKey, SealError> {
+        let bad_cert = |e: crate::formats::x509::X509Error| SealError::Certificate(e.to_string());
+        let key = self.ledger.pool.generate(alg, &format!("seald-{name}"))?;
+        let issuer_cert = issuer.map(|i| Cert::parse(i.cert_pem.as_bytes())).transpose().map_err(bad_cert)?;
+        let signer = match (issuer, &issuer_cert) {
+            (Some(i), Some(c)) => crate::token::TokenKey::with_public(
+                &self.ledger.pool,
+                &KeyId::from_hex(&i.key_id)?,
+                c.public_key().map_err(bad_cert)?,
+            ),
+            _ => crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone()),
+        };
         let now = std::time::SystemTime::now();
         let template = crate::formats::x509::CertTemplate {
             subject: vec![("CN", common_name.to_string()), ("O", "seald".to_string())],
             public_key: &key.public_key,
             not_before: now - std::time::Duration::from_secs(3600),
             not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
-            ca: false,
+            ca: issuer.is_none(),
         };
-        let cert = crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
-            .map_err(|e| SealError::Certificate(e.to_string()))?;
-        let maker = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
-        let ev = AuditEvent::new(Actor::system(), "maker.create", "key:seal-maker", "ok")
-            .detail("key_id", maker.key_id.clone())
+        let cert = crate::formats::x509::issue(&template, issuer_cert.as_ref(), &signer).map_err(bad_cert)?;
+        let made = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
+        let ev = AuditEvent::new(Actor::system(), action, &format!("key:{name}"), "ok")
+            .detail("key_id", made.key_id.clone())
             .detail("alg", alg.name())
             .detail("cert_sha256", cert.fingerprint())
-            .change(put(tree::KEYS, "seal-maker", &maker));
+            .change(put(tree::KEYS, name, &made));
         let _ = self.ledger.commit(ev)?;
-        Ok(maker)
+        Ok(made)
     }
 
     /// The GB/T 38540 v4 `SESeal` for one key version of a seal, signed by the seal maker in the token.

@@ -49,20 +49,17 @@ pub(super) fn der_ia5(s: &str) -> Result<Vec<u8>, SesError> {
     Ok(der_tlv(0x16, s.as_bytes()))
 }
 
-pub(super) fn der_time(t: SystemTime) -> Vec<u8> {
-    let text = match utc(t.max(UNIX_EPOCH)) {
-        Some(d) => format!(
-            "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-            d.year(),
-            u8::from(d.month()),
-            d.day(),
-            d.hour(),
-            d.minute(),
-            d.second()
-        ),
+/// `YYYYMMDDHHMMSSZ`, the GeneralizedTime text of `t` (the epoch before it).
+pub(crate) fn generalized_time_text(t: SystemTime) -> String {
+    let t = t.max(UNIX_EPOCH);
+    match utc(t) {
+        Some(_) => fmt_time(t).replace(['-', 'T', ':'], ""),
         None => "19700101000000Z".to_string(),
-    };
-    der_tlv(0x18, text.as_bytes())
+    }
+}
+
+pub(super) fn der_time(t: SystemTime) -> Vec<u8> {
+    der_tlv(0x18, generalized_time_text(t).as_bytes())
 }
 
 pub(super) fn der_bits(bytes: &[u8]) -> Vec<u8> {
