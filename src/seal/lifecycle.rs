@@ -200,6 +200,32 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// The GB/T 38540 v4 `SESeal` of one key version of a seal, signed by the seal maker; base64.
+    fn make_ses(&self, seal: &Seal, v: &SealKeyVersion) -> Result<String, SealError> {
+        use base64::Engine as _;
+        let seal_cert = crate::formats::x509::Cert::parse(v.cert_pem.as_bytes())
+            .map_err(|e| SealError::Certificate(e.to_string()))?;
+        let picture = base64::engine::general_purpose::STANDARD
+            .decode(&seal.image.data)
+            .map_err(|e| SealError::Store(e.to_string()))?;
+        let ms = |m: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m);
+        let template = crate::formats::ses::SealTemplate {
+            vid: "seald",
+            es_id: &seal.id,
+            seal_type: if matches!(seal.kind, SealKind::Personal | SealKind::LegalRepresentative) { 2 } else { 1 },
+            name: &seal.name,
+            certs: vec![seal_cert.der()],
+            create_date: ms(v.created_ms),
+            valid_start: ms(v.not_before_ms),
+            valid_end: ms(v.not_after_ms),
+            picture_type: &seal.image.image_type.to_ascii_uppercase(),
+            picture: &picture,
+            width_mm: seal.image.width_mm.round() as i64,
+            height_mm: seal.image.height_mm.round() as i64,
+        };
+        Ok(base64::engine::general_purpose::STANDARD.encode(self.pki.sign_seal(&template)?))
+    }
+
     /// A seal by id, as stored (no role check: for the appliance's own use).
     pub fn seal(&self, id: &str) -> Result<Seal, SealError> {
         self.ledger.seal(id)
@@ -286,7 +312,8 @@ impl Lifecycle {
     pub(super) fn new_version(&self, seal: &Seal, version: u32) -> Result<SealKeyVersion, SealError> {
         let unit_name = self.directory.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
         let key = self.ledger.pool.generate(seal.alg, &format!("seal-{}-v{version}", seal.id))?;
-        let cert = match self.pki.certify(seal, &unit_name, &key.public_key) {
+        let cert = match self.pki.issue_with_ca(super::seal_subject(seal, &unit_name), &key.public_key, seal.valid_days)
+        {
             Ok(c) => c,
             Err(e) => {
                 let _ = self.ledger.pool.destroy(&key.id);
@@ -311,7 +338,7 @@ impl Lifecycle {
             state: super::KeyState::Active,
             activated_ms: Some(now_ms()),
         };
-        match self.pki.make_ses(seal, &v) {
+        match self.make_ses(seal, &v) {
             Ok(ses) => v.ses = Some(ses),
             Err(e) => {
                 let _ = self.ledger.pool.destroy(&key.id);
@@ -475,7 +502,7 @@ impl Lifecycle {
         v.not_after_ms = ms(na);
         let version = v.version;
         let snapshot = v.clone();
-        let ses = self.pki.make_ses(&seal, &snapshot)?;
+        let ses = self.make_ses(&seal, &snapshot)?;
         if let Some(v) = seal.current_mut() {
             v.ses = Some(ses);
         }

@@ -90,45 +90,19 @@ impl Pki {
         Ok(made)
     }
 
-    /// The GB/T 38540 v4 `SESeal` for one key version of a seal, signed by the seal maker in the token.
-    pub(super) fn make_ses(&self, seal: &Seal, v: &SealKeyVersion) -> Result<String, SealError> {
+    /// Signs a GB/T 38540 v4 `SESeal` made from `template` with the seal maker in the token; DER.
+    pub(super) fn sign_seal(&self, template: &crate::formats::ses::SealTemplate<'_>) -> Result<Vec<u8>, SealError> {
         use crate::formats::ses;
-        use base64::Engine as _;
         let maker = self.seal_maker()?.ok_or(SealError::NoSealMaker)?;
         let maker_cert = Cert::parse(maker.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let seal_cert = Cert::parse(v.cert_pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let picture = base64::engine::general_purpose::STANDARD
-            .decode(&seal.image.data)
-            .map_err(|e| SealError::Store(e.to_string()))?;
-        let ms = |m: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m);
-        let template = ses::SealTemplate {
-            vid: "seald",
-            es_id: &seal.id,
-            seal_type: if matches!(seal.kind, SealKind::Personal | SealKind::LegalRepresentative) { 2 } else { 1 },
-            name: &seal.name,
-            certs: vec![seal_cert.der()],
-            create_date: ms(v.created_ms),
-            valid_start: ms(v.not_before_ms),
-            valid_end: ms(v.not_after_ms),
-            picture_type: &seal.image.image_type.to_ascii_uppercase(),
-            picture: &picture,
-            width_mm: seal.image.width_mm.round() as i64,
-            height_mm: seal.image.height_mm.round() as i64,
-        };
-        let info = ses::build_seal_info(&template).map_err(|e| SealError::BadInput(e.to_string()))?;
+        let info = ses::build_seal_info(template).map_err(|e| SealError::BadInput(e.to_string()))?;
         let signature = self
             .ledger
             .pool
             .sign(&KeyId::from_hex(&maker.key_id)?, SignInput::Message { data: &info, user_id: None })?
             .der;
-        let der = ses::build_seal(&info, maker_cert.der(), crate::formats::oid::signature_oid(maker.alg), &signature)
-            .map_err(|e| SealError::BadInput(e.to_string()))?;
-        Ok(base64::engine::general_purpose::STANDARD.encode(der))
-    }
-
-    /// Issues a signing certificate for a seal's key with the issuing CA in the token.
-    pub(super) fn certify(&self, seal: &Seal, unit_name: &str, key: &PublicKey) -> Result<Cert, SealError> {
-        self.issue_with_ca(seal_subject(seal, unit_name), key, seal.valid_days)
+        ses::build_seal(&info, maker_cert.der(), crate::formats::oid::signature_oid(maker.alg), &signature)
+            .map_err(|e| SealError::BadInput(e.to_string()))
     }
 
     /// An end-entity signing certificate (digitalSignature, nonRepudiation) from the issuing CA.
