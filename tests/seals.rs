@@ -278,6 +278,17 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
             Box::new(|p| r.lifecycle().apply(p, application(Policy::default())).map(|_| ()).map_err(err)),
         ),
         ("list accounts", &["sysadmin"], Box::new(|p| r.directory().accounts(p).map(|_| ()).map_err(err))),
+        // 三员: the audit trail is the auditor's, the backup the system administrator's.
+        ("verify the audit trail", &["auditor"], Box::new(|p| r.trail().audit_verify(p).map(|_| ()).map_err(err))),
+        (
+            "export the audit trail",
+            &["auditor"],
+            Box::new(|p| {
+                let all = Ok(seald::audit::ExportRange { from: 1, to: u64::MAX });
+                r.trail().audit_export(p, all).map(|_| ()).map_err(err)
+            }),
+        ),
+        ("take a backup", &["sysadmin"], Box::new(|p| r.trail().backup(p).map(|_| ()).map_err(err))),
         (
             "create unit",
             &["sysadmin"],

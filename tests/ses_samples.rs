@@ -1,8 +1,8 @@
 //! GB/T 38540 / GM/T 0031 seals and signatures made by other producers (../shared/samples, read
 //! from $SEALD_SAMPLES): each gives the verdict SOURCES.md records, through the library and through
 //! `sealctl ses verify`; OFD packages too. A tamper matrix flips a byte in each signed region and
-//! checks that the right step fails. Without the samples these tests say loudly that they did not
-//! run (`.ci/run` refuses to start without them).
+//! checks that the right step fails. Without the samples these tests fail and say where they looked
+//! (`.ci/run` refuses to start without them).
 
 use seald::formats::ses::{self, Report, SesObject, SesSignature, VerifyOptions};
 use std::path::PathBuf;

@@ -1,7 +1,8 @@
 //! The route table: every route the API serves, once. Each entry names its method, its path pattern
 //! (which is also its metric label, so ids in paths make no new series) and the operation it runs.
-//! A path that matches a pattern under another method is 405; a path that matches none is 404 and is
-//! counted as `unmatched`.
+//! A path that matches a pattern under another method is 405, and so is any other path under one of
+//! the API's families (`/v1/sign/…`, `/v1/seals/…`, …); a path that matches nothing is 404. Both of
+//! those are counted as `unmatched`.
 
 use hyper::Method;
 
@@ -113,21 +114,18 @@ pub enum Op {
 pub struct Route {
     /// Its method.
     pub method: Method,
-    /// Its path pattern; `{name}` matches one non-empty segment. Also its metric label.
+    /// Its path pattern; `{name}` matches one segment. Also its metric label.
     pub path: &'static str,
     /// What it runs.
     pub op: Op,
-    /// Whether the caller must be an account (every `/v1` route); the probes answer anyone with a
-    /// client certificate.
-    pub authenticated: bool,
 }
 
 const fn route(method: Method, path: &'static str, op: Op) -> Route {
-    Route { method, path, op, authenticated: true }
+    Route { method, path, op }
 }
 
 const fn probe(path: &'static str, op: Op) -> Route {
-    Route { method: Method::GET, path, op, authenticated: false }
+    Route { method: Method::GET, path, op }
 }
 
 /// Every route. Where two patterns match a path, the first wins (`/v1/seals/{id}/{action}` is last
@@ -218,9 +216,16 @@ pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
     }
     match other_method {
         Some(label) => Resolved::MethodNotAllowed(label),
+        None if FAMILIES.iter().any(|f| path.strip_prefix(f).is_some_and(|rest| rest.starts_with('/'))) => {
+            Resolved::MethodNotAllowed("unmatched")
+        }
         None => Resolved::NotFound,
     }
 }
+
+/// The API's route families: any other path under one of them is 405, as it always was.
+const FAMILIES: &[&str] =
+    &["/v1/sign", "/v1/verify", "/v1/keys", "/v1/audit", "/v1/seals", "/v1/filings", "/v1/admin", "/v1/ca"];
 
 /// The `{…}` segments of `path` if it fits `pattern`.
 fn matches<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
@@ -229,9 +234,7 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
     for want in pattern.trim_start_matches('/').split('/') {
         let got = segments.next()?;
         if want.starts_with('{') {
-            if got.is_empty() {
-                return None;
-            }
+            // An empty id is still an id: it names nothing, and the handler says so.
             params.push(got);
         } else if want != got {
             return None;
@@ -254,8 +257,12 @@ mod tests {
         assert_eq!((r.op, p), (Op::Ungrant, vec!["s", "app"]));
         assert!(matches!(resolve(&Method::GET, "/v1/sign"), Resolved::MethodNotAllowed("/v1/sign")));
         assert!(matches!(resolve(&Method::GET, "/v1/nothing"), Resolved::NotFound));
-        assert!(matches!(resolve(&Method::GET, "/v1/seals//usage"), Resolved::NotFound));
         assert!(matches!(resolve(&Method::GET, "/healthz/"), Resolved::NotFound));
+        // Under a family, a path with no route is 405; an empty id is an id.
+        assert!(matches!(resolve(&Method::GET, "/v1/seals/x/a/b/c"), Resolved::MethodNotAllowed("unmatched")));
+        assert!(matches!(resolve(&Method::GET, "/v1/sign/foo"), Resolved::MethodNotAllowed("unmatched")));
+        let Resolved::Found(r, p) = resolve(&Method::GET, "/v1/seals//usage") else { panic!() };
+        assert_eq!((r.op, p), (Op::Usage, vec![""]));
         assert_eq!(resolve(&Method::GET, "/v1/nothing").label(), "unmatched");
     }
 

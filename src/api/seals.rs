@@ -94,7 +94,6 @@ pub(super) async fn sign_ses(
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
     let hash = b64("data_hash", &b.data_hash)?;
-    let _ = registry(app)?;
     let app2 = app.clone();
     let s =
         blocking(move || app2.signing.sign_ses(&p, &id, &hash, &b.property_info, &ext, b.ticket.as_deref())).await??;
@@ -110,7 +109,6 @@ pub(super) async fn sign_ses(
 /// `POST /v1/sign/cms`: a GM/T 0010 SignedData with a seal, under the seal's use checks.
 pub(super) async fn sign_cms(app: &Arc<App>, p: Principal, b: SignCmsBody) -> Result<Response<Full<Bytes>>, ApiError> {
     let data = b64("data", &b.data)?;
-    let _ = registry(app)?;
     let app2 = app.clone();
     let s = blocking(move || app2.signing.sign_cms(&p, &b.seal, &data, b.detached, b.ticket.as_deref())).await??;
     use base64::Engine as _;

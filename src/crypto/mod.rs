@@ -14,7 +14,7 @@ pub mod sm2;
 
 pub use public_key::{KeyAlg, PublicKey};
 pub use seald_gm::{der_to_raw, raw_to_der, sha256, sm3};
-pub use signer::{signer_error_source, DerSignature, KeySigner};
+pub use signer::{DerSignature, KeySigner};
 
 /// What went wrong on the host side. Messages describe the input, never key material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! The one signer abstraction that formats build with: RustCrypto's `signature` traits over a DER
 //! signature.
 //!
-//! A certificate, a CSR, a CMS SignedData, an `SES_Signature` and an audit checkpoint are all built
-//! by code that never sees a private key: it takes a [`KeySigner`], which is any
+//! A certificate, a CSR, a CMS SignedData, a backup manifest and an audit checkpoint are built by
+//! code that never sees a private key: it takes a [`KeySigner`], which is any
 //! `signature::Signer<DerSignature> + signature::Keypair<VerifyingKey = PublicKey>`. The appliance's
 //! signers are token keys (`token::TokenKey`); tests may use software keys. What the signature covers
 //! follows the key's algorithm: SM2 with SM3 and the default ID, ECDSA P-256 with SHA-256, or RSA
@@ -58,9 +58,4 @@ pub trait KeySigner:
 impl<T> KeySigner for T where
     T: signature::Signer<DerSignature> + signature::Keypair<VerifyingKey = PublicKey> + Send + Sync
 {
-}
-
-/// The typed cause inside a signer's error, when it carries one of type `E` (a token error, say).
-pub fn signer_error_source<E: std::error::Error + 'static>(e: &signature::Error) -> Option<&E> {
-    std::error::Error::source(e).and_then(|s| s.downcast_ref::<E>())
 }

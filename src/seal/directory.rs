@@ -1,7 +1,7 @@
 //! Units and accounts: who exists, in which unit, with which role and certificates.
 //!
 //! Rules: only `sysadmin` manages accounts and units (the first three administrators come from
-//! `seald init`, through [`Registry::bootstrap`]); an account has exactly one role, so the three
+//! `seald init`, through [`Directory::bootstrap`]); an account has exactly one role, so the three
 //! administrator roles (三员分立) never share an account, and a certificate belongs to one account
 //! only; `unit_admin` and `app` accounts belong to a unit, the others to none; no account changes
 //! its own role. Units form a tree; a unit administrator's reach is its unit and the units below it.

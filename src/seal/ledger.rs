@@ -18,6 +18,14 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Journals a refusal: the one way every refused request is recorded. The request is refused
+    /// either way; a record the journal cannot take is logged, never dropped silently.
+    pub(super) fn journal_refusal(&self, ev: AuditEvent) {
+        if let Err(e) = self.journal.append(ev) {
+            tracing::warn!(error = %e, "a refusal could not be journalled");
+        }
+    }
+
     pub(super) fn new(store: Arc<Store>, journal: Arc<Journal>, pool: TokenPool, settings: SealSettings) -> Self {
         Ledger {
             store,
@@ -85,9 +93,7 @@ impl Ledger {
         for (k, v) in details {
             ev = ev.detail(k, v.clone());
         }
-        if let Err(e) = self.journal.append(ev) {
-            tracing::warn!(error = %e, action, object, "a refusal could not be journalled");
-        }
+        self.journal_refusal(ev);
         err
     }
 

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// A seal's states (docs/ARCHITECTURE.md, "Seals"). Expired is derived from the validity, never stored.
+/// A seal's states (../shared/ARCHITECTURE.md, "Seals"). Expired is derived from the validity, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SealState {
@@ -683,6 +683,12 @@ impl Registry {
     /// The token key that signs checkpoints now.
     pub fn audit_key(&self) -> Option<KeyId> {
         self.ledger.audit_key()
+    }
+
+    /// Journals a refusal made outside the registry's services (a plain key's use), through the
+    /// ledger's one refusal path.
+    pub fn journal_refusal(&self, ev: AuditEvent) {
+        self.ledger.journal_refusal(ev)
     }
 }
 

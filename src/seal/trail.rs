@@ -27,8 +27,10 @@ impl Trail {
     }
 
     /// The journal records in `range` as JSON Lines (auditors only).
-    pub fn audit_export(&self, p: &Principal, range: ExportRange) -> Result<Vec<u8>, SealError> {
+    /// `range` is the request's range, or why it could not be read (checked after the role).
+    pub fn audit_export(&self, p: &Principal, range: Result<ExportRange, String>) -> Result<Vec<u8>, SealError> {
         self.ledger.require_role(p, Role::Auditor, "audit.export", "audit", "this needs the auditor role")?;
+        let range = range.map_err(SealError::BadInput)?;
         let mut out = Vec::new();
         let _ = crate::audit::export(self.ledger.journal.dir(), range, &mut out)?;
         Ok(out)

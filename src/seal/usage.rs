@@ -1,6 +1,6 @@
 //! Using a seal: the gate, and the usage record.
 //!
-//! A signing recipe (in `signing`) holds the seal ([`Registry::hold_seal`]: the seal's shared lock,
+//! A signing recipe (in `signing`) holds the seal ([`Uses::hold_seal`]: the seal's shared lock,
 //! so that no transition happens until the use is over), learns its algorithm, computes the digest
 //! its product names, and asks the one gate, [`HeldSeal::authorize_use`]: grant, state, validity,
 //! hours, limits, ticket. The gate journals a refusal and returns it, or returns a [`UsePermit`]
@@ -93,12 +93,12 @@ pub struct HeldSeal<'a> {
 /// Permission for one use, returned by the gate: the key version to sign with. The seal stays held
 /// until [`UsePermit::record`] has made the usage record durable, or the permit is dropped.
 pub struct UsePermit<'a> {
-    held: HeldSeal<'a>,
+    // Dropped in this order: the reservation before the seal's lock, so that a use is counted in
+    // flight until the seal is let go.
     _reservation: Reservation,
+    held: HeldSeal<'a>,
     key: SealKeyRef,
-    digest_hex: String,
     ticket: Option<String>,
-    actor: crate::audit::Actor,
     now: u64,
 }
 
@@ -170,7 +170,7 @@ impl<'a> HeldSeal<'a> {
             }),
         };
         let ticket = reservation.ticket.clone();
-        Ok(UsePermit { held: self, _reservation: reservation, key, digest_hex, ticket, actor: actor(p), now })
+        Ok(UsePermit { held: self, _reservation: reservation, key, ticket, now })
     }
 }
 
@@ -180,22 +180,14 @@ impl UsePermit<'_> {
         &self.key
     }
 
-    /// Makes the usage record durable: the key version, the digest, the product's `details`, the
-    /// counters and the ticket this use spends. Returns once it is durable; the seal is then let go.
-    pub fn record(self, details: &[(&str, serde_json::Value)]) -> Result<UseReceipt, SealError> {
+    /// Makes `record` (the use's record, built by `signing::usage` for this permit's key) durable
+    /// with the counters and the ticket this use spends. Returns once it is durable; the seal is then
+    /// let go.
+    pub fn record(self, record: AuditEvent) -> Result<UseReceipt, SealError> {
         let r = self.held.uses;
-        let seal_id = &self.key.seal;
-        let (total_key, day_key) = r.counter_keys(seal_id, self.now);
-        let mut ev = AuditEvent::new(self.actor.clone(), "seal.use", &format!("seal:{seal_id}"), "ok")
-            .detail("key_id", self.key.key_id.to_hex())
-            .detail("key_version", self.key.version)
-            .detail("alg", self.key.alg.name())
-            .detail("digest", self.digest_hex.clone())
-            .change(Change::Add { key: total_key, delta: 1 })
-            .change(Change::Add { key: day_key, delta: 1 });
-        for (k, val) in details {
-            ev = ev.detail(k, val.clone());
-        }
+        let (total_key, day_key) = r.counter_keys(&self.key.seal, self.now);
+        let mut ev =
+            record.change(Change::Add { key: total_key, delta: 1 }).change(Change::Add { key: day_key, delta: 1 });
         if let Some(t) = &self.ticket {
             let mut tk = r
                 .ledger

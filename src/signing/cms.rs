@@ -1,7 +1,7 @@
 //! GM/T 0010 SignedData (`POST /v1/sign/cms`): PKCS#7 for P-256 seals, over content given whole,
 //! attached or detached, signed with a seal.
 
-use super::usage::Product;
+use super::usage::{self, Product, Subject};
 use super::{SealSigned, SignError, Signing};
 use crate::authz::Principal;
 use crate::formats::{cms, x509::Cert};
@@ -33,7 +33,8 @@ impl Signing {
         let der = cms::sign(content, detached, std::time::SystemTime::now(), &cert, &signer)
             .map_err(|e| SignError::BadInput(e.to_string()))?;
         // Record durably, answer.
-        let receipt = permit.record(&Product::Cms { detached }.details())?;
+        let record = usage::record(p, Subject::Seal(key), Product::Cms { detached }, "ok", Some(&digest));
+        let receipt = permit.record(record)?;
         Ok(SealSigned { der, key_version: receipt.key.version, audit_seq: receipt.audit_seq })
     }
 }

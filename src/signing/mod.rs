@@ -236,14 +236,6 @@ impl Signing {
         self.journal.append(ev).map(|r| r.seq).map_err(|e| SignError::Audit(e.to_string()))
     }
 
-    /// Journals a refused use. The request is refused either way; a record the journal cannot take
-    /// is logged, not dropped silently.
-    fn journal_refusal(&self, ev: crate::audit::AuditEvent) {
-        if let Err(e) = self.journal.append(ev) {
-            tracing::warn!(error = %e, "a refused use could not be journalled");
-        }
-    }
-
     /// Whether `p` may sign with a plain key.
     fn may_sign_with(&self, p: &Principal, key: &Key) -> bool {
         self.registry.directory().may_sign_with_key(p, &key.name, &key.info.id.to_hex())

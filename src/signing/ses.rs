@@ -1,7 +1,7 @@
 //! The GB/T 38540 v4 `SES_Signature` (`POST /v1/seals/{id}/sign-ses`): a seal's signature over a
 //! document's protected bytes, given as their SM3 hash (§7.2).
 
-use super::usage::Product;
+use super::usage::{self, Product, Subject};
 use super::{SealSigned, SignError, Signing};
 use crate::authz::Principal;
 use crate::formats::{ses, x509::Cert};
@@ -45,11 +45,15 @@ impl Signing {
         let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
         let tbs = ses::build_tbs_sign(seal_der, std::time::SystemTime::now(), &hash, property_info, ext_datas)
             .map_err(|e| SignError::BadInput(e.to_string()))?;
-        let sig = self.pool.sign(&key.key_id, SignInput::Message { data: &tbs, user_id: None })?;
+        let sig = self
+            .pool
+            .sign(&key.key_id, SignInput::Message { data: &tbs, user_id: None })
+            .map_err(crate::seal::SealError::Token)?;
         let der = ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der)
             .map_err(|e| SignError::BadInput(e.to_string()))?;
         // Record durably, answer.
-        let receipt = permit.record(&Product::Ses { property_info }.details())?;
+        let record = usage::record(p, Subject::Seal(key), Product::Ses { property_info }, "ok", Some(&hash));
+        let receipt = permit.record(record)?;
         Ok(SealSigned { der, key_version: receipt.key.version, audit_seq: receipt.audit_seq })
     }
 }

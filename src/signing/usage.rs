@@ -1,12 +1,12 @@
-//! The usage record of every signing product: what was made, from which input, over which digest.
-//!
-//! A plain key's use is journalled here as `sign` on `key:<id>`; a seal's use is journalled by its
-//! permit (`seal::UsePermit::record`) as `seal.use` on `seal:<id>`, with the counters and the ticket
-//! it spends, and these same product details.
+//! The usage record of every signing product, built in one place: who used which key (a plain key,
+//! or a seal's key version), for what product from which input, over which digest. A seal's record
+//! is made durable by its permit (`seal::UsePermit::record`), which adds the counters and the ticket
+//! the use spends.
 
 use super::{InputMode, Key};
 use crate::audit::{Actor, AuditEvent};
 use crate::authz::Principal;
+use crate::seal::SealKeyRef;
 
 /// A signing product, as its usage record names it.
 #[derive(Debug, Clone, Copy)]
@@ -41,18 +41,34 @@ pub(super) fn actor(p: &Principal) -> Actor {
     Actor { account: p.account.clone(), cert_fingerprint: Some(p.fingerprint.clone()) }
 }
 
-/// The record of a use (or a refused use: no digest) of a plain key.
-pub(super) fn key_use(
+/// Whose use a record names.
+pub(super) enum Subject<'a> {
+    /// A plain key.
+    Key(&'a Key),
+    /// A seal's key version.
+    Seal(&'a SealKeyRef),
+}
+
+/// The usage record of every product: `sign` on `key:<id>` for a plain key, `seal.use` on
+/// `seal:<id>` for a seal (whose permit adds the counters and the ticket); the key and its version,
+/// the product and its input, and the digest (none on a refusal before planning).
+pub(super) fn record(
     p: &Principal,
-    key: &Key,
+    subject: Subject<'_>,
     product: Product<'_>,
     outcome: &str,
     digest: Option<&[u8; 32]>,
 ) -> AuditEvent {
-    let mut ev = AuditEvent::new(actor(p), "sign", &format!("key:{}", key.info.id), outcome)
-        .detail("key_name", key.name.clone())
-        .detail("key_version", key.version)
-        .detail("alg", key.info.alg.name());
+    let mut ev = match subject {
+        Subject::Key(key) => AuditEvent::new(actor(p), "sign", &format!("key:{}", key.info.id), outcome)
+            .detail("key_name", key.name.clone())
+            .detail("key_version", key.version)
+            .detail("alg", key.info.alg.name()),
+        Subject::Seal(k) => AuditEvent::new(actor(p), "seal.use", &format!("seal:{}", k.seal), outcome)
+            .detail("key_id", k.key_id.to_hex())
+            .detail("key_version", k.version)
+            .detail("alg", k.alg.name()),
+    };
     for (k, v) in product.details() {
         ev = ev.detail(k, v);
     }

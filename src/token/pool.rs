@@ -2,7 +2,7 @@
 //!
 //! Borrowers wait at most `borrow_timeout` for a session and then get `TokenBusy`. Calls block, so
 //! callers on an async runtime run them on blocking threads (`spawn_blocking`), never on the
-//! executor. Recovery (docs/ARCHITECTURE.md, "Token layer"): a session-level failure drops the session and retries
+//! executor. Recovery (../shared/ARCHITECTURE.md, "Token layer"): a session-level failure drops the session and retries
 //! once on a fresh, freshly logged-in one; a device-level failure (or a second failure) drains the
 //! pool, finalizes and re-initializes the module with backoff, finds the token again and retries.
 //! A rejected PIN latches: no further C_Login is attempted, so a wrong PIN never locks the token.

@@ -3,8 +3,7 @@
 //!
 //! It signs whole messages (`SignInput::Message` with the default SM2 ID), and the pool verifies every
 //! signature on the host before it returns. A token failure travels inside the `signature::Error` as
-//! its source, so callers can still tell `token_busy` from `token_unavailable`
-//! ([`crate::crypto::signer_error_source`]).
+//! its source.
 
 use super::{KeyId, SignInput, TokenError, TokenPool};
 use crate::crypto::{DerSignature, PublicKey};
