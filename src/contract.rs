@@ -6,7 +6,9 @@
 //! Binary values travel as standard base64 strings; times as milliseconds since the Unix epoch.
 
 use crate::crypto::KeyAlg;
-use crate::seal::{Policy, Seal, SealKind, SealState};
+use crate::seal::{
+    AccountRecord, DualRequest, FilingStatus, Grant, KeyListing, Policy, Seal, SealKind, SealState, Unit, UsageEntry,
+};
 use crate::signing::InputMode;
 use serde::{Deserialize, Serialize};
 
@@ -411,4 +413,232 @@ impl SealSummary {
             not_after_ms: current.map(|c| c.not_after_ms),
         }
     }
+}
+
+/// One item of a batch answer: the item's answer, or its error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BatchItem<T> {
+    /// The item's error.
+    Failed {
+        /// The error.
+        error: ErrorDetail,
+    },
+    /// The item's answer.
+    Done(T),
+}
+
+/// An error as every answer carries it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// The stable code.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The answer to a batch, in the order of its items.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchReply<T> {
+    /// One per item.
+    pub results: Vec<BatchItem<T>>,
+}
+
+/// A plain key, as `GET /v1/keys` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySummary {
+    /// CKA_ID, hex.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Algorithm.
+    pub alg: KeyAlg,
+    /// Version (always 1 for a plain key).
+    pub key_version: u32,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyList {
+    /// The keys the caller may sign with.
+    pub keys: Vec<KeySummary>,
+}
+
+/// `GET /v1/keys/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyDetail {
+    /// CKA_ID, hex.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Algorithm.
+    pub alg: KeyAlg,
+    /// Version.
+    pub key_version: u32,
+    /// Its public key, SPKI PEM.
+    pub public_key_pem: String,
+    /// A certificate for it (none for plain keys).
+    pub certificate: Option<String>,
+    /// SM2 only: Z for the default ID, hex.
+    pub sm2_z_default_id: Option<String>,
+}
+
+/// `POST /v1/seals`: the new application.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    /// The seal's id.
+    pub id: String,
+    /// `applied`.
+    pub state: SealState,
+}
+
+/// `POST /v1/seals/{id}/{action}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransitionReply {
+    /// The seal (for `change`: the new one).
+    pub id: String,
+    /// Its state now.
+    pub state: SealState,
+    /// The version that signs.
+    pub key_version: Option<u32>,
+    /// For `change` only: the seal it replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Option<String>>,
+}
+
+/// `GET /v1/ca`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaCertificate {
+    /// The issuing CA's algorithm.
+    pub alg: KeyAlg,
+    /// Its certificate, PEM.
+    pub certificate: String,
+}
+
+/// `POST /v1/ca/issue`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedCertificate {
+    /// The certificate, PEM.
+    pub certificate: String,
+}
+
+/// `GET /v1/seals/{id}/csr`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CsrReply {
+    /// The request, PEM.
+    pub csr: String,
+}
+
+/// `DELETE /v1/seals/{id}/grants/{account}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Withdrawn {
+    /// Always true.
+    pub withdrawn: bool,
+}
+
+/// A dual-control step that waits for a second security officer (202).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AwaitingApproval {
+    /// The request the second officer approves.
+    pub awaiting_approval: DualRequest,
+}
+
+/// `GET /v1/seals`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealList {
+    /// The seals the caller may see.
+    pub seals: Vec<SealSummary>,
+}
+
+/// `GET /v1/seals/{id}/grants`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantList {
+    /// The grants.
+    pub grants: Vec<Grant>,
+}
+
+/// `GET /v1/seals/{id}/usage`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UsageList {
+    /// The usage records, oldest first.
+    pub usage: Vec<UsageEntry>,
+}
+
+/// `GET /v1/filings`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FilingList {
+    /// The filings.
+    pub filings: Vec<FilingStatus>,
+}
+
+/// `GET /v1/filings/export`: the document sent to the police system.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FilingExport {
+    /// `seald-filings-v1`.
+    pub format: String,
+    /// When it was exported, ms.
+    pub exported_ms: u64,
+    /// The filings.
+    pub filings: Vec<FilingStatus>,
+}
+
+/// `GET /v1/admin/accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountList {
+    /// The registry's accounts.
+    pub accounts: Vec<AccountRecord>,
+}
+
+/// `GET /v1/admin/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplianceKeyList {
+    /// Every key with its versions.
+    pub keys: Vec<KeyListing>,
+}
+
+/// `GET /v1/admin/requests`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestList {
+    /// The dual-control requests.
+    pub requests: Vec<DualRequest>,
+}
+
+/// `GET /v1/admin/units`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnitList {
+    /// The units.
+    pub units: Vec<Unit>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Alive {
+    /// `alive`.
+    pub status: String,
+}
+
+/// `GET /readyz`: 503 with `reasons` while the token, the store or the journal is down.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    /// Whether the appliance can sign now.
+    pub ready: bool,
+    /// The token's health.
+    pub token: crate::token::Health,
+    /// The highest durable journal seq.
+    pub audit_head: u64,
+    /// Why it is not ready.
+    pub reasons: Vec<String>,
+    /// What needs an operator but does not stop signing.
+    pub details: ReadinessDetails,
+}
+
+/// What needs an operator but does not stop signing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadinessDetails {
+    /// Filings pending past the deadline.
+    pub filings_overdue: Vec<String>,
+    /// Seals whose certificate ends within the reminder period.
+    pub seals_expiring: usize,
+    /// Appliance keys whose certificate ends within the reminder period.
+    pub keys_expiring: Vec<String>,
 }

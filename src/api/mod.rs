@@ -17,6 +17,7 @@ pub use metrics::Metrics;
 
 use crate::audit::Journal;
 use crate::authz::Principal;
+use crate::contract::{Alive, Readiness, ReadinessDetails};
 use crate::signing::{SignError, Signing};
 use crate::store::Store;
 use crate::token::{Health, TokenPool};
@@ -274,7 +275,7 @@ async fn dispatch(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let app = call.app;
     let p = match (op, p) {
-        (Op::Healthz, _) => return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "alive" }))),
+        (Op::Healthz, _) => return Ok(json_response(StatusCode::OK, &Alive { status: "alive".into() })),
         (Op::Readyz, _) => return readyz(app).await,
         (Op::Metrics, _) => return metrics(app).await,
         (_, Some(p)) => p,
@@ -361,13 +362,14 @@ async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     // Overdue filings and expiring seals need an operator, not a restart: details, not unreadiness.
     let app2 = app.clone();
     let (overdue, expiring, keys) = blocking(move || seals::registry_facts(&app2)).await?.unwrap_or_default();
-    Ok(json_response(
-        status,
-        &serde_json::json!({
-            "ready": reasons.is_empty(), "token": health, "audit_head": app.journal.head_seq(), "reasons": reasons,
-            "details": { "filings_overdue": overdue, "seals_expiring": expiring, "keys_expiring": keys },
-        }),
-    ))
+    let ready = Readiness {
+        ready: reasons.is_empty(),
+        token: health,
+        audit_head: app.journal.head_seq(),
+        reasons,
+        details: ReadinessDetails { filings_overdue: overdue, seals_expiring: expiring, keys_expiring: keys },
+    };
+    Ok(json_response(status, &ready))
 }
 
 #[cfg(test)]

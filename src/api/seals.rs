@@ -7,8 +7,10 @@ use super::routes::Op;
 use super::{blocking, body, json_response, parse, registry, ApiError, App};
 use crate::authz::Principal;
 use crate::contract::{
-    AckBody, ApplyBody, CaIssueBody, CertificateBody, GrantBody, SealDetail, SealSummary, SignCmsBody, SignCmsReply,
-    SignSesBody, SignSesReply, TransitionBody, VerifyCmsBody, VerifySealBody, VerifySesBody, VersionBody,
+    AccountList, AckBody, ApplianceKeyList, Applied, ApplyBody, AwaitingApproval, CaCertificate, CaIssueBody,
+    CertificateBody, CsrReply, FilingExport, FilingList, GrantBody, GrantList, IssuedCertificate, RequestList,
+    SealDetail, SealList, SealSummary, SignCmsBody, SignCmsReply, SignSesBody, SignSesReply, TransitionBody,
+    TransitionReply, UnitList, UsageList, VerifyCmsBody, VerifySealBody, VerifySesBody, VersionBody, Withdrawn,
 };
 use crate::seal::{
     AccountSpec, AccountUpdate, Action, ApplyRequest, FilingState, Policy, Registry, SealError, SealState,
@@ -179,7 +181,7 @@ pub(super) async fn route(
         Op::Ca => {
             let ca =
                 with(app, |r| r.pki().issuing_ca()).await?.ok_or_else(|| ApiError::from(SealError::NoIssuingCa))?;
-            Ok(ok(&serde_json::json!({ "alg": ca.alg, "certificate": ca.cert_pem })))
+            Ok(ok(&CaCertificate { alg: ca.alg, certificate: ca.cert_pem }))
         }
         Op::ListSeals => {
             let (mut state, mut unit, mut expiring) = (None, None, None);
@@ -193,7 +195,7 @@ pub(super) async fn route(
             let seals = with(app, move |r| r.lifecycle().list_seals(&p, state, unit.as_deref(), expiring)).await?;
             let now = crate::seal::now_ms();
             let list: Vec<_> = seals.iter().map(|s| SealSummary::of(s, now)).collect();
-            Ok(ok(&serde_json::json!({ "seals": list })))
+            Ok(ok(&SealList { seals: list }))
         }
         Op::Apply => {
             let b: ApplyBody = parse(&body(app, req).await?)?;
@@ -210,7 +212,7 @@ pub(super) async fn route(
                 policy: b.policy,
             };
             let s = with(app, move |r| r.lifecycle().apply(&p, req)).await?;
-            Ok(json_response(StatusCode::CREATED, &serde_json::json!({ "id": s.id, "state": s.state })))
+            Ok(json_response(StatusCode::CREATED, &Applied { id: s.id, state: s.state }))
         }
         Op::GetSeal => {
             let id = own(id);
@@ -225,12 +227,12 @@ pub(super) async fn route(
         Op::CaIssue => {
             let b: CaIssueBody = parse(&body(app, req).await?)?;
             let pem = with(app, move |r| r.pki().ca_issue(&p, &b.csr, b.valid_days)).await?;
-            Ok(json_response(StatusCode::CREATED, &serde_json::json!({ "certificate": pem })))
+            Ok(json_response(StatusCode::CREATED, &IssuedCertificate { certificate: pem }))
         }
         Op::SealCsr => {
             let id = own(id);
             let pem = with(app, move |r| r.lifecycle().seal_csr(&p, &id)).await?;
-            Ok(ok(&serde_json::json!({ "csr": pem })))
+            Ok(ok(&CsrReply { csr: pem }))
         }
         Op::SealSes => {
             let id = own(id);
@@ -250,7 +252,7 @@ pub(super) async fn route(
         Op::ListGrants => {
             let id = own(id);
             let g = with(app, move |r| r.lifecycle().get_seal(&p, &id).and_then(|_| r.lifecycle().grants(&id))).await?;
-            Ok(ok(&serde_json::json!({ "grants": g })))
+            Ok(ok(&GrantList { grants: g }))
         }
         Op::Grant => {
             let (id, b): (String, GrantBody) = (own(id), parse(&body(app, req).await?)?);
@@ -260,7 +262,7 @@ pub(super) async fn route(
         Op::Ungrant => {
             let (id, account) = (own(id), own(account));
             with(app, move |r| r.lifecycle().ungrant(&p, &id, &account)).await?;
-            Ok(ok(&serde_json::json!({ "withdrawn": true })))
+            Ok(ok(&Withdrawn { withdrawn: true }))
         }
         Op::IssueTicket => {
             let (id, b): (String, TicketRequest) = (own(id), parse(&body(app, req).await?)?);
@@ -270,7 +272,7 @@ pub(super) async fn route(
         Op::Usage => {
             let id = own(id);
             let u = with(app, move |r| r.uses().usage(&p, &id)).await?;
-            Ok(ok(&serde_json::json!({ "usage": u })))
+            Ok(ok(&UsageList { usage: u }))
         }
         Op::Transition => {
             let action: Action = action
@@ -291,12 +293,9 @@ pub(super) async fn route(
             let treq = TransitionRequest { reason: b.reason, name: b.name, image };
             let id = own(id);
             let s = with(app, move |r| r.lifecycle().transition(&p, &id, action, treq)).await?;
-            let mut reply =
-                serde_json::json!({ "id": s.id, "state": s.state, "key_version": s.current().map(|v| v.version) });
-            if action == Action::Change {
-                reply["replaces"] = s.replaces.clone().into();
-            }
-            Ok(ok(&reply))
+            let replaces = (action == Action::Change).then(|| s.replaces.clone());
+            let key_version = s.current().map(|v| v.version);
+            Ok(ok(&TransitionReply { id: s.id, state: s.state, key_version, replaces }))
         }
         Op::ListFilings => {
             let mut state = None;
@@ -310,14 +309,13 @@ pub(super) async fn route(
                 });
             }
             let f = with(app, move |r| r.filings().filings(&p, state)).await?;
-            Ok(ok(&serde_json::json!({ "filings": f })))
+            Ok(ok(&FilingList { filings: f }))
         }
         Op::ExportFilings => {
             let _ = super::query_pairs(query, &[])?;
             let f = with(app, move |r| r.filings().filings(&p, None)).await?;
-            let doc = serde_json::json!({
-                "format": "seald-filings-v1", "exported_ms": crate::seal::now_ms(), "filings": f,
-            });
+            let doc =
+                FilingExport { format: "seald-filings-v1".into(), exported_ms: crate::seal::now_ms(), filings: f };
             let mut resp = ok(&doc);
             let _ = resp.headers_mut().insert(
                 hyper::header::CONTENT_DISPOSITION,
@@ -335,7 +333,7 @@ pub(super) async fn route(
         }
         Op::ListAccounts => {
             let a = with(app, move |r| r.directory().accounts(&p)).await?;
-            Ok(ok(&serde_json::json!({ "accounts": a })))
+            Ok(ok(&AccountList { accounts: a }))
         }
         Op::CreateAccount => {
             let spec: AccountSpec = parse(&body(app, req).await?)?;
@@ -367,7 +365,7 @@ pub(super) async fn route(
         }
         Op::ListApplianceKeys => {
             let k = with(app, move |r| r.dual_control().key_list(&p)).await?;
-            Ok(ok(&serde_json::json!({ "keys": k })))
+            Ok(ok(&ApplianceKeyList { keys: k }))
         }
         Op::RotateKey => {
             let name = own(name);
@@ -379,14 +377,14 @@ pub(super) async fn route(
             match with(app, move |r| r.dual_control().activate(&p, &name, b.version)).await? {
                 Ok(v) => Ok(ok(&v)),
                 Err(request) => {
-                    Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
+                    Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
                 }
             }
         }
         Op::DestroyKey => {
             let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
             let request = with(app, move |r| r.dual_control().request_destroy(&p, &name, b.version)).await?;
-            Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
+            Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
         }
         Op::ChangePin => {
             // Read by hand: a JSON error message must never echo the PIN back.
@@ -399,11 +397,11 @@ pub(super) async fn route(
             })?;
             let pin = crate::token::Pin::from_text(text).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
             let request = with(app, move |r| r.dual_control().request_pin_change(&p, pin)).await?;
-            Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "awaiting_approval": request })))
+            Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
         }
         Op::ListRequests => {
             let r = with(app, move |r| r.dual_control().requests(&p)).await?;
-            Ok(ok(&serde_json::json!({ "requests": r })))
+            Ok(ok(&RequestList { requests: r }))
         }
         Op::ApproveRequest => {
             let id = own(id);
@@ -412,7 +410,7 @@ pub(super) async fn route(
         }
         Op::ListUnits => {
             let u = with(app, move |r| r.directory().units(&p)).await?;
-            Ok(ok(&serde_json::json!({ "units": u })))
+            Ok(ok(&UnitList { units: u }))
         }
         Op::CreateUnit => {
             let spec: UnitSpec = parse(&body(app, req).await?)?;

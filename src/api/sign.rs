@@ -3,7 +3,10 @@
 
 use super::{b64, blocking, json_response, ApiError, App, MAX_BATCH};
 use crate::authz::Principal;
-use crate::contract::{Batch, Encoding, SignBody, SignReply, VerifyBody};
+use crate::contract::{
+    Batch, BatchItem, BatchReply, Encoding, ErrorDetail, KeyDetail, KeyList, KeySummary, SignBody, SignReply,
+    VerifyBody,
+};
 use crate::crypto::PublicKey;
 use crate::signing::{Request as SignRequest, Verdict};
 use base64::Engine as _;
@@ -35,11 +38,11 @@ pub(super) async fn sign_batch(app: &Arc<App>, p: Principal, b: Batch<SignBody>)
         for h in handles {
             results.push(match h.await {
                 Ok(r) => item_result(r),
-                Err(_) => item_error("internal", "item failed inside the server"),
+                Err(_) => item_error("internal", "item failed inside the server".into()),
             });
         }
     }
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
+    Ok(json_response(StatusCode::OK, &BatchReply { results }))
 }
 
 /// `POST /v1/verify`.
@@ -54,18 +57,18 @@ pub(super) async fn verify_batch(app: &Arc<App>, b: Batch<VerifyBody>) -> Reply 
     for item in b.items {
         results.push(item_result(verify_one(app, item).await));
     }
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "results": results })))
+    Ok(json_response(StatusCode::OK, &BatchReply { results }))
 }
 
 /// `GET /v1/keys`: the plain keys the caller may sign with.
 pub(super) fn keys(app: &App, p: &Principal) -> Response<Full<Bytes>> {
-    let keys: Vec<_> = app
+    let keys = app
         .signing
         .keys_for(p)
         .into_iter()
-        .map(|k| serde_json::json!({ "id": k.info.id.to_hex(), "name": k.name, "alg": k.info.alg, "key_version": k.version }))
+        .map(|k| KeySummary { id: k.info.id.to_hex(), name: k.name.clone(), alg: k.info.alg, key_version: k.version })
         .collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "keys": keys }))
+    json_response(StatusCode::OK, &KeyList { keys })
 }
 
 /// `GET /v1/keys/{id}`: one of them, with its public key and SM2 Z.
@@ -74,14 +77,17 @@ pub(super) fn key(app: &App, p: &Principal, id: &str) -> Reply {
         .signing
         .key_view(p, id)
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "unknown_key", format!("no key '{id}' for this account")))?;
-    let k = &v.key;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "id": k.info.id.to_hex(), "name": k.name, "alg": k.info.alg, "key_version": k.version,
-            "public_key_pem": v.public_key_pem, "certificate": null, "sm2_z_default_id": v.sm2_z_default_id,
-        }),
-    ))
+    let k = v.key;
+    let detail = KeyDetail {
+        id: k.info.id.to_hex(),
+        name: k.name,
+        alg: k.info.alg,
+        key_version: k.version,
+        public_key_pem: v.public_key_pem,
+        certificate: None,
+        sm2_z_default_id: v.sm2_z_default_id,
+    };
+    Ok(json_response(StatusCode::OK, &detail))
 }
 
 fn check_batch(n: usize) -> Result<(), ApiError> {
@@ -91,15 +97,15 @@ fn check_batch(n: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn item_result<T: serde::Serialize>(r: Result<T, ApiError>) -> serde_json::Value {
+fn item_result<T>(r: Result<T, ApiError>) -> BatchItem<T> {
     match r {
-        Ok(v) => serde_json::to_value(v).unwrap_or_default(),
-        Err(e) => item_error(e.code, &e.message),
+        Ok(v) => BatchItem::Done(v),
+        Err(e) => item_error(e.code, e.message),
     }
 }
 
-fn item_error(code: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({ "error": { "code": code, "message": message } })
+fn item_error<T>(code: &str, message: String) -> BatchItem<T> {
+    BatchItem::Failed { error: ErrorDetail { code: code.into(), message } }
 }
 
 async fn sign_one(app: &Arc<App>, p: &Principal, b: SignBody) -> Result<SignReply, ApiError> {
