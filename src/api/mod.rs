@@ -7,6 +7,7 @@
 //! Bodies are size-limited, unknown JSON fields are refused, and no input can panic a handler into
 //! taking the daemon down (a panic in a blocking task becomes a 500 for that request only).
 
+mod admin;
 mod audit;
 mod metrics;
 pub mod routes;
@@ -299,6 +300,20 @@ async fn dispatch(
         Op::AuditVerify => audit::verify(app, p).await,
         Op::AuditExport => audit::export(app, p, q).await,
         Op::Backup => audit::backup(app, p).await,
+        Op::ListAccounts
+        | Op::CreateAccount
+        | Op::GetAccount
+        | Op::UpdateAccount
+        | Op::DisableAccount
+        | Op::ListApplianceKeys
+        | Op::RotateKey
+        | Op::ActivateKey
+        | Op::DestroyKey
+        | Op::ChangePin
+        | Op::ListRequests
+        | Op::ApproveRequest
+        | Op::ListUnits
+        | Op::CreateUnit => admin::route(app, p, op, params, req).await,
         _ => seals::route(app, p, op, params, q, req).await,
     }
 }
@@ -324,6 +339,20 @@ fn principal(app: &App, peer: &Peer) -> Result<Principal, ApiError> {
             format!("certificate {} belongs to no account", peer.fingerprint),
         )
     })
+}
+
+/// 200 with a JSON body.
+pub(super) fn ok<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, v)
+}
+
+/// Runs `f` with the registry on a blocking thread.
+pub(super) async fn with<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&crate::seal::Registry) -> Result<T, crate::seal::SealError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let r = registry(app)?;
+    Ok(blocking(move || f(&r)).await??)
 }
 
 /// The seal registry.

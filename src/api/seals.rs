@@ -1,20 +1,18 @@
-//! The registry's routes: seals and their lifecycle, grants, use tickets, usage, filings, accounts,
-//! units, appliance keys and dual control; and the seal products (SES, CMS) and their verification.
+//! The seals' routes: seals and their lifecycle, grants, use tickets, usage, filings, the issuing CA;
+//! the seal products (SES, CMS) and their verification. (The administrators' routes are `admin.rs`.)
 //! Each handler decodes with the contract's types, calls `seal::Registry` or `signing` on a blocking
 //! thread, and encodes; every rule lives in those services.
 
 use super::routes::Op;
-use super::{blocking, body, json_response, parse, registry, ApiError, App};
+use super::{blocking, body, json_response, ok, parse, with, ApiError, App};
 use crate::authz::Principal;
 use crate::contract::{
-    AccountList, AckBody, ApplianceKeyList, Applied, ApplyBody, AwaitingApproval, CaCertificate, CaIssueBody,
-    CertificateBody, CsrReply, FilingExport, FilingList, GrantBody, GrantList, IssuedCertificate, RequestList,
-    SealDetail, SealList, SealSummary, SignCmsBody, SignCmsReply, SignSesBody, SignSesReply, TransitionBody,
-    TransitionReply, UnitList, UsageList, VerifyCmsBody, VerifySealBody, VerifySesBody, VersionBody, Withdrawn,
+    AckBody, Applied, ApplyBody, CaCertificate, CaIssueBody, CertificateBody, CsrReply, FilingExport, FilingList,
+    GrantBody, GrantList, IssuedCertificate, SealDetail, SealList, SealSummary, SignCmsBody, SignCmsReply, SignSesBody,
+    SignSesReply, TransitionBody, TransitionReply, UsageList, VerifyCmsBody, VerifySealBody, VerifySesBody, Withdrawn,
 };
 use crate::seal::{
-    AccountSpec, AccountUpdate, Action, ApplyRequest, FilingState, Policy, Registry, SealError, SealState,
-    TicketRequest, TransitionRequest, UnitSpec, UseRefusal,
+    Action, ApplyRequest, FilingState, Policy, SealError, SealState, TicketRequest, TransitionRequest, UseRefusal,
 };
 use bytes::Bytes;
 use http_body_util::Full;
@@ -151,21 +149,8 @@ fn days(v: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad("bad_input", format!("'{v}' is not a number of days like 90d")))
 }
 
-fn ok<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
-    json_response(StatusCode::OK, v)
-}
-
-/// Runs `f` with the registry on a blocking thread.
-async fn with<T: Send + 'static>(
-    app: &Arc<App>,
-    f: impl FnOnce(&Registry) -> Result<T, SealError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let r = registry(app)?;
-    Ok(blocking(move || f(&r)).await??)
-}
-
-/// Routes under `/v1/seals`, `/v1/filings`, `/v1/admin`, and `/v1/ca` (the issuing CA certificate,
-/// for anyone who checks a seal certificate).
+/// Routes under `/v1/seals`, `/v1/filings` and `/v1/ca` (the issuing CA certificate, for anyone who
+/// checks a seal certificate).
 pub(super) async fn route(
     app: &Arc<App>,
     p: Principal,
@@ -175,7 +160,7 @@ pub(super) async fn route(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let param = |i: usize| params.get(i).copied().unwrap_or_default();
-    let (id, name, account, action) = (param(0), param(0), param(1), param(1));
+    let (id, account, action) = (param(0), param(1), param(1));
     let own = |s: &str| s.to_string();
     match op {
         Op::Ca => {
@@ -330,92 +315,6 @@ pub(super) async fn route(
                 if bytes.iter().all(u8::is_ascii_whitespace) { AckBody::default() } else { parse(&bytes)? };
             let f = with(app, move |r| r.filings().ack_filing(&p, &id, b.reference)).await?;
             Ok(ok(&f))
-        }
-        Op::ListAccounts => {
-            let a = with(app, move |r| r.directory().accounts(&p)).await?;
-            Ok(ok(&AccountList { accounts: a }))
-        }
-        Op::CreateAccount => {
-            let spec: AccountSpec = parse(&body(app, req).await?)?;
-            let a = with(app, move |r| r.directory().create_account(&p, spec)).await?;
-            Ok(json_response(StatusCode::CREATED, &a))
-        }
-        Op::GetAccount => {
-            let name = own(name);
-            let a = with(app, move |r| {
-                r.directory()
-                    .accounts(&p)?
-                    .into_iter()
-                    .find(|a| a.name == name)
-                    .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")))
-            })
-            .await?;
-            Ok(ok(&a))
-        }
-        Op::UpdateAccount => {
-            let (name, up): (String, AccountUpdate) = (own(name), parse(&body(app, req).await?)?);
-            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
-            Ok(ok(&a))
-        }
-        Op::DisableAccount => {
-            let name = own(name);
-            let up = AccountUpdate { disabled: Some(true), ..Default::default() };
-            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
-            Ok(ok(&a))
-        }
-        Op::ListApplianceKeys => {
-            let k = with(app, move |r| r.dual_control().key_list(&p)).await?;
-            Ok(ok(&ApplianceKeyList { keys: k }))
-        }
-        Op::RotateKey => {
-            let name = own(name);
-            let v = with(app, move |r| r.dual_control().rotate(&p, &name)).await?;
-            Ok(json_response(StatusCode::CREATED, &v))
-        }
-        Op::ActivateKey => {
-            let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
-            match with(app, move |r| r.dual_control().activate(&p, &name, b.version)).await? {
-                Ok(v) => Ok(ok(&v)),
-                Err(request) => {
-                    Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
-                }
-            }
-        }
-        Op::DestroyKey => {
-            let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
-            let request = with(app, move |r| r.dual_control().request_destroy(&p, &name, b.version)).await?;
-            Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
-        }
-        Op::ChangePin => {
-            // Read by hand: a JSON error message must never echo the PIN back.
-            let v: serde_json::Value = serde_json::from_slice(&body(app, req).await?)
-                .map_err(|_| ApiError::bad("bad_json", "the body must be {\"new_pin\": \"...\"}"))?;
-            let text =
-                v.get("new_pin").and_then(|p| p.as_str()).filter(|_| v.as_object().is_some_and(|o| o.len() == 1));
-            let text = text.ok_or_else(|| {
-                ApiError::bad("bad_input", "the body must be {\"new_pin\": \"...\"} and nothing else")
-            })?;
-            let pin = crate::token::Pin::from_text(text).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
-            let request = with(app, move |r| r.dual_control().request_pin_change(&p, pin)).await?;
-            Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
-        }
-        Op::ListRequests => {
-            let r = with(app, move |r| r.dual_control().requests(&p)).await?;
-            Ok(ok(&RequestList { requests: r }))
-        }
-        Op::ApproveRequest => {
-            let id = own(id);
-            let r = with(app, move |r| r.dual_control().approve_request(&p, &id)).await?;
-            Ok(ok(&r))
-        }
-        Op::ListUnits => {
-            let u = with(app, move |r| r.directory().units(&p)).await?;
-            Ok(ok(&UnitList { units: u }))
-        }
-        Op::CreateUnit => {
-            let spec: UnitSpec = parse(&body(app, req).await?)?;
-            let u = with(app, move |r| r.directory().create_unit(&p, spec)).await?;
-            Ok(json_response(StatusCode::CREATED, &u))
         }
         _ => Err(super::method_not_allowed()),
     }

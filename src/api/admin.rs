@@ -1,0 +1,116 @@
+//! The administrators' routes under `/v1/admin`: accounts and units (the system administrator),
+//! appliance keys, the token PIN and dual-control requests (security officers). Each handler
+//! decodes with the contract's types, calls a registry service on a blocking thread, and encodes.
+
+use super::routes::Op;
+use super::{body, json_response, ok, parse, with, ApiError, App};
+use crate::authz::Principal;
+use crate::contract::{AccountList, ApplianceKeyList, AwaitingApproval, RequestList, UnitList, VersionBody};
+use crate::seal::{AccountSpec, AccountUpdate, SealError, UnitSpec};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use std::sync::Arc;
+
+/// Routes under `/v1/admin` (but the backup, which is the audit trail's).
+pub(super) async fn route(
+    app: &Arc<App>,
+    p: Principal,
+    op: Op,
+    params: &[&str],
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let name = params.first().copied().unwrap_or_default();
+    let id = name;
+    let own = |s: &str| s.to_string();
+    match op {
+        Op::ListAccounts => {
+            let a = with(app, move |r| r.directory().accounts(&p)).await?;
+            Ok(ok(&AccountList { accounts: a }))
+        }
+        Op::CreateAccount => {
+            let spec: AccountSpec = parse(&body(app, req).await?)?;
+            let a = with(app, move |r| r.directory().create_account(&p, spec)).await?;
+            Ok(json_response(StatusCode::CREATED, &a))
+        }
+        Op::GetAccount => {
+            let name = own(name);
+            let a = with(app, move |r| {
+                r.directory()
+                    .accounts(&p)?
+                    .into_iter()
+                    .find(|a| a.name == name)
+                    .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")))
+            })
+            .await?;
+            Ok(ok(&a))
+        }
+        Op::UpdateAccount => {
+            let (name, up): (String, AccountUpdate) = (own(name), parse(&body(app, req).await?)?);
+            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
+            Ok(ok(&a))
+        }
+        Op::DisableAccount => {
+            let name = own(name);
+            let up = AccountUpdate { disabled: Some(true), ..Default::default() };
+            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
+            Ok(ok(&a))
+        }
+        Op::ListApplianceKeys => {
+            let k = with(app, move |r| r.dual_control().key_list(&p)).await?;
+            Ok(ok(&ApplianceKeyList { keys: k }))
+        }
+        Op::RotateKey => {
+            let name = own(name);
+            let v = with(app, move |r| r.dual_control().rotate(&p, &name)).await?;
+            Ok(json_response(StatusCode::CREATED, &v))
+        }
+        Op::ActivateKey => {
+            let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
+            match with(app, move |r| r.dual_control().activate(&p, &name, b.version)).await? {
+                Ok(v) => Ok(ok(&v)),
+                Err(request) => {
+                    Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
+                }
+            }
+        }
+        Op::DestroyKey => {
+            let (name, b): (String, VersionBody) = (own(name), parse(&body(app, req).await?)?);
+            let request = with(app, move |r| r.dual_control().request_destroy(&p, &name, b.version)).await?;
+            Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
+        }
+        Op::ChangePin => {
+            // Read by hand: a JSON error message must never echo the PIN back.
+            let v: serde_json::Value = serde_json::from_slice(&body(app, req).await?)
+                .map_err(|_| ApiError::bad("bad_json", "the body must be {\"new_pin\": \"...\"}"))?;
+            let text =
+                v.get("new_pin").and_then(|p| p.as_str()).filter(|_| v.as_object().is_some_and(|o| o.len() == 1));
+            let text = text.ok_or_else(|| {
+                ApiError::bad("bad_input", "the body must be {\"new_pin\": \"...\"} and nothing else")
+            })?;
+            let pin = crate::token::Pin::from_text(text).map_err(|e| ApiError::bad("bad_input", e.to_string()))?;
+            let request = with(app, move |r| r.dual_control().request_pin_change(&p, pin)).await?;
+            Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
+        }
+        Op::ListRequests => {
+            let r = with(app, move |r| r.dual_control().requests(&p)).await?;
+            Ok(ok(&RequestList { requests: r }))
+        }
+        Op::ApproveRequest => {
+            let id = own(id);
+            let r = with(app, move |r| r.dual_control().approve_request(&p, &id)).await?;
+            Ok(ok(&r))
+        }
+        Op::ListUnits => {
+            let u = with(app, move |r| r.directory().units(&p)).await?;
+            Ok(ok(&UnitList { units: u }))
+        }
+        Op::CreateUnit => {
+            let spec: UnitSpec = parse(&body(app, req).await?)?;
+            let u = with(app, move |r| r.directory().create_unit(&p, spec)).await?;
+            Ok(json_response(StatusCode::CREATED, &u))
+        }
+        _ => Err(super::method_not_allowed()),
+    }
+}
