@@ -1,7 +1,7 @@
 //! Handlers of the audit trail: `/v1/audit/verify` and `/v1/audit/export` (auditors), and
 //! `/v1/admin/backup` (the system administrator). Who may is the registry's rule (`seal::trail`).
 
-use super::{blocking, json_response, registry, text_response, ApiError, App};
+use super::{blocking, json_response, text_response, ApiError, App};
 use crate::audit::ExportRange;
 use crate::authz::Principal;
 use bytes::Bytes;
@@ -13,7 +13,7 @@ type Reply = Result<Response<Full<Bytes>>, ApiError>;
 
 /// `GET /v1/audit/verify`.
 pub(super) async fn verify(app: &Arc<App>, p: Principal) -> Reply {
-    let r = registry(app)?;
+    let r = app.signing.registry().clone();
     let report = blocking(move || r.trail().audit_verify(&p)).await??;
     Ok(json_response(StatusCode::OK, &report))
 }
@@ -22,14 +22,14 @@ pub(super) async fn verify(app: &Arc<App>, p: Principal) -> Reply {
 pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
     // Who may comes first: a bad query from someone who may not export is a refusal, not a 400.
     let range = range(query).map_err(|e| e.message);
-    let r = registry(app)?;
+    let r = app.signing.registry().clone();
     let out = blocking(move || r.trail().audit_export(&p, range)).await??;
     Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
 }
 
 /// `GET /v1/admin/backup`.
 pub(super) async fn backup(app: &Arc<App>, p: Principal) -> Reply {
-    let r = registry(app)?;
+    let r = app.signing.registry().clone();
     let bytes = blocking(move || r.trail().backup(&p)).await??;
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     let _ = resp

@@ -351,13 +351,8 @@ pub(super) async fn with<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&crate::seal::Registry) -> Result<T, crate::seal::SealError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let r = registry(app)?;
+    let r = app.signing.registry().clone();
     Ok(blocking(move || f(&r)).await??)
-}
-
-/// The seal registry.
-pub(super) fn registry(app: &App) -> Result<Arc<crate::seal::Registry>, ApiError> {
-    Ok(app.signing.registry().clone())
 }
 
 fn method_not_allowed() -> ApiError {

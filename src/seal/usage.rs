@@ -36,8 +36,6 @@ pub struct SealKeyRef {
     pub alg: KeyAlg,
     /// The certificate bound to this version, PEM.
     pub cert_pem: String,
-    /// This version's GB/T 38540 `SESeal`, DER.
-    pub ses: Option<Vec<u8>>,
 }
 
 /// A durable use.
@@ -164,10 +162,6 @@ impl<'a> HeldSeal<'a> {
             version: v.version,
             alg: v.alg,
             cert_pem: v.cert_pem.clone(),
-            ses: v.ses.as_ref().and_then(|b| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD.decode(b).ok()
-            }),
         };
         let ticket = reservation.ticket.clone();
         Ok(UsePermit { held: self, _reservation: reservation, key, ticket, now })
@@ -178,6 +172,14 @@ impl UsePermit<'_> {
     /// The key version this use signs with.
     pub fn key(&self) -> &SealKeyRef {
         &self.key
+    }
+
+    /// The GB/T 38540 `SESeal` of that key version, DER, if the seal maker made one. Decoded only
+    /// for the products that embed it, not on every use.
+    pub fn ses(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        let v = self.held.seal.versions.iter().find(|v| v.version == self.key.version)?;
+        base64::engine::general_purpose::STANDARD.decode(v.ses.as_ref()?).ok()
     }
 
     /// Makes `record` (the use's record, built by `signing::usage` for this permit's key) durable

@@ -41,9 +41,9 @@ impl Signing {
         let permit = self.registry.uses().hold_seal(seal)?.authorize_use(p, &hash, ticket)?;
         // Build TBS_Sign over this key version's SESeal and sign it in the token (verified on the host).
         let key = permit.key();
-        let seal_der = key.ses.as_ref().ok_or(crate::seal::SealError::NoSealMaker)?;
+        let seal_der = permit.ses().ok_or(crate::seal::SealError::NoSealMaker)?;
         let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
-        let tbs = ses::build_tbs_sign(seal_der, std::time::SystemTime::now(), &hash, property_info, ext_datas)
+        let tbs = ses::build_tbs_sign(&seal_der, std::time::SystemTime::now(), &hash, property_info, ext_datas)
             .map_err(|e| SignError::BadInput(e.to_string()))?;
         let sig = self
             .pool
