@@ -536,7 +536,8 @@ pub struct Withdrawn {
     pub withdrawn: bool,
 }
 
-/// A dual-control step that waits for a second security officer (202).
+/// A dual-control step that waits for a second security officer, or for an administrator of another
+/// role for an administrator's account (202).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AwaitingApproval {
     /// The request the second officer approves.
@@ -630,6 +631,13 @@ pub struct Readiness {
     pub reasons: Vec<String>,
     /// What needs an operator but does not stop signing.
     pub details: ReadinessDetails,
+}
+
+/// `GET /readyz` for a certificate of no account: whether the appliance is ready, nothing more.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadinessBare {
+    /// Whether the appliance can sign now.
+    pub ready: bool,
 }
 
 /// What needs an operator but does not stop signing.

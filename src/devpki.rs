@@ -149,10 +149,15 @@ impl DevCa {
 
     /// A CRL revoking the given serials, PEM.
     pub fn crl(&self, revoked: &[u64], number: u64) -> Result<String, PkiError> {
+        self.crl_until(revoked, number, OffsetDateTime::now_utc() + Duration::days(30))
+    }
+
+    /// A CRL whose nextUpdate is `next_update` (in the past: a stale CRL, for tests).
+    pub fn crl_until(&self, revoked: &[u64], number: u64, next_update: OffsetDateTime) -> Result<String, PkiError> {
         let now = OffsetDateTime::now_utc();
         let params = CertificateRevocationListParams {
-            this_update: now - Duration::hours(1),
-            next_update: now + Duration::days(30),
+            this_update: (now - Duration::hours(2)).min(next_update - Duration::hours(1)),
+            next_update,
             crl_number: SerialNumber::from(number.to_be_bytes().to_vec()),
             issuing_distribution_point: None,
             revoked_certs: revoked

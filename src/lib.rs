@@ -17,6 +17,7 @@ pub mod contract;
 pub mod crypto;
 pub mod devpki;
 pub mod formats;
+pub mod listener;
 pub mod notify;
 pub mod seal;
 pub mod server;

@@ -1,17 +1,18 @@
-//! Wiring: token, store, journal, signing service and the mTLS listener; SIGHUP reloads the TLS
-//! files without dropping connections; SIGTERM (or Ctrl-C) stops accepting, lets in-flight requests
+//! Wiring: token, store, journal, signing service and the mTLS listener (admission and connection
+//! limits are the `listener`'s); SIGHUP reloads the TLS files, keeps the connections they still
+//! accept and closes the others; SIGTERM (or Ctrl-C) stops accepting, lets in-flight requests
 //! finish (bounded), closes the journal, and returns.
 
-use crate::api::{self, App, Metrics, Peer};
+use crate::api::{App, Metrics};
 use crate::audit::{Actor, AuditEvent, Journal, JournalConfig};
 use crate::authz::Accounts;
 use crate::config::Config;
+use crate::listener::{Door, Limits};
 use crate::signing::Signing;
 use crate::store::Store;
 use crate::tls;
 use crate::token::TokenKey;
 use crate::token::{KeyId, TokenPool};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -85,9 +86,13 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         store,
         metrics: Metrics::default(),
         max_body: server.max_body_bytes,
+        body_timeout: Duration::from_secs(server.body_timeout_s.max(1)),
+        door: Default::default(),
+        crls: Default::default(),
         verify_slots: tokio::sync::Semaphore::new(cores),
     });
-    let tls_config = Arc::new(RwLock::new(tls::server_config(&server).map_err(|e| StartError(e.to_string()))?));
+    let current = RwLock::new(tls::load(&server).map_err(|e| StartError(e.to_string()))?);
+    app.set_crls(current.read().unwrap_or_else(|p| p.into_inner()).crls.clone());
     let listener = TcpListener::bind(&server.listen).await.map_err(|e| start_err(&server.listen)(e.to_string()))?;
     let addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
     let j = journal.clone();
@@ -122,34 +127,23 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         }));
     }
 
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(tokio::sync::Semaphore::new(server.max_connections.max(1)));
-    let limits = Limits {
-        handshake: Duration::from_secs(server.handshake_timeout_s.max(1)),
-        headers: Duration::from_secs(server.header_timeout_s.max(1)),
-    };
+    let door = Door::new(app.clone(), Limits::from_config(&server));
     let mut term = signal(SignalKind::terminate()).map_err(|e| StartError(e.to_string()))?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| StartError(e.to_string()))?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((tcp, remote)) = accepted else { continue };
-                let Ok(permit) = connections.clone().try_acquire_owned() else {
-                    tracing::warn!(%remote, "connection limit reached; closing the new connection");
-                    continue;
-                };
-                let config = tls_config.read().unwrap_or_else(|p| p.into_inner()).clone();
-                let (app, watcher) = (app.clone(), graceful.watcher());
-                drop(tokio::spawn(async move {
-                    serve_connection(app, config, tcp, remote, watcher, limits).await;
-                    drop(permit);
-                }));
+                let config = current.read().unwrap_or_else(|p| p.into_inner()).config.clone();
+                door.accept(tcp, remote, config);
             }
             _ = hup.recv() => {
-                match tls::server_config(&server) {
-                    Ok(c) => {
-                        *tls_config.write().unwrap_or_else(|p| p.into_inner()) = c;
-                        tracing::info!("TLS certificate, client CA and CRL reloaded");
+                match tls::load(&server) {
+                    Ok(loaded) => {
+                        app.set_crls(loaded.crls.clone());
+                        let closed = door.recheck(&loaded);
+                        *current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+                        tracing::info!(closed, "TLS certificate, client CA and CRL reloaded; connections no longer accepted are closing");
                     }
                     Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration"),
                 }
@@ -161,8 +155,9 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     let _ = crate::notify::notify("STOPPING=1");
     drop(listener);
+    door.shut();
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = door.drained() => {}
         _ = tokio::time::sleep(Duration::from_secs(server.shutdown_grace_s)) => tracing::warn!("grace period over; closing the remaining connections"),
     }
     let j = journal.clone();
@@ -173,53 +168,4 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     .await;
     tracing::info!("seald stopped");
     Ok(())
-}
-
-/// Time limits for one connection, so that slow or silent clients cannot hold the daemon's resources.
-#[derive(Debug, Clone, Copy)]
-struct Limits {
-    handshake: Duration,
-    headers: Duration,
-}
-
-async fn serve_connection(
-    app: Arc<App>,
-    config: Arc<rustls::ServerConfig>,
-    tcp: tokio::net::TcpStream,
-    remote: SocketAddr,
-    watcher: hyper_util::server::graceful::Watcher,
-    limits: Limits,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::info!(%remote, error = %e, "TLS handshake refused");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%remote, "TLS handshake timed out");
-            return;
-        }
-    };
-    let peer = {
-        let (_, conn) = tls.get_ref();
-        let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
-            return;
-        };
-        let fingerprint = tls::fingerprint(cert);
-        let subject = tls::subject(cert);
-        if app.signing.identify(&fingerprint, &subject).is_none() {
-            tracing::warn!(%remote, %fingerprint, %subject, "client certificate belongs to no account: refused (403)");
-        }
-        Arc::new(Peer { fingerprint, subject })
-    };
-    let service = hyper::service::service_fn(move |req| api::handle(app.clone(), peer.clone(), req));
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let _ = builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.headers);
-    let _ = builder.http2().timer(hyper_util::rt::TokioTimer::new()).max_concurrent_streams(256);
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
-    }
 }

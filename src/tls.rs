@@ -5,9 +5,16 @@
 //! rustls has no renegotiation at all. ALPN offers h2 and http/1.1. The server certificate, CA bundle
 //! and CRL are files, re-read on SIGHUP into a new config; connections already open keep theirs.
 //!
+//! CRLs are decided per CA: a CRL is authoritative for the CA that issued it, and a client whose CA
+//! has no CRL configured is not refused for that (rustls's `allow_unknown_revocation_status`). A CRL
+//! past its nextUpdate is reported ([`crl_status`]: readiness and a metric); with
+//! `stale_crl = "refuse"` its CA's clients are refused until a fresh one is loaded.
+//!
 //! What it deliberately does not do: map certificates to accounts (that is `authz`).
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
@@ -44,19 +51,72 @@ pub struct ServerConfigFile {
     /// ... and send a request's headers within this many seconds (slow clients are cut off).
     #[serde(default = "default_header")]
     pub header_timeout_s: u64,
-    /// Connections served at once; further clients wait in the listen backlog.
+    /// ... and its body within this many seconds (a stalled upload gets 408).
+    #[serde(default = "default_body")]
+    pub body_timeout_s: u64,
+    /// A connection with no request in flight is closed after this many seconds.
+    #[serde(default = "default_idle")]
+    pub idle_timeout_s: u64,
+    /// A connection is closed (after its requests in flight) once it is this old, so that a
+    /// certificate's revocation or an account's end reaches every client.
+    #[serde(default = "default_max_age")]
+    pub max_connection_age_s: u64,
+    /// Established connections served at once; more are closed at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections still in the TLS handshake at once: a separate, smaller budget, so that clients
+    /// without a certificate cannot take the places of those with one.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+    /// Established connections from one source address.
+    #[serde(default = "default_per_address")]
+    pub max_connections_per_address: usize,
+    /// Connections in the handshake from one source address.
+    #[serde(default = "default_handshakes_per_address")]
+    pub max_handshakes_per_address: usize,
+    /// What a CRL past its nextUpdate does: `unready` (readiness fails and a metric says so; clients
+    /// are still checked against it) or `refuse` (also refuse every client of its CA).
+    #[serde(default)]
+    pub stale_crl: StaleCrl,
+}
+
+/// What a CRL past its nextUpdate does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaleCrl {
+    /// Readiness fails and the metric says so; clients are still checked against it.
+    #[default]
+    Unready,
+    /// Also refuse every client of its CA until a fresh CRL is loaded.
+    Refuse,
 }
 
 fn default_handshake() -> u64 {
-    10
+    5
 }
 fn default_header() -> u64 {
     10
 }
+fn default_body() -> u64 {
+    30
+}
+fn default_idle() -> u64 {
+    60
+}
+fn default_max_age() -> u64 {
+    3600
+}
 fn default_max_connections() -> usize {
     1024
+}
+fn default_max_handshakes() -> usize {
+    128
+}
+fn default_per_address() -> usize {
+    256
+}
+fn default_handshakes_per_address() -> usize {
+    16
 }
 
 fn default_max_body() -> usize {
@@ -92,7 +152,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 /// Every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let data = read(path)?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&data).collect();
     let certs = certs.map_err(|e| TlsError::Read { path: path.display().to_string(), message: e.to_string() })?;
     if certs.is_empty() {
         return Err(TlsError::Read { path: path.display().to_string(), message: "no certificate in the file".into() });
@@ -103,18 +163,19 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// The private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let data = read(path)?;
-    rustls_pemfile::private_key(&mut data.as_slice())
-        .map_err(|e| TlsError::Read { path: path.display().to_string(), message: e.to_string() })?
-        .ok_or_else(|| TlsError::Read {
-            path: path.display().to_string(),
-            message: "no private key in the file".into(),
-        })
+    PrivateKeyDer::from_pem_slice(&data).map_err(|e| TlsError::Read {
+        path: path.display().to_string(),
+        message: match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no private key in the file".into(),
+            e => e.to_string(),
+        },
+    })
 }
 
 fn load_crl(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let data = read(path)?;
     if data.starts_with(b"-----") {
-        let crls: Result<Vec<_>, _> = rustls_pemfile::crls(&mut data.as_slice()).collect();
+        let crls: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(&data).collect();
         crls.map_err(|e| TlsError::Read { path: path.display().to_string(), message: e.to_string() })
     } else {
         Ok(vec![CertificateRevocationListDer::from(data)])
@@ -134,25 +195,88 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// One configured CRL: whose it is and until when it is fresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlStatus {
+    /// The file.
+    pub path: PathBuf,
+    /// Its issuer, RFC 4514.
+    pub issuer: String,
+    /// Its nextUpdate, seconds since the epoch (none when the CRL has none).
+    pub next_update: Option<u64>,
+}
+
+impl CrlStatus {
+    /// Whether it is past its nextUpdate at `now` (seconds since the epoch).
+    pub fn stale_at(&self, now: u64) -> bool {
+        self.next_update.is_some_and(|n| n < now)
+    }
+}
+
+/// The issuer and nextUpdate of every configured CRL.
+pub fn crl_status(cfg: &ServerConfigFile) -> Result<Vec<CrlStatus>, TlsError> {
+    use der::Decode;
+    let mut out = Vec::new();
+    for p in &cfg.crl {
+        for crl in load_crl(p)? {
+            let list = x509_cert::crl::CertificateList::from_der(crl.as_ref())
+                .map_err(|e| TlsError::Read { path: p.display().to_string(), message: format!("CRL: {e}") })?;
+            out.push(CrlStatus {
+                path: p.clone(),
+                issuer: list.tbs_cert_list.issuer.to_string(),
+                next_update: list.tbs_cert_list.next_update.map(|t| t.to_unix_duration().as_secs()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What the listener needs from the TLS files: the server config for new connections, and the
+/// client verifier, to re-check the certificates of connections already open after a reload.
+#[derive(Clone)]
+pub struct Loaded {
+    /// For new connections.
+    pub config: Arc<ServerConfig>,
+    /// The client certificate verifier inside it.
+    pub verifier: Arc<dyn ClientCertVerifier>,
+    /// The CRLs loaded.
+    pub crls: Vec<CrlStatus>,
+}
+
 /// Builds the server config from the files named in `[server]`.
 pub fn server_config(cfg: &ServerConfigFile) -> Result<Arc<ServerConfig>, TlsError> {
+    load(cfg).map(|l| l.config)
+}
+
+/// Loads the files named in `[server]`.
+pub fn load(cfg: &ServerConfigFile) -> Result<Loaded, TlsError> {
     let roots = roots(&cfg.client_ca, "client CA")?;
     let mut crls = Vec::new();
     for p in &cfg.crl {
         crls.extend(load_crl(p)?);
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+    let statuses = crl_status(cfg)?;
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .with_crls(crls)
-        .build()
-        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+        .allow_unknown_revocation_status();
+    if cfg.stale_crl == StaleCrl::Refuse {
+        builder = builder.enforce_revocation_expiration();
+    }
+    let verifier = builder.build().map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(verifier.clone())
         .with_single_cert(load_certs(&cfg.cert)?, load_key(&cfg.key)?)
         .map_err(|e| TlsError::Config(format!("server certificate {}: {e}", cfg.cert.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Loaded { config: Arc::new(config), verifier, crls: statuses })
+}
+
+/// Whether `verifier` still accepts a client's chain (leaf first) now.
+pub fn still_accepted(verifier: &dyn ClientCertVerifier, chain: &[CertificateDer<'static>]) -> Result<(), String> {
+    let Some((leaf, rest)) = chain.split_first() else { return Err("no certificate".into()) };
+    verifier.verify_client_cert(leaf, rest, rustls::pki_types::UnixTime::now()).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// A client config presenting `cert`/`key` and trusting `ca` (for `seald dev`, sealctl and tests).

@@ -117,6 +117,16 @@ fn start_full(crl: &[u64], server_extra: &str, envs: &[(&str, String)]) -> Daemo
 }
 
 impl Daemon {
+    /// Sends SIGHUP (reload the TLS files).
+    fn hup(&self) {
+        let _ = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().unwrap();
+    }
+
+    /// What the daemon logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("seald.log")).unwrap_or_default()
+    }
+
     fn client(&self, name: &str) -> Client {
         Client::new(
             self.addr,
@@ -442,7 +452,9 @@ async fn sighup_reloads_the_server_certificate_while_a_connection_stays_open() {
     use hyper_util::rt::TokioIo;
     let d = start(&[]);
     let server_fp = |pem: &str| {
-        let der = rustls_pemfile::certs(&mut pem.as_bytes()).next().unwrap().unwrap();
+        let der =
+            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::from_pem_slice(pem.as_bytes())
+                .unwrap();
         hex::encode(crypto::sha256(der.as_ref()))
     };
     let old_fp = server_fp(&std::fs::read_to_string(d.dir.join("server.pem")).unwrap());
@@ -718,4 +730,284 @@ async fn systemd_hears_ready_then_the_watchdog_while_the_token_answers_then_stop
         }
     }
     assert!(stopping);
+}
+
+/// One request on a connection from `source` (a loopback address other than 127.0.0.1 stands for
+/// another machine), with `name`'s certificate, over a connection the caller keeps.
+async fn connect_from(
+    d: &Daemon,
+    source: &str,
+    name: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let cfg = seald::tls::client_config(
+        &d.dir.join("ca.pem"),
+        &d.dir.join(format!("{name}.pem")),
+        &d.dir.join(format!("{name}.key")),
+    )
+    .unwrap();
+    let tcp = tcp_from(d.addr, source).await?;
+    tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await
+}
+
+async fn tcp_from(addr: SocketAddr, source: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().unwrap())?;
+    socket.connect(addr).await
+}
+
+/// `GET path` on an open HTTP/1.1 connection; `None` when the connection is gone.
+async fn get_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(s: &mut S, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 65536];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.ok()?.ok()?;
+    (n > 0).then(|| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attacker_holding_every_connection_it_can_does_not_keep_a_client_from_signing() {
+    // Small budgets so that the attack fills them; the well-behaved client comes from 127.0.0.1, the
+    // attackers from 127.0.0.2 (no certificate: raw TCP) and 127.0.0.3 (a valid certificate, silent).
+    let d = start_with(
+        &[],
+        "max_connections = 48\nmax_handshakes = 24\nmax_connections_per_address = 16\nmax_handshakes_per_address = 8\nhandshake_timeout_s = 4\nidle_timeout_s = 2",
+    );
+    let app = d.client("app");
+    let ok = serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk="});
+    let mut normal = Vec::new();
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        assert_eq!(call(&app, "POST", "/v1/sign", ok.clone()).await.0, 200);
+        normal.push(t.elapsed());
+    }
+    normal.sort();
+    let median = normal[normal.len() / 2];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Attacker 1: as many raw TCP connections as it can, re-opened as soon as they are closed.
+    let raw = {
+        let (stop, addr) = (stop.clone(), d.addr);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(s) = tcp_from(addr, "127.0.0.2").await {
+                    held.push(s);
+                }
+                if held.len() > 200 {
+                    let _ = held.remove(0);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            held.len()
+        })
+    };
+    // Attacker 2: handshakes with a valid certificate and never speaks, again and again.
+    let silent = {
+        let stop = stop.clone();
+        let dir = d.dir.clone();
+        let addr = d.addr;
+        tokio::spawn(async move {
+            let cfg =
+                seald::tls::client_config(&dir.join("ca.pem"), &dir.join("auditor.pem"), &dir.join("auditor.key"))
+                    .unwrap();
+            let mut held = Vec::new();
+            let mut established = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(tcp) = tcp_from(addr, "127.0.0.3").await {
+                    let c = tokio_rustls::TlsConnector::from(cfg.clone());
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(Duration::from_secs(1), c.connect("localhost".try_into().unwrap(), tcp))
+                            .await
+                    {
+                        established += 1;
+                        held.push(s);
+                    }
+                }
+                if held.len() > 200 {
+                    let _ = held.remove(0);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            established
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Under attack, the client still signs, each time about as fast as before.
+    let mut worst = Duration::ZERO;
+    for i in 0..30 {
+        let t = std::time::Instant::now();
+        let (status, body) = call(&app, "POST", "/v1/sign", ok.clone()).await;
+        assert_eq!(status, 200, "signature {i} under attack: {body}");
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (raw_held, silent_established) = (raw.await.unwrap(), silent.await.unwrap());
+    assert!(
+        worst < Duration::from_secs(1).max(median * 20),
+        "a signature under attack took {worst:?} (normally {median:?})"
+    );
+    // The door, not luck, kept the attackers out: their connections were refused and cut off.
+    let (_, m) = call(&app, "GET", "/metrics", serde_json::Value::Null).await;
+    let m = m.as_str().unwrap().to_string();
+    assert!(metric(&m, "seald_connections_closed_total{reason=\"address_handshakes\"}") > 0, "{m}");
+    assert!(
+        metric(&m, "seald_connections_closed_total{reason=\"address_connections\"}")
+            + metric(&m, "seald_connections_closed_total{reason=\"idle\"}")
+            > 0,
+        "{m}"
+    );
+    assert!(silent_established > 16, "the silent attacker got {silent_established} connections");
+    assert!(raw_held > 8, "the raw attacker held {raw_held} connections");
+    // Refusals are counted, not logged one by one.
+    let log = d.log();
+    let lines = log.lines().filter(|l| l.contains("connection closed")).count();
+    assert!(lines < 40, "{lines} log lines for refused connections");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_a_certificate_closes_its_open_connections_and_connections_age_out() {
+    let d = start_with(&[], "max_connection_age_s = 3");
+    let mut open = connect_from(&d, "127.0.0.1", "app").await.unwrap();
+    assert!(get_on(&mut open, "/v1/keys").await.unwrap().starts_with("HTTP/1.1 200"));
+    let mut other = connect_from(&d, "127.0.0.1", "auditor").await.unwrap();
+    assert!(get_on(&mut other, "/v1/keys").await.unwrap().starts_with("HTTP/1.1 200"));
+    // Revoke the app's certificate (serial 10) and reload.
+    std::fs::write(d.dir.join("crl.pem"), d.ca.crl(&[10], 2).unwrap()).unwrap();
+    d.hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(get_on(&mut open, "/v1/keys").await.is_none(), "the revoked client kept its connection");
+    assert!(
+        connect_from(&d, "127.0.0.1", "app").await.is_err()
+            || d.client("app").request("GET", "/v1/keys", None).await.is_err()
+    );
+    // The other client's connection stays, until it is older than max_connection_age_s.
+    assert!(get_on(&mut other, "/v1/keys").await.unwrap().starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(get_on(&mut other, "/v1/keys").await.is_none(), "a connection outlived max_connection_age_s");
+    let (_, m) = call(&d.client("auditor"), "GET", "/metrics", serde_json::Value::Null).await;
+    let m = m.as_str().unwrap();
+    assert_eq!(metric(m, "seald_connections_closed_total{reason=\"revoked\"}"), 1, "{m}");
+    assert!(metric(m, "seald_connections_closed_total{reason=\"max_age\"}") >= 1, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crls_are_decided_per_ca_and_a_stale_crl_makes_the_appliance_unready() {
+    let d = start(&[]);
+    // A second client CA without a CRL: its clients reach the API (403 here: they have no account),
+    // they are not locked out by the first CA's CRL.
+    let other = DevCa::new("second client CA").unwrap();
+    let stranger = other.client("stranger", 5, -1, 30).unwrap();
+    let _ = write_identity(&d.dir, "stranger", &stranger);
+    let bundle = format!("{}{}", d.ca.cert_pem(), other.cert_pem());
+    std::fs::write(d.dir.join("ca.pem"), &bundle).unwrap();
+    d.hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, r) = call(&d.client("stranger"), "GET", "/v1/keys", serde_json::Value::Null).await;
+    assert_eq!((s, r["error"]["code"].as_str()), (403, Some("unknown_identity")), "{r}");
+    let (s, _) = call(&d.client("app"), "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(s, 200);
+    // The first CA's CRL goes stale: not ready, and said so; clients are still served.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    std::fs::write(d.dir.join("crl.pem"), d.ca.crl_until(&[], 3, past).unwrap()).unwrap();
+    d.hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let app = d.client("app");
+    let (s, r) = call(&app, "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(s, 503, "{r}");
+    assert!(r["reasons"].to_string().contains("past its nextUpdate"), "{r}");
+    let (_, m) = call(&app, "GET", "/metrics", serde_json::Value::Null).await;
+    assert_eq!(metric(m.as_str().unwrap(), "seald_crl_stale"), 1);
+    assert_eq!(call(&app, "GET", "/v1/keys", serde_json::Value::Null).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_stale_crl_refuse_a_stale_crl_refuses_its_clients_until_a_fresh_one_comes() {
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let strict = start_with(&[], "stale_crl = \"refuse\"");
+    assert_eq!(call(&strict.client("app"), "GET", "/v1/keys", serde_json::Value::Null).await.0, 200);
+    std::fs::write(strict.dir.join("crl.pem"), strict.ca.crl_until(&[], 3, past).unwrap()).unwrap();
+    strict.hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(strict.client("app").request("GET", "/v1/keys", None).await.is_err(), "served on a stale CRL");
+    std::fs::write(strict.dir.join("crl.pem"), strict.ca.crl(&[], 4).unwrap()).unwrap();
+    strict.hup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(call(&strict.client("app"), "GET", "/v1/keys", serde_json::Value::Null).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_tell_a_certificate_of_no_account_only_whether_the_appliance_is_ready() {
+    let d = start(&[]);
+    let stranger = d.ca.client("stranger", 20, -1, 30).unwrap();
+    let _ = write_identity(&d.dir, "stranger", &stranger);
+    let s = d.client("stranger");
+    let (status, r) = call(&s, "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!((status, r.clone()), (200, serde_json::json!({"ready": true})), "{r}");
+    let (status, r) = call(&s, "GET", "/metrics", serde_json::Value::Null).await;
+    assert_eq!((status, r["error"]["code"].as_str()), (403, Some("unknown_identity")), "{r}");
+    let (status, r) = call(&s, "GET", "/healthz", serde_json::Value::Null).await;
+    assert_eq!((status, r), (200, serde_json::json!({"status": "alive"})));
+    // Known accounts get the detail.
+    let (status, r) = call(&d.client("app"), "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(status, 200);
+    assert!(r.get("details").is_some() && r.get("audit_head").is_some(), "{r}");
+    // The connection of a certificate of no account is closed after its refusal.
+    let mut conn = connect_from(&d, "127.0.0.1", "stranger").await.unwrap();
+    let answer = get_on(&mut conn, "/v1/keys").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(get_on(&mut conn, "/v1/keys").await.is_none(), "the refused connection stayed open");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_follows_the_first_failure_of_signing() {
+    let d = start(&[]);
+    let app = d.client("app");
+    let sign = serde_json::json!({"key": "seal-sm2", "input": "message", "data": "aGk="});
+    assert_eq!(call(&app, "POST", "/v1/sign", sign.clone()).await.0, 200);
+    // The token answers everything but C_Sign.
+    d.token.set_fault("sign_fails\n");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (s, r) = call(&app, "POST", "/v1/sign", sign.clone()).await;
+    assert_eq!((s, r["error"]["code"].as_str()), (503, Some("token_unavailable")), "{r}");
+    let (s, r) = call(&app, "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(s, 503, "signing fails but the appliance says it is ready: {r}");
+    let (s, _) = call(&app, "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(s, 503, "a probe that does not sign must not make it ready again");
+    d.token.set_fault("");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (s, r) = call(&app, "GET", "/readyz", serde_json::Value::Null).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(call(&app, "POST", "/v1/sign", sign).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_405_names_the_allowed_methods_and_audit_export_refuses_nonsense_ranges() {
+    let d = start(&[]);
+    let id = |name: &str| {
+        vec![
+            "--cert".to_string(),
+            d.dir.join(format!("{name}.pem")).display().to_string(),
+            "--key".to_string(),
+            d.dir.join(format!("{name}.key")).display().to_string(),
+        ]
+    };
+    let (_, out) = curl(&d, &[&id("app")[..], &["-i".to_string()]].concat(), "/v1/sign");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.starts_with("http/") && lower.contains(" 405") && lower.contains("\nallow: post\r"), "{out}");
+    let auditor = d.client("auditor");
+    for q in ["from=999999", "from=5&to=2", "from=0", "from=abc", "to=-1"] {
+        let (s, r) = call(&auditor, "GET", &format!("/v1/audit/export?{q}"), serde_json::Value::Null).await;
+        assert_eq!((s, r["error"]["code"].as_str()), (400, Some("bad_range")), "{q}: {r}");
+    }
+    let (s, _) = call(&auditor, "GET", "/v1/audit/export?from=1&to=2", serde_json::Value::Null).await;
+    assert_eq!(s, 200);
 }

@@ -1,7 +1,9 @@
 //! Fault injection for tests, driven by the file named in `SOFTTOKEN_FAULT`:
 //! `removed` (every call answers CKR_DEVICE_REMOVED until the file changes), `slow MS` (added latency
 //! per sign), `sessions N` (cap on open sessions), `corrupt` (flip a bit of every signature, to show
-//! that seald refuses a signature that does not verify). Lines may be combined. Re-read at most every
+//! that seald refuses a signature that does not verify), `sign_fails` (C_Sign answers
+//! CKR_FUNCTION_FAILED while every other call works, as a device with a broken signing engine
+//! does). Lines may be combined. Re-read at most every
 //! 100 ms.
 
 use std::path::PathBuf;
@@ -18,6 +20,8 @@ pub struct Faults {
     pub sessions: Option<usize>,
     /// Corrupt signatures.
     pub corrupt: bool,
+    /// C_Sign fails.
+    pub sign_fails: bool,
 }
 
 impl Faults {
@@ -30,6 +34,7 @@ impl Faults {
                 (Some("slow"), Some(ms)) => f.slow = Some(Duration::from_millis(ms)),
                 (Some("sessions"), Some(n)) => f.sessions = Some(n as usize),
                 (Some("corrupt"), _) => f.corrupt = true,
+                (Some("sign_fails"), _) => f.sign_fails = true,
                 _ => {}
             }
         }

@@ -133,4 +133,38 @@ impl Metrics {
         }
         out
     }
+
+    /// The listener's part: connections by state, connections closed by reason, and the CRLs.
+    pub fn render_door(out: &mut String, door: &crate::listener::DoorStats, crls: &[crate::tls::CrlStatus], now: u64) {
+        let _ = writeln!(
+            out,
+            "# HELP seald_connections Connections open, by state.\n# TYPE seald_connections gauge\nseald_connections{{state=\"handshake\"}} {}\nseald_connections{{state=\"established\"}} {}",
+            door.handshaking(),
+            door.established()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP seald_connections_closed_total Connections closed or refused by the listener, by reason.\n# TYPE seald_connections_closed_total counter"
+        );
+        for (reason, n) in door.closed() {
+            let _ = writeln!(out, "seald_connections_closed_total{{reason=\"{reason}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP seald_crl_next_update_seconds When each client-CA CRL must be replaced (its nextUpdate), Unix seconds.\n# TYPE seald_crl_next_update_seconds gauge"
+        );
+        for c in crls {
+            let _ = writeln!(
+                out,
+                "seald_crl_next_update_seconds{{file=\"{}\"}} {}",
+                c.path.display().to_string().replace(['"', '\\', '\n'], "_"),
+                c.next_update.unwrap_or(0)
+            );
+        }
+        let stale = crls.iter().filter(|c| c.stale_at(now)).count();
+        let _ = writeln!(
+            out,
+            "# HELP seald_crl_stale Client-CA CRLs past their nextUpdate.\n# TYPE seald_crl_stale gauge\nseald_crl_stale {stale}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ pub use metrics::Metrics;
 
 use crate::audit::Journal;
 use crate::authz::Principal;
-use crate::contract::{Alive, Readiness, ReadinessDetails};
+use crate::contract::{Alive, Readiness, ReadinessBare, ReadinessDetails};
 use crate::signing::{SignError, Signing};
 use crate::store::Store;
 use crate::token::{Health, TokenPool};
@@ -48,7 +48,31 @@ pub struct App {
     pub max_body: usize,
     /// Verification runs at most this many at once (the CPU pool), off the I/O threads.
     pub verify_slots: tokio::sync::Semaphore,
+    /// A request's body must arrive within this.
+    pub body_timeout: std::time::Duration,
+    /// The listener's counters.
+    pub door: crate::listener::DoorStats,
+    /// The CRLs loaded, for readiness and metrics.
+    pub crls: std::sync::RwLock<Vec<crate::tls::CrlStatus>>,
 }
+
+impl App {
+    /// Records the CRLs loaded (at start and on reload).
+    pub fn set_crls(&self, crls: Vec<crate::tls::CrlStatus>) {
+        *self.crls.write().unwrap_or_else(|p| p.into_inner()) = crls;
+    }
+
+    /// The loaded CRLs past their nextUpdate.
+    fn stale_crls(&self) -> Vec<crate::tls::CrlStatus> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.crls.read().unwrap_or_else(|p| p.into_inner()).iter().filter(|c| c.stale_at(now)).cloned().collect()
+    }
+}
+
+/// Marks an answer after which the listener closes the connection (its certificate belongs to no
+/// account, or to a disabled one).
+#[derive(Debug, Clone, Copy)]
+pub struct CloseConnection;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone)]
@@ -221,7 +245,16 @@ pub async fn handle(
             if e.status.is_server_error() {
                 tracing::warn!(request_id, code = e.code, message = %e.message, "request failed");
             }
-            error_response(&e)
+            let mut r = error_response(&e);
+            if e.code == "unknown_identity" {
+                let _ = r.extensions_mut().insert(CloseConnection);
+            }
+            if e.status == StatusCode::METHOD_NOT_ALLOWED {
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&routes::allowed(&path)) {
+                    let _ = r.headers_mut().insert(hyper::header::ALLOW, v);
+                }
+            }
+            r
         }
     };
     if method == Method::HEAD {
@@ -277,8 +310,12 @@ async fn dispatch(
     let app = call.app;
     let p = match (op, p) {
         (Op::Healthz, _) => return Ok(json_response(StatusCode::OK, &Alive { status: "alive".into() })),
-        (Op::Readyz, _) => return readyz(app).await,
-        (Op::Metrics, _) => return metrics(app).await,
+        // Detail only for known accounts: the rest learn whether the appliance is ready, nothing more.
+        (Op::Readyz, _) => return readyz(app, principal(app, call.peer).is_ok()).await,
+        (Op::Metrics, _) => {
+            let _ = principal(app, call.peer)?;
+            return metrics(app).await;
+        }
         (_, Some(p)) => p,
         (_, None) => return Err(ApiError::new(StatusCode::FORBIDDEN, "unknown_identity", "no account")),
     };
@@ -319,7 +356,16 @@ async fn dispatch(
 }
 
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), app.max_body).collect().await {
+    let collected = tokio::time::timeout(app.body_timeout, Limited::new(req.into_body(), app.max_body).collect())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {} s", app.body_timeout.as_secs()),
+            )
+        })?;
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -364,12 +410,15 @@ async fn metrics(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     let app2 = app.clone();
     let facts = blocking(move || seals::registry_facts(&app2)).await?;
     let registry = facts.map(|(overdue, expiring, keys)| (overdue.len() as u64, expiring as u64, keys.len() as u64));
-    let text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
+    let mut text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
+    let crls = app.crls.read().unwrap_or_else(|p| p.into_inner()).clone();
+    Metrics::render_door(&mut text, &app.door, &crls, crate::seal::now_ms() / 1000);
     Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4", text))
 }
 
-/// `GET /readyz`: 503 with reasons while the token, the store or the journal is down.
-async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
+/// `GET /readyz`: 503 with reasons while the token, the store or the journal is down, or a client-CA
+/// CRL is past its nextUpdate. `detail`: the reasons and the registry's facts (known accounts only).
+async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Full<Bytes>>, ApiError> {
     let pool = app.pool.clone();
     let health = blocking(move || pool.probe()).await?;
     let mut reasons = Vec::new();
@@ -382,7 +431,17 @@ async fn readyz(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     if let Some(why) = app.journal.failure() {
         reasons.push(format!("audit journal: {why}"));
     }
+    for c in app.stale_crls() {
+        reasons.push(format!(
+            "CRL {} of {} is past its nextUpdate: load a fresh one (SIGHUP)",
+            c.path.display(),
+            c.issuer
+        ));
+    }
     let status = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if !detail {
+        return Ok(json_response(status, &ReadinessBare { ready: reasons.is_empty() }));
+    }
     // Overdue filings and expiring seals need an operator, not a restart: details, not unreadiness.
     let app2 = app.clone();
     let (overdue, expiring, keys) = blocking(move || seals::registry_facts(&app2)).await?.unwrap_or_default();

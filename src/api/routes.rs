@@ -223,6 +223,15 @@ pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
     }
 }
 
+/// The methods with a route for `path`, for a 405's `Allow` header (empty under a family with no
+/// route for the path: nothing is allowed there).
+pub fn allowed(path: &str) -> String {
+    let mut methods: Vec<&str> =
+        ROUTES.iter().filter(|r| matches(r.path, path).is_some()).map(|r| r.method.as_str()).collect();
+    methods.dedup();
+    methods.join(", ")
+}
+
 /// The API's route families: any other path under one of them is 405, as it always was.
 const FAMILIES: &[&str] =
     &["/v1/sign", "/v1/verify", "/v1/keys", "/v1/audit", "/v1/seals", "/v1/filings", "/v1/admin", "/v1/ca"];
@@ -264,6 +273,9 @@ mod tests {
         let Resolved::Found(r, p) = resolve(&Method::GET, "/v1/seals//usage") else { panic!() };
         assert_eq!((r.op, p), (Op::Usage, vec![""]));
         assert_eq!(resolve(&Method::GET, "/v1/nothing").label(), "unmatched");
+        assert_eq!(allowed("/v1/sign"), "POST");
+        assert_eq!(allowed("/v1/admin/accounts"), "GET, POST");
+        assert_eq!(allowed("/v1/sign/foo"), "");
     }
 
     #[test]

@@ -66,6 +66,34 @@ fn classify(e: &CkError) -> Failure {
     }
 }
 
+/// A request failure that says something about the request (its data, mechanism or key), not about
+/// the token: it leaves readiness alone.
+fn caller_error(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::ArgumentsBad
+                | RvError::AttributeTypeInvalid
+                | RvError::AttributeValueInvalid
+                | RvError::DataInvalid
+                | RvError::DataLenRange
+                | RvError::CurveNotSupported
+                | RvError::KeySizeRange
+                | RvError::KeyTypeInconsistent
+                | RvError::KeyFunctionNotPermitted
+                | RvError::MechanismInvalid
+                | RvError::MechanismParamInvalid
+                | RvError::SignatureInvalid
+                | RvError::SignatureLenRange
+                | RvError::TemplateIncomplete
+                | RvError::TemplateInconsistent
+                | RvError::DomainParamsInvalid
+                | RvError::BufferTooSmall,
+            _
+        )
+    )
+}
+
 fn pin_reason(e: &CkError) -> &'static str {
     match e {
         CkError::Pkcs11(RvError::PinLocked, _) => "CKR_PIN_LOCKED",
@@ -171,6 +199,9 @@ struct Inner {
     freed: Condvar,
     recovery: Mutex<Recovery>,
     health: Mutex<Health>,
+    /// The key whose operation last failed for a reason of the token's own (readiness is down
+    /// until an operation with it works again; the probe tries it).
+    suspect: Mutex<Option<KeyId>>,
     keys: Mutex<HashMap<KeyId, Arc<KeyInfo>>>,
     session_recoveries: AtomicU64,
     reinitializations: AtomicU64,
@@ -363,6 +394,7 @@ impl TokenPool {
                     last_reason: String::new(),
                 }),
                 health: Mutex::new(Health::Ready),
+                suspect: Mutex::new(None),
                 keys: Mutex::new(HashMap::new()),
                 session_recoveries: AtomicU64::new(0),
                 reinitializations: AtomicU64::new(0),
@@ -427,6 +459,22 @@ impl TokenPool {
 
     /// Checks the token answers (recovering it if it can) and returns the health after that.
     pub fn probe(&self) -> Health {
+        // After an operation with a key failed, only an operation with that key says it works again:
+        // a signature over a fixed message, verified on the host and dropped.
+        let suspect = lock(&self.inner.suspect).clone();
+        if let Some(id) = suspect {
+            return match self.sign(&id, SignInput::Message { data: b"seald readiness probe", user_id: None }) {
+                Ok(_) => {
+                    *lock(&self.inner.suspect) = None;
+                    self.health()
+                }
+                Err(e) => {
+                    let h = Health::Down(e.to_string());
+                    self.set_health(h.clone());
+                    h
+                }
+            };
+        }
         match self.run("probe", |s| s.get_session_info().map(|_| ())) {
             Ok(()) => self.health(),
             Err(e) => {
@@ -597,6 +645,7 @@ impl TokenPool {
         if key.public_key.verify_prehashed(&plan.prehash, &raw).is_err() {
             let _ = self.inner.errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(key = %id, "token signature failed host verification; refused");
+            self.failed(Some(id), format!("a signature by key {id} failed host verification"));
             return Err(TokenError::SignatureMismatch(id.clone()));
         }
         Ok(Signature { key_id: id.clone(), alg: key.alg, raw, der, prehash: plan.prehash })
@@ -639,6 +688,9 @@ impl TokenPool {
                     match result {
                         Ok(v) => {
                             self.release(lease, true);
+                            if key.is_some() && key == lock(&self.inner.suspect).as_ref() {
+                                *lock(&self.inner.suspect) = None;
+                            }
                             if attempt > 0 || self.health() != Health::Ready {
                                 self.after_success(epoch);
                             }
@@ -654,7 +706,13 @@ impl TokenPool {
             };
             let _ = self.inner.errors.fetch_add(1, Ordering::Relaxed);
             match failure {
-                Failure::Request => return Err(TokenError::Pkcs11 { op: what, rv: err.to_string() }),
+                Failure::Request => {
+                    if !caller_error(&err) {
+                        // Readiness follows the first failure, not the next probe.
+                        self.failed(key, format!("{what}: {err}"));
+                    }
+                    return Err(TokenError::Pkcs11 { op: what, rv: err.to_string() });
+                }
                 Failure::Pin => {
                     let reason = pin_reason(&err);
                     lock(&self.inner.state).pin_rejected = Some(reason);
@@ -669,6 +727,7 @@ impl TokenPool {
                 }
                 Failure::Session | Failure::Device => {
                     if attempt >= 3 || Instant::now() >= give_up {
+                        self.failed(key, format!("{what}: {err}"));
                         return Err(TokenError::Unavailable(format!("{what}: {err}")));
                     }
                     tracing::warn!(op = what, error = %err, "token device lost; re-initializing the module");
@@ -679,11 +738,20 @@ impl TokenPool {
         }
     }
 
+    /// An operation failed for a reason of the token's own: readiness goes down at once, and the
+    /// probe tries the key again before it comes back.
+    fn failed(&self, key: Option<&KeyId>, reason: String) {
+        if let Some(k) = key {
+            *lock(&self.inner.suspect) = Some(k.clone());
+        }
+        self.set_health(Health::Down(reason));
+    }
+
     /// A call that borrowed its session in `epoch` succeeded: the token is ready again, unless device
     /// loss was seen since that call began (then its success proves nothing about the token now).
     fn after_success(&self, epoch: u64) {
         let st = lock(&self.inner.state);
-        if st.epoch != epoch {
+        if st.epoch != epoch || lock(&self.inner.suspect).is_some() {
             return;
         }
         let h = if st.capacity < self.inner.configured {

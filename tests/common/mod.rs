@@ -224,10 +224,14 @@ pub fn spawn_seald(config: &Path, envs: &[(&str, String)]) -> (std::process::Chi
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // Every line also goes to seald.log beside the config, for tests that read what was logged.
+    let mut log = std::fs::File::create(config.with_file_name("seald.log")).unwrap();
     std::thread::spawn(move || {
+        use std::io::Write as _;
         let mut sent = false;
         let mut seen = Vec::new();
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
             if !sent {
                 if let Some(a) = line.split("addr=").nth(1) {
                     let _ = tx.send(Ok(a.trim().to_string()));

@@ -65,6 +65,9 @@ impl Token {
             return Ok(SignStep::Length(if op.format == SignatureFormat::Der { SIG_MAX_DER } else { 64 }));
         }
         let mut op = session.sign.take().ok_or(CKR_OPERATION_NOT_INITIALIZED)?;
+        if faults.sign_fails {
+            return Err(CKR_FUNCTION_FAILED);
+        }
         if let Some(d) = data {
             op.data.extend_from_slice(d);
         }
