@@ -425,10 +425,18 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert!(std::fs::read_to_string(&export).unwrap().contains("GA-2026-001"));
 
     // The audit key rotates with two security officers; the chain still verifies from the first key.
-    ok(
-        ctl("sysadmin", &["account", "create", "so2", "--role", "secofficer", "--cert-file", &pem("secofficer2")]),
+    // A second security officer: the system administrator asks, an administrator of another role
+    // agrees (三员分立); not the one who asked.
+    let asked = json(
+        ctl(
+            "sysadmin",
+            &["account", "--json", "create", "so2", "--role", "secofficer", "--cert-file", &pem("secofficer2")],
+        ),
         "so2",
     );
+    let so2_request = asked["awaiting_approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(ctl("sysadmin", &["account", "approve", &so2_request]).status, 1, "not by the one who asked");
+    ok(ctl("secofficer", &["account", "approve", &so2_request]), "the security officer agrees");
     let rotated = json(ctl("secofficer", &["keys", "--json", "rotate", "audit"]), "rotate audit");
     let new_audit_key = rotated["key_id"].as_str().unwrap().to_string();
     let asked = json(ctl("secofficer", &["keys", "--json", "activate", "audit", "--version", "2"]), "activate audit");

@@ -83,7 +83,6 @@ fn world_with(settings: SealSettings) -> World {
         ("admin-b", Role::UnitAdmin, Some("b"), '6'),
         ("app-a", Role::App, Some("a"), '7'),
         ("app-b", Role::App, Some("b"), '8'),
-        ("so2", Role::Secofficer, None, '9'),
     ] {
         let spec = AccountSpec {
             name: name.into(),
@@ -93,8 +92,22 @@ fn world_with(settings: SealSettings) -> World {
             certificates: vec![],
             keys: vec![],
         };
-        let _ = registry.directory().create_account(&sysadmin, spec).unwrap();
+        let _ = registry.directory().create_account(&sysadmin, spec).unwrap().done().unwrap();
     }
+    // A second security officer: an administrator's account waits for another role's agreement.
+    let spec = AccountSpec {
+        name: "so2".into(),
+        role: Role::Secofficer,
+        unit: None,
+        fingerprints: vec![fp('9')],
+        certificates: vec![],
+        keys: vec![],
+    };
+    let seald::seal::AccountChange::AwaitingApproval(r) = registry.directory().create_account(&sysadmin, spec).unwrap()
+    else {
+        panic!("an administrator's account was created without a second administrator")
+    };
+    let _ = registry.dual_control().approve_request(&id('2'), &r.id).unwrap();
     let ca = registry.pki().ensure_issuing_ca("test issuing CA", 3650).unwrap();
     assert_eq!(ca.alg, KeyAlg::Sm2);
     let _ = registry.pki().ensure_seal_maker("test seal maker", 3650).unwrap();
@@ -1063,7 +1076,19 @@ fn the_token_pin_changes_only_with_two_officers_and_signing_goes_on() {
             .code(),
         "forbidden"
     );
+    // A PIN with a control character, or too short, is refused with a message that says why and
+    // never shows it.
+    for (bad, why) in
+        [("abc\0defg", "control character"), ("abcd\nefgh", "control character"), ("ab1", "shorter than 4")]
+    {
+        let e = seald::token::Pin::from_text(bad).unwrap_err().to_string();
+        assert!(e.contains(why) && !e.contains(bad.trim_end()), "{bad:?}: {e}");
+    }
     let r = w.registry.dual_control().request_pin_change(&w.secofficer, new_pin).unwrap();
+    // One PIN change waits at a time (each holds a PIN in memory).
+    let second = seald::token::Pin::from_text("another-pin-77").unwrap();
+    let e = w.registry.dual_control().request_pin_change(&so2, second).unwrap_err();
+    assert_eq!(e.code(), "pin_change_pending", "{e}");
     assert!(
         !serde_json::to_string(&w.registry.dual_control().requests(&w.auditor).unwrap()).unwrap().contains("a-new-pin"),
         "the PIN is never stored"
@@ -1131,4 +1156,272 @@ fn the_audit_key_rotates_with_two_officers_and_the_chain_verifies_from_the_first
         .map(|v| (v["version"].as_u64().unwrap(), v["state"].as_str().unwrap().to_string()))
         .collect();
     assert!(states.contains(&(2, "active".into())) && states.contains(&(1, "retired".into())), "{states:?}");
+}
+
+/// 三员分立, enforced: a change to an administrator's account waits for an administrator of another
+/// role (not the account changed); no account changes itself; the last account of each administrator
+/// role stays; no certificate or subject belongs to administrators of two roles. Role × operation.
+#[test]
+fn the_three_administrators_hold_each_other_in_check() {
+    use seald::seal::{AccountChange, AccountUpdate};
+    let w = world();
+    let r = &w.registry;
+    let so2 = r.directory().identify(&fp('9'), "CN=so2").unwrap();
+    let admin_spec = |name: &str, role: Role, f: String| AccountSpec {
+        name: name.into(),
+        role,
+        unit: None,
+        fingerprints: vec![f],
+        certificates: vec![],
+        keys: vec![],
+    };
+    let awaiting = |c: AccountChange| match c {
+        AccountChange::AwaitingApproval(r) => r.id,
+        AccountChange::Done(a) => panic!("{} changed without a second administrator", a.name),
+    };
+    let fingerprints = |name: &str| r.directory().account(name).unwrap().unwrap().fingerprints;
+
+    // The system administrator binds its own certificate to the auditor: refused outright.
+    let own = AccountUpdate { fingerprints: Some(vec![fp('1')]), ..Default::default() };
+    assert_eq!(code(&r.directory().update_account(&w.sysadmin, "au", own).unwrap_err()), "fingerprint_in_use");
+    // ... or a new one: only a request, the auditor's certificate is unchanged until another role agrees.
+    let rebind = AccountUpdate { fingerprints: Some(vec![fp('a')]), ..Default::default() };
+    let req = awaiting(r.directory().update_account(&w.sysadmin, "au", rebind).unwrap());
+    assert_eq!(fingerprints("au"), vec![fp('3')]);
+    assert!(r.directory().identify(&fp('a'), "CN=x").is_none());
+    assert_eq!(
+        code(&r.dual_control().approve_request(&w.sysadmin, &req).unwrap_err()),
+        "forbidden",
+        "not by who asked"
+    );
+    assert_eq!(
+        code(&r.dual_control().approve_request(&w.auditor, &req).unwrap_err()),
+        "forbidden",
+        "not by its target"
+    );
+    let done = r.dual_control().approve_request(&w.secofficer, &req).unwrap();
+    assert_eq!(done.approved_by.as_deref(), Some("so"));
+    assert_eq!(fingerprints("au"), vec![fp('a')]);
+    let auditor = r.directory().identify(&fp('a'), "CN=au").unwrap();
+    assert_eq!(code(&r.dual_control().approve_request(&w.secofficer, &req).unwrap_err()), "request_done");
+
+    // The only auditor can be neither disabled nor demoted: refused at once ...
+    for up in [
+        AccountUpdate { disabled: Some(true), ..Default::default() },
+        AccountUpdate { role: Some(Role::Issuer), ..Default::default() },
+    ] {
+        let before = w.refusals_by("sa").len();
+        assert_eq!(code(&r.directory().update_account(&w.sysadmin, "au", up).unwrap_err()), "last_administrator");
+        assert_eq!(w.refusals_by("sa").len(), before + 1, "the refusal is journalled");
+    }
+    // ... and at approval, against the accounts as they are then: with two auditors, two requests
+    // to disable one each may be opened, but only one may be carried out.
+    let req = awaiting(r.directory().create_account(&w.sysadmin, admin_spec("au3", Role::Auditor, fp('f'))).unwrap());
+    let _ = r.dual_control().approve_request(&w.secofficer, &req).unwrap();
+    let off = || AccountUpdate { disabled: Some(true), ..Default::default() };
+    let first = awaiting(r.directory().update_account(&w.sysadmin, "au", off()).unwrap());
+    let second = awaiting(r.directory().update_account(&w.sysadmin, "au3", off()).unwrap());
+    let _ = r.dual_control().approve_request(&w.secofficer, &second).unwrap();
+    let before = w.refusals_by("so").len();
+    assert_eq!(code(&r.dual_control().approve_request(&w.secofficer, &first).unwrap_err()), "last_administrator");
+    assert_eq!(w.refusals_by("so").len(), before + 1, "the refusal is journalled");
+    assert!(r.directory().identify(&fp('a'), "CN=au").is_some_and(|p| p.role == Role::Auditor));
+
+    // No account changes itself, in any way.
+    for (p, name) in [(&w.sysadmin, "sa"), (&so2, "so2")] {
+        let up = AccountUpdate { fingerprints: Some(vec![fp('b')]), ..Default::default() };
+        assert_eq!(code(&r.directory().update_account(p, name, up).unwrap_err()), "forbidden", "{name} changed itself");
+    }
+
+    // A second sysadmin, agreed by the security officer; then one sysadmin's request is not approved by
+    // the other (same role), and a request to change an officer is not approved by that officer.
+    let req = awaiting(r.directory().create_account(&w.sysadmin, admin_spec("sa2", Role::Sysadmin, fp('c'))).unwrap());
+    let _ = r.dual_control().approve_request(&w.secofficer, &req).unwrap();
+    let sa2 = r.directory().identify(&fp('c'), "CN=sa2").unwrap();
+    let up = AccountUpdate { fingerprints: Some(vec![fp('d')]), ..Default::default() };
+    let req = awaiting(r.directory().update_account(&w.sysadmin, "so", up).unwrap());
+    assert_eq!(code(&r.dual_control().approve_request(&sa2, &req).unwrap_err()), "forbidden", "same role");
+    assert_eq!(code(&r.dual_control().approve_request(&w.secofficer, &req).unwrap_err()), "forbidden", "its target");
+    let _ = r.dual_control().approve_request(&so2, &req).unwrap();
+    let secofficer = r.directory().identify(&fp('d'), "CN=so").unwrap();
+    // The security officer may ask for a sysadmin's change (a lost certificate); a sysadmin agrees.
+    let up = AccountUpdate { fingerprints: Some(vec![fp('e')]), ..Default::default() };
+    let req = awaiting(r.directory().update_account(&secofficer, "sa2", up).unwrap());
+    assert_eq!(code(&r.dual_control().approve_request(&so2, &req).unwrap_err()), "forbidden", "same role as who asked");
+    let _ = r.dual_control().approve_request(&w.sysadmin, &req).unwrap();
+    assert!(r.directory().identify(&fp('e'), "CN=sa2").is_some());
+
+    // A certificate subject belongs to administrators of one role only.
+    let ca = seald::devpki::DevCa::new("subjects CA").unwrap();
+    let (one, two) = (ca.client("zhang san", 1, -1, 30).unwrap(), ca.client("zhang san", 2, -1, 30).unwrap());
+    let with_cert = |name: &str, role: Role, pem: &str| AccountSpec {
+        name: name.into(),
+        role,
+        unit: None,
+        fingerprints: vec![],
+        certificates: vec![pem.to_string()],
+        keys: vec![],
+    };
+    let req =
+        awaiting(r.directory().create_account(&w.sysadmin, with_cert("au2", Role::Auditor, &one.cert_pem)).unwrap());
+    let _ = r.dual_control().approve_request(&secofficer, &req).unwrap();
+    let same = with_cert("so3", Role::Secofficer, &two.cert_pem);
+    assert_eq!(code(&r.directory().create_account(&w.sysadmin, same).unwrap_err()), "forbidden");
+    // (an account of a non-administrator role may carry it: it holds no administrator's power)
+    let issuer2 = AccountSpec { unit: None, ..with_cert("issuer2", Role::Issuer, &two.cert_pem) };
+    assert!(matches!(r.directory().create_account(&w.sysadmin, issuer2).unwrap(), AccountChange::Done(_)));
+    // ... but it cannot become a security officer.
+    let promote = AccountUpdate { role: Some(Role::Secofficer), ..Default::default() };
+    assert_eq!(code(&r.directory().update_account(&w.sysadmin, "issuer2", promote).unwrap_err()), "forbidden");
+    let issuer3 = AccountSpec { role: Role::Issuer, ..admin_spec("issuer3", Role::Issuer, fp('0')) };
+    assert!(matches!(r.directory().create_account(&w.sysadmin, issuer3).unwrap(), AccountChange::Done(_)));
+
+    // Role × operation on administrators' accounts.
+    let roles: Vec<(&str, &Principal)> = vec![
+        ("sysadmin", &w.sysadmin),
+        ("secofficer", &secofficer),
+        ("auditor", &auditor),
+        ("issuer", &w.issuer),
+        ("unit_admin", &w.admin_a),
+        ("app", &w.app_a),
+    ];
+    let n = std::cell::Cell::new(0u32);
+    let fresh = |role: Role| {
+        n.set(n.get() + 1);
+        let name = format!("x{}", n.get());
+        let req = awaiting(
+            r.directory()
+                .create_account(&w.sysadmin, admin_spec(&name, role, format!("{:064x}", 0xf000 + n.get())))
+                .unwrap(),
+        );
+        let _ = r.dual_control().approve_request(&secofficer, &req).unwrap();
+        name
+    };
+    type Op<'a> = (&'a str, &'a [&'a str], Box<dyn Fn(&Principal) -> Result<AccountChange, SealError> + 'a>);
+    let ops: Vec<Op> = vec![
+        (
+            "create an administrator",
+            &["sysadmin"],
+            Box::new(|p| {
+                n.set(n.get() + 1);
+                r.directory().create_account(
+                    p,
+                    admin_spec(&format!("y{}", n.get()), Role::Auditor, format!("{:064x}", 0xe000 + n.get())),
+                )
+            }),
+        ),
+        (
+            "bind a certificate to an administrator",
+            &["sysadmin", "secofficer"],
+            Box::new(|p| {
+                let name = fresh(Role::Auditor);
+                let up = AccountUpdate {
+                    fingerprints: Some(vec![format!("{:064x}", 0xd000 + n.get())]),
+                    ..Default::default()
+                };
+                r.directory().update_account(p, &name, up)
+            }),
+        ),
+        (
+            "disable an administrator",
+            &["sysadmin", "secofficer"],
+            Box::new(|p| {
+                let name = fresh(Role::Sysadmin);
+                r.directory().update_account(p, &name, AccountUpdate { disabled: Some(true), ..Default::default() })
+            }),
+        ),
+        (
+            "make an issuer an administrator",
+            &["sysadmin", "secofficer"],
+            Box::new(|p| {
+                r.directory().update_account(
+                    p,
+                    "issuer3",
+                    AccountUpdate { role: Some(Role::Secofficer), ..Default::default() },
+                )
+            }),
+        ),
+    ];
+    for (op, allowed, run) in &ops {
+        for (name, p) in &roles {
+            let before = w.refusals_by(&p.account).len();
+            match run(p) {
+                Ok(change) => {
+                    assert!(allowed.contains(name), "{name} must not {op}");
+                    let _ = awaiting(change);
+                }
+                Err(e) => {
+                    assert!(!allowed.contains(name), "{name} may {op}, but got {e:?}");
+                    assert_eq!(code(&e), "forbidden", "{name} {op}");
+                    assert_eq!(w.refusals_by(&p.account).len(), before + 1, "{name}'s refused {op} is journalled");
+                }
+            }
+        }
+    }
+    // Who approves a sysadmin's request: an administrator of another role, nobody else.
+    for (name, p) in &roles {
+        let target = fresh(Role::Auditor);
+        let req = awaiting(
+            r.directory()
+                .update_account(&w.sysadmin, &target, AccountUpdate { disabled: Some(true), ..Default::default() })
+                .unwrap(),
+        );
+        let outcome = r.dual_control().approve_request(p, &req);
+        match *name {
+            "secofficer" | "auditor" => assert!(outcome.is_ok(), "{name} may approve: {outcome:?}"),
+            _ => assert_eq!(code(&outcome.unwrap_err()), "forbidden", "{name} must not approve"),
+        }
+    }
+}
+
+/// A token that is down is the token's fault: 503 `token_unavailable` on every signing product and
+/// on a seal's CSR, never a client error; the documented code for a signature that fails host
+/// verification is the same on every path.
+#[test]
+fn a_token_failure_has_one_code_on_every_path() {
+    let w = world();
+    let seal = w.usable(Policy::default());
+    let hash = seald::crypto::sm3(b"a document");
+    w._token.set_fault("removed\n");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let cms = w.signing.sign_cms(&w.app_a, &seal, b"a document", false, None).unwrap_err();
+    assert_eq!(sign_code(&cms), "token_unavailable", "{cms}");
+    let ses = w.signing.sign_ses(&w.app_a, &seal, &hash, "/doc.ofd", &[], None).unwrap_err();
+    assert_eq!(sign_code(&ses), "token_unavailable", "{ses}");
+    let csr = w.registry.lifecycle().seal_csr(&w.issuer, &seal).unwrap_err();
+    assert_eq!(code(&csr), "token_unavailable", "{csr}");
+    w._token.set_fault("corrupt\n");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    for e in [
+        w.signing.sign_cms(&w.app_a, &seal, b"a document", false, None).unwrap_err(),
+        w.signing.sign_ses(&w.app_a, &seal, &hash, "/doc.ofd", &[], None).unwrap_err(),
+        w.sign(&w.app_a, &seal, b"a document", None).unwrap_err(),
+    ] {
+        assert_eq!(sign_code(&e), "token_signature_mismatch", "{e}");
+    }
+    w._token.set_fault("");
+}
+
+/// Verification fails closed: a signature checked without its document is `signature_only`, not
+/// valid, and the answer names the checks that did not run.
+#[test]
+fn a_signature_verified_without_its_document_is_not_valid() {
+    let w = world();
+    let seal = w.usable(Policy::default());
+    let doc = b"the document";
+    let none = seald::formats::x509::TrustStore::default();
+    let sig = w.signing.sign_ses(&w.app_a, &seal, &seald::crypto::sm3(doc), "/doc.ofd", &[], None).unwrap().der;
+    let with = w.registry.verification().verify_ses(&sig, Some(seald::crypto::sm3(doc)), &none);
+    assert_eq!((with.verdict, with.valid), ("valid", true), "{with:#?}");
+    let without = w.registry.verification().verify_ses(&sig, None, &none);
+    assert_eq!((without.verdict, without.valid), ("signature_only", false), "{without:#?}");
+    assert!(without.not_run.contains(&"data_hash"));
+    let answer = serde_json::to_value(&without).unwrap();
+    assert_eq!((answer["valid"].as_bool(), answer["verdict"].as_str()), (Some(false), Some("signature_only")));
+    let cms = w.signing.sign_cms(&w.app_a, &seal, doc, true, None).unwrap().der;
+    let detached = w.registry.verification().verify_cms(&cms, None, &none);
+    assert_eq!((detached.verdict, detached.valid), ("signature_only", false), "{detached:#?}");
+    let wrong = w.registry.verification().verify_cms(&cms, Some(b"another"), &none);
+    assert_eq!(wrong.verdict, "invalid");
+    assert_eq!(w.registry.verification().verify_cms(&cms, Some(doc), &none).verdict, "valid");
 }

@@ -6,7 +6,7 @@ use super::routes::Op;
 use super::{body, json_response, ok, parse, with, ApiError, App};
 use crate::authz::Principal;
 use crate::contract::{AccountList, ApplianceKeyList, AwaitingApproval, RequestList, UnitList, VersionBody};
-use crate::seal::{AccountSpec, AccountUpdate, SealError, UnitSpec};
+use crate::seal::{AccountChange, AccountSpec, AccountUpdate, SealError, UnitSpec};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -31,8 +31,8 @@ pub(super) async fn route(
         }
         Op::CreateAccount => {
             let spec: AccountSpec = parse(&body(app, req).await?)?;
-            let a = with(app, move |r| r.directory().create_account(&p, spec)).await?;
-            Ok(json_response(StatusCode::CREATED, &a))
+            let change = with(app, move |r| r.directory().create_account(&p, spec)).await?;
+            Ok(account_change(change, StatusCode::CREATED))
         }
         Op::GetAccount => {
             let name = own(name);
@@ -48,14 +48,14 @@ pub(super) async fn route(
         }
         Op::UpdateAccount => {
             let (name, up): (String, AccountUpdate) = (own(name), parse(&body(app, req).await?)?);
-            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
-            Ok(ok(&a))
+            let change = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
+            Ok(account_change(change, StatusCode::OK))
         }
         Op::DisableAccount => {
             let name = own(name);
             let up = AccountUpdate { disabled: Some(true), ..Default::default() };
-            let a = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
-            Ok(ok(&a))
+            let change = with(app, move |r| r.directory().update_account(&p, &name, up)).await?;
+            Ok(account_change(change, StatusCode::OK))
         }
         Op::ListApplianceKeys => {
             let k = with(app, move |r| r.dual_control().key_list(&p)).await?;
@@ -112,5 +112,15 @@ pub(super) async fn route(
             Ok(json_response(StatusCode::CREATED, &u))
         }
         _ => Err(super::method_not_allowed()),
+    }
+}
+
+/// `done` with the account, or 202 with the request a second administrator approves.
+fn account_change(change: AccountChange, done: StatusCode) -> Response<Full<Bytes>> {
+    match change {
+        AccountChange::Done(a) => json_response(done, &a),
+        AccountChange::AwaitingApproval(request) => {
+            json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request })
+        }
     }
 }

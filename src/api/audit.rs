@@ -41,7 +41,7 @@ pub(super) async fn backup(app: &Arc<App>, p: Principal) -> Reply {
 fn range(query: &str) -> Result<ExportRange, ApiError> {
     let (mut from, mut to) = (1u64, u64::MAX);
     for (k, v) in super::query_pairs(query, &["from", "to"])? {
-        let n: u64 = v.parse().map_err(|_| ApiError::bad("bad_input", format!("{k} must be a sequence number")))?;
+        let n: u64 = v.parse().map_err(|_| ApiError::bad("bad_range", format!("{k} must be a sequence number")))?;
         match k {
             "from" => from = n,
             _ => to = n,

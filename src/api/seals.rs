@@ -29,7 +29,7 @@ impl From<SealError> for ApiError {
             | SealError::Conflict(..)
             | SealError::NoIssuingCa
             | SealError::NoSealMaker => StatusCode::CONFLICT,
-            SealError::BadInput(_) | SealError::Certificate(_) => StatusCode::BAD_REQUEST,
+            SealError::BadInput(_) | SealError::Invalid(..) | SealError::Certificate(_) => StatusCode::BAD_REQUEST,
             SealError::Refused(r, _) => match r {
                 UseRefusal::NotActive
                 | UseRefusal::Frozen

@@ -25,6 +25,14 @@ pub enum Role {
     App,
 }
 
+impl Role {
+    /// Whether it is one of the three administrators (三员: system administrator, security officer,
+    /// auditor), whose accounts change only with a second administrator's agreement.
+    pub fn is_administrator(self) -> bool {
+        matches!(self, Role::Sysadmin | Role::Secofficer | Role::Auditor)
+    }
+}
+
 /// One account from the configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +107,11 @@ impl Accounts {
                 unit: None,
             }
         })
+    }
+
+    /// How many configured accounts have `role`.
+    pub fn count(&self, role: Role) -> usize {
+        self.accounts.iter().filter(|a| a.role == role).count()
     }
 
     /// Whether `p` may sign with the key known by `name` or `id`.

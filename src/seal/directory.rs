@@ -4,9 +4,12 @@
 //! `seald init`, through [`Directory::bootstrap`]); an account has exactly one role, so the three
 //! administrator roles (三员分立) never share an account, and a certificate belongs to one account
 //! only; `unit_admin` and `app` accounts belong to a unit, the others to none; no account changes
-//! its own role. Units form a tree; a unit administrator's reach is its unit and the units below it.
+//! itself. 三员分立 is enforced, not only journalled: a change to an administrator's account (its
+//! certificates, role or state, or its creation) waits for an administrator of another role, who is
+//! not the account changed; the last enabled account of each administrator role can be neither
+//! disabled nor given another role; no certificate subject belongs to administrators of two roles. Units form a tree; a unit administrator's reach is its unit and the units below it.
 
-use super::{actor, now_ms, put, Ledger, SealError};
+use super::{actor, now_ms, put, DualRequest, Ledger, SealError};
 use crate::audit::{Actor, AuditEvent};
 use crate::authz::{Accounts, Principal, Role};
 use crate::store::tree;
@@ -53,6 +56,10 @@ pub struct AccountRecord {
     pub unit: Option<String>,
     /// SHA-256 fingerprints of its client certificates, lowercase hex.
     pub fingerprints: Vec<String>,
+    /// Subjects of the certificates given whole (PEM), RFC 4514: no subject belongs to
+    /// administrators of two roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
     /// Plain keys (`[[keys]]` names or ids) an app may sign with besides its granted seals.
     #[serde(default)]
     pub keys: Vec<String>,
@@ -122,6 +129,31 @@ fn normalise_fingerprint(f: &str) -> Result<String, SealError> {
 
 fn needs_unit(role: Role) -> bool {
     matches!(role, Role::UnitAdmin | Role::App)
+}
+
+/// What an account change did: done at once, or waiting for a second administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Done.
+    Done(AccountRecord),
+    /// An administrator's account: waiting for an administrator of another role.
+    AwaitingApproval(DualRequest),
+}
+
+impl AccountChange {
+    /// The account, when the change is done (tests and tools that expect no approval).
+    pub fn done(self) -> Result<AccountRecord, SealError> {
+        match self {
+            AccountChange::Done(a) => Ok(a),
+            AccountChange::AwaitingApproval(r) => {
+                Err(SealError::Conflict("awaiting_approval", format!("request {} awaits a second administrator", r.id)))
+            }
+        }
+    }
+}
+
+fn role_name(r: Role) -> String {
+    serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 /// Units and accounts, and who a client certificate is (三员 and the units' staff). Keeps an
@@ -240,6 +272,7 @@ impl Directory {
                 role: *role,
                 unit: None,
                 fingerprints: vec![fp],
+                subjects: Vec::new(),
                 keys: Vec::new(),
                 disabled: false,
                 created_by: "system".into(),
@@ -326,9 +359,10 @@ impl Directory {
     }
 
     /// Creates an account (sysadmin). A fingerprint bound to a configured account or another
-    /// registry account is refused.
-    pub fn create_account(&self, p: &Principal, spec: AccountSpec) -> Result<AccountRecord, SealError> {
-        let taken = |fp: &str| self.config.identify(fp, "").is_some();
+    /// registry account is refused. An administrator's account (三员) is not created at once: the
+    /// answer is a request that an administrator of another role must approve
+    /// ([`super::DualControl::approve_request`]).
+    pub fn create_account(&self, p: &Principal, spec: AccountSpec) -> Result<AccountChange, SealError> {
         let object = format!("account:{}", spec.name);
         self.require_sysadmin(p, "account.create", &object)?;
         if !valid_code(&spec.name) || spec.name == "system" {
@@ -341,68 +375,62 @@ impl Directory {
         for f in &spec.fingerprints {
             fps.push(normalise_fingerprint(f)?);
         }
+        let mut subjects = Vec::new();
         for pem in &spec.certificates {
             let c =
                 crate::formats::x509::Cert::parse(pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
             fps.push(c.fingerprint());
+            subjects.push(c.subject_text());
         }
         fps.sort();
         fps.dedup();
+        subjects.sort();
+        subjects.dedup();
         if fps.is_empty() {
             return Err(SealError::BadInput("an account needs at least one certificate or fingerprint".into()));
-        }
-        let _g = self.ledger.admin_lock();
-        if self.account(&spec.name)?.is_some() {
-            return Err(SealError::Conflict("account_exists", format!("account '{}' exists", spec.name)));
-        }
-        for f in &fps {
-            if let Some(owner) = self.fingerprint_owner(f) {
-                return Err(SealError::Conflict(
-                    "fingerprint_in_use",
-                    format!("certificate {f} belongs to account '{owner}'"),
-                ));
-            }
-            if taken(f) {
-                return Err(SealError::Conflict(
-                    "fingerprint_in_use",
-                    format!("certificate {f} belongs to a configured account"),
-                ));
-            }
         }
         let a = AccountRecord {
             name: spec.name.clone(),
             role: spec.role,
             unit: spec.unit,
             fingerprints: fps,
+            subjects,
             keys: spec.keys,
             disabled: false,
             created_by: p.account.clone(),
             created_ms: now_ms(),
         };
-        let ev = AuditEvent::new(actor(p), "account.create", &object, "ok")
-            .detail("role", serde_json::to_value(a.role).unwrap_or_default())
-            .change(put(tree::ACCOUNTS, &a.name, &a));
-        let _ = self.ledger.commit(ev)?;
-        self.reload_directory()?;
-        Ok(a)
+        let _g = self.ledger.admin_lock();
+        self.check_change(p, None, &a)?;
+        if a.role.is_administrator() {
+            return self.ask_second(p, "account.create", a).map(AccountChange::AwaitingApproval);
+        }
+        self.commit_change(p, "account.create", a, None).map(AccountChange::Done)
     }
 
-    /// Changes an account (sysadmin; never one's own role).
-    pub fn update_account(&self, p: &Principal, name: &str, up: AccountUpdate) -> Result<AccountRecord, SealError> {
+    /// Changes an account: the system administrator any account but its own; the security officer
+    /// an administrator's account (so that a lost sysadmin certificate can be replaced). A change
+    /// to an administrator's account, or one that makes an account an administrator, waits for an
+    /// administrator of another role to approve it.
+    pub fn update_account(&self, p: &Principal, name: &str, up: AccountUpdate) -> Result<AccountChange, SealError> {
         let object = format!("account:{name}");
-        self.require_sysadmin(p, "account.update", &object)?;
-        if name == p.account && (up.role.is_some() || up.disabled == Some(true)) {
-            return Err(self.ledger.refuse(
-                p,
-                "account.update",
-                &object,
-                SealError::Forbidden("no account changes its own role or disables itself".into()),
-            ));
+        let refuse = |why: &str| self.ledger.refuse(p, "account.update", &object, SealError::Forbidden(why.into()));
+        if name == p.account {
+            return Err(refuse("no account changes itself: another administrator must"));
         }
-        let _g = self.ledger.admin_lock();
-        let mut a = self
-            .account(name)?
-            .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")))?;
+        let before =
+            self.account(name)?.ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")));
+        let administrative =
+            before.as_ref().is_ok_and(|b| b.role.is_administrator()) || up.role.is_some_and(|r| r.is_administrator());
+        match p.role {
+            Role::Sysadmin => {}
+            Role::Secofficer if administrative => {}
+            _ => {
+                self.require_sysadmin(p, "account.update", &object)?;
+            }
+        }
+        let before = before?;
+        let mut a = before.clone();
         if let Some(r) = up.role {
             a.role = r;
         }
@@ -422,18 +450,123 @@ impl Directory {
             if n.is_empty() {
                 return Err(SealError::BadInput("an account needs at least one fingerprint".into()));
             }
-            for f in &n {
-                if let Some(owner) = self.fingerprint_owner(f).filter(|o| o != name) {
-                    return Err(SealError::Conflict(
-                        "fingerprint_in_use",
-                        format!("certificate {f} belongs to account '{owner}'"),
-                    ));
-                }
-            }
+            // Subjects are known only for certificates given whole; replaced fingerprints drop them.
+            a.subjects.clear();
             a.fingerprints = n;
         }
         self.check_account_shape(&a.name, a.role, &a.unit, &a.keys)?;
-        let ev = AuditEvent::new(actor(p), "account.update", &object, "ok").change(put(tree::ACCOUNTS, name, &a));
+        let _g = self.ledger.admin_lock();
+        self.check_change(p, Some(&before), &a)?;
+        if before.role.is_administrator() || a.role.is_administrator() {
+            return self.ask_second(p, "account.update", a).map(AccountChange::AwaitingApproval);
+        }
+        self.commit_change(p, "account.update", a, None).map(AccountChange::Done)
+    }
+
+    /// Opens the request for a second administrator: the account as it would be after the change.
+    fn ask_second(&self, p: &Principal, action: &str, a: AccountRecord) -> Result<DualRequest, SealError> {
+        let r = DualRequest::for_account(p, a, self.ledger.settings.dual_control_deadline_s);
+        let ev = AuditEvent::new(actor(p), "account.request", &format!("account:{}", r.key), "ok")
+            .detail("request", r.id.clone())
+            .detail("change", action.to_string())
+            .change(put(tree::REQUESTS, &r.id, &r));
+        let _ = self.ledger.commit(ev)?;
+        Ok(r)
+    }
+
+    /// Carries out an approved account request (the caller checked who approves and holds the
+    /// admin lock): the checks again, against the accounts as they are now, then the change.
+    pub(super) fn apply_approved(
+        &self,
+        approver: &Principal,
+        r: &DualRequest,
+        request_record: super::Change,
+    ) -> Result<AccountRecord, SealError> {
+        let a = r.account.clone().ok_or_else(|| SealError::BadInput("the request names no account".into()))?;
+        let before = self.account(&a.name)?;
+        if before.is_none() && a.created_by != r.requested_by {
+            return Err(SealError::Conflict("request_stale", "the request no longer fits the account".into()));
+        }
+        self.check_change(approver, before.as_ref(), &a)?;
+        let action = if before.is_some() { "account.update" } else { "account.create" };
+        self.commit_change(approver, action, a, Some((r, request_record)))
+    }
+
+    /// What every account change must keep true, checked against the accounts as they are now
+    /// (under the admin lock): a new name is free; a certificate belongs to one account only; no
+    /// certificate subject belongs to administrators of two roles; the last enabled account of each
+    /// administrator role stays an enabled account of that role.
+    fn check_change(&self, p: &Principal, before: Option<&AccountRecord>, a: &AccountRecord) -> Result<(), SealError> {
+        let object = format!("account:{}", a.name);
+        if before.is_none() && self.account(&a.name)?.is_some() {
+            return Err(SealError::Conflict("account_exists", format!("account '{}' exists", a.name)));
+        }
+        for f in &a.fingerprints {
+            if let Some(owner) = self.fingerprint_owner(f).filter(|o| *o != a.name) {
+                return Err(SealError::Conflict(
+                    "fingerprint_in_use",
+                    format!("certificate {f} belongs to account '{owner}'"),
+                ));
+            }
+            if self.config.identify(f, "").is_some() {
+                return Err(SealError::Conflict(
+                    "fingerprint_in_use",
+                    format!("certificate {f} belongs to a configured account"),
+                ));
+            }
+        }
+        let all = self.ledger.store.scan::<AccountRecord>(tree::ACCOUNTS)?;
+        if a.role.is_administrator() {
+            for (_, other) in &all {
+                let shared = other.subjects.iter().find(|s| a.subjects.contains(s));
+                if other.name != a.name && other.role.is_administrator() && other.role != a.role {
+                    if let Some(subject) = shared {
+                        return Err(self.ledger.refuse(
+                            p,
+                            "account.check",
+                            &object,
+                            SealError::Forbidden(format!(
+                                "the subject {subject} belongs to '{}', an administrator of another role (三员分立)",
+                                other.name
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(b) = before.filter(|b| b.role.is_administrator() && !b.disabled) {
+            if a.disabled || a.role != b.role {
+                let others = all.iter().filter(|(_, o)| o.name != b.name && o.role == b.role && !o.disabled).count()
+                    + self.config.count(b.role);
+                if others == 0 {
+                    return Err(self.ledger.refuse(
+                        p,
+                        "account.check",
+                        &object,
+                        SealError::Conflict(
+                            "last_administrator",
+                            format!("'{}' is the last enabled {} account", b.name, role_name(b.role)),
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_change(
+        &self,
+        p: &Principal,
+        action: &str,
+        a: AccountRecord,
+        approved: Option<(&DualRequest, super::Change)>,
+    ) -> Result<AccountRecord, SealError> {
+        let mut ev = AuditEvent::new(actor(p), action, &format!("account:{}", a.name), "ok")
+            .detail("role", serde_json::to_value(a.role).unwrap_or_default())
+            .change(put(tree::ACCOUNTS, &a.name, &a));
+        if let Some((r, record)) = approved {
+            ev = ev.detail("request", r.id.clone()).detail("requested_by", r.requested_by.clone()).change(record);
+        }
         let _ = self.ledger.commit(ev)?;
         self.reload_directory()?;
         Ok(a)

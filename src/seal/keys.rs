@@ -37,6 +37,9 @@ pub enum RequestAction {
     Destroy,
     /// Change the token's user PIN (the new PIN waits in memory only, never in the store).
     ChangePin,
+    /// Create or change an administrator's account (三员): approved by an administrator of another
+    /// role.
+    Account,
 }
 
 /// Where a request is.
@@ -71,6 +74,32 @@ pub struct DualRequest {
     /// The second officer.
     #[serde(default)]
     pub approved_by: Option<String>,
+    /// The role of who asked (account requests: the approver's must differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_role: Option<Role>,
+    /// For an account request: the account as it will be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<super::AccountRecord>,
+}
+
+impl DualRequest {
+    /// A request to create or change the account `a` (its name is the request's `key`).
+    pub(super) fn for_account(p: &Principal, a: super::AccountRecord, deadline_s: u64) -> Self {
+        let now = now_ms();
+        DualRequest {
+            id: format!("R{}", super::random_hex(8)),
+            action: RequestAction::Account,
+            key: a.name.clone(),
+            version: 0,
+            requested_by: p.account.clone(),
+            created_ms: now,
+            expires_ms: now + deadline_s * 1000,
+            state: RequestState::Pending,
+            approved_by: None,
+            requested_role: Some(p.role),
+            account: Some(a),
+        }
+    }
 }
 
 /// One version of a key, as listed.
@@ -361,10 +390,8 @@ impl DualControl {
                     not_after: now + std::time::Duration::from_secs(3650 * 86400),
                     ca,
                 };
-                let cert = if ca {
-                    let signer =
-                        crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
-                    crate::formats::x509::issue(&template, None, &signer)
+                let (signer, ca_cert) = if ca {
+                    (crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone()), None)
                 } else {
                     let ca_key = self.pki.appliance_key("issuing-ca")?;
                     let ca_cert =
@@ -374,13 +401,13 @@ impl DualControl {
                         &KeyId::from_hex(&ca_key.key_id)?,
                         ca_cert.public_key().map_err(|e| SealError::Certificate(e.to_string()))?,
                     );
-                    crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
+                    (signer, Some(ca_cert))
                 };
-                let cert = match cert {
+                let cert = match crate::formats::x509::issue(&template, ca_cert.as_ref(), &signer) {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = self.ledger.pool.destroy(&key.id);
-                        return Err(SealError::Certificate(e.to_string()));
+                        return Err(super::signing_failed(&signer, e));
                     }
                 };
                 let v = ApplianceKeyVersion {
@@ -428,6 +455,8 @@ impl DualControl {
             expires_ms: now + self.ledger.settings.dual_control_deadline_s * 1000,
             state: RequestState::Pending,
             approved_by: None,
+            requested_role: Some(p.role),
+            account: None,
         };
         let ev = AuditEvent::new(actor(p), "key.request", &format!("key:{key}"), "ok")
             .detail("request", r.id.clone())
@@ -536,27 +565,56 @@ impl DualControl {
     /// it, and the request must be made again.
     pub fn request_pin_change(&self, p: &Principal, new_pin: crate::token::Pin) -> Result<DualRequest, SealError> {
         self.require_officer(p, "token.change_pin", "token")?;
+        // One PIN change waits at a time: a new PIN is held in memory only while its request can
+        // still be approved.
+        let mut pins = self.pending_pins.lock().unwrap_or_else(|p| p.into_inner());
+        let live = |id: &String| {
+            self.ledger
+                .store
+                .get::<DualRequest>(tree::REQUESTS, id)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.state == RequestState::Pending && now_ms() <= r.expires_ms)
+        };
+        pins.retain(|id, _| live(id));
+        if let Some(id) = pins.keys().next() {
+            return Err(self.ledger.refuse(
+                p,
+                "token.change_pin",
+                "token",
+                SealError::Conflict(
+                    "pin_change_pending",
+                    format!("PIN change {id} awaits approval; approve it or let it expire first"),
+                ),
+            ));
+        }
         let r = self.open_request(p, RequestAction::ChangePin, "token", 0)?;
-        let _ = self.pending_pins.lock().unwrap_or_else(|p| p.into_inner()).insert(r.id.clone(), new_pin);
+        let _ = pins.insert(r.id.clone(), new_pin);
         Ok(r)
     }
 
-    /// Dual-control requests (security officers, auditors).
+    /// Dual-control requests (the three administrators).
     pub fn requests(&self, p: &Principal) -> Result<Vec<DualRequest>, SealError> {
-        if !matches!(p.role, Role::Secofficer | Role::Auditor) {
+        if !p.role.is_administrator() {
             return Err(self.ledger.refuse(
                 p,
                 "key.requests",
                 "requests",
-                SealError::Forbidden("requests are for security officers and auditors".into()),
+                SealError::Forbidden("requests are for the three administrators".into()),
             ));
         }
         Ok(self.ledger.store.scan::<DualRequest>(tree::REQUESTS)?.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// The second officer approves a request, which is then carried out.
+    /// The second officer approves a request, which is then carried out. An account request is
+    /// approved by an administrator of another role than the one who asked, who is not the account
+    /// changed.
     pub fn approve_request(&self, p: &Principal, id: &str) -> Result<DualRequest, SealError> {
         let object = format!("request:{id}");
+        let found = self.ledger.store.get::<DualRequest>(tree::REQUESTS, id)?;
+        if found.as_ref().is_some_and(|r| r.action == RequestAction::Account) {
+            return self.approve_account(p, id);
+        }
         self.ledger.require_role(p, Role::Secofficer, "key.approve", &object, "only a security officer approves")?;
         let _g = self.ledger.admin_lock();
         let mut r = self
@@ -676,9 +734,48 @@ impl DualControl {
             (RequestAction::Activate, KeyName::Seal(_)) => {
                 return Err(SealError::BadInput("seal keys are activated without a request".into()));
             }
-            (RequestAction::ChangePin, _) => return Err(SealError::BadInput("handled above".into())),
+            (RequestAction::ChangePin | RequestAction::Account, _) => {
+                return Err(SealError::BadInput("handled above".into()))
+            }
         }
         let _ = self.ledger.commit(ev)?;
+        Ok(r)
+    }
+}
+
+impl DualControl {
+    fn approve_account(&self, p: &Principal, id: &str) -> Result<DualRequest, SealError> {
+        let object = format!("request:{id}");
+        let refuse = |e: SealError| self.ledger.refuse(p, "account.approve", &object, e);
+        if !p.role.is_administrator() {
+            return Err(refuse(SealError::Forbidden(
+                "only an administrator approves an administrator's account".into(),
+            )));
+        }
+        let _g = self.ledger.admin_lock();
+        let mut r = self
+            .ledger
+            .store
+            .get::<DualRequest>(tree::REQUESTS, id)?
+            .ok_or_else(|| SealError::NotFound("unknown_request", format!("no request '{id}'")))?;
+        if r.state != RequestState::Pending {
+            return Err(SealError::Conflict("request_done", format!("request {id} was carried out already")));
+        }
+        if r.requested_by == p.account || r.requested_role == Some(p.role) {
+            return Err(refuse(SealError::Forbidden(
+                "an administrator of another role than the one who asked must approve (三员分立)".into(),
+            )));
+        }
+        if r.key == p.account {
+            return Err(refuse(SealError::Forbidden("no account approves a change to itself".into())));
+        }
+        if now_ms() > r.expires_ms {
+            return Err(refuse(SealError::Conflict("request_expired", format!("request {id} expired; ask again"))));
+        }
+        r.state = RequestState::Done;
+        r.approved_by = Some(p.account.clone());
+        let record = put(tree::REQUESTS, id, &r);
+        let _ = self.directory.apply_approved(p, &r, record)?;
         Ok(r)
     }
 }

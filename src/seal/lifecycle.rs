@@ -542,7 +542,7 @@ impl Lifecycle {
         let unit_name = self.directory.unit(&seal.unit).map(|u| u.name).unwrap_or_else(|_| seal.unit.clone());
         let signer = crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
         crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit_name), &key.public_key, &signer)
-            .map_err(|e| SealError::Certificate(e.to_string()))
+            .map_err(|e| super::signing_failed(&signer, e))
     }
 
     /// Sets a seal's use policy: its unit administrator, or an issuer. Not once revoked or rejected.

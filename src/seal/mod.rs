@@ -24,7 +24,7 @@ mod trail;
 mod usage;
 mod verify;
 
-pub use directory::{AccountRecord, AccountSpec, AccountUpdate, Directory, Unit, UnitSpec};
+pub use directory::{AccountChange, AccountRecord, AccountSpec, AccountUpdate, Directory, Unit, UnitSpec};
 pub use filings::{Filing, FilingState, FilingStatus, Filings};
 pub use keys::{
     active_audit_key, ActivatedVersion, DualControl, DualRequest, KeyListing, KeyVersionListing, PendingVersion,
@@ -35,7 +35,7 @@ pub use lifecycle::{Action, ApplyRequest, Lifecycle, TransitionRequest};
 pub use pki::Pki;
 pub use trail::Trail;
 pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsageEntry, UsePermit, UseReceipt, Uses};
-pub use verify::Verification;
+pub use verify::{judge, Judged, Verification};
 
 use crate::audit::{Actor, AuditEvent, Journal};
 use crate::authz::{Principal, Role};
@@ -480,6 +480,9 @@ pub enum SealError {
     /// The request is malformed.
     #[error("{0}")]
     BadInput(String),
+    /// The request is malformed in a way with its own code (400).
+    #[error("{1}")]
+    Invalid(&'static str, String),
     /// A use was refused by the seal's rules.
     #[error("{1}")]
     Refused(UseRefusal, String),
@@ -515,10 +518,11 @@ impl SealError {
             SealError::InvalidTransition { .. } => "invalid_transition",
             SealError::Conflict(code, _) => code,
             SealError::BadInput(_) => "bad_input",
+            SealError::Invalid(code, _) => code,
             SealError::Refused(r, _) => r.code(),
             SealError::NoIssuingCa => "no_issuing_ca",
             SealError::NoSealMaker => "no_seal_maker",
-            SealError::Token(t) => t.code(),
+            SealError::Token(t) => t.api_code(),
             SealError::Certificate(_) => "bad_certificate",
             SealError::Audit(_) => "audit_unavailable",
             SealError::Store(_) => "store_unavailable",
@@ -595,6 +599,12 @@ fn random_hex(bytes: usize) -> String {
 
 fn put<T: Serialize>(tree: &str, key: &str, value: &T) -> Change {
     Change::Put { tree: tree.into(), key: key.into(), value: serde_json::to_value(value).unwrap_or_default() }
+}
+
+/// The one mapping of a failure to build something signed in the token (a certificate, a CSR): the
+/// token's own error when the token failed (503, never the caller's fault), else the format's.
+fn signing_failed(signer: &crate::token::TokenKey, e: impl std::fmt::Display) -> SealError {
+    signer.blame(e).map_or_else(SealError::Certificate, SealError::Token)
 }
 
 fn actor(p: &Principal) -> Actor {

@@ -79,7 +79,8 @@ impl Pki {
             not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
             ca: issuer.is_none(),
         };
-        let cert = crate::formats::x509::issue(&template, issuer_cert.as_ref(), &signer).map_err(bad_cert)?;
+        let cert = crate::formats::x509::issue(&template, issuer_cert.as_ref(), &signer)
+            .map_err(|e| super::signing_failed(&signer, e))?;
         let made = ApplianceKey::first(key.id.to_hex(), alg, cert.to_pem());
         let ev = AuditEvent::new(Actor::system(), action, &format!("key:{name}"), "ok")
             .detail("key_id", made.key_id.clone())
@@ -124,8 +125,7 @@ impl Pki {
             not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
             ca: false,
         };
-        crate::formats::x509::issue(&template, Some(&ca_cert), &signer)
-            .map_err(|e| SealError::Certificate(e.to_string()))
+        crate::formats::x509::issue(&template, Some(&ca_cert), &signer).map_err(|e| super::signing_failed(&signer, e))
     }
 
     pub(super) fn appliance_key(&self, name: &str) -> Result<ApplianceKey, SealError> {

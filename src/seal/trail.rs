@@ -30,7 +30,20 @@ impl Trail {
     /// `range` is the request's range, or why it could not be read (checked after the role).
     pub fn audit_export(&self, p: &Principal, range: Result<ExportRange, String>) -> Result<Vec<u8>, SealError> {
         self.ledger.require_role(p, Role::Auditor, "audit.export", "audit", "this needs the auditor role")?;
-        let range = range.map_err(SealError::BadInput)?;
+        let range = range.map_err(|m| SealError::Invalid("bad_range", m))?;
+        let last = self.ledger.journal.head_seq();
+        if range.from == 0 || range.from > range.to {
+            return Err(SealError::Invalid(
+                "bad_range",
+                format!("from {} to {}: from must be at least 1 and at most to", range.from, range.to),
+            ));
+        }
+        if range.from > last {
+            return Err(SealError::Invalid(
+                "bad_range",
+                format!("from {} is past the last record of the journal ({last})", range.from),
+            ));
+        }
         let mut out = Vec::new();
         let _ = crate::audit::export(self.ledger.journal.dir(), range, &mut out)?;
         Ok(out)

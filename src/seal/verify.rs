@@ -4,6 +4,49 @@
 use super::*;
 use std::sync::Arc;
 
+/// A verification report with its verdict. Fail closed: `valid` is true only when every check that
+/// decides validity ran and passed; a signature checked without its document is `signature_only`
+/// and not valid; the checks that did not run are named in `not_run`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Judged {
+    /// `valid`, `invalid` (a check failed), `signature_only` (the signature verifies but the document
+    /// was not given, so nothing says what it signs) or `incomplete` (another deciding check could not
+    /// run).
+    pub verdict: &'static str,
+    /// Checks that did not run (deciding or not).
+    pub not_run: Vec<&'static str>,
+    /// The steps; `valid` as the verdict says.
+    #[serde(flatten)]
+    pub report: crate::formats::ses::Report,
+}
+
+impl std::ops::Deref for Judged {
+    type Target = crate::formats::ses::Report;
+    fn deref(&self) -> &Self::Target {
+        &self.report
+    }
+}
+
+/// Checks without which nothing is valid: what was signed, by whom, and whether the signer's seal and
+/// certificate were good then.
+const DECIDING: &[&str] =
+    &["format", "signer_signature", "data_hash", "seal_validity", "signer_certificate", "trust_chain"];
+
+/// The verdict on `report`.
+pub fn judge(mut report: crate::formats::ses::Report) -> Judged {
+    let not_run: Vec<&'static str> = report.steps.iter().filter(|s| s.ok.is_none()).map(|s| s.step).collect();
+    let failed = !report.valid || report.steps.iter().any(|s| s.ok == Some(false));
+    let missing: Vec<&str> = not_run.iter().copied().filter(|s| DECIDING.contains(s)).collect();
+    let verdict = match (failed, missing.as_slice()) {
+        (true, _) => "invalid",
+        (false, []) => "valid",
+        (false, ["data_hash"]) => "signature_only",
+        (false, _) => "incomplete",
+    };
+    report.valid = verdict == "valid";
+    Judged { verdict, not_run, report }
+}
+
 /// Verification with the registry's knowledge.
 pub struct Verification {
     ledger: Arc<Ledger>,
@@ -18,19 +61,14 @@ impl Verification {
 
 impl Verification {
     /// Verifies a SignedData with `base` trust anchors plus the issuing CA.
-    pub fn verify_cms(
-        &self,
-        bytes: &[u8],
-        detached: Option<&[u8]>,
-        base: &crate::formats::x509::TrustStore,
-    ) -> crate::formats::ses::Report {
+    pub fn verify_cms(&self, bytes: &[u8], detached: Option<&[u8]>, base: &crate::formats::x509::TrustStore) -> Judged {
         let trust = self.trust(base);
         let opts = crate::formats::ses::VerifyOptions {
             trust: Some(&trust),
             have_crls: trust.has_crls(),
             ..Default::default()
         };
-        crate::formats::cms::verify(bytes, detached, &opts)
+        judge(crate::formats::cms::verify(bytes, detached, &opts))
     }
 
     /// The registry's verdict on a seal made here, at `at_ms`: its state then (from its history).
@@ -58,9 +96,9 @@ impl Verification {
         bytes: &[u8],
         document_sm3: Option<[u8; 32]>,
         base: &crate::formats::x509::TrustStore,
-    ) -> crate::formats::ses::Report {
+    ) -> Judged {
         use crate::formats::ses;
-        match ses::SesSignature::parse(bytes) {
+        judge(match ses::SesSignature::parse(bytes) {
             Err(e) => ses::unreadable(&e),
             Ok(sig) => {
                 let at = sig.time_info.map(|t| t.at).unwrap_or_else(std::time::SystemTime::now);
@@ -75,7 +113,7 @@ impl Verification {
                 };
                 ses::verify_signature(&sig, &opts)
             }
-        }
+        })
     }
 
     /// GB/T 38540 §6.3 for a seal alone at `at` (default now), with the registry's current state for
@@ -85,9 +123,9 @@ impl Verification {
         bytes: &[u8],
         at: Option<std::time::SystemTime>,
         base: &crate::formats::x509::TrustStore,
-    ) -> crate::formats::ses::Report {
+    ) -> Judged {
         use crate::formats::ses;
-        match ses::SesSeal::parse(bytes) {
+        judge(match ses::SesSeal::parse(bytes) {
             Err(e) => ses::unreadable(&e),
             Ok(seal) => {
                 let when = at.unwrap_or_else(std::time::SystemTime::now);
@@ -107,7 +145,7 @@ impl Verification {
                 };
                 ses::verify_seal(&seal, &opts)
             }
-        }
+        })
     }
 
     /// `base` plus the issuing CA as a trust anchor (the seal maker and seal certificates chain to it).

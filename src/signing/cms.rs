@@ -31,7 +31,7 @@ impl Signing {
             cert.public_key().map_err(|e| SignError::Certificate(e.to_string()))?,
         );
         let der = cms::sign(content, detached, std::time::SystemTime::now(), &cert, &signer)
-            .map_err(|e| SignError::BadInput(e.to_string()))?;
+            .map_err(|e| signer.blame(e).map_or_else(SignError::BadInput, SignError::Token))?;
         // Record durably, answer.
         let record = usage::record(p, Subject::Seal(key), Product::Cms { detached }, "ok", Some(&digest));
         let receipt = permit.record(record)?;

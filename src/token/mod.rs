@@ -211,6 +211,19 @@ impl TokenError {
             TokenError::Pkcs11 { .. } => "token_error",
         }
     }
+
+    /// The code an API caller sees: the one mapping for every route (signing, seals, CSRs). What
+    /// the caller can act on keeps its own code; every other token failure is `token_unavailable`
+    /// (503), never a client error.
+    pub fn api_code(&self) -> &'static str {
+        match self {
+            TokenError::BadInput(_) => "bad_input",
+            TokenError::KeyNotFound(_) => "unknown_key",
+            TokenError::TokenBusy(_) => "token_busy",
+            TokenError::SignatureMismatch(_) => "token_signature_mismatch",
+            _ => "token_unavailable",
+        }
+    }
 }
 
 /// The `[token]` section of the configuration.

@@ -27,6 +27,9 @@ pub enum PinError {
     /// The file is empty or not UTF-8.
     #[error("PIN file {0} is empty or not UTF-8 text")]
     Empty(String),
+    /// A new PIN that the appliance does not accept.
+    #[error("the new PIN is refused: {0}")]
+    Unacceptable(&'static str),
     /// `$CREDENTIALS_DIRECTORY` is not set.
     #[error(
         "systemd credential '{0}' requested but $CREDENTIALS_DIRECTORY is not set (is LoadCredential= in the unit?)"
@@ -84,11 +87,19 @@ impl Pin {
         Ok(Pin(SecretString::from(text.as_str().to_owned())))
     }
 
-    /// A new PIN given as text (for a PIN change): 4 to 255 characters, one line.
+    /// A new PIN given as text (for a PIN change): 4 to 255 bytes, no control characters (no NUL,
+    /// no line break: it must survive being written to a PIN file and read back). The error never
+    /// shows the PIN.
     pub fn from_text(text: &str) -> Result<Self, PinError> {
         let pin = text.trim_end_matches(['\r', '\n']);
-        if pin.len() < 4 || pin.len() > 255 || pin.contains(['\r', '\n']) {
-            return Err(PinError::Empty("(new PIN: 4 to 255 characters on one line)".into()));
+        if pin.chars().any(char::is_control) {
+            return Err(PinError::Unacceptable("it contains a control character (NUL, line break, tab ...)"));
+        }
+        if pin.len() < 4 {
+            return Err(PinError::Unacceptable("it is shorter than 4 bytes"));
+        }
+        if pin.len() > 255 {
+            return Err(PinError::Unacceptable("it is longer than 255 bytes"));
         }
         Ok(Pin(SecretString::from(pin.to_owned())))
     }

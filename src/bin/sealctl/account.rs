@@ -46,6 +46,24 @@ pub enum AccountCmd {
         /// Name.
         name: String,
     },
+    /// Approve a pending change to an administrator's account (an administrator of another role
+    /// than the one who asked, and not the account changed).
+    Approve {
+        /// The request id (from `create`, `disable` or `enable`, or `sealctl keys requests`).
+        id: String,
+    },
+}
+
+/// What a change answered: done, or a request waiting for another administrator (202).
+fn changed(v: &serde_json::Value, done: impl Fn(&serde_json::Value)) {
+    match v.get("awaiting_approval") {
+        Some(r) => println!(
+            "request {} opened: an administrator of another role runs `sealctl account approve {}`",
+            cell(&r["id"]),
+            cell(&r["id"])
+        ),
+        None => done(v),
+    }
 }
 
 /// Runs `sealctl account ...`.
@@ -69,15 +87,19 @@ pub fn run(c: &Conn, cmd: AccountCmd) -> Result<(), Failure> {
             let body = json!({ "name": name, "role": role, "unit": unit, "certificates": certificates,
                                "fingerprints": fingerprints, "keys": keys });
             let v = call(c, "POST", "/v1/admin/accounts", Some(body))?;
-            out(c, &v, |v| println!("account {} ({}) created", cell(&v["name"]), cell(&v["role"])));
+            out(c, &v, |v| changed(v, |v| println!("account {} ({}) created", cell(&v["name"]), cell(&v["role"]))));
         }
         AccountCmd::Disable { name } => {
             let v = call(c, "DELETE", &format!("/v1/admin/accounts/{name}"), None)?;
-            out(c, &v, |_| println!("account {name} disabled"));
+            out(c, &v, |v| changed(v, |_| println!("account {name} disabled")));
         }
         AccountCmd::Enable { name } => {
             let v = call(c, "POST", &format!("/v1/admin/accounts/{name}"), Some(json!({ "disabled": false })))?;
-            out(c, &v, |_| println!("account {name} enabled"));
+            out(c, &v, |v| changed(v, |_| println!("account {name} enabled")));
+        }
+        AccountCmd::Approve { id } => {
+            let v = call(c, "POST", &format!("/v1/admin/requests/{id}/approve"), None)?;
+            out(c, &v, |v| println!("request {} approved: account {} changed", cell(&v["id"]), cell(&v["key"])));
         }
     }
     Ok(())

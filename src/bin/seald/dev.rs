@@ -237,7 +237,7 @@ pub fn run(dir: &Path, listen: &str) -> Result<(), Error> {
                     certificates: Vec::new(),
                     keys: if role == Role::App { vec!["dev-sm2".into(), "dev-p256".into()] } else { Vec::new() },
                 };
-                let _ = offline.registry.directory().create_account(&admin, spec)?;
+                let _ = offline.registry.directory().create_account(&admin, spec)?.done()?;
             }
         }
         // Stores made before the seal maker existed get one now (idempotent).
