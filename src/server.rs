@@ -133,7 +133,15 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((tcp, remote)) = accepted else { continue };
+                let (tcp, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: wait a moment instead of spinning.
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let config = current.read().unwrap_or_else(|p| p.into_inner()).config.clone();
                 door.accept(tcp, remote, config);
             }
