@@ -1002,7 +1002,7 @@ async fn readiness_follows_the_first_failure_of_signing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_405_names_the_allowed_methods_and_audit_export_refuses_nonsense_ranges() {
+async fn a_405_names_the_allowed_methods_request_ids_are_kept_and_audit_export_refuses_nonsense_ranges() {
     let d = start(&[]);
     let id = |name: &str| {
         vec![
@@ -1015,6 +1015,26 @@ async fn a_405_names_the_allowed_methods_and_audit_export_refuses_nonsense_range
     let (_, out) = curl(&d, &[&id("app")[..], &["-i".to_string()]].concat(), "/v1/sign");
     let lower = out.to_ascii_lowercase();
     assert!(lower.starts_with("http/") && lower.contains(" 405") && lower.contains("\nallow: post\r"), "{out}");
+    // The caller's request id comes back and is in the access log line; a bad one is replaced.
+    let headers = |extra: &[&str]| {
+        let mut a: Vec<String> = id("app");
+        a.extend(["-D", "-", "-o", "/dev/null"].map(String::from));
+        for e in extra {
+            a.extend(["-H".to_string(), e.to_string()]);
+        }
+        curl(&d, &a, "/v1/keys").1.to_ascii_lowercase()
+    };
+    assert!(headers(&["x-request-id: oa-7f3e.42"]).contains("x-request-id: oa-7f3e.42\r"));
+    let replaced = headers(&["x-request-id: no spaces <allowed>"]);
+    assert!(replaced.contains("x-request-id: ") && !replaced.contains("allowed"), "{replaced}");
+    let (a, b) = (headers(&[]), headers(&[]));
+    assert_ne!(a, b, "request ids repeat");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains("oa-7f3e.42")).expect("an access log line");
+    for want in ["route=\"/v1/keys\"", "status=200", "account=\"oa-system\"", "method=GET", "INFO"] {
+        assert!(line.contains(want), "{want} in {line}");
+    }
     let auditor = d.client("auditor");
     for q in ["from=999999", "from=5&to=2", "from=0", "from=abc", "to=-1"] {
         let (s, r) = call(&auditor, "GET", &format!("/v1/audit/export?{q}"), serde_json::Value::Null).await;

@@ -28,9 +28,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A new request id for the logs.
-    pub fn next_request_id(&self) -> u64 {
-        self.request_ids.fetch_add(1, Ordering::Relaxed) + 1
+    /// A new request id for the logs and the `x-request-id` header: this process's random prefix and
+    /// a counter, so that ids do not repeat across restarts.
+    pub fn next_request_id(&self) -> String {
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let prefix = PREFIX.get_or_init(|| {
+            let mut b = [0u8; 4];
+            let _ = getrandom::getrandom(&mut b);
+            hex::encode(b)
+        });
+        format!("{prefix}-{}", self.request_ids.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     /// Counts a finished request.

@@ -237,13 +237,22 @@ pub async fn handle(
     let query = req.uri().query().unwrap_or("").to_string();
     let resolved = routes::resolve(&method, &path);
     let label = resolved.label();
-    let request_id = app.metrics.next_request_id();
+    // The caller's id when it is a sane one (1 to 64 of A-Z a-z 0-9 - _ . :), else ours.
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| app.metrics.next_request_id());
     let call = Call { app: &app, peer: &peer, path: &path, query: &query };
     let mut response = match respond(call, resolved, req).await {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_server_error() {
-                tracing::warn!(request_id, code = e.code, message = %e.message, "request failed");
+                tracing::warn!(%request_id, code = e.code, message = %e.message, "request failed");
             }
             let mut r = error_response(&e);
             if e.code == "unknown_identity" {
@@ -261,13 +270,26 @@ pub async fn handle(
         // A HEAD answer carries headers only; a body here is a protocol error in HTTP/2.
         *response.body_mut() = Full::new(Bytes::new());
     }
-    if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id.to_string()) {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id) {
         // The same id is in the daemon's log line for this request.
         let _ = response.headers_mut().insert("x-request-id", v);
     }
     let status = response.status().as_u16();
-    app.metrics.observe(label, status, started.elapsed());
-    tracing::debug!(request_id, %method, path = %path, status, fingerprint = %peer.fingerprint, "request");
+    let took = started.elapsed();
+    app.metrics.observe(label, status, took);
+    // The access log: one line per request.
+    let account = app.signing.identify(&peer.fingerprint, &peer.subject).map(|p| p.account);
+    tracing::info!(
+        target: "seald::access",
+        %request_id,
+        %method,
+        route = label,
+        status,
+        ms = took.as_secs_f64() * 1000.0,
+        account = account.as_deref().unwrap_or("-"),
+        fingerprint = %peer.fingerprint,
+        "request"
+    );
     Ok(response)
 }
 
