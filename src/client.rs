@@ -42,7 +42,16 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
-        let err = |e: &dyn std::fmt::Display| ClientError(e.to_string());
+        // The whole chain of causes: hyper's "connection error" hides the TLS alert that says why.
+        let err = |e: &dyn std::error::Error| {
+            let mut text = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            ClientError(text)
+        };
         let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| err(&e))?;
         let name = rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| err(&e))?;
         let tls =

@@ -611,6 +611,22 @@ pub struct UnitList {
     pub units: Vec<Unit>,
 }
 
+/// `GET /v1/whoami`: who the daemon takes the caller's certificate for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Whoami {
+    /// The account.
+    pub account: String,
+    /// Its role.
+    pub role: crate::authz::Role,
+    /// Its unit (unit administrators and applications).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// SHA-256 of the certificate presented.
+    pub fingerprint: String,
+    /// Its subject.
+    pub subject: String,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Alive {

@@ -327,6 +327,29 @@ async fn the_tls_refusal_matrix() {
     // Revoked (serial 66 is on the CRL).
     let _ = write_identity(dir, "revoked", &d.ca.client("revoked", 66, -1, 30).unwrap());
     assert!(!curl(&d, &id("revoked"), "/v1/keys").0, "a revoked certificate was accepted");
+    // sealctl says in words why each was refused (exit status 3: no answer from the daemon).
+    let sealctl = |who: &str, ca: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+            .args(["unit", "list", "--timeout", "5"])
+            .env("SEALCTL_SERVER", format!("https://localhost:{}", d.addr.port()))
+            .env("SEALCTL_CA", dir.join(ca))
+            .env("SEALCTL_CERT", dir.join(format!("{who}.pem")))
+            .env("SEALCTL_KEY", dir.join(format!("{who}.key")))
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (who, says) in [
+        ("revoked", "it is revoked"),
+        ("expired", "it has expired or is not valid yet"),
+        ("stranger", "does not chain to the daemon's client CA"),
+    ] {
+        let (code, err) = sealctl(who, "ca.pem");
+        assert!(code == Some(3) && err.contains(says), "{who}: {code:?} {err}");
+    }
+    std::fs::write(dir.join("other-ca.pem"), other.cert_pem()).unwrap();
+    let (code, err) = sealctl("app", "other-ca.pem");
+    assert!(code == Some(3) && err.contains("does not chain to the CA given with --ca"), "{code:?} {err}");
     // A good certificate that belongs to no account: 403.
     let _ = write_identity(dir, "unknown", &d.ca.client("unknown", 30, -1, 30).unwrap());
     let (ok, out) =

@@ -384,6 +384,18 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert!(signed.status == 0 && signed.stderr.contains("key version 2"), "{}", signed.stderr);
     let keys = ok(ctl("secofficer", &["keys", "list"]), "keys list");
     assert!(keys.contains("retired") && keys.contains("seal-maker") && keys.contains("issuing-ca"), "{keys}");
+    // Times are RFC 3339, not epoch milliseconds.
+    let year = time::OffsetDateTime::now_utc().year();
+    assert!(
+        keys.contains("T") && keys.contains("Z") && !keys.contains(&format!("{}", year / 1000 * 1000 + 1_000_000)),
+        "{keys}"
+    );
+    assert!(
+        keys.lines().any(|l| l.contains(&format!("{}-", year + 9)) || l.contains(&format!("{}-", year + 10))),
+        "{keys}"
+    );
+    let me = ok(ctl("secofficer", &["whoami"]), "whoami");
+    assert!(me.contains("secofficer") && me.contains("fingerprint"), "{me}");
     let pending = json(
         ctl("secofficer", &["keys", "--json", "activate", "seal-maker", "--version", "9"]).into_refused(),
         "refused",
@@ -528,4 +540,47 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     // Completions for operators' shells.
     let comp = Command::new(env!("CARGO_BIN_EXE_sealctl")).args(["completions", "bash"]).output().unwrap();
     assert!(comp.status.success() && String::from_utf8_lossy(&comp.stdout).contains("sealctl"));
+}
+
+/// sealctl never hangs and never panics: a daemon that accepts and never answers gives exit status 3
+/// within the timeout; a closed pipe ends it quietly (TLS refusals in words: tests/daemon.rs).
+#[test]
+fn sealctl_gives_up_in_time_and_ends_quietly_on_a_closed_pipe() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::new("cli CA").unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+    let me = ca.client("me", 3, -1, 30).unwrap();
+    std::fs::write(dir.path().join("me.pem"), &me.cert_pem).unwrap();
+    std::fs::write(dir.path().join("me.key"), &me.key_pem).unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args(["unit", "list", "--timeout", "2"])
+        .env("SEALCTL_SERVER", format!("https://localhost:{port}"))
+        .env("SEALCTL_CA", dir.path().join("ca.pem"))
+        .env("SEALCTL_CERT", dir.path().join("me.pem"))
+        .env("SEALCTL_KEY", dir.path().join("me.key"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("no answer within 2 s"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "sealctl hung for {:?}", started.elapsed());
+    drop(silent);
+    // A closed pipe: no panic, and the pipeline succeeds.
+    let piped = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "set -o pipefail; {} completions zsh | head -1 >/dev/null; echo \"${{PIPESTATUS[@]}}\"",
+                env!("CARGO_BIN_EXE_sealctl")
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let statuses = String::from_utf8_lossy(&piped.stdout);
+    assert!(statuses.trim().ends_with(" 0"), "head: {statuses}");
 }

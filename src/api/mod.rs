@@ -349,6 +349,13 @@ async fn dispatch(
         Op::SignBatch => sign::sign_batch(app, p, parse(&body(app, req).await?)?).await,
         Op::Verify => sign::verify(app, parse(&body(app, req).await?)?).await,
         Op::VerifyBatch => sign::verify_batch(app, parse(&body(app, req).await?)?).await,
+        Op::Whoami => Ok(ok(&crate::contract::Whoami {
+            account: p.account,
+            role: p.role,
+            unit: p.unit,
+            fingerprint: p.fingerprint,
+            subject: p.subject,
+        })),
         Op::Keys => Ok(sign::keys(app, &p)),
         Op::Key => sign::key(app, &p, &param(0)),
         Op::SignCms => seals::sign_cms(app, p, parse(&body(app, req).await?)?).await,

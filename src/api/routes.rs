@@ -31,6 +31,8 @@ pub enum Op {
     VerifySes,
     /// `POST /v1/verify/seal`.
     VerifySeal,
+    /// `GET /v1/whoami`.
+    Whoami,
     /// `GET /v1/keys`.
     Keys,
     /// `GET /v1/keys/{id}`.
@@ -142,6 +144,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/v1/verify/cms", Op::VerifyCms),
     route(Method::POST, "/v1/verify/ses", Op::VerifySes),
     route(Method::POST, "/v1/verify/seal", Op::VerifySeal),
+    route(Method::GET, "/v1/whoami", Op::Whoami),
     route(Method::GET, "/v1/keys", Op::Keys),
     route(Method::GET, "/v1/keys/{id}", Op::Key),
     route(Method::GET, "/v1/audit/verify", Op::AuditVerify),

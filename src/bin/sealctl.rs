@@ -43,7 +43,7 @@ use std::process::ExitCode;
     name = "sealctl",
     version,
     about = "seald's command line: seals and their lifecycle, filings, accounts and units (through the daemon's API), tokens and keys, the audit journal",
-    after_help = "Exit status: 0 done; 1 refused by the daemon (or the audit chain has a problem); 2 bad command line or unreadable input; 3 the daemon is unreachable or failed.\nThe daemon connection comes from --server, --ca, --cert, --key or SEALCTL_SERVER, SEALCTL_CA, SEALCTL_CERT, SEALCTL_KEY."
+    after_help = "Exit status: 0 done; 1 refused by the daemon (or the audit chain has a problem); 2 bad command line or unreadable input; 3 the daemon is unreachable or failed.\nThe daemon connection comes from --server, --ca, --cert, --key (or --p12), --timeout or SEALCTL_SERVER, SEALCTL_CA, SEALCTL_CERT, SEALCTL_KEY, SEALCTL_P12, SEALCTL_TIMEOUT."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -127,6 +127,11 @@ enum Command {
         #[command(subcommand)]
         cmd: ses::SesCmd,
     },
+    /// Who the daemon takes this certificate for: account, role, unit (through the daemon).
+    Whoami {
+        #[command(flatten)]
+        conn: remote::Conn,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -135,6 +140,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`sealctl ... | head -1`) ends sealctl quietly, as it does `cat`, instead of a
+    // panic in println!.
+    // SAFETY: called first in main, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        let _ = libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     seald::init_logging("warn");
     let remote = match cli.command {
@@ -146,6 +157,9 @@ fn main() -> ExitCode {
         Command::Ca { conn, cmd } => ca::run(&conn, cmd),
         Command::Backup { conn, out } => backup::run(&conn, &out),
         Command::Keys { conn, cmd } => keys::run(&conn, cmd),
+        Command::Whoami { conn } => {
+            remote::call(&conn, "GET", "/v1/whoami", None).map(|v| output::out(&conn, &v, output::fields))
+        }
         Command::Ses { cmd } => return ExitCode::from(ses::run(cmd)),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;

@@ -1,50 +1,20 @@
 //! `sealctl audit ...`: verify, export, archive and query the audit journal, from a journal
 //! directory (the daemon stopped), an export file, or a running daemon.
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use std::path::PathBuf;
 
-/// Talking to a running daemon over mutual TLS.
-#[derive(Args, Clone, Debug)]
-pub struct Remote {
-    /// The daemon, e.g. https://seal.example.gov.cn:8443 (instead of --journal).
-    #[arg(long)]
-    server: Option<String>,
-    /// CA bundle that the server certificate chains to (PEM).
-    #[arg(long, requires = "server")]
-    ca: Option<PathBuf>,
-    /// Client certificate (PEM) of an auditor account.
-    #[arg(long, requires = "server")]
-    cert: Option<PathBuf>,
-    /// Its private key (PEM).
-    #[arg(long, requires = "server")]
-    key: Option<PathBuf>,
-}
-
-impl Remote {
-    fn client(&self) -> Result<Option<seald::client::Client>, String> {
-        let Some(url) = &self.server else {
-            return Ok(None);
-        };
-        let (addr, host) = crate::remote::resolve(url).map_err(|f| f.message)?;
-        let need = |p: &Option<PathBuf>, what: &str| p.clone().ok_or(format!("--server needs --{what}"));
-        seald::client::Client::new(
-            addr,
-            host,
-            &need(&self.ca, "ca")?,
-            &need(&self.cert, "cert")?,
-            &need(&self.key, "key")?,
-        )
-        .map(Some)
-        .map_err(|e| e.to_string())
-    }
-}
-
-fn remote_get(client: &seald::client::Client, path: &str) -> Result<Vec<u8>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let (status, body) = rt.block_on(client.request("GET", path, None)).map_err(|e| e.to_string())?;
+/// A GET to the daemon (the common connection options and `SEALCTL_*`, with their timeout).
+fn remote_get(remote: &crate::remote::Endpoint, path: &str) -> Result<Vec<u8>, String> {
+    let (status, body) = remote.send("GET", path, None).map_err(|f| f.message)?;
     if status != 200 {
-        return Err(format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&body)));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        return Err(match v["error"]["code"].as_str() {
+            Some(code) => {
+                format!("{path}: [{code}] HTTP {status}: {}", v["error"]["message"].as_str().unwrap_or_default())
+            }
+            None => format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&body)),
+        });
     }
     Ok(body)
 }
@@ -56,10 +26,10 @@ pub enum AuditAction {
     /// Exit status: 0 intact, 1 a problem found, 2 the input cannot be read.
     Verify {
         /// A journal directory (the daemon stopped).
-        #[arg(long, conflicts_with_all = ["export", "server"], required_unless_present_any = ["export", "server"])]
+        #[arg(long, conflicts_with = "export", required_unless_present_any = ["export", "server"])]
         journal: Option<PathBuf>,
         #[command(flatten)]
-        remote: Remote,
+        remote: crate::remote::Endpoint,
         /// An export file (from `sealctl audit export`).
         #[arg(long, requires = "pubkey")]
         export: Option<PathBuf>,
@@ -73,10 +43,10 @@ pub enum AuditAction {
     /// Write records as JSON Lines with the covering checkpoints, for verification elsewhere.
     Export {
         /// The journal directory (the daemon stopped).
-        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        #[arg(long, required_unless_present = "server")]
         journal: Option<PathBuf>,
         #[command(flatten)]
-        remote: Remote,
+        remote: crate::remote::Endpoint,
         /// First seq.
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -140,20 +110,20 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
                 }
                 None => None,
             };
+            // A local journal or export first: the daemon (--server or SEALCTL_SERVER) otherwise.
             let report = match (journal, export) {
-                _ if remote.server.is_some() => {
-                    let client = remote.client()?.ok_or("no server")?;
-                    let body = remote_get(&client, "/v1/audit/verify")?;
-                    serde_json::from_slice::<audit::VerifyReport>(&body)
-                        .map_err(|e| format!("the daemon's report: {e}"))?
-                }
                 (Some(dir), _) => audit::verify_journal_dir(&dir, key.as_ref()).map_err(|e| e.to_string())?,
                 (None, Some(file)) => {
                     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                     let export = audit::read_export(&text).map_err(|e| e.to_string())?;
                     export.verify(key.as_ref().ok_or("--pubkey is required for an export")?)
                 }
-                (None, None) => return Err("give --journal DIR or --export FILE".into()),
+                (None, None) if remote.server.is_some() => {
+                    let body = remote_get(&remote, "/v1/audit/verify")?;
+                    serde_json::from_slice::<audit::VerifyReport>(&body)
+                        .map_err(|e| format!("the daemon's report: {e}"))?
+                }
+                (None, None) => return Err("give --journal DIR, --export FILE or --server URL".into()),
             };
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -181,9 +151,9 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
                 Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
                 None => Box::new(std::io::stdout().lock()),
             };
-            if let Some(client) = remote.client()? {
+            if journal.is_none() && remote.server.is_some() {
                 let to_param = if to == u64::MAX { String::new() } else { format!("&to={to}") };
-                let body = remote_get(&client, &format!("/v1/audit/export?from={from}{to_param}"))?;
+                let body = remote_get(&remote, &format!("/v1/audit/export?from={from}{to_param}"))?;
                 sink.write_all(&body).map_err(|e| e.to_string())?;
                 eprintln!("exported {} lines from the daemon", body.iter().filter(|b| **b == b'\n').count());
                 return Ok(INTACT);

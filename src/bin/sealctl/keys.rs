@@ -77,7 +77,7 @@ pub fn run(c: &Conn, cmd: KeysCmd) -> Result<(), Failure> {
                         ("version", "VERSION"),
                         ("state", "STATE"),
                         ("alg", "ALG"),
-                        ("not_after_ms", "NOT_AFTER_MS"),
+                        ("not_after_ms", "NOT_AFTER"),
                         ("expiring", ""),
                         ("key_id", "CKA_ID"),
                     ],
@@ -136,7 +136,7 @@ pub fn run(c: &Conn, cmd: KeysCmd) -> Result<(), Failure> {
                     ("state", "STATE"),
                     ("requested_by", "BY"),
                     ("approved_by", "APPROVED_BY"),
-                    ("expires_ms", "EXPIRES_MS"),
+                    ("expires_ms", "EXPIRES"),
                 ],
             );
         }

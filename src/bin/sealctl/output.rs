@@ -14,11 +14,25 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
+/// A field as a table cell: times (`*_ms`, milliseconds since the epoch) as RFC 3339 in UTC.
+pub fn cell_at(key: &str, v: &Value) -> String {
+    match (key.ends_with("_ms"), v.as_u64()) {
+        (true, Some(ms)) => rfc3339(ms),
+        _ => cell(v),
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, to the second).
+pub fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| ms.to_string())
+}
+
 /// Prints rows of objects as an aligned table of `columns`.
 pub fn table(rows: &[Value], columns: &[(&str, &str)]) {
     let mut grid: Vec<Vec<String>> = vec![columns.iter().map(|(_, h)| h.to_string()).collect()];
     for r in rows {
-        grid.push(columns.iter().map(|(k, _)| cell(k.split('.').fold(r, |v, part| &v[part]))).collect());
+        grid.push(columns.iter().map(|(k, _)| cell_at(k, k.split('.').fold(r, |v, part| &v[part]))).collect());
     }
     let widths: Vec<usize> =
         (0..columns.len()).map(|i| grid.iter().map(|row| row[i].chars().count()).max().unwrap_or(0)).collect();
@@ -33,7 +47,7 @@ pub fn table(rows: &[Value], columns: &[(&str, &str)]) {
 pub fn fields(v: &Value) {
     if let Some(o) = v.as_object() {
         for (k, val) in o {
-            let mut s = cell(val);
+            let mut s = cell_at(k, val);
             if s.chars().count() > 100 {
                 s = format!("{}... ({} chars)", s.chars().take(60).collect::<String>(), s.chars().count());
             }

@@ -9,12 +9,13 @@ use clap::Args;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-/// How to reach the daemon: mTLS with an account's certificate and key.
+/// Where the daemon is and who this is: mTLS with an account's certificate and key. Every flag has
+/// its `SEALCTL_*` variable.
 #[derive(Args, Clone, Debug)]
-pub struct Conn {
+pub struct Endpoint {
     /// The daemon, e.g. https://seal.example.gov.cn:8443.
     #[arg(long, env = "SEALCTL_SERVER", global = true)]
-    server: Option<String>,
+    pub server: Option<String>,
     /// CA bundle that the server certificate chains to (PEM).
     #[arg(long, env = "SEALCTL_CA", global = true)]
     ca: Option<PathBuf>,
@@ -30,6 +31,17 @@ pub struct Conn {
     /// File holding the PKCS#12 password (default: none).
     #[arg(long, env = "SEALCTL_P12_PASSWORD_FILE", global = true)]
     p12_password_file: Option<PathBuf>,
+    /// Seconds to wait for the daemon: to connect, and for each answer (then exit status 3).
+    #[arg(long = "timeout", env = "SEALCTL_TIMEOUT", global = true, default_value_t = 30)]
+    timeout_s: u64,
+}
+
+/// How to reach the daemon, and how to print its answers.
+#[derive(Args, Clone, Debug)]
+pub struct Conn {
+    /// The daemon and this account.
+    #[command(flatten)]
+    pub endpoint: Endpoint,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -64,31 +76,80 @@ pub fn resolve(url: &str) -> Result<(std::net::SocketAddr, &str), Failure> {
     Ok((addr, host))
 }
 
-fn connect(c: &Conn) -> Result<seald::client::Client, Failure> {
-    let url = c.server.as_deref().ok_or_else(|| local("--server (or SEALCTL_SERVER) is needed"))?;
-    let (addr, host) = resolve(url)?;
-    let need = |p: &Option<PathBuf>, what: &str| {
-        p.clone().ok_or_else(|| local(format!("--{what} (or SEALCTL_{}) is needed", what.to_uppercase())))
-    };
-    if let Some(p12) = &c.p12 {
-        let password = match &c.p12_password_file {
-            Some(f) => {
-                zeroize::Zeroizing::new(String::from_utf8_lossy(&read(f)?).trim_end_matches(['\r', '\n']).to_string())
-            }
-            None => zeroize::Zeroizing::new(String::new()),
+impl Endpoint {
+    fn client(&self) -> Result<seald::client::Client, Failure> {
+        let url = self.server.as_deref().ok_or_else(|| local("--server (or SEALCTL_SERVER) is needed"))?;
+        let (addr, host) = resolve(url)?;
+        let need = |p: &Option<PathBuf>, what: &str| {
+            p.clone().ok_or_else(|| local(format!("--{what} (or SEALCTL_{}) is needed", what.to_uppercase())))
         };
-        return seald::client::Client::with_p12(addr, host, &need(&c.ca, "ca")?, p12, &password).map_err(local);
-    }
-    seald::client::Client::new(addr, host, &need(&c.ca, "ca")?, &need(&c.cert, "cert")?, &need(&c.key, "key")?)
+        if let Some(p12) = &self.p12 {
+            let password = match &self.p12_password_file {
+                Some(f) => zeroize::Zeroizing::new(
+                    String::from_utf8_lossy(&read(f)?).trim_end_matches(['\r', '\n']).to_string(),
+                ),
+                None => zeroize::Zeroizing::new(String::new()),
+            };
+            return seald::client::Client::with_p12(addr, host, &need(&self.ca, "ca")?, p12, &password).map_err(local);
+        }
+        seald::client::Client::new(
+            addr,
+            host,
+            &need(&self.ca, "ca")?,
+            &need(&self.cert, "cert")?,
+            &need(&self.key, "key")?,
+        )
         .map_err(local)
+    }
+
+    /// Sends one request to the daemon: the HTTP status and the body. Gives up after the timeout
+    /// (exit status 3), and says in words why a TLS connection was refused.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>), Failure> {
+        let client = self.client()?;
+        let server = self.server.as_deref().unwrap_or_default();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(local)?;
+        let limit = std::time::Duration::from_secs(self.timeout_s.max(1));
+        match rt.block_on(async { tokio::time::timeout(limit, client.request(method, path, body)).await }) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(Failure { status: 3, message: format!("{server}: {}", explain(&e.to_string())) }),
+            Err(_) => Err(Failure {
+                status: 3,
+                message: format!("{server}: no answer within {} s (--timeout, SEALCTL_TIMEOUT)", limit.as_secs()),
+            }),
+        }
+    }
+}
+
+/// A connection failure in words an operator can act on.
+pub fn explain(e: &str) -> String {
+    let why = if e.contains("CertificateRevoked") {
+        "the daemon refused this client certificate: it is revoked"
+    } else if e.contains("alert: CertificateExpired") {
+        "the daemon refused this client certificate: it has expired or is not valid yet"
+    } else if e.contains("alert: UnknownCA")
+        || e.contains("alert: BadCertificate")
+        || e.contains("alert: CertificateUnknown")
+    {
+        "the daemon refused this client certificate: it does not chain to the daemon's client CA"
+    } else if e.contains("alert: CertificateRequired") || e.contains("alert: HandshakeFailure") {
+        "the daemon wants a client certificate (--cert and --key, or --p12)"
+    } else if e.contains("UnknownIssuer") {
+        "the daemon's certificate does not chain to the CA given with --ca"
+    } else if e.contains("NotValidForName") {
+        "the daemon's certificate is not for this host name (use the name in its certificate in --server)"
+    } else if e.contains("invalid peer certificate: Expired") {
+        "the daemon's certificate has expired"
+    } else if e.contains("Connection refused") {
+        "nothing listens there (is seald running?)"
+    } else {
+        return e.to_string();
+    };
+    format!("{why} ({e})")
 }
 
 /// Sends one request to the daemon: the HTTP status and the body.
 fn send(c: &Conn, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>), Failure> {
-    let client = connect(c)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(local)?;
-    rt.block_on(client.request(method, path, body))
-        .map_err(|e| Failure { status: 3, message: format!("{}: {e}", c.server.as_deref().unwrap_or_default()) })
+    c.endpoint.send(method, path, body)
 }
 
 /// The daemon's 4xx (status 1) or 5xx (status 3) answer `v` as a failure: the API's error code and

@@ -317,7 +317,7 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
         }
         SealCmd::Grants { id } => {
             let v = call(c, "GET", &format!("/v1/seals/{id}/grants"), None)?;
-            out_table(c, &v, "grants", &[("account", "ACCOUNT"), ("granted_by", "BY"), ("time_ms", "TIME_MS")]);
+            out_table(c, &v, "grants", &[("account", "ACCOUNT"), ("granted_by", "BY"), ("time_ms", "TIME")]);
         }
         SealCmd::Ticket { id, app, digest, file, valid_s } => {
             let digest = match (digest, file) {
@@ -341,7 +341,7 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
                 "usage",
                 &[
                     ("seq", "SEQ"),
-                    ("time_ms", "TIME_MS"),
+                    ("time_ms", "TIME"),
                     ("account", "ACCOUNT"),
                     ("outcome", "OUTCOME"),
                     ("key_version", "KEY"),
