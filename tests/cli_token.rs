@@ -148,6 +148,15 @@ fn seald_check_reads_a_config_and_logs_in() {
         Command::new(env!("CARGO_BIN_EXE_seald")).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();
     let out = stdout(&o);
     assert!(out.contains(&t.label) && out.contains("\"ready\""), "{out}");
+    // sealctl token reads the same [token] section.
+    let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args(["token", "info", "--config", cfg.to_str().unwrap()])
+        .env_remove("SEALD_PKCS11_MODULE")
+        .env_remove("SEALD_PIN_FILE")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success() && out.contains(&t.label), "{out}{}", String::from_utf8_lossy(&o.stderr));
     std::fs::write(&cfg, "[token]\nlabel = \"x\"\npinfile = \"/p\"\n").unwrap();
     let o =
         Command::new(env!("CARGO_BIN_EXE_seald")).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();

@@ -10,9 +10,14 @@ use seald::token::{KeyId, SignInput, TokenConfig, TokenError, TokenPool};
 use serde_json::json;
 use std::path::PathBuf;
 
-/// Which token, and how to log in to it.
+/// Which token, and how to log in to it: from the daemon's config (`--config`, its `[token]`
+/// section, pool size aside), or from the flags (a flag given with --config overrides it).
 #[derive(Args, Clone)]
 pub struct TokenArgs {
+    /// seald's config file: take the token settings (module, profile, token, PIN file or credential,
+    /// environment) from its [token] section.
+    #[arg(long, env = "SEALD_CONFIG")]
+    config: Option<PathBuf>,
     /// PKCS#11 library (default: the profile's usual install path).
     #[arg(long, env = "SEALD_PKCS11_MODULE")]
     module: Option<PathBuf>,
@@ -78,19 +83,37 @@ pub enum TokenAction {
 }
 
 fn open(t: &TokenArgs) -> Result<TokenPool, TokenError> {
-    let cfg = TokenConfig {
-        module: t.module.clone(),
-        profile: t.profile.clone(),
-        uri: t.uri.clone(),
-        label: t.token_label.clone(),
+    let mut cfg = TokenConfig {
+        module: None,
+        profile: None,
+        uri: None,
+        label: None,
         serial: None,
-        pin_file: t.pin_file.clone(),
-        pin_credential: t.pin_credential.clone(),
+        pin_file: None,
+        pin_credential: None,
         pool_size: 2,
         borrow_timeout_ms: 10_000,
         recovery_timeout_ms: 5_000,
         environment: Default::default(),
     };
+    if let Some(path) = &t.config {
+        let from = seald::config::Config::load(path)
+            .map_err(|e| TokenError::BadInput(format!("{}: {e}", path.display())))?
+            .token;
+        cfg = TokenConfig { pool_size: 2, ..from };
+    }
+    if t.module.is_some() {
+        cfg.module = t.module.clone();
+    }
+    if t.profile.is_some() {
+        cfg.profile = t.profile.clone();
+    }
+    if t.uri.is_some() || t.token_label.is_some() {
+        (cfg.uri, cfg.label, cfg.serial) = (t.uri.clone(), t.token_label.clone(), None);
+    }
+    if t.pin_file.is_some() || t.pin_credential.is_some() {
+        (cfg.pin_file, cfg.pin_credential) = (t.pin_file.clone(), t.pin_credential.clone());
+    }
     TokenPool::open(&cfg)
 }
 
