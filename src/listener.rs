@@ -168,6 +168,21 @@ impl QuietLog {
     }
 }
 
+/// The address a budget is kept for: an IPv4 address, or an IPv6 /64 (one subscriber's prefix: an
+/// attacker has billions of addresses in it).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
 /// Places per source address.
 #[derive(Default, Clone, Copy)]
 struct AddressCount {
@@ -213,6 +228,10 @@ pub struct Door {
     next: AtomicU64,
     log: QuietLog,
     shutdown: watch::Sender<bool>,
+    /// The client verifier of the latest reload and its generation (under the `open` lock's
+    /// protection: a connection that finished its handshake with an older configuration is checked
+    /// against this one when it joins the table).
+    reloaded: Mutex<(u64, Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>)>,
 }
 
 /// A place in the handshake budget; dropping it gives the place back.
@@ -258,6 +277,7 @@ impl Door {
             next: AtomicU64::new(1),
             log: QuietLog { window: Duration::from_secs(10), last: Mutex::new(HashMap::new()) },
             shutdown: watch::channel(false).0,
+            reloaded: Mutex::new((0, None)),
         })
     }
 
@@ -278,14 +298,14 @@ impl Door {
 
     /// A place in the handshake budget for a new connection from `remote`, or the reason why not.
     fn admit(self: &Arc<Self>, remote: &SocketAddr) -> Result<HandshakePlace, Closed> {
-        let address = remote.ip();
+        let address = source_of(remote.ip());
         let mut a = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        let count = a.entry(address).or_default();
-        if count.handshaking >= self.limits.handshakes_per_address {
+        if a.get(&address).is_some_and(|c| c.handshaking >= self.limits.handshakes_per_address) {
             return Err(Closed::AddressHandshakes);
         }
+        // The global budget before the entry: a refused address leaves nothing behind.
         let permit = self.handshakes.clone().try_acquire_owned().map_err(|_| Closed::HandshakeBudget)?;
-        count.handshaking += 1;
+        a.entry(address).or_default().handshaking += 1;
         let _ = self.app.door.handshaking.fetch_add(1, Ordering::Relaxed);
         Ok(HandshakePlace { door: self.clone(), address, _permit: permit })
     }
@@ -294,12 +314,11 @@ impl Door {
     fn establish(self: &Arc<Self>, place: HandshakePlace) -> Result<ConnectionPlace, Closed> {
         let address = place.address;
         let mut a = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        let count = a.entry(address).or_default();
-        if count.established >= self.limits.connections_per_address {
+        if a.get(&address).is_some_and(|c| c.established >= self.limits.connections_per_address) {
             return Err(Closed::AddressConnections);
         }
         let permit = self.connections.clone().try_acquire_owned().map_err(|_| Closed::ConnectionBudget)?;
-        count.established += 1;
+        a.entry(address).or_default().established += 1;
         drop(a);
         drop(place);
         let _ = self.app.door.established.fetch_add(1, Ordering::Relaxed);
@@ -312,7 +331,8 @@ impl Door {
         match self.admit(&remote) {
             Ok(place) => {
                 let door = self.clone();
-                drop(tokio::spawn(async move { door.serve(tcp, remote, tls, place).await }));
+                let generation = self.reloaded.lock().unwrap_or_else(|p| p.into_inner()).0;
+                drop(tokio::spawn(async move { door.serve(tcp, remote, tls, generation, place).await }));
             }
             Err(why) => {
                 self.closed(why, &remote, "");
@@ -325,6 +345,10 @@ impl Door {
     /// or whose account is gone or disabled. Returns how many were asked to close.
     pub fn recheck(&self, loaded: &tls::Loaded) -> usize {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut r = self.reloaded.lock().unwrap_or_else(|p| p.into_inner());
+            *r = (r.0 + 1, Some(loaded.verifier.clone()));
+        }
         let mut n = 0;
         for o in open.values() {
             if let Err(why) = tls::still_accepted(loaded.verifier.as_ref(), &o.chain) {
@@ -355,6 +379,7 @@ impl Door {
         tcp: tokio::net::TcpStream,
         remote: SocketAddr,
         config: Arc<rustls::ServerConfig>,
+        generation: u64,
         place: HandshakePlace,
     ) {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -375,15 +400,20 @@ impl Door {
         let closer = Arc::new(Closer::default());
         // A certificate of no account is served once, so that the client reads why (403
         // unknown_identity), then closed; it gets the header deadline, not the idle one, to ask.
-        let idle = match self.app.signing.identify(&peer.fingerprint, &peer.subject) {
-            Some(_) => self.limits.idle,
-            None => self.limits.headers,
-        };
-        let _ = self
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(place.id, Open { chain, peer: peer.clone(), close: closer.clone() });
+        let known = self.app.signing.identify(&peer.fingerprint, &peer.subject).is_some();
+        let idle = if known { self.limits.idle } else { self.limits.headers };
+        {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            // A reload while this connection was in its handshake: the new files decide.
+            let reloaded = self.reloaded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let (true, Some(verifier)) = (reloaded.0 != generation, reloaded.1) {
+                if tls::still_accepted(verifier.as_ref(), &chain).is_err() {
+                    drop(open);
+                    return self.closed(Closed::Revoked, &remote, &peer.fingerprint);
+                }
+            }
+            let _ = open.insert(place.id, Open { chain, peer: peer.clone(), close: closer.clone() });
+        }
         let activity = Arc::new(Activity::new());
         let service = {
             let (app, peer, closer, activity) = (self.app.clone(), peer.clone(), closer.clone(), activity.clone());
@@ -393,7 +423,8 @@ impl Door {
                     let _busy = activity.begin();
                     let r = api::handle(app, peer, req).await;
                     if let Ok(resp) = &r {
-                        if resp.extensions().get::<api::CloseConnection>().is_some() {
+                        // A certificate of no account gets one answer per connection, on any route.
+                        if !known || resp.extensions().get::<api::CloseConnection>().is_some() {
                             closer.close(Closed::UnknownIdentity);
                         }
                     }
@@ -406,7 +437,7 @@ impl Door {
         let _ = builder
             .http2()
             .timer(hyper_util::rt::TokioTimer::new())
-            .max_concurrent_streams(256)
+            .max_concurrent_streams(32)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(10));
         let conn = builder.serve_connection(TokioIo::new(tls), service);

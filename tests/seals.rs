@@ -1276,6 +1276,25 @@ fn the_three_administrators_hold_each_other_in_check() {
     let issuer3 = AccountSpec { role: Role::Issuer, ..admin_spec("issuer3", Role::Issuer, fp('0')) };
     assert!(matches!(r.directory().create_account(&w.sysadmin, issuer3).unwrap(), AccountChange::Done(_)));
 
+    // An old request cannot undo a later change: asked to disable au2, then au2's certificate is
+    // replaced; the first request is stale.
+    let off = awaiting(
+        r.directory()
+            .update_account(&w.sysadmin, "au2", AccountUpdate { disabled: Some(true), ..Default::default() })
+            .unwrap(),
+    );
+    let rebind = awaiting(
+        r.directory()
+            .update_account(
+                &w.sysadmin,
+                "au2",
+                AccountUpdate { fingerprints: Some(vec![format!("{:064x}", 0xabcdef)]), ..Default::default() },
+            )
+            .unwrap(),
+    );
+    let _ = r.dual_control().approve_request(&secofficer, &rebind).unwrap();
+    assert_eq!(code(&r.dual_control().approve_request(&secofficer, &off).unwrap_err()), "request_stale");
+
     // Role × operation on administrators' accounts.
     let roles: Vec<(&str, &Principal)> = vec![
         ("sysadmin", &w.sysadmin),

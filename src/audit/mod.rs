@@ -26,6 +26,12 @@ pub use journal::{Journal, JournalConfig, Query};
 #[doc(hidden)]
 pub use segment::MAX_RECORD;
 pub use segment::{read_journal, StoredRecord};
+
+/// The latest signed head kept beside the journal in `dir` (`head.json`), if any: what `seald check`
+/// compares the store with, without reading the journal.
+pub fn signed_head(dir: &std::path::Path) -> Result<Option<SignedHead>, AuditError> {
+    segment::read_head_file(dir)
+}
 // What the journal's parts share among themselves.
 use journal::Shared;
 use segment::*;

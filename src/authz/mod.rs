@@ -81,6 +81,12 @@ impl Accounts {
         let mut seen = std::collections::HashSet::new();
         let mut names = std::collections::HashSet::new();
         for a in &accounts {
+            if a.role.is_administrator() {
+                tracing::warn!(
+                    account = %a.name,
+                    "[[accounts]] gives an administrator role: such accounts are outside dual control (三员分立); create administrators with `seald init` and the registry"
+                );
+            }
             if !names.insert(a.name.clone()) {
                 return Err(AccountsError(format!("account '{}' is defined twice", a.name)));
             }
@@ -107,11 +113,6 @@ impl Accounts {
                 unit: None,
             }
         })
-    }
-
-    /// How many configured accounts have `role`.
-    pub fn count(&self, role: Role) -> usize {
-        self.accounts.iter().filter(|a| a.role == role).count()
     }
 
     /// Whether `p` may sign with the key known by `name` or `id`.

@@ -7,6 +7,8 @@
 //! This file holds the command line, `run`, `check` and `main`; `init`, `restore` and `dev` have a
 //! module each.
 
+#[path = "seald/check.rs"]
+mod check;
 #[path = "seald/dev.rs"]
 mod dev;
 #[path = "seald/init.rs"]
@@ -17,7 +19,6 @@ mod restore;
 use clap::{Parser, Subcommand};
 use seald::authz::Role;
 use seald::config::Config;
-use seald::token::TokenPool;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,7 +37,10 @@ enum Command {
         #[arg(long, default_value = "/etc/seald/seald.toml")]
         config: PathBuf,
     },
-    /// Read a config, open its token, check the profile's mechanisms and log in; report health.
+    /// Preflight: the config, its files (owners, modes), the server certificate and key, the client CA
+    /// and CRLs (fresh), the token (reachable, its profile, login), every configured key and the
+    /// audit key, the store and journal (writable, in step), the clock. One line per check; exit
+    /// status 0 ready, 1 a check failed, 2 the config cannot be read.
     Check {
         /// Configuration file.
         #[arg(long, default_value = "/etc/seald/seald.toml")]
@@ -97,15 +101,6 @@ enum Command {
 /// Why a command failed: `main` prints it and exits with status 1.
 type Error = Box<dyn std::error::Error>;
 
-fn check(config: &Path) -> Result<(), Error> {
-    let cfg = Config::load(config)?;
-    let pool = TokenPool::open(&cfg.token)?;
-    let info = pool.module_info()?;
-    println!("token '{}' in slot {} via {} (profile {})", info.token_label, info.slot, info.module, info.profile);
-    println!("health: {}", serde_json::to_string(&pool.health())?);
-    Ok(())
-}
-
 /// The runtime the daemon serves on (`seald run`, `seald dev`).
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
@@ -134,7 +129,7 @@ fn main() -> ExitCode {
             ca_days,
             new_audit_key,
         ),
-        Command::Check { config } => check(&config),
+        Command::Check { config } => return ExitCode::from(check::run(&config)),
         Command::Dev { dir, listen } => dev::run(&dir, &listen),
     };
     match result {

@@ -152,6 +152,12 @@ impl AccountChange {
     }
 }
 
+/// SHA-256 of an account's stored form (or of nothing, for an account not yet created), hex.
+fn account_digest(a: Option<&AccountRecord>) -> String {
+    let bytes = a.map(|a| serde_json::to_vec(a).unwrap_or_default()).unwrap_or_default();
+    hex::encode(crate::crypto::sha256(&bytes))
+}
+
 fn role_name(r: Role) -> String {
     serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
@@ -403,7 +409,7 @@ impl Directory {
         let _g = self.ledger.admin_lock();
         self.check_change(p, None, &a)?;
         if a.role.is_administrator() {
-            return self.ask_second(p, "account.create", a).map(AccountChange::AwaitingApproval);
+            return self.ask_second(p, "account.create", None, a).map(AccountChange::AwaitingApproval);
         }
         self.commit_change(p, "account.create", a, None).map(AccountChange::Done)
     }
@@ -418,6 +424,7 @@ impl Directory {
         if name == p.account {
             return Err(refuse("no account changes itself: another administrator must"));
         }
+        let _g = self.ledger.admin_lock();
         let before =
             self.account(name)?.ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")));
         let administrative =
@@ -455,17 +462,24 @@ impl Directory {
             a.fingerprints = n;
         }
         self.check_account_shape(&a.name, a.role, &a.unit, &a.keys)?;
-        let _g = self.ledger.admin_lock();
         self.check_change(p, Some(&before), &a)?;
         if before.role.is_administrator() || a.role.is_administrator() {
-            return self.ask_second(p, "account.update", a).map(AccountChange::AwaitingApproval);
+            return self.ask_second(p, "account.update", Some(&before), a).map(AccountChange::AwaitingApproval);
         }
         self.commit_change(p, "account.update", a, None).map(AccountChange::Done)
     }
 
-    /// Opens the request for a second administrator: the account as it would be after the change.
-    fn ask_second(&self, p: &Principal, action: &str, a: AccountRecord) -> Result<DualRequest, SealError> {
-        let r = DualRequest::for_account(p, a, self.ledger.settings.dual_control_deadline_s);
+    /// Opens the request for a second administrator: the account as it would be after the change,
+    /// and a digest of the account as it was asked about (approval refuses if it changed since).
+    fn ask_second(
+        &self,
+        p: &Principal,
+        action: &str,
+        before: Option<&AccountRecord>,
+        a: AccountRecord,
+    ) -> Result<DualRequest, SealError> {
+        let mut r = DualRequest::for_account(p, a, self.ledger.settings.dual_control_deadline_s);
+        r.account_before = Some(account_digest(before));
         let ev = AuditEvent::new(actor(p), "account.request", &format!("account:{}", r.key), "ok")
             .detail("request", r.id.clone())
             .detail("change", action.to_string())
@@ -484,8 +498,32 @@ impl Directory {
     ) -> Result<AccountRecord, SealError> {
         let a = r.account.clone().ok_or_else(|| SealError::BadInput("the request names no account".into()))?;
         let before = self.account(&a.name)?;
-        if before.is_none() && a.created_by != r.requested_by {
-            return Err(SealError::Conflict("request_stale", "the request no longer fits the account".into()));
+        let object = format!("request:{}", r.id);
+        // The account must be as it was when the request was made: an old request must not undo a
+        // later change (bring back a replaced certificate, enable a disabled account).
+        if r.account_before.as_deref() != Some(account_digest(before.as_ref()).as_str()) {
+            return Err(self.ledger.refuse(
+                approver,
+                "account.approve",
+                &object,
+                SealError::Conflict(
+                    "request_stale",
+                    format!("account '{}' changed after request {} was made; ask again", a.name, r.id),
+                ),
+            ));
+        }
+        // And who asked must still be an enabled administrator of the role they asked as.
+        let asker = self.account(&r.requested_by)?;
+        if !asker.is_some_and(|x| !x.disabled && Some(x.role) == r.requested_role) {
+            return Err(self.ledger.refuse(
+                approver,
+                "account.approve",
+                &object,
+                SealError::Conflict(
+                    "request_stale",
+                    format!("'{}' who asked is no longer an enabled administrator of that role", r.requested_by),
+                ),
+            ));
         }
         self.check_change(approver, before.as_ref(), &a)?;
         let action = if before.is_some() { "account.update" } else { "account.create" };
@@ -536,8 +574,8 @@ impl Directory {
         }
         if let Some(b) = before.filter(|b| b.role.is_administrator() && !b.disabled) {
             if a.disabled || a.role != b.role {
-                let others = all.iter().filter(|(_, o)| o.name != b.name && o.role == b.role && !o.disabled).count()
-                    + self.config.count(b.role);
+                // Registry accounts only: the configuration's are outside dual control.
+                let others = all.iter().filter(|(_, o)| o.name != b.name && o.role == b.role && !o.disabled).count();
                 if others == 0 {
                     return Err(self.ledger.refuse(
                         p,

@@ -80,6 +80,10 @@ pub struct DualRequest {
     /// For an account request: the account as it will be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<super::AccountRecord>,
+    /// For an account request: SHA-256 of the account as it was when asked (approval refuses a
+    /// request whose account has changed since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_before: Option<String>,
 }
 
 impl DualRequest {
@@ -98,6 +102,7 @@ impl DualRequest {
             approved_by: None,
             requested_role: Some(p.role),
             account: Some(a),
+            account_before: None,
         }
     }
 }
@@ -328,7 +333,7 @@ impl DualControl {
                     let signer =
                         crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone());
                     crate::formats::x509::build_csr(&super::seal_subject(&seal, &unit), &key.public_key, &signer)
-                        .map_err(|e| SealError::Certificate(e.to_string()))?
+                        .map_err(|e| super::signing_failed(&signer, e))?
                 };
                 Ok(PendingVersion {
                     key: name.into(),
@@ -457,6 +462,7 @@ impl DualControl {
             approved_by: None,
             requested_role: Some(p.role),
             account: None,
+            account_before: None,
         };
         let ev = AuditEvent::new(actor(p), "key.request", &format!("key:{key}"), "ok")
             .detail("request", r.id.clone())

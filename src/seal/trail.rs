@@ -55,8 +55,8 @@ impl Trail {
         self.ledger.require_role(p, Role::Sysadmin, "backup.make", "backup", "this needs the sysadmin role")?;
         let failed = |e: String| SealError::Backup(e);
         let key = self.ledger.audit_key().ok_or_else(|| failed("this appliance signs no checkpoints".into()))?;
-        let signer = crate::token::TokenKey::open(&self.ledger.pool, &key).map_err(|e| failed(e.to_string()))?;
+        let signer = crate::token::TokenKey::open(&self.ledger.pool, &key)?;
         crate::backup::make(&self.ledger.journal, &self.ledger.store, &signer, &key, super::actor(p))
-            .map_err(|e| failed(e.to_string()))
+            .map_err(|e| signer.blame(e).map_or_else(failed, SealError::Token))
     }
 }

@@ -201,7 +201,10 @@ struct Inner {
     health: Mutex<Health>,
     /// The key whose operation last failed for a reason of the token's own (readiness is down
     /// until an operation with it works again; the probe tries it).
-    suspect: Mutex<Option<KeyId>>,
+    suspect: Mutex<std::collections::HashSet<KeyId>>,
+    /// When the probe last signed with the suspect keys: at most once a second, however often
+    /// `/readyz` is asked.
+    last_probe: Mutex<Option<Instant>>,
     keys: Mutex<HashMap<KeyId, Arc<KeyInfo>>>,
     session_recoveries: AtomicU64,
     reinitializations: AtomicU64,
@@ -394,7 +397,8 @@ impl TokenPool {
                     last_reason: String::new(),
                 }),
                 health: Mutex::new(Health::Ready),
-                suspect: Mutex::new(None),
+                suspect: Mutex::new(std::collections::HashSet::new()),
+                last_probe: Mutex::new(None),
                 keys: Mutex::new(HashMap::new()),
                 session_recoveries: AtomicU64::new(0),
                 reinitializations: AtomicU64::new(0),
@@ -459,21 +463,28 @@ impl TokenPool {
 
     /// Checks the token answers (recovering it if it can) and returns the health after that.
     pub fn probe(&self) -> Health {
-        // After an operation with a key failed, only an operation with that key says it works again:
-        // a signature over a fixed message, verified on the host and dropped.
-        let suspect = lock(&self.inner.suspect).clone();
-        if let Some(id) = suspect {
-            return match self.sign(&id, SignInput::Message { data: b"seald readiness probe", user_id: None }) {
-                Ok(_) => {
-                    *lock(&self.inner.suspect) = None;
-                    self.health()
+        // After an operation with a key failed, only a signature with that key says it works again:
+        // over a fixed message, verified on the host and dropped (at most once a second). A key
+        // that is gone (destroyed) is no longer suspect.
+        let suspects: Vec<KeyId> = lock(&self.inner.suspect).iter().cloned().collect();
+        if !suspects.is_empty() {
+            let mut last = lock(&self.inner.last_probe);
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return self.health();
+            }
+            *last = Some(Instant::now());
+        }
+        for id in suspects {
+            match self.sign(&id, SignInput::Message { data: b"seald readiness probe", user_id: None }) {
+                Ok(_) | Err(TokenError::KeyNotFound(_)) => {
+                    let _ = lock(&self.inner.suspect).remove(&id);
                 }
                 Err(e) => {
                     let h = Health::Down(e.to_string());
                     self.set_health(h.clone());
-                    h
+                    return h;
                 }
-            };
+            }
         }
         match self.run("probe", |s| s.get_session_info().map(|_| ())) {
             Ok(()) => self.health(),
@@ -605,6 +616,7 @@ impl TokenPool {
             Ok(())
         })?;
         let _ = lock(&self.inner.keys).remove(id);
+        let _ = lock(&self.inner.suspect).remove(id);
         let mut st = lock(&self.inner.state);
         for p in st.idle.iter_mut() {
             let _ = p.handles.remove(id);
@@ -648,6 +660,15 @@ impl TokenPool {
             self.failed(Some(id), format!("a signature by key {id} failed host verification"));
             return Err(TokenError::SignatureMismatch(id.clone()));
         }
+        // A host-verified signature: this key works (again).
+        let cleared = {
+            let mut suspect = lock(&self.inner.suspect);
+            suspect.remove(id) && suspect.is_empty()
+        };
+        if cleared {
+            let epoch = lock(&self.inner.state).epoch;
+            self.after_success(epoch);
+        }
         Ok(Signature { key_id: id.clone(), alg: key.alg, raw, der, prehash: plan.prehash })
     }
 
@@ -688,9 +709,6 @@ impl TokenPool {
                     match result {
                         Ok(v) => {
                             self.release(lease, true);
-                            if key.is_some() && key == lock(&self.inner.suspect).as_ref() {
-                                *lock(&self.inner.suspect) = None;
-                            }
                             if attempt > 0 || self.health() != Health::Ready {
                                 self.after_success(epoch);
                             }
@@ -742,7 +760,7 @@ impl TokenPool {
     /// probe tries the key again before it comes back.
     fn failed(&self, key: Option<&KeyId>, reason: String) {
         if let Some(k) = key {
-            *lock(&self.inner.suspect) = Some(k.clone());
+            let _ = lock(&self.inner.suspect).insert(k.clone());
         }
         self.set_health(Health::Down(reason));
     }
@@ -751,7 +769,7 @@ impl TokenPool {
     /// loss was seen since that call began (then its success proves nothing about the token now).
     fn after_success(&self, epoch: u64) {
         let st = lock(&self.inner.state);
-        if st.epoch != epoch || lock(&self.inner.suspect).is_some() {
+        if st.epoch != epoch || !lock(&self.inner.suspect).is_empty() {
             return;
         }
         let h = if st.capacity < self.inner.configured {
