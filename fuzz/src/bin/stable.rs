@@ -29,6 +29,9 @@ struct Options {
     replay: Option<PathBuf>,
 }
 
+/// An input slower than this is saved, to be replayed with `--replay`.
+const SLOW: Duration = Duration::from_millis(100);
+
 /// Each target's share of the inputs, by name.
 fn weight(name: &str) -> u64 {
     match name {
@@ -159,6 +162,7 @@ fn main() {
             if i + 1 == o.targets.len() { o.inputs - all_inputs } else { o.inputs * weight(t.name) / total_weight };
         let corpus = seeds(t.name, o.samples.as_deref());
         let (start, mut slowest, mut panics) = (Instant::now(), Duration::ZERO, 0u64);
+        let mut slowest_input = Arc::new(Vec::new());
         for n in 0..share {
             // Every seed as it is first, then mutations of seeds picked at random.
             let input = Arc::new(match corpus.get(n as usize) {
@@ -178,13 +182,20 @@ fn main() {
                 let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                 r.since = None;
             }
-            slowest = slowest.max(began.elapsed());
+            if began.elapsed() > slowest {
+                (slowest, slowest_input) = (began.elapsed(), input.clone());
+            }
             if outcome.is_err() {
                 panics += 1;
                 let why = PANIC.with(|p| p.borrow_mut().take()).unwrap_or_default();
                 let path = save(&o.out, "panic", t.name, &input);
                 eprintln!("stable: PANIC in {}: {why}; input saved to {}", t.name, path.display());
             }
+        }
+        // A slow input is no failure (the machine may be busy), but it is kept to be replayed.
+        if slowest > SLOW {
+            let path = save(&o.out, "slow", t.name, &slowest_input);
+            println!("stable: the slowest {} input ({slowest:?}) is saved to {}", t.name, path.display());
         }
         let secs = start.elapsed().as_secs_f64();
         println!(
