@@ -212,4 +212,14 @@ fn the_gmt0010_sample_verifies_over_its_embedded_digest() {
     flipped[at] ^= 1;
     let r = seald::formats::cms::verify(&flipped, None, &VerifyOptions::default());
     assert!(!r.valid && r.steps.iter().any(|s| s.step == "signer_signature" && s.ok == Some(false)), "{r:#?}");
+    // Without signed attributes nothing signed names the content type: it must be id-data. GM/T
+    // 0010 data (1.2.156.10197.6.1.4.2.1) becomes 1.2.156.10197.6.1.4.2.0.
+    let gm_data = [0x06, 0x0a, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x06, 0x01, 0x04, 0x02, 0x01];
+    let at = sd_bytes.windows(gm_data.len()).position(|w| w == gm_data).expect("eContentType");
+    let mut other_type = sd_bytes.clone();
+    other_type[at + gm_data.len() - 1] = 0;
+    let r = seald::formats::cms::verify(&other_type, None, &VerifyOptions::default());
+    let signer = r.steps.iter().find(|s| s.step == "signer_signature").unwrap();
+    assert_eq!(signer.ok, Some(false), "{r:#?}");
+    assert!(signer.detail.contains("eContentType 1.2.156.10197.6.1.4.2.0 is not id-data"), "{r:#?}");
 }

@@ -6,10 +6,61 @@
 //!
 //! `Type="Sign"` entries hold a GM/T 0010 SignedData over `Signature.xml`, verified by `cms`; a bare
 //! signature without a certificate is reported, not judged.
+//!
+//! A package is hostile input: what reading it may cost is bounded by [`Limits`], whatever its
+//! headers declare. Each entry is inflated at most once (its bytes or its digest are kept), every
+//! byte inflated counts against the limits as it comes out of the decompressor, and a limit that is
+//! reached ends the verification with an error naming it. This module does not repair packages.
 
 use super::ses::{self, Report, Step, VerifyOptions};
 use base64::Engine as _;
+use sm3::Digest as _;
+use std::collections::{HashMap, HashSet};
 use std::io::Read as _;
+use std::rc::Rc;
+
+/// What reading one OFD package may cost at most. Every count and size is of what is actually
+/// found or inflated, never of what a header declares (declared entry counts are refused early when
+/// they are already too many). Also for the writers of packages, which read what they seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries in the ZIP central directory (the counts its end records declare, summed over every
+    /// end record the ZIP reader could settle on, and the entries it finds).
+    pub max_entries: u64,
+    /// Bytes one entry may inflate to.
+    pub max_entry_bytes: u64,
+    /// Bytes all entries together may inflate to, over the package (each entry is inflated once).
+    pub max_total_inflated: u64,
+    /// `Reference` elements over all the package's signatures (each checked against a cached digest).
+    pub max_references: u64,
+    /// `Signature` entries over all the package's `Signatures.xml` files.
+    pub max_signatures: u64,
+    /// Bytes handed to the XML, SES and CMS parsers over the package, counting a file parsed twice
+    /// (say, one `SignedValue.dat` named by many signatures) twice.
+    pub max_parsed_bytes: u64,
+    /// Nesting depth of the elements of one XML file.
+    pub max_xml_depth: u64,
+}
+
+impl Limits {
+    /// The defaults: 10,000 entries, 64 MiB per entry, 256 MiB inflated in all, 100,000 references,
+    /// 1,000 signatures, 256 MiB parsed, XML 256 elements deep.
+    pub const DEFAULT: Limits = Limits {
+        max_entries: 10_000,
+        max_entry_bytes: 64 << 20,
+        max_total_inflated: 256 << 20,
+        max_references: 100_000,
+        max_signatures: 1_000,
+        max_parsed_bytes: 256 << 20,
+        max_xml_depth: 256,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
 
 /// One signature of the package, judged.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -26,26 +77,188 @@ pub struct OfdSignature {
     pub report: Report,
 }
 
-/// The package cannot be read as an OFD.
+/// The package cannot be read as an OFD, or reading it would cost more than its limits allow.
 #[derive(Debug, thiserror::Error)]
-#[error("OFD: {0}")]
-pub struct OfdError(pub String);
+pub enum OfdError {
+    /// Not a readable OFD package.
+    #[error("OFD: {0}")]
+    Unreadable(String),
+    /// A limit of [`Limits`] was reached: `limit` is its field name, `max` its value.
+    #[error("OFD: {what} (limit {limit} = {max})")]
+    Limit {
+        /// What was found.
+        what: String,
+        /// The field of [`Limits`].
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+    },
+}
 
 fn err(m: impl std::fmt::Display) -> OfdError {
-    OfdError(m.to_string())
+    OfdError::Unreadable(m.to_string())
 }
 
-struct Package {
-    zip: zip::ZipArchive<std::io::Cursor<Vec<u8>>>,
+fn over(limit: &'static str, max: u64, what: impl Into<String>) -> OfdError {
+    OfdError::Limit { what: what.into(), limit, max }
 }
 
-impl Package {
-    fn read(&mut self, path: &str) -> Result<Vec<u8>, OfdError> {
+fn le(bytes: &[u8], at: usize, n: usize) -> Option<u64> {
+    let b = bytes.get(at..at.checked_add(n)?)?;
+    Some(b.iter().rev().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+}
+
+/// The most entries the ZIP reader may be told to expect, before it reads any: the sum, over every
+/// end-of-central-directory record it could settle on (one whose central directory offset points at
+/// a central file header, as the reader checks with the archive at offset 0), of the count the
+/// record declares, or that its ZIP64 record declares. The reader reserves room for a declared count
+/// and tries the records one after another, so this sum bounds its memory and its work.
+fn declared_entries(bytes: &[u8]) -> u64 {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    const CDFH: &[u8] = b"PK\x01\x02";
+    const LOCATOR: &[u8] = b"PK\x06\x07";
+    const EOCD64: &[u8] = b"PK\x06\x06";
+    let at = |pos: u64, magic: &[u8]| {
+        usize::try_from(pos).ok().and_then(|p| bytes.get(p..p.checked_add(4)?)).is_some_and(|b| b == magic)
+    };
+    let mut total = 0u64;
+    for p in (0..bytes.len().saturating_sub(21)).filter(|&p| bytes[p..].starts_with(EOCD)) {
+        let count16 = le(bytes, p + 8, 2).unwrap_or(0).max(le(bytes, p + 10, 2).unwrap_or(0));
+        let cd_offset = le(bytes, p + 16, 4).unwrap_or(u64::MAX);
+        let count64 = p
+            .checked_sub(20)
+            .filter(|&l| bytes[l..].starts_with(LOCATOR))
+            .and_then(|l| le(bytes, l + 8, 8))
+            .filter(|&e| at(e, EOCD64))
+            .and_then(|e| le(bytes, usize::try_from(e).ok()? + 32, 8));
+        let viable = count64.is_some() || (count16 > 0 && cd_offset < p as u64 && at(cd_offset, CDFH));
+        if viable {
+            total = total.saturating_add(count16.max(count64.unwrap_or(0)));
+        }
+    }
+    total
+}
+
+/// An OFD package opened within its limits. Entries are found by name in the central directory and
+/// inflated at most once: the bytes of those parsed, the SM3 digests of those referenced.
+struct Package<'a> {
+    zip: zip::ZipArchive<std::io::Cursor<&'a [u8]>>,
+    limits: Limits,
+    inflated: u64,
+    parsed: u64,
+    references: u64,
+    signatures: u64,
+    bytes: HashMap<usize, Rc<[u8]>>,
+    digests: HashMap<usize, Option<[u8; 32]>>,
+}
+
+impl<'a> Package<'a> {
+    fn open(bytes: &'a [u8], limits: Limits) -> Result<Self, OfdError> {
+        let max = limits.max_entries;
+        let declared = declared_entries(bytes);
+        if declared > max {
+            return Err(over("max_entries", max, format!("the ZIP end records declare {declared} entries")));
+        }
+        // The archive starts at offset 0, as every OFD does: the reader then checks each header where
+        // its offset says, rather than searching the package for one.
+        let config = zip::read::Config { archive_offset: zip::read::ArchiveOffset::Known(0) };
+        let zip = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes)).map_err(err)?;
+        if zip.len() as u64 > max {
+            return Err(over("max_entries", max, format!("the package holds {} entries", zip.len())));
+        }
+        Ok(Package {
+            zip,
+            limits,
+            inflated: 0,
+            parsed: 0,
+            references: 0,
+            signatures: 0,
+            bytes: HashMap::new(),
+            digests: HashMap::new(),
+        })
+    }
+
+    fn index(&self, path: &str) -> Result<usize, OfdError> {
         let name = path.trim_start_matches('/');
-        let mut f = self.zip.by_name(name).map_err(|e| err(format!("{name}: {e}")))?;
-        let mut out = Vec::new();
-        let _ = f.read_to_end(&mut out).map_err(|e| err(format!("{name}: {e}")))?;
-        Ok(out)
+        self.zip.index_for_name(name).ok_or_else(|| err(format!("{name}: file not found in the package")))
+    }
+
+    /// Inflates entry `index` into `sink`, counting every byte against the limits as it comes.
+    fn inflate(&mut self, index: usize, sink: &mut dyn FnMut(&[u8])) -> Result<(), OfdError> {
+        let Limits { max_entry_bytes, max_total_inflated, .. } = self.limits;
+        let mut file = self.zip.by_index(index).map_err(err)?;
+        let name = file.name().to_string();
+        // Whatever the headers say, no more than one byte past the limit is ever asked for.
+        let mut limited = (&mut file).take(max_entry_bytes.saturating_add(1));
+        let mut buf = vec![0u8; 64 << 10];
+        let mut entry = 0u64;
+        loop {
+            let n = match limited.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(format!("{name}: {e}"))),
+            };
+            entry += n as u64;
+            self.inflated += n as u64;
+            if entry > max_entry_bytes {
+                return Err(over(
+                    "max_entry_bytes",
+                    max_entry_bytes,
+                    format!("entry '{name}' inflates to more than {max_entry_bytes} bytes"),
+                ));
+            }
+            if self.inflated > max_total_inflated {
+                return Err(over(
+                    "max_total_inflated",
+                    max_total_inflated,
+                    format!("the entries inflate to more than {max_total_inflated} bytes in all (at '{name}')"),
+                ));
+            }
+            sink(&buf[..n]);
+        }
+    }
+
+    /// The bytes of the entry at `path`, to be parsed.
+    fn read(&mut self, path: &str) -> Result<Rc<[u8]>, OfdError> {
+        let index = self.index(path)?;
+        let bytes = match self.bytes.get(&index) {
+            Some(b) => b.clone(),
+            None => {
+                let mut out = Vec::new();
+                self.inflate(index, &mut |chunk| out.extend_from_slice(chunk))?;
+                let b: Rc<[u8]> = out.into();
+                let _ = self.bytes.insert(index, b.clone());
+                b
+            }
+        };
+        let max = self.limits.max_parsed_bytes;
+        self.parsed = self.parsed.saturating_add(bytes.len() as u64);
+        if self.parsed > max {
+            return Err(over("max_parsed_bytes", max, format!("more than {max} bytes are parsed (at '{path}')")));
+        }
+        Ok(bytes)
+    }
+
+    /// SM3 of the entry at `path`; `None` when there is no such entry or it cannot be inflated.
+    fn sm3(&mut self, path: &str) -> Result<Option<[u8; 32]>, OfdError> {
+        let Ok(index) = self.index(path) else { return Ok(None) };
+        if let Some(d) = self.digests.get(&index) {
+            return Ok(*d);
+        }
+        let digest = match self.bytes.get(&index) {
+            Some(b) => Some(crate::crypto::sm3(b)),
+            None => {
+                let mut h = sm3::Sm3::new();
+                match self.inflate(index, &mut |chunk| h.update(chunk)) {
+                    Ok(()) => Some(h.finalize().into()),
+                    Err(e @ OfdError::Limit { .. }) => return Err(e),
+                    Err(OfdError::Unreadable(_)) => None,
+                }
+            }
+        };
+        let _ = self.digests.insert(index, digest);
+        Ok(digest)
     }
 
     /// `path` as seen from the file `from`: absolute paths from the package root, others relative to
@@ -63,10 +276,28 @@ impl Package {
             path.to_string()
         }
     }
+
+    fn count_signature(&mut self) -> Result<(), OfdError> {
+        let max = self.limits.max_signatures;
+        self.signatures += 1;
+        if self.signatures > max {
+            return Err(over("max_signatures", max, format!("the package lists more than {max} signatures")));
+        }
+        Ok(())
+    }
+
+    fn count_reference(&mut self) -> Result<(), OfdError> {
+        let max = self.limits.max_references;
+        self.references += 1;
+        if self.references > max {
+            return Err(over("max_references", max, format!("the signatures hold more than {max} references")));
+        }
+        Ok(())
+    }
 }
 
-/// An element seen in an XML file: its local name, attributes and text.
-#[derive(Debug, Default, Clone)]
+/// An element of interest in an XML file: its local name, attributes and direct text.
+#[derive(Debug, Default)]
 struct Element {
     name: String,
     attrs: Vec<(String, String)>,
@@ -79,12 +310,19 @@ impl Element {
     }
 }
 
-/// Every element of an XML document in document order (namespaces dropped), with its direct text.
-fn elements(xml: &[u8]) -> Result<Vec<Element>, OfdError> {
+/// Walks an XML document (namespaces dropped) and hands each element named in `keep` to `visit` when
+/// it closes, with the local name of its parent. Elements nest at most `max_xml_depth` deep; quick-xml
+/// expands no entity declared in a DTD, so the work is linear in the size of the document.
+fn walk(
+    xml: &[u8],
+    keep: &[&str],
+    limits: &Limits,
+    mut visit: impl FnMut(Element, Option<&str>) -> Result<(), OfdError>,
+) -> Result<(), OfdError> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(xml);
-    let mut out: Vec<Element> = Vec::new();
-    let mut open: Vec<usize> = Vec::new();
+    // The open elements: each one's name, and the element itself when it is kept.
+    let mut open: Vec<(String, Option<Element>)> = Vec::new();
     let mut buf = Vec::new();
     loop {
         let ev = reader.read_event_into(&mut buf).map_err(|e| err(format!("XML: {e}")))?;
@@ -92,59 +330,151 @@ fn elements(xml: &[u8]) -> Result<Vec<Element>, OfdError> {
         match ev {
             Event::Start(e) | Event::Empty(e) => {
                 let name = e.local_name().as_ref().to_string();
-                let mut attrs = Vec::new();
-                for a in e.attributes().flatten() {
-                    let k = a.key.local_name().as_ref().to_string();
-                    let v = a
-                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                        .map(|v| v.into_owned())
-                        .unwrap_or_default();
-                    attrs.push((k, v));
+                if open.len() as u64 >= limits.max_xml_depth {
+                    let max = limits.max_xml_depth;
+                    return Err(over("max_xml_depth", max, format!("XML elements nest more than {max} deep")));
                 }
-                out.push(Element { name, attrs, text: String::new() });
-                if !is_empty {
-                    open.push(out.len() - 1);
+                let kept = keep.contains(&name.as_str()).then(|| {
+                    let attrs = e
+                        .attributes()
+                        .flatten()
+                        .map(|a| {
+                            let k = a.key.local_name().as_ref().to_string();
+                            let v = a
+                                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                .map(|v| v.into_owned())
+                                .unwrap_or_default();
+                            (k, v)
+                        })
+                        .collect();
+                    Element { name: name.clone(), attrs, text: String::new() }
+                });
+                if is_empty {
+                    if let Some(el) = kept {
+                        visit(el, open.last().map(|(n, _)| n.as_str()))?;
+                    }
+                } else {
+                    open.push((name, kept));
                 }
             }
             Event::Text(t) => {
-                if let Some(i) = open.last() {
-                    let text = t.xml10_content();
-                    out[*i].text.push_str(text.trim());
+                if let Some((_, Some(el))) = open.last_mut() {
+                    el.text.push_str(t.xml10_content().trim());
                 }
             }
             Event::End(_) => {
-                let _ = open.pop();
+                if let Some((_, Some(el))) = open.pop() {
+                    visit(el, open.last().map(|(n, _)| n.as_str()))?;
+                }
             }
-            Event::Eof => break,
+            Event::Eof => return Ok(()),
             _ => {}
         }
         buf.clear();
     }
+}
+
+/// The signature lists `OFD.xml` names (its `Signatures` elements).
+fn signature_lists(xml: &[u8], limits: &Limits) -> Result<Vec<String>, OfdError> {
+    let mut out = Vec::new();
+    walk(xml, &["Signatures"], limits, |e, _| {
+        if !e.text.is_empty() {
+            out.push(e.text);
+        }
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// One `Signature` entry of a `Signatures.xml`.
+struct Listed {
+    id: String,
+    kind: String,
+    base_loc: String,
+}
+
+fn listed_signatures(pkg: &mut Package<'_>, xml: &[u8]) -> Result<Vec<Listed>, OfdError> {
+    let mut out = Vec::new();
+    let limits = pkg.limits;
+    walk(xml, &["Signature"], &limits, |e, _| {
+        pkg.count_signature()?;
+        out.push(Listed {
+            id: e.attr("ID").unwrap_or_default().to_string(),
+            kind: e.attr("Type").unwrap_or("Seal").to_string(),
+            base_loc: e.attr("BaseLoc").unwrap_or_default().to_string(),
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// What a `Signature.xml` says: its `CheckMethod`, its `Reference`s (FileRef, CheckValue) and
+/// where its `SignedValue` is.
+#[derive(Default)]
+struct SignatureFile {
+    method: String,
+    references: Vec<(String, String)>,
+    signed_value: String,
+}
+
+fn signature_file(pkg: &mut Package<'_>, xml: &[u8]) -> Result<SignatureFile, OfdError> {
+    let mut file = SignatureFile::default();
+    let (mut method, mut signed_value) = (None, None);
+    let mut check_value = None;
+    let limits = pkg.limits;
+    walk(xml, &["References", "Reference", "CheckValue", "SignedValue"], &limits, |e, parent| {
+        match e.name.as_str() {
+            "References" => {
+                let _ = method.get_or_insert_with(|| e.attr("CheckMethod").unwrap_or_default().to_string());
+            }
+            "CheckValue" if parent == Some("Reference") => check_value = Some(e.text),
+            "Reference" => {
+                pkg.count_reference()?;
+                let value = check_value.take().unwrap_or_default();
+                file.references.push((e.attr("FileRef").unwrap_or_default().to_string(), value));
+            }
+            "SignedValue" => {
+                let _ = signed_value.get_or_insert(e.text);
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    file.method = method.unwrap_or_default();
+    file.signed_value = signed_value.unwrap_or_default();
+    Ok(file)
 }
 
 fn sm3_method(m: &str) -> bool {
     matches!(m.trim(), "sm3" | "SM3" | super::oid::SM3)
 }
 
-/// Verifies every signature of an OFD package.
+/// Verifies every signature of an OFD package, within the default [`Limits`].
 pub fn verify(bytes: &[u8], opts: &VerifyOptions<'_>) -> Result<Vec<OfdSignature>, OfdError> {
-    let zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).map_err(err)?;
-    let mut pkg = Package { zip };
-    let ofd = elements(&pkg.read("OFD.xml")?)?;
+    verify_within(bytes, opts, &Limits::DEFAULT)
+}
+
+/// Verifies every signature of an OFD package; reading it costs no more than `limits` allow, and
+/// a limit reached ends the verification with [`OfdError::Limit`].
+pub fn verify_within(bytes: &[u8], opts: &VerifyOptions<'_>, limits: &Limits) -> Result<Vec<OfdSignature>, OfdError> {
+    let mut pkg = Package::open(bytes, *limits)?;
+    let ofd = pkg.read("OFD.xml")?;
+    let mut lists_seen = HashSet::new();
     let mut out = Vec::new();
-    for list in ofd.iter().filter(|e| e.name == "Signatures" && !e.text.is_empty()) {
-        let list_path = pkg.resolve("OFD.xml", &list.text);
-        let entries = elements(&pkg.read(&list_path)?)?;
-        for entry in entries.iter().filter(|e| e.name == "Signature") {
-            let id = entry.attr("ID").unwrap_or_default().to_string();
-            let kind = entry.attr("Type").unwrap_or("Seal").to_string();
-            let base_loc = pkg.resolve(&list_path, entry.attr("BaseLoc").unwrap_or_default());
-            let report = match verify_one(&mut pkg, &base_loc, &kind, opts) {
+    for list in signature_lists(&ofd, limits)? {
+        let list_path = pkg.resolve("OFD.xml", &list);
+        if !lists_seen.insert(list_path.clone()) {
+            continue;
+        }
+        let list_xml = pkg.read(&list_path)?;
+        for entry in listed_signatures(&mut pkg, &list_xml)? {
+            let base_loc = pkg.resolve(&list_path, &entry.base_loc);
+            let report = match verify_one(&mut pkg, &base_loc, &entry.kind, opts) {
                 Ok(r) => r,
-                Err(e) => ses::unreadable(&ses::SesError(e.0)),
+                Err(e @ OfdError::Limit { .. }) => return Err(e),
+                Err(OfdError::Unreadable(m)) => ses::unreadable(&ses::SesError(m)),
             };
-            out.push(OfdSignature { id, kind, base_loc, report });
+            out.push(OfdSignature { id: entry.id, kind: entry.kind, base_loc, report });
         }
     }
     if out.is_empty() {
@@ -153,53 +483,42 @@ pub fn verify(bytes: &[u8], opts: &VerifyOptions<'_>) -> Result<Vec<OfdSignature
     Ok(out)
 }
 
-fn verify_one(pkg: &mut Package, base_loc: &str, kind: &str, opts: &VerifyOptions<'_>) -> Result<Report, OfdError> {
+fn verify_one(pkg: &mut Package<'_>, base_loc: &str, kind: &str, opts: &VerifyOptions<'_>) -> Result<Report, OfdError> {
     let xml = pkg.read(base_loc)?;
-    let els = elements(&xml)?;
-    let method =
-        els.iter().find(|e| e.name == "References").and_then(|e| e.attr("CheckMethod")).unwrap_or("").to_string();
-    let mut mismatched = Vec::new();
-    let mut checked = 0;
+    let file = signature_file(pkg, &xml)?;
+    let method = file.method;
     if !method.is_empty() && !sm3_method(&method) {
         return Err(err(format!("CheckMethod '{method}' is not SM3")));
     }
-    let refs: Vec<(String, String)> = els
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| e.name == "Reference")
-        .map(|(i, e)| {
-            let value =
-                els[i + 1..].iter().find(|c| c.name == "CheckValue").map(|c| c.text.clone()).unwrap_or_default();
-            (e.attr("FileRef").unwrap_or_default().to_string(), value)
-        })
-        .collect();
-    for (file, value) in &refs {
-        let path = pkg.resolve(base_loc, file);
-        let ok = pkg.read(&path).is_ok_and(|b| {
-            base64::engine::general_purpose::STANDARD.decode(value.trim()).is_ok_and(|v| v == crate::crypto::sm3(&b))
+    let mut mismatched = Vec::new();
+    let mut checked = 0;
+    for (file_ref, value) in &file.references {
+        let path = pkg.resolve(base_loc, file_ref);
+        let ok = pkg.sm3(&path)?.is_some_and(|digest| {
+            base64::engine::general_purpose::STANDARD.decode(value.trim()).is_ok_and(|v| v == digest)
         });
         checked += 1;
         if !ok {
-            mismatched.push(file.clone());
+            mismatched.push(file_ref.clone());
         }
     }
-    let signed_value = els.iter().find(|e| e.name == "SignedValue").map(|e| e.text.clone()).unwrap_or_default();
-    let value = pkg.read(&pkg.resolve(base_loc, &signed_value))?;
+    let value = pkg.read(&pkg.resolve(base_loc, &file.signed_value))?;
     let mut report = if kind == "Seal" {
-        let sig = match ses::SesSignature::parse(&value) {
-            Ok(s) => s,
-            Err(e) => return Ok(ses::unreadable(&e)),
-        };
-        let mut o = VerifyOptions {
-            trust: opts.trust,
-            have_crls: opts.have_crls,
-            require_trust: opts.require_trust,
-            at: opts.at,
-            document_sm3: Some(crate::crypto::sm3(&xml)),
-            registry_state: None,
-        };
-        o.registry_state = opts.registry_state.clone();
-        ses::verify_signature(&sig, &o)
+        match ses::SesSignature::parse(&value) {
+            Ok(sig) => {
+                let o = VerifyOptions {
+                    trust: opts.trust,
+                    have_crls: opts.have_crls,
+                    require_trust: opts.require_trust,
+                    at: opts.at,
+                    document_sm3: Some(crate::crypto::sm3(&xml)),
+                    registry_state: opts.registry_state.clone(),
+                };
+                ses::verify_signature(&sig, &o)
+            }
+            // Unreadable, but its references are still reported below.
+            Err(e) => ses::unreadable(&e),
+        }
     } else if value.first() == Some(&0x30) && super::cms::parse(&value).is_ok() {
         super::cms::verify(&value, Some(&xml), opts)
     } else {
@@ -222,12 +541,16 @@ fn verify_one(pkg: &mut Package, base_loc: &str, kind: &str, opts: &VerifyOption
         }
     };
     // The references protect the document itself: their result joins the data-hash step.
+    let mismatch = match mismatched.len() {
+        n if n > 20 => format!("{} and {} more", mismatched[..20].join(", "), n - 20),
+        _ => mismatched.join(", "),
+    };
     if let Some(s) = report.steps.iter_mut().find(|s| s.step == "data_hash") {
         if mismatched.is_empty() {
             s.detail = format!("{}; all {checked} Reference CheckValues match", s.detail);
         } else {
             s.ok = Some(false);
-            s.detail = format!("{}; Reference CheckValue mismatch: {}", s.detail, mismatched.join(", "));
+            s.detail = format!("{}; Reference CheckValue mismatch: {mismatch}", s.detail);
         }
     } else {
         report.steps.push(Step {
@@ -236,10 +559,281 @@ fn verify_one(pkg: &mut Package, base_loc: &str, kind: &str, opts: &VerifyOption
             detail: if mismatched.is_empty() {
                 format!("all {checked} Reference CheckValues match")
             } else {
-                format!("mismatch: {}", mismatched.join(", "))
+                format!("mismatch: {mismatch}")
             },
         });
     }
     report.valid = report.valid && mismatched.is_empty();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Hostile packages, built here: each is refused with an error naming the limit it reaches, and
+    //! what reading it costs is bounded by the limits whatever its headers say.
+    use super::*;
+    use std::io::Write as _;
+
+    const SIGN_DIR: &str = "Doc_0/Signs/Sign_0";
+
+    /// A ZIP of `entries`, deflated or stored.
+    fn zip_of(entries: &[(String, Vec<u8>)], deflate: bool) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let method = if deflate { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+        for (name, data) in entries {
+            w.start_file(name.as_str(), opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn b64_sm3(data: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(crate::crypto::sm3(data))
+    }
+
+    /// A `Signature.xml` with a `Reference` to each of `refs` (FileRef, CheckValue).
+    fn signature_xml(refs: impl Iterator<Item = (String, String)>) -> Vec<u8> {
+        let mut x = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><ofd:Signature xmlns:ofd="http://www.ofdspec.org/2016"><ofd:SignedInfo><ofd:References CheckMethod="1.2.156.10197.1.401">"#,
+        );
+        for (file, value) in refs {
+            x.push_str(&format!(
+                r#"<ofd:Reference FileRef="{file}"><ofd:CheckValue>{value}</ofd:CheckValue></ofd:Reference>"#
+            ));
+        }
+        x.push_str(&format!(
+            "</ofd:References></ofd:SignedInfo><ofd:SignedValue>/{SIGN_DIR}/SignedValue.dat</ofd:SignedValue></ofd:Signature>"
+        ));
+        x.into_bytes()
+    }
+
+    /// An OFD package whose `Signatures.xml` lists `signatures` entries, all pointing to one
+    /// `Signature.xml` (given), with `extra` entries beside them.
+    fn ofd(signature: Vec<u8>, signatures: usize, extra: Vec<(String, Vec<u8>)>, deflate: bool) -> Vec<u8> {
+        let ofd_xml = r#"<?xml version="1.0" encoding="UTF-8"?><ofd:OFD xmlns:ofd="http://www.ofdspec.org/2016" Version="1.0" DocType="OFD"><ofd:DocBody><ofd:DocRoot>Doc_0/Document.xml</ofd:DocRoot><ofd:Signatures>Doc_0/Signs/Signatures.xml</ofd:Signatures></ofd:DocBody></ofd:OFD>"#;
+        let mut list = String::from(r#"<ofd:Signatures xmlns:ofd="http://www.ofdspec.org/2016">"#);
+        for i in 0..signatures {
+            list.push_str(&format!(r#"<ofd:Signature ID="{i}" Type="Seal" BaseLoc="Sign_0/Signature.xml"/>"#));
+        }
+        list.push_str("</ofd:Signatures>");
+        let mut entries = vec![
+            ("OFD.xml".to_string(), ofd_xml.as_bytes().to_vec()),
+            ("Doc_0/Signs/Signatures.xml".to_string(), list.into_bytes()),
+            (format!("{SIGN_DIR}/Signature.xml"), signature),
+            (format!("{SIGN_DIR}/SignedValue.dat"), b"not an SES_Signature".to_vec()),
+        ];
+        entries.extend(extra);
+        zip_of(&entries, deflate)
+    }
+
+    fn limit_of(r: Result<Vec<OfdSignature>, OfdError>) -> (&'static str, String) {
+        match r {
+            Err(e @ OfdError::Limit { limit, .. }) => (limit, e.to_string()),
+            other => panic!("expected a limit error, got {other:?}"),
+        }
+    }
+
+    fn check_detail(sigs: &[OfdSignature]) -> String {
+        let s = sigs[0].report.steps.iter().find(|s| s.step == "data_hash").expect("a data_hash step");
+        s.detail.clone()
+    }
+
+    #[test]
+    fn a_well_formed_package_within_the_limits_is_read() {
+        let page = b"<Page/>".to_vec();
+        let sig = signature_xml([("/Doc_0/Page.xml".to_string(), b64_sm3(&page))].into_iter());
+        let pkg = ofd(sig, 1, vec![("Doc_0/Page.xml".into(), page)], true);
+        let sigs = verify(&pkg, &VerifyOptions::default()).unwrap();
+        assert_eq!(sigs.len(), 1);
+        assert!(check_detail(&sigs).contains("all 1 Reference CheckValues match"), "{sigs:#?}");
+    }
+
+    #[test]
+    fn a_zip_bomb_stops_at_the_entry_limit() {
+        // 65 MiB of zeros deflate to about 64 KiB: one more MiB than an entry may inflate to.
+        let big = vec![0u8; (Limits::DEFAULT.max_entry_bytes + (1 << 20)) as usize];
+        let sig = signature_xml([("/Doc_0/bomb.bin".to_string(), b64_sm3(&big))].into_iter());
+        let pkg = ofd(sig, 1, vec![("Doc_0/bomb.bin".into(), big)], true);
+        assert!(pkg.len() < 1 << 20, "the bomb is small: {} bytes", pkg.len());
+        let (limit, msg) = limit_of(verify(&pkg, &VerifyOptions::default()));
+        assert_eq!(limit, "max_entry_bytes", "{msg}");
+        assert!(msg.contains("Doc_0/bomb.bin") && msg.contains("67108864"), "{msg}");
+    }
+
+    #[test]
+    fn entries_that_each_fit_stop_at_the_total_limit() {
+        let limits = Limits { max_entry_bytes: 1 << 20, max_total_inflated: 4 << 20, ..Limits::DEFAULT };
+        let part = vec![7u8; 1 << 20];
+        let names: Vec<String> = (0..8).map(|i| format!("Doc_0/part{i}.bin")).collect();
+        let sig = signature_xml(names.iter().map(|n| (format!("/{n}"), b64_sm3(&part))));
+        let pkg = ofd(sig, 1, names.iter().map(|n| (n.clone(), part.clone())).collect(), true);
+        let (limit, msg) = limit_of(verify_within(&pkg, &VerifyOptions::default(), &limits));
+        assert_eq!(limit, "max_total_inflated", "{msg}");
+    }
+
+    #[test]
+    fn one_entry_referenced_forty_thousand_times_is_inflated_once() {
+        // Re-inflating the 16 MiB entry for each reference would need 640 GB; the total limit here
+        // leaves room for one inflation only, so the package is read only if the digest is reused.
+        let limits = Limits { max_total_inflated: 24 << 20, ..Limits::DEFAULT };
+        let big = vec![1u8; 16 << 20];
+        let value = b64_sm3(&big);
+        let sig = signature_xml((0..40_000).map(|_| ("/Doc_0/big.bin".to_string(), value.clone())));
+        let pkg = ofd(sig, 1, vec![("Doc_0/big.bin".into(), big)], true);
+        let sigs = verify_within(&pkg, &VerifyOptions::default(), &limits).unwrap();
+        assert!(check_detail(&sigs).contains("all 40000 Reference CheckValues match"), "{sigs:#?}");
+    }
+
+    #[test]
+    fn references_are_counted_over_the_package() {
+        let limits = Limits { max_references: 1_000, ..Limits::DEFAULT };
+        let page = b"<Page/>".to_vec();
+        let value = b64_sm3(&page);
+        // 600 references, listed by two signatures: 1,200 in the package.
+        let sig = signature_xml((0..600).map(|_| ("/Doc_0/Page.xml".to_string(), value.clone())));
+        let pkg = ofd(sig, 2, vec![("Doc_0/Page.xml".into(), page)], true);
+        let (limit, msg) = limit_of(verify_within(&pkg, &VerifyOptions::default(), &limits));
+        assert_eq!(limit, "max_references", "{msg}");
+    }
+
+    #[test]
+    fn too_many_entries_are_refused() {
+        let mut entries: Vec<(String, Vec<u8>)> =
+            (0..Limits::DEFAULT.max_entries).map(|i| (format!("Doc_0/Res/r{i}"), Vec::new())).collect();
+        entries.push(("OFD.xml".into(), b"<OFD/>".to_vec()));
+        let (limit, msg) = limit_of(verify(&zip_of(&entries, false), &VerifyOptions::default()));
+        assert_eq!(limit, "max_entries", "{msg}");
+    }
+
+    fn eocd(bytes: &[u8]) -> usize {
+        bytes.windows(4).rposition(|w| w == b"PK\x05\x06").expect("an end record")
+    }
+
+    #[test]
+    fn an_end_record_declaring_too_many_entries_is_refused_before_they_are_read() {
+        let page = b"<Page/>".to_vec();
+        let sig = signature_xml([("/Doc_0/Page.xml".to_string(), b64_sm3(&page))].into_iter());
+        let mut pkg = ofd(sig, 1, vec![("Doc_0/Page.xml".into(), page)], false);
+        let at = eocd(&pkg);
+        pkg[at + 8..at + 12].copy_from_slice(&[0x60, 0xea, 0x60, 0xea]); // 60,000 entries
+        let (limit, msg) = limit_of(verify(&pkg, &VerifyOptions::default()));
+        assert_eq!(limit, "max_entries", "{msg}");
+        assert!(msg.contains("declare 60000 entries"), "{msg}");
+    }
+
+    #[test]
+    fn end_records_repeated_to_make_the_reader_retry_count_together() {
+        // Each copy of the end record is one more central directory the ZIP reader would try.
+        let page = b"<Page/>".to_vec();
+        let sig = signature_xml([("/Doc_0/Page.xml".to_string(), b64_sm3(&page))].into_iter());
+        let pkg = ofd(sig, 1, vec![("Doc_0/Page.xml".into(), page)], false);
+        let end = pkg[eocd(&pkg)..].to_vec();
+        let copies = Limits::DEFAULT.max_entries as usize / 5 + 1;
+        let hostile = [&pkg[..], &end.repeat(copies)[..]].concat();
+        let (limit, msg) = limit_of(verify(&hostile, &VerifyOptions::default()));
+        assert_eq!(limit, "max_entries", "{msg}");
+    }
+
+    #[test]
+    fn a_zip64_end_record_declaring_a_trillion_entries_is_refused() {
+        let page = b"<Page/>".to_vec();
+        let sig = signature_xml([("/Doc_0/Page.xml".to_string(), b64_sm3(&page))].into_iter());
+        let pkg = ofd(sig, 1, vec![("Doc_0/Page.xml".into(), page)], false);
+        let at = eocd(&pkg);
+        let (head, tail) = pkg.split_at(at);
+        let cd_offset = u64::from(u32::from_le_bytes(tail[16..20].try_into().unwrap()));
+        let cd_size = u64::from(u32::from_le_bytes(tail[12..16].try_into().unwrap()));
+        let mut out = head.to_vec();
+        let eocd64_at = out.len() as u64;
+        out.extend_from_slice(b"PK\x06\x06");
+        out.extend_from_slice(&44u64.to_le_bytes());
+        out.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        out.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        out.extend_from_slice(&cd_size.to_le_bytes());
+        out.extend_from_slice(&cd_offset.to_le_bytes());
+        out.extend_from_slice(b"PK\x06\x07\0\0\0\0");
+        out.extend_from_slice(&eocd64_at.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        let mut end = tail.to_vec();
+        end[8..12].copy_from_slice(&[0xff; 4]);
+        end[16..20].copy_from_slice(&[0xff; 4]);
+        out.extend_from_slice(&end);
+        let (limit, msg) = limit_of(verify(&out, &VerifyOptions::default()));
+        assert_eq!(limit, "max_entries", "{msg}");
+    }
+
+    /// Sets the uncompressed size that the local and central headers of entry `name` declare.
+    fn declare_size(pkg: &mut [u8], name: &str, size: u32) {
+        let mut patched = 0;
+        for at in 0..pkg.len().saturating_sub(46) {
+            let (magic, size_at, name_at) = match &pkg[at..at + 4] {
+                b"PK\x03\x04" => ("local", at + 22, at + 30),
+                b"PK\x01\x02" => ("central", at + 24, at + 46),
+                _ => continue,
+            };
+            let _ = magic;
+            if pkg[name_at..].starts_with(name.as_bytes()) {
+                pkg[size_at..size_at + 4].copy_from_slice(&size.to_le_bytes());
+                patched += 1;
+            }
+        }
+        assert_eq!(patched, 2, "both headers of {name}");
+    }
+
+    #[test]
+    fn headers_that_lie_about_sizes_are_not_believed() {
+        let limits = Limits { max_entry_bytes: 1 << 20, ..Limits::DEFAULT };
+        // Declared 100 bytes, inflates to 2 MiB: refused at the limit, not at the declared size.
+        let big = vec![3u8; 2 << 20];
+        let sig = signature_xml([("/Doc_0/big.bin".to_string(), b64_sm3(&big))].into_iter());
+        let mut pkg = ofd(sig, 1, vec![("Doc_0/big.bin".into(), big)], true);
+        declare_size(&mut pkg, "Doc_0/big.bin", 100);
+        let (limit, msg) = limit_of(verify_within(&pkg, &VerifyOptions::default(), &limits));
+        assert_eq!(limit, "max_entry_bytes", "{msg}");
+        // Declared 4 GiB, holds 7 bytes: read as the 7 bytes it holds, nothing reserved for the rest.
+        let page = b"<Page/>".to_vec();
+        let sig = signature_xml([("/Doc_0/Page.xml".to_string(), b64_sm3(&page))].into_iter());
+        let mut pkg = ofd(sig, 1, vec![("Doc_0/Page.xml".into(), page)], true);
+        declare_size(&mut pkg, "Doc_0/Page.xml", u32::MAX - 1);
+        let sigs = verify_within(&pkg, &VerifyOptions::default(), &limits).unwrap();
+        assert!(check_detail(&sigs).contains("all 1 Reference CheckValues match"), "{sigs:#?}");
+    }
+
+    #[test]
+    fn xml_nested_too_deep_is_refused() {
+        let depth = Limits::DEFAULT.max_xml_depth as usize + 1;
+        let sig = [&b"<a>".repeat(depth)[..], &b"</a>".repeat(depth)[..]].concat();
+        let (limit, msg) = limit_of(verify(&ofd(sig, 1, Vec::new(), true), &VerifyOptions::default()));
+        assert_eq!(limit, "max_xml_depth", "{msg}");
+    }
+
+    #[test]
+    fn signatures_are_counted_and_what_they_share_is_parsed_within_the_limit() {
+        let sig = signature_xml(std::iter::empty());
+        let n = Limits::DEFAULT.max_signatures as usize + 1;
+        let (limit, msg) = limit_of(verify(&ofd(sig.clone(), n, Vec::new(), true), &VerifyOptions::default()));
+        assert_eq!(limit, "max_signatures", "{msg}");
+        // 100 signatures share one Signature.xml: each parse of it counts.
+        let limits = Limits { max_parsed_bytes: 50 * sig.len() as u64, ..Limits::DEFAULT };
+        let pkg = ofd(sig, 100, Vec::new(), true);
+        let (limit, msg) = limit_of(verify_within(&pkg, &VerifyOptions::default(), &limits));
+        assert_eq!(limit, "max_parsed_bytes", "{msg}");
+    }
+
+    #[test]
+    fn a_check_value_belongs_to_its_own_reference() {
+        let (a, b) = (b"<A/>".to_vec(), b"<B/>".to_vec());
+        // The first Reference has no CheckValue: it does not borrow the second's.
+        let mut sig = String::from_utf8(signature_xml(std::iter::empty())).unwrap();
+        let refs = format!(
+            r#"<ofd:Reference FileRef="/Doc_0/A.xml"/><ofd:Reference FileRef="/Doc_0/A.xml"><ofd:CheckValue>{}</ofd:CheckValue></ofd:Reference>"#,
+            b64_sm3(&a)
+        );
+        sig = sig.replace("</ofd:References>", &format!("{refs}</ofd:References>"));
+        let pkg = ofd(sig.into_bytes(), 1, vec![("Doc_0/A.xml".into(), a), ("Doc_0/B.xml".into(), b)], false);
+        let sigs = verify(&pkg, &VerifyOptions::default()).unwrap();
+        assert_eq!(check_detail(&sigs), "mismatch: /Doc_0/A.xml", "{sigs:#?}");
+    }
 }

@@ -68,6 +68,16 @@ pub fn signature_oid(alg: KeyAlg) -> &'static str {
     }
 }
 
+/// The digest a key of `alg` signs with in SignedData (GM/T 0010: SM3 for SM2; SHA-256 for P-256),
+/// or `None` where SignedData is not made or read with such keys.
+pub fn digest_oid(alg: KeyAlg) -> Option<&'static str> {
+    match alg {
+        KeyAlg::Sm2 => Some(SM3),
+        KeyAlg::P256 => Some(SHA256),
+        KeyAlg::Rsa2048 | KeyAlg::Rsa3072 => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

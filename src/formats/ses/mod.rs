@@ -61,6 +61,59 @@ mod tests {
         assert!(t(0x18, "2020", &mut w).is_err() && t(0x18, "20201322020900Z", &mut w).is_err());
     }
 
+    /// The offset in `whole` of the unused-bits byte of the BIT STRING `t`, a part of `whole`.
+    fn unused_bits_at(whole: &[u8], t: &Tlv<'_>) -> usize {
+        assert_eq!(t.tag, 0x03);
+        t.content.as_ptr() as usize - whole.as_ptr() as usize
+    }
+
+    #[test]
+    fn signature_bit_strings_with_unused_bits_are_reported() {
+        let dir = std::env::var("SEALD_SAMPLES")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples").into());
+        let bytes = std::fs::read(format!("{dir}/signatures/ofdrw_SignedValueV4_zero_datahash.dat"))
+            .unwrap_or_else(|e| panic!("samples not found at {dir} (set SEALD_SAMPLES): {e}"));
+        let report = |b: &[u8]| verify_signature(&SesSignature::parse(b).unwrap(), &VerifyOptions::default());
+        let unused = |r: &Report| r.warnings.iter().filter(|w| w.contains("unused bits")).cloned().collect::<Vec<_>>();
+        let signer_ok = |r: &Report| r.steps.iter().find(|s| s.step == "signer_signature").and_then(|s| s.ok);
+        let before = report(&bytes);
+        assert!(unused(&before).is_empty() && signer_ok(&before) == Some(true), "{before:#?}");
+
+        let (outer, _) = tlv(&bytes).unwrap();
+        let el = children(&outer).unwrap();
+        let signature_at = unused_bits_at(&bytes, &el[3]);
+        let seal = children(&children(&el[0]).unwrap()[1]).unwrap();
+        let seal_value_at = unused_bits_at(&bytes, &seal[3]);
+
+        // The signer's signature BIT STRING re-encoded with 1 unused bit: its bytes still verify, and
+        // the report says what was tolerated.
+        let mut b = bytes.clone();
+        b[signature_at] = 1;
+        let r = report(&b);
+        assert_eq!(
+            unused(&r),
+            vec![
+                "signature: the BIT STRING declares 1 unused bits, but holds whole bytes; its bytes are used as stored"
+            ]
+        );
+        assert_eq!(signer_ok(&r), Some(true), "{r:#?}");
+        // The seal's signedValue likewise (inside TBS_Sign, so the signer's signature no longer holds).
+        let mut b = bytes.clone();
+        b[seal_value_at] = 3;
+        let r = report(&b);
+        assert_eq!(unused(&r).len(), 1, "{r:#?}");
+        assert!(unused(&r)[0].starts_with("seal: signedValue: the BIT STRING declares 3 unused bits"), "{r:#?}");
+        // And the seal alone, as `sealctl ses verify` reports it.
+        let seal_tlv = children(&el[0]).unwrap()[1];
+        let start = seal_tlv.raw.as_ptr() as usize - bytes.as_ptr() as usize;
+        let alone =
+            verify_seal(&SesSeal::parse(&b[start..start + seal_tlv.raw.len()]).unwrap(), &VerifyOptions::default());
+        assert!(
+            unused(&alone).iter().any(|w| w.starts_with("signedValue: the BIT STRING declares 3 unused bits")),
+            "{alone:#?}"
+        );
+    }
+
     #[test]
     fn the_parsers_never_panic_on_cut_or_flipped_input() {
         let dir = std::env::var("SEALD_SAMPLES")

@@ -84,13 +84,19 @@ pub(crate) fn oid(t: &Tlv<'_>, what: &str) -> Result<String, SesError> {
     der::asn1::ObjectIdentifier::from_bytes(c).map(|o| o.to_string()).map_err(|e| bad(format!("{what}: {e}")))
 }
 
-/// A BIT STRING's bytes (the unused-bits count must be 0; STANDARDS.md §1.6 deviations are judged
-/// when the signature is read).
-pub(super) fn bits(t: &Tlv<'_>, what: &str) -> Result<Vec<u8>, SesError> {
+/// A BIT STRING's bytes. Every BIT STRING here (signatures, digests, time-stamps) holds whole bytes:
+/// a non-zero unused-bits count is a warning and the bytes are used as stored (STANDARDS.md §1.6
+/// deviations are judged when the signature is read); more than 7 is refused.
+pub(super) fn bits(t: &Tlv<'_>, what: &str, warnings: &mut Vec<String>) -> Result<Vec<u8>, SesError> {
     let c = expect(t, 0x03, what)?;
     let (&unused, rest) = c.split_first().ok_or_else(|| bad(format!("{what}: empty BIT STRING")))?;
     if unused > 7 {
         return Err(bad(format!("{what}: {unused} unused bits")));
+    }
+    if unused != 0 {
+        warnings.push(format!(
+            "{what}: the BIT STRING declares {unused} unused bits, but holds whole bytes; its bytes are used as stored"
+        ));
     }
     Ok(rest.to_vec())
 }
@@ -258,7 +264,7 @@ impl SesSeal {
                     raw: outer.raw.to_vec(),
                     maker_cert: expect(cert, 0x04, "maker cert")?.to_vec(),
                     sign_alg: oid(alg, "signatureAlgorithm")?,
-                    signed_value: bits(get(&sign, 2, "signData")?, "signData")?,
+                    signed_value: bits(get(&sign, 2, "signData")?, "signData", &mut warnings)?,
                     signed_bytes: seq(&[info_tlv.raw, cert.raw, alg.raw]),
                     info,
                     warnings,
@@ -280,7 +286,7 @@ impl SesSeal {
                     raw: outer.raw.to_vec(),
                     maker_cert: expect(get(&el, 1, "cert")?, 0x04, "maker cert")?.to_vec(),
                     sign_alg: oid(get(&el, 2, "signAlgID")?, "signAlgID")?,
-                    signed_value: bits(get(&el, 3, "signedValue")?, "signedValue")?,
+                    signed_value: bits(get(&el, 3, "signedValue")?, "signedValue", &mut warnings)?,
                     signed_bytes: info_tlv.raw.to_vec(),
                     info,
                     warnings,
@@ -306,14 +312,14 @@ impl SesSignature {
         let tbs_version = integer(get(&tbs, 0, "TBS_Sign version")?, "TBS_Sign version")?;
         let seal = SesSeal::from_tlv(get(&tbs, 1, "eseal")?, Vec::new())?;
         warnings.extend(seal.warnings.iter().map(|w| format!("seal: {w}")));
-        let data_hash = bits(get(&tbs, 3, "dataHash")?, "dataHash")?;
+        let data_hash = bits(get(&tbs, 3, "dataHash")?, "dataHash", &mut warnings)?;
         let property_info = string(get(&tbs, 4, "propertyInfo")?, &[0x16, 0x13, 0x0c], "propertyInfo")?;
         match el.len() {
             2 => {
                 let time_tlv = get(&tbs, 2, "timeInfo")?;
                 let time_info = match time_tlv.tag {
                     0x03 => {
-                        let b = bits(time_tlv, "timeInfo")?;
+                        let b = bits(time_tlv, "timeInfo", &mut warnings)?;
                         let mut w = Vec::new();
                         let t = tlv(&b).ok().and_then(|(inner, _)| read_time(&inner, "timeInfo", &mut w).ok());
                         warnings.extend(w);
@@ -330,7 +336,7 @@ impl SesSignature {
                     property_info,
                     signer_cert: expect(get(&tbs, 5, "cert")?, 0x04, "signer cert")?.to_vec(),
                     sign_alg: oid(get(&tbs, 6, "signatureAlgorithm")?, "signatureAlgorithm")?,
-                    signature: bits(get(&el, 1, "signature")?, "signature")?,
+                    signature: bits(get(&el, 1, "signature")?, "signature", &mut warnings)?,
                     timestamp: None,
                     seal,
                     warnings,
@@ -345,7 +351,9 @@ impl SesSignature {
                 }
                 let time_info = Some(read_time(get(&tbs, 2, "timeInfo")?, "timeInfo", &mut warnings)?);
                 let timestamp = match el.get(4) {
-                    Some(t) if t.tag == 0xa0 => Some(bits(get(&children(t)?, 0, "timeStamp")?, "timeStamp")?),
+                    Some(t) if t.tag == 0xa0 => {
+                        Some(bits(get(&children(t)?, 0, "timeStamp")?, "timeStamp", &mut warnings)?)
+                    }
                     Some(t) if t.tag == 0x80 => Some(t.content.get(1..).unwrap_or_default().to_vec()),
                     Some(t) => return Err(bad(format!("timeStamp has tag 0x{:02x}", t.tag))),
                     None => None,
@@ -359,7 +367,7 @@ impl SesSignature {
                     property_info,
                     signer_cert: expect(get(&el, 1, "cert")?, 0x04, "signer cert")?.to_vec(),
                     sign_alg: oid(get(&el, 2, "signatureAlgID")?, "signatureAlgID")?,
-                    signature: bits(get(&el, 3, "signature")?, "signature")?,
+                    signature: bits(get(&el, 3, "signature")?, "signature", &mut warnings)?,
                     timestamp,
                     seal,
                     warnings,
