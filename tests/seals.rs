@@ -1443,4 +1443,8 @@ fn a_signature_verified_without_its_document_is_not_valid() {
     let wrong = w.registry.verification().verify_cms(&cms, Some(b"another"), &none);
     assert_eq!(wrong.verdict, "invalid");
     assert_eq!(w.registry.verification().verify_cms(&cms, Some(doc), &none).verdict, "valid");
+    // Attached content and another document given: about the document given, not valid.
+    let attached = w.signing.sign_cms(&w.app_a, &seal, doc, false, None).unwrap().der;
+    assert_eq!(w.registry.verification().verify_cms(&attached, Some(doc), &none).verdict, "valid");
+    assert_eq!(w.registry.verification().verify_cms(&attached, Some(b"another"), &none).verdict, "invalid");
 }

@@ -369,6 +369,13 @@ pub fn verify(bytes: &[u8], detached: Option<&[u8]>, opts: &VerifyOptions<'_>) -
         ),
     );
     let content = sd.content.as_deref().or(detached);
+    // A document given beside attached content must be that content: the verdict is about the
+    // document the caller holds, not only about what the SignedData carries.
+    if let (Some(inside), Some(given)) = (sd.content.as_deref(), detached) {
+        if inside != given {
+            step(&mut steps, "data_hash", Some(false), "the document given is not the content the SignedData carries");
+        }
+    }
     for (n, si) in sd.signers.iter().enumerate() {
         let cert = sd
             .certificates
