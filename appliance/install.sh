@@ -14,7 +14,6 @@ for b in seald sealctl; do
 done
 install -d -m 0755 "$DESTDIR/usr/bin" "$DESTDIR/usr/lib/systemd/system" "$DESTDIR/usr/lib/sysusers.d" \
   "$DESTDIR/usr/lib/tmpfiles.d" "$DESTDIR/usr/share/doc/seald" "$DESTDIR/usr/share/seald/pkcs11-profiles"
-install -d -m 0750 "$DESTDIR/etc/seald"
 install -m 0755 "$BIN_DIR/seald" "$BIN_DIR/sealctl" "$DESTDIR/usr/bin/"
 install -m 0644 "$repo/systemd/seald.service" "$DESTDIR/usr/lib/systemd/system/seald.service"
 install -m 0644 "$repo/systemd/seald.sysusers" "$DESTDIR/usr/lib/sysusers.d/seald.conf"
@@ -23,15 +22,45 @@ install -m 0644 "$repo"/pkcs11-profiles/*.toml "$DESTDIR/usr/share/seald/pkcs11-
 install -m 0644 "$repo/README.md" "$DESTDIR/usr/share/doc/seald/README.md"
 install -m 0644 "$repo/appliance/README.md" "$DESTDIR/usr/share/doc/seald/OPERATORS.md"
 install -m 0644 "$repo/docs/openapi.yaml" "$DESTDIR/usr/share/doc/seald/openapi.yaml"
+# The seald user and group first: the config is root's and readable by the group seald (0640), and
+# the state directory is seald's, so that the service (User=seald) reads one and owns the other.
+group=root
+if [ -z "$DESTDIR" ]; then
+  if command -v systemd-sysusers >/dev/null 2>&1; then
+    systemd-sysusers
+  elif ! getent passwd seald >/dev/null; then
+    useradd --system --home-dir /var/lib/seald --no-create-home --shell /usr/sbin/nologin seald
+  fi
+  group=seald
+fi
+install -d -m 0750 -o root -g "$group" "$DESTDIR/etc/seald"
 if [ -e "$DESTDIR/etc/seald/seald.toml" ]; then
   echo "install.sh: keeping the existing /etc/seald/seald.toml"
 else
-  install -m 0640 "$repo/appliance/seald.toml" "$DESTDIR/etc/seald/seald.toml"
+  install -m 0640 -o root -g "$group" "$repo/appliance/seald.toml" "$DESTDIR/etc/seald/seald.toml"
 fi
-if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
-  systemd-sysusers
-  systemd-tmpfiles --create
-  systemctl daemon-reload
+if [ -z "$DESTDIR" ]; then
+  install -d -m 0700 -o seald -g seald /var/lib/seald
+  if [ -d /run/systemd/system ]; then
+    systemd-tmpfiles --create
+    systemctl daemon-reload
+  fi
 fi
-echo "seald installed${DESTDIR:+ into $DESTDIR}. Next: edit /etc/seald/seald.toml, put the token PIN in"
-echo "/etc/seald/token.pin (mode 0600), then: systemctl enable --now seald"
+cat <<EOF
+seald installed${DESTDIR:+ into $DESTDIR}. It is not started: an appliance starts once it is set up.
+Next, in this order (appliance/README.md has each step):
+  1. [token] in /etc/seald/seald.toml: the cipher machine's module, profile and label;
+     check with: sealctl token info --config /etc/seald/seald.toml --pin-file PIN
+  2. the token PIN in /etc/seald/token.pin (root, mode 0600; the unit passes it as a credential)
+  3. TLS: the server certificate and key, the client CA bundle and CRLs named in [server]
+     (key root:seald 0640)
+  4. the administrators' client certificates (三员): one each for the system administrator,
+     the security officer and the auditor
+  5. as the seald user, with the PIN as the service gets it (a credential):
+     systemd-run --pipe --wait -p User=seald -p LoadCredential=token-pin:/etc/seald/token.pin \\
+       seald init --config /etc/seald/seald.toml \\
+       --sysadmin A.pem --secofficer B.pem --auditor C.pem --new-audit-key
+     (the audit key, the issuing CA and the seal maker in the token, and the three accounts)
+  6. the same way: seald check --config /etc/seald/seald.toml   (every line ok or WARN)
+  7. systemctl enable --now seald
+EOF

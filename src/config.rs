@@ -125,6 +125,16 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The PIN from `pin_file` instead of the config's `pin_file` or `pin_credential`: for
+    /// `seald check`, `init` and `restore` run by hand, where the systemd credential is not there.
+    pub fn with_pin_file(mut self, pin_file: Option<&Path>) -> Self {
+        if let Some(p) = pin_file {
+            self.token.pin_file = Some(p.to_path_buf());
+            self.token.pin_credential = None;
+        }
+        self
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();

@@ -150,6 +150,30 @@ fn seald_check_reads_a_config_and_logs_in() {
     // The token checks pass; a config with only [token] is not an appliance (exit status 1).
     assert!(out.contains(&format!("ok    token: '{}'", t.label)), "{out}");
     assert!(o.status.code() == Some(1) && out.contains("FAIL  [server]"), "{out}");
+    // A config that takes the PIN from a systemd credential, run by hand: --pin-file instead.
+    let cred = t.scratch("credential.toml");
+    std::fs::write(
+        &cred,
+        format!(
+            "[token]\nmodule = \"{}\"\nlabel = \"{}\"\npin_credential = \"token-pin\"\n",
+            t.module.display(),
+            t.label
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_seald"))
+            .args(["check", "--config", cred.to_str().unwrap()])
+            .args(extra)
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let without = run(&[]);
+    assert!(without.contains("FAIL  token") && without.contains("CREDENTIALS_DIRECTORY"), "{without}");
+    let with = run(&["--pin-file", t.pin_file.to_str().unwrap()]);
+    assert!(with.contains(&format!("ok    token: '{}'", t.label)), "{with}");
     // sealctl token reads the same [token] section.
     let o = Command::new(env!("CARGO_BIN_EXE_sealctl"))
         .args(["token", "info", "--config", cfg.to_str().unwrap()])

@@ -45,6 +45,10 @@ enum Command {
         /// Configuration file.
         #[arg(long, default_value = "/etc/seald/seald.toml")]
         config: PathBuf,
+        /// Read the token PIN from this file instead of the config's pin_file or pin_credential
+        /// (run by hand, where the service's credential is not there).
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
     },
     /// First boot, with the daemon stopped: create the three administrator accounts (三员: system
     /// administrator, security officer, auditor) from their client certificates, and generate the
@@ -73,6 +77,9 @@ enum Command {
         /// and write its CKA_ID into the config's `[audit] key`.
         #[arg(long)]
         new_audit_key: bool,
+        /// Read the token PIN from this file instead of the config's pin_file or pin_credential.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
     },
     /// Restore a backup (from `sealctl backup`) with the daemon stopped, into the configuration's
     /// store and journal directories, which must be empty. Refuses a backup whose manifest does not
@@ -83,6 +90,9 @@ enum Command {
         /// Configuration file.
         #[arg(long, default_value = "/etc/seald/seald.toml")]
         config: PathBuf,
+        /// Read the token PIN from this file instead of the config's pin_file or pin_credential.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
     },
     /// Set up a development appliance in DIR and run it: softtoken (a software PKCS#11 token with SM2),
     /// SM2 and P-256 keys and an audit key, a dev CA with server and client certificates (PEM and
@@ -117,19 +127,22 @@ fn main() -> ExitCode {
     seald::init_logging("info");
     let result = match cli.command {
         Command::Run { config } => run(&config),
-        Command::Restore { file, config } => restore::run(&file, &config),
-        Command::Init { config, sysadmin, secofficer, auditor, ca_name, ca_days, new_audit_key } => init::run(
-            &config,
-            [
-                (Role::Sysadmin, "sysadmin", sysadmin.as_path()),
-                (Role::Secofficer, "secofficer", secofficer.as_path()),
-                (Role::Auditor, "auditor", auditor.as_path()),
-            ],
-            &ca_name,
-            ca_days,
-            new_audit_key,
-        ),
-        Command::Check { config } => return ExitCode::from(check::run(&config)),
+        Command::Restore { file, config, pin_file } => restore::run(&file, &config, pin_file.as_deref()),
+        Command::Init { config, sysadmin, secofficer, auditor, ca_name, ca_days, new_audit_key, pin_file } => {
+            init::run(
+                &config,
+                pin_file.as_deref(),
+                [
+                    (Role::Sysadmin, "sysadmin", sysadmin.as_path()),
+                    (Role::Secofficer, "secofficer", secofficer.as_path()),
+                    (Role::Auditor, "auditor", auditor.as_path()),
+                ],
+                &ca_name,
+                ca_days,
+                new_audit_key,
+            )
+        }
+        Command::Check { config, pin_file } => return ExitCode::from(check::run(&config, pin_file.as_deref())),
         Command::Dev { dir, listen } => dev::run(&dir, &listen),
     };
     match result {

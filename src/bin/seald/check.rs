@@ -37,9 +37,9 @@ impl Report {
 }
 
 /// Runs every check; the exit status.
-pub fn run(config: &Path) -> u8 {
+pub fn run(config: &Path, pin_file: Option<&Path>) -> u8 {
     let cfg = match Config::load(config) {
-        Ok(c) => c,
+        Ok(c) => c.with_pin_file(pin_file),
         Err(e) => {
             println!("FAIL  config {}: {e}: fix the file (unknown fields are errors)", config.display());
             return 2;

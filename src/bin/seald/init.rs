@@ -81,12 +81,13 @@ fn set_audit_key(config: &Path, id: &str) -> Result<(), Error> {
 /// Runs `seald init`.
 pub fn run(
     config: &Path,
+    pin_file: Option<&Path>,
     admins: [(Role, &str, &Path); 3],
     ca_name: &str,
     ca_days: u32,
     new_audit_key: bool,
 ) -> Result<(), Error> {
-    let mut cfg = Config::load(config)?;
+    let mut cfg = Config::load(config)?.with_pin_file(pin_file);
     if new_audit_key {
         let audit = cfg.audit.clone().ok_or("the config has no [audit] section")?;
         let pool = TokenPool::open(&cfg.token)?;
@@ -103,7 +104,7 @@ pub fn run(
             key.public_key.fingerprint(),
             key.public_key.to_spki_pem()
         );
-        cfg = Config::load(config)?;
+        cfg = Config::load(config)?.with_pin_file(pin_file);
     }
     let offline = seald::server::open_offline(&cfg)?;
     let _ = init_registry(&offline.registry, admins, ca_name, ca_days)?;

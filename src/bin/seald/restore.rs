@@ -7,8 +7,8 @@ use seald::token::{self, TokenPool};
 use std::path::Path;
 
 /// Runs `seald restore`: refuses a backup that does not verify, or whose keys the token lacks.
-pub fn run(file: &Path, config: &Path) -> Result<(), Error> {
-    let cfg = Config::load(config)?;
+pub fn run(file: &Path, config: &Path, pin_file: Option<&Path>) -> Result<(), Error> {
+    let cfg = Config::load(config)?.with_pin_file(pin_file);
     let store = cfg.store.clone().ok_or("the config has no [store] section")?;
     let audit = cfg.audit.clone().ok_or("the config has no [audit] section")?;
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
