@@ -22,6 +22,8 @@ install -m 0644 "$repo"/pkcs11-profiles/*.toml "$DESTDIR/usr/share/seald/pkcs11-
 install -m 0644 "$repo/README.md" "$DESTDIR/usr/share/doc/seald/README.md"
 install -m 0644 "$repo/appliance/README.md" "$DESTDIR/usr/share/doc/seald/OPERATORS.md"
 install -m 0644 "$repo/docs/openapi.yaml" "$DESTDIR/usr/share/doc/seald/openapi.yaml"
+install -m 0644 "$repo/docs/operations.md" "$DESTDIR/usr/share/doc/seald/operations.md"
+install -m 0644 "$repo/appliance/next-steps.txt" "$DESTDIR/usr/share/seald/next-steps.txt"
 # The seald user and group first: the config is root's and readable by the group seald (0640), and
 # the state directory is seald's, so that the service (User=seald) reads one and owns the other.
 group=root
@@ -46,21 +48,5 @@ if [ -z "$DESTDIR" ]; then
     systemctl daemon-reload
   fi
 fi
-cat <<EOF
-seald installed${DESTDIR:+ into $DESTDIR}. It is not started: an appliance starts once it is set up.
-Next, in this order (appliance/README.md has each step):
-  1. [token] in /etc/seald/seald.toml: the cipher machine's module, profile and label;
-     check with: sealctl token info --config /etc/seald/seald.toml --pin-file PIN
-  2. the token PIN in /etc/seald/token.pin (root, mode 0600; the unit passes it as a credential)
-  3. TLS: the server certificate and key, the client CA bundle and CRLs named in [server]
-     (key root:seald 0640)
-  4. the administrators' client certificates (三员): one each for the system administrator,
-     the security officer and the auditor
-  5. as the seald user, with the PIN as the service gets it (a credential):
-     systemd-run --pipe --wait -p User=seald -p LoadCredential=token-pin:/etc/seald/token.pin \\
-       seald init --config /etc/seald/seald.toml \\
-       --sysadmin A.pem --secofficer B.pem --auditor C.pem --new-audit-key
-     (the audit key, the issuing CA and the seal maker in the token, and the three accounts)
-  6. the same way: seald check --config /etc/seald/seald.toml   (every line ok or WARN)
-  7. systemctl enable --now seald
-EOF
+echo "seald installed${DESTDIR:+ into $DESTDIR}."
+cat "$repo/appliance/next-steps.txt"

@@ -84,7 +84,6 @@ fn start_full(crl: &[u64], server_extra: &str, envs: &[(&str, String)]) -> Daemo
     let d = dir.display();
     let config = format!(
         "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\nborrow_timeout_ms = 1000\nrecovery_timeout_ms = 500\n\n\
-         [token.environment]\nSOFTTOKEN_DIR = \"{}\"\nSOFTTOKEN_FAULT = \"{}\"\n\n\
          [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\nmax_body_bytes = 65536\nmax_message_bytes = 4096\n{server_extra}\n\n\
          [verify]\ntrust_anchors = \"{d}/ca.pem\"\ncrl = [\"{d}/crl.pem\"]\n\n\
          [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\nkey = \"{}\"\ncheckpoint_every = 10\n\n\
@@ -94,8 +93,6 @@ fn start_full(crl: &[u64], server_extra: &str, envs: &[(&str, String)]) -> Daemo
         token.module.display(),
         token.label,
         token.pin_file.display(),
-        token.dir.join("token").display(),
-        token.fault.display(),
         audit.id,
         sm2.id,
         p256.id,

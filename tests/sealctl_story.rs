@@ -84,13 +84,11 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let d = dir.display();
     let config = format!(
         "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\n\n\
-         [token.environment]\nSOFTTOKEN_DIR = \"{}\"\n\n\
          [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n\n\
          [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\n# made by seald init\nkey = \"00\"\n",
         token.module.display(),
         token.label,
         token.pin_file.display(),
-        token.dir.join("token").display(),
     );
     let cfg = dir.join("seald.toml");
     std::fs::write(&cfg, config).unwrap();

@@ -3,8 +3,8 @@
 //! signatures. Also: keys surviving a reload, corrupt key files, device loss under load, thread
 //! safety, PIN rules, and a token that returns a wrong signature.
 //!
-//! Each test needs its own process (softtoken reads its environment at C_Initialize): run them with
-//! `cargo nextest`, as scripts/test does.
+//! Each test has its own softtoken (a copy of the module with its settings beside it), so they run
+//! side by side under `cargo test` as well as under `cargo nextest`.
 
 mod common;
 
@@ -143,7 +143,6 @@ fn keys_survive_a_reload_and_a_corrupt_key_file_is_reported_not_crashed_on() {
     let out = Command::new(env!("CARGO_BIN_EXE_sealctl"))
         .args(["token", "list", "--json", "--module", t.module.to_str().unwrap(), "--token", &t.label])
         .args(["--pin-file", t.pin_file.to_str().unwrap(), "--profile", "softtoken"])
-        .env("SOFTTOKEN_FAULT", "")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,4 +1,4 @@
-//! Fault injection for tests, driven by the file named in `SOFTTOKEN_FAULT`:
+//! Fault injection for tests, driven by the file named by the `fault` setting (`SOFTTOKEN_FAULT`):
 //! `removed` (every call answers CKR_DEVICE_REMOVED until the file changes), `slow MS` (added latency
 //! per sign), `sessions N` (cap on open sessions), `corrupt` (flip a bit of every signature, to show
 //! that seald refuses a signature that does not verify), `sign_fails` (C_Sign answers
@@ -51,13 +51,9 @@ pub struct FaultControl {
 }
 
 impl FaultControl {
-    /// From `SOFTTOKEN_FAULT`.
-    pub fn from_env() -> Self {
-        FaultControl {
-            path: std::env::var_os("SOFTTOKEN_FAULT").map(PathBuf::from),
-            checked: None,
-            current: Faults::default(),
-        }
+    /// Reading `path` (the `fault` setting), if any.
+    pub fn new(path: Option<PathBuf>) -> Self {
+        FaultControl { path, checked: None, current: Faults::default() }
     }
 
     /// The faults now.

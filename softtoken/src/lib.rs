@@ -6,7 +6,8 @@
 //!
 //! It exports `C_GetFunctionList` like any vendor module, and imitates a vendor profile
 //! (`SOFTTOKEN_PROFILE`, the same TOML as `pkcs11-profiles/`): its SM2 codes, raw or DER signatures.
-//! Configuration: `SOFTTOKEN_DIR` (required), `SOFTTOKEN_PROFILE`, `SOFTTOKEN_FAULT` (see `fault.rs`).
+//! Configuration: a `.conf` file beside the module, else `SOFTTOKEN_DIR` (required), `SOFTTOKEN_PROFILE`,
+//! `SOFTTOKEN_FAULT` (see `settings.rs` and `fault.rs`).
 //!
 //! This file is the C boundary only: pointer checks, the two-call size convention, panics turned into
 //! CKR_GENERAL_ERROR. The token's behaviour is in `token.rs`.
@@ -14,6 +15,7 @@
 
 mod attrs;
 mod fault;
+mod settings;
 mod store;
 mod token;
 
@@ -136,7 +138,7 @@ pub unsafe extern "C" fn C_Initialize(args: *mut c_void) -> CK_RV {
         if guard.is_some() {
             return Err(CKR_CRYPTOKI_ALREADY_INITIALIZED);
         }
-        *guard = Some(Token::from_env()?);
+        *guard = Some(Token::from_settings()?);
         Ok(())
     })
 }

@@ -4,6 +4,7 @@
 
 use crate::attrs::{self, b, get_bool, get_ulong, ul, Attrs};
 use crate::fault::FaultControl;
+use crate::settings::Settings;
 use crate::store::{self, MasterKey, ObjectFile, Store, TokenFile};
 use cryptoki_sys::*;
 use seald_gm::profile::{Profile, SignatureFormat};
@@ -169,22 +170,29 @@ fn pad<const N: usize>(s: &str) -> [u8; N] {
 }
 
 impl Token {
-    /// Loads the token from `SOFTTOKEN_DIR` with the profile from `SOFTTOKEN_PROFILE`.
-    pub fn from_env() -> Result<Self, CK_RV> {
-        let Some(dir) = std::env::var_os("SOFTTOKEN_DIR") else {
-            report("SOFTTOKEN_DIR is not set: it must name the directory where the token lives");
+    /// Loads the token from the directory its settings name (see `settings.rs`), with their profile.
+    pub fn from_settings() -> Result<Self, CK_RV> {
+        let settings = Settings::load().map_err(|e| {
+            report(&e);
+            CKR_GENERAL_ERROR
+        })?;
+        let Some(dir) = settings.dir else {
+            report(&format!(
+                "no token directory in {}: set SOFTTOKEN_DIR, or dir in the .conf file beside the module",
+                settings.source
+            ));
             return Err(CKR_GENERAL_ERROR);
         };
-        let profile = match std::env::var("SOFTTOKEN_PROFILE") {
-            Ok(p) => Profile::load(&p),
-            Err(_) => Profile::builtin("softtoken"),
+        let profile = match &settings.profile {
+            Some(p) => Profile::load(p),
+            None => Profile::builtin("softtoken"),
         }
         .map_err(|e| {
             report(&e.to_string());
             CKR_GENERAL_ERROR
         })?;
-        let store = Store::new(dir.into()).map_err(|e| {
-            report(&format!("cannot use SOFTTOKEN_DIR: {e}"));
+        let store = Store::new(dir).map_err(|e| {
+            report(&format!("cannot use the token directory: {e}"));
             CKR_GENERAL_ERROR
         })?;
         let file = store.load_token().map_err(|e| {
@@ -194,7 +202,7 @@ impl Token {
         let mut t = Token {
             profile,
             store,
-            fault: FaultControl::from_env(),
+            fault: FaultControl::new(settings.fault),
             file,
             objects: BTreeMap::new(),
             next_object: 1,

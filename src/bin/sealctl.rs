@@ -137,6 +137,12 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (sealctl.1 and one per command) into DIR, for packaging.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write into (created if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -165,6 +171,16 @@ fn main() -> ExitCode {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "sealctl", &mut std::io::stdout());
             return ExitCode::SUCCESS;
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory as _;
+            return match std::fs::create_dir_all(&dir).and_then(|()| clap_mangen::generate_to(Cli::command(), &dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sealctl: error: writing man pages into {}: {e}", dir.display());
+                    ExitCode::from(1)
+                }
+            };
         }
         Command::Audit { action } => {
             return match audit::run(action) {

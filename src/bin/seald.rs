@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, default_value = "/etc/seald/seald.toml")]
         config: PathBuf,
         /// Read the token PIN from this file instead of the config's pin_file or pin_credential
-        /// (run by hand, where the service's credential is not there).
+        /// (run by hand, where the service's credential is not there); `-` reads standard input.
         #[arg(long)]
         pin_file: Option<PathBuf>,
     },
@@ -77,7 +77,8 @@ enum Command {
         /// and write its CKA_ID into the config's `[audit] key`.
         #[arg(long)]
         new_audit_key: bool,
-        /// Read the token PIN from this file instead of the config's pin_file or pin_credential.
+        /// Read the token PIN from this file instead of the config's pin_file or pin_credential; `-`
+        /// reads standard input.
         #[arg(long)]
         pin_file: Option<PathBuf>,
     },
@@ -90,7 +91,8 @@ enum Command {
         /// Configuration file.
         #[arg(long, default_value = "/etc/seald/seald.toml")]
         config: PathBuf,
-        /// Read the token PIN from this file instead of the config's pin_file or pin_credential.
+        /// Read the token PIN from this file instead of the config's pin_file or pin_credential; `-`
+        /// reads standard input.
         #[arg(long)]
         pin_file: Option<PathBuf>,
     },
@@ -105,6 +107,17 @@ enum Command {
         /// Where the daemon listens (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (seald.1 and one per command) into DIR, for packaging.
+    #[command(hide = true)]
+    Man {
+        /// The directory to write into (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -144,6 +157,17 @@ fn main() -> ExitCode {
         }
         Command::Check { config, pin_file } => return ExitCode::from(check::run(&config, pin_file.as_deref())),
         Command::Dev { dir, listen } => dev::run(&dir, &listen),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "seald", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory as _;
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+                .map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 /// Where a PIN comes from. There is deliberately no variant for a PIN given on a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinSource {
-    /// A file holding the PIN (one line; a trailing newline is ignored).
+    /// A file holding the PIN (one line; a trailing newline is ignored). `-` is standard input, read
+    /// once per process: root can pipe the PIN file into a command run as the seald user.
     File(PathBuf),
     /// A systemd credential name, read from `$CREDENTIALS_DIRECTORY/<name>` (LoadCredential=).
     Credential(String),
@@ -61,15 +62,30 @@ impl Pin {
 
     fn from_file(path: &Path) -> Result<Self, PinError> {
         let shown = path.display().to_string();
-        let bytes = zeroize::Zeroizing::new(
-            std::fs::read(path).map_err(|source| PinError::Io { path: shown.clone(), source })?,
-        );
+        let bytes = if path == Path::new("-") {
+            Self::stdin().map_err(|source| PinError::Io { path: "standard input".into(), source })?
+        } else {
+            zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| PinError::Io { path: shown.clone(), source })?)
+        };
         let text = std::str::from_utf8(&bytes).map_err(|_| PinError::Empty(shown.clone()))?;
         let pin = text.trim_end_matches(['\r', '\n']);
         if pin.is_empty() {
             return Err(PinError::Empty(shown));
         }
         Ok(Pin(SecretString::from(pin.to_owned())))
+    }
+
+    /// Standard input, read to its end the first time and kept for the process's later logins.
+    fn stdin() -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+        use std::io::Read as _;
+        static READ: std::sync::Mutex<Option<zeroize::Zeroizing<Vec<u8>>>> = std::sync::Mutex::new(None);
+        let mut kept = READ.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.is_none() {
+            let mut buf = zeroize::Zeroizing::new(Vec::new());
+            let _ = std::io::stdin().lock().take(4096).read_to_end(&mut buf)?;
+            *kept = Some(buf);
+        }
+        Ok(kept.clone().unwrap_or_default())
     }
 
     /// Makes a random PIN (24 hex digits) and writes it to a new file readable by the owner only.

@@ -567,7 +567,10 @@ impl TokenPool {
         let outcome = self.run("C_SetPIN", |s| Ok(s.set_pin(&old, &fresh).map_err(|e| e.to_string())))?;
         outcome.map_err(|e| TokenError::BadInput(format!("the token refused the PIN change: {e}")))?;
         let written = match &self.inner.pin_source {
-            super::PinSource::File(path) => new.write_to_file(path).is_ok(),
+            super::PinSource::File(path) if path.as_path() != std::path::Path::new("-") => {
+                new.write_to_file(path).is_ok()
+            }
+            super::PinSource::File(_) => false,
             super::PinSource::Credential(_) => false,
         };
         *self.inner.pin.write().unwrap_or_else(|p| p.into_inner()) = new;

@@ -1,8 +1,9 @@
 //! Test fixtures: SoftHSM2 tokens in a private directory, and OpenSSL as an independent verifier.
 //!
 //! SoftHSM reads SOFTHSM2_CONF once per process, at C_Initialize, so each test process gets one
-//! token directory and each test its own token in it. `cargo nextest` (the README's runner) gives
-//! every test its own process; plain `cargo test` works too, with tests sharing the directory.
+//! token directory and each test its own token in it; tests on SoftHSM take turns in a process. Each softtoken is a copy of the module with
+//! its settings beside it, so it needs no environment. `cargo nextest` (the README's runner) gives
+//! every test its own process; plain `cargo test` works too, with tests side by side in one.
 //! Nothing here skips: without SoftHSM2, OpenSSL or OpenSC the tests fail and say what to install.
 #![allow(dead_code)]
 
@@ -60,16 +61,26 @@ pub fn softhsm_dir() -> &'static Path {
     })
 }
 
-/// A fresh SoftHSM2 token, initialised by SoftHSM's own tool (not by our code).
+/// SoftHSM keeps one instance per process, reads its token directory once at C_Initialize and is
+/// finalised when its last user lets go: tests that use it take turns (`cargo test` runs tests of a
+/// file side by side in one process; under nextest each has its own anyway). Re-entrant, for a test
+/// that makes two tokens.
+static SOFTHSM_TURN: parking_lot::ReentrantMutex<()> = parking_lot::const_reentrant_mutex(());
+
+/// A fresh SoftHSM2 token, initialised by SoftHSM's own tool (not by our code). Holds this
+/// process's SoftHSM turn while it lives: make it before opening pools on it, so that they close
+/// first.
 pub struct TestToken {
     pub module: PathBuf,
     pub label: String,
     pub pin_file: PathBuf,
     pub pin: String,
+    _turn: parking_lot::ReentrantMutexGuard<'static, ()>,
 }
 
 impl TestToken {
     pub fn new(name: &str) -> Self {
+        let turn = SOFTHSM_TURN.lock();
         let module = softhsm_module();
         let dir = softhsm_dir();
         let label = format!("{name}-{}", NEXT.fetch_add(1, Ordering::Relaxed));
@@ -81,7 +92,7 @@ impl TestToken {
         assert!(out.status.success(), "softhsm2-util --init-token failed: {}", String::from_utf8_lossy(&out.stderr));
         let pin_file = dir.join(format!("{label}.pin"));
         std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
-        TestToken { module, label, pin_file, pin }
+        TestToken { module, label, pin_file, pin, _turn: turn }
     }
 
     pub fn config(&self) -> TokenConfig {
@@ -117,10 +128,13 @@ pub fn softtoken_module() -> PathBuf {
     lib
 }
 
-static SOFTTOKEN: OnceLock<PathBuf> = OnceLock::new();
+static SOFTTOKENS: AtomicU32 = AtomicU32::new(0);
 
 /// A softtoken in a fresh directory, imitating `profile`, with a fault-control file.
-/// softtoken reads its environment once per process (at C_Initialize), so one per test process.
+/// Each is a copy of the module in its own directory with its settings beside it
+/// (`libsofttoken.so.conf`): the loader keeps one instance per file, so tests running side by side
+/// in one process (`cargo test`) each have their own token, and daemons started with its `module`
+/// find the same settings without any environment.
 pub struct SoftToken {
     pub module: PathBuf,
     pub dir: PathBuf,
@@ -133,19 +147,27 @@ pub struct SoftToken {
 
 impl SoftToken {
     pub fn new(profile: &str) -> Self {
-        let module = softtoken_module();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("softtoken-{}", std::process::id()));
-        if SOFTTOKEN.set(dir.clone()).is_err() {
-            panic!("one softtoken per process: run these tests with `cargo nextest` (scripts/test does)");
-        }
+        let built = softtoken_module();
+        let n = SOFTTOKENS.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("softtoken-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        // A copy, not a link: the loader recognises a file it has loaded by device and inode.
+        let module = dir.join("libsofttoken.so");
+        std::fs::copy(&built, &module).unwrap();
         let fault = dir.join("fault");
         std::fs::write(&fault, "").unwrap();
-        std::env::set_var("SOFTTOKEN_DIR", dir.join("token"));
-        std::env::set_var("SOFTTOKEN_FAULT", &fault);
         let profile_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("pkcs11-profiles/{profile}.toml"));
-        std::env::set_var("SOFTTOKEN_PROFILE", &profile_path);
+        std::fs::write(
+            dir.join("libsofttoken.so.conf"),
+            format!(
+                "dir = {}\nprofile = {}\nfault = {}\n",
+                dir.join("token").display(),
+                profile_path.display(),
+                fault.display()
+            ),
+        )
+        .unwrap();
         let so_pin_file = dir.join("so.pin");
         let pin_file = dir.join("user.pin");
         let so = seald::token::Pin::generate_to_file(&so_pin_file).unwrap();

@@ -49,8 +49,12 @@ pub fn run(config: &Path, pin_file: Option<&Path>) -> u8 {
     r.line(Verdict::Ok, "config", config.display());
     file_mode(&mut r, "config", config, false);
     server(&mut r, &cfg);
-    if let Some(pin) = &cfg.token.pin_file {
-        file_mode(&mut r, "token.pin_file", pin, true);
+    match &cfg.token.pin_file {
+        Some(pin) if pin.as_path() == Path::new("-") => r.line(Verdict::Ok, "token.pin_file", "standard input"),
+        Some(pin) => {
+            let _ = file_mode(&mut r, "token.pin_file", pin, true);
+        }
+        None => {}
     }
     let pool = token(&mut r, &cfg);
     if let Some(pool) = &pool {
@@ -68,7 +72,8 @@ pub fn run(config: &Path, pin_file: Option<&Path>) -> u8 {
 }
 
 /// A file that exists, is owned by the user running the check (the one the daemon runs as) or by
-/// root, and, when `secret`, is readable by nobody else.
+/// root, and, when `secret`, is readable by nobody else: no access for others, and group read only
+/// for this process's group or the group `seald` (a key root:seald 0640).
 fn file_mode(r: &mut Report, what: &str, path: &Path, secret: bool) -> bool {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -89,7 +94,9 @@ fn file_mode(r: &mut Report, what: &str, path: &Path, secret: bool) -> bool {
             format!("{} belongs to uid {}, not to this user ({me}) or root", path.display(), meta.uid()),
         );
     }
-    if secret && meta.mode() & 0o077 != 0 {
+    let group_ok =
+        meta.mode() & 0o030 == 0 && (meta.gid() == egid() || group_name(meta.gid()).as_deref() == Some("seald"));
+    if secret && (meta.mode() & 0o007 != 0 || (meta.mode() & 0o070 != 0 && !group_ok)) {
         r.line(
             Verdict::Fail,
             what,
@@ -107,6 +114,22 @@ fn file_mode(r: &mut Report, what: &str, path: &Path, secret: bool) -> bool {
 /// The effective uid, read from /proc (no unsafe code).
 fn unsafe_free_euid() -> u32 {
     std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+}
+
+/// This process's effective group, as /proc shows it.
+fn egid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| m.gid()).unwrap_or(u32::MAX)
+}
+
+/// A group's name, from /etc/group.
+fn group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?.parse::<u32>().ok()?;
+        (id == gid).then(|| name.to_string())
+    })
 }
 
 fn server(r: &mut Report, cfg: &Config) {

@@ -97,14 +97,30 @@ pub fn run(
         let alg = if pool.profile().sm2.is_some() { KeyAlg::Sm2 } else { KeyAlg::P256 };
         let key = pool.generate(alg, "seald-audit")?;
         drop(pool);
-        set_audit_key(config, &key.id.to_hex())?;
-        println!("audit key: {alg} key {} generated in the token and written to {}", key.id, config.display());
+        let id = key.id.to_hex();
+        match set_audit_key(config, &id) {
+            Ok(()) => {
+                println!("audit key: {alg} key {id} generated in the token and written to {}", config.display());
+                cfg = Config::load(config)?.with_pin_file(pin_file);
+            }
+            // Run as the seald user, which reads the config but may not write it (root:seald 0640):
+            // go on with the new key and say which line root must set before the daemon starts.
+            Err(e) => {
+                println!(
+                    "audit key: {alg} key {id} generated in the token; {} was not rewritten ({e}).\n\
+                     As root, set this line in its [audit] section before starting seald:\n    key = \"{id}\"",
+                    config.display()
+                );
+                if let Some(a) = cfg.audit.as_mut() {
+                    a.key = id;
+                }
+            }
+        }
         println!(
             "give the auditors its public key (SPKI sha256 {}):\n{}",
             key.public_key.fingerprint(),
             key.public_key.to_spki_pem()
         );
-        cfg = Config::load(config)?.with_pin_file(pin_file);
     }
     let offline = seald::server::open_offline(&cfg)?;
     let _ = init_registry(&offline.registry, admins, ca_name, ca_days)?;
