@@ -133,17 +133,14 @@ fn every_command_has_help() {
 #[test]
 fn seald_check_reads_a_config_and_logs_in() {
     let t = TestToken::new("check");
-    let cfg = t.scratch("seald.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[token]\nmodule = \"{}\"\nlabel = \"{}\"\npin_file = \"{}\"\n",
-            t.module.display(),
-            t.label,
-            t.pin_file.display()
-        ),
-    )
-    .unwrap();
+    // A config with only [token], and the given PIN line.
+    let config = |name: &str, pin_line: String| {
+        let path = t.scratch(name);
+        let text = format!("[token]\nmodule = \"{}\"\nlabel = \"{}\"\n{pin_line}\n", t.module.display(), t.label);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let cfg = config("seald.toml", format!("pin_file = \"{}\"", t.pin_file.display()));
     let o =
         Command::new(env!("CARGO_BIN_EXE_seald")).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -151,16 +148,7 @@ fn seald_check_reads_a_config_and_logs_in() {
     assert!(out.contains(&format!("ok    token: '{}'", t.label)), "{out}");
     assert!(o.status.code() == Some(1) && out.contains("FAIL  [server]"), "{out}");
     // A config that takes the PIN from a systemd credential, run by hand: --pin-file instead.
-    let cred = t.scratch("credential.toml");
-    std::fs::write(
-        &cred,
-        format!(
-            "[token]\nmodule = \"{}\"\nlabel = \"{}\"\npin_credential = \"token-pin\"\n",
-            t.module.display(),
-            t.label
-        ),
-    )
-    .unwrap();
+    let cred = config("credential.toml", "pin_credential = \"token-pin\"".into());
     let run = |extra: &[&str]| {
         let o = Command::new(env!("CARGO_BIN_EXE_seald"))
             .args(["check", "--config", cred.to_str().unwrap()])

@@ -14,6 +14,21 @@ pub enum PinSource {
     Credential(String),
 }
 
+impl PinSource {
+    /// Whether `path` names standard input (`-`) rather than a file.
+    pub fn is_stdin(path: &Path) -> bool {
+        path == Path::new("-")
+    }
+
+    /// The PIN file to rewrite after a PIN change: a real file, not standard input or a credential.
+    pub fn rewritable_file(&self) -> Option<&Path> {
+        match self {
+            PinSource::File(path) if !Self::is_stdin(path) => Some(path),
+            PinSource::File(_) | PinSource::Credential(_) => None,
+        }
+    }
+}
+
 /// The PIN could not be read. Never carries the PIN itself.
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -62,7 +77,7 @@ impl Pin {
 
     fn from_file(path: &Path) -> Result<Self, PinError> {
         let shown = path.display().to_string();
-        let bytes = if path == Path::new("-") {
+        let bytes = if PinSource::is_stdin(path) {
             Self::stdin().map_err(|source| PinError::Io { path: "standard input".into(), source })?
         } else {
             zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| PinError::Io { path: shown.clone(), source })?)

@@ -566,13 +566,7 @@ impl TokenPool {
         // error, not a reason to stop using the current PIN: keep it out of the pool's PIN handling.
         let outcome = self.run("C_SetPIN", |s| Ok(s.set_pin(&old, &fresh).map_err(|e| e.to_string())))?;
         outcome.map_err(|e| TokenError::BadInput(format!("the token refused the PIN change: {e}")))?;
-        let written = match &self.inner.pin_source {
-            super::PinSource::File(path) if path.as_path() != std::path::Path::new("-") => {
-                new.write_to_file(path).is_ok()
-            }
-            super::PinSource::File(_) => false,
-            super::PinSource::Credential(_) => false,
-        };
+        let written = self.inner.pin_source.rewritable_file().is_some_and(|path| new.write_to_file(path).is_ok());
         *self.inner.pin.write().unwrap_or_else(|p| p.into_inner()) = new;
         tracing::warn!(pin_file_updated = written, "token user PIN changed");
         Ok(written)

@@ -50,7 +50,7 @@ pub fn run(config: &Path, pin_file: Option<&Path>) -> u8 {
     file_mode(&mut r, "config", config, false);
     server(&mut r, &cfg);
     match &cfg.token.pin_file {
-        Some(pin) if pin.as_path() == Path::new("-") => r.line(Verdict::Ok, "token.pin_file", "standard input"),
+        Some(pin) if seald::token::PinSource::is_stdin(pin) => r.line(Verdict::Ok, "token.pin_file", "standard input"),
         Some(pin) => {
             let _ = file_mode(&mut r, "token.pin_file", pin, true);
         }
