@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// The encoding of a returned signature.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// DER `SEQUENCE { r, s }` (or the RSA block).
@@ -25,6 +26,7 @@ pub enum Encoding {
 
 /// `POST /v1/sign` (and each item of `/v1/sign/batch`): exactly one of `key`, `seal`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignBody {
     /// A plain key, by name or id.
@@ -53,6 +55,7 @@ pub struct SignBody {
 
 /// The answer to a signature.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SignReply {
     /// The signature, base64.
     pub signature: String,
@@ -76,6 +79,7 @@ pub struct SignReply {
 /// `POST /v1/verify` (and each item of `/v1/verify/batch`): exactly one of `key`, `public_key`,
 /// `certificate`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     /// The signature, base64 (DER or raw).
@@ -103,14 +107,18 @@ pub struct VerifyBody {
 
 /// A batch of items.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, schemars(rename = "Batch_{T}"))]
 pub struct Batch<T> {
     /// 1 to 1000 items.
+    #[cfg_attr(test, schemars(length(min = 1, max = 1000)))]
     pub items: Vec<T>,
 }
 
 /// `POST /v1/seals`: an application for a seal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApplyBody {
     /// The seal's name.
@@ -139,6 +147,7 @@ pub struct ApplyBody {
 
 /// `POST /v1/seals/{id}/{action}`: a transition's reason and, for `change`, what changes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransitionBody {
     /// Why (freeze, revoke, reject, ...).
@@ -163,6 +172,7 @@ pub struct TransitionBody {
 
 /// `POST /v1/admin/keys/{name}/activate|destroy`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VersionBody {
     /// The key version.
@@ -171,6 +181,7 @@ pub struct VersionBody {
 
 /// `POST /v1/ca/issue`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CaIssueBody {
     /// A PKCS#10 request, PEM.
@@ -186,6 +197,7 @@ fn a_year() -> u32 {
 
 /// One `extDatas` entry of an `SES_Signature`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExtDataBody {
     /// Its OID.
@@ -199,6 +211,7 @@ pub struct ExtDataBody {
 
 /// `POST /v1/seals/{id}/sign-ses`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignSesBody {
     /// SM3 of the document's protected bytes, base64.
@@ -215,6 +228,7 @@ pub struct SignSesBody {
 
 /// The answer to `sign-ses`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SignSesReply {
     /// The `SES_Signature`, DER, base64.
     pub ses_signature: String,
@@ -226,6 +240,7 @@ pub struct SignSesReply {
 
 /// `POST /v1/sign/cms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignCmsBody {
     /// The seal.
@@ -246,6 +261,7 @@ fn yes() -> bool {
 
 /// The answer to `sign/cms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SignCmsReply {
     /// The SignedData, DER, base64.
     pub cms: String,
@@ -257,6 +273,7 @@ pub struct SignCmsReply {
 
 /// `POST /v1/verify/ses`: the signature, and the document or its SM3 (not both).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifySesBody {
     /// The `SES_Signature`, base64.
@@ -271,6 +288,7 @@ pub struct VerifySesBody {
 
 /// `POST /v1/verify/seal`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifySealBody {
     /// The `SESeal`, base64.
@@ -282,6 +300,7 @@ pub struct VerifySealBody {
 
 /// `POST /v1/verify/cms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyCmsBody {
     /// The SignedData, base64.
@@ -293,6 +312,7 @@ pub struct VerifyCmsBody {
 
 /// `POST /v1/seals/{id}/certificate`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CertificateBody {
     /// A certificate for the seal's token key, PEM.
@@ -301,6 +321,7 @@ pub struct CertificateBody {
 
 /// `POST /v1/seals/{id}/grants`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     /// The application account.
@@ -309,6 +330,7 @@ pub struct GrantBody {
 
 /// `POST /v1/filings/{id}/ack`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AckBody {
     /// The police system's reference.
@@ -318,6 +340,7 @@ pub struct AckBody {
 
 /// A seal as `GET /v1/seals/{id}` shows it: as the registry keeps it, with what is derived from it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SealDetail {
     /// The seal.
     #[serde(flatten)]
@@ -341,6 +364,7 @@ impl SealDetail {
 
 /// The picture of a seal in a list: everything but its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ImageSummary {
     /// `png`, `gif`, `jpg` or `svg`.
     pub image_type: String,
@@ -355,6 +379,7 @@ pub struct ImageSummary {
 /// A seal in a list, and the answer to a change of its policy or certificate: without its key
 /// versions, its history and its picture's bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SealSummary {
     /// Its code (esID).
     pub id: String,
@@ -415,30 +440,50 @@ impl SealSummary {
     }
 }
 
-/// One item of a batch answer: the item's answer, or its error.
+/// One item of a batch answer: the item's answer, or its error. `status` tells which, so that a
+/// client never reads a failed item as an answer with its fields missing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(tag = "status")]
+#[cfg_attr(test, schemars(rename = "BatchItem_{T}"))]
 pub enum BatchItem<T> {
-    /// The item's error.
+    /// The item's error (`"status": "error"`).
+    #[serde(rename = "error")]
     Failed {
         /// The error.
         error: ErrorDetail,
     },
-    /// The item's answer.
+    /// The item's answer (`"status": "ok"`, beside the answer's own fields).
+    #[serde(rename = "ok")]
     Done(T),
 }
 
-/// An error as every answer carries it.
+/// An error as every answer carries it, inside [`ErrorReply`] or a batch item.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ErrorDetail {
-    /// The stable code.
+    /// The stable code (`docs/errors.md` lists every one).
     pub code: String,
-    /// What went wrong.
+    /// What went wrong, for people.
     pub message: String,
+    /// For `invalid_transition`: the seal's state now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<SealState>,
+}
+
+/// Every error answer: `{ "error": { "code", "message" } }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(test, schemars(rename = "Error"))]
+pub struct ErrorReply {
+    /// The error.
+    pub error: ErrorDetail,
 }
 
 /// The answer to a batch, in the order of its items.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[cfg_attr(test, schemars(rename = "BatchReply_{T}"))]
 pub struct BatchReply<T> {
     /// One per item.
     pub results: Vec<BatchItem<T>>,
@@ -446,6 +491,7 @@ pub struct BatchReply<T> {
 
 /// A plain key, as `GET /v1/keys` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct KeySummary {
     /// CKA_ID, hex.
     pub id: String,
@@ -459,6 +505,7 @@ pub struct KeySummary {
 
 /// `GET /v1/keys`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct KeyList {
     /// The keys the caller may sign with.
     pub keys: Vec<KeySummary>,
@@ -466,6 +513,7 @@ pub struct KeyList {
 
 /// `GET /v1/keys/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct KeyDetail {
     /// CKA_ID, hex.
     pub id: String,
@@ -485,6 +533,7 @@ pub struct KeyDetail {
 
 /// `POST /v1/seals`: the new application.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Applied {
     /// The seal's id.
     pub id: String,
@@ -494,6 +543,7 @@ pub struct Applied {
 
 /// `POST /v1/seals/{id}/{action}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct TransitionReply {
     /// The seal (for `change`: the new one).
     pub id: String,
@@ -508,6 +558,7 @@ pub struct TransitionReply {
 
 /// `GET /v1/ca`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct CaCertificate {
     /// The issuing CA's algorithm.
     pub alg: KeyAlg,
@@ -517,6 +568,7 @@ pub struct CaCertificate {
 
 /// `POST /v1/ca/issue`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct IssuedCertificate {
     /// The certificate, PEM.
     pub certificate: String,
@@ -524,6 +576,7 @@ pub struct IssuedCertificate {
 
 /// `GET /v1/seals/{id}/csr`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct CsrReply {
     /// The request, PEM.
     pub csr: String,
@@ -531,6 +584,7 @@ pub struct CsrReply {
 
 /// `DELETE /v1/seals/{id}/grants/{account}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Withdrawn {
     /// Always true.
     pub withdrawn: bool,
@@ -539,6 +593,7 @@ pub struct Withdrawn {
 /// A dual-control step that waits for a second security officer, or for an administrator of another
 /// role for an administrator's account (202).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct AwaitingApproval {
     /// The request the second officer approves.
     pub awaiting_approval: DualRequest,
@@ -546,6 +601,7 @@ pub struct AwaitingApproval {
 
 /// `GET /v1/seals`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SealList {
     /// The seals the caller may see.
     pub seals: Vec<SealSummary>,
@@ -553,6 +609,7 @@ pub struct SealList {
 
 /// `GET /v1/seals/{id}/grants`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct GrantList {
     /// The grants.
     pub grants: Vec<Grant>,
@@ -560,6 +617,7 @@ pub struct GrantList {
 
 /// `GET /v1/seals/{id}/usage`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct UsageList {
     /// The usage records, oldest first.
     pub usage: Vec<UsageEntry>,
@@ -567,6 +625,7 @@ pub struct UsageList {
 
 /// `GET /v1/filings`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct FilingList {
     /// The filings.
     pub filings: Vec<FilingStatus>,
@@ -574,6 +633,7 @@ pub struct FilingList {
 
 /// `GET /v1/filings/export`: the document sent to the police system.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct FilingExport {
     /// `seald-filings-v1`.
     pub format: String,
@@ -585,6 +645,7 @@ pub struct FilingExport {
 
 /// `GET /v1/admin/accounts`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct AccountList {
     /// The registry's accounts.
     pub accounts: Vec<AccountRecord>,
@@ -592,6 +653,7 @@ pub struct AccountList {
 
 /// `GET /v1/admin/keys`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ApplianceKeyList {
     /// Every key with its versions.
     pub keys: Vec<KeyListing>,
@@ -599,6 +661,7 @@ pub struct ApplianceKeyList {
 
 /// `GET /v1/admin/requests`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct RequestList {
     /// The dual-control requests.
     pub requests: Vec<DualRequest>,
@@ -606,6 +669,7 @@ pub struct RequestList {
 
 /// `GET /v1/admin/units`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct UnitList {
     /// The units.
     pub units: Vec<Unit>,
@@ -613,6 +677,7 @@ pub struct UnitList {
 
 /// `GET /v1/whoami`: who the daemon takes the caller's certificate for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Whoami {
     /// The account.
     pub account: String,
@@ -629,6 +694,7 @@ pub struct Whoami {
 
 /// `GET /healthz`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Alive {
     /// `alive`.
     pub status: String,
@@ -636,6 +702,7 @@ pub struct Alive {
 
 /// `GET /readyz`: 503 with `reasons` while the token, the store or the journal is down.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Readiness {
     /// Whether the appliance can sign now.
     pub ready: bool,
@@ -651,6 +718,7 @@ pub struct Readiness {
 
 /// `GET /readyz` for a certificate of no account: whether the appliance is ready, nothing more.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ReadinessBare {
     /// Whether the appliance can sign now.
     pub ready: bool,
@@ -658,6 +726,7 @@ pub struct ReadinessBare {
 
 /// What needs an operator but does not stop signing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ReadinessDetails {
     /// Filings pending past the deadline.
     pub filings_overdue: Vec<String>,
@@ -666,3 +735,6 @@ pub struct ReadinessDetails {
     /// Appliance keys whose certificate ends within the reminder period.
     pub keys_expiring: Vec<String>,
 }
+
+#[cfg(test)]
+mod openapi;

@@ -238,8 +238,9 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
     assert_eq!(results.len(), 20);
     for (i, item) in results.iter().enumerate() {
         if i == 7 {
-            assert_eq!(item["error"]["code"], "unknown_key");
+            assert_eq!((&item["status"], &item["error"]["code"]), (&"error".into(), &"unknown_key".into()));
         } else {
+            assert_eq!(item["status"], "ok", "{item}");
             assert!(openssl_p256(dir, &d.p256_pem, &[i as u8; 32], &unb64(&item["signature"])), "batch item {i}");
         }
     }
@@ -250,7 +251,7 @@ async fn every_sign_mode_round_trips_and_openssl_verifies_what_each_mode_claims(
         .map(|(i, it)| serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&[i as u8; 32]), "signature": it["signature"]}))
         .collect();
     let (_, r) = call(&app, "POST", "/v1/verify/batch", serde_json::json!({ "items": checks })).await;
-    assert!(r["results"].as_array().unwrap().iter().all(|v| v["valid"] == true), "{r}");
+    assert!(r["results"].as_array().unwrap().iter().all(|v| v["valid"] == true && v["status"] == "ok"), "{r}");
 
     // Every signature is in the journal, with the digest of what was signed; only the auditor reads it.
     let (s, _) = call(&app, "GET", "/v1/audit/export", serde_json::Value::Null).await;
@@ -648,6 +649,40 @@ async fn verification_with_a_signer_certificate_names_every_failed_check() {
         (400, Some("bad_input")),
         "exactly one of key, public_key, certificate"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_the_limit_gets_its_413_even_from_a_client_that_writes_it_all_first() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // max_body_bytes is 65536 here. Clients such as Python's http.client write the whole body before
+    // they read: if the daemon answers at the limit and closes with the rest unread, the kernel
+    // resets the connection and the client sees "EOF occurred in violation of protocol", not the 413.
+    let d = start(&[]);
+    for size in [3 * 65_536, 8 << 20] {
+        let cfg =
+            seald::tls::client_config(&d.dir.join("ca.pem"), &d.dir.join("app.pem"), &d.dir.join("app.key")).unwrap();
+        let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let mut tls =
+            tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+        let head = format!(
+            "POST /v1/sign/batch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&vec![b' '; size]).await.expect("the daemon reads the body it refuses");
+        tls.flush().await.unwrap();
+        // The answer, read until its JSON ends (the connection may stay open).
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !answer.ends_with(b"}}") {
+            match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk)).await.expect("an answer") {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("{size}: the connection failed before the answer: {e}"),
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("\"too_large\""), "{size}: {answer}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -321,6 +321,14 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert_eq!((cms_wrong["valid"].as_bool(), step(&cms_wrong, "data_hash")), (Some(false), false.into()));
     let (status, _) = post("/v1/verify/ses", serde_json::json!({ "ses_signature": "!!" }));
     assert_eq!(status, 400);
+    // A plain signature with the seal verifies against the certificate the answer carries: the
+    // issuing CA is an anchor of /v1/verify as of the other verifications.
+    let digest = seald::crypto::sm3(xml);
+    let (status, plain) = post("/v1/sign", serde_json::json!({ "seal": id, "input": "digest", "data": b64(&digest) }));
+    assert_eq!(status, 200, "{plain}");
+    let check = serde_json::json!({ "certificate": plain["cert"], "input": "digest", "data": b64(&digest), "signature": plain["signature"] });
+    let (_, verdict) = post("/v1/verify", check);
+    assert_eq!(verdict, serde_json::json!({ "valid": true, "reasons": [] }));
     // Every route the story used so far is counted under its own pattern, none as "other".
     let metrics = rt.block_on(client.request("GET", "/metrics", None)).unwrap().1;
     let metrics = String::from_utf8_lossy(&metrics);

@@ -18,13 +18,13 @@ pub use metrics::Metrics;
 
 use crate::audit::Journal;
 use crate::authz::Principal;
-use crate::contract::{Alive, Readiness, ReadinessBare, ReadinessDetails};
+use crate::contract::{Alive, ErrorDetail, ErrorReply, Readiness, ReadinessBare, ReadinessDetails};
 use crate::signing::{SignError, Signing};
 use crate::store::Store;
 use crate::token::{Health, TokenPool};
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use routes::Op;
@@ -90,7 +90,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     /// For `invalid_transition`: the seal's current state.
-    state: Option<&'static str>,
+    state: Option<crate::seal::SealState>,
 }
 
 impl ApiError {
@@ -131,19 +131,6 @@ fn token_status(t: &crate::token::TokenError) -> StatusCode {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorInner<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorInner<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<&'a str>,
-}
-
 fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
@@ -155,7 +142,8 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<By
 }
 
 fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
-    json_response(e.status, &ErrorBody { error: ErrorInner { code: e.code, message: &e.message, state: e.state } })
+    let error = ErrorDetail { code: e.code.to_string(), message: e.message.clone(), state: e.state };
+    json_response(e.status, &ErrorReply { error })
 }
 
 fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -164,6 +152,10 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
     let _ = r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     r
 }
+
+/// The API's contract, `docs/openapi.yaml`, served at `GET /v1/openapi.yaml` (its schemas are
+/// generated from `crate::contract`, and a test keeps its paths equal to the route table).
+const OPENAPI: &str = include_str!("../../docs/openapi.yaml");
 
 /// Items per batch request.
 pub const MAX_BATCH: usize = 1000;
@@ -356,6 +348,13 @@ async fn dispatch(
             fingerprint: p.fingerprint,
             subject: p.subject,
         })),
+        Op::OpenApi => {
+            let mut r = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+            let _ = r
+                .headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/yaml"));
+            Ok(r)
+        }
         Op::Keys => Ok(sign::keys(app, &p)),
         Op::Key => sign::key(app, &p, &param(0)),
         Op::SignCms => seals::sign_cms(app, p, parse(&body(app, req).await?)?).await,
@@ -384,25 +383,52 @@ async fn dispatch(
     }
 }
 
+/// A body over the limit is still read (and thrown away) up to this much more, so that a client
+/// that writes its whole body before it reads gets its 413 instead of a reset connection. Beyond
+/// it, the connection is closed.
+const REFUSED_BODY_DRAIN: usize = 64 << 20;
+
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let collected = tokio::time::timeout(app.body_timeout, Limited::new(req.into_body(), app.max_body).collect())
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!("the request body did not arrive within {} s", app.body_timeout.as_secs()),
-            )
-        })?;
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+    let too_large = || {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("request body is larger than {} bytes", app.max_body),
-        )),
-        Err(e) => Err(ApiError::bad("bad_body", e.to_string())),
+        )
+    };
+    if req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > app.max_body.saturating_add(REFUSED_BODY_DRAIN))
+    {
+        return Err(too_large());
     }
+    let read = async {
+        let mut body = req.into_body();
+        let (mut kept, mut seen) = (Vec::new(), 0usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad("bad_body", e.to_string()))?;
+            let Ok(data) = frame.into_data() else { continue };
+            seen = seen.saturating_add(data.len());
+            if seen <= app.max_body {
+                kept.extend_from_slice(&data);
+            } else if seen > app.max_body.saturating_add(REFUSED_BODY_DRAIN) {
+                break;
+            }
+        }
+        if seen > app.max_body {
+            return Err(too_large());
+        }
+        Ok(Bytes::from(kept))
+    };
+    tokio::time::timeout(app.body_timeout, read).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} s", app.body_timeout.as_secs()),
+        )
+    })?
 }
 
 /// The caller's account, looked up per request so that a disabled account stops at once.

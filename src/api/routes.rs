@@ -33,6 +33,8 @@ pub enum Op {
     VerifySeal,
     /// `GET /v1/whoami`.
     Whoami,
+    /// `GET /v1/openapi.yaml`: the API's contract.
+    OpenApi,
     /// `GET /v1/keys`.
     Keys,
     /// `GET /v1/keys/{id}`.
@@ -145,6 +147,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/v1/verify/ses", Op::VerifySes),
     route(Method::POST, "/v1/verify/seal", Op::VerifySeal),
     route(Method::GET, "/v1/whoami", Op::Whoami),
+    route(Method::GET, "/v1/openapi.yaml", Op::OpenApi),
     route(Method::GET, "/v1/keys", Op::Keys),
     route(Method::GET, "/v1/keys/{id}", Op::Key),
     route(Method::GET, "/v1/audit/verify", Op::AuditVerify),
@@ -207,11 +210,22 @@ impl Resolved<'_> {
     }
 }
 
+/// The routes whose pattern fits `path`, the most specific only: where `/v1/seals/{id}/csr` fits,
+/// `/v1/seals/{id}/{action}` does not compete (so `POST …/csr` is 405, and `Allow` says `GET`).
+fn candidates(path: &str) -> impl Iterator<Item = (&'static Route, Vec<&str>)> {
+    let fitting: Vec<_> = ROUTES.iter().filter_map(|r| matches(r.path, path).map(|p| (r, p))).collect();
+    let best = fitting.iter().map(|(r, p)| literals(r.path, p)).max().unwrap_or(0);
+    fitting.into_iter().filter(move |(r, p)| literals(r.path, p) == best)
+}
+
+fn literals(pattern: &str, params: &[&str]) -> usize {
+    pattern.split('/').count() - params.len()
+}
+
 /// Finds the route for `method` and `path`.
 pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
     let mut other_method = None;
-    for r in ROUTES {
-        let Some(params) = matches(r.path, path) else { continue };
+    for (r, params) in candidates(path) {
         if r.method == *method {
             return Resolved::Found(r, params);
         }
@@ -229,8 +243,7 @@ pub fn resolve<'p>(method: &Method, path: &'p str) -> Resolved<'p> {
 /// The methods with a route for `path`, for a 405's `Allow` header (empty under a family with no
 /// route for the path: nothing is allowed there).
 pub fn allowed(path: &str) -> String {
-    let mut methods: Vec<&str> =
-        ROUTES.iter().filter(|r| matches(r.path, path).is_some()).map(|r| r.method.as_str()).collect();
+    let mut methods: Vec<&str> = candidates(path).map(|(r, _)| r.method.as_str()).collect();
     methods.dedup();
     methods.join(", ")
 }
@@ -279,6 +292,10 @@ mod tests {
         assert_eq!(allowed("/v1/sign"), "POST");
         assert_eq!(allowed("/v1/admin/accounts"), "GET, POST");
         assert_eq!(allowed("/v1/sign/foo"), "");
+        // A literal segment wins over a parameter: POST …/csr is not a seal action named "csr".
+        assert_eq!(allowed("/v1/seals/x/csr"), "GET");
+        assert!(matches!(resolve(&Method::POST, "/v1/seals/x/csr"), Resolved::MethodNotAllowed("/v1/seals/{id}/csr")));
+        assert_eq!(allowed("/v1/seals/x/freeze"), "POST");
     }
 
     #[test]

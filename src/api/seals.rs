@@ -47,7 +47,7 @@ impl From<SealError> for ApiError {
             SealError::Audit(_) | SealError::Store(_) | SealError::Backup(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let state = match &e {
-            SealError::InvalidTransition { state, .. } => Some(state.name()),
+            SealError::InvalidTransition { state, .. } => Some(*state),
             _ => None,
         };
         let mut err = ApiError::new(status, e.code(), e.to_string());

@@ -105,7 +105,7 @@ fn item_result<T>(r: Result<T, ApiError>) -> BatchItem<T> {
 }
 
 fn item_error<T>(code: &str, message: String) -> BatchItem<T> {
-    BatchItem::Failed { error: ErrorDetail { code: code.into(), message } }
+    BatchItem::Failed { error: ErrorDetail { code: code.into(), message, state: None } }
 }
 
 async fn sign_one(app: &Arc<App>, p: &Principal, b: SignBody) -> Result<SignReply, ApiError> {

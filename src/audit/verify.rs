@@ -12,6 +12,7 @@ use std::path::Path;
 
 /// What kind of damage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A frame's checksum does not match its bytes.
@@ -32,6 +33,7 @@ pub enum FindingKind {
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Finding {
     /// Where.
     pub seq: u64,
@@ -43,6 +45,7 @@ pub struct Finding {
 
 /// The verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct VerifyReport {
     /// Records checked.
     pub records: u64,

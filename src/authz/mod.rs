@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// The roles of 三员分立 and of seal management.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// System administrator: accounts, configuration, backup.

@@ -8,6 +8,7 @@ use spki::{DecodePublicKey, EncodePublicKey};
 
 /// The key algorithms a seal or appliance key may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KeyAlg {
     /// SM2 on sm2p256v1, signatures per GB/T 32918.2 with SM3.

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 
 /// A unit (government, bureau, department ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Unit {
     /// Stable code.
     pub id: String,
@@ -33,6 +34,7 @@ pub struct Unit {
 
 /// A request to create a unit.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UnitSpec {
     /// Stable code: 1 to 64 of `A-Z a-z 0-9 - _ .`.
@@ -46,6 +48,7 @@ pub struct UnitSpec {
 
 /// An account kept by the registry (tree `accounts`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct AccountRecord {
     /// Name.
     pub name: String,
@@ -74,6 +77,7 @@ pub struct AccountRecord {
 
 /// A request to create an account.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccountSpec {
     /// Name: 1 to 64 of `A-Z a-z 0-9 - _ .`.
@@ -96,6 +100,7 @@ pub struct AccountSpec {
 
 /// A change to an account; absent fields stay.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccountUpdate {
     /// New role (never one's own).

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 /// Filing states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FilingState {
     /// Not yet acknowledged by the police system.
@@ -16,6 +17,7 @@ pub enum FilingState {
 
 /// A filing record (备案) for the police seal-management system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Filing {
     /// Id.
     pub id: String,
@@ -59,6 +61,7 @@ impl Filing {
 
 /// A filing and whether it is overdue now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct FilingStatus {
     /// The filing.
     #[serde(flatten)]

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 /// What a dual-control request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RequestAction {
     /// Make a pending appliance key version the active one.
@@ -44,6 +45,7 @@ pub enum RequestAction {
 
 /// Where a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RequestState {
     /// Waiting for the second officer.
@@ -54,6 +56,7 @@ pub enum RequestState {
 
 /// A request that a second security officer must approve (tree `requests`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct DualRequest {
     /// Id.
     pub id: String,
@@ -109,6 +112,7 @@ impl DualRequest {
 
 /// One version of a key, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct KeyVersionListing {
     /// Version.
     pub version: u32,
@@ -124,6 +128,7 @@ pub struct KeyVersionListing {
 
 /// A key (an appliance key, or `seal:<id>`) with its versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct KeyListing {
     /// `issuing-ca`, `seal-maker`, `audit` or `seal:<id>`.
     pub key: String,
@@ -138,6 +143,7 @@ pub struct KeyListing {
 
 /// A key version made by a rotation, waiting to be activated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct PendingVersion {
     /// The key.
     pub key: String,
@@ -160,6 +166,7 @@ pub struct PendingVersion {
 
 /// A key version that signs now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ActivatedVersion {
     /// The key.
     pub key: String,

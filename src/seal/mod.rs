@@ -49,6 +49,7 @@ use std::sync::{Arc, Mutex};
 
 /// A seal's states (../shared/ARCHITECTURE.md, "Seals"). Expired is derived from the validity, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SealState {
     /// A unit administrator applied for it.
@@ -102,6 +103,7 @@ impl std::str::FromStr for SealState {
 
 /// The kinds of seal (印章类型).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SealKind {
     /// 法定名称章 (the unit's official seal).
@@ -144,6 +146,7 @@ impl SealKind {
 
 /// The seal's picture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SealImage {
     /// `png`, `gif`, `jpg` or `svg`.
     pub image_type: String,
@@ -159,6 +162,7 @@ pub struct SealImage {
 
 /// Who may use a seal, and how. Grants (which apps) are kept beside it in the `grants` tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Each use needs a single-use approval ticket from the unit administrator.
@@ -178,6 +182,7 @@ pub struct Policy {
 /// The life of a key version: made (pending), signing (active, exactly one per key), kept to verify
 /// (retired), gone from the token (destroyed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KeyState {
     /// Generated; not signing yet.
@@ -193,6 +198,7 @@ pub enum KeyState {
 
 /// One key version of a seal: the key in the token and the certificate bound to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SealKeyVersion {
     /// 1, 2, ...
     pub version: u32,
@@ -226,6 +232,7 @@ pub struct SealKeyVersion {
 
 /// One step of a seal's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct HistoryEntry {
     /// The action (`apply`, `approve`, ...).
     pub action: String,
@@ -242,6 +249,7 @@ pub struct HistoryEntry {
 
 /// A seal as the registry keeps it (tree `seals`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Seal {
     /// Stable code; also the GB/T 38540 esID.
     pub id: String,
@@ -294,6 +302,7 @@ impl Seal {
 
 /// A grant: `account` (an app) may use `seal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Grant {
     /// Seal id.
     pub seal: String,
@@ -307,6 +316,7 @@ pub struct Grant {
 
 /// A single-use approval ticket for one use of a seal by one app on one document digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Ticket {
     /// Random id.
     pub id: String,

@@ -49,6 +49,7 @@ pub struct UseReceipt {
 
 /// A unit administrator's approval of one use.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TicketRequest {
     /// The app that will use the seal.
@@ -62,6 +63,7 @@ pub struct TicketRequest {
 
 /// One usage record of a seal (a use or a refused use).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct UsageEntry {
     /// The journal seq.
     pub seq: u64,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 /// decides validity ran and passed; a signature checked without its document is `signature_only`
 /// and not valid; the checks that did not run are named in `not_run`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Judged {
     /// `valid`, `invalid` (a check failed), `signature_only` (the signature verifies but the document
     /// was not given, so nothing says what it signs) or `incomplete` (another deciding check could not
@@ -149,7 +150,7 @@ impl Verification {
     }
 
     /// `base` plus the issuing CA as a trust anchor (the seal maker and seal certificates chain to it).
-    pub(super) fn trust(&self, base: &crate::formats::x509::TrustStore) -> crate::formats::x509::TrustStore {
+    pub fn trust(&self, base: &crate::formats::x509::TrustStore) -> crate::formats::x509::TrustStore {
         let mut t = base.clone();
         if let Ok(Some(ca)) = self.pki.issuing_ca() {
             // Retired CA versions stay anchors: the certificates they issued still verify.

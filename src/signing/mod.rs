@@ -53,6 +53,7 @@ pub struct Key {
 
 /// What the client sends in `data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum InputMode {
     /// The message; the server hashes it (SM2: Z and e).
@@ -173,6 +174,7 @@ pub struct SealSigned {
 
 /// The verdict of a verification.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Verdict {
     /// Every check passed.
     pub valid: bool,
@@ -276,7 +278,9 @@ impl Signing {
         let pk = match (public_key, certificate) {
             (Some(k), _) => k.clone(),
             (None, Some(c)) => {
-                cert_reasons = self.trust.check(c, std::time::SystemTime::now());
+                // The configured anchors and the issuing CA: a seal's own certificate verifies here.
+                let trust = self.registry.verification().trust(&self.trust);
+                cert_reasons = trust.check(c, std::time::SystemTime::now());
                 c.public_key().map_err(|e| SignError::BadInput(format!("certificate key: {e}")))?
             }
             (None, None) => {

@@ -117,6 +117,7 @@ pub struct Signature {
 
 /// Health of the token connection, for /readyz and the watchdog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(tag = "state", content = "reason", rename_all = "lowercase")]
 pub enum Health {
     /// Sessions open and the last operation succeeded.

@@ -5,6 +5,7 @@ use super::*;
 
 /// One step of a verification.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Step {
     /// Fixed name: `format`, `signer_signature`, `signer_in_cert_list`, `maker_signature`,
     /// `maker_certificate`, `seal_validity`, `signer_certificate`, `data_hash`, `timestamp`,
@@ -18,6 +19,7 @@ pub struct Step {
 
 /// A verification's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Report {
     /// Every check that ran passed (and, with `require_trust`, every check ran).
     pub valid: bool,
