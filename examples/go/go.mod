@@ -1,0 +1,3 @@
+module seald.example/sealverify
+
+go 1.19
