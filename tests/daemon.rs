@@ -686,6 +686,46 @@ async fn a_body_over_the_limit_gets_its_413_even_from_a_client_that_writes_it_al
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_answer_given_before_the_body_was_read_closes_the_connection_and_says_so() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // HTTP/1.1: a request refused before its body is read (here 405) leaves that body on the
+    // connection, which then cannot carry another request. Without `connection: close` a client
+    // that keeps connections sends its next request into one that is closing, and sees an EOF.
+    let d = start(&[]);
+    let ask = |head: &'static str, body: &'static str| {
+        let d = &d;
+        async move {
+            let cfg = seald::tls::client_config(&d.dir.join("ca.pem"), &d.dir.join("app.pem"), &d.dir.join("app.key"))
+                .unwrap();
+            let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+            let mut tls =
+                tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+            let request = format!("{head}\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            tls.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !answer.ends_with(b"}") {
+                match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk)).await.expect("an answer") {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                }
+            }
+            String::from_utf8_lossy(&answer).to_ascii_lowercase()
+        }
+    };
+    let refused = ask("PUT /v1/sign HTTP/1.1", "{\"key\": \"seal-sm2\"}").await;
+    assert!(refused.starts_with("http/1.1 405") && refused.contains("\r\nconnection: close\r\n"), "{refused}");
+    let served =
+        ask("POST /v1/sign HTTP/1.1", "{\"key\": \"seal-sm2\", \"input\": \"message\", \"data\": \"aGk=\"}").await;
+    assert!(served.starts_with("http/1.1 200") && !served.contains("connection: close"), "{served}");
+    let bad = ask("POST /v1/sign HTTP/1.1", "{}").await;
+    assert!(
+        bad.starts_with("http/1.1 400") && !bad.contains("connection: close"),
+        "a body read to its end keeps the connection: {bad}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn silent_and_slow_clients_are_cut_off_and_the_connection_cap_holds() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let d = start_with(&[], "handshake_timeout_s = 2\nheader_timeout_s = 2\nmax_connections = 20");

@@ -239,6 +239,14 @@ pub async fn handle(
         })
         .map(str::to_string)
         .unwrap_or_else(|| app.metrics.next_request_id());
+    // Whether the body the request carries was read to its end. An HTTP/1 connection whose request
+    // body was left unread cannot carry another request: the answer says `connection: close`, so
+    // that the client does not send its next request into a connection that is closing.
+    let body_read = BodyRead::default();
+    let mut req = req;
+    let unread_body = (!hyper::body::Body::is_end_stream(req.body())).then(|| body_read.0.clone());
+    let version = req.version();
+    let _ = req.extensions_mut().insert(body_read);
     let call = Call { app: &app, peer: &peer, path: &path, query: &query };
     let mut response = match respond(call, resolved, req).await {
         Ok(r) => r,
@@ -258,6 +266,11 @@ pub async fn handle(
             r
         }
     };
+    let left_unread = unread_body.is_some_and(|read| !read.load(std::sync::atomic::Ordering::Acquire));
+    if left_unread && version <= hyper::Version::HTTP_11 {
+        let _ =
+            response.headers_mut().insert(hyper::header::CONNECTION, hyper::header::HeaderValue::from_static("close"));
+    }
     if method == Method::HEAD {
         // A HEAD answer carries headers only; a body here is a protocol error in HTTP/2.
         *response.body_mut() = Full::new(Bytes::new());
@@ -383,6 +396,10 @@ async fn dispatch(
     }
 }
 
+/// Set once a request's body has been read to its end (see `handle`).
+#[derive(Debug, Clone, Default)]
+struct BodyRead(Arc<std::sync::atomic::AtomicBool>);
+
 /// A body over the limit is still read (and thrown away) up to this much more, so that a client
 /// that writes its whole body before it reads gets its 413 instead of a reset connection. Beyond
 /// it, the connection is closed.
@@ -404,6 +421,7 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     {
         return Err(too_large());
     }
+    let read_to_end = req.extensions().get::<BodyRead>().map(|b| b.0.clone());
     let read = async {
         let mut body = req.into_body();
         let (mut kept, mut seen) = (Vec::new(), 0usize);
@@ -414,8 +432,11 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
             if seen <= app.max_body {
                 kept.extend_from_slice(&data);
             } else if seen > app.max_body.saturating_add(REFUSED_BODY_DRAIN) {
-                break;
+                return Err(too_large());
             }
+        }
+        if let Some(flag) = &read_to_end {
+            flag.store(true, std::sync::atomic::Ordering::Release);
         }
         if seen > app.max_body {
             return Err(too_large());

@@ -103,7 +103,51 @@ fn generated() -> Map<String, Value> {
     add::<Unit>(g);
     let mut schemas: Map<String, Value> = gen.take_definitions(true).into_iter().collect();
     schemas.values_mut().for_each(bound_u32);
+    schemas.values_mut().for_each(plain_enums);
     schemas
+}
+
+/// A string enum whose variants carry doc comments comes out of schemars as a `oneOf` of `const`s.
+/// That is valid, but client generators read it badly (one generated Python client accepted only
+/// the first constant), so it becomes `enum`, with the variants' descriptions in its own.
+fn plain_enums(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let consts: Option<Vec<(Value, Option<String>)>> =
+                m.get("oneOf").and_then(Value::as_array).and_then(|variants| {
+                    variants
+                        .iter()
+                        .map(|variant| {
+                            let o = variant.as_object()?;
+                            let only_const = o.keys().all(|k| matches!(k.as_str(), "const" | "type" | "description"));
+                            (only_const && o.get("type") == Some(&Value::from("string")))
+                                .then(|| {
+                                    (
+                                        o.get("const").cloned(),
+                                        o.get("description").and_then(Value::as_str).map(String::from),
+                                    )
+                                })
+                                .and_then(|(c, d)| Some((c?, d)))
+                        })
+                        .collect()
+                });
+            if let Some(consts) = consts {
+                let listed: Vec<String> =
+                    consts.iter().filter_map(|(c, d)| Some(format!("`{}`: {}", c.as_str()?, d.as_deref()?))).collect();
+                let _ = m.remove("oneOf");
+                let _ = m.insert("type".into(), Value::from("string"));
+                let _ = m.insert("enum".into(), Value::Array(consts.into_iter().map(|(c, _)| c).collect()));
+                if !listed.is_empty() {
+                    let head =
+                        m.get("description").and_then(Value::as_str).map(|d| format!("{d}\n\n")).unwrap_or_default();
+                    let _ = m.insert("description".into(), Value::from(format!("{head}{}", listed.join("\n"))));
+                }
+            }
+            m.values_mut().for_each(plain_enums);
+        }
+        Value::Array(a) => a.iter_mut().for_each(plain_enums),
+        _ => {}
+    }
 }
 
 /// `format: uint32` says what serde accepts, but validators and generators ignore formats: state the

@@ -13,6 +13,7 @@ pub struct Judged {
     /// `valid`, `invalid` (a check failed), `signature_only` (the signature verifies but the document
     /// was not given, so nothing says what it signs) or `incomplete` (another deciding check could not
     /// run).
+    #[cfg_attr(test, schemars(extend("enum" = ["valid", "invalid", "signature_only", "incomplete"])))]
     pub verdict: &'static str,
     /// Checks that did not run (deciding or not).
     pub not_run: Vec<&'static str>,
