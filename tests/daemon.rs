@@ -653,41 +653,27 @@ async fn verification_with_a_signer_certificate_names_every_failed_check() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_over_the_limit_gets_its_413_even_from_a_client_that_writes_it_all_first() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     // max_body_bytes is 65536 here. Clients such as Python's http.client write the whole body before
     // they read: if the daemon answers at the limit and closes with the rest unread, the kernel
     // resets the connection and the client sees "EOF occurred in violation of protocol", not the 413.
     let d = start(&[]);
     for size in [3 * 65_536, 8 << 20] {
-        let cfg =
-            seald::tls::client_config(&d.dir.join("ca.pem"), &d.dir.join("app.pem"), &d.dir.join("app.key")).unwrap();
-        let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-        let mut tls =
-            tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+        let mut tls = connect_from(&d, "127.0.0.1", "app").await.unwrap();
         let head = format!(
             "POST /v1/sign/batch HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
         );
         tls.write_all(head.as_bytes()).await.unwrap();
         tls.write_all(&vec![b' '; size]).await.expect("the daemon reads the body it refuses");
         tls.flush().await.unwrap();
-        // The answer, read until its JSON ends (the connection may stay open).
-        let mut answer = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !answer.ends_with(b"}}") {
-            match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk)).await.expect("an answer") {
-                Ok(0) => break,
-                Ok(n) => answer.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("{size}: the connection failed before the answer: {e}"),
-            }
-        }
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = http1_answer(&mut tls).await.unwrap_or_else(|e| panic!("{size}: no answer: {e}"));
         assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("\"too_large\""), "{size}: {answer}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_given_before_the_body_was_read_closes_the_connection_and_says_so() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     // HTTP/1.1: a request refused before its body is read (here 405) leaves that body on the
     // connection, which then cannot carry another request. Without `connection: close` a client
     // that keeps connections sends its next request into one that is closing, and sees an EOF.
@@ -695,22 +681,10 @@ async fn an_answer_given_before_the_body_was_read_closes_the_connection_and_says
     let ask = |head: &'static str, body: &'static str| {
         let d = &d;
         async move {
-            let cfg = seald::tls::client_config(&d.dir.join("ca.pem"), &d.dir.join("app.pem"), &d.dir.join("app.key"))
-                .unwrap();
-            let tcp = tokio::net::TcpStream::connect(d.addr).await.unwrap();
-            let mut tls =
-                tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+            let mut tls = connect_from(d, "127.0.0.1", "app").await.unwrap();
             let request = format!("{head}\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
             tls.write_all(request.as_bytes()).await.unwrap();
-            let mut answer = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !answer.ends_with(b"}") {
-                match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk)).await.expect("an answer") {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => answer.extend_from_slice(&chunk[..n]),
-                }
-            }
-            String::from_utf8_lossy(&answer).to_ascii_lowercase()
+            http1_answer(&mut tls).await.expect("an answer").to_ascii_lowercase()
         }
     };
     let refused = ask("PUT /v1/sign HTTP/1.1", "{\"key\": \"seal-sm2\"}").await;
@@ -825,6 +799,33 @@ async fn systemd_hears_ready_then_the_watchdog_while_the_token_answers_then_stop
         }
     }
     assert!(stopping);
+}
+
+/// One HTTP/1.1 answer read by hand from a connection that may stay open: the head, then as many
+/// body bytes as its `content-length` says (within 10 s).
+async fn http1_answer(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|n| n.trim().parse::<usize>()))
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                return Ok(text);
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk)).await {
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no complete answer in 10 s")),
+            Ok(Ok(0)) => return Ok(String::from_utf8_lossy(&answer).into_owned()),
+            Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e),
+        }
+    }
 }
 
 /// One request on a connection from `source` (a loopback address other than 127.0.0.1 stands for

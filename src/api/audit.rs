@@ -1,7 +1,7 @@
 //! Handlers of the audit trail: `/v1/audit/verify` and `/v1/audit/export` (auditors), and
 //! `/v1/admin/backup` (the system administrator). Who may is the registry's rule (`seal::trail`).
 
-use super::{blocking, json_response, text_response, ApiError, App};
+use super::{blocking, json_response, raw_response, ApiError, App};
 use crate::audit::ExportRange;
 use crate::authz::Principal;
 use bytes::Bytes;
@@ -24,18 +24,14 @@ pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
     let range = range(query).map_err(|e| e.message);
     let r = app.signing.registry().clone();
     let out = blocking(move || r.trail().audit_export(&p, range)).await??;
-    Ok(text_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
+    Ok(raw_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
 }
 
 /// `GET /v1/admin/backup`.
 pub(super) async fn backup(app: &Arc<App>, p: Principal) -> Reply {
     let r = app.signing.registry().clone();
     let bytes = blocking(move || r.trail().backup(&p)).await??;
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-    let _ = resp
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-    Ok(resp)
+    Ok(raw_response(StatusCode::OK, "application/json", bytes))
 }
 
 fn range(query: &str) -> Result<ExportRange, ApiError> {

@@ -146,8 +146,9 @@ fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
     json_response(e.status, &ErrorReply { error })
 }
 
-fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+/// An answer of `content_type` with `body` as it is (text, YAML, DER, a backup).
+fn raw_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let _ = r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     r
@@ -221,7 +222,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub async fn handle(
     app: Arc<App>,
     peer: Arc<Peer>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
@@ -243,7 +244,6 @@ pub async fn handle(
     // body was left unread cannot carry another request: the answer says `connection: close`, so
     // that the client does not send its next request into a connection that is closing.
     let body_read = BodyRead::default();
-    let mut req = req;
     let unread_body = (!hyper::body::Body::is_end_stream(req.body())).then(|| body_read.0.clone());
     let version = req.version();
     let _ = req.extensions_mut().insert(body_read);
@@ -361,13 +361,7 @@ async fn dispatch(
             fingerprint: p.fingerprint,
             subject: p.subject,
         })),
-        Op::OpenApi => {
-            let mut r = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
-            let _ = r
-                .headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/yaml"));
-            Ok(r)
-        }
+        Op::OpenApi => Ok(raw_response(StatusCode::OK, "application/yaml", OPENAPI)),
         Op::Keys => Ok(sign::keys(app, &p)),
         Op::Key => sign::key(app, &p, &param(0)),
         Op::SignCms => seals::sign_cms(app, p, parse(&body(app, req).await?)?).await,
@@ -489,7 +483,7 @@ async fn metrics(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
     let mut text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
     let crls = app.crls.read().unwrap_or_else(|p| p.into_inner()).clone();
     Metrics::render_door(&mut text, &app.door, &crls, crate::seal::now_ms() / 1000);
-    Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4", text))
+    Ok(raw_response(StatusCode::OK, "text/plain; version=0.0.4", text))
 }
 
 /// `GET /readyz`: 503 with reasons while the token, the store or the journal is down, or a client-CA

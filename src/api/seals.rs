@@ -222,12 +222,7 @@ pub(super) async fn route(
         Op::SealSes => {
             let id = own(id);
             let der = with(app, move |r| r.lifecycle().seal_ses(&p, &id)).await?;
-            let mut resp = Response::new(Full::new(Bytes::from(der)));
-            let _ = resp.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/octet-stream"),
-            );
-            Ok(resp)
+            Ok(super::raw_response(StatusCode::OK, "application/octet-stream", der))
         }
         Op::ImportCertificate => {
             let (id, b): (String, CertificateBody) = (own(id), parse(&body(app, req).await?)?);

@@ -102,66 +102,62 @@ fn generated() -> Map<String, Value> {
     add::<crate::seal::UnitSpec>(g);
     add::<Unit>(g);
     let mut schemas: Map<String, Value> = gen.take_definitions(true).into_iter().collect();
-    schemas.values_mut().for_each(bound_u32);
-    schemas.values_mut().for_each(plain_enums);
+    for schema in schemas.values_mut() {
+        each_object(schema, &mut |m| {
+            bound_u32(m);
+            plain_enums(m);
+        });
+    }
     schemas
+}
+
+/// Calls `f` on every object in `v`, outermost first.
+fn each_object(v: &mut Value, f: &mut impl FnMut(&mut Map<String, Value>)) {
+    match v {
+        Value::Object(m) => {
+            f(m);
+            m.values_mut().for_each(|v| each_object(v, f));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|v| each_object(v, f)),
+        _ => {}
+    }
 }
 
 /// A string enum whose variants carry doc comments comes out of schemars as a `oneOf` of `const`s.
 /// That is valid, but client generators read it badly (one generated Python client accepted only
 /// the first constant), so it becomes `enum`, with the variants' descriptions in its own.
-fn plain_enums(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            let consts: Option<Vec<(Value, Option<String>)>> =
-                m.get("oneOf").and_then(Value::as_array).and_then(|variants| {
-                    variants
-                        .iter()
-                        .map(|variant| {
-                            let o = variant.as_object()?;
-                            let only_const = o.keys().all(|k| matches!(k.as_str(), "const" | "type" | "description"));
-                            (only_const && o.get("type") == Some(&Value::from("string")))
-                                .then(|| {
-                                    (
-                                        o.get("const").cloned(),
-                                        o.get("description").and_then(Value::as_str).map(String::from),
-                                    )
-                                })
-                                .and_then(|(c, d)| Some((c?, d)))
-                        })
-                        .collect()
-                });
-            if let Some(consts) = consts {
-                let listed: Vec<String> =
-                    consts.iter().filter_map(|(c, d)| Some(format!("`{}`: {}", c.as_str()?, d.as_deref()?))).collect();
-                let _ = m.remove("oneOf");
-                let _ = m.insert("type".into(), Value::from("string"));
-                let _ = m.insert("enum".into(), Value::Array(consts.into_iter().map(|(c, _)| c).collect()));
-                if !listed.is_empty() {
-                    let head =
-                        m.get("description").and_then(Value::as_str).map(|d| format!("{d}\n\n")).unwrap_or_default();
-                    let _ = m.insert("description".into(), Value::from(format!("{head}{}", listed.join("\n"))));
+fn plain_enums(m: &mut Map<String, Value>) {
+    let consts: Option<Vec<(Value, Option<String>)>> = m.get("oneOf").and_then(Value::as_array).and_then(|variants| {
+        variants
+            .iter()
+            .map(|variant| {
+                let o = variant.as_object()?;
+                let only_const = o.keys().all(|k| matches!(k.as_str(), "const" | "type" | "description"));
+                if !only_const || o.get("type") != Some(&Value::from("string")) {
+                    return None;
                 }
-            }
-            m.values_mut().for_each(plain_enums);
+                Some((o.get("const")?.clone(), o.get("description").and_then(Value::as_str).map(String::from)))
+            })
+            .collect()
+    });
+    if let Some(consts) = consts {
+        let listed: Vec<String> =
+            consts.iter().filter_map(|(c, d)| Some(format!("`{}`: {}", c.as_str()?, d.as_deref()?))).collect();
+        let _ = m.remove("oneOf");
+        let _ = m.insert("type".into(), Value::from("string"));
+        let _ = m.insert("enum".into(), Value::Array(consts.into_iter().map(|(c, _)| c).collect()));
+        if !listed.is_empty() {
+            let head = m.get("description").and_then(Value::as_str).map(|d| format!("{d}\n\n")).unwrap_or_default();
+            let _ = m.insert("description".into(), Value::from(format!("{head}{}", listed.join("\n"))));
         }
-        Value::Array(a) => a.iter_mut().for_each(plain_enums),
-        _ => {}
     }
 }
 
 /// `format: uint32` says what serde accepts, but validators and generators ignore formats: state the
 /// bound as `maximum`.
-fn bound_u32(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if m.get("format").and_then(Value::as_str) == Some("uint32") {
-                let _ = m.insert("maximum".into(), Value::from(u32::MAX));
-            }
-            m.values_mut().for_each(bound_u32);
-        }
-        Value::Array(a) => a.iter_mut().for_each(bound_u32),
-        _ => {}
+fn bound_u32(m: &mut Map<String, Value>) {
+    if m.get("format").and_then(Value::as_str) == Some("uint32") {
+        let _ = m.insert("maximum".into(), Value::from(u32::MAX));
     }
 }
 
