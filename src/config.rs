@@ -54,6 +54,10 @@ pub struct VerifySection {
     /// PEM bundle of trust anchors (CAs, intermediates) for signer certificates.
     #[serde(default)]
     pub trust_anchors: Option<PathBuf>,
+    /// PEM bundle of intermediate CAs that paths from signer certificates to the anchors may pass
+    /// through (they are not anchors themselves). Documents may carry more.
+    #[serde(default)]
+    pub intermediates: Option<PathBuf>,
     /// CRLs (PEM or DER) for certificates those anchors issued.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
@@ -76,7 +80,13 @@ impl VerifySection {
                 read(p).and_then(|b| crate::formats::x509::Crl::parse(&b).map_err(|e| format!("{}: {e}", p.display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(crate::formats::x509::TrustStore::new(anchors, crls))
+        let intermediates = match &self.intermediates {
+            Some(p) => {
+                crate::formats::x509::Cert::parse_bundle(&read(p)?).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => Vec::new(),
+        };
+        Ok(crate::formats::x509::TrustStore::new(anchors, crls).with_intermediates(intermediates))
     }
 }
 

@@ -86,6 +86,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         store,
         metrics: Metrics::default(),
         max_body: server.max_body_bytes,
+        max_document: server.max_document_bytes,
         body_timeout: Duration::from_secs(server.body_timeout_s.max(1)),
         door: Default::default(),
         crls: Default::default(),

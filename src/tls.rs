@@ -39,6 +39,9 @@ pub struct ServerConfigFile {
     /// Largest request body accepted, bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Largest document accepted (an OFD package to seal or verify), bytes.
+    #[serde(default = "default_max_document")]
+    pub max_document_bytes: usize,
     /// Largest message the server hashes for `input: "message"`, bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
@@ -121,6 +124,9 @@ fn default_handshakes_per_address() -> usize {
 
 fn default_max_body() -> usize {
     4 << 20
+}
+fn default_max_document() -> usize {
+    50 << 20
 }
 fn default_max_message() -> usize {
     1 << 20

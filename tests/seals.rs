@@ -3,6 +3,8 @@
 //! are judged by OpenSSL with the seal's certificate; refusals are looked up in the audit journal.
 
 mod common;
+#[path = "seals/ofd.rs"]
+mod ofd;
 
 use common::{openssl, SoftToken};
 use seald::audit::{AuditEvent, Journal, JournalConfig, Query};

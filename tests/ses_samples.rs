@@ -180,7 +180,7 @@ fn a_flipped_byte_in_each_signed_region_fails_the_step_that_covers_it() {
             vec!["signer_signature", "maker_signature"],
         ),
         ("propertyInfo", position(&raw, parsed.property_info.as_bytes()) + 3, vec!["signer_signature"]),
-        ("dataHash", position(&raw, &parsed.data_hash) + 5, vec!["signer_signature", "data_hash"]),
+        ("dataHash", position(&raw, &parsed.data_hash) + 5, vec!["data_hash", "signer_signature"]),
         ("the signature", position(&raw, &parsed.signature) + 20, vec!["signer_signature"]),
     ];
     for (what, at, expected) in cases {

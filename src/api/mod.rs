@@ -46,6 +46,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Largest request body.
     pub max_body: usize,
+    /// Largest document (an OFD package to seal or verify).
+    pub max_document: usize,
     /// Verification runs at most this many at once (the CPU pool), off the I/O threads.
     pub verify_slots: tokio::sync::Semaphore,
     /// A request's body must arrive within this.
@@ -117,8 +119,18 @@ impl From<SignError> for ApiError {
             SignError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
             SignError::Certificate(_) => StatusCode::BAD_REQUEST,
             SignError::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SignError::Ofd(o) => ofd_status(o),
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// A package that cannot be sealed: 409 when an earlier signature forbids it, 413 past a limit, else 400.
+fn ofd_status(e: &crate::formats::ofd::OfdError) -> StatusCode {
+    match e.code() {
+        "ofd_signatures_protected" => StatusCode::CONFLICT,
+        "ofd_limit" => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -147,7 +159,11 @@ fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
 }
 
 /// An answer of `content_type` with `body` as it is (text, YAML, DER, a backup).
-fn raw_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub(super) fn raw_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let _ = r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
@@ -369,6 +385,8 @@ async fn dispatch(
         Op::VerifyCms => seals::verify_cms(app, parse(&body(app, req).await?)?).await,
         Op::VerifySes => seals::verify_ses(app, parse(&body(app, req).await?)?).await,
         Op::VerifySeal => seals::verify_seal(app, parse(&body(app, req).await?)?).await,
+        Op::SealOfd => seals::seal_ofd(app, p, param(0), q, body_within(app, req, app.max_document).await?).await,
+        Op::VerifyOfd => seals::verify_ofd(app, body_within(app, req, app.max_document).await?).await,
         Op::AuditVerify => audit::verify(app, p).await,
         Op::AuditExport => audit::export(app, p, q).await,
         Op::Backup => audit::backup(app, p).await,
@@ -400,18 +418,19 @@ struct BodyRead(Arc<std::sync::atomic::AtomicBool>);
 const REFUSED_BODY_DRAIN: usize = 64 << 20;
 
 async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    body_within(app, req, app.max_body).await
+}
+
+/// The request's body, at most `max` bytes.
+async fn body_within(app: &App, req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body is larger than {} bytes", app.max_body),
-        )
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body is larger than {max} bytes"))
     };
     if req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > app.max_body.saturating_add(REFUSED_BODY_DRAIN))
+        .is_some_and(|n| n > max.saturating_add(REFUSED_BODY_DRAIN))
     {
         return Err(too_large());
     }
@@ -423,16 +442,16 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
             let frame = frame.map_err(|e| ApiError::bad("bad_body", e.to_string()))?;
             let Ok(data) = frame.into_data() else { continue };
             seen = seen.saturating_add(data.len());
-            if seen <= app.max_body {
+            if seen <= max {
                 kept.extend_from_slice(&data);
-            } else if seen > app.max_body.saturating_add(REFUSED_BODY_DRAIN) {
+            } else if seen > max.saturating_add(REFUSED_BODY_DRAIN) {
                 return Err(too_large());
             }
         }
         if let Some(flag) = &read_to_end {
             flag.store(true, std::sync::atomic::Ordering::Release);
         }
-        if seen > app.max_body {
+        if seen > max {
             return Err(too_large());
         }
         Ok(Bytes::from(kept))

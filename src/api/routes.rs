@@ -31,6 +31,8 @@ pub enum Op {
     VerifySes,
     /// `POST /v1/verify/seal`.
     VerifySeal,
+    /// `POST /v1/verify/ofd`: every signature of an OFD package.
+    VerifyOfd,
     /// `GET /v1/whoami`.
     Whoami,
     /// `GET /v1/openapi.yaml`: the API's contract.
@@ -63,6 +65,8 @@ pub enum Op {
     SealSes,
     /// `POST /v1/seals/{id}/sign-ses`.
     SignSes,
+    /// `POST /v1/seals/{id}/seal-ofd`: an OFD document sealed.
+    SealOfd,
     /// `POST /v1/seals/{id}/certificate`.
     ImportCertificate,
     /// `GET /v1/seals/{id}/grants`.
@@ -146,6 +150,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::POST, "/v1/verify/cms", Op::VerifyCms),
     route(Method::POST, "/v1/verify/ses", Op::VerifySes),
     route(Method::POST, "/v1/verify/seal", Op::VerifySeal),
+    route(Method::POST, "/v1/verify/ofd", Op::VerifyOfd),
     route(Method::GET, "/v1/whoami", Op::Whoami),
     route(Method::GET, "/v1/openapi.yaml", Op::OpenApi),
     route(Method::GET, "/v1/keys", Op::Keys),
@@ -162,6 +167,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/v1/seals/{id}/csr", Op::SealCsr),
     route(Method::GET, "/v1/seals/{id}/ses", Op::SealSes),
     route(Method::POST, "/v1/seals/{id}/sign-ses", Op::SignSes),
+    route(Method::POST, "/v1/seals/{id}/seal-ofd", Op::SealOfd),
     route(Method::POST, "/v1/seals/{id}/certificate", Op::ImportCertificate),
     route(Method::GET, "/v1/seals/{id}/grants", Op::ListGrants),
     route(Method::POST, "/v1/seals/{id}/grants", Op::Grant),

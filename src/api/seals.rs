@@ -74,6 +74,95 @@ pub(super) async fn verify_ses(app: &Arc<App>, b: VerifySesBody) -> Result<Respo
     Ok(ok(&report))
 }
 
+/// `POST /v1/seals/{id}/seal-ofd?page=&x=&y=[&riding=][&final=][&ticket=][&name=]`: the body is an
+/// OFD package; the answer is the package sealed (`application/ofd`), with the new signature's id,
+/// the key version and the usage record's seq in `x-seald-*` headers.
+pub(super) async fn seal_ofd(
+    app: &Arc<App>,
+    p: Principal,
+    id: String,
+    query: &str,
+    document: Bytes,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (mut page, mut x, mut y, mut riding, mut final_seal, mut ticket, mut name) =
+        (None, None, None, false, false, None, None);
+    let number = |k: &str, v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| ApiError::bad("bad_input", format!("{k} must be a number of mm, not '{v}'")))
+    };
+    let flag = |k: &str, v: &str| match v {
+        "" | "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::bad("bad_input", format!("{k} must be true or false, not '{v}'"))),
+    };
+    for (k, v) in super::query_pairs(query, &["page", "x", "y", "riding", "final", "ticket", "name"])? {
+        match k {
+            "page" => {
+                page =
+                    Some(v.parse::<u32>().map_err(|_| {
+                        ApiError::bad("bad_input", format!("page must be a page number from 1, not '{v}'"))
+                    })?)
+            }
+            "x" => x = Some(number(k, &v)?),
+            "y" => y = Some(number(k, &v)?),
+            "riding" => riding = flag(k, &v)?,
+            "final" => final_seal = flag(k, &v)?,
+            "ticket" => ticket = Some(v),
+            _ => name = Some(v),
+        }
+    }
+    let missing = |what: &str| ApiError::bad("bad_input", format!("{what} is required"));
+    let placement = crate::formats::ofd::Placement {
+        page: if riding { page.unwrap_or(1) } else { page.ok_or_else(|| missing("page"))? },
+        x_mm: if riding { 0.0 } else { x.ok_or_else(|| missing("x"))? },
+        y_mm: y.ok_or_else(|| missing("y"))?,
+        riding,
+        final_seal,
+    };
+    let app2 = app.clone();
+    let s = blocking(move || {
+        let req = crate::signing::OfdRequest {
+            document: &document,
+            placement,
+            name: name.as_deref(),
+            ticket: ticket.as_deref(),
+        };
+        app2.signing.seal_ofd(&p, &id, req)
+    })
+    .await??;
+    let mut r = super::raw_response(StatusCode::OK, "application/ofd", s.document);
+    for (k, v) in [
+        ("x-seald-signature-id", s.signature_id),
+        ("x-seald-property-info", s.property_info),
+        ("x-seald-key-version", s.key_version.to_string()),
+        ("x-seald-audit-seq", s.audit_seq.to_string()),
+    ] {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
+            let _ = r.headers_mut().insert(k, v);
+        }
+    }
+    Ok(r)
+}
+
+/// `POST /v1/verify/ofd`: every signature of the OFD package in the body, judged.
+pub(super) async fn verify_ofd(app: &Arc<App>, document: Bytes) -> Result<Response<Full<Bytes>>, ApiError> {
+    let _slot = app
+        .verify_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
+    let app2 = app.clone();
+    let verdict = blocking(move || {
+        let limits = crate::formats::ofd::Limits::DEFAULT;
+        app2.signing.registry().verification().verify_ofd(&document, app2.signing.trust(), &limits)
+    })
+    .await?
+    .map_err(crate::signing::SignError::Ofd)?;
+    Ok(ok(&verdict))
+}
+
 /// `POST /v1/seals/{id}/sign-ses`: an `SES_Signature` with the seal, under its use checks.
 pub(super) async fn sign_ses(
     app: &Arc<App>,

@@ -73,6 +73,7 @@ fn generated() -> Map<String, Value> {
     add::<VerifySealBody>(g);
     add::<VerifyCmsBody>(g);
     add::<crate::seal::Judged>(g);
+    add::<crate::seal::OfdVerdict>(g);
     add::<CertificateBody>(g);
     add::<GrantList>(g);
     add::<GrantBody>(g);
@@ -308,7 +309,8 @@ fn every_reference_resolves_and_every_schema_is_used() {
 }
 
 /// Every error code the daemon can answer, read from the source: the code given to
-/// `ApiError::new`/`ApiError::bad`, to `SealError::{NotFound, Conflict, Invalid}`, and the arms of
+/// `ApiError::new`/`ApiError::bad`, to `SealError::{NotFound, Conflict, Invalid}`, to the OFD reader's
+/// `refused`, and the arms of
 /// the `code`/`api_code` functions.
 fn codes_in_source() -> BTreeSet<String> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -323,7 +325,7 @@ fn codes_in_source() -> BTreeSet<String> {
     }
     let mut files = Vec::new();
     walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
-    let constructors = ["ApiError::bad(", "NotFound(", "Conflict(", "Invalid("];
+    let constructors = ["ApiError::bad(", "NotFound(", "Conflict(", "Invalid(", "refused("];
     let mut codes = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(&f).expect("source");

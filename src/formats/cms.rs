@@ -454,7 +454,8 @@ pub fn verify(bytes: &[u8], detached: Option<&[u8]>, opts: &VerifyOptions<'_>) -
         let at = si.signing_time.or(opts.at).unwrap_or_else(SystemTime::now);
         let (ok, detail) = ses::cert_validity_at(cert.der(), at);
         step(&mut steps, "signer_certificate", Some(ok), detail);
-        ses::trust_steps(&mut steps, &[("signer certificate", cert.der())], at, opts);
+        let carried: Vec<Cert> = sd.certificates.iter().filter_map(|c| Cert::parse(c).ok()).collect();
+        ses::trust_steps(&mut steps, &[("signer certificate", cert.der())], &carried, at, opts);
     }
     ses::finish(steps, warnings, opts.require_trust)
 }

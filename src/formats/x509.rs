@@ -3,8 +3,10 @@
 //! revocation by CRLs those anchors signed. SM2-with-SM3 (GM/T 0015, default ID), ECDSA P-256 with
 //! SHA-256 and RSA PKCS#1 v1.5 with SHA-256.
 //!
-//! Chains are one level deep: the issuer must be among the trust anchors (which may list
-//! intermediates). Building longer paths comes with the formats issue.
+//! Chains have any depth up to [`MAX_CHAIN`]: a path is built from the certificate to a trust anchor
+//! through the store's intermediates (a configured bundle) and the certificates a document carries
+//! (an SES seal's certList, a SignedData's certificates); every certificate on the path must be
+//! valid at the time judged, every issuer a CA, and none revoked on a CRL its issuer signed.
 
 use super::oid::*;
 use crate::crypto::{self, DerSignature, KeySigner, PublicKey};
@@ -133,13 +135,23 @@ impl Crl {
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
     anchors: Vec<Cert>,
+    intermediates: Vec<Cert>,
     crls: Vec<Crl>,
 }
+
+/// The most certificates between a certificate and its trust anchor.
+pub const MAX_CHAIN: usize = 8;
 
 impl TrustStore {
     /// From anchors and CRLs.
     pub fn new(anchors: Vec<Cert>, crls: Vec<Crl>) -> Self {
-        TrustStore { anchors, crls }
+        TrustStore { anchors, intermediates: Vec::new(), crls }
+    }
+
+    /// This store with intermediate CAs that paths may pass through (not anchors themselves).
+    pub fn with_intermediates(mut self, intermediates: Vec<Cert>) -> Self {
+        self.intermediates.extend(intermediates);
+        self
     }
 
     /// This store with one more anchor.
@@ -155,9 +167,16 @@ impl TrustStore {
     }
 
     /// Every failed check of `cert` at time `at`, by name: `certificate_expired`,
-    /// `certificate_not_yet_valid`, `certificate_untrusted`, `issuer_not_a_ca` (the issuer's key usage
-    /// excludes keyCertSign), `certificate_revoked`.
+    /// `certificate_not_yet_valid`, `certificate_untrusted` (no path to an anchor), `issuer_not_a_ca`
+    /// (an issuer's key usage excludes keyCertSign), `intermediate_not_valid` (a CA on the path was
+    /// not valid at `at`), `certificate_revoked` (the certificate or a CA on its path is on a CRL).
     pub fn check(&self, cert: &Cert, at: SystemTime) -> Vec<&'static str> {
+        self.check_with(cert, at, &[])
+    }
+
+    /// As [`TrustStore::check`], building the path also through `carried`, the certificates the
+    /// document carries.
+    pub fn check_with(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> Vec<&'static str> {
         let mut reasons = Vec::new();
         let (from, to) = cert.validity();
         if at < from {
@@ -166,30 +185,57 @@ impl TrustStore {
         if at > to {
             reasons.push("certificate_expired");
         }
-        let issuer = self.anchors.iter().find(|a| a.der == cert.der).or_else(|| {
-            self.anchors
-                .iter()
-                .find(|a| a.subject_der() == cert.issuer_der() && a.public_key().is_ok_and(|k| cert.signed_by(&k)))
-        });
-        if issuer.is_some_and(|i| i.der != cert.der && i.key_usage().is_some_and(|(ca, _)| !ca)) {
-            // The anchor's key usage does not allow signing certificates.
-            reasons.push("issuer_not_a_ca");
+        if self.anchors.iter().any(|a| a.der == cert.der) {
+            return reasons;
         }
-        match issuer.and_then(|i| i.public_key().ok()) {
-            None => reasons.push("certificate_untrusted"),
-            Some(ik) => {
-                let revoked = self
-                    .crls
-                    .iter()
-                    .filter(|c| c.crl.tbs_cert_list.issuer.to_der().unwrap_or_default() == cert.issuer_der())
-                    .filter(|c| c.signed_by(&ik))
-                    .any(|c| c.lists(cert));
-                if revoked {
-                    reasons.push("certificate_revoked");
+        let issues = |issuer: &Cert, c: &Cert| {
+            issuer.der != c.der
+                && issuer.subject_der() == c.issuer_der()
+                && issuer.public_key().is_ok_and(|k| c.signed_by(&k))
+        };
+        let mut current = cert.clone();
+        for depth in 0..=MAX_CHAIN {
+            let anchor = self.anchors.iter().find(|a| issues(a, &current));
+            let issuer = match anchor {
+                Some(a) => a,
+                None if depth == MAX_CHAIN => {
+                    reasons.push("certificate_untrusted");
+                    break;
                 }
+                None => match self.intermediates.iter().chain(carried).find(|i| issues(i, &current)) {
+                    Some(i) => i,
+                    None => {
+                        reasons.push("certificate_untrusted");
+                        break;
+                    }
+                },
+            };
+            if issuer.key_usage().is_some_and(|(ca, _)| !ca) {
+                reasons.push("issuer_not_a_ca");
             }
+            if self.revoked_by(issuer, &current) && !reasons.contains(&"certificate_revoked") {
+                reasons.push("certificate_revoked");
+            }
+            if anchor.is_some() {
+                break;
+            }
+            let (from, to) = issuer.validity();
+            if (at < from || at > to) && !reasons.contains(&"intermediate_not_valid") {
+                reasons.push("intermediate_not_valid");
+            }
+            current = issuer.clone();
         }
         reasons
+    }
+
+    /// Whether a CRL that `issuer` signed lists `cert`.
+    fn revoked_by(&self, issuer: &Cert, cert: &Cert) -> bool {
+        let Ok(ik) = issuer.public_key() else { return false };
+        self.crls
+            .iter()
+            .filter(|c| c.crl.tbs_cert_list.issuer.to_der().unwrap_or_default() == cert.issuer_der())
+            .filter(|c| c.signed_by(&ik))
+            .any(|c| c.lists(cert))
     }
 }
 

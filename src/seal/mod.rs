@@ -35,7 +35,7 @@ pub use lifecycle::{Action, ApplyRequest, Lifecycle, TransitionRequest};
 pub use pki::Pki;
 pub use trail::Trail;
 pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsageEntry, UsePermit, UseReceipt, Uses};
-pub use verify::{judge, Judged, Verification};
+pub use verify::{judge, Judged, JudgedOfdSignature, OfdVerdict, Verification};
 
 use crate::audit::{Actor, AuditEvent, Journal};
 use crate::authz::{Principal, Role};

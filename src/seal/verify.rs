@@ -49,6 +49,45 @@ pub fn judge(mut report: crate::formats::ses::Report) -> Judged {
     Judged { verdict, not_run, report }
 }
 
+/// One signature of an OFD package, judged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct JudgedOfdSignature {
+    /// Its `ID` in `Signatures.xml`.
+    pub id: String,
+    /// `Seal` (an `SES_Signature`) or `Sign` (a SignedData).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where its `Signature.xml` is.
+    pub base_loc: String,
+    /// Each file its `References` name: the SM3 found, and whether it matches the `CheckValue`.
+    pub references: Vec<crate::formats::ofd::ReferenceCheck>,
+    /// It protects `Signatures.xml` too: nothing may be added after it.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// The verdict and the steps, in GB/T 38540 §7.3 order.
+    #[serde(flatten)]
+    pub judged: Judged,
+}
+
+/// An OFD package's verification: each signature, and what the package holds beside them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct OfdVerdict {
+    /// `valid` when every signature is valid and nothing in the package is left unsigned after a
+    /// final seal or unlisted; `invalid` when any check failed; else `incomplete`.
+    #[cfg_attr(test, schemars(extend("enum" = ["valid", "invalid", "incomplete"])))]
+    pub verdict: &'static str,
+    /// `verdict` is `valid`.
+    pub valid: bool,
+    /// Every signature the package lists, in order.
+    pub signatures: Vec<JudgedOfdSignature>,
+    /// `Signature.xml` files that no `Signatures.xml` lists.
+    pub unlisted_signatures: Vec<String>,
+    /// Files a final signature does not cover (added after it).
+    pub added_after_final: Vec<String>,
+}
+
 /// Verification with the registry's knowledge.
 pub struct Verification {
     ledger: Arc<Ledger>,
@@ -115,6 +154,55 @@ impl Verification {
                 };
                 ses::verify_signature(&sig, &opts)
             }
+        })
+    }
+
+    /// Every signature of an OFD package (GB/T 33190 §18, GB/T 38540 §7.3), with `base` trust
+    /// anchors plus the issuing CA, and for seals made here their state at each signing time.
+    pub fn verify_ofd(
+        &self,
+        bytes: &[u8],
+        base: &crate::formats::x509::TrustStore,
+        limits: &crate::formats::ofd::Limits,
+    ) -> Result<OfdVerdict, crate::formats::ofd::OfdError> {
+        let trust = self.trust(base);
+        let lookup = |es_id: &str, at: std::time::SystemTime| {
+            let at_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            self.registry_state(es_id, at_ms)
+        };
+        let opts = crate::formats::ses::VerifyOptions {
+            trust: Some(&trust),
+            have_crls: trust.has_crls(),
+            registry: Some(&lookup),
+            ..Default::default()
+        };
+        let report = crate::formats::ofd::verify_within(bytes, &opts, limits)?;
+        let signatures: Vec<JudgedOfdSignature> = report
+            .signatures
+            .into_iter()
+            .map(|s| JudgedOfdSignature {
+                id: s.id,
+                kind: s.kind,
+                base_loc: s.base_loc,
+                references: s.references,
+                is_final: s.is_final,
+                judged: judge(s.report),
+            })
+            .collect();
+        let loose = !report.unlisted_signatures.is_empty() || !report.added_after_final.is_empty();
+        let verdict = if loose || signatures.iter().any(|s| s.judged.verdict == "invalid") {
+            "invalid"
+        } else if signatures.iter().all(|s| s.judged.verdict == "valid") {
+            "valid"
+        } else {
+            "incomplete"
+        };
+        Ok(OfdVerdict {
+            verdict,
+            valid: verdict == "valid",
+            signatures,
+            unlisted_signatures: report.unlisted_signatures,
+            added_after_final: report.added_after_final,
         })
     }
 

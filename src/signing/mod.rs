@@ -5,6 +5,7 @@
 //! | raw signature (`POST /v1/sign`) | `raw.rs` | the request's message, digest or e |
 //! | GM/T 0010 SignedData (`POST /v1/sign/cms`) | `cms.rs` | the signed attributes |
 //! | GB/T 38540 `SES_Signature` (`POST /v1/seals/{id}/sign-ses`) | `ses.rs` | the `TBS_Sign` |
+//! | sealed OFD document (`POST /v1/seals/{id}/seal-ofd`) | `ofd.rs` | the `TBS_Sign` over SM3(`Signature.xml`) |
 //!
 //! Every recipe has the same steps: authorize (a plain key's grant, or the seal's one gate,
 //! `seal::HeldSeal::authorize_use`, whose permit holds the seal steady across the signature), plan
@@ -15,11 +16,13 @@
 //! Calls block (token, journal fsync, curve arithmetic): the API runs them on blocking threads.
 
 mod cms;
+mod ofd;
 mod plan;
 mod raw;
 mod ses;
 mod usage;
 
+pub use ofd::{OfdRequest, SealedOfd, MAX_DOCUMENT_NAME};
 pub use usage::Product;
 
 use crate::audit::Journal;
@@ -132,6 +135,9 @@ pub enum SignError {
     /// A seal use was refused, or the registry failed.
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
+    /// An OFD package could not be read, or is refused.
+    #[error(transparent)]
+    Ofd(crate::formats::ofd::OfdError),
 }
 
 impl SignError {
@@ -146,6 +152,7 @@ impl SignError {
             SignError::Audit(_) => "audit_unavailable",
             SignError::Certificate(_) => "bad_certificate",
             SignError::Seal(e) => e.code(),
+            SignError::Ofd(e) => e.code(),
         }
     }
 }
@@ -190,6 +197,7 @@ pub struct Signing {
     keys: Vec<Key>,
     max_message: usize,
     trust: crate::formats::x509::TrustStore,
+    ofd_limits: crate::formats::ofd::Limits,
 }
 
 impl Signing {
@@ -211,7 +219,13 @@ impl Signing {
                 Ok(Key { name: k.name.clone(), info, version: 1 })
             })
             .collect::<Result<Vec<_>, TokenError>>()?;
-        Ok(Signing { pool, journal, registry, keys, max_message, trust })
+        Ok(Signing { pool, journal, registry, keys, max_message, trust, ofd_limits: Default::default() })
+    }
+
+    /// What reading an OFD package to seal may cost (default [`crate::formats::ofd::Limits::DEFAULT`]).
+    pub fn with_ofd_limits(mut self, limits: crate::formats::ofd::Limits) -> Self {
+        self.ofd_limits = limits;
+        self
     }
 
     /// The trust anchors and CRLs for certificates given to verification.

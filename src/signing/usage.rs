@@ -23,6 +23,17 @@ pub enum Product<'a> {
         /// Its `propertyInfo`: where the document's protected bytes are.
         property_info: &'a str,
     },
+    /// A sealed OFD document.
+    Ofd {
+        /// The document's name, as the caller gave it.
+        name: Option<&'a str>,
+        /// SM3 of the document as it came in.
+        document_sm3: &'a [u8; 32],
+        /// The page objects stamped (`ID`s).
+        pages: &'a [String],
+        /// Where the new `Signature.xml` is.
+        property_info: &'a str,
+    },
 }
 
 impl Product<'_> {
@@ -32,6 +43,13 @@ impl Product<'_> {
             Product::Raw(input) => vec![("input", serde_json::to_value(input).unwrap_or_default())],
             Product::Cms { detached } => vec![("input", "cms".into()), ("detached", detached.into())],
             Product::Ses { property_info } => vec![("input", "ses".into()), ("property_info", property_info.into())],
+            Product::Ofd { name, document_sm3, pages, property_info } => vec![
+                ("input", "ofd".into()),
+                ("document_name", name.map(serde_json::Value::from).unwrap_or_default()),
+                ("document_sm3", hex::encode(document_sm3).into()),
+                ("pages", pages.into()),
+                ("property_info", property_info.into()),
+            ],
         }
     }
 }

@@ -137,19 +137,34 @@ pub fn run(cmd: SesCmd) -> u8 {
                 at,
                 document_sm3,
                 registry_state: None,
+                registry: None,
             };
             if let Some(path) = ofd {
                 let result =
                     read(&path).and_then(|b| seald::formats::ofd::verify(&b, &opts).map_err(|e| e.to_string()));
                 return match result {
-                    Ok(sigs) => {
-                        let valid = sigs.iter().all(|s| s.report.valid);
+                    Ok(report) => {
+                        let valid = report.valid();
                         if json {
-                            println!("{}", serde_json::json!({ "valid": valid, "signatures": sigs }));
+                            println!(
+                                "{}",
+                                serde_json::json!({
+                                    "valid": valid,
+                                    "signatures": report.signatures,
+                                    "unlisted_signatures": report.unlisted_signatures,
+                                    "added_after_final": report.added_after_final,
+                                })
+                            );
                         } else {
-                            for s in &sigs {
+                            for s in &report.signatures {
                                 println!("signature {} (Type={}, {})", s.id, s.kind, s.base_loc);
                                 print_report(&s.report, "  ");
+                            }
+                            for f in &report.unlisted_signatures {
+                                println!("unlisted signature: {f} (no Signatures.xml lists it)");
+                            }
+                            for f in &report.added_after_final {
+                                println!("added after a final signature: {f}");
                             }
                         }
                         u8::from(!valid)

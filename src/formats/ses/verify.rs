@@ -29,6 +29,9 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// The registry's verdict on seal `esID` at a time: `Some((ok, detail))` for seals made here.
+pub type RegistryLookup<'a> = &'a dyn Fn(&str, SystemTime) -> Option<(bool, String)>;
+
 /// What a verification may use beyond the structure.
 #[derive(Default)]
 pub struct VerifyOptions<'a> {
@@ -44,6 +47,9 @@ pub struct VerifyOptions<'a> {
     pub document_sm3: Option<[u8; 32]>,
     /// The registry's verdict for seals made here: `Some((ok, detail))`.
     pub registry_state: Option<(bool, String)>,
+    /// For documents with many signatures: the registry's verdict on seal `esID` at a signing time,
+    /// asked per signature (`registry_state` is then left `None`).
+    pub registry: Option<RegistryLookup<'a>>,
 }
 
 pub(crate) fn step(steps: &mut Vec<Step>, name: &'static str, ok: Option<bool>, detail: impl Into<String>) {
@@ -108,7 +114,14 @@ pub(crate) fn cert_validity_at(cert_der: &[u8], at: SystemTime) -> (bool, String
 }
 
 /// The trust steps for certificates, at `at`.
-pub(crate) fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: SystemTime, opts: &VerifyOptions<'_>) {
+/// `carried`: the certificates the document carries, through which a path to an anchor may pass.
+pub(crate) fn trust_steps(
+    steps: &mut Vec<Step>,
+    certs: &[(&str, &[u8])],
+    carried: &[Cert],
+    at: SystemTime,
+    opts: &VerifyOptions<'_>,
+) {
     match opts.trust {
         None => step(steps, "trust_chain", None, "no trust anchors given"),
         Some(store) => {
@@ -116,10 +129,9 @@ pub(crate) fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: Sy
             for (who, der) in certs {
                 match Cert::parse(der) {
                     Ok(c)
-                        if !store
-                            .check(&c, at)
-                            .iter()
-                            .any(|r| matches!(*r, "certificate_untrusted" | "issuer_not_a_ca")) => {}
+                        if !store.check_with(&c, at, carried).iter().any(|r| {
+                            matches!(*r, "certificate_untrusted" | "issuer_not_a_ca" | "intermediate_not_valid")
+                        }) => {}
                     _ => bad.push(*who),
                 }
             }
@@ -135,7 +147,9 @@ pub(crate) fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: Sy
         (Some(store), true) => {
             let revoked: Vec<&str> = certs
                 .iter()
-                .filter(|(_, der)| Cert::parse(der).is_ok_and(|c| store.check(&c, at).contains(&"certificate_revoked")))
+                .filter(|(_, der)| {
+                    Cert::parse(der).is_ok_and(|c| store.check_with(&c, at, carried).contains(&"certificate_revoked"))
+                })
                 .map(|(w, _)| *w)
                 .collect();
             let detail = if revoked.is_empty() {
@@ -149,7 +163,35 @@ pub(crate) fn trust_steps(steps: &mut Vec<Step>, certs: &[(&str, &[u8])], at: Sy
     }
 }
 
-pub(crate) fn finish(steps: Vec<Step>, warnings: Vec<String>, require_trust: bool) -> Report {
+/// The certificates a seal carries (its certList of certificates, and its maker's), for paths.
+fn carried_certs(seal: &SesSeal) -> Vec<Cert> {
+    let listed: &[Vec<u8>] = match &seal.info.cert_list {
+        CertList::Certs(c) => c,
+        CertList::Digests(_) => &[],
+    };
+    listed.iter().chain(std::iter::once(&seal.maker_cert)).filter_map(|d| Cert::parse(d).ok()).collect()
+}
+
+/// The order of GB/T 38540 §7.3 (and §6.3 for a seal alone), which every report follows: what was
+/// signed, by whom, under which seal, with which certificates, valid when.
+const ORDER: &[&str] = &[
+    "format",
+    "references",
+    "data_hash",
+    "signer_signature",
+    "signer_in_cert_list",
+    "maker_signature",
+    "maker_certificate",
+    "signer_certificate",
+    "trust_chain",
+    "revocation",
+    "timestamp",
+    "seal_validity",
+    "registry_state",
+];
+
+pub(crate) fn finish(mut steps: Vec<Step>, warnings: Vec<String>, require_trust: bool) -> Report {
+    steps.sort_by_key(|s| ORDER.iter().position(|o| *o == s.step).unwrap_or(ORDER.len()));
     let valid = steps.iter().all(|s| s.ok != Some(false))
         && (!require_trust || steps.iter().all(|s| s.ok.is_some() || !matches!(s.step, "trust_chain" | "revocation")));
     Report { valid, steps, warnings }
@@ -174,7 +216,7 @@ pub fn verify_seal(seal: &SesSeal, opts: &VerifyOptions<'_>) -> Report {
         Some(at >= from && at <= to),
         format!("valid {} to {}; judged at {}", fmt_time(from), fmt_time(to), fmt_time(at)),
     );
-    trust_steps(&mut steps, &[("maker certificate", &seal.maker_cert)], at, opts);
+    trust_steps(&mut steps, &[("maker certificate", &seal.maker_cert)], &carried_certs(seal), at, opts);
     registry_step(&mut steps, opts);
     finish(steps, warnings, opts.require_trust)
 }
@@ -292,6 +334,7 @@ pub fn verify_signature(sig: &SesSignature, opts: &VerifyOptions<'_>) -> Report 
     trust_steps(
         &mut steps,
         &[("maker certificate", &seal.maker_cert), ("signer certificate", &sig.signer_cert)],
+        &carried_certs(seal),
         at,
         opts,
     );

@@ -12,6 +12,10 @@
 //! byte inflated counts against the limits as it comes out of the decompressor, and a limit that is
 //! reached ends the verification with an error naming it. This module does not repair packages.
 
+mod stamp;
+
+pub use stamp::{Placement, Prepared, Unsealed};
+
 use super::ses::{self, Report, Step, VerifyOptions};
 use base64::Engine as _;
 use sm3::Digest as _;
@@ -72,9 +76,48 @@ pub struct OfdSignature {
     pub kind: String,
     /// Where its `Signature.xml` is.
     pub base_loc: String,
+    /// Each file its `References` name: the SM3 found, and whether it is the `CheckValue`.
+    pub references: Vec<ReferenceCheck>,
+    /// It protects the signature list too (`Signatures.xml` is among its references): no signature
+    /// may follow it.
+    #[serde(rename = "final")]
+    pub is_final: bool,
     /// The verdict (as for a single SES_Signature).
     #[serde(flatten)]
     pub report: Report,
+}
+
+/// One `Reference` of a signature, checked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ReferenceCheck {
+    /// The file, as resolved in the package.
+    pub file: String,
+    /// SM3 of the file as found, hex; absent when the package has no such file.
+    pub sm3: Option<String>,
+    /// Its `CheckValue` is that SM3.
+    pub ok: bool,
+}
+
+/// Every signature of a package, and what the package holds beside them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OfdReport {
+    /// Each signature the package's `Signatures.xml` files list, in their order.
+    pub signatures: Vec<OfdSignature>,
+    /// `Signature.xml` files in the package that no `Signatures.xml` lists.
+    pub unlisted_signatures: Vec<String>,
+    /// Files that a "final" signature (one that protects `Signatures.xml`) does not cover: added
+    /// after it.
+    pub added_after_final: Vec<String>,
+}
+
+impl OfdReport {
+    /// Every signature is valid, and the package holds nothing beside them that they leave open.
+    pub fn valid(&self) -> bool {
+        self.signatures.iter().all(|s| s.report.valid)
+            && self.unlisted_signatures.is_empty()
+            && self.added_after_final.is_empty()
+    }
 }
 
 /// The package cannot be read as an OFD, or reading it would cost more than its limits allow.
@@ -93,9 +136,33 @@ pub enum OfdError {
         /// Its value.
         max: u64,
     },
+    /// The package is readable but refused: `code` is stable (see [`OfdError::code`]).
+    #[error("OFD: {message}")]
+    Refused {
+        /// `ofd_unsafe_path`, `ofd_duplicate_entry`, `ofd_xml_doctype`, `ofd_page_not_found`,
+        /// `ofd_position_off_page`, `ofd_signatures_protected`.
+        code: &'static str,
+        /// What was found.
+        message: String,
+    },
 }
 
-fn err(m: impl std::fmt::Display) -> OfdError {
+impl OfdError {
+    /// The stable API code: `ofd_unreadable`, `ofd_limit`, or the code of a refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OfdError::Unreadable(_) => "ofd_unreadable",
+            OfdError::Limit { .. } => "ofd_limit",
+            OfdError::Refused { code, .. } => code,
+        }
+    }
+}
+
+pub(crate) fn refused(code: &'static str, message: impl Into<String>) -> OfdError {
+    OfdError::Refused { code, message: message.into() }
+}
+
+pub(crate) fn err(m: impl std::fmt::Display) -> OfdError {
     OfdError::Unreadable(m.to_string())
 }
 
@@ -139,6 +206,19 @@ fn declared_entries(bytes: &[u8]) -> u64 {
     total
 }
 
+/// The entry count the last end-of-central-directory record declares (its ZIP64 record's when it
+/// has one): the record the ZIP reader uses.
+fn last_declared_entries(bytes: &[u8]) -> Option<u64> {
+    let p = (0..bytes.len().saturating_sub(21)).rev().find(|&p| bytes[p..].starts_with(b"PK\x05\x06"))?;
+    let count = le(bytes, p + 10, 2)?;
+    if count != 0xffff {
+        return Some(count);
+    }
+    let l = p.checked_sub(20).filter(|&l| bytes[l..].starts_with(b"PK\x06\x07"))?;
+    let e = usize::try_from(le(bytes, l + 8, 8)?).ok()?;
+    le(bytes, e.checked_add(32)?, 8)
+}
+
 /// An OFD package opened within its limits. Entries are found by name in the central directory and
 /// inflated at most once: the bytes of those parsed, the SM3 digests of those referenced.
 struct Package<'a> {
@@ -165,6 +245,27 @@ impl<'a> Package<'a> {
         let zip = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes)).map_err(err)?;
         if zip.len() as u64 > max {
             return Err(over("max_entries", max, format!("the package holds {} entries", zip.len())));
+        }
+        // Every name is a path inside the package, once. The reader keeps the last of entries that
+        // share a name: the central directory's own count tells.
+        if last_declared_entries(bytes).is_some_and(|n| n > zip.len() as u64) {
+            return Err(refused("ofd_duplicate_entry", "two entries of the package have the same name"));
+        }
+        let mut names = HashSet::new();
+        for name in zip.file_names() {
+            let unsafe_path = name.starts_with('/')
+                || name.contains('\\')
+                || name.contains('\0')
+                || name.split('/').any(|seg| seg == ".." || seg == ".");
+            if unsafe_path {
+                return Err(refused(
+                    "ofd_unsafe_path",
+                    format!("entry '{name}' is not a plain path inside the package"),
+                ));
+            }
+            if !names.insert(name.trim_end_matches('/').to_ascii_lowercase()) {
+                return Err(refused("ofd_duplicate_entry", format!("entry '{name}' appears more than once")));
+            }
         }
         Ok(Package {
             zip,
@@ -253,7 +354,7 @@ impl<'a> Package<'a> {
                 match self.inflate(index, &mut |chunk| h.update(chunk)) {
                     Ok(()) => Some(h.finalize().into()),
                     Err(e @ OfdError::Limit { .. }) => return Err(e),
-                    Err(OfdError::Unreadable(_)) => None,
+                    Err(OfdError::Unreadable(_) | OfdError::Refused { .. }) => None,
                 }
             }
         };
@@ -275,6 +376,11 @@ impl<'a> Package<'a> {
         } else {
             path.to_string()
         }
+    }
+
+    /// Every file of the package (directories left out), in the central directory's order.
+    fn files(&self) -> Vec<String> {
+        self.zip.file_names().filter(|n| !n.ends_with('/')).map(str::to_string).collect()
     }
 
     fn count_signature(&mut self) -> Result<(), OfdError> {
@@ -367,6 +473,9 @@ fn walk(
                     visit(el, open.last().map(|(n, _)| n.as_str()))?;
                 }
             }
+            Event::DocType(_) => {
+                return Err(refused("ofd_xml_doctype", "XML with a DOCTYPE (a DTD, entities) is not accepted in OFD"));
+            }
             Event::Eof => return Ok(()),
             _ => {}
         }
@@ -450,17 +559,19 @@ fn sm3_method(m: &str) -> bool {
 }
 
 /// Verifies every signature of an OFD package, within the default [`Limits`].
-pub fn verify(bytes: &[u8], opts: &VerifyOptions<'_>) -> Result<Vec<OfdSignature>, OfdError> {
+pub fn verify(bytes: &[u8], opts: &VerifyOptions<'_>) -> Result<OfdReport, OfdError> {
     verify_within(bytes, opts, &Limits::DEFAULT)
 }
 
 /// Verifies every signature of an OFD package; reading it costs no more than `limits` allow, and
 /// a limit reached ends the verification with [`OfdError::Limit`].
-pub fn verify_within(bytes: &[u8], opts: &VerifyOptions<'_>, limits: &Limits) -> Result<Vec<OfdSignature>, OfdError> {
+pub fn verify_within(bytes: &[u8], opts: &VerifyOptions<'_>, limits: &Limits) -> Result<OfdReport, OfdError> {
     let mut pkg = Package::open(bytes, *limits)?;
     let ofd = pkg.read("OFD.xml")?;
     let mut lists_seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut signatures = Vec::new();
+    // Per signature: the files it covers, and its own two.
+    let mut covered: Vec<(bool, HashSet<String>)> = Vec::new();
     for list in signature_lists(&ofd, limits)? {
         let list_path = pkg.resolve("OFD.xml", &list);
         if !lists_seen.insert(list_path.clone()) {
@@ -469,52 +580,81 @@ pub fn verify_within(bytes: &[u8], opts: &VerifyOptions<'_>, limits: &Limits) ->
         let list_xml = pkg.read(&list_path)?;
         for entry in listed_signatures(&mut pkg, &list_xml)? {
             let base_loc = pkg.resolve(&list_path, &entry.base_loc);
-            let report = match verify_one(&mut pkg, &base_loc, &entry.kind, opts) {
-                Ok(r) => r,
-                Err(e @ OfdError::Limit { .. }) => return Err(e),
-                Err(OfdError::Unreadable(m)) => ses::unreadable(&ses::SesError(m)),
+            let (report, references, own) = match verify_one(&mut pkg, &base_loc, &entry.kind, opts) {
+                Ok(v) => v,
+                Err(e @ (OfdError::Limit { .. } | OfdError::Refused { .. })) => return Err(e),
+                Err(e) => (ses::unreadable(&ses::SesError(e.to_string())), Vec::new(), Vec::new()),
             };
-            out.push(OfdSignature { id: entry.id, kind: entry.kind, base_loc, report });
+            let is_final = references.iter().any(|r| r.file == list_path);
+            let mut files: HashSet<String> = references.iter().map(|r| r.file.clone()).collect();
+            let _ = files.insert(base_loc.clone());
+            files.extend(own);
+            covered.push((is_final, files));
+            signatures.push(OfdSignature { id: entry.id, kind: entry.kind, base_loc, references, is_final, report });
         }
     }
-    if out.is_empty() {
+    if signatures.is_empty() {
         return Err(err("the package holds no signatures"));
     }
-    Ok(out)
+    let files: Vec<String> = pkg.files();
+    let listed: HashSet<&str> = signatures.iter().map(|s| s.base_loc.as_str()).collect();
+    let unlisted_signatures = files
+        .iter()
+        .filter(|f| f.rsplit('/').next().is_some_and(|n| n.eq_ignore_ascii_case("Signature.xml")))
+        .filter(|f| !listed.contains(f.as_str()))
+        .cloned()
+        .collect();
+    let added_after_final =
+        files.iter().filter(|f| covered.iter().any(|(is_final, c)| *is_final && !c.contains(*f))).cloned().collect();
+    Ok(OfdReport { signatures, unlisted_signatures, added_after_final })
 }
 
-fn verify_one(pkg: &mut Package<'_>, base_loc: &str, kind: &str, opts: &VerifyOptions<'_>) -> Result<Report, OfdError> {
+/// One signature: its report, its references checked, and its own files (the signed value).
+fn verify_one(
+    pkg: &mut Package<'_>,
+    base_loc: &str,
+    kind: &str,
+    opts: &VerifyOptions<'_>,
+) -> Result<(Report, Vec<ReferenceCheck>, Vec<String>), OfdError> {
     let xml = pkg.read(base_loc)?;
     let file = signature_file(pkg, &xml)?;
     let method = file.method;
     if !method.is_empty() && !sm3_method(&method) {
         return Err(err(format!("CheckMethod '{method}' is not SM3")));
     }
-    let mut mismatched = Vec::new();
-    let mut checked = 0;
+    let mut references = Vec::with_capacity(file.references.len());
     for (file_ref, value) in &file.references {
         let path = pkg.resolve(base_loc, file_ref);
-        let ok = pkg.sm3(&path)?.is_some_and(|digest| {
+        let digest = pkg.sm3(&path)?;
+        let ok = digest.is_some_and(|digest| {
             base64::engine::general_purpose::STANDARD.decode(value.trim()).is_ok_and(|v| v == digest)
         });
-        checked += 1;
-        if !ok {
-            mismatched.push(file_ref.clone());
-        }
+        references.push(ReferenceCheck { file: path, sm3: digest.map(hex::encode), ok });
     }
-    let value = pkg.read(&pkg.resolve(base_loc, &file.signed_value))?;
+    let value_path = pkg.resolve(base_loc, &file.signed_value);
+    let value = pkg.read(&value_path)?;
     let mut report = if kind == "Seal" {
         match ses::SesSignature::parse(&value) {
             Ok(sig) => {
+                let at = sig.time_info.map(|t| t.at).unwrap_or_else(std::time::SystemTime::now);
+                let registry_state = match opts.registry {
+                    Some(lookup) => lookup(&sig.seal.info.es_id, at),
+                    None => opts.registry_state.clone(),
+                };
                 let o = VerifyOptions {
                     trust: opts.trust,
                     have_crls: opts.have_crls,
                     require_trust: opts.require_trust,
                     at: opts.at,
                     document_sm3: Some(crate::crypto::sm3(&xml)),
-                    registry_state: opts.registry_state.clone(),
+                    registry_state,
+                    registry: None,
                 };
-                ses::verify_signature(&sig, &o)
+                let mut r = ses::verify_signature(&sig, &o);
+                if let Some(s) = r.steps.iter_mut().find(|s| s.step == "data_hash") {
+                    s.detail = s.detail.replace("of the document", &format!("of {base_loc}"));
+                }
+                r
             }
             // Unreadable, but its references are still reported below.
             Err(e) => ses::unreadable(&e),
@@ -540,31 +680,20 @@ fn verify_one(pkg: &mut Package<'_>, base_loc: &str, kind: &str, opts: &VerifyOp
             warnings: Vec::new(),
         }
     };
-    // The references protect the document itself: their result joins the data-hash step.
-    let mismatch = match mismatched.len() {
-        n if n > 20 => format!("{} and {} more", mismatched[..20].join(", "), n - 20),
-        _ => mismatched.join(", "),
+    // The references protect the document itself: the first step after the format.
+    let mismatched: Vec<&str> = references.iter().filter(|r| !r.ok).map(|r| r.file.as_str()).collect();
+    let detail = match mismatched.len() {
+        0 => format!("all {} Reference CheckValues match (SM3 of each file)", references.len()),
+        n if n > 20 => format!("CheckValue mismatch: {} and {} more", mismatched[..20].join(", "), n - 20),
+        _ => format!("CheckValue mismatch: {}", mismatched.join(", ")),
     };
-    if let Some(s) = report.steps.iter_mut().find(|s| s.step == "data_hash") {
-        if mismatched.is_empty() {
-            s.detail = format!("{}; all {checked} Reference CheckValues match", s.detail);
-        } else {
-            s.ok = Some(false);
-            s.detail = format!("{}; Reference CheckValue mismatch: {mismatch}", s.detail);
-        }
-    } else {
-        report.steps.push(Step {
-            step: "data_hash",
-            ok: Some(mismatched.is_empty()),
-            detail: if mismatched.is_empty() {
-                format!("all {checked} Reference CheckValues match")
-            } else {
-                format!("mismatch: {mismatch}")
-            },
-        });
+    if references.is_empty() {
+        report.warnings.push("references: the signature protects no file of the package".into());
     }
+    let at = report.steps.iter().position(|s| s.step == "format").map_or(0, |i| i + 1);
+    report.steps.insert(at, Step { step: "references", ok: Some(mismatched.is_empty()), detail });
     report.valid = report.valid && mismatched.is_empty();
-    Ok(report)
+    Ok((report, references, vec![value_path]))
 }
 
 #[cfg(test)]
@@ -627,15 +756,15 @@ mod tests {
         zip_of(&entries, deflate)
     }
 
-    fn limit_of(r: Result<Vec<OfdSignature>, OfdError>) -> (&'static str, String) {
+    fn limit_of(r: Result<OfdReport, OfdError>) -> (&'static str, String) {
         match r {
             Err(e @ OfdError::Limit { limit, .. }) => (limit, e.to_string()),
             other => panic!("expected a limit error, got {other:?}"),
         }
     }
 
-    fn check_detail(sigs: &[OfdSignature]) -> String {
-        let s = sigs[0].report.steps.iter().find(|s| s.step == "data_hash").expect("a data_hash step");
+    fn check_detail(report: &OfdReport) -> String {
+        let s = report.signatures[0].report.steps.iter().find(|s| s.step == "references").expect("a references step");
         s.detail.clone()
     }
 
@@ -645,7 +774,7 @@ mod tests {
         let sig = signature_xml([("/Doc_0/Page.xml".to_string(), b64_sm3(&page))].into_iter());
         let pkg = ofd(sig, 1, vec![("Doc_0/Page.xml".into(), page)], true);
         let sigs = verify(&pkg, &VerifyOptions::default()).unwrap();
-        assert_eq!(sigs.len(), 1);
+        assert_eq!(sigs.signatures.len(), 1);
         assert!(check_detail(&sigs).contains("all 1 Reference CheckValues match"), "{sigs:#?}");
     }
 
@@ -834,6 +963,46 @@ mod tests {
         sig = sig.replace("</ofd:References>", &format!("{refs}</ofd:References>"));
         let pkg = ofd(sig.into_bytes(), 1, vec![("Doc_0/A.xml".into(), a), ("Doc_0/B.xml".into(), b)], false);
         let sigs = verify(&pkg, &VerifyOptions::default()).unwrap();
-        assert_eq!(check_detail(&sigs), "mismatch: /Doc_0/A.xml", "{sigs:#?}");
+        assert_eq!(check_detail(&sigs), "CheckValue mismatch: Doc_0/A.xml", "{sigs:#?}");
+        let oks: Vec<bool> = sigs.signatures[0].references.iter().map(|r| r.ok).collect();
+        assert_eq!(oks, [false, true]);
+    }
+
+    fn refusal(r: Result<OfdReport, OfdError>) -> &'static str {
+        match r {
+            Err(e) => e.code(),
+            Ok(r) => panic!("expected a refusal, got {r:#?}"),
+        }
+    }
+
+    #[test]
+    fn unsafe_names_duplicates_and_doctypes_are_refused() {
+        let page = b"<Page/>".to_vec();
+        let sig = || signature_xml([("/Doc_0/Page.xml".to_string(), b64_sm3(&page))].into_iter());
+        let opts = VerifyOptions::default();
+        for name in ["../evil.xml", "/etc/passwd", "Doc_0/../../x", "Doc_0\\x.xml"] {
+            let pkg = ofd(sig(), 1, vec![(name.into(), page.clone())], true);
+            assert_eq!(refusal(verify(&pkg, &opts)), "ofd_unsafe_path", "{name}");
+        }
+        // Two entries with one name (written under two, then renamed in place): the ZIP reader
+        // would keep the last one silently.
+        let mut dup = ofd(
+            sig(),
+            1,
+            vec![("Doc_0/Page.xml".into(), page.clone()), ("Doc_0/Pagf.xml".into(), page.clone())],
+            false,
+        );
+        while let Some(at) = dup.windows(14).position(|w| w == b"Doc_0/Pagf.xml") {
+            dup[at + 9] = b'e';
+        }
+        assert_eq!(refusal(verify(&dup, &opts)), "ofd_duplicate_entry");
+        // A DTD with an entity, anywhere the verifier parses.
+        let bomb = String::from_utf8(sig()).unwrap().replacen(
+            "<ofd:Signature ",
+            "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;\">]><ofd:Signature ",
+            1,
+        );
+        let pkg = ofd(bomb.into_bytes(), 1, vec![("Doc_0/Page.xml".into(), page)], true);
+        assert_eq!(refusal(verify(&pkg, &opts)), "ofd_xml_doctype");
     }
 }
