@@ -42,6 +42,18 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
+        self.request_bytes(method, path, "application/json", bytes).await
+    }
+
+    /// Sends one request with a body of `content_type`; returns the status and the body.
+    pub async fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         // The whole chain of causes: hyper's "connection error" hides the TLS alert that says why.
         let err = |e: &dyn std::error::Error| {
             let mut text = e.to_string();
@@ -58,12 +70,11 @@ impl Client {
             tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp).await.map_err(|e| err(&e))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| err(&e))?;
         drop(tokio::spawn(conn));
-        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
         let req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", &self.host)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| err(&e))?;
         let resp = sender.send_request(req).await.map_err(|e| err(&e))?;

@@ -329,10 +329,75 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let check = serde_json::json!({ "certificate": plain["cert"], "input": "digest", "data": b64(&digest), "signature": plain["signature"] });
     let (_, verdict) = post("/v1/verify", check);
     assert_eq!(verdict, serde_json::json!({ "valid": true, "reasons": [] }));
+    // An OFD receipt made elsewhere, sealed final through sealctl and verified by the daemon.
+    let samples = std::env::var("SEALD_SAMPLES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples").into());
+    let receipt = format!("{samples}/ofd/suwellsdk_icbc_receipt_20220101.ofd");
+    assert!(Path::new(&receipt).exists(), "samples not found at {samples}: set SEALD_SAMPLES");
+    let sealed_ofd = dir.join("receipt.sealed.ofd");
+    let sealed_path = sealed_ofd.to_str().unwrap();
+    let args =
+        ["seal-ofd", "--seal", &id, "--page", "1", "--x", "20", "--y", "30", "--final", "-o", sealed_path, &receipt];
+    ok(ctl("app", &args), "seal-ofd");
+    let r = ctl("app", &["verify-ofd", sealed_path, "--json"]);
+    // The bank's own signature verifies but its CA is not an anchor here: not valid, exit 1.
+    assert_eq!(r.status, 1, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["verdict"].as_str(), v["signatures"][1]["verdict"].as_str()),
+        (Some("invalid"), Some("valid")),
+        "{v}"
+    );
+    assert_eq!(v["signatures"][1]["final"], true);
+    let failed: Vec<&str> = v["signatures"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["ok"] == false)
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["trust_chain"], "{v}");
+    let table = ctl("app", &["verify-ofd", &receipt]);
+    assert_eq!(table.status, 1, "a foreign receipt alone is not valid here either");
+    assert!(
+        table.stdout.contains("FAIL trust_chain") && table.stdout.starts_with("document: invalid"),
+        "{}",
+        table.stdout
+    );
+    // A final document takes no further seal: exit 1, and over HTTP a 409 with the stable code.
+    let again = ctl(
+        "app",
+        &["seal-ofd", "--seal", &id, "--page", "1", "--x", "20", "--y", "90", "-o", sealed_path, sealed_path],
+    );
+    assert_eq!(again.status, 1, "{}", again.stderr);
+    assert!(again.stderr.contains("[ofd_signatures_protected] HTTP 409"), "{}", again.stderr);
+    let final_doc = std::fs::read(&sealed_ofd).unwrap();
+    let path = format!("/v1/seals/{id}/seal-ofd?page=1&x=20&y=90");
+    let (status, bytes) = rt.block_on(client.request_bytes("POST", &path, "application/ofd", final_doc)).unwrap();
+    let e: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((status, e["error"]["code"].as_str()), (409, Some("ofd_signatures_protected")), "{e}");
+    let (status, bytes) =
+        rt.block_on(client.request_bytes("POST", "/v1/verify/ofd", "application/ofd", b"not a zip".to_vec())).unwrap();
+    let e: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("ofd_unreadable")), "{e}");
+    // Unusable input is exit 2; the usage record names the document.
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "not an OFD").unwrap();
+    assert_eq!(ctl("app", &["verify-ofd", notes.to_str().unwrap()]).status, 2);
+    let usage = json(ctl("unitadmin", &["seal", "usage", &id, "--json"]), "usage");
+    assert!(usage.to_string().contains(&hex::encode(seald::crypto::sm3(&std::fs::read(&receipt).unwrap()))), "{usage}");
+
     // Every route the story used so far is counted under its own pattern, none as "other".
     let metrics = rt.block_on(client.request("GET", "/metrics", None)).unwrap().1;
     let metrics = String::from_utf8_lossy(&metrics);
-    for route in ["/v1/seals/{id}/sign-ses", "/v1/sign/cms", "/v1/seals/{id}/{action}", "/v1/admin/accounts"] {
+    for route in [
+        "/v1/seals/{id}/sign-ses",
+        "/v1/sign/cms",
+        "/v1/seals/{id}/{action}",
+        "/v1/admin/accounts",
+        "/v1/seals/{id}/seal-ofd",
+        "/v1/verify/ofd",
+    ] {
         assert!(metrics.contains(&format!("seald_requests_total{{route=\"{route}\"")), "{route}: {metrics}");
     }
     assert!(!metrics.contains("route=\"other\""), "{metrics}");

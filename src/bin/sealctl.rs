@@ -19,6 +19,8 @@ mod ca;
 mod filing;
 #[path = "sealctl/keys.rs"]
 mod keys;
+#[path = "sealctl/ofd.rs"]
+mod ofd;
 #[path = "sealctl/output.rs"]
 mod output;
 #[path = "sealctl/remote.rs"]
@@ -127,6 +129,21 @@ enum Command {
         #[command(subcommand)]
         cmd: ses::SesCmd,
     },
+    /// Seal an OFD document (GB/T 33190) with a seal, as an application (through the daemon).
+    SealOfd {
+        #[command(flatten)]
+        conn: remote::Conn,
+        #[command(flatten)]
+        args: ofd::SealOfdArgs,
+    },
+    /// Verify every signature of an OFD document (through the daemon): exit 0 valid, 1 not valid,
+    /// 2 unusable input, 3 daemon unreachable.
+    VerifyOfd {
+        #[command(flatten)]
+        conn: remote::Conn,
+        #[command(flatten)]
+        args: ofd::VerifyOfdArgs,
+    },
     /// Who the daemon takes this certificate for: account, role, unit (through the daemon).
     Whoami {
         #[command(flatten)]
@@ -167,6 +184,8 @@ fn main() -> ExitCode {
             remote::call(&conn, "GET", "/v1/whoami", None).map(|v| output::out(&conn, &v, output::fields))
         }
         Command::Ses { cmd } => return ExitCode::from(ses::run(cmd)),
+        Command::SealOfd { conn, args } => ofd::seal(&conn, args),
+        Command::VerifyOfd { conn, args } => return ExitCode::from(ofd::verify(&conn, args)),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "sealctl", &mut std::io::stdout());

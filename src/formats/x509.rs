@@ -612,6 +612,56 @@ mod tests {
     }
 
     #[test]
+    fn paths_pass_through_intermediates_configured_or_carried() {
+        // root → OCA → sub-CA → leaf, as real signer certificates hang under a CFCA-style root.
+        let now = SystemTime::now();
+        let make =
+            |subject: &str, key: &SoftSigner, ca: bool, days: (i64, i64), issuer: Option<(&Cert, &SoftSigner)>| {
+                let t = CertTemplate {
+                    subject: vec![("CN", subject.to_string())],
+                    public_key: &key.1,
+                    not_before: now - Duration::from_secs(days.0.unsigned_abs() * 86400),
+                    not_after: match days.1 {
+                        d if d >= 0 => now + Duration::from_secs(d.unsigned_abs() * 86400),
+                        d => now - Duration::from_secs(d.unsigned_abs() * 86400),
+                    },
+                    ca,
+                };
+                match issuer {
+                    Some((c, k)) => issue(&t, Some(c), k).unwrap(),
+                    None => issue(&t, None, key).unwrap(),
+                }
+            };
+        let keys: Vec<SoftSigner> = (1..=5).map(SoftSigner::new).collect();
+        let root = make("root", &keys[0], true, (10, 3650), None);
+        let oca = make("OCA", &keys[1], true, (10, 365), Some((&root, &keys[0])));
+        let sub = make("sub-CA", &keys[2], true, (10, 365), Some((&oca, &keys[1])));
+        let leaf = make("signer", &keys[3], false, (1, 30), Some((&sub, &keys[2])));
+        let anchored = TrustStore::new(vec![root.clone()], vec![]);
+        assert_eq!(anchored.check(&leaf, now), ["certificate_untrusted"], "no path without the CAs between");
+        assert_eq!(
+            anchored.check_with(&leaf, now, std::slice::from_ref(&sub)),
+            ["certificate_untrusted"],
+            "the OCA is missing"
+        );
+        assert!(anchored.check_with(&leaf, now, &[sub.clone(), oca.clone()]).is_empty(), "carried by the document");
+        let configured = anchored.clone().with_intermediates(vec![oca.clone()]);
+        assert!(
+            configured.check_with(&leaf, now, std::slice::from_ref(&sub)).is_empty(),
+            "configured and carried together"
+        );
+        // Every CA on the path must be valid then, and a CA.
+        let old_sub = make("sub-CA", &keys[2], true, (400, -1), Some((&oca, &keys[1])));
+        assert_eq!(configured.check_with(&leaf, now, &[old_sub]), ["intermediate_not_valid"]);
+        let not_ca = make("sub-CA", &keys[2], false, (10, 365), Some((&oca, &keys[1])));
+        assert_eq!(configured.check_with(&leaf, now, &[not_ca]), ["issuer_not_a_ca"]);
+        // A loop of certificates that sign each other ends, untrusted.
+        let a = make("loop", &keys[4], true, (1, 30), None);
+        let looped = make("leaf", &keys[3], false, (1, 30), Some((&a, &keys[4])));
+        assert_eq!(anchored.check_with(&looped, now, &[a.clone(), a]), ["certificate_untrusted"]);
+    }
+
+    #[test]
     fn sm2_certificates_from_other_producers_verify_against_their_issuer_key() {
         // GB/T 38540 samples hold SM2 certificates; without their issuers, the signature check itself
         // is exercised by the formats issue. Here: an SM2 public key is read from a real certificate.

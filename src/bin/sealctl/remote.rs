@@ -105,11 +105,24 @@ impl Endpoint {
     /// Sends one request to the daemon: the HTTP status and the body. Gives up after the timeout
     /// (exit status 3), and says in words why a TLS connection was refused.
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Vec<u8>), Failure> {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default()).unwrap_or_default();
+        self.send_bytes(method, path, "application/json", bytes)
+    }
+
+    /// As [`Endpoint::send`], with a body of `content_type` (a document).
+    pub fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), Failure> {
         let client = self.client()?;
         let server = self.server.as_deref().unwrap_or_default();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(local)?;
         let limit = std::time::Duration::from_secs(self.timeout_s.max(1));
-        match rt.block_on(async { tokio::time::timeout(limit, client.request(method, path, body)).await }) {
+        let call = client.request_bytes(method, path, content_type, bytes);
+        match rt.block_on(async { tokio::time::timeout(limit, call).await }) {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(Failure { status: 3, message: format!("{server}: {}", explain(&e.to_string())) }),
             Err(_) => Err(Failure {
@@ -154,7 +167,7 @@ fn send(c: &Conn, method: &str, path: &str, body: Option<&Value>) -> Result<(u16
 
 /// The daemon's 4xx (status 1) or 5xx (status 3) answer `v` as a failure: the API's error code and
 /// message, then `detail`.
-fn refused(status: u16, v: &Value, detail: &str) -> Failure {
+pub fn refused(status: u16, v: &Value, detail: &str) -> Failure {
     let code = v["error"]["code"].as_str().unwrap_or("error");
     let message = v["error"]["message"].as_str().unwrap_or_default();
     Failure { status: if status >= 500 { 3 } else { 1 }, message: format!("[{code}] HTTP {status}: {message}{detail}") }
@@ -182,13 +195,22 @@ pub fn call_bytes(c: &Conn, path: &str) -> Result<Vec<u8>, Failure> {
 
 /// A URL query string (`?k=v&...`) of the pairs that have a value; empty when none has.
 pub fn query(pairs: &[(&str, &Option<String>)]) -> String {
-    let q: Vec<String> =
-        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", v.replace(' ', "%20")))).collect();
+    let q: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", escape(v)))).collect();
     if q.is_empty() {
         String::new()
     } else {
         format!("?{}", q.join("&"))
     }
+}
+
+/// `v` percent-encoded for a query string (every byte but unreserved ASCII).
+fn escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A local file's bytes (unreadable: status 2).
