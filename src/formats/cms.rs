@@ -158,7 +158,10 @@ fn algorithm(t: &ses::Tlv<'_>, what: &str, warnings: &mut Vec<String>) -> Result
     match parts.get(1) {
         None => {}
         Some(p) if p.tag == 0x05 && p.content.is_empty() => {}
-        Some(p) => warnings.push(format!("{what} {id} has parameters (tag 0x{:02x}); they are not used", p.tag)),
+        Some(p) => warnings.push(format!(
+            "{what} {id} has parameters (tag 0x{:02x}); they are not used [algorithm_parameters]",
+            p.tag
+        )),
     }
     Ok(id)
 }
@@ -180,7 +183,7 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
     let sd = children(explicit.first().ok_or_else(|| bad("empty [0]"))?)?;
     let version = sd.first().ok_or_else(|| bad("no SignedData version"))?;
     if version.tag != 0x02 || version.content != [1] {
-        warnings.push(format!("SignedData version is {}, not 1", hex::encode(version.content)));
+        warnings.push(format!("SignedData version is {}, not 1 [signed_data_version]", hex::encode(version.content)));
     }
     let mut digest_algorithms = Vec::new();
     for a in children(sd.get(1).ok_or_else(|| bad("no digestAlgorithms"))?)? {
@@ -189,7 +192,9 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
     let encap = children(sd.get(2).ok_or_else(|| bad("no encapContentInfo"))?)?;
     let content_type = oid(encap.first().ok_or_else(|| bad("no eContentType"))?, "eContentType")?;
     if is_data(&content_type) && (kind == GM_SIGNED_DATA) != (content_type == GM_DATA) {
-        warnings.push(format!("eContentType {content_type} and content type {kind} are of different families"));
+        warnings.push(format!(
+            "eContentType {content_type} and content type {kind} are of different families [content_type_family]"
+        ));
     }
     let content = match encap.get(1) {
         Some(e) => {
@@ -213,7 +218,7 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
     for (n, si) in children(&signer_set.ok_or_else(|| bad("no signerInfos"))?)?.iter().enumerate() {
         let f = children(si)?;
         if f.first().is_none_or(|v| v.tag != 0x02 || v.content != [1]) {
-            warnings.push(format!("signer {n}: SignerInfo version is not 1"));
+            warnings.push(format!("signer {n}: SignerInfo version is not 1 [signer_info_version]"));
         }
         let ias = children(f.get(1).ok_or_else(|| bad("no sid"))?)?;
         let issuer_serial = (
@@ -318,7 +323,7 @@ fn field_faults(sd: &SignedData, si: &SignerInfo, key: &PublicKey, warnings: &mu
     if sig == signature_oid(alg) || (alg == KeyAlg::Sm2 && sig == SM2_1) {
         // GM/T 0010 names sm2-1; certificates and SES name SM2-with-SM3.
     } else if (alg == KeyAlg::Sm2 && sig == SM2) || (alg == KeyAlg::P256 && sig == EC_PUBLIC_KEY) {
-        warnings.push(format!("signatureAlgorithm {sig} names the {alg} key algorithm, not a signature algorithm"));
+        warnings.push(format!("signatureAlgorithm {sig} names the {alg} key algorithm, not a signature algorithm [signature_alg_is_key_alg]"));
     } else if known.contains(&sig) {
         faults.push(format!("signatureAlgorithm {sig} does not fit the signer's {alg} key"));
     } else {
@@ -334,9 +339,9 @@ fn field_faults(sd: &SignedData, si: &SignerInfo, key: &PublicKey, warnings: &mu
         (Some(_), Some(attr)) if attr != ct => {
             faults.push(format!("eContentType {ct} is not the contentType attribute {attr}"))
         }
-        (Some(_), Some(_)) if !is_data(ct) => {
-            warnings.push(format!("eContentType {ct} is not id-data; its content was checked as octets"))
-        }
+        (Some(_), Some(_)) if !is_data(ct) => warnings.push(format!(
+            "eContentType {ct} is not id-data; its content was checked as octets [econtent_type_not_data]"
+        )),
         (Some(_), Some(_)) => {}
     }
     if si.signed_attrs.is_some() && si.message_digest.is_none() {

@@ -104,10 +104,9 @@ fn dev_sysadmin(clients: &[(String, String)]) -> Principal {
 }
 
 /// A round seal picture for the development seal.
-const DEV_SEAL_SVG: &str =
-    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"42mm\" height=\"42mm\" viewBox=\"0 0 42 42\">\
-<circle cx=\"21\" cy=\"21\" r=\"19\" fill=\"none\" stroke=\"#d00\" stroke-width=\"1.5\"/>\
-<text x=\"21\" y=\"24\" font-size=\"5\" text-anchor=\"middle\" fill=\"#d00\">开发测试专用章</text></svg>";
+/// The development seal's image: a red ring and star, 472 px square (42 mm at about 285 dpi), PNG so
+/// that every OFD reader draws it (many draw raster seal images only).
+const DEV_SEAL_PNG: &[u8] = include_bytes!("../../../assets/dev-seal.png");
 
 /// The development seal, made once through the API the way people make seals: the unit
 /// administrator applies, the issuer approves, makes and publishes, the unit administrator grants it
@@ -139,7 +138,7 @@ async fn dev_seal(dir: &Path, addr: std::net::SocketAddr) -> Result<String, Erro
     println!("making the development seal '{name}': apply, approve, make (key in the token, certificate from the issuing CA), publish, grant to app ...");
     let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
     let apply = serde_json::json!({
-        "name": name, "kind": "business", "image": b64(DEV_SEAL_SVG.as_bytes()), "image_type": "svg",
+        "name": name, "kind": "business", "image": b64(DEV_SEAL_PNG), "image_type": "png",
         "width_mm": 42.0, "height_mm": 42.0, "valid_days": 365, "alg": "sm2",
     });
     let applied = call(unitadmin.clone(), "POST", "/v1/seals".into(), Some(apply)).await?;

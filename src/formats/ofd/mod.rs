@@ -181,7 +181,6 @@ fn le(bytes: &[u8], at: usize, n: usize) -> Option<u64> {
 /// record declares, or that its ZIP64 record declares. The reader reserves room for a declared count
 /// and tries the records one after another, so this sum bounds its memory and its work.
 fn declared_entries(bytes: &[u8]) -> u64 {
-    const EOCD: &[u8] = b"PK\x05\x06";
     const CDFH: &[u8] = b"PK\x01\x02";
     const LOCATOR: &[u8] = b"PK\x06\x07";
     const EOCD64: &[u8] = b"PK\x06\x06";
@@ -189,7 +188,7 @@ fn declared_entries(bytes: &[u8]) -> u64 {
         usize::try_from(pos).ok().and_then(|p| bytes.get(p..p.checked_add(4)?)).is_some_and(|b| b == magic)
     };
     let mut total = 0u64;
-    for p in (0..bytes.len().saturating_sub(21)).filter(|&p| bytes[p..].starts_with(EOCD)) {
+    for p in end_records(bytes) {
         let count16 = le(bytes, p + 8, 2).unwrap_or(0).max(le(bytes, p + 10, 2).unwrap_or(0));
         let cd_offset = le(bytes, p + 16, 4).unwrap_or(u64::MAX);
         let count64 = p
@@ -206,10 +205,16 @@ fn declared_entries(bytes: &[u8]) -> u64 {
     total
 }
 
+/// Where end-of-central-directory records may start: every `PK\x05\x06` with room for a record
+/// after it (found with `memchr`'s vectorised search: a package is scanned at memory speed).
+fn end_records(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    memchr::memmem::find_iter(bytes, b"PK\x05\x06").filter(move |&p| p + 22 <= bytes.len())
+}
+
 /// The entry count the last end-of-central-directory record declares (its ZIP64 record's when it
 /// has one): the record the ZIP reader uses.
 fn last_declared_entries(bytes: &[u8]) -> Option<u64> {
-    let p = (0..bytes.len().saturating_sub(21)).rev().find(|&p| bytes[p..].starts_with(b"PK\x05\x06"))?;
+    let p = end_records(bytes).last()?;
     let count = le(bytes, p + 10, 2)?;
     if count != 0xffff {
         return Some(count);
@@ -223,6 +228,8 @@ fn last_declared_entries(bytes: &[u8]) -> Option<u64> {
 /// inflated at most once: the bytes of those parsed, the SM3 digests of those referenced.
 struct Package<'a> {
     zip: zip::ZipArchive<std::io::Cursor<&'a [u8]>>,
+    /// The package's size in bytes.
+    size: usize,
     limits: Limits,
     inflated: u64,
     parsed: u64,
@@ -269,6 +276,7 @@ impl<'a> Package<'a> {
         }
         Ok(Package {
             zip,
+            size: bytes.len(),
             limits,
             inflated: 0,
             parsed: 0,
@@ -555,7 +563,7 @@ fn signature_file(pkg: &mut Package<'_>, xml: &[u8]) -> Result<SignatureFile, Of
 }
 
 fn sm3_method(m: &str) -> bool {
-    matches!(m.trim(), "sm3" | "SM3" | super::oid::SM3)
+    m.trim().eq_ignore_ascii_case("sm3") || m.trim() == super::oid::SM3
 }
 
 /// Verifies every signature of an OFD package, within the default [`Limits`].
@@ -580,11 +588,17 @@ pub fn verify_within(bytes: &[u8], opts: &VerifyOptions<'_>, limits: &Limits) ->
         let list_xml = pkg.read(&list_path)?;
         for entry in listed_signatures(&mut pkg, &list_xml)? {
             let base_loc = pkg.resolve(&list_path, &entry.base_loc);
-            let (report, references, own) = match verify_one(&mut pkg, &base_loc, &entry.kind, opts) {
+            let (mut report, references, own) = match verify_one(&mut pkg, &base_loc, &entry.kind, opts) {
                 Ok(v) => v,
                 Err(e @ (OfdError::Limit { .. } | OfdError::Refused { .. })) => return Err(e),
                 Err(e) => (ses::unreadable(&ses::SesError(e.to_string())), Vec::new(), Vec::new()),
             };
+            if !entry.base_loc.trim().starts_with('/') {
+                report.warnings.push(format!(
+                    "BaseLoc '{}' in {list_path} is relative; resolved from its folder [relative_path]",
+                    entry.base_loc.trim()
+                ));
+            }
             let is_final = references.iter().any(|r| r.file == list_path);
             let mut files: HashSet<String> = references.iter().map(|r| r.file.clone()).collect();
             let _ = files.insert(base_loc.clone());
@@ -630,6 +644,28 @@ fn verify_one(
             base64::engine::general_purpose::STANDARD.decode(value.trim()).is_ok_and(|v| v == digest)
         });
         references.push(ReferenceCheck { file: path, sm3: digest.map(hex::encode), ok });
+    }
+    let mut tolerated = Vec::new();
+    if !method.is_empty() && method.trim() != super::oid::SM3 {
+        tolerated.push(format!(
+            "references: CheckMethod '{}' names SM3 instead of its OID {} [check_method_name]",
+            method.trim(),
+            super::oid::SM3
+        ));
+    }
+    let relative: Vec<&str> = file
+        .references
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .chain(std::iter::once(file.signed_value.as_str()))
+        .filter(|f| !f.trim().starts_with('/'))
+        .collect();
+    if let Some(first) = relative.first() {
+        tolerated.push(format!(
+            "{} path(s) in Signature.xml are relative (first: '{}'); resolved from its folder, else from the package root [relative_path]",
+            relative.len(),
+            first.trim()
+        ));
     }
     let value_path = pkg.resolve(base_loc, &file.signed_value);
     let value = pkg.read(&value_path)?;
@@ -687,8 +723,9 @@ fn verify_one(
         n if n > 20 => format!("CheckValue mismatch: {} and {} more", mismatched[..20].join(", "), n - 20),
         _ => format!("CheckValue mismatch: {}", mismatched.join(", ")),
     };
+    report.warnings.extend(tolerated);
     if references.is_empty() {
-        report.warnings.push("references: the signature protects no file of the package".into());
+        report.warnings.push("references: the signature protects no file of the package [no_references]".into());
     }
     let at = report.steps.iter().position(|s| s.step == "format").map_or(0, |i| i + 1);
     report.steps.insert(at, Step { step: "references", ok: Some(mismatched.is_empty()), detail });

@@ -427,7 +427,8 @@ impl Prepared<'_> {
 
     /// The sealed package: `signed_value` (the `SES_Signature` DER) as `SignedValue.dat`.
     pub fn finish(mut self, signed_value: &[u8]) -> Result<Vec<u8>, OfdError> {
-        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let room = self.pkg.size + self.added.iter().map(|(_, b)| b.len()).sum::<usize>() + signed_value.len() + 4096;
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(room)));
         let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         let write = |out: &mut zip::ZipWriter<_>, name: &str, bytes: &[u8]| -> Result<(), OfdError> {
             out.start_file(name, deflate).map_err(err)?;

@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(
             unused(&r),
             vec![
-                "signature: the BIT STRING declares 1 unused bits, but holds whole bytes; its bytes are used as stored"
+                "signature: the BIT STRING declares 1 unused bits, but holds whole bytes; its bytes are used as stored [bit_string_unused_bits]"
             ]
         );
         assert_eq!(signer_ok(&r), Some(true), "{r:#?}");

@@ -95,7 +95,7 @@ pub(super) fn bits(t: &Tlv<'_>, what: &str, warnings: &mut Vec<String>) -> Resul
     }
     if unused != 0 {
         warnings.push(format!(
-            "{what}: the BIT STRING declares {unused} unused bits, but holds whole bytes; its bytes are used as stored"
+            "{what}: the BIT STRING declares {unused} unused bits, but holds whole bytes; its bytes are used as stored [bit_string_unused_bits]"
         ));
     }
     Ok(rest.to_vec())
@@ -123,7 +123,9 @@ pub(super) fn read_time(t: &Tlv<'_>, what: &str, warnings: &mut Vec<String>) -> 
         (0x18, 14) => digits.to_string(),
         (0x17, 12) | (0x18, 12) => {
             if t.tag == 0x18 {
-                warnings.push(format!("{what}: UTCTime text '{text}' inside a GeneralizedTime"));
+                warnings.push(format!(
+                    "{what}: UTCTime text '{text}' inside a GeneralizedTime [utctime_in_generalizedtime]"
+                ));
             }
             let yy = num(&digits[..2])?;
             format!("{}{digits}", if yy >= 50 { 19 } else { 20 })
@@ -145,7 +147,7 @@ pub(super) fn read_time(t: &Tlv<'_>, what: &str, warnings: &mut Vec<String>) -> 
     let mut secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s;
     if !zulu {
         // STANDARDS.md §1.6: producers that omit `Z` write Beijing time.
-        warnings.push(format!("{what}: time '{text}' has no 'Z'; read as Beijing time (UTC+8)"));
+        warnings.push(format!("{what}: time '{text}' has no 'Z'; read as Beijing time (UTC+8) [time_without_z]"));
         secs -= 8 * 3600;
     }
     let at = if secs >= 0 {
@@ -176,7 +178,7 @@ pub(super) fn seal_info(t: &Tlv<'_>, v1: bool, w: &mut Vec<String>) -> Result<Se
     let raw_name = string(get(&prop, 1, "property name")?, &[0x0c, 0x16, 0x13, 0x1e], "property name")?;
     let name = raw_name.trim_end_matches('\0').to_string();
     if name.len() != raw_name.len() {
-        w.push("property name is padded with NUL characters".into());
+        w.push("property name is padded with NUL characters [seal_name_nul_padded]".into());
     }
     let (cert_list_type, list_index) =
         if v1 { (None, 2) } else { (Some(integer(get(&prop, 2, "certListType")?, "certListType")?), 3) };
@@ -196,7 +198,7 @@ pub(super) fn seal_info(t: &Tlv<'_>, v1: bool, w: &mut Vec<String>) -> Result<Se
         }
         Some(other) if all_octets => {
             w.push(format!(
-                "certListType is {other} (the standard allows 1 or 2); its list holds certificates, read as 1"
+                "certListType is {other} (the standard allows 1 or 2); its list holds certificates, read as 1 [cert_list_type_nonstandard]"
             ));
             CertList::Certs(items.iter().map(|i| i.content.to_vec()).collect())
         }
@@ -217,7 +219,7 @@ pub(super) fn seal_info(t: &Tlv<'_>, v1: bool, w: &mut Vec<String>) -> Result<Se
         for e in children(ext)? {
             let parts = children(&e)?;
             if parts.get(1).is_some_and(|b| b.tag == 0x01 && b.content == [0]) {
-                w.push("extDatas encodes critical FALSE explicitly (not DER); verified over the stored bytes".into());
+                w.push("extDatas encodes critical FALSE explicitly (not DER); verified over the stored bytes [explicit_default_critical]".into());
             }
         }
     }
@@ -244,7 +246,7 @@ impl SesSeal {
         let (outer, rest) = tlv(bytes)?;
         let mut warnings = Vec::new();
         if !rest.is_empty() {
-            warnings.push(format!("{} bytes after the seal are ignored", rest.len()));
+            warnings.push(format!("{} bytes after the seal are ignored [trailing_bytes]", rest.len()));
         }
         Self::from_tlv(&outer, warnings)
     }
@@ -303,7 +305,7 @@ impl SesSignature {
         let (outer, rest) = tlv(bytes)?;
         let mut warnings = Vec::new();
         if !rest.is_empty() {
-            warnings.push(format!("{} bytes after the signature are ignored", rest.len()));
+            warnings.push(format!("{} bytes after the signature are ignored [trailing_bytes]", rest.len()));
         }
         let _ = expect(&outer, 0x30, "SES_Signature")?;
         let el = children(&outer)?;
@@ -345,7 +347,7 @@ impl SesSignature {
             4 | 5 => {
                 if tbs_version != seal.info.version {
                     warnings.push(format!(
-                        "TBS_Sign version {tbs_version} differs from the seal's header version {}",
+                        "TBS_Sign version {tbs_version} differs from the seal's header version {} [tbs_version_mismatch]",
                         seal.info.version
                     ));
                 }
@@ -396,13 +398,15 @@ impl SesObject {
 /// stripped trailing zero bits (STANDARDS.md §1.6).
 pub(crate) fn signature_for_verify(stored: &[u8], warnings: &mut Vec<String>, what: &str) -> Vec<u8> {
     if stored.len() == 64 && stored[0] != 0x30 {
-        warnings.push(format!("{what} is raw r||s (64 bytes), not DER"));
+        warnings.push(format!("{what} is raw r||s (64 bytes), not DER [raw_rs_signature]"));
         return stored.to_vec();
     }
     if stored.len() >= 2 && stored[0] == 0x30 && stored[1] < 0x80 {
         let declared = stored[1] as usize + 2;
         if declared > stored.len() && declared - stored.len() <= 4 {
-            warnings.push(format!("{what}: trailing zero bytes were stripped; restored before verifying"));
+            warnings.push(format!(
+                "{what}: trailing zero bytes were stripped; restored before verifying [signature_zeros_stripped]"
+            ));
             let mut fixed = stored.to_vec();
             fixed.resize(declared, 0);
             return fixed;
