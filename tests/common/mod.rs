@@ -277,3 +277,47 @@ pub fn spawn_seald(config: &Path, envs: &[(&str, String)]) -> (std::process::Chi
     };
     (child, addr)
 }
+
+/// The sample OFD documents (in `$SEALD_SAMPLES/ofd`) and the verdicts SOURCES.md records for them.
+#[allow(dead_code)]
+pub const OFD_SAMPLES: &[(&str, &str)] = &[
+    ("suwellsdk_icbc_receipt_20220101", "valid"),
+    ("suwellT_ceb_receipt_raw_rs", "valid"),
+    ("greenpaper_bker_certlisttype3", "valid"),
+    ("gomain_tax_jiangsu_signedFile", "valid"),
+    ("ofdrw_SESV4SignDoc", "invalid"),
+];
+
+/// The samples' directory (`$SEALD_SAMPLES`, default `../shared/samples`); missing, the test fails.
+#[allow(dead_code)]
+pub fn samples_dir() -> PathBuf {
+    let dir: PathBuf = std::env::var("SEALD_SAMPLES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples").into())
+        .into();
+    assert!(dir.is_dir(), "samples not found at {}: set SEALD_SAMPLES", dir.display());
+    dir
+}
+
+/// The certificates an OFD package carries in its seal signatures (signers' and seal makers'). The
+/// samples come without their issuers' certificates: pinning these as anchors lets every other
+/// check decide.
+#[allow(dead_code)]
+pub fn carried_certificates(pkg: &[u8]) -> Vec<seald::formats::x509::Cert> {
+    use std::io::Read as _;
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(pkg)).unwrap();
+    let mut certs = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        if !f.name().ends_with("SignedValue.dat") {
+            continue;
+        }
+        let mut b = Vec::new();
+        let _ = f.read_to_end(&mut b).unwrap();
+        if let Ok(sig) = seald::formats::ses::SesSignature::parse(&b) {
+            for der in [&sig.signer_cert, &sig.seal.maker_cert] {
+                certs.extend(seald::formats::x509::Cert::parse(der).ok());
+            }
+        }
+    }
+    certs
+}

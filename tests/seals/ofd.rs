@@ -5,31 +5,16 @@
 
 use super::*;
 use seald::formats::ofd::{Limits, Placement};
-use seald::formats::ses::SesSignature;
-use seald::formats::x509::{Cert, TrustStore};
+use seald::formats::x509::TrustStore;
 use seald::seal::OfdVerdict;
 use seald::signing::OfdRequest;
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 
-fn samples() -> std::path::PathBuf {
-    std::env::var("SEALD_SAMPLES")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples").into())
-        .into()
-}
-
-/// The sample OFDs and the verdicts SOURCES.md records for them.
-const SAMPLES: &[(&str, &str)] = &[
-    ("suwellsdk_icbc_receipt_20220101", "valid"),
-    ("suwellT_ceb_receipt_raw_rs", "valid"),
-    ("greenpaper_bker_certlisttype3", "valid"),
-    ("gomain_tax_jiangsu_signedFile", "valid"),
-    ("ofdrw_SESV4SignDoc", "invalid"),
-];
+use crate::common::{carried_certificates, samples_dir, OFD_SAMPLES as SAMPLES};
 
 fn sample(name: &str) -> Vec<u8> {
-    let path = samples().join(format!("ofd/{name}.ofd"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (set SEALD_SAMPLES)", path.display()))
+    std::fs::read(samples_dir().join(format!("ofd/{name}.ofd"))).unwrap()
 }
 
 /// Every entry of a package: name → bytes, in order.
@@ -60,18 +45,9 @@ fn zip_of(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// The samples carry no issuer certificates: trust is given by pinning the certificates the package
-/// itself carries (its signers' and its seal makers'), so that every other check decides.
+/// itself carries, so that every other check decides.
 fn pinned(pkg: &[u8]) -> TrustStore {
-    let mut anchors = Vec::new();
-    for (name, bytes) in entries(pkg) {
-        if name.ends_with("SignedValue.dat") {
-            if let Ok(sig) = SesSignature::parse(&bytes) {
-                anchors
-                    .extend([&sig.signer_cert, &sig.seal.maker_cert].into_iter().filter_map(|c| Cert::parse(c).ok()));
-            }
-        }
-    }
-    TrustStore::new(anchors, Vec::new())
+    TrustStore::new(carried_certificates(pkg), Vec::new())
 }
 
 fn verify(w: &World, pkg: &[u8]) -> OfdVerdict {
