@@ -120,6 +120,7 @@ impl From<SignError> for ApiError {
             SignError::Certificate(_) => StatusCode::BAD_REQUEST,
             SignError::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SignError::Ofd(o) => ofd_status(o),
+            SignError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())
     }

@@ -121,6 +121,12 @@ pub(super) async fn seal_ofd(
         riding,
         final_seal,
     };
+    // Reading a document costs what verifying one does: the same slots bound it.
+    let _slot = app
+        .verify_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
     let app2 = app.clone();
     let s = blocking(move || {
         let req = crate::signing::OfdRequest {

@@ -142,6 +142,10 @@ pub struct TrustStore {
 /// The most certificates between a certificate and its trust anchor.
 pub const MAX_CHAIN: usize = 8;
 
+/// The most certificates a document may bring to a path (more are not considered): each one can
+/// cost a signature check per level.
+pub const MAX_CARRIED: usize = 16;
+
 impl TrustStore {
     /// From anchors and CRLs.
     pub fn new(anchors: Vec<Cert>, crls: Vec<Crl>) -> Self {
@@ -175,9 +179,23 @@ impl TrustStore {
     }
 
     /// As [`TrustStore::check`], building the path also through `carried`, the certificates the
-    /// document carries.
+    /// document carries (at most [`MAX_CARRIED`] of them are considered). A CA on the path that is
+    /// not an anchor must say so in basicConstraints; where several certificates could be the issuer,
+    /// one valid at `at` is preferred.
     pub fn check_with(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> Vec<&'static str> {
+        self.path(cert, at, carried).0
+    }
+
+    /// The CAs on `cert`'s path (subjects) that no loaded CRL covers: for them, revocation is
+    /// unknown.
+    pub fn revocation_gaps(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> Vec<String> {
+        self.path(cert, at, carried).1
+    }
+
+    /// The path's failed checks, and the issuers on it without a CRL.
+    fn path(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> (Vec<&'static str>, Vec<String>) {
         let mut reasons = Vec::new();
+        let mut gaps = Vec::new();
         let (from, to) = cert.validity();
         if at < from {
             reasons.push("certificate_not_yet_valid");
@@ -186,13 +204,24 @@ impl TrustStore {
             reasons.push("certificate_expired");
         }
         if self.anchors.iter().any(|a| a.der == cert.der) {
-            return reasons;
+            return (reasons, gaps);
         }
+        let valid_at = |c: &Cert| {
+            let (from, to) = c.validity();
+            at >= from && at <= to
+        };
+        // Subject first: the signature check (the cost) runs only for certificates that could be it.
         let issues = |issuer: &Cert, c: &Cert| {
             issuer.der != c.der
                 && issuer.subject_der() == c.issuer_der()
                 && issuer.public_key().is_ok_and(|k| c.signed_by(&k))
         };
+        let mut carried_once: Vec<&Cert> = Vec::new();
+        for c in carried {
+            if carried_once.len() < MAX_CARRIED && !carried_once.iter().any(|o| o.der == c.der) {
+                carried_once.push(c);
+            }
+        }
         let mut current = cert.clone();
         for depth in 0..=MAX_CHAIN {
             let anchor = self.anchors.iter().find(|a| issues(a, &current));
@@ -202,30 +231,51 @@ impl TrustStore {
                     reasons.push("certificate_untrusted");
                     break;
                 }
-                None => match self.intermediates.iter().chain(carried).find(|i| issues(i, &current)) {
-                    Some(i) => i,
-                    None => {
-                        reasons.push("certificate_untrusted");
-                        break;
+                None => {
+                    let mut candidates =
+                        self.intermediates.iter().chain(carried_once.iter().copied()).filter(|i| issues(i, &current));
+                    let first = candidates.next();
+                    let valid = first.filter(|c| valid_at(c)).or_else(|| candidates.find(|c| valid_at(c)));
+                    match valid.or(first) {
+                        Some(i) => i,
+                        None => {
+                            reasons.push("certificate_untrusted");
+                            break;
+                        }
                     }
-                },
+                }
             };
-            if issuer.key_usage().is_some_and(|(ca, _)| !ca) {
+            let not_ca = match anchor {
+                // A configured anchor is trusted as configured, unless its key usage forbids it.
+                Some(a) => a.key_usage().is_some_and(|(ca, _)| !ca),
+                None => !issuer.is_ca() || issuer.key_usage().is_some_and(|(ca, _)| !ca),
+            };
+            if not_ca && !reasons.contains(&"issuer_not_a_ca") {
                 reasons.push("issuer_not_a_ca");
             }
             if self.revoked_by(issuer, &current) && !reasons.contains(&"certificate_revoked") {
                 reasons.push("certificate_revoked");
             }
+            if !self.covers(issuer) {
+                gaps.push(issuer.subject_text());
+            }
             if anchor.is_some() {
                 break;
             }
-            let (from, to) = issuer.validity();
-            if (at < from || at > to) && !reasons.contains(&"intermediate_not_valid") {
+            if !valid_at(issuer) && !reasons.contains(&"intermediate_not_valid") {
                 reasons.push("intermediate_not_valid");
             }
             current = issuer.clone();
         }
-        reasons
+        (reasons, gaps)
+    }
+
+    /// Whether a loaded CRL is `issuer`'s own (its name, its signature).
+    fn covers(&self, issuer: &Cert) -> bool {
+        let Ok(ik) = issuer.public_key() else { return false };
+        self.crls.iter().any(|c| {
+            c.crl.tbs_cert_list.issuer.to_der().unwrap_or_default() == issuer.subject_der() && c.signed_by(&ik)
+        })
     }
 
     /// Whether a CRL that `issuer` signed lists `cert`.
@@ -402,6 +452,16 @@ impl Cert {
         ))
     }
 
+    /// Whether basicConstraints says this is a CA (`cA` TRUE). Absent or unreadable: not a CA.
+    pub fn is_ca(&self) -> bool {
+        use x509_cert::ext::pkix::BasicConstraints;
+        let Some(exts) = self.cert.tbs_certificate.extensions.as_ref() else { return false };
+        exts.iter()
+            .find(|e| e.extn_id.to_string() == EXT_BASIC_CONSTRAINTS)
+            .and_then(|e| BasicConstraints::from_der(e.extn_value.as_bytes()).ok())
+            .is_some_and(|bc| bc.ca)
+    }
+
     /// The serial number as a DER INTEGER.
     pub fn serial_der(&self) -> Vec<u8> {
         self.cert.tbs_certificate.serial_number.to_der().unwrap_or_default()
@@ -535,6 +595,7 @@ mod tests {
         let now = SystemTime::now();
         assert!(store.check(&good, now).is_empty());
         assert_eq!(store.check(&revoked, now), vec!["certificate_revoked"]);
+        assert!(store.revocation_gaps(&good, now, &[]).is_empty(), "the anchor's own CRL covers it");
         assert_eq!(store.check(&expired, now), vec!["certificate_expired"]);
         assert_eq!(store.check(&good, now - Duration::from_secs(3 * 86400)), vec!["certificate_not_yet_valid"]);
         assert_eq!(store.check(&stranger, now), vec!["certificate_untrusted"]);
@@ -655,6 +716,10 @@ mod tests {
         assert_eq!(configured.check_with(&leaf, now, &[old_sub]), ["intermediate_not_valid"]);
         let not_ca = make("sub-CA", &keys[2], false, (10, 365), Some((&oca, &keys[1])));
         assert_eq!(configured.check_with(&leaf, now, &[not_ca]), ["issuer_not_a_ca"]);
+        // No CRL loaded from any CA on the path: revocation unknown for each of them.
+        let gaps = configured.revocation_gaps(&leaf, now, std::slice::from_ref(&sub));
+        assert_eq!(gaps, ["CN=sub-CA", "CN=OCA", "CN=root"]);
+        assert!(anchored.revocation_gaps(&root, now, &[]).is_empty(), "an anchor itself has no issuer to ask");
         // A loop of certificates that sign each other ends, untrusted.
         let a = make("loop", &keys[4], true, (1, 30), None);
         let looped = make("leaf", &keys[3], false, (1, 30), Some((&a, &keys[4])));

@@ -74,8 +74,9 @@ pub struct JudgedOfdSignature {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct OfdVerdict {
-    /// `valid` when every signature is valid and nothing in the package is left unsigned after a
-    /// final seal or unlisted; `invalid` when any check failed; else `incomplete`.
+    /// `valid` when there are signatures, every one is valid, and nothing in the package is left
+    /// unsigned after a final seal or unlisted; `invalid` when any check failed or there is no
+    /// signature; else `incomplete`.
     #[cfg_attr(test, schemars(extend("enum" = ["valid", "invalid", "incomplete"])))]
     pub verdict: &'static str,
     /// `verdict` is `valid`.
@@ -190,7 +191,8 @@ impl Verification {
             })
             .collect();
         let loose = !report.unlisted_signatures.is_empty() || !report.added_after_final.is_empty();
-        let verdict = if loose || signatures.iter().any(|s| s.judged.verdict == "invalid") {
+        // A document without a signature proves nothing: not valid.
+        let verdict = if loose || signatures.is_empty() || signatures.iter().any(|s| s.judged.verdict == "invalid") {
             "invalid"
         } else if signatures.iter().all(|s| s.judged.verdict == "valid") {
             "valid"

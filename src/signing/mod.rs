@@ -138,6 +138,9 @@ pub enum SignError {
     /// An OFD package could not be read, or is refused.
     #[error(transparent)]
     Ofd(crate::formats::ofd::OfdError),
+    /// Something that cannot fail did, after the token signed: nothing is answered or recorded.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl SignError {
@@ -153,6 +156,7 @@ impl SignError {
             SignError::Certificate(_) => "bad_certificate",
             SignError::Seal(e) => e.code(),
             SignError::Ofd(e) => e.code(),
+            SignError::Internal(_) => "internal",
         }
     }
 }

@@ -88,15 +88,14 @@ impl Signing {
             Err(e) => vec![e.to_string()],
         };
         if !failed.is_empty() {
-            return Err(SignError::Certificate(format!(
-                "the new seal signature does not verify: {}",
-                failed.join("; ")
-            )));
+            // The token's signature verified (the pool checks it), so the seal's own data is at
+            // fault (say, a certificate that is not the key's): nothing is answered or recorded.
+            return Err(SignError::Internal(format!("the new seal signature does not verify: {}", failed.join("; "))));
         }
         let signature_id = prepared.signature_id.clone();
         let property_info = prepared.property_info.clone();
         let pages = prepared.stamped_pages.clone();
-        let document = prepared.finish(&der)?;
+        let document = prepared.finish(&der).map_err(|e| SignError::Internal(format!("writing the package: {e}")))?;
         // Record durably, answer.
         let product =
             Product::Ofd { name: req.name, document_sm3: &incoming, pages: &pages, property_info: &property_info };

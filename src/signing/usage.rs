@@ -29,8 +29,8 @@ pub enum Product<'a> {
         name: Option<&'a str>,
         /// SM3 of the document as it came in.
         document_sm3: &'a [u8; 32],
-        /// The page objects stamped (`ID`s).
-        pages: &'a [String],
+        /// The pages stamped (numbers from 1).
+        pages: &'a [u32],
         /// Where the new `Signature.xml` is.
         property_info: &'a str,
     },

@@ -417,3 +417,81 @@ fn a_ticket_names_the_incoming_document() {
     assert_eq!(verify(&w, &sealed.document).verdict, "valid");
     assert_eq!(use_with(&doc, Some(&ticket)).unwrap_err().code(), "ticket_used");
 }
+
+/// `blank_document` with its signature list (and more files) given.
+fn with_list(list: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut e = entries(&blank_document(1, 210, 297));
+    let (_, ofd) = e.iter_mut().find(|(n, _)| n == "OFD.xml").unwrap();
+    *ofd = String::from_utf8(ofd.clone())
+        .unwrap()
+        .replace("</ofd:DocBody>", "<ofd:Signatures>Doc_0/Signs/Signatures.xml</ofd:Signatures></ofd:DocBody>")
+        .into_bytes();
+    e.push(("Doc_0/Signs/Signatures.xml".into(), list.as_bytes().to_vec()));
+    e.extend(extra.iter().map(|(n, b)| (n.to_string(), b.to_vec())));
+    zip_of(&e)
+}
+
+#[test]
+fn names_and_lists_that_try_to_break_the_xml_are_written_safely() {
+    let w = world();
+    let seal = w.usable(Policy::default());
+    // A file name that would close the attribute and open a Reference of its own.
+    let name = r#"Doc_0/Attachs/a"><ofd:Reference FileRef="/OFD.xml"><x y="&amp;.xml"#;
+    let mut e = entries(&blank_document(1, 210, 297));
+    e.push((name.into(), b"attachment".to_vec()));
+    let sealed = seal_ofd(&w, &seal, &zip_of(&e), at(1, 10.0, 10.0)).unwrap();
+    let v = verify(&w, &sealed.document);
+    assert_eq!(v.verdict, "valid", "{v:#?}");
+    let files: Vec<&str> = v.signatures[0].references.iter().map(|r| r.file.as_str()).collect();
+    assert!(files.contains(&name), "{files:?}");
+    assert_eq!(files.iter().filter(|f| **f == "OFD.xml").count(), 1, "no smuggled reference: {files:?}");
+    // A list written <ofd:Signatures/>; one whose comment holds what looks like its end and a
+    // MaxSignId; ofdrw's s-numbered ids.
+    const NS: &str = r#"xmlns:ofd="http://www.ofdspec.org/2016""#;
+    for (list, expected_id) in [
+        (format!("<ofd:Signatures {NS}/>"), "1"),
+        (
+            format!(
+                "<ofd:Signatures {NS}><!-- </ofd:Signatures> <ofd:MaxSignId>9</ofd:MaxSignId> --></ofd:Signatures>"
+            ),
+            "1",
+        ),
+        (format!("<ofd:Signatures {NS}><ofd:MaxSignId>s002</ofd:MaxSignId></ofd:Signatures>"), "s003"),
+    ] {
+        let sealed = seal_ofd(&w, &seal, &with_list(&list, &[]), at(1, 10.0, 10.0)).unwrap();
+        assert_eq!(sealed.signature_id, expected_id, "{list}");
+        let v = verify(&w, &sealed.document);
+        assert_eq!((v.verdict, v.signatures.len()), ("valid", 1), "{list}: {v:#?}");
+        assert!(v.unlisted_signatures.is_empty(), "{list}");
+    }
+    // A page whose ID is not a number is refused before anything is signed.
+    let mut e = entries(&blank_document(1, 210, 297));
+    let (_, doc) = e.iter_mut().find(|(n, _)| n == "Doc_0/Document.xml").unwrap();
+    *doc = String::from_utf8(doc.clone()).unwrap().replace(r#"ID="10""#, r#"ID="10&quot; x=&quot;""#).into_bytes();
+    assert_eq!(seal_ofd(&w, &seal, &zip_of(&e), at(1, 10.0, 10.0)).unwrap_err().code(), "ofd_unreadable");
+}
+
+#[test]
+fn paths_two_readers_could_read_differently_are_refused() {
+    let w = world();
+    // Suwell lists its signature as "Sign_0/Signature.xml" (beside Signatures.xml). A copy at the
+    // root would be what a root-relative reader reads.
+    let doc = sample("suwellsdk_icbc_receipt_20220101");
+    let mut e = entries(&doc);
+    let sig = e.iter().find(|(n, _)| n == "Doc_0/Signs/Sign_0/Signature.xml").unwrap().1.clone();
+    e.push(("Sign_0/Signature.xml".into(), sig));
+    let err = w.registry.verification().verify_ofd(&zip_of(&e), &pinned(&doc), &Limits::DEFAULT).unwrap_err();
+    assert_eq!(err.code(), "ofd_ambiguous_path", "{err}");
+    // An entry whose local header names another file than the central directory does.
+    let mut z = zip_of(&entries(&doc));
+    let at = z.windows(18).position(|x| x == b"Doc_0/Document.xml").unwrap();
+    assert!(z[at + 18..].windows(18).any(|x| x == b"Doc_0/Document.xml"), "the central copy comes later");
+    z[at + 6] = b'X';
+    let err = w.registry.verification().verify_ofd(&z, &pinned(&doc), &Limits::DEFAULT).unwrap_err();
+    assert_eq!(err.code(), "ofd_duplicate_entry", "{err}");
+    // A document with no signature at all is not valid.
+    let v =
+        w.registry.verification().verify_ofd(&blank_document(1, 210, 297), &TrustStore::default(), &Limits::DEFAULT);
+    let v = v.unwrap();
+    assert_eq!((v.verdict, v.signatures.len()), ("invalid", 0));
+}

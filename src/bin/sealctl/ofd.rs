@@ -66,7 +66,7 @@ pub fn seal(c: &Conn, a: SealOfdArgs) -> Result<(), Failure> {
         ("ticket", &a.ticket),
         ("name", &name),
     ]);
-    let path = format!("/v1/seals/{}/seal-ofd{query}", a.seal);
+    let path = format!("/v1/seals/{}/seal-ofd{query}", remote::escape(&a.seal));
     let (status, bytes) = c.endpoint.send_bytes("POST", &path, "application/ofd", doc)?;
     if status >= 400 {
         return Err(remote::refused(status, &serde_json::from_slice(&bytes).unwrap_or_default(), ""));

@@ -203,8 +203,8 @@ pub fn query(pairs: &[(&str, &Option<String>)]) -> String {
     }
 }
 
-/// `v` percent-encoded for a query string (every byte but unreserved ASCII).
-fn escape(v: &str) -> String {
+/// `v` percent-encoded for a query string or a path segment (every byte but unreserved ASCII).
+pub fn escape(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),

@@ -112,9 +112,11 @@ pub struct OfdReport {
 }
 
 impl OfdReport {
-    /// Every signature is valid, and the package holds nothing beside them that they leave open.
+    /// It has signatures, every one is valid, and the package holds nothing beside them that they
+    /// leave open.
     pub fn valid(&self) -> bool {
-        self.signatures.iter().all(|s| s.report.valid)
+        !self.signatures.is_empty()
+            && self.signatures.iter().all(|s| s.report.valid)
             && self.unlisted_signatures.is_empty()
             && self.added_after_final.is_empty()
     }
@@ -139,8 +141,8 @@ pub enum OfdError {
     /// The package is readable but refused: `code` is stable (see [`OfdError::code`]).
     #[error("OFD: {message}")]
     Refused {
-        /// `ofd_unsafe_path`, `ofd_duplicate_entry`, `ofd_xml_doctype`, `ofd_page_not_found`,
-        /// `ofd_position_off_page`, `ofd_signatures_protected`.
+        /// `ofd_unsafe_path`, `ofd_duplicate_entry`, `ofd_ambiguous_path`, `ofd_xml_doctype`,
+        /// `ofd_page_not_found`, `ofd_position_off_page`, `ofd_signatures_protected`.
         code: &'static str,
         /// What was found.
         message: String,
@@ -262,8 +264,8 @@ impl<'a> Package<'a> {
         for name in zip.file_names() {
             let unsafe_path = name.starts_with('/')
                 || name.contains('\\')
-                || name.contains('\0')
-                || name.split('/').any(|seg| seg == ".." || seg == ".");
+                || name.chars().any(char::is_control)
+                || name.trim_end_matches('/').split('/').any(|seg| seg.is_empty() || seg == ".." || seg == ".");
             if unsafe_path {
                 return Err(refused(
                     "ofd_unsafe_path",
@@ -272,6 +274,20 @@ impl<'a> Package<'a> {
             }
             if !names.insert(name.trim_end_matches('/').to_ascii_lowercase()) {
                 return Err(refused("ofd_duplicate_entry", format!("entry '{name}' appears more than once")));
+            }
+        }
+        // Readers that walk the local headers must see the names the central directory gives.
+        let mut zip = zip;
+        for i in 0..zip.len() {
+            let entry = zip.by_index_raw(i).map_err(err)?;
+            let at = usize::try_from(entry.header_start()).unwrap_or(usize::MAX);
+            let local = le(bytes, at.saturating_add(26), 2)
+                .and_then(|n| bytes.get(at.checked_add(30)?..at.checked_add(30 + n as usize)?));
+            if local != Some(entry.name_raw()) {
+                return Err(refused(
+                    "ofd_duplicate_entry",
+                    format!("entry '{}': its local header names another file", entry.name()),
+                ));
             }
         }
         Ok(Package {
@@ -370,19 +386,27 @@ impl<'a> Package<'a> {
         Ok(digest)
     }
 
-    /// `path` as seen from the file `from`: absolute paths from the package root, others relative to
-    /// `from`'s directory (or, failing that, to the root).
-    fn resolve(&self, from: &str, path: &str) -> String {
+    /// `path` as seen from the file `from`: absolute paths from the package root; others relative to
+    /// `from`'s folder, as GB/T 33190 says, or, when no file is there, to the root (what some
+    /// producers mean). A relative path that names a file in both places is refused: two readers
+    /// could read two different files.
+    fn resolve(&self, from: &str, path: &str) -> Result<String, OfdError> {
         let path = path.trim();
-        if let Some(abs) = path.strip_prefix('/') {
-            return abs.to_string();
+        if path.starts_with('/') {
+            return Ok(path.trim_start_matches('/').to_string());
         }
         let dir = from.trim_start_matches('/').rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        let joined = if dir.is_empty() { path.to_string() } else { format!("{dir}/{path}") };
-        if self.zip.index_for_name(&joined).is_some() {
-            joined
-        } else {
-            path.to_string()
+        if dir.is_empty() {
+            return Ok(path.to_string());
+        }
+        let joined = format!("{dir}/{path}");
+        match (self.zip.index_for_name(&joined).is_some(), self.zip.index_for_name(path).is_some()) {
+            (true, true) => Err(refused(
+                "ofd_ambiguous_path",
+                format!("'{path}' in {from} names both {joined} and the root's {path}"),
+            )),
+            (true, false) => Ok(joined),
+            (false, _) => Ok(path.to_string()),
         }
     }
 
@@ -474,6 +498,24 @@ fn walk(
             Event::Text(t) => {
                 if let Some((_, Some(el))) = open.last_mut() {
                     el.text.push_str(t.xml10_content().trim());
+                }
+            }
+            // `&#46;`, `&amp;` and the like inside text: read as every XML reader reads them.
+            Event::GeneralRef(r) => {
+                if let Some((_, Some(el))) = open.last_mut() {
+                    let name = r.borrow().into_inner().into_owned();
+                    let c = match r.resolve_char_ref() {
+                        Ok(Some(c)) => c.to_string(),
+                        _ => quick_xml::escape::resolve_predefined_entity(&name)
+                            .map(str::to_string)
+                            .ok_or_else(|| err(format!("XML: unknown entity &{name};")))?,
+                    };
+                    el.text.push_str(&c);
+                }
+            }
+            Event::CData(t) => {
+                if let Some((_, Some(el))) = open.last_mut() {
+                    el.text.push_str(t.trim());
                 }
             }
             Event::End(_) => {
@@ -581,13 +623,13 @@ pub fn verify_within(bytes: &[u8], opts: &VerifyOptions<'_>, limits: &Limits) ->
     // Per signature: the files it covers, and its own two.
     let mut covered: Vec<(bool, HashSet<String>)> = Vec::new();
     for list in signature_lists(&ofd, limits)? {
-        let list_path = pkg.resolve("OFD.xml", &list);
+        let list_path = pkg.resolve("OFD.xml", &list)?;
         if !lists_seen.insert(list_path.clone()) {
             continue;
         }
         let list_xml = pkg.read(&list_path)?;
         for entry in listed_signatures(&mut pkg, &list_xml)? {
-            let base_loc = pkg.resolve(&list_path, &entry.base_loc);
+            let base_loc = pkg.resolve(&list_path, &entry.base_loc)?;
             let (mut report, references, own) = match verify_one(&mut pkg, &base_loc, &entry.kind, opts) {
                 Ok(v) => v,
                 Err(e @ (OfdError::Limit { .. } | OfdError::Refused { .. })) => return Err(e),
@@ -607,10 +649,24 @@ pub fn verify_within(bytes: &[u8], opts: &VerifyOptions<'_>, limits: &Limits) ->
             signatures.push(OfdSignature { id: entry.id, kind: entry.kind, base_loc, references, is_final, report });
         }
     }
-    if signatures.is_empty() {
-        return Err(err("the package holds no signatures"));
-    }
     let files: Vec<String> = pkg.files();
+    // The document's own files (not signatures, seals or lists) a signature leaves out: named, as
+    // a reader may want to know what the signature does not vouch for.
+    let signing_file = |f: &str| {
+        let base = f.rsplit('/').next().unwrap_or(f);
+        ["Signature.xml", "SignedValue.dat", "SignValue.dat", "Seal.esl", "Signatures.xml"]
+            .iter()
+            .any(|n| base.eq_ignore_ascii_case(n))
+    };
+    for (sig, (_, c)) in signatures.iter_mut().zip(&covered) {
+        let open: Vec<&String> = files.iter().filter(|f| !signing_file(f) && !c.contains(*f)).collect();
+        if let Some(first) = open.first() {
+            sig.report.warnings.push(format!(
+                "{} file(s) of the document are not among its references (first: {first}) [partial_coverage]",
+                open.len()
+            ));
+        }
+    }
     let listed: HashSet<&str> = signatures.iter().map(|s| s.base_loc.as_str()).collect();
     let unlisted_signatures = files
         .iter()
@@ -638,7 +694,7 @@ fn verify_one(
     }
     let mut references = Vec::with_capacity(file.references.len());
     for (file_ref, value) in &file.references {
-        let path = pkg.resolve(base_loc, file_ref);
+        let path = pkg.resolve(base_loc, file_ref)?;
         let digest = pkg.sm3(&path)?;
         let ok = digest.is_some_and(|digest| {
             base64::engine::general_purpose::STANDARD.decode(value.trim()).is_ok_and(|v| v == digest)
@@ -667,7 +723,7 @@ fn verify_one(
             first.trim()
         ));
     }
-    let value_path = pkg.resolve(base_loc, &file.signed_value);
+    let value_path = pkg.resolve(base_loc, &file.signed_value)?;
     let value = pkg.read(&value_path)?;
     let mut report = if kind == "Seal" {
         match ses::SesSignature::parse(&value) {

@@ -53,6 +53,8 @@ pub struct Unsealed<'a> {
     list: Option<(String, Rc<[u8]>)>,
     /// The largest signature or stamp id in use.
     max_id: u64,
+    /// The list writes its ids as ofdrw does (`s` and digits).
+    s_style: bool,
     pages: Vec<Page>,
     default_size: Option<(f64, f64)>,
 }
@@ -69,12 +71,110 @@ pub struct Prepared<'a> {
     pub property_info: String,
     /// The new signature's `ID`.
     pub signature_id: String,
-    /// The page objects stamped (their `ID`s), one per `StampAnnot`.
-    pub stamped_pages: Vec<String>,
+    /// The pages stamped (numbers from 1), one per `StampAnnot`.
+    pub stamped_pages: Vec<u32>,
 }
 
+/// An ID's number: digits, or ofdrw's `s` and digits.
 fn number(s: &str) -> Option<u64> {
-    s.trim().parse().ok()
+    s.trim().trim_start_matches(['s', 'S']).parse().ok()
+}
+
+/// `s` as XML text or attribute value.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            // (written as an escape: a lone double quote here would confuse the error-code scan)
+            '\x22' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Where to edit an XML file, found by the XML reader (so that comments, CDATA and attribute values
+/// are never taken for elements): byte offsets into the file.
+#[derive(Debug, Default)]
+struct Landmarks {
+    /// The root element's prefix, with its colon (`ofd:`), or empty.
+    prefix: String,
+    /// The end of the root's start tag.
+    root_open_end: usize,
+    /// The start of the root's end tag; `None` for a root written `<x/>`.
+    root_close: Option<usize>,
+    /// A root written `<x/>`: where that tag is.
+    root_empty: Option<std::ops::Range<usize>>,
+    /// The first child of the root named as asked: the range of its start tag (or of the whole
+    /// element when written `<x/>`), and the start of its end tag.
+    child: Option<(std::ops::Range<usize>, Option<usize>)>,
+}
+
+fn landmarks(xml: &[u8], child: &str) -> Result<Landmarks, OfdError> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut marks = Landmarks::default();
+    let (mut depth, mut buf) = (0usize, Vec::new());
+    let mut child_depth_open = false;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let ev = reader.read_event_into(&mut buf).map_err(|e| err(format!("XML: {e}")))?;
+        let after = reader.buffer_position() as usize;
+        match ev {
+            Event::Start(e) | Event::Empty(e) if depth == 0 => {
+                let name = e.name().as_ref().to_string();
+                marks.prefix = name.rsplit_once(':').map(|(p, _)| format!("{p}:")).unwrap_or_default();
+                marks.root_open_end = after;
+                if after >= 2 && xml.get(after - 2..after) == Some(b"/>") {
+                    marks.root_empty = Some(before..after);
+                    return Ok(marks);
+                }
+                depth = 1;
+            }
+            Event::Start(e) => {
+                if depth == 1 && marks.child.is_none() && e.local_name().as_ref() == child {
+                    marks.child = Some((before..after, None));
+                    child_depth_open = true;
+                }
+                depth += 1;
+            }
+            Event::Empty(e) if depth == 1 && marks.child.is_none() && e.local_name().as_ref() == child => {
+                marks.child = Some((before..after, None));
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                if depth == 1 && child_depth_open {
+                    if let Some((_, close)) = marks.child.as_mut() {
+                        *close = Some(before);
+                    }
+                    child_depth_open = false;
+                }
+                if depth == 0 {
+                    marks.root_close = Some(before);
+                    return Ok(marks);
+                }
+            }
+            Event::DocType(_) => return Err(refused("ofd_xml_doctype", "XML with a DOCTYPE is not accepted in OFD")),
+            Event::Eof => return Err(err("XML: the root element is not closed")),
+            _ => {}
+        }
+        buf.clear();
+    }
+}
+
+/// `xml` with each `(offset, text)` inserted (and each `(range, text)` replaced), from the last
+/// offset to the first so that the others stay where they are.
+fn edit(xml: &[u8], mut edits: Vec<(std::ops::Range<usize>, String)>) -> Vec<u8> {
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut out = xml.to_vec();
+    for (r, text) in edits {
+        let _ = out.splice(r, text.into_bytes());
+    }
+    out
 }
 
 /// `x y w h` → (w, h).
@@ -97,40 +197,6 @@ fn mm(v: f64) -> String {
     }
 }
 
-fn text(xml: &[u8], what: &str) -> Result<String, OfdError> {
-    String::from_utf8(xml.to_vec()).map_err(|_| err(format!("{what} is not UTF-8")))
-}
-
-/// The element names in `xml` that close as `local`: (offset of `</`, prefix with its colon).
-fn closing_tags(xml: &str, local: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(i) = xml[from..].find("</") {
-        let at = from + i;
-        let rest = &xml[at + 2..];
-        let end = rest.find('>').unwrap_or(rest.len());
-        let name = rest[..end].trim();
-        let (prefix, l) = match name.rsplit_once(':') {
-            Some((p, l)) => (format!("{p}:"), l),
-            None => (String::new(), name),
-        };
-        if l == local {
-            out.push((at, prefix));
-        }
-        from = at + 2;
-    }
-    out
-}
-
-/// The text range of the first element `<prefix:local>` without attributes.
-fn element_text(xml: &str, prefix: &str, local: &str) -> Option<std::ops::Range<usize>> {
-    let open = format!("<{prefix}{local}>");
-    let close = format!("</{prefix}{local}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
-    Some(start..end)
-}
-
 impl<'a> Unsealed<'a> {
     /// Reads `bytes` for sealing, within `limits`.
     pub fn open(bytes: &'a [u8], limits: Limits) -> Result<Self, OfdError> {
@@ -146,13 +212,13 @@ impl<'a> Unsealed<'a> {
             }
             Ok(())
         })?;
-        let doc_root = pkg.resolve("OFD.xml", &doc_root.ok_or_else(|| err("OFD.xml names no DocRoot"))?);
+        let doc_root = pkg.resolve("OFD.xml", &doc_root.ok_or_else(|| err("OFD.xml names no DocRoot"))?)?;
         if lists.len() > 1 {
             return Err(refused("ofd_duplicate_entry", "OFD.xml names more than one Signatures.xml"));
         }
         let list = match lists.first() {
             Some(l) => {
-                let path = pkg.resolve("OFD.xml", l);
+                let path = pkg.resolve("OFD.xml", l)?;
                 let xml = pkg.read(&path)?;
                 Some((path, xml))
             }
@@ -175,15 +241,23 @@ impl<'a> Unsealed<'a> {
         if pages.is_empty() {
             return Err(err(format!("{doc_root} lists no pages")));
         }
-        let mut max_id = 0;
+        if let Some(p) = pages.iter().find(|p| p.id.is_empty() || !p.id.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(err(format!("{doc_root}: page ID '{}' is not a number", p.id)));
+        }
+        let (mut max_id, mut s_style) = (0, false);
         if let Some((path, xml)) = &list {
             let path = path.clone();
             let mut signatures = Vec::new();
             walk(xml, &["MaxSignId", "Signature"], &limits, |e, _| {
                 match e.name.as_str() {
-                    "MaxSignId" => max_id = max_id.max(number(&e.text).unwrap_or(0)),
+                    "MaxSignId" => {
+                        s_style |= e.text.trim().starts_with(['s', 'S']);
+                        max_id = max_id.max(number(&e.text).unwrap_or(0));
+                    }
                     _ => {
-                        max_id = max_id.max(e.attr("ID").and_then(number).unwrap_or(0));
+                        let id = e.attr("ID").unwrap_or_default();
+                        s_style |= id.trim().starts_with(['s', 'S']);
+                        max_id = max_id.max(number(id).unwrap_or(0));
                         signatures.push(e.attr("BaseLoc").unwrap_or_default().to_string());
                     }
                 }
@@ -191,10 +265,14 @@ impl<'a> Unsealed<'a> {
             })?;
             // An earlier signature that protects the list forbids any further one.
             for base_loc in signatures {
-                let base_loc = pkg.resolve(&path, &base_loc);
+                let base_loc = pkg.resolve(&path, &base_loc)?;
                 let sig_xml = pkg.read(&base_loc)?;
                 let file = super::signature_file(&mut pkg, &sig_xml)?;
-                if file.references.iter().any(|(r, _)| pkg.resolve(&base_loc, r) == path) {
+                let mut protects = false;
+                for (r, _) in &file.references {
+                    protects |= pkg.resolve(&base_loc, r)? == path;
+                }
+                if protects {
                     return Err(refused(
                         "ofd_signatures_protected",
                         format!("the signature at {base_loc} protects {path}: the document is sealed final"),
@@ -210,7 +288,7 @@ impl<'a> Unsealed<'a> {
         for f in pkg.files() {
             let _ = pkg.sm3(&f)?;
         }
-        Ok(Unsealed { pkg, ofd_xml, doc_root, list, max_id, pages, default_size })
+        Ok(Unsealed { pkg, ofd_xml, doc_root, list, max_id, s_style, pages, default_size })
     }
 
     /// How many pages the document has.
@@ -234,7 +312,7 @@ impl<'a> Unsealed<'a> {
         if let Some(s) = self.pages[i].size {
             return Ok(s);
         }
-        let path = self.pkg.resolve(&self.doc_root, &self.pages[i].base_loc);
+        let path = self.pkg.resolve(&self.doc_root, &self.pages[i].base_loc)?;
         let content = self.pkg.read(&path)?;
         let mut own = None;
         let limits = self.pkg.limits;
@@ -260,15 +338,19 @@ impl<'a> Unsealed<'a> {
     ) -> Result<Prepared<'a>, OfdError> {
         self.check_page(placement)?;
         let (w, h) = size_mm;
+        if !(w.is_finite() && h.is_finite() && w > 0.0 && h > 0.0) {
+            return Err(err(format!("the seal's image has no usable size ({w} × {h} mm)")));
+        }
         let off = |what: String| refused("ofd_position_off_page", what);
-        // StampAnnot ID, PageRef, Boundary, Clip.
+        // StampAnnot PageRef, Boundary, Clip; and the page numbers.
         let mut stamps: Vec<(String, String, Option<String>)> = Vec::new();
+        let mut stamped_pages = Vec::new();
         if placement.riding {
             let n = self.pages.len();
             let slice = w / n as f64;
             for i in 0..n {
                 let (pw, ph) = self.page_size(i)?;
-                if placement.y_mm < 0.0 || placement.y_mm + h > ph || slice > pw {
+                if !placement.y_mm.is_finite() || placement.y_mm < 0.0 || placement.y_mm + h > ph || slice > pw {
                     return Err(off(format!(
                         "a riding seal {}×{} mm at y = {} mm does not fit page {} ({}×{} mm)",
                         mm(w),
@@ -282,6 +364,7 @@ impl<'a> Unsealed<'a> {
                 // The whole image, placed so that its slice i lies on the page's right edge; the
                 // clip (in the boundary's own coordinates) keeps that slice only.
                 let x = pw - (i as f64 + 1.0) * slice;
+                stamped_pages.push(i as u32 + 1);
                 stamps.push((
                     self.pages[i].id.clone(),
                     format!("{} {} {} {}", mm(x), mm(placement.y_mm), mm(w), mm(h)),
@@ -305,6 +388,7 @@ impl<'a> Unsealed<'a> {
                     mm(ph)
                 )));
             }
+            stamped_pages.push(placement.page);
             stamps.push((self.pages[i].id.clone(), format!("{} {} {} {}", mm(x), mm(y), mm(w), mm(h)), None));
         }
 
@@ -312,34 +396,59 @@ impl<'a> Unsealed<'a> {
         let doc_dir = self.doc_root.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default();
         let signs = if doc_dir.is_empty() { "Signs".to_string() } else { format!("{doc_dir}/Signs") };
         let files = self.pkg.files();
-        let taken = |dir: &str| files.iter().any(|f| f.starts_with(&format!("{dir}/")));
-        let sign_dir = (0..).map(|k| format!("{signs}/Sign_{k}")).find(|d| !taken(d)).unwrap_or_default();
+        // Every folder that holds a file, to find the first free Sign_K.
+        let mut folders = std::collections::HashSet::new();
+        for f in &files {
+            let mut rest = f.as_str();
+            while let Some((dir, _)) = rest.rsplit_once('/') {
+                if !folders.insert(dir) {
+                    break;
+                }
+                rest = dir;
+            }
+        }
+        let sign_dir =
+            (0..).map(|k| format!("{signs}/Sign_{k}")).find(|d| !folders.contains(d.as_str())).unwrap_or_default();
         let seal_path = format!("{sign_dir}/Seal.esl");
         let signature_path = format!("{sign_dir}/Signature.xml");
         let signed_value_path = format!("{sign_dir}/SignedValue.dat");
-        let signature_id = (self.max_id + 1).to_string();
-        let max_id = self.max_id + 1 + stamps.len() as u64;
+        let too_many = || err("the signature ids are exhausted");
+        let id = |n: u64| if self.s_style { format!("s{n:03}") } else { n.to_string() };
+        let first = self.max_id.checked_add(1).ok_or_else(too_many)?;
+        let max_id = first.checked_add(stamps.len() as u64).ok_or_else(too_many)?;
+        let signature_id = id(first);
 
         // The signature list, extended or new; OFD.xml names a new one.
         let mut replaced = HashMap::new();
         let mut added = vec![(seal_path.clone(), seal.to_vec())];
-        let entry = |p: &str| format!(r#"<{p}Signature ID="{signature_id}" Type="Seal" BaseLoc="/{signature_path}"/>"#);
+        let entry = |p: &str| {
+            format!(r#"<{p}Signature ID="{}" Type="Seal" BaseLoc="/{}"/>"#, esc(&signature_id), esc(&signature_path))
+        };
         let list_path = match &self.list {
             Some((path, xml)) => {
-                let mut x = text(xml, path)?;
-                let (close, p) = closing_tags(&x, "Signatures")
-                    .pop()
-                    .ok_or_else(|| err(format!("{path}: no closing Signatures tag")))?;
-                x.insert_str(close, &entry(&p));
-                match element_text(&x, &p, "MaxSignId") {
-                    Some(r) => x.replace_range(r, &max_id.to_string()),
-                    None => {
-                        let open = x.find(&format!("<{p}Signatures")).unwrap_or(0);
-                        let at = open + x[open..].find('>').map_or(0, |i| i + 1);
-                        x.insert_str(at, &format!("<{p}MaxSignId>{max_id}</{p}MaxSignId>"));
+                let m = landmarks(xml, "MaxSignId")?;
+                let p = m.prefix.clone();
+                let max = format!("<{p}MaxSignId>{}</{p}MaxSignId>", esc(&id(max_id)));
+                let edits = match (&m.root_empty, m.root_close, &m.child) {
+                    // <ofd:Signatures .../>: opened, filled, closed.
+                    (Some(r), _, _) => {
+                        let open = String::from_utf8_lossy(&xml[r.start..r.end - 2]).into_owned();
+                        vec![(r.clone(), format!("{open}>{max}{}</{p}Signatures>", entry(&p)))]
                     }
-                }
-                let _ = replaced.insert(path.clone(), x.into_bytes());
+                    (None, Some(close), child) => {
+                        let mut e = vec![(close..close, entry(&p))];
+                        match child {
+                            // <MaxSignId>n</MaxSignId>: its text replaced.
+                            Some((open, Some(end))) => e.push((open.end..*end, esc(&id(max_id)))),
+                            // <MaxSignId/>: replaced whole.
+                            Some((whole, None)) => e.push((whole.clone(), max)),
+                            None => e.push((m.root_open_end..m.root_open_end, max)),
+                        }
+                        e
+                    }
+                    (None, None, _) => return Err(err(format!("{path}: the root element is not closed"))),
+                };
+                let _ = replaced.insert(path.clone(), edit(xml, edits));
                 path.clone()
             }
             None => {
@@ -348,18 +457,21 @@ impl<'a> Unsealed<'a> {
                     return Err(err(format!("{path} exists but OFD.xml does not name it")));
                 }
                 let list = format!(
-                    r#"<?xml version="1.0" encoding="UTF-8"?>{}<ofd:Signatures xmlns:ofd="http://www.ofdspec.org/2016"><ofd:MaxSignId>{max_id}</ofd:MaxSignId>{}</ofd:Signatures>"#,
+                    r#"<?xml version="1.0" encoding="UTF-8"?>{}<ofd:Signatures xmlns:ofd="http://www.ofdspec.org/2016"><ofd:MaxSignId>{}</ofd:MaxSignId>{}</ofd:Signatures>"#,
                     "\n",
+                    esc(&id(max_id)),
                     entry("ofd:")
                 );
                 added.push((path.clone(), list.into_bytes()));
-                let mut x = text(&self.ofd_xml, "OFD.xml")?;
-                let (close, p) = closing_tags(&x, "DocBody")
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| err("OFD.xml: no closing DocBody tag"))?;
-                x.insert_str(close, &format!("<{p}Signatures>{path}</{p}Signatures>"));
-                let _ = replaced.insert("OFD.xml".to_string(), x.into_bytes());
+                let m = landmarks(&self.ofd_xml, "DocBody")?;
+                let Some((open, Some(close))) = m.child else {
+                    return Err(err("OFD.xml: no DocBody element with content"));
+                };
+                let tag = String::from_utf8_lossy(&self.ofd_xml[open.start + 1..open.end]).into_owned();
+                let name = tag.split(|c: char| c.is_whitespace() || c == '>').next().unwrap_or_default();
+                let p = name.rsplit_once(':').map(|(p, _)| format!("{p}:")).unwrap_or_default();
+                let text = format!("<{p}Signatures>{}</{p}Signatures>", esc(&path));
+                let _ = replaced.insert("OFD.xml".to_string(), edit(&self.ofd_xml, vec![(close..close, text)]));
                 path
             }
         };
@@ -390,20 +502,20 @@ impl<'a> Unsealed<'a> {
         x.push_str(&format!(r#"<ofd:References CheckMethod="{}">"#, crate::formats::oid::SM3));
         for (file, value) in &references {
             x.push_str(&format!(
-                r#"<ofd:Reference FileRef="/{file}"><ofd:CheckValue>{value}</ofd:CheckValue></ofd:Reference>"#
+                r#"<ofd:Reference FileRef="/{}"><ofd:CheckValue>{value}</ofd:CheckValue></ofd:Reference>"#,
+                esc(file)
             ));
         }
         x.push_str("</ofd:References>");
-        let mut stamped_pages = Vec::new();
+        // Page IDs are digits (checked on opening), boundaries numbers: only paths need escaping.
         for (n, (page, boundary, clip)) in stamps.into_iter().enumerate() {
-            let id = self.max_id + 2 + n as u64;
+            let annot = id(first + 1 + n as u64);
             let clip = clip.map(|c| format!(r#" Clip="{c}""#)).unwrap_or_default();
-            x.push_str(&format!(r#"<ofd:StampAnnot ID="{id}" PageRef="{page}" Boundary="{boundary}"{clip}/>"#));
-            stamped_pages.push(page);
+            x.push_str(&format!(r#"<ofd:StampAnnot ID="{annot}" PageRef="{page}" Boundary="{boundary}"{clip}/>"#));
         }
-        x.push_str(&format!("<ofd:Seal><ofd:BaseLoc>/{seal_path}</ofd:BaseLoc></ofd:Seal>"));
+        x.push_str(&format!("<ofd:Seal><ofd:BaseLoc>/{}</ofd:BaseLoc></ofd:Seal>", esc(&seal_path)));
         x.push_str("</ofd:SignedInfo>");
-        x.push_str(&format!("<ofd:SignedValue>/{signed_value_path}</ofd:SignedValue></ofd:Signature>"));
+        x.push_str(&format!("<ofd:SignedValue>/{}</ofd:SignedValue></ofd:Signature>", esc(&signed_value_path)));
         let signature_xml = x.into_bytes();
         added.push((signature_path.clone(), signature_xml.clone()));
         Ok(Prepared {

@@ -152,12 +152,19 @@ pub(crate) fn trust_steps(
                 })
                 .map(|(w, _)| *w)
                 .collect();
-            let detail = if revoked.is_empty() {
-                "not on the CRLs".to_string()
-            } else {
-                format!("revoked: {}", revoked.join(", "))
+            // A CA on a path without a CRL of its own: that certificate's revocation is unknown.
+            let mut gaps: Vec<String> = certs
+                .iter()
+                .filter_map(|(_, der)| Cert::parse(der).ok())
+                .flat_map(|c| store.revocation_gaps(&c, at, carried))
+                .collect();
+            gaps.dedup();
+            let (ok, detail) = match (revoked.is_empty(), gaps.is_empty()) {
+                (false, _) => (Some(false), format!("revoked: {}", revoked.join(", "))),
+                (true, true) => (Some(true), "not on the CRLs".to_string()),
+                (true, false) => (None, format!("no CRL from {}", gaps.join("; "))),
             };
-            step(steps, "revocation", Some(revoked.is_empty()), detail);
+            step(steps, "revocation", ok, detail);
         }
         _ => step(steps, "revocation", None, "no CRL given"),
     }
