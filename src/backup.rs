@@ -188,15 +188,17 @@ pub fn check(
 
 /// Restores a backup into empty `store_dir` and `journal_dir` (the daemon stopped): checks it, checks
 /// that the token holds every key, writes the journal, replays it into a new store, and verifies
-/// the chain.
+/// the chain. `phase` hears of each step as it starts, for people watching a long restore.
 pub fn restore(
     bytes: &[u8],
     pool: &TokenPool,
     audit_key: &KeyId,
     store_dir: &Path,
     journal_dir: &Path,
+    phase: &mut dyn FnMut(&str),
 ) -> Result<VerifyReport, BackupError> {
     let public = pool.key(audit_key).map_err(|e| err(format!("audit key: {e}")))?.public_key.clone();
+    phase(&format!("checking the backup ({} bytes): its parts' SM3 and the manifest's signature", bytes.len()));
     let (manifest, parts) = check(bytes, &public)?;
     let missing: Vec<&String> = manifest
         .token_keys
@@ -219,6 +221,7 @@ pub fn restore(
         }
     }
     std::fs::create_dir_all(journal_dir).map_err(err)?;
+    phase(&format!("writing the journal: records {} to {}", manifest.first_seq, manifest.head_seq));
     let write = |name: &str, data: &[u8]| -> Result<(), BackupError> {
         use std::io::Write as _;
         let path = journal_dir.join(name);
@@ -230,6 +233,10 @@ pub fn restore(
     if manifest.first_seq > 1 {
         write("archive.json", &parts["anchor"])?;
     }
+    phase(&format!(
+        "replaying {} records into a new store",
+        (manifest.head_seq + 1).saturating_sub(manifest.first_seq)
+    ));
     let store = std::sync::Arc::new(Store::open(store_dir).map_err(err)?);
     let journal =
         Journal::open(crate::audit::JournalConfig::new(journal_dir), Some(store.clone()), None).map_err(err)?;
@@ -241,5 +248,6 @@ pub fn restore(
     journal.close();
     drop(journal);
     store.flush().map_err(err)?;
+    phase("verifying the audit chain and its checkpoint signatures");
     crate::audit::verify_journal_dir(journal_dir, Some(anchor.as_ref().unwrap_or(&public))).map_err(err)
 }

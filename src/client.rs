@@ -54,6 +54,22 @@ impl Client {
         content_type: &str,
         bytes: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
+        self.request_watched(method, path, content_type, bytes, None, &mut |_, _| {}).await
+    }
+
+    /// As [`Client::request_bytes`], giving up when any step (connect, handshake, the answer's head,
+    /// each part of its body) takes longer than `idle`, and calling `progress` with the bytes of the
+    /// answer received so far and its announced length, as they arrive: a long download goes on as
+    /// long as it moves.
+    pub async fn request_watched(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        idle: Option<std::time::Duration>,
+        progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         // The whole chain of causes: hyper's "connection error" hides the TLS alert that says why.
         let err = |e: &dyn std::error::Error| {
             let mut text = e.to_string();
@@ -64,10 +80,28 @@ impl Client {
             }
             ClientError(text)
         };
-        let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| err(&e))?;
+        let stalled = |what: &str| {
+            let secs = idle.map_or(0, |d| d.as_secs());
+            ClientError(format!("no answer within {secs} s ({what}; --timeout, SEALCTL_TIMEOUT)"))
+        };
+        async fn within<T>(
+            idle: Option<std::time::Duration>,
+            f: impl std::future::Future<Output = T>,
+        ) -> Result<T, ()> {
+            match idle {
+                Some(d) => tokio::time::timeout(d, f).await.map_err(|_| ()),
+                None => Ok(f.await),
+            }
+        }
+        let tcp = within(idle, tokio::net::TcpStream::connect(self.addr))
+            .await
+            .map_err(|()| stalled("connecting"))?
+            .map_err(|e| err(&e))?;
         let name = rustls::pki_types::ServerName::try_from(self.host.clone()).map_err(|e| err(&e))?;
-        let tls =
-            tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp).await.map_err(|e| err(&e))?;
+        let tls = within(idle, tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp))
+            .await
+            .map_err(|()| stalled("TLS handshake"))?
+            .map_err(|e| err(&e))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| err(&e))?;
         drop(tokio::spawn(conn));
         let req = hyper::Request::builder()
@@ -77,9 +111,23 @@ impl Client {
             .header("content-type", content_type)
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| err(&e))?;
-        let resp = sender.send_request(req).await.map_err(|e| err(&e))?;
+        let resp = within(idle, sender.send_request(req))
+            .await
+            .map_err(|()| stalled("waiting for the answer"))?
+            .map_err(|e| err(&e))?;
         let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| err(&e))?.to_bytes().to_vec();
-        Ok((status, body))
+        let total =
+            resp.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let mut body = resp.into_body();
+        let mut out = Vec::with_capacity(total.unwrap_or(0).min(64 << 20) as usize);
+        loop {
+            let frame = within(idle, body.frame()).await.map_err(|()| stalled("receiving the answer"))?;
+            let Some(frame) = frame else { break };
+            if let Ok(data) = frame.map_err(|e| err(&e))?.into_data() {
+                out.extend_from_slice(&data);
+                progress(out.len() as u64, total);
+            }
+        }
+        Ok((status, out))
     }
 }

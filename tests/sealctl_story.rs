@@ -574,6 +574,21 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let backup = dir.join("backup.json");
     assert_eq!(ctl("auditor", &["backup", "--out", backup.to_str().unwrap()]).status, 1, "only the sysadmin backs up");
     ok(ctl("sysadmin", &["backup", "--out", backup.to_str().unwrap()]), "backup");
+    // On a terminal the download shows its progress (bytes, of how many, rate); in a pipe it does not.
+    let piped = ctl("sysadmin", &["backup", "--out", backup.to_str().unwrap()]);
+    assert!(!piped.stderr.contains("\rbackup: "), "no progress line in a pipe: {}", piped.stderr);
+    let port = addr.rsplit(':').next().unwrap();
+    let on_terminal = Command::new("script")
+        .args(["-qec", &format!("{} backup --out {}", env!("CARGO_BIN_EXE_sealctl"), backup.display()), "/dev/null"])
+        .env("SEALCTL_SERVER", format!("https://localhost:{port}"))
+        .env("SEALCTL_CA", dir.join("ca.pem"))
+        .env("SEALCTL_CERT", dir.join("sysadmin.pem"))
+        .env("SEALCTL_KEY", dir.join("sysadmin.key"))
+        .output()
+        .expect("script (util-linux) runs sealctl on a terminal");
+    let shown = String::from_utf8_lossy(&on_terminal.stdout);
+    assert!(on_terminal.status.success(), "{shown}");
+    assert!(shown.contains("\rbackup: ") && shown.contains(" of ") && shown.contains("/s"), "{shown:?}");
     let seals_before = json(ctl("issuer", &["seal", "--json", "list"]), "seals before");
     drop(daemon);
     let restored_cfg = dir.join("restored.toml");
@@ -616,6 +631,11 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         String::from_utf8_lossy(&restored.stdout),
         String::from_utf8_lossy(&restored.stderr)
     );
+    // Each step of the restore is shown as it starts.
+    let steps = String::from_utf8_lossy(&restored.stderr);
+    for step in ["checking the backup", "writing the journal", "replaying", "verifying the audit chain"] {
+        assert!(steps.contains(step), "{step}: {steps}");
+    }
     let (child, spawned) = common::spawn_seald(&restored_cfg, &[]);
     let addr2 = spawned.to_string();
     let restored_daemon = Kill(child);

@@ -5,8 +5,9 @@ use clap::Subcommand;
 use std::path::PathBuf;
 
 /// A GET to the daemon (the common connection options and `SEALCTL_*`, with their timeout).
-fn remote_get(remote: &crate::remote::Endpoint, path: &str) -> Result<Vec<u8>, String> {
-    let (status, body) = remote.send("GET", path, None).map_err(|f| f.message)?;
+fn remote_get(remote: &crate::remote::Endpoint, path: &str, label: Option<&str>) -> Result<Vec<u8>, String> {
+    let (status, body) =
+        remote.send_watched("GET", path, "application/json", Vec::new(), label).map_err(|f| f.message)?;
     if status != 200 {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         return Err(match v["error"]["code"].as_str() {
@@ -119,7 +120,7 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
                     export.verify(key.as_ref().ok_or("--pubkey is required for an export")?)
                 }
                 (None, None) if remote.server.is_some() => {
-                    let body = remote_get(&remote, "/v1/audit/verify")?;
+                    let body = remote_get(&remote, "/v1/audit/verify", None)?;
                     serde_json::from_slice::<audit::VerifyReport>(&body)
                         .map_err(|e| format!("the daemon's report: {e}"))?
                 }
@@ -153,7 +154,7 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
             };
             if journal.is_none() && remote.server.is_some() {
                 let to_param = if to == u64::MAX { String::new() } else { format!("&to={to}") };
-                let body = remote_get(&remote, &format!("/v1/audit/export?from={from}{to_param}"))?;
+                let body = remote_get(&remote, &format!("/v1/audit/export?from={from}{to_param}"), Some("export"))?;
                 sink.write_all(&body).map_err(|e| e.to_string())?;
                 eprintln!("exported {} lines from the daemon", body.iter().filter(|b| **b == b'\n').count());
                 return Ok(INTACT);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 /// `sealctl backup --out FILE` (system administrator): a signed backup through the daemon.
 pub fn run(c: &Conn, out_path: &PathBuf) -> Result<(), Failure> {
-    let bytes = call_bytes(c, "/v1/admin/backup")?;
+    let bytes = call_bytes(c, "/v1/admin/backup", "backup")?;
     std::fs::write(out_path, &bytes).map_err(|e| local(format!("{}: {e}", out_path.display())))?;
     let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
     eprintln!(

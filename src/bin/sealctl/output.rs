@@ -80,3 +80,67 @@ pub fn write_or_print(path: Option<PathBuf>, text: &str) -> Result<(), Failure> 
         }
     }
 }
+
+/// The progress of a long transfer, on standard error when it is a terminal (never in a pipe or a
+/// log): bytes so far, of how many, the rate and the time left, redrawn at most 5 times a second.
+pub struct Progress {
+    label: String,
+    start: std::time::Instant,
+    last: Option<std::time::Instant>,
+    on_terminal: bool,
+}
+
+impl Progress {
+    /// A progress line headed `label`.
+    pub fn new(label: &str) -> Self {
+        use std::io::IsTerminal as _;
+        Progress {
+            label: label.to_string(),
+            start: std::time::Instant::now(),
+            last: None,
+            on_terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// `received` bytes so far, of `total` when known.
+    pub fn update(&mut self, received: u64, total: Option<u64>) {
+        let now = std::time::Instant::now();
+        if !self.on_terminal || self.last.is_some_and(|l| now - l < std::time::Duration::from_millis(200)) {
+            return;
+        }
+        self.last = Some(now);
+        let secs = (now - self.start).as_secs_f64().max(0.001);
+        let rate = received as f64 / secs;
+        let of = match total {
+            Some(t) if t > 0 => {
+                let left = t.saturating_sub(received) as f64 / rate.max(1.0);
+                format!(
+                    " of {} ({:.0}%), {}/s, {:.0} s left",
+                    size(t),
+                    received as f64 * 100.0 / t as f64,
+                    size(rate as u64),
+                    left
+                )
+            }
+            _ => format!(", {}/s", size(rate as u64)),
+        };
+        eprint!("\r{}: {}{of}   ", self.label, size(received));
+    }
+
+    /// Ends the line (if one was drawn).
+    pub fn finish(&mut self) {
+        if self.on_terminal && self.last.is_some() {
+            eprintln!();
+        }
+    }
+}
+
+/// `n` bytes for people: B, KiB, MiB, GiB.
+pub fn size(n: u64) -> String {
+    match n {
+        n if n < 1 << 10 => format!("{n} B"),
+        n if n < 1 << 20 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n if n < 1 << 30 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+    }
+}

@@ -31,7 +31,8 @@ pub struct Endpoint {
     /// File holding the PKCS#12 password (default: none).
     #[arg(long, env = "SEALCTL_P12_PASSWORD_FILE", global = true)]
     p12_password_file: Option<PathBuf>,
-    /// Seconds to wait for the daemon: to connect, and for each answer (then exit status 3).
+    /// Seconds to wait for the daemon at each step: to connect, for its answer, and for each part of
+    /// a long answer such as a backup (then exit status 3). A long download goes on while it moves.
     #[arg(long = "timeout", env = "SEALCTL_TIMEOUT", global = true, default_value_t = 30)]
     timeout_s: u64,
 }
@@ -117,19 +118,35 @@ impl Endpoint {
         content_type: &str,
         bytes: Vec<u8>,
     ) -> Result<(u16, Vec<u8>), Failure> {
+        self.send_watched(method, path, content_type, bytes, None)
+    }
+
+    /// One request; with a `label`, the answer's progress is shown on a terminal (standard error)
+    /// as it arrives. Each step must move within the timeout: a long download goes on as long as it
+    /// moves, a daemon that stops answering is given up on (exit status 3).
+    pub fn send_watched(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        label: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), Failure> {
         let client = self.client()?;
         let server = self.server.as_deref().unwrap_or_default();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(local)?;
-        let limit = std::time::Duration::from_secs(self.timeout_s.max(1));
-        let call = client.request_bytes(method, path, content_type, bytes);
-        match rt.block_on(async { tokio::time::timeout(limit, call).await }) {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(Failure { status: 3, message: format!("{server}: {}", explain(&e.to_string())) }),
-            Err(_) => Err(Failure {
-                status: 3,
-                message: format!("{server}: no answer within {} s (--timeout, SEALCTL_TIMEOUT)", limit.as_secs()),
-            }),
+        let idle = std::time::Duration::from_secs(self.timeout_s.max(1));
+        let mut shown = label.map(crate::output::Progress::new);
+        let mut progress = |received: u64, total: Option<u64>| {
+            if let Some(p) = shown.as_mut() {
+                p.update(received, total);
+            }
+        };
+        let answer = rt.block_on(client.request_watched(method, path, content_type, bytes, Some(idle), &mut progress));
+        if let Some(p) = shown.as_mut() {
+            p.finish();
         }
+        answer.map_err(|e| Failure { status: 3, message: format!("{server}: {}", explain(&e.to_string())) })
     }
 }
 
@@ -184,9 +201,9 @@ pub fn call(c: &Conn, method: &str, path: &str, body: Option<Value>) -> Result<V
     Ok(v)
 }
 
-/// A GET whose answer is bytes, not JSON.
-pub fn call_bytes(c: &Conn, path: &str) -> Result<Vec<u8>, Failure> {
-    let (status, bytes) = send(c, "GET", path, None)?;
+/// A GET whose answer is bytes, not JSON; its progress shown under `label` on a terminal.
+pub fn call_bytes(c: &Conn, path: &str, label: &str) -> Result<Vec<u8>, Failure> {
+    let (status, bytes) = c.endpoint.send_watched("GET", path, "application/json", Vec::new(), Some(label))?;
     if status >= 400 {
         return Err(refused(status, &serde_json::from_slice(&bytes).unwrap_or_default(), ""));
     }

@@ -295,7 +295,7 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
             write_or_print(path, v["csr"].as_str().unwrap_or_default())?;
         }
         SealCmd::Ses { id, out: path } => {
-            let der = call_bytes(c, &format!("/v1/seals/{id}/ses"))?;
+            let der = call_bytes(c, &format!("/v1/seals/{id}/ses"), "seal")?;
             std::fs::write(&path, der).map_err(|e| local(format!("{}: {e}", path.display())))?;
         }
         SealCmd::Policy { id, policy } => {

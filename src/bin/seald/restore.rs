@@ -13,7 +13,12 @@ pub fn run(file: &Path, config: &Path, pin_file: Option<&Path>) -> Result<(), Er
     let audit = cfg.audit.clone().ok_or("the config has no [audit] section")?;
     let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let pool = TokenPool::open(&cfg.token)?;
-    let report = seald::backup::restore(&bytes, &pool, &token::KeyId::from_hex(&audit.key)?, &store.dir, &audit.dir)?;
+    // Each step on standard error as it starts, with the time spent so far: a long restore shows
+    // where it is.
+    let started = std::time::Instant::now();
+    let mut phase = |what: &str| eprintln!("[{:6.1} s] {what} ...", started.elapsed().as_secs_f64());
+    let key = token::KeyId::from_hex(&audit.key)?;
+    let report = seald::backup::restore(&bytes, &pool, &key, &store.dir, &audit.dir, &mut phase)?;
     if let Some(f) = &report.finding {
         return Err(format!("the restored journal does not verify: {f:?}").into());
     }
