@@ -64,6 +64,14 @@ impl App {
         *self.crls.write().unwrap_or_else(|p| p.into_inner()) = crls;
     }
 
+    /// A place in the CPU pool for verification or document work, waited for off the I/O threads.
+    async fn verify_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        self.verify_slots
+            .acquire()
+            .await
+            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))
+    }
+
     /// The loaded CRLs past their nextUpdate.
     fn stale_crls(&self) -> Vec<crate::tls::CrlStatus> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -122,11 +122,7 @@ pub(super) async fn seal_ofd(
         final_seal,
     };
     // Reading a document costs what verifying one does: the same slots bound it.
-    let _slot = app
-        .verify_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
+    let _slot = app.verify_slot().await?;
     let app2 = app.clone();
     let s = blocking(move || {
         let req = crate::signing::OfdRequest {
@@ -154,11 +150,7 @@ pub(super) async fn seal_ofd(
 
 /// `POST /v1/verify/ofd`: every signature of the OFD package in the body, judged.
 pub(super) async fn verify_ofd(app: &Arc<App>, document: Bytes) -> Result<Response<Full<Bytes>>, ApiError> {
-    let _slot = app
-        .verify_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
+    let _slot = app.verify_slot().await?;
     let app2 = app.clone();
     let verdict = blocking(move || {
         let limits = crate::formats::ofd::Limits::DEFAULT;

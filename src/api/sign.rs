@@ -163,11 +163,7 @@ async fn verify_one(app: &Arc<App>, b: VerifyBody) -> Result<Verdict, ApiError> 
         ticket: None,
     };
     let sig = b64("signature", &b.signature)?;
-    let _slot = app
-        .verify_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down"))?;
+    let _slot = app.verify_slot().await?;
     let app2 = app.clone();
     Ok(blocking(move || app2.signing.verify(&req, public_key.as_ref(), certificate.as_ref(), &sig)).await??)
 }
