@@ -3,12 +3,12 @@
 //! use is bound to the incoming document (its SM3 is the digest a ticket names and the usage record
 //! keeps), and the record names the document and the pages stamped.
 
+use super::ses::SealTbs;
 use super::usage::{self, Product, Subject};
 use super::{SignError, Signing};
 use crate::authz::Principal;
 use crate::formats::ofd::{self, Placement, Unsealed};
-use crate::formats::{ses, x509::Cert};
-use crate::token::SignInput;
+use crate::formats::ses;
 
 /// The longest document name a usage record keeps.
 pub const MAX_DOCUMENT_NAME: usize = 256;
@@ -63,15 +63,9 @@ impl Signing {
         let now = std::time::SystemTime::now();
         let prepared = doc.prepare(&req.placement, &seal_der, size, now)?;
         let hash = prepared.data_hash();
-        let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
-        let tbs = ses::build_tbs_sign(&seal_der, now, &hash, &prepared.property_info, &[])
-            .map_err(|e| SignError::BadInput(e.to_string()))?;
-        let sig = self
-            .pool
-            .sign(&key.key_id, SignInput::Message { data: &tbs, user_id: None })
-            .map_err(crate::seal::SealError::Token)?;
-        let der = ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der)
-            .map_err(|e| SignError::BadInput(e.to_string()))?;
+        let tbs =
+            SealTbs { seal: &seal_der, at: now, hash: &hash, property_info: &prepared.property_info, ext_datas: &[] };
+        let der = self.ses_signature(key, &tbs)?;
         // Checked on the host as a verifier will: the signer's and the maker's signatures, and the
         // data hash over the Signature.xml that goes into the package.
         let check = ses::SesSignature::parse(&der)

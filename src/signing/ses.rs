@@ -12,7 +12,36 @@ pub const MAX_EXT_DATAS: usize = 16;
 /// The largest `extDatas` value.
 pub const MAX_EXT_DATA: usize = 4096;
 
+/// What a `TBS_Sign` holds besides its version.
+pub(super) struct SealTbs<'a> {
+    /// The seal's `SESeal` DER.
+    pub seal: &'a [u8],
+    /// `timeInfo`.
+    pub at: std::time::SystemTime,
+    /// `dataHash`.
+    pub hash: &'a [u8; 32],
+    /// `propertyInfo`.
+    pub property_info: &'a str,
+    /// `extDatas`.
+    pub ext_datas: &'a [ses::ExtData],
+}
+
 impl Signing {
+    /// The `SES_Signature` over `tbs` with the held seal's key version: `TBS_Sign` built, signed in
+    /// the token (which verifies on the host), and wrapped with the key version's certificate. The
+    /// one way both seal products (`sign-ses`, `seal-ofd`) sign.
+    pub(super) fn ses_signature(&self, key: &crate::seal::SealKeyRef, tbs: &SealTbs<'_>) -> Result<Vec<u8>, SignError> {
+        let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
+        let tbs = ses::build_tbs_sign(tbs.seal, tbs.at, tbs.hash, tbs.property_info, tbs.ext_datas)
+            .map_err(|e| SignError::BadInput(e.to_string()))?;
+        let sig = self
+            .pool
+            .sign(&key.key_id, SignInput::Message { data: &tbs, user_id: None })
+            .map_err(crate::seal::SealError::Token)?;
+        ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der)
+            .map_err(|e| SignError::BadInput(e.to_string()))
+    }
+
     /// Seals a document: a v4 `TBS_Sign` over the seal's current `SESeal`, `data_hash` (SM3 of the
     /// protected bytes, also the usage record's digest), `property_info` and `ext_datas`, signed
     /// with the seal's key. Returns the `SES_Signature` DER once its usage record is durable.
@@ -42,15 +71,8 @@ impl Signing {
         // Build TBS_Sign over this key version's SESeal and sign it in the token (verified on the host).
         let key = permit.key();
         let seal_der = permit.ses().ok_or(crate::seal::SealError::NoSealMaker)?;
-        let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
-        let tbs = ses::build_tbs_sign(&seal_der, std::time::SystemTime::now(), &hash, property_info, ext_datas)
-            .map_err(|e| SignError::BadInput(e.to_string()))?;
-        let sig = self
-            .pool
-            .sign(&key.key_id, SignInput::Message { data: &tbs, user_id: None })
-            .map_err(crate::seal::SealError::Token)?;
-        let der = ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der)
-            .map_err(|e| SignError::BadInput(e.to_string()))?;
+        let tbs = SealTbs { seal: &seal_der, at: std::time::SystemTime::now(), hash: &hash, property_info, ext_datas };
+        let der = self.ses_signature(key, &tbs)?;
         // Record durably, answer.
         let record = usage::record(p, Subject::Seal(key), Product::Ses { property_info }, "ok", Some(&hash));
         let receipt = permit.record(record)?;
