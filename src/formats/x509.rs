@@ -183,17 +183,11 @@ impl TrustStore {
     /// not an anchor must say so in basicConstraints; where several certificates could be the issuer,
     /// one valid at `at` is preferred.
     pub fn check_with(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> Vec<&'static str> {
-        self.path(cert, at, carried).0
+        self.check_path(cert, at, carried).reasons
     }
 
-    /// The CAs on `cert`'s path (subjects) that no loaded CRL covers: for them, revocation is
-    /// unknown.
-    pub fn revocation_gaps(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> Vec<String> {
-        self.path(cert, at, carried).1
-    }
-
-    /// The path's failed checks, and the issuers on it without a CRL.
-    fn path(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> (Vec<&'static str>, Vec<String>) {
+    /// As [`TrustStore::check_with`], with the CAs on the path that no loaded CRL covers.
+    pub fn check_path(&self, cert: &Cert, at: SystemTime, carried: &[Cert]) -> PathCheck {
         let mut reasons = Vec::new();
         let mut gaps = Vec::new();
         let (from, to) = cert.validity();
@@ -204,7 +198,7 @@ impl TrustStore {
             reasons.push("certificate_expired");
         }
         if self.anchors.iter().any(|a| a.der == cert.der) {
-            return (reasons, gaps);
+            return PathCheck { reasons, revocation_gaps: gaps };
         }
         let valid_at = |c: &Cert| {
             let (from, to) = c.validity();
@@ -253,10 +247,12 @@ impl TrustStore {
             if not_ca && !reasons.contains(&"issuer_not_a_ca") {
                 reasons.push("issuer_not_a_ca");
             }
-            if self.revoked_by(issuer, &current) && !reasons.contains(&"certificate_revoked") {
+            // The CRLs this issuer signed (its name, its key), looked up once for both questions.
+            let crls = self.crls_of(issuer);
+            if crls.iter().any(|c| c.lists(&current)) && !reasons.contains(&"certificate_revoked") {
                 reasons.push("certificate_revoked");
             }
-            if !self.covers(issuer) {
+            if crls.is_empty() {
                 gaps.push(issuer.subject_text());
             }
             if anchor.is_some() {
@@ -267,26 +263,27 @@ impl TrustStore {
             }
             current = issuer.clone();
         }
-        (reasons, gaps)
+        PathCheck { reasons, revocation_gaps: gaps }
     }
 
-    /// Whether a loaded CRL is `issuer`'s own (its name, its signature).
-    fn covers(&self, issuer: &Cert) -> bool {
-        let Ok(ik) = issuer.public_key() else { return false };
-        self.crls.iter().any(|c| {
-            c.crl.tbs_cert_list.issuer.to_der().unwrap_or_default() == issuer.subject_der() && c.signed_by(&ik)
-        })
-    }
-
-    /// Whether a CRL that `issuer` signed lists `cert`.
-    fn revoked_by(&self, issuer: &Cert, cert: &Cert) -> bool {
-        let Ok(ik) = issuer.public_key() else { return false };
+    /// The loaded CRLs that `issuer` signed: its name as their issuer, its key on their signature.
+    fn crls_of(&self, issuer: &Cert) -> Vec<&Crl> {
+        let Ok(ik) = issuer.public_key() else { return Vec::new() };
+        let name = issuer.subject_der();
         self.crls
             .iter()
-            .filter(|c| c.crl.tbs_cert_list.issuer.to_der().unwrap_or_default() == cert.issuer_der())
-            .filter(|c| c.signed_by(&ik))
-            .any(|c| c.lists(cert))
+            .filter(|c| c.crl.tbs_cert_list.issuer.to_der().unwrap_or_default() == name && c.signed_by(&ik))
+            .collect()
     }
+}
+
+/// A certificate's path to a trust anchor, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathCheck {
+    /// Every failed check, by name (see [`TrustStore::check`]).
+    pub reasons: Vec<&'static str>,
+    /// The CAs on the path (subjects) that no loaded CRL covers: for them, revocation is unknown.
+    pub revocation_gaps: Vec<String>,
 }
 
 /// What a certificate says, before it is signed.
@@ -595,7 +592,7 @@ mod tests {
         let now = SystemTime::now();
         assert!(store.check(&good, now).is_empty());
         assert_eq!(store.check(&revoked, now), vec!["certificate_revoked"]);
-        assert!(store.revocation_gaps(&good, now, &[]).is_empty(), "the anchor's own CRL covers it");
+        assert!(store.check_path(&good, now, &[]).revocation_gaps.is_empty(), "the anchor's own CRL covers it");
         assert_eq!(store.check(&expired, now), vec!["certificate_expired"]);
         assert_eq!(store.check(&good, now - Duration::from_secs(3 * 86400)), vec!["certificate_not_yet_valid"]);
         assert_eq!(store.check(&stranger, now), vec!["certificate_untrusted"]);
@@ -717,9 +714,12 @@ mod tests {
         let not_ca = make("sub-CA", &keys[2], false, (10, 365), Some((&oca, &keys[1])));
         assert_eq!(configured.check_with(&leaf, now, &[not_ca]), ["issuer_not_a_ca"]);
         // No CRL loaded from any CA on the path: revocation unknown for each of them.
-        let gaps = configured.revocation_gaps(&leaf, now, std::slice::from_ref(&sub));
+        let gaps = configured.check_path(&leaf, now, std::slice::from_ref(&sub)).revocation_gaps;
         assert_eq!(gaps, ["CN=sub-CA", "CN=OCA", "CN=root"]);
-        assert!(anchored.revocation_gaps(&root, now, &[]).is_empty(), "an anchor itself has no issuer to ask");
+        assert!(
+            anchored.check_path(&root, now, &[]).revocation_gaps.is_empty(),
+            "an anchor itself has no issuer to ask"
+        );
         // A loop of certificates that sign each other ends, untrusted.
         let a = make("loop", &keys[4], true, (1, 30), None);
         let looped = make("leaf", &keys[3], false, (1, 30), Some((&a, &keys[4])));

@@ -122,52 +122,52 @@ pub(crate) fn trust_steps(
     at: SystemTime,
     opts: &VerifyOptions<'_>,
 ) {
-    match opts.trust {
-        None => step(steps, "trust_chain", None, "no trust anchors given"),
-        Some(store) => {
-            let mut bad = Vec::new();
-            for (who, der) in certs {
-                match Cert::parse(der) {
-                    Ok(c)
-                        if !store.check_with(&c, at, carried).iter().any(|r| {
-                            matches!(*r, "certificate_untrusted" | "issuer_not_a_ca" | "intermediate_not_valid")
-                        }) => {}
-                    _ => bad.push(*who),
-                }
-            }
-            let detail = if bad.is_empty() {
-                "chains to a trust anchor".to_string()
-            } else {
-                format!("untrusted: {}", bad.join(", "))
-            };
-            step(steps, "trust_chain", Some(bad.is_empty()), detail);
-        }
+    let Some(store) = opts.trust else {
+        step(steps, "trust_chain", None, "no trust anchors given");
+        step(steps, "revocation", None, "no CRL given");
+        return;
+    };
+    // Each certificate's path is built once; both steps read it.
+    let paths: Vec<(&str, Option<crate::formats::x509::PathCheck>)> = certs
+        .iter()
+        .map(|(who, der)| (*who, Cert::parse(der).ok().map(|c| store.check_path(&c, at, carried))))
+        .collect();
+    let untrusted: Vec<&str> = paths
+        .iter()
+        .filter(|(_, p)| {
+            p.as_ref().is_none_or(|p| {
+                p.reasons
+                    .iter()
+                    .any(|r| matches!(*r, "certificate_untrusted" | "issuer_not_a_ca" | "intermediate_not_valid"))
+            })
+        })
+        .map(|(who, _)| *who)
+        .collect();
+    let detail = if untrusted.is_empty() {
+        "chains to a trust anchor".to_string()
+    } else {
+        format!("untrusted: {}", untrusted.join(", "))
+    };
+    step(steps, "trust_chain", Some(untrusted.is_empty()), detail);
+    if !opts.have_crls {
+        step(steps, "revocation", None, "no CRL given");
+        return;
     }
-    match (opts.trust, opts.have_crls) {
-        (Some(store), true) => {
-            let revoked: Vec<&str> = certs
-                .iter()
-                .filter(|(_, der)| {
-                    Cert::parse(der).is_ok_and(|c| store.check_with(&c, at, carried).contains(&"certificate_revoked"))
-                })
-                .map(|(w, _)| *w)
-                .collect();
-            // A CA on a path without a CRL of its own: that certificate's revocation is unknown.
-            let mut gaps: Vec<String> = certs
-                .iter()
-                .filter_map(|(_, der)| Cert::parse(der).ok())
-                .flat_map(|c| store.revocation_gaps(&c, at, carried))
-                .collect();
-            gaps.dedup();
-            let (ok, detail) = match (revoked.is_empty(), gaps.is_empty()) {
-                (false, _) => (Some(false), format!("revoked: {}", revoked.join(", "))),
-                (true, true) => (Some(true), "not on the CRLs".to_string()),
-                (true, false) => (None, format!("no CRL from {}", gaps.join("; "))),
-            };
-            step(steps, "revocation", ok, detail);
-        }
-        _ => step(steps, "revocation", None, "no CRL given"),
-    }
+    let revoked: Vec<&str> = paths
+        .iter()
+        .filter(|(_, p)| p.as_ref().is_some_and(|p| p.reasons.contains(&"certificate_revoked")))
+        .map(|(who, _)| *who)
+        .collect();
+    // A CA on a path without a CRL of its own: that certificate's revocation is unknown.
+    let mut gaps: Vec<&str> =
+        paths.iter().flat_map(|(_, p)| p.iter().flat_map(|p| p.revocation_gaps.iter().map(String::as_str))).collect();
+    gaps.dedup();
+    let (ok, detail) = match (revoked.is_empty(), gaps.is_empty()) {
+        (false, _) => (Some(false), format!("revoked: {}", revoked.join(", "))),
+        (true, true) => (Some(true), "not on the CRLs".to_string()),
+        (true, false) => (None, format!("no CRL from {}", gaps.join("; "))),
+    };
+    step(steps, "revocation", ok, detail);
 }
 
 /// The certificates a seal carries (its certList of certificates, and its maker's), for paths.
