@@ -226,9 +226,25 @@ struct Run {
     p99: Duration,
 }
 
+/// The app's mTLS client configuration for `seald dev`.
+fn app_tls(dev: &Dev) -> Arc<rustls::ClientConfig> {
+    seald::tls::client_config(&dev.dir.join("ca.pem"), &dev.dir.join("app.pem"), &dev.dir.join("app.key")).unwrap()
+}
+
+/// One keep-alive HTTP/1.1 connection over mTLS to the daemon on `port`.
+async fn connect(
+    cfg: Arc<rustls::ClientConfig>,
+    port: u16,
+) -> hyper::client::conn::http1::SendRequest<Full<bytes::Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    drop(tokio::spawn(conn));
+    sender
+}
+
 async fn drive(dev: &Dev, conns: usize, secs: u64, body: Arc<Vec<u8>>, path: &'static str) -> Run {
-    let cfg =
-        seald::tls::client_config(&dev.dir.join("ca.pem"), &dev.dir.join("app.pem"), &dev.dir.join("app.key")).unwrap();
+    let cfg = app_tls(dev);
     let pid = dev.child.id().to_string();
     let cpu0 = cpu_seconds(&pid);
     let start = Instant::now();
@@ -244,11 +260,7 @@ async fn drive(dev: &Dev, conns: usize, secs: u64, body: Arc<Vec<u8>>, path: &'s
             // Held until the first answer: with TLS 1.3 the client is done before the server has
             // checked its certificate, so only an answer says the server's handshake is over.
             let mut permit = Some(handshakes.acquire_owned().await.unwrap());
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-            let tls =
-                tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
-            drop(tokio::spawn(conn));
+            let mut sender = connect(cfg, port).await;
             let (mut lat, mut errors) = (Vec::new(), 0u64);
             while Instant::now() < until {
                 let req = hyper::Request::post(path)
@@ -344,12 +356,7 @@ fn ten_page_document() -> Vec<u8> {
 /// `n` requests of `body` to `path` on one keep-alive connection: the daemon's CPU seconds per
 /// request, and the last answer.
 async fn one_connection(dev: &Dev, path: &str, content_type: &str, body: &[u8], n: u32) -> (f64, Vec<u8>) {
-    let cfg =
-        seald::tls::client_config(&dev.dir.join("ca.pem"), &dev.dir.join("app.pem"), &dev.dir.join("app.key")).unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", dev.port)).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(cfg).connect("localhost".try_into().unwrap(), tcp).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
-    drop(tokio::spawn(conn));
+    let mut sender = connect(app_tls(dev), dev.port).await;
     let pid = dev.child.id().to_string();
     let cpu0 = cpu_seconds(&pid);
     let mut last = Vec::new();

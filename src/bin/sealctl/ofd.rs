@@ -4,7 +4,7 @@
 //! unreadable file, or a package the daemon refuses to read), 3 the daemon is unreachable or failed.
 //! `seal-ofd` follows every other command: 0 sealed, 1 refused, 2 local input, 3 unreachable.
 
-use super::output::table;
+use super::output::{step_line, table};
 use super::remote::{self, local, read, Conn, Failure};
 use clap::Args;
 use serde_json::{json, Value};
@@ -122,12 +122,8 @@ fn print_verdict(v: &Value) {
         println!();
         println!("signature {} ({})", s["id"].as_str().unwrap_or("?"), s["base_loc"].as_str().unwrap_or("?"));
         for step in s["steps"].as_array().into_iter().flatten() {
-            let mark = match step["ok"].as_bool() {
-                Some(true) => "ok  ",
-                Some(false) => "FAIL",
-                None => "--  ",
-            };
-            println!("  {mark} {:<20} {}", step["step"].as_str().unwrap_or(""), step["detail"].as_str().unwrap_or(""));
+            let (name, detail) = (step["step"].as_str().unwrap_or(""), step["detail"].as_str().unwrap_or(""));
+            step_line("", step["ok"].as_bool(), name, detail);
         }
         for w in s["warnings"].as_array().into_iter().flatten() {
             println!("  warning: {}", w.as_str().unwrap_or(""));

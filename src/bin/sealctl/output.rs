@@ -144,3 +144,13 @@ pub fn size(n: u64) -> String {
         n => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
     }
 }
+
+/// One step of a verification report: `ok`, `FAIL` or `--` (did not run), its name and what was found.
+pub fn step_line(indent: &str, ok: Option<bool>, step: &str, detail: &str) {
+    let mark = match ok {
+        Some(true) => "ok  ",
+        Some(false) => "FAIL",
+        None => "--  ",
+    };
+    println!("{indent}  {mark} {step:<20} {detail}");
+}

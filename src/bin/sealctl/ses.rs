@@ -85,12 +85,7 @@ fn trust(dir: &Option<PathBuf>, crls: &[PathBuf]) -> Result<Option<TrustStore>, 
 fn print_report(r: &Report, indent: &str) {
     println!("{indent}{}", if r.valid { "VALID" } else { "NOT VALID" });
     for s in &r.steps {
-        let mark = match s.ok {
-            Some(true) => "ok  ",
-            Some(false) => "FAIL",
-            None => "--  ",
-        };
-        println!("{indent}  {mark} {:<20} {}", s.step, s.detail);
+        crate::output::step_line(indent, s.ok, s.step, &s.detail);
     }
     for w in &r.warnings {
         println!("{indent}  warning: {w}");
