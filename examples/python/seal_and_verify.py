@@ -128,6 +128,10 @@ def main():
     # 3. Verify locally with gmssl: the signed message is D, with Z for the default ID.
     xy = public_key_of(signed["cert"])
     local = sm2.CryptSM2(private_key=None, public_key=xy.hex(), asn1=True)
+    # gmssl 3.2.2's constructor does public_key.lstrip("04") when the hex starts with "04", which
+    # also eats the leading '0' and '4' digits of x: a key whose x begins with byte 0x04 (one in 256)
+    # then fails with a TypeError. Set the key after construction, as x || y unchanged.
+    local.public_key = xy.hex()
     locally = local.verify_with_sm3(base64.b64decode(signed["signature"]).hex(), digest)
 
     # 4. The third mode, "e": compute Z and e = SM3(Z || M) here; seald signs e as it is. Z for a plain
