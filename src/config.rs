@@ -37,6 +37,12 @@ pub struct Config {
     /// `[seals]`: the registry's time zone, limits and reminders.
     #[serde(default)]
     pub seals: crate::seal::SealSettings,
+    /// `[tsa]`: the time-stamp authority (RFC 3161) and where seals' time-stamps come from.
+    #[serde(default)]
+    pub tsa: crate::seal::TsaSettings,
+    /// `[status]`: the seal-status service.
+    #[serde(default)]
+    pub status: crate::seal::StatusSettings,
 }
 
 /// `[store]`.
@@ -200,6 +206,10 @@ impl Config {
             return Err(invalid(
                 "[seals] max_image_bytes, filing_deadline_hours and ticket_max_s must be above 0".into(),
             ));
+        }
+        cfg.tsa.check().map_err(invalid)?;
+        if cfg.status.refresh_s == 0 || cfg.status.refresh_s > 86_400 {
+            return Err(invalid("[status] refresh_s must be 1 to 86400".into()));
         }
         Ok(cfg)
     }

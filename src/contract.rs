@@ -224,6 +224,10 @@ pub struct SignSesBody {
     /// The approval ticket, where the policy needs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// Put a time-stamp over the signature value into `timeStamp` (from the appliance's TSA, or
+    /// from `[tsa] external_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<bool>,
 }
 
 /// The answer to `sign-ses`.
@@ -675,6 +679,28 @@ pub struct UnitList {
     pub units: Vec<Unit>,
 }
 
+/// `GET /v1/seal-status/{id}`: what the registry says of a seal at a time (docs/seal-status.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct SealStatusReply {
+    /// The seal (GB/T 38540 esID).
+    #[serde(rename = "esID")]
+    pub es_id: String,
+    /// The time asked about (RFC 3339).
+    pub at: String,
+    /// The state then: applied, approved, rejected, made, active, frozen, revoked, or
+    /// not_yet_applied (before the seal's first step).
+    pub state: String,
+    /// The state held from (RFC 3339).
+    pub since: String,
+    /// ... until (RFC 3339); null while it still holds.
+    pub until: Option<String>,
+    /// The reason given for the change into this state.
+    pub reason: Option<String>,
+    /// When the registry was read (RFC 3339).
+    pub produced_at: String,
+}
+
 /// `GET /v1/whoami`: who the daemon takes the caller's certificate for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
@@ -714,6 +740,8 @@ pub struct Readiness {
     pub reasons: Vec<String>,
     /// What needs an operator but does not stop signing.
     pub details: ReadinessDetails,
+    /// Whether the clock is synchronised (the TSA stamps only then; signing goes on).
+    pub clock: crate::clock::ClockState,
 }
 
 /// `GET /readyz` for a certificate of no account: whether the appliance is ready, nothing more.

@@ -63,7 +63,8 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
     let registry =
         crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone(), accounts)
-            .map_err(|e| start_err("seal registry")(e.to_string()))?;
+            .map_err(|e| start_err("seal registry")(e.to_string()))?
+            .with_time(cfg.tsa.clone(), cfg.status.clone());
     registry.set_audit_key(audit_key);
     Ok(Offline { pool, store, journal, registry })
 }
@@ -74,6 +75,14 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     let opened = cfg.clone();
     let Offline { pool, store, journal, registry } =
         tokio::task::spawn_blocking(move || open_offline(&opened)).await.map_err(|e| StartError(e.to_string()))??;
+    // The time-stamp authority and the status responder, on an appliance whose issuing CA exists
+    // (made once, journalled; an appliance set up before they existed gets them here).
+    let registry = tokio::task::spawn_blocking(move || {
+        registry.pki().ensure_time_keys(registry.tsa().settings()).map(|_| registry)
+    })
+    .await
+    .map_err(|e| StartError(e.to_string()))?
+    .map_err(|e| start_err("the TSA and status-responder keys")(e.to_string()))?;
     let trust = cfg.verify.trust_store().map_err(|e| start_err("[verify]")(e))?;
     let signing =
         Signing::new(pool.clone(), journal.clone(), Arc::new(registry), &cfg.keys, server.max_message_bytes, trust)

@@ -48,7 +48,8 @@ fn a_signature() -> Vec<u8> {
         .unwrap();
     let ext = [ses::ExtData { id: "1.2.156.10197.6.7.2.2.1".into(), critical: true, value: b"ext".to_vec() }];
     let tbs = ses::build_tbs_sign(&seal, now, &[0u8; 32], "/Doc_0/Signs/Sign_0/Signature.xml", &ext).unwrap();
-    ses::build_signature(&tbs, cert.der(), ses::OID_SM2_SM3, &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01]).unwrap()
+    ses::build_signature(&tbs, cert.der(), ses::OID_SM2_SM3, &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01], None)
+        .unwrap()
 }
 
 #[test]

@@ -5,6 +5,8 @@
 mod common;
 #[path = "seals/ofd.rs"]
 mod ofd;
+#[path = "seals/time.rs"]
+mod time;
 
 use common::{openssl, SoftToken};
 use seald::audit::{AuditEvent, Journal, JournalConfig, Query};
@@ -53,6 +55,11 @@ fn world() -> World {
 }
 
 fn world_with(settings: SealSettings) -> World {
+    world_full(settings, None)
+}
+
+/// A world whose TSA key is of `tsa_alg` (default: the issuing CA's, SM2).
+fn world_full(settings: SealSettings, tsa_alg: Option<KeyAlg>) -> World {
     let token = SoftToken::new("softtoken");
     let pool = TokenPool::open(&token.config()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -62,8 +69,15 @@ fn world_with(settings: SealSettings) -> World {
     let journal = Arc::new(
         Journal::open(JournalConfig::new(dir.path().join("journal")), Some(store.clone()), Some(signer)).unwrap(),
     );
-    let registry =
-        Arc::new(Registry::new(store, journal.clone(), pool.clone(), settings, Accounts::default()).unwrap());
+    // The clock is taken as synchronised here: the TSA's refusal on an unsynchronised clock has
+    // its own test, with the kernel's answer.
+    let tsa =
+        seald::seal::TsaSettings { clock: seald::clock::ClockSource::Trusted, alg: tsa_alg, ..Default::default() };
+    let registry = Arc::new(
+        Registry::new(store, journal.clone(), pool.clone(), settings, Accounts::default())
+            .unwrap()
+            .with_time(tsa.clone(), Default::default()),
+    );
     registry.set_audit_key(audit_key.id.clone());
     registry
         .directory()
@@ -113,6 +127,7 @@ fn world_with(settings: SealSettings) -> World {
     let ca = registry.pki().ensure_issuing_ca("test issuing CA", 3650).unwrap();
     assert_eq!(ca.alg, KeyAlg::Sm2);
     let _ = registry.pki().ensure_seal_maker("test seal maker", 3650).unwrap();
+    let _ = registry.pki().ensure_time_keys(&tsa).unwrap().expect("the TSA and the status responder");
     let signing = Signing::new(
         pool.clone(),
         journal.clone(),
@@ -773,7 +788,7 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
                 critical: false,
                 value: b"x".to_vec(),
             }],
-            None,
+            Default::default(),
         )
         .unwrap();
     assert!(signed.audit_seq > 0);
@@ -816,7 +831,8 @@ fn seals_and_seal_signatures_made_here_are_strict_gbt38540_that_openssl_and_our_
     // Freezing stops new seal signatures; the earlier one still verifies (the seal was active then).
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let _ = w.registry.lifecycle().transition(&w.issuer, &id, Action::Freeze, TransitionRequest::default()).unwrap();
-    let refused = w.signing.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", &[], None).unwrap_err();
+    let refused =
+        w.signing.sign_ses(&w.app_a, &id, &seald::crypto::sm3(doc), "/Doc_0", &[], Default::default()).unwrap_err();
     assert_eq!(refused.code(), "seal_frozen");
     let later = w.registry.verification().verify_ses(
         &sig_der,
@@ -1407,7 +1423,7 @@ fn a_token_failure_has_one_code_on_every_path() {
     std::thread::sleep(std::time::Duration::from_millis(150));
     let cms = w.signing.sign_cms(&w.app_a, &seal, b"a document", false, None).unwrap_err();
     assert_eq!(sign_code(&cms), "token_unavailable", "{cms}");
-    let ses = w.signing.sign_ses(&w.app_a, &seal, &hash, "/doc.ofd", &[], None).unwrap_err();
+    let ses = w.signing.sign_ses(&w.app_a, &seal, &hash, "/doc.ofd", &[], Default::default()).unwrap_err();
     assert_eq!(sign_code(&ses), "token_unavailable", "{ses}");
     let csr = w.registry.lifecycle().seal_csr(&w.issuer, &seal).unwrap_err();
     assert_eq!(code(&csr), "token_unavailable", "{csr}");
@@ -1415,7 +1431,7 @@ fn a_token_failure_has_one_code_on_every_path() {
     std::thread::sleep(std::time::Duration::from_millis(150));
     for e in [
         w.signing.sign_cms(&w.app_a, &seal, b"a document", false, None).unwrap_err(),
-        w.signing.sign_ses(&w.app_a, &seal, &hash, "/doc.ofd", &[], None).unwrap_err(),
+        w.signing.sign_ses(&w.app_a, &seal, &hash, "/doc.ofd", &[], Default::default()).unwrap_err(),
         w.sign(&w.app_a, &seal, b"a document", None).unwrap_err(),
     ] {
         assert_eq!(sign_code(&e), "token_signature_mismatch", "{e}");
@@ -1431,7 +1447,8 @@ fn a_signature_verified_without_its_document_is_not_valid() {
     let seal = w.usable(Policy::default());
     let doc = b"the document";
     let none = seald::formats::x509::TrustStore::default();
-    let sig = w.signing.sign_ses(&w.app_a, &seal, &seald::crypto::sm3(doc), "/doc.ofd", &[], None).unwrap().der;
+    let sig =
+        w.signing.sign_ses(&w.app_a, &seal, &seald::crypto::sm3(doc), "/doc.ofd", &[], Default::default()).unwrap().der;
     let with = w.registry.verification().verify_ses(&sig, Some(seald::crypto::sm3(doc)), &none);
     assert_eq!((with.verdict, with.valid), ("valid", true), "{with:#?}");
     let without = w.registry.verification().verify_ses(&sig, None, &none);

@@ -72,6 +72,7 @@ fn built() -> Built {
         not_before: now - Duration::from_secs(60),
         not_after: now + Duration::from_secs(86400),
         ca: false,
+        purpose: None,
     };
     let cert = x509::issue(&template, None, &key).expect("a self-signed certificate");
     let ca = seald::devpki::DevCa::new("fuzz CA").expect("a development CA");
@@ -100,7 +101,7 @@ fn built() -> Built {
         if let Ok(seal) = ses::build_seal(&info, cert.der(), seald::formats::oid::ECDSA_SHA256, &sign(&info)) {
             let ext = [ses::ExtData { id: "1.2.156.10197.6.7.2.2.1".into(), critical: true, value: b"ext".to_vec() }];
             if let Ok(tbs) = ses::build_tbs_sign(&seal, now, &[0u8; 32], "/Doc_0/Signs/Sign_0/Signature.xml", &ext) {
-                s.extend(ses::build_signature(&tbs, cert.der(), seald::formats::oid::ECDSA_SHA256, &sign(&tbs)).ok());
+                s.extend(ses::build_signature(&tbs, cert.der(), seald::formats::oid::ECDSA_SHA256, &sign(&tbs), None).ok());
             }
             s.push(seal);
         }

@@ -13,6 +13,7 @@ mod metrics;
 pub mod routes;
 mod seals;
 mod sign;
+mod time;
 
 pub use metrics::Metrics;
 
@@ -129,6 +130,7 @@ impl From<SignError> for ApiError {
             SignError::Seal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             SignError::Ofd(o) => ofd_status(o),
             SignError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SignError::TimeStamp(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.code(), e.to_string())
     }
@@ -396,6 +398,8 @@ async fn dispatch(
         Op::VerifySeal => seals::verify_seal(app, parse(&body(app, req).await?)?).await,
         Op::SealOfd => seals::seal_ofd(app, p, param(0), q, body_within(app, req, app.max_document).await?).await,
         Op::VerifyOfd => seals::verify_ofd(app, body_within(app, req, app.max_document).await?).await,
+        Op::Tsa => time::tsa(app, p, req).await,
+        Op::SealStatus => time::seal_status(app, &param(0), q, &req).await,
         Op::AuditVerify => audit::verify(app, p).await,
         Op::AuditExport => audit::export(app, p, q).await,
         Op::Backup => audit::backup(app, p).await,
@@ -549,6 +553,7 @@ async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Full<Bytes>>, A
         audit_head: app.journal.head_seq(),
         reasons,
         details: ReadinessDetails { filings_overdue: overdue, seals_expiring: expiring, keys_expiring: keys },
+        clock: app.signing.registry().tsa().clock(),
     };
     Ok(json_response(status, &ready))
 }

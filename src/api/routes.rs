@@ -111,6 +111,10 @@ pub enum Op {
     ListRequests,
     /// `POST /v1/admin/requests/{id}/approve`.
     ApproveRequest,
+    /// `POST /v1/tsa`: an RFC 3161 time-stamp.
+    Tsa,
+    /// `GET /v1/seal-status/{id}`: a seal's state at a time, JSON or signed DER.
+    SealStatus,
     /// `GET /v1/admin/units`.
     ListUnits,
     /// `POST /v1/admin/units`.
@@ -158,6 +162,8 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/v1/audit/verify", Op::AuditVerify),
     route(Method::GET, "/v1/audit/export", Op::AuditExport),
     route(Method::GET, "/v1/admin/backup", Op::Backup),
+    route(Method::POST, "/v1/tsa", Op::Tsa),
+    route(Method::GET, "/v1/seal-status/{id}", Op::SealStatus),
     route(Method::GET, "/v1/ca", Op::Ca),
     route(Method::POST, "/v1/ca/issue", Op::CaIssue),
     route(Method::GET, "/v1/seals", Op::ListSeals),
@@ -255,8 +261,17 @@ pub fn allowed(path: &str) -> String {
 }
 
 /// The API's route families: any other path under one of them is 405, as it always was.
-const FAMILIES: &[&str] =
-    &["/v1/sign", "/v1/verify", "/v1/keys", "/v1/audit", "/v1/seals", "/v1/filings", "/v1/admin", "/v1/ca"];
+const FAMILIES: &[&str] = &[
+    "/v1/sign",
+    "/v1/verify",
+    "/v1/keys",
+    "/v1/audit",
+    "/v1/seals",
+    "/v1/filings",
+    "/v1/admin",
+    "/v1/ca",
+    "/v1/seal-status",
+];
 
 /// The `{…}` segments of `path` if it fits `pattern`.
 fn matches<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {

@@ -84,8 +84,8 @@ pub(super) async fn seal_ofd(
     query: &str,
     document: Bytes,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (mut page, mut x, mut y, mut riding, mut final_seal, mut ticket, mut name) =
-        (None, None, None, false, false, None, None);
+    let (mut page, mut x, mut y, mut riding, mut final_seal, mut ticket, mut name, mut timestamp) =
+        (None, None, None, false, false, None, None, false);
     let number = |k: &str, v: &str| {
         v.parse::<f64>()
             .ok()
@@ -97,7 +97,8 @@ pub(super) async fn seal_ofd(
         "false" | "0" => Ok(false),
         _ => Err(ApiError::bad("bad_input", format!("{k} must be true or false, not '{v}'"))),
     };
-    for (k, v) in super::query_pairs(query, &["page", "x", "y", "riding", "final", "ticket", "name"])? {
+    let allowed = ["page", "x", "y", "riding", "final", "ticket", "name", "timestamp"];
+    for (k, v) in super::query_pairs(query, &allowed)? {
         match k {
             "page" => {
                 page =
@@ -109,6 +110,7 @@ pub(super) async fn seal_ofd(
             "y" => y = Some(number(k, &v)?),
             "riding" => riding = flag(k, &v)?,
             "final" => final_seal = flag(k, &v)?,
+            "timestamp" => timestamp = flag(k, &v)?,
             "ticket" => ticket = Some(v),
             _ => name = Some(v),
         }
@@ -130,6 +132,7 @@ pub(super) async fn seal_ofd(
             placement,
             name: name.as_deref(),
             ticket: ticket.as_deref(),
+            timestamp,
         };
         app2.signing.seal_ofd(&p, &id, req)
     })
@@ -182,8 +185,11 @@ pub(super) async fn sign_ses(
         .collect::<Result<Vec<_>, ApiError>>()?;
     let hash = b64("data_hash", &b.data_hash)?;
     let app2 = app.clone();
-    let s =
-        blocking(move || app2.signing.sign_ses(&p, &id, &hash, &b.property_info, &ext, b.ticket.as_deref())).await??;
+    let s = blocking(move || {
+        let how = crate::signing::SealUse { ticket: b.ticket.as_deref(), timestamp: b.timestamp.unwrap_or(false) };
+        app2.signing.sign_ses(&p, &id, &hash, &b.property_info, &ext, how)
+    })
+    .await??;
     use base64::Engine as _;
     let reply = SignSesReply {
         ses_signature: base64::engine::general_purpose::STANDARD.encode(s.der),

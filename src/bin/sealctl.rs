@@ -31,6 +31,8 @@ mod seal;
 mod ses;
 #[path = "sealctl/sign.rs"]
 mod sign;
+#[path = "sealctl/status.rs"]
+mod status;
 #[path = "sealctl/token.rs"]
 mod token;
 #[path = "sealctl/unit.rs"]
@@ -144,6 +146,14 @@ enum Command {
         #[command(flatten)]
         args: ofd::VerifyOfdArgs,
     },
+    /// Whether a seal was valid at a time: the daemon's signed answer, verified here against the
+    /// issuing CA (or a saved answer, offline). Exit 0 verified, 1 not verified.
+    SealStatus {
+        #[command(flatten)]
+        conn: remote::Conn,
+        #[command(flatten)]
+        args: status::SealStatusArgs,
+    },
     /// Who the daemon takes this certificate for: account, role, unit (through the daemon).
     Whoami {
         #[command(flatten)]
@@ -186,6 +196,7 @@ fn main() -> ExitCode {
         Command::Ses { cmd } => return ExitCode::from(ses::run(cmd)),
         Command::SealOfd { conn, args } => ofd::seal(&conn, args),
         Command::VerifyOfd { conn, args } => return ExitCode::from(ofd::verify(&conn, args)),
+        Command::SealStatus { conn, args } => status::run(&conn, args),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "sealctl", &mut std::io::stdout());

@@ -74,6 +74,7 @@ fn generated() -> Map<String, Value> {
     add::<VerifyCmsBody>(g);
     add::<crate::seal::Judged>(g);
     add::<crate::seal::OfdVerdict>(g);
+    add::<SealStatusReply>(g);
     add::<CertificateBody>(g);
     add::<GrantList>(g);
     add::<GrantBody>(g);

@@ -23,7 +23,7 @@ fn utc_time(t: SystemTime) -> Vec<u8> {
     der_tlv(0x17, &ses::generalized_time_text(t).as_bytes()[2..])
 }
 
-fn attribute(oid_text: &str, value: &[u8]) -> Result<Vec<u8>, SesError> {
+pub(crate) fn attribute(oid_text: &str, value: &[u8]) -> Result<Vec<u8>, SesError> {
     Ok(seq(&[&der_oid(oid_text)?, &der_tlv(0x31, value)]))
 }
 
@@ -63,7 +63,7 @@ pub fn sign(
 }
 
 /// A SignedData over `content` whose signer signs the signed attributes `attrs` (each a DER
-/// Attribute).
+/// Attribute): GM/T 0010 OIDs for SM2, PKCS#7 for P-256, the content id-data.
 fn build(
     content: &[u8],
     detached: bool,
@@ -71,6 +71,36 @@ fn build(
     cert: &Cert,
     signer: &dyn KeySigner,
 ) -> Result<Vec<u8>, SesError> {
+    let gm = cert.public_key().map_err(|e| bad(e.to_string()))?.alg() == KeyAlg::Sm2;
+    let (outer, data) = if gm { (GM_SIGNED_DATA, GM_DATA) } else { (PKCS7_SIGNED_DATA, PKCS7_DATA) };
+    let what = Encapsulated { content, content_type: data, outer, detached, with_cert: true };
+    build_signed(&what, attrs, cert, signer)
+}
+
+/// What a SignedData carries, and how it is labelled.
+pub(crate) struct Encapsulated<'a> {
+    /// The content.
+    pub content: &'a [u8],
+    /// `eContentType` (id-data, id-ct-TSTInfo, ...).
+    pub content_type: &'a str,
+    /// The ContentInfo's type: [`GM_SIGNED_DATA`] or [`PKCS7_SIGNED_DATA`].
+    pub outer: &'a str,
+    /// Leave the content out.
+    pub detached: bool,
+    /// Carry the signer's certificate.
+    pub with_cert: bool,
+}
+
+/// A SignedData over `what`, its signer the holder of `cert`'s key signing the signed attributes
+/// `attrs` (each a DER Attribute): SM3 and sm2-1 (GM/T 0010) for SM2, SHA-256 and ECDSA for P-256.
+/// The version is 1 for id-data content, 3 otherwise (RFC 5652 §5.1).
+pub(crate) fn build_signed(
+    what: &Encapsulated<'_>,
+    attrs: Vec<Vec<u8>>,
+    cert: &Cert,
+    signer: &dyn KeySigner,
+) -> Result<Vec<u8>, SesError> {
+    let Encapsulated { content, content_type, outer, detached, with_cert } = *what;
     let key = cert.public_key().map_err(|e| bad(e.to_string()))?;
     if signer.verifying_key() != key {
         return Err(bad("the signer's key is not the certificate's key"));
@@ -80,7 +110,6 @@ fn build(
         KeyAlg::P256 => (false, SHA256, ECDSA_SHA256),
         other => return Err(bad(format!("SignedData with {other} keys is not supported"))),
     };
-    let (signed_data_oid, data_oid) = if gm { (GM_SIGNED_DATA, GM_DATA) } else { (PKCS7_SIGNED_DATA, PKCS7_DATA) };
     let attrs_set = set_of(attrs);
     let signature = signer.try_sign(&attrs_set).map_err(|e| bad(format!("signing: {e}")))?.into_vec();
     let mut signed_attrs = attrs_set.clone();
@@ -96,18 +125,15 @@ fn build(
         &der_tlv(0x04, &signature),
     ]);
     let encap = if detached {
-        seq(&[&der_oid(data_oid)?])
+        seq(&[&der_oid(content_type)?])
     } else {
-        seq(&[&der_oid(data_oid)?, &der_tlv(0xa0, &der_tlv(0x04, content))])
+        seq(&[&der_oid(content_type)?, &der_tlv(0xa0, &der_tlv(0x04, content))])
     };
-    let signed_data = seq(&[
-        &der_int(1),
-        &der_tlv(0x31, &digest_alg),
-        &encap,
-        &der_tlv(0xa0, cert.der()),
-        &der_tlv(0x31, &signer_info),
-    ]);
-    Ok(seq(&[&der_oid(signed_data_oid)?, &der_tlv(0xa0, &signed_data)]))
+    let certs = if with_cert { der_tlv(0xa0, cert.der()) } else { Vec::new() };
+    let version = if is_data(content_type) { 1 } else { 3 };
+    let signed_data =
+        seq(&[&der_int(version), &der_tlv(0x31, &digest_alg), &encap, &certs, &der_tlv(0x31, &signer_info)]);
+    Ok(seq(&[&der_oid(outer)?, &der_tlv(0xa0, &signed_data)]))
 }
 
 /// A parsed SignedData: what verification needs, from the stored bytes.
@@ -182,7 +208,8 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
     let explicit = children(ci.get(1).ok_or_else(|| bad("no content"))?)?;
     let sd = children(explicit.first().ok_or_else(|| bad("empty [0]"))?)?;
     let version = sd.first().ok_or_else(|| bad("no SignedData version"))?;
-    if version.tag != 0x02 || version.content != [1] {
+    // 1 for id-data content, 3 for any other (RFC 5652 §5.1: time-stamp tokens).
+    if version.tag != 0x02 || (version.content != [1] && version.content != [3]) {
         warnings.push(format!("SignedData version is {}, not 1 [signed_data_version]", hex::encode(version.content)));
     }
     let mut digest_algorithms = Vec::new();
@@ -536,6 +563,7 @@ mod tests {
             not_before: now - Duration::from_secs(60),
             not_after: now + Duration::from_secs(86400),
             ca: false,
+            purpose: None,
         };
         (issue(&t, None, &key).unwrap(), key)
     }

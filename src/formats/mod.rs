@@ -5,5 +5,7 @@ pub mod cms;
 pub mod ofd;
 pub mod oid;
 pub mod p12;
+pub mod seal_status;
 pub mod ses;
+pub mod tsp;
 pub mod x509;

@@ -58,6 +58,30 @@ pub const EXT_KEY_USAGE: &str = "2.5.29.15";
 pub const EXT_BASIC_CONSTRAINTS: &str = "2.5.29.19";
 /// X.509 `authorityKeyIdentifier`.
 pub const EXT_AUTHORITY_KEY_ID: &str = "2.5.29.35";
+/// X.509 `extKeyUsage`.
+pub const EXT_EXTENDED_KEY_USAGE: &str = "2.5.29.37";
+/// `id-kp-timeStamping` (RFC 5280): the one purpose of a TSA certificate (RFC 3161 §2.3).
+pub const KP_TIME_STAMPING: &str = "1.3.6.1.5.5.7.3.8";
+/// `id-kp-OCSPSigning` (RFC 5280): the purpose of seald's seal-status responder certificate,
+/// whose answers are built in the style of OCSP responses (docs/seal-status.md).
+pub const KP_OCSP_SIGNING: &str = "1.3.6.1.5.5.7.3.9";
+/// `id-ct-TSTInfo` (RFC 3161): the content of a time-stamp token.
+pub const CT_TST_INFO: &str = "1.2.840.113549.1.9.16.1.4";
+/// `id-aa-signingCertificateV2` (RFC 5035): the TSA certificate's hash in a token's signed attributes.
+pub const ATTR_SIGNING_CERTIFICATE_V2: &str = "1.2.840.113549.1.9.16.2.47";
+/// `id-aa-signingCertificate` (RFC 2634, SHA-1): read in tokens of other TSAs.
+pub const ATTR_SIGNING_CERTIFICATE: &str = "1.2.840.113549.1.9.16.2.12";
+/// `id-aa-timeStampToken` (RFC 3161 appendix A): a time-stamp in a SignerInfo's unsigned attributes.
+pub const ATTR_TIME_STAMP_TOKEN: &str = "1.2.840.113549.1.9.16.2.14";
+/// SHA-1: named in time-stamp requests only to be refused.
+pub const SHA1: &str = "1.3.14.3.2.26";
+/// SHA-384.
+pub const SHA384: &str = "2.16.840.1.101.3.4.2.2";
+/// SHA-512.
+pub const SHA512: &str = "2.16.840.1.101.3.4.2.3";
+/// The default TSA policy: ETSI EN 319 421's best-practices time-stamp policy
+/// (`0.4.0.2023.1.1`), until the operator configures the organisation's own (`[tsa] policy`).
+pub const SEALD_TSA_POLICY: &str = "0.4.0.2023.1.1";
 
 /// The signature algorithm a key of `alg` signs with here (certificates, CSRs, SES `signAlgID`).
 pub fn signature_oid(alg: KeyAlg) -> &'static str {

@@ -95,7 +95,8 @@ impl Cert {
         self.cert.tbs_certificate.issuer.to_der().unwrap_or_default()
     }
 
-    fn subject_der(&self) -> Vec<u8> {
+    /// The subject Name, DER.
+    pub fn subject_der(&self) -> Vec<u8> {
         self.cert.tbs_certificate.subject.to_der().unwrap_or_default()
     }
 }
@@ -300,6 +301,9 @@ pub struct CertTemplate<'a> {
     /// A CA certificate (keyCertSign, cRLSign) rather than an end-entity signing one
     /// (digitalSignature, nonRepudiation).
     pub ca: bool,
+    /// An end-entity certificate for one purpose only: this extended key usage, critical
+    /// (`timeStamping` for a TSA, RFC 3161 §2.3; `OCSPSigning` for the seal-status responder).
+    pub purpose: Option<&'static str>,
 }
 
 fn attribute_oid(name: &str) -> Result<(der::asn1::ObjectIdentifier, der::Tag), X509Error> {
@@ -385,6 +389,10 @@ pub fn issue(template: &CertTemplate<'_>, issuer: Option<&Cert>, signer: &dyn Ke
             &SubjectKeyIdentifier(der::asn1::OctetString::new(key_identifier(template.public_key)).map_err(bad)?),
         )?,
     ];
+    if let Some(purpose) = template.purpose {
+        let eku = x509_cert::ext::pkix::ExtendedKeyUsage(vec![der::asn1::ObjectIdentifier::new_unwrap(purpose)]);
+        extensions.push(extension(EXT_EXTENDED_KEY_USAGE, true, &eku)?);
+    }
     extensions.push(extension(
         EXT_AUTHORITY_KEY_ID,
         false,
@@ -447,6 +455,20 @@ impl Cert {
             ku.0.contains(KeyUsages::KeyCertSign),
             ku.0.contains(KeyUsages::DigitalSignature) || ku.0.contains(KeyUsages::NonRepudiation),
         ))
+    }
+
+    /// The extended key usage extension, if present: its purposes (OIDs) and whether it is critical.
+    pub fn extended_key_usage(&self) -> Option<(Vec<String>, bool)> {
+        use x509_cert::ext::pkix::ExtendedKeyUsage;
+        let ext = self
+            .cert
+            .tbs_certificate
+            .extensions
+            .as_ref()?
+            .iter()
+            .find(|e| e.extn_id.to_string() == EXT_EXTENDED_KEY_USAGE)?;
+        let eku = ExtendedKeyUsage::from_der(ext.extn_value.as_bytes()).ok()?;
+        Some((eku.0.iter().map(|o| o.to_string()).collect(), ext.critical))
     }
 
     /// Whether basicConstraints says this is a CA (`cA` TRUE). Absent or unreadable: not a CA.
@@ -638,6 +660,7 @@ mod tests {
                 not_before: now - Duration::from_secs(60),
                 not_after: now + Duration::from_secs(86400),
                 ca,
+                purpose: None,
             };
             match issuer {
                 Some((c, k)) => issue(&t, Some(c), k).unwrap(),
@@ -659,7 +682,8 @@ mod tests {
                     public_key: &b.1,
                     not_before: now,
                     not_after: now,
-                    ca: false
+                    ca: false,
+                    purpose: None
                 },
                 None,
                 &a
@@ -684,6 +708,7 @@ mod tests {
                         d => now - Duration::from_secs(d.unsigned_abs() * 86400),
                     },
                     ca,
+                    purpose: None,
                 };
                 match issuer {
                     Some((c, k)) => issue(&t, Some(c), k).unwrap(),

@@ -401,6 +401,7 @@ impl DualControl {
                     not_before: now - std::time::Duration::from_secs(3600),
                     not_after: now + std::time::Duration::from_secs(3650 * 86400),
                     ca,
+                    purpose: None,
                 };
                 let (signer, ca_cert) = if ca {
                     (crate::token::TokenKey::with_public(&self.ledger.pool, &key.id, key.public_key.clone()), None)

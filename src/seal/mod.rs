@@ -20,7 +20,9 @@ mod keys;
 mod ledger;
 mod lifecycle;
 mod pki;
+mod status;
 mod trail;
+mod tsa;
 mod usage;
 mod verify;
 
@@ -33,7 +35,9 @@ pub use keys::{
 pub use ledger::Ledger;
 pub use lifecycle::{Action, ApplyRequest, Lifecycle, TransitionRequest};
 pub use pki::Pki;
+pub use status::{SealStatus, SignedStatus, StatusAnswer, StatusSettings};
 pub use trail::Trail;
+pub use tsa::{external_stamp, Tsa, TsaSettings};
 pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsageEntry, UsePermit, UseReceipt, Uses};
 pub use verify::{judge, Judged, JudgedOfdSignature, OfdVerdict, Verification};
 
@@ -578,6 +582,8 @@ pub struct Registry {
     uses: Uses,
     verification: Verification,
     trail: Trail,
+    tsa: Tsa,
+    status: SealStatus,
 }
 
 impl std::fmt::Debug for Registry {
@@ -641,6 +647,8 @@ impl Registry {
             uses: Uses::new(ledger.clone(), directory.clone()),
             verification: Verification::new(ledger.clone(), pki.clone()),
             trail: Trail::new(ledger.clone()),
+            tsa: Tsa::new(ledger.clone(), pki.clone(), TsaSettings::default()),
+            status: SealStatus::new(ledger.clone(), pki.clone(), StatusSettings::default()),
             ledger,
             directory,
             pki,
@@ -687,6 +695,23 @@ impl Registry {
     /// The audit trail for auditors and the backup for the system administrator.
     pub fn trail(&self) -> &Trail {
         &self.trail
+    }
+
+    /// The registry with the time-stamp authority's and the status service's settings.
+    pub fn with_time(mut self, tsa: TsaSettings, status: StatusSettings) -> Self {
+        self.tsa = Tsa::new(self.ledger.clone(), self.pki.clone(), tsa);
+        self.status = SealStatus::new(self.ledger.clone(), self.pki.clone(), status);
+        self
+    }
+
+    /// The time-stamp authority.
+    pub fn tsa(&self) -> &Tsa {
+        &self.tsa
+    }
+
+    /// The seal-status service.
+    pub fn status(&self) -> &SealStatus {
+        &self.status
     }
 
     /// The settings.

@@ -1,6 +1,7 @@
-//! The appliance's own PKI in the token: the issuing CA (it certifies seal keys and the seal maker)
-//! and the seal maker (制章者, it signs each `SESeal`). It takes neutral inputs (a subject, a public
-//! key, a seal template), not seals.
+//! The appliance's own PKI in the token: the issuing CA (it certifies seal keys and the seal maker),
+//! the seal maker (制章者, it signs each `SESeal`), the time-stamp authority and the seal-status
+//! responder (each an end-entity key for that one purpose, certified by the issuing CA). It takes
+//! neutral inputs (a subject, a public key, a seal template), not seals.
 
 use super::*;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ impl Pki {
             return Ok(ca);
         }
         let alg = if self.ledger.pool.profile().sm2.is_some() { KeyAlg::Sm2 } else { KeyAlg::P256 };
-        self.create_appliance_key("issuing-ca", "ca.create", alg, common_name, valid_days, None)
+        self.create_appliance_key("issuing-ca", "ca.create", alg, common_name, valid_days, None, None)
     }
 
     /// The seal-maker key, if set up.
@@ -46,11 +47,69 @@ impl Pki {
             return Ok(m);
         }
         let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
-        self.create_appliance_key("seal-maker", "maker.create", ca.alg, common_name, valid_days, Some(&ca))
+        self.create_appliance_key("seal-maker", "maker.create", ca.alg, common_name, valid_days, Some(&ca), None)
+    }
+
+    /// The time-stamp authority's key, if set up.
+    pub fn tsa(&self) -> Result<Option<ApplianceKey>, SealError> {
+        Ok(self.ledger.store.get::<ApplianceKey>(tree::KEYS, "tsa")?)
+    }
+
+    /// Sets up the time-stamp authority: a key of `alg` (SM2, or P-256 for clients that verify
+    /// with OpenSSL's `ts`) generated in the token, with a certificate from the issuing CA whose
+    /// only purpose is `timeStamping` (critical, RFC 3161 §2.3). Does nothing when one exists.
+    pub fn ensure_tsa(&self, alg: KeyAlg, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
+        let _g = self.ledger.admin_lock();
+        if let Some(k) = self.tsa()? {
+            return Ok(k);
+        }
+        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
+        let purpose = Some(crate::formats::oid::KP_TIME_STAMPING);
+        self.create_appliance_key("tsa", "tsa.create", alg, common_name, valid_days, Some(&ca), purpose)
+    }
+
+    /// The seal-status responder's key, if set up.
+    pub fn status_responder(&self) -> Result<Option<ApplianceKey>, SealError> {
+        Ok(self.ledger.store.get::<ApplianceKey>(tree::KEYS, "status-responder")?)
+    }
+
+    /// Sets up the seal-status responder: a key generated in the token (the issuing CA's
+    /// algorithm), certified by the issuing CA for signing status answers only (`OCSPSigning`,
+    /// critical). Does nothing when one exists.
+    pub fn ensure_status_responder(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
+        let _g = self.ledger.admin_lock();
+        if let Some(k) = self.status_responder()? {
+            return Ok(k);
+        }
+        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
+        let purpose = Some(crate::formats::oid::KP_OCSP_SIGNING);
+        self.create_appliance_key(
+            "status-responder",
+            "status.create",
+            ca.alg,
+            common_name,
+            valid_days,
+            Some(&ca),
+            purpose,
+        )
+    }
+
+    /// Makes the TSA key (of `tsa.alg`, else the issuing CA's algorithm) and the status
+    /// responder where they are missing, once the issuing CA exists; returns them then.
+    pub fn ensure_time_keys(
+        &self,
+        tsa: &super::TsaSettings,
+    ) -> Result<Option<(ApplianceKey, ApplianceKey)>, SealError> {
+        let Some(ca) = self.issuing_ca()? else { return Ok(None) };
+        let t = self.ensure_tsa(tsa.alg.unwrap_or(ca.alg), "seald time-stamp authority", 1825)?;
+        let s = self.ensure_status_responder("seald seal-status responder", 1825)?;
+        Ok(Some((t, s)))
     }
 
     /// Generates the appliance key `name` in the token, certifies it (self-signed as a CA when
-    /// `issuer` is none, else by the issuing CA `issuer`), journals `action` and stores it.
+    /// `issuer` is none, else by the issuing CA `issuer`, for `purpose` only when given), journals
+    /// `action` and stores it.
+    #[allow(clippy::too_many_arguments)]
     fn create_appliance_key(
         &self,
         name: &str,
@@ -59,6 +118,7 @@ impl Pki {
         common_name: &str,
         valid_days: u32,
         issuer: Option<&ApplianceKey>,
+        purpose: Option<&'static str>,
     ) -> Result<ApplianceKey, SealError> {
         let bad_cert = |e: crate::formats::x509::X509Error| SealError::Certificate(e.to_string());
         let key = self.ledger.pool.generate(alg, &format!("seald-{name}"))?;
@@ -78,6 +138,7 @@ impl Pki {
             not_before: now - std::time::Duration::from_secs(3600),
             not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
             ca: issuer.is_none(),
+            purpose,
         };
         let cert = crate::formats::x509::issue(&template, issuer_cert.as_ref(), &signer)
             .map_err(|e| super::signing_failed(&signer, e))?;
@@ -124,6 +185,7 @@ impl Pki {
             not_before: now - std::time::Duration::from_secs(60),
             not_after: now + std::time::Duration::from_secs(u64::from(valid_days) * 86400),
             ca: false,
+            purpose: None,
         };
         crate::formats::x509::issue(&template, Some(&ca_cert), &signer).map_err(|e| super::signing_failed(&signer, e))
     }

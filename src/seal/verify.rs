@@ -143,14 +143,16 @@ impl Verification {
         judge(match ses::SesSignature::parse(bytes) {
             Err(e) => ses::unreadable(&e),
             Ok(sig) => {
-                let at = sig.time_info.map(|t| t.at).unwrap_or_else(std::time::SystemTime::now);
-                let at_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
                 let trust = self.trust(base);
+                let lookup = |es_id: &str, at: std::time::SystemTime| {
+                    let at_ms = at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                    self.registry_state(es_id, at_ms)
+                };
                 let opts = ses::VerifyOptions {
                     trust: Some(&trust),
                     have_crls: trust.has_crls(),
                     document_sm3,
-                    registry_state: self.registry_state(&sig.seal.info.es_id, at_ms),
+                    registry: Some(&lookup),
                     ..Default::default()
                 };
                 ses::verify_signature(&sig, &opts)

@@ -23,6 +23,7 @@ mod ses;
 mod usage;
 
 pub use ofd::{OfdRequest, SealedOfd, MAX_DOCUMENT_NAME};
+pub use ses::SealUse;
 pub use usage::Product;
 
 use crate::audit::Journal;
@@ -141,6 +142,9 @@ pub enum SignError {
     /// Something that cannot fail did, after the token signed: nothing is answered or recorded.
     #[error("{0}")]
     Internal(String),
+    /// A time-stamp was asked for and could not be had: nothing is answered or recorded.
+    #[error("time-stamp: {0}")]
+    TimeStamp(String),
 }
 
 impl SignError {
@@ -157,6 +161,7 @@ impl SignError {
             SignError::Seal(e) => e.code(),
             SignError::Ofd(e) => e.code(),
             SignError::Internal(_) => "internal",
+            SignError::TimeStamp(_) => "timestamp_unavailable",
         }
     }
 }

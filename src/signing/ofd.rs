@@ -24,6 +24,8 @@ pub struct OfdRequest<'a> {
     pub name: Option<&'a str>,
     /// The approval ticket, where the seal's policy needs one.
     pub ticket: Option<&'a str>,
+    /// Put a time-stamp over the signature value into the `SES_Signature`.
+    pub timestamp: bool,
 }
 
 /// A sealed document.
@@ -65,7 +67,7 @@ impl Signing {
         let hash = prepared.data_hash();
         let tbs =
             SealTbs { seal: &seal_der, at: now, hash: &hash, property_info: &prepared.property_info, ext_datas: &[] };
-        let der = self.ses_signature(key, &tbs)?;
+        let der = self.ses_signature(key, &tbs, req.timestamp.then_some(p))?;
         // Checked on the host as a verifier will: the signer's and the maker's signatures, and the
         // data hash over the Signature.xml that goes into the package.
         let check = ses::SesSignature::parse(&der)

@@ -26,11 +26,26 @@ pub(super) struct SealTbs<'a> {
     pub ext_datas: &'a [ses::ExtData],
 }
 
+/// How a seal is used besides what it signs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SealUse<'a> {
+    /// The approval ticket, where the seal's policy needs one.
+    pub ticket: Option<&'a str>,
+    /// Put a time-stamp over the signature value into `timeStamp` (GB/T 38540 §7.1.6).
+    pub timestamp: bool,
+}
+
 impl Signing {
     /// The `SES_Signature` over `tbs` with the held seal's key version: `TBS_Sign` built, signed in
-    /// the token (which verifies on the host), and wrapped with the key version's certificate. The
-    /// one way both seal products (`sign-ses`, `seal-ofd`) sign.
-    pub(super) fn ses_signature(&self, key: &crate::seal::SealKeyRef, tbs: &SealTbs<'_>) -> Result<Vec<u8>, SignError> {
+    /// the token (which verifies on the host), and wrapped with the key version's certificate and,
+    /// when `stamp_for` names the requester, a time-stamp token over the signature value. The one
+    /// way both seal products (`sign-ses`, `seal-ofd`) sign.
+    pub(super) fn ses_signature(
+        &self,
+        key: &crate::seal::SealKeyRef,
+        tbs: &SealTbs<'_>,
+        stamp_for: Option<&Principal>,
+    ) -> Result<Vec<u8>, SignError> {
         let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
         let tbs = ses::build_tbs_sign(tbs.seal, tbs.at, tbs.hash, tbs.property_info, tbs.ext_datas)
             .map_err(|e| SignError::BadInput(e.to_string()))?;
@@ -38,8 +53,30 @@ impl Signing {
             .pool
             .sign(&key.key_id, SignInput::Message { data: &tbs, user_id: None })
             .map_err(crate::seal::SealError::Token)?;
-        ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der)
+        let token = stamp_for.map(|p| self.time_stamp(p, &sig.der)).transpose()?;
+        ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der, token.as_deref())
             .map_err(|e| SignError::BadInput(e.to_string()))
+    }
+
+    /// A time-stamp token over a signature value (an SM3 imprint), from the appliance's own TSA or
+    /// from `[tsa] external_url`. An outside token is verified here, as a verifier of the seal will
+    /// (imprint, signature, TSA certificate and its path to the trusted anchors), before it is used.
+    pub(super) fn time_stamp(&self, p: &Principal, value: &[u8]) -> Result<Vec<u8>, SignError> {
+        use crate::formats::{oid::SM3, tsp};
+        let imprint = crate::crypto::sm3(value);
+        let tsa = self.registry.tsa();
+        let Some(url) = &tsa.settings().external_url else {
+            return tsa.stamp(p, SM3, &imprint).map_err(|r| SignError::TimeStamp(r.to_string()));
+        };
+        let timeout = std::time::Duration::from_millis(tsa.settings().external_timeout_ms);
+        let token = crate::seal::external_stamp(url, SM3, &imprint, timeout).map_err(SignError::TimeStamp)?;
+        let trust = self.registry.verification().trust(&self.trust);
+        let opts = ses::VerifyOptions { trust: Some(&trust), have_crls: trust.has_crls(), ..Default::default() };
+        let check = tsp::verify_token(&token, value, &opts);
+        if !check.ok {
+            return Err(SignError::TimeStamp(format!("the token from {url} does not verify: {}", check.detail)));
+        }
+        Ok(token)
     }
 
     /// Seals a document: a v4 `TBS_Sign` over the seal's current `SESeal`, `data_hash` (SM3 of the
@@ -52,7 +89,7 @@ impl Signing {
         data_hash: &[u8],
         property_info: &str,
         ext_datas: &[ses::ExtData],
-        ticket: Option<&str>,
+        how: SealUse<'_>,
     ) -> Result<SealSigned, SignError> {
         // Check the input before the seal is held.
         if ext_datas.len() > MAX_EXT_DATAS || ext_datas.iter().any(|e| e.value.len() > MAX_EXT_DATA) {
@@ -67,12 +104,12 @@ impl Signing {
             return Err(SignError::BadInput("property_info must be 1 to 1024 ASCII characters (IA5String)".into()));
         }
         // Hold the seal and pass the gate: the digest is the data hash.
-        let permit = self.registry.uses().hold_seal(seal)?.authorize_use(p, &hash, ticket)?;
+        let permit = self.registry.uses().hold_seal(seal)?.authorize_use(p, &hash, how.ticket)?;
         // Build TBS_Sign over this key version's SESeal and sign it in the token (verified on the host).
         let key = permit.key();
         let seal_der = permit.ses().ok_or(crate::seal::SealError::NoSealMaker)?;
         let tbs = SealTbs { seal: &seal_der, at: std::time::SystemTime::now(), hash: &hash, property_info, ext_datas };
-        let der = self.ses_signature(key, &tbs)?;
+        let der = self.ses_signature(key, &tbs, how.timestamp.then_some(p))?;
         // Record durably, answer.
         let record = usage::record(p, Subject::Seal(key), Product::Ses { property_info }, "ok", Some(&hash));
         let receipt = permit.record(record)?;

@@ -59,7 +59,8 @@ fn at(page: u32, x: f64, y: f64) -> Placement {
 }
 
 fn seal_ofd(w: &World, seal: &str, doc: &[u8], placement: Placement) -> Result<seald::signing::SealedOfd, SignError> {
-    let req = OfdRequest { document: doc, placement, name: Some("电子回单 2026-001"), ticket: None };
+    let req =
+        OfdRequest { document: doc, placement, name: Some("电子回单 2026-001"), ticket: None, timestamp: false };
     w.signing.seal_ofd(&w.app_a, seal, req)
 }
 
@@ -408,7 +409,7 @@ fn a_ticket_names_the_incoming_document() {
     let t = TicketRequest { app: "app-a".into(), digest, valid_s: None };
     let ticket = w.registry.uses().issue_ticket(&w.admin_a, &seal, t).unwrap().id;
     let use_with = |d: &[u8], ticket: Option<&str>| {
-        let req = OfdRequest { document: d, placement: at(1, 10.0, 10.0), name: None, ticket };
+        let req = OfdRequest { document: d, placement: at(1, 10.0, 10.0), name: None, ticket, timestamp: false };
         w.signing.seal_ofd(&w.app_a, &seal, req)
     };
     assert_eq!(use_with(&doc, None).unwrap_err().code(), "ticket_required");

@@ -728,19 +728,16 @@ fn verify_one(
     let mut report = if kind == "Seal" {
         match ses::SesSignature::parse(&value) {
             Ok(sig) => {
-                let at = sig.time_info.map(|t| t.at).unwrap_or_else(std::time::SystemTime::now);
-                let registry_state = match opts.registry {
-                    Some(lookup) => lookup(&sig.seal.info.es_id, at),
-                    None => opts.registry_state.clone(),
-                };
+                // The registry is asked inside, at the time the signature is judged at (its
+                // time-stamp's, else its timeInfo).
                 let o = VerifyOptions {
                     trust: opts.trust,
                     have_crls: opts.have_crls,
                     require_trust: opts.require_trust,
                     at: opts.at,
                     document_sm3: Some(crate::crypto::sm3(&xml)),
-                    registry_state,
-                    registry: None,
+                    registry_state: opts.registry_state.clone(),
+                    registry: opts.registry,
                 };
                 let mut r = ses::verify_signature(&sig, &o);
                 if let Some(s) = r.steps.iter_mut().find(|s| s.step == "data_hash") {

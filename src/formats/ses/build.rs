@@ -38,11 +38,15 @@ pub(crate) fn der_int(v: i64) -> Vec<u8> {
 }
 
 pub(crate) fn der_oid(oid: &str) -> Result<Vec<u8>, SesError> {
+    // Arcs beyond 32 bits overflow the parser underneath: refused here first.
+    if !oid.split('.').all(|a| a.parse::<u32>().is_ok()) {
+        return Err(bad(format!("OID {oid}: an arc is not a number below 2^32")));
+    }
     let o = der::asn1::ObjectIdentifier::new(oid).map_err(|e| bad(format!("OID {oid}: {e}")))?;
     Ok(der_tlv(0x06, o.as_bytes()))
 }
 
-pub(super) fn der_ia5(s: &str) -> Result<Vec<u8>, SesError> {
+pub(crate) fn der_ia5(s: &str) -> Result<Vec<u8>, SesError> {
     if !s.is_ascii() {
         return Err(bad(format!("'{s}' is not IA5 (ASCII)")));
     }
@@ -62,7 +66,7 @@ pub(super) fn der_time(t: SystemTime) -> Vec<u8> {
     der_tlv(0x18, generalized_time_text(t).as_bytes())
 }
 
-pub(super) fn der_bits(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn der_bits(bytes: &[u8]) -> Vec<u8> {
     let mut c = vec![0u8];
     c.extend_from_slice(bytes);
     der_tlv(0x03, &c)
@@ -121,7 +125,16 @@ pub fn build_tbs_sign(
     Ok(seq(&parts))
 }
 
-/// A v4 `SES_Signature` from its signed `TBS_Sign`, the signer certificate and its DER signature.
-pub fn build_signature(tbs: &[u8], signer_cert: &[u8], sign_alg: &str, signature: &[u8]) -> Result<Vec<u8>, SesError> {
-    Ok(seq(&[tbs, &der_tlv(0x04, signer_cert), &der_oid(sign_alg)?, &der_bits(signature)]))
+/// A v4 `SES_Signature` from its signed `TBS_Sign`, the signer certificate, its DER signature and,
+/// when given, a time-stamp token over the signature value: `timeStamp [0]` EXPLICIT around the
+/// BIT STRING (STANDARDS.md §1.1; the parser accepts both forms).
+pub fn build_signature(
+    tbs: &[u8],
+    signer_cert: &[u8],
+    sign_alg: &str,
+    signature: &[u8],
+    timestamp: Option<&[u8]>,
+) -> Result<Vec<u8>, SesError> {
+    let stamp = timestamp.map(|t| der_tlv(0xa0, &der_bits(t))).unwrap_or_default();
+    Ok(seq(&[tbs, &der_tlv(0x04, signer_cert), &der_oid(sign_alg)?, &der_bits(signature), &stamp]))
 }

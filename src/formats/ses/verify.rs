@@ -291,7 +291,30 @@ pub fn verify_signature(sig: &SesSignature, opts: &VerifyOptions<'_>) -> Report 
             "the signer certificate is not in the seal's certList".to_string()
         },
     );
-    let at = sig.time_info.map(|t| t.at);
+    // GB/T 38540 §7.3 h): a time-stamp over the signature value, verified; when it holds, the seal
+    // and the certificates are judged at its time, else at timeInfo (the signer's own claim).
+    let stamp = sig.timestamp.as_ref().map(|t| crate::formats::tsp::verify_token(t, &sig.signature, opts));
+    let stamped_at = stamp.as_ref().filter(|s| s.ok).and_then(|s| s.time);
+    let claimed = sig.time_info.map(|t| t.at);
+    let at = stamped_at.or(claimed);
+    let by = if stamped_at.is_some() { "by its time-stamp" } else { "by timeInfo" };
+    match (&stamp, stamped_at, claimed) {
+        (None, ..) => step(&mut steps, "timestamp", None, "no time-stamp"),
+        (Some(s), None, _) => step(&mut steps, "timestamp", Some(false), s.detail.clone()),
+        // timeInfo may not be later than the time-stamp (whole seconds, plus its accuracy).
+        (Some(s), Some(t), Some(c)) if c > t + std::time::Duration::from_secs(1) => step(
+            &mut steps,
+            "timestamp",
+            Some(false),
+            format!("timeInfo {} is later than the time-stamp's {}; {}", fmt_time(c), fmt_time(t), s.detail),
+        ),
+        (Some(s), Some(_), _) => step(
+            &mut steps,
+            "timestamp",
+            Some(true),
+            format!("{}; the seal and the certificates are judged at its time", s.detail),
+        ),
+    }
     maker_steps(&mut steps, seal, at.unwrap_or_else(SystemTime::now), &mut warnings);
     match at {
         Some(at) => {
@@ -300,7 +323,7 @@ pub fn verify_signature(sig: &SesSignature, opts: &VerifyOptions<'_>) -> Report 
                 &mut steps,
                 "seal_validity",
                 Some(at >= from && at <= to),
-                format!("valid {} to {}; signed at {}", fmt_time(from), fmt_time(to), fmt_time(at)),
+                format!("valid {} to {}; signed at {} ({by})", fmt_time(from), fmt_time(to), fmt_time(at)),
             );
             let (ok, detail) = cert_validity_at(&sig.signer_cert, at);
             step(&mut steps, "signer_certificate", Some(ok), detail);
@@ -328,15 +351,6 @@ pub fn verify_signature(sig: &SesSignature, opts: &VerifyOptions<'_>) -> Report 
             step(&mut steps, "data_hash", None, format!("no document given; dataHash {}", hex::encode(&sig.data_hash)))
         }
     }
-    match &sig.timestamp {
-        None => step(&mut steps, "timestamp", None, "no time-stamp"),
-        Some(t) => step(
-            &mut steps,
-            "timestamp",
-            None,
-            format!("a {}-byte time-stamp token is present; GB/T 20520 tokens are not verified yet", t.len()),
-        ),
-    }
     let at = at.unwrap_or_else(SystemTime::now);
     trust_steps(
         &mut steps,
@@ -345,7 +359,13 @@ pub fn verify_signature(sig: &SesSignature, opts: &VerifyOptions<'_>) -> Report 
         at,
         opts,
     );
-    registry_step(&mut steps, opts);
+    match opts.registry {
+        Some(lookup) => {
+            let state = lookup(&seal.info.es_id, at);
+            registry_step(&mut steps, &VerifyOptions { registry_state: state, ..Default::default() });
+        }
+        None => registry_step(&mut steps, opts),
+    }
     finish(steps, warnings, opts.require_trust)
 }
 
