@@ -53,6 +53,13 @@ fn restored_cfg_stale(dir: &Path, cfg: &Path) -> PathBuf {
     path
 }
 
+/// Now, RFC 3339 to the millisecond.
+fn now_rfc3339() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
 fn ok(r: Run, what: &str) -> String {
     assert_eq!(r.status, 0, "{what}: {}{}", r.stdout, r.stderr);
     r.stdout
@@ -86,7 +93,8 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
         "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\npool_size = 4\n\n\
          [server]\nlisten = \"127.0.0.1:0\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n\n\
          [store]\ndir = \"{d}/store\"\n\n[audit]\ndir = \"{d}/journal\"\n# made by seald init\nkey = \"00\"\n\n\
-         [verify]\ntrust_anchors = \"{d}/pinned.pem\"\n",
+         [verify]\ntrust_anchors = \"{d}/pinned.pem\"\n\n\
+         # CI machines run no time daemon: the clock is taken as it is.\n[tsa]\nclock = \"trusted\"\n",
         token.module.display(),
         token.label,
         token.pin_file.display(),
@@ -351,11 +359,27 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let receipt = receipt.to_str().unwrap();
     let sealed_ofd = dir.join("receipt.sealed.ofd");
     let sealed_path = sealed_ofd.to_str().unwrap();
-    let args =
-        ["seal-ofd", "--seal", &id, "--page", "1", "--x", "20", "--y", "30", "--final", "-o", sealed_path, receipt];
+    let args = [
+        "seal-ofd",
+        "--seal",
+        &id,
+        "--page",
+        "1",
+        "--x",
+        "20",
+        "--y",
+        "30",
+        "--final",
+        "--timestamp",
+        "-o",
+        sealed_path,
+        receipt,
+    ];
     ok(ctl("app", &args), "seal-ofd");
     let v = json(ctl("app", &["verify-ofd", sealed_path, "--json"]), "verify-ofd");
     assert_eq!((v["verdict"].as_str(), v["signatures"][1]["verdict"].as_str()), (Some("valid"), Some("valid")), "{v}");
+    let stamp = v["signatures"][1]["steps"].as_array().unwrap().iter().find(|s| s["step"] == "timestamp").unwrap();
+    assert_eq!(stamp["ok"], true, "the seal carries a time-stamp that verifies: {stamp}");
     assert_eq!(v["signatures"][1]["final"], true);
     let registry =
         v["signatures"][1]["steps"].as_array().unwrap().iter().find(|s| s["step"] == "registry_state").unwrap();
@@ -501,12 +525,75 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert!(pending["refused"].as_bool().unwrap());
 
     // Freeze stops use with a clear code; unfreeze restores it.
+    let before_freeze = now_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     ok(ctl("issuer", &["seal", "freeze", &id, "--reason", "印章保管人变更"]), "freeze");
+    let during_freeze = now_rfc3339();
     let frozen = ctl("app", &["sign", "--seal", &id, "--file", doc.to_str().unwrap()]);
     assert_eq!(frozen.status, 1);
     assert!(frozen.stderr.contains("seal_frozen"), "{}", frozen.stderr);
     ok(ctl("issuer", &["seal", "unfreeze", &id]), "unfreeze");
     ok(ctl("app", &["sign", "--seal", &id, "--file", doc.to_str().unwrap()]), "sign after unfreeze");
+    let after_unfreeze = now_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    // The status service (电子印章状态查询): active before the freeze, frozen inside it, active
+    // after; each answer signed by the status responder and verified here against the issuing CA.
+    let ca_arg = issuing_pem.to_str().unwrap();
+    for (at, state) in [(&before_freeze, "active"), (&during_freeze, "frozen"), (&after_unfreeze, "active")] {
+        let v = json(ctl("auditor", &["seal-status", "--json", &id, "--at", at, "--ca-cert", ca_arg]), "seal-status");
+        assert_eq!((v["state"].as_str(), v["verified"].as_bool()), (Some(state), Some(true)), "at {at}: {v}");
+    }
+    let answer = dir.join("status.der");
+    let text = ok(
+        ctl("app", &["seal-status", &id, "--at", &during_freeze, "--ca-cert", ca_arg, "-o", answer.to_str().unwrap()]),
+        "seal-status table",
+    );
+    assert!(text.contains("was frozen at") && text.contains("reason: 印章保管人变更"), "{text}");
+    let offline =
+        ["seal-status", &id, "--at", &during_freeze, "--ca-cert", ca_arg, "--answer", answer.to_str().unwrap()];
+    assert_eq!(ctl("app", &offline).status, 0, "a saved answer verifies with no daemon");
+    let mut forged = std::fs::read(&answer).unwrap();
+    let at = forged.windows(id.len()).position(|w| w == id.as_bytes()).unwrap();
+    forged[at + id.len() - 1] ^= 0x01;
+    std::fs::write(&answer, forged).unwrap();
+    let r = ctl("app", &offline);
+    assert!(r.status == 1 && r.stderr.contains("status_not_verified"), "{}{}", r.stdout, r.stderr);
+    let r = ctl("app", &["seal-status", "9999999999999999", "--ca-cert", ca_arg]);
+    assert!(r.status == 1 && r.stderr.contains("unknown_seal"), "{}", r.stderr);
+
+    // The TSA through HTTP with OpenSSL's query and reader; a body of another type is a 415.
+    std::fs::write(dir.join("tsa-data.txt"), "关于启用电子印章的通知").unwrap();
+    let (done, out) = openssl(&[
+        "ts",
+        "-query",
+        "-data",
+        dir.join("tsa-data.txt").to_str().unwrap(),
+        "-sm3",
+        "-cert",
+        "-out",
+        dir.join("q.tsq").to_str().unwrap(),
+    ]);
+    assert!(done, "{out}");
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let curl = |content_type: &str, out: &str| {
+        Command::new("curl")
+            .args(["-s", "-o", out, "-w", "%{http_code}", "--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(["--cacert", dir.join("ca.pem").to_str().unwrap()])
+            .args(["--cert", dir.join("app.pem").to_str().unwrap(), "--key", dir.join("app.key").to_str().unwrap()])
+            .args(["-H", &format!("Content-Type: {content_type}"), "--data-binary"])
+            .arg(format!("@{}", dir.join("q.tsq").display()))
+            .arg(format!("https://localhost:{port}/v1/tsa"))
+            .output()
+            .unwrap()
+    };
+    let reply = dir.join("r.tsr");
+    let r = curl("application/timestamp-query", reply.to_str().unwrap());
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "200");
+    let (done, text) = openssl(&["ts", "-reply", "-in", reply.to_str().unwrap(), "-text"]);
+    assert!(done && text.contains("Status: Granted.") && text.contains("Hash Algorithm: sm3"), "{text}");
+    let r = curl("application/octet-stream", dir.join("415.json").to_str().unwrap());
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "415");
 
     // Change makes a new seal; the old one is revoked; the grant moves along.
     let changed = json(

@@ -31,6 +31,9 @@ pub struct SealOfdArgs {
     /// Protect the signature list too: no further seal can be added.
     #[arg(long = "final")]
     final_seal: bool,
+    /// Put a time-stamp over the signature value into the seal's signature.
+    #[arg(long)]
+    timestamp: bool,
     /// The approval ticket, where the seal's policy needs one.
     #[arg(long)]
     ticket: Option<String>,
@@ -63,6 +66,7 @@ pub fn seal(c: &Conn, a: SealOfdArgs) -> Result<(), Failure> {
         ("y", &Some(a.y.to_string())),
         ("riding", &flag(a.riding)),
         ("final", &flag(a.final_seal)),
+        ("timestamp", &flag(a.timestamp)),
         ("ticket", &a.ticket),
         ("name", &name),
     ]);
