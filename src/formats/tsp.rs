@@ -531,13 +531,18 @@ pub fn verify_token(token: &[u8], stamped: &[u8], opts: &VerifyOptions<'_>) -> T
         ..Default::default()
     };
     let report = cms::verify(token, None, &at);
-    let failed: Vec<&Step> = report.steps.iter().filter(|s| s.ok == Some(false)).collect();
+    let failed: Vec<&Step> = report.steps.iter().filter(|s| s.ok == Some(false) && s.step != "trust_chain").collect();
     if !failed.is_empty() {
         let why: Vec<String> = failed.iter().map(|s| format!("{}: {}", s.step, s.detail)).collect();
         return fail(Some(info.time), tsa, why.join("; "));
     }
     if report.steps.iter().any(|s| s.step == "trust_chain" && s.ok != Some(true)) {
-        return fail(Some(info.time), tsa, "the TSA certificate does not chain to a trust anchor".into());
+        let tsa_name = cert.subject_text();
+        return fail(
+            Some(info.time),
+            tsa,
+            format!("the TSA certificate ({tsa_name}) does not chain to a trust anchor"),
+        );
     }
     TokenCheck {
         ok: true,
@@ -550,5 +555,190 @@ pub fn verify_token(token: &[u8], stamped: &[u8], opts: &VerifyOptions<'_>) -> T
             info.accuracy_ms.map(|a| format!(", accuracy {a} ms")).unwrap_or_default()
         ),
         tsa,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A whole seal made here with software keys at chosen times: the time-stamp decides the time
+    //! a signature is judged at, and a certificate that expired after the stamp still verifies.
+    use super::*;
+    use crate::crypto::PublicKey;
+    use crate::formats::x509::{issue, CertTemplate, TrustStore};
+    use std::time::Duration;
+
+    struct Soft(p256::ecdsa::SigningKey, PublicKey);
+
+    impl Soft {
+        fn new(seed: u8) -> Self {
+            let k = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let point = k.verifying_key().to_encoded_point(false);
+            Soft(k.clone(), PublicKey::from_ec_point(KeyAlg::P256, point.as_bytes()).unwrap())
+        }
+    }
+
+    impl signature::Signer<crypto::DerSignature> for Soft {
+        fn try_sign(&self, message: &[u8]) -> Result<crypto::DerSignature, signature::Error> {
+            let sig: p256::ecdsa::Signature = signature::Signer::sign(&self.0, message);
+            Ok(crypto::DerSignature::new(sig.to_der().as_bytes().to_vec()))
+        }
+    }
+
+    impl signature::Keypair for Soft {
+        type VerifyingKey = PublicKey;
+        fn verifying_key(&self) -> PublicKey {
+            self.1.clone()
+        }
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    struct Pki {
+        now: SystemTime,
+        ca: Cert,
+        maker: (Cert, Soft),
+        signer: (Cert, Soft),
+        tsa: (Cert, Soft),
+    }
+
+    fn cert(
+        subject: &str,
+        key: &Soft,
+        valid: (SystemTime, SystemTime),
+        ca: Option<(&Cert, &Soft)>,
+        purpose: Option<&'static str>,
+    ) -> Cert {
+        let t = CertTemplate {
+            subject: vec![("CN", subject.to_string())],
+            public_key: &key.1,
+            not_before: valid.0,
+            not_after: valid.1,
+            ca: ca.is_none(),
+            purpose,
+        };
+        match ca {
+            Some((c, k)) => issue(&t, Some(c), k).unwrap(),
+            None => issue(&t, None, key).unwrap(),
+        }
+    }
+
+    /// A CA; a maker and a TSA valid around now; a signer whose certificate was valid for one day,
+    /// ten days ago.
+    fn pki() -> Pki {
+        let now = SystemTime::now();
+        let wide = (now - 30 * DAY, now + 30 * DAY);
+        let ca_key = Soft::new(1);
+        let ca = cert("CA", &ca_key, wide, None, None);
+        let (mk, sk, tk) = (Soft::new(2), Soft::new(3), Soft::new(4));
+        let maker = cert("maker", &mk, wide, Some((&ca, &ca_key)), None);
+        let signer = cert("signer", &sk, (now - 10 * DAY, now - 9 * DAY), Some((&ca, &ca_key)), None);
+        let tsa = cert("TSA", &tk, wide, Some((&ca, &ca_key)), Some(KP_TIME_STAMPING));
+        Pki { now, ca, maker: (maker, mk), signer: (signer, sk), tsa: (tsa, tk) }
+    }
+
+    /// A v4 `SES_Signature` claiming `time_info`, with a token of `stamp_at` when given.
+    fn signature(p: &Pki, time_info: SystemTime, stamp_at: Option<SystemTime>) -> ses::SesSignature {
+        let t = ses::SealTemplate {
+            vid: "test",
+            es_id: "1001",
+            seal_type: 1,
+            name: "测试章",
+            certs: vec![p.signer.0.der()],
+            create_date: p.now - 20 * DAY,
+            valid_start: p.now - 20 * DAY,
+            valid_end: p.now + 20 * DAY,
+            picture_type: "PNG",
+            picture: b"\x89PNG",
+            width_mm: 40,
+            height_mm: 40,
+        };
+        let info = ses::build_seal_info(&t).unwrap();
+        let maker_sig = signature::Signer::<crypto::DerSignature>::try_sign(&p.maker.1, &info).unwrap().into_vec();
+        let seal = ses::build_seal(&info, p.maker.0.der(), ECDSA_SHA256, &maker_sig).unwrap();
+        let tbs = ses::build_tbs_sign(&seal, time_info, &[7; 32], "/Doc_0/Signs/Sign_0/Signature.xml", &[]).unwrap();
+        let value = signature::Signer::<crypto::DerSignature>::try_sign(&p.signer.1, &tbs).unwrap().into_vec();
+        let token = stamp_at.map(|at| {
+            let request = Request {
+                hash_alg: SM3.into(),
+                hashed: crypto::sm3(&value).to_vec(),
+                policy: None,
+                nonce: None,
+                cert_req: true,
+            };
+            let s = Stamp {
+                request: &request,
+                policy: SEALD_TSA_POLICY,
+                serial: 1,
+                time: at,
+                accuracy_ms: 1000,
+                tsa_cert: &p.tsa.0,
+            };
+            token(&s, &p.tsa.1).unwrap()
+        });
+        let der = ses::build_signature(&tbs, p.signer.0.der(), ECDSA_SHA256, &value, token.as_deref()).unwrap();
+        ses::SesSignature::parse(&der).unwrap()
+    }
+
+    fn judged(p: &Pki, sig: &ses::SesSignature) -> ses::Report {
+        let trust = TrustStore::new(vec![p.ca.clone()], Vec::new());
+        ses::verify_signature(
+            sig,
+            &VerifyOptions { trust: Some(&trust), document_sm3: Some([7; 32]), ..Default::default() },
+        )
+    }
+
+    fn step(r: &ses::Report, name: &str) -> (Option<bool>, String) {
+        let s = r.steps.iter().find(|s| s.step == name).unwrap();
+        (s.ok, s.detail.clone())
+    }
+
+    #[test]
+    fn a_certificate_that_expired_after_the_stamp_still_verifies_and_the_stamp_decides_the_time() {
+        let p = pki();
+        let signed = p.now - 9 * DAY - DAY / 2;
+        // Stamped 30 s after signing; the signer's certificate ended 9 days ago.
+        let r = judged(&p, &signature(&p, signed, Some(signed + Duration::from_secs(30))));
+        assert!(r.valid, "{r:#?}");
+        assert_eq!(step(&r, "timestamp").0, Some(true));
+        assert!(step(&r, "seal_validity").1.contains("by its time-stamp"), "{r:#?}");
+        assert_eq!(step(&r, "signer_certificate").0, Some(true));
+        // The same without the stamp: judged at timeInfo (inside the certificate's day), and says so.
+        let r = judged(&p, &signature(&p, signed, None));
+        assert!(r.valid, "{r:#?}");
+        assert_eq!(step(&r, "timestamp").0, None);
+        assert!(step(&r, "seal_validity").1.contains("by timeInfo"), "{r:#?}");
+        // timeInfo claims a time before the certificate began; the stamp (inside its day) decides.
+        let early = p.now - 11 * DAY;
+        let r = judged(&p, &signature(&p, early, Some(signed)));
+        assert!(r.valid, "judged at the stamp: {r:#?}");
+        let r = judged(&p, &signature(&p, early, None));
+        assert!(!r.valid, "judged at timeInfo, before the certificate: {r:#?}");
+        assert_eq!(step(&r, "signer_certificate").0, Some(false));
+        // timeInfo later than the stamp: the signer's claim contradicts the TSA.
+        let r = judged(&p, &signature(&p, signed, Some(signed - Duration::from_secs(60))));
+        assert!(!r.valid);
+        assert!(step(&r, "timestamp").1.contains("later than the time-stamp"), "{r:#?}");
+        // A stamp from a TSA certificate that is not for time-stamping proves nothing.
+        let not_tsa = Pki { tsa: (p.maker.0.clone(), Soft::new(2)), ..pki() };
+        let r = judged(&not_tsa, &signature(&not_tsa, signed, Some(signed)));
+        assert_eq!(step(&r, "timestamp").0, Some(false), "{r:#?}");
+    }
+
+    #[test]
+    fn requests_are_read_strictly_and_responses_round_trip() {
+        let req = request(SM3, &[1; 32], 42).unwrap();
+        let r = parse_request(&req).unwrap();
+        assert_eq!((r.hash_alg.as_str(), r.hashed.len(), r.cert_req), (SM3, 32, true));
+        assert!(matches!(parse_request(&req[..req.len() - 1]), Err(Ok(_))), "cut short: not DER");
+        assert!(matches!(parse_request(&[req.clone(), vec![0]].concat()), Err(Ok(_))), "trailing bytes");
+        let big = vec![0u8; MAX_REQUEST + 1];
+        assert!(matches!(parse_request(&big), Err(Err(Rejected { fail: FailInfo::BadRequest, .. }))));
+        let refused = rejection(&Rejected::new(FailInfo::TimeNotAvailable, "no time"));
+        assert!(parse_response(&refused).unwrap_err().0.contains("no time"));
+        for bit in [FailInfo::BadAlg, FailInfo::SystemFailure] {
+            let der = rejection(&Rejected::new(bit, "x"));
+            let (outer, _) = tlv(&der).unwrap();
+            assert!(children(&outer).is_ok(), "{bit:?}");
+        }
     }
 }

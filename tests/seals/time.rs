@@ -273,3 +273,131 @@ fn a_seal_with_a_time_stamp_is_judged_at_its_time_and_one_without_at_timeinfo() 
     assert!(!judged.valid);
     assert_eq!(stamps_journalled(&w), 1, "one stamp, journalled");
 }
+
+/// An RFC 3161 server made of OpenSSL (`openssl ts -reply`) behind Python's HTTP server, with a
+/// P-256 TSA certificate from its own CA: a TSA seald did not write.
+struct OpensslTsa {
+    child: std::process::Child,
+    url: String,
+    ca_pem: String,
+}
+
+impl Drop for OpensslTsa {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl_tsa(dir: &std::path::Path) -> OpensslTsa {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key"]
+        .iter()
+        .chain(&["-out", "ca.pem", "-days", "30", "-subj", "/CN=OpenSSL TSA test CA"])
+        .chain(&["-addext", "basicConstraints=critical,CA:true", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .copied()
+        .collect::<Vec<_>>());
+    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tsa.key", "-out"]
+        .iter()
+        .chain(&["tsa.csr", "-subj", "/CN=OpenSSL TSA"])
+        .copied()
+        .collect::<Vec<_>>());
+    std::fs::write(dir.join("tsa.ext"), "extendedKeyUsage=critical,timeStamping\nkeyUsage=critical,digitalSignature\n")
+        .unwrap();
+    run(&["x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30"]
+        .iter()
+        .chain(&["-out", "tsa.pem", "-extfile", "tsa.ext"])
+        .copied()
+        .collect::<Vec<_>>());
+    std::fs::write(
+        dir.join("tsa.cnf"),
+        "[ tsa ]\ndefault_tsa = tsa1\n[ tsa1 ]\ndir = .\nserial = ./tsaserial\ncrypto_device = builtin\n\
+         signer_cert = ./tsa.pem\ncerts = ./tsa.pem\nsigner_key = ./tsa.key\nsigner_digest = sha256\n\
+         default_policy = 1.2.3.4.1\ndigests = sm3, sha256, sha384, sha512\naccuracy = secs:1\nordering = no\n\
+         tsa_name = yes\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("tsaserial"), "01\n").unwrap();
+    let server = r#"
+import http.server, subprocess, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        open('q.tsq', 'wb').write(body)
+        r = subprocess.run(['openssl', 'ts', '-reply', '-config', 'tsa.cnf', '-queryfile', 'q.tsq', '-out', 'r.tsr'], capture_output=True)
+        data = open('r.tsr', 'rb').read() if r.returncode == 0 else b''
+        self.send_response(200 if data else 500)
+        self.send_header('Content-Type', 'application/timestamp-reply')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", server])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the OpenSSL TSA");
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("the TSA server said '{line}'"));
+    OpensslTsa {
+        child,
+        url: format!("http://127.0.0.1:{port}/tsa"),
+        ca_pem: std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+    }
+}
+
+#[test]
+fn a_token_from_an_openssl_tsa_is_fetched_verified_and_judged_in_a_seal() {
+    let w = world();
+    let tsa = openssl_tsa(&w.scratch.join("openssl-tsa"));
+    let id = w.usable(Policy::default());
+    let hash = seald::crypto::sm3(b"<ofd:Signature/>");
+    let plain =
+        w.signing.sign_ses(&w.app_a, &id, &hash, "/Doc_0/Signs/Sign_0/Signature.xml", &[], Default::default()).unwrap();
+    let sig = ses::SesSignature::parse(&plain.der).unwrap();
+    let token = seald::seal::external_stamp(
+        &tsa.url,
+        SM3,
+        &seald::crypto::sm3(&sig.signature),
+        std::time::Duration::from_secs(10),
+    )
+    .expect("a token from the OpenSSL TSA");
+    let theirs = x509::Cert::parse(tsa.ca_pem.as_bytes()).unwrap();
+    let trust = x509::TrustStore::new(vec![theirs.clone()], Vec::new());
+    let check =
+        tsp::verify_token(&token, &sig.signature, &ses::VerifyOptions { trust: Some(&trust), ..Default::default() });
+    assert!(check.ok, "{}", check.detail);
+    assert!(check.detail.contains("OpenSSL TSA"), "{}", check.detail);
+
+    // In a seal: trusted through the configured anchors, the signature is judged at the stamp's time.
+    let stamped =
+        ses::build_signature(&sig.tbs, &sig.signer_cert, &sig.sign_alg, &sig.signature, Some(&token)).unwrap();
+    let judged = w.registry.verification().verify_ses(&stamped, Some(hash), &trust);
+    let t = judged.steps.iter().find(|s| s.step == "timestamp").unwrap();
+    assert_eq!(t.ok, Some(true), "{judged:#?}");
+    assert!(judged.valid, "{judged:#?}");
+    // Without their CA among the anchors, the stamp proves nothing: false, never null.
+    let judged = w.registry.verification().verify_ses(&stamped, Some(hash), &Default::default());
+    let t = judged.steps.iter().find(|s| s.step == "timestamp").unwrap();
+    assert_eq!(t.ok, Some(false), "{judged:#?}");
+    assert!(t.detail.contains("trust anchor"), "{}", t.detail);
+
+    // A TSA that does not answer in time is an error, not a hang.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let e = seald::seal::external_stamp(&url, SM3, &[0; 32], std::time::Duration::from_millis(300)).unwrap_err();
+    assert!(e.contains("did not answer"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
