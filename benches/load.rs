@@ -18,6 +18,11 @@
 //! Targets: daemon CPU per signed request <= 1.4x the raw token sign's CPU per signature; per verified
 //! request <= 1.25x the raw verify; throughput with 64 connections >= 60% of the raw rates; p99 <= 10 ms.
 //!
+//! `cargo bench --bench load -- time [CONNECTIONS] [SECONDS] [ROUNDS]` drives `GET
+//! /v1/seal-status/{id}?format=der` (signed answers) and `POST /v1/tsa` (RFC 3161 time-stamps) and
+//! reports each rate next to the raw token signature rate in the same round (target for the status
+//! service: at least 5x, which only pre-signed answers reach).
+//!
 //! `cargo bench --bench load -- ofd [ROUNDS]` seals a 1 MiB, 10-page OFD through
 //! `POST /v1/seals/{id}/seal-ofd` and verifies the sealed document through `POST /v1/verify/ofd`, on one
 //! keep-alive connection, and reports the daemon's CPU per document next to, in the same round, the
@@ -243,7 +248,21 @@ async fn connect(
     sender
 }
 
-async fn drive(dev: &Dev, conns: usize, secs: u64, body: Arc<Vec<u8>>, path: &'static str) -> Run {
+/// One request the load repeats.
+struct Call {
+    method: &'static str,
+    path: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Call {
+    fn post_json(path: &str, body: Vec<u8>) -> Arc<Call> {
+        Arc::new(Call { method: "POST", path: path.into(), content_type: "application/json", body })
+    }
+}
+
+async fn drive(dev: &Dev, conns: usize, secs: u64, call: Arc<Call>) -> Run {
     let cfg = app_tls(dev);
     let pid = dev.child.id().to_string();
     let cpu0 = cpu_seconds(&pid);
@@ -254,7 +273,7 @@ async fn drive(dev: &Dev, conns: usize, secs: u64, body: Arc<Vec<u8>>, path: &'s
     // many at a time, as a client pool would.
     let handshakes = Arc::new(tokio::sync::Semaphore::new(16));
     for _ in 0..conns {
-        let (cfg, body, handshakes) = (cfg.clone(), body.clone(), handshakes.clone());
+        let (cfg, call, handshakes) = (cfg.clone(), call.clone(), handshakes.clone());
         let port = dev.port;
         tasks.push(tokio::spawn(async move {
             // Held until the first answer: with TLS 1.3 the client is done before the server has
@@ -263,10 +282,12 @@ async fn drive(dev: &Dev, conns: usize, secs: u64, body: Arc<Vec<u8>>, path: &'s
             let mut sender = connect(cfg, port).await;
             let (mut lat, mut errors) = (Vec::new(), 0u64);
             while Instant::now() < until {
-                let req = hyper::Request::post(path)
+                let req = hyper::Request::builder()
+                    .method(call.method)
+                    .uri(call.path.as_str())
                     .header("host", "localhost")
-                    .header("content-type", "application/json")
-                    .body(Full::new(bytes::Bytes::from(body.as_ref().clone())))
+                    .header("content-type", call.content_type)
+                    .body(Full::new(bytes::Bytes::from(call.body.clone())))
                     .unwrap();
                 let t = Instant::now();
                 let answer = sender.send_request(req).await;
@@ -438,10 +459,84 @@ fn ofd_bench(rounds: usize) {
     );
 }
 
+/// `time`: signed seal-status answers and RFC 3161 time-stamps through the daemon, each next to the
+/// raw token signature rate measured just before and after it.
+fn time_bench(conns: usize, secs: u64, rounds: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = start_dev(tmp.path());
+    let signer = RawSigner::new(&dev);
+    let verifier = RawVerifier::new();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // An RFC 3161 request: an SM3 imprint, a nonce, certReq.
+    let query = seald::formats::tsp::request(seald::formats::oid::SM3, &crypto::sm3(b"load"), 1).unwrap();
+    let calls = [
+        (
+            "seal status (DER)",
+            Arc::new(Call {
+                method: "GET",
+                path: format!("/v1/seal-status/{}?format=der", dev.seal),
+                content_type: "application/json",
+                body: Vec::new(),
+            }),
+        ),
+        (
+            "time-stamp",
+            Arc::new(Call {
+                method: "POST",
+                path: "/v1/tsa".into(),
+                content_type: "application/timestamp-query",
+                body: query,
+            }),
+        ),
+    ];
+    println!("\nseald proofs of time: {conns} connections x {secs} s x {rounds} rounds, SM2 (softtoken)");
+    let mut ratios: Vec<Vec<f64>> = calls.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        for (k, (name, call)) in calls.iter().enumerate() {
+            let before = signer.measure(1000);
+            let r = rt.block_on(drive(&dev, conns, secs, call.clone()));
+            let after = signer.measure(1000);
+            let raw_rate = (before.1 + after.1) / 2.0;
+            let rate = r.requests as f64 / r.wall;
+            ratios[k].push(rate / raw_rate);
+            println!(
+                "round {round} {name:17}: {rate:7.0} answers/s ({:.2}x the raw token sign rate {raw_rate:.0}/s), \
+                 p50 {:.2} ms, p99 {:.2} ms, {:.1} µs daemon CPU/answer; errors {}",
+                rate / raw_rate,
+                r.p50.as_secs_f64() * 1e3,
+                r.p99.as_secs_f64() * 1e3,
+                r.daemon_cpu / r.requests.max(1) as f64 * 1e6,
+                r.errors
+            );
+            assert_eq!(r.errors, 0, "{name}: every answer is a 200");
+        }
+    }
+    let _ = verifier;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let mut it = ratios.into_iter();
+    println!(
+        "median: seal status {:.2}x the raw token sign rate (target >= 5x); time-stamps {:.2}x",
+        median(it.next().unwrap()),
+        median(it.next().unwrap())
+    );
+}
+
 fn main() {
     if std::env::args().skip(1).any(|a| a == "ofd") {
         let rounds = std::env::args().skip(1).filter_map(|a| a.parse().ok()).next().unwrap_or(3);
         return ofd_bench(rounds);
+    }
+    if std::env::args().skip(1).any(|a| a == "time") {
+        let nums: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+        let (conns, secs, rounds) = (
+            nums.first().copied().unwrap_or(64) as usize,
+            nums.get(1).copied().unwrap_or(5),
+            nums.get(2).copied().unwrap_or(3).max(1) as usize,
+        );
+        return time_bench(conns, secs, rounds);
     }
     // `cargo bench` passes --bench; the numbers, if given, are connections, seconds and rounds.
     let nums: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
@@ -485,7 +580,7 @@ fn main() {
     for round in 1..=rounds {
         for (k, (name, path, body, signs)) in phases.iter().enumerate() {
             let before = RawRates::measure(&signer, &verifier);
-            let r = rt.block_on(drive(&dev, conns, secs, Arc::new(body.clone()), path));
+            let r = rt.block_on(drive(&dev, conns, secs, Call::post_json(path, body.clone())));
             let raw = before.mean(&RawRates::measure(&signer, &verifier));
             let rate = r.requests as f64 / r.wall;
             let cpu = r.daemon_cpu / r.requests.max(1) as f64;

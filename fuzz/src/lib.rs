@@ -36,6 +36,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "ses", shape: Shape::Der, run: ses },
     Target { name: "cms", shape: Shape::Der, run: cms },
     Target { name: "x509", shape: Shape::Der, run: x509 },
+    Target { name: "tsp", shape: Shape::Der, run: tsp },
     Target { name: "ofd", shape: Shape::Zip, run: ofd },
     Target { name: "xml", shape: Shape::Xml, run: xml },
 ];
@@ -55,6 +56,20 @@ pub fn ses(data: &[u8]) {
 pub fn cms(data: &[u8]) {
     let _ = cms::parse(data);
     let _ = cms::verify(data, Some(b"content"), &Default::default());
+}
+
+/// RFC 3161 requests, responses and tokens (verified over some bytes), and signed seal-status
+/// answers (verified against no anchor).
+pub fn tsp(data: &[u8]) {
+    use seald::formats::{seal_status, tsp};
+    let _ = tsp::parse_request(data);
+    if let Ok(token) = tsp::parse_response(data) {
+        let _ = tsp::verify_token(&token, b"stamped", &Default::default());
+    }
+    let _ = tsp::verify_token(data, b"stamped", &Default::default());
+    let _ = tsp::parse_tst_info(data);
+    let _ = seal_status::parse_tbs(data);
+    let _ = seal_status::verify(data, &Default::default());
 }
 
 /// Certificates, CRLs and PKCS#10 requests, with what is read from them.
@@ -85,8 +100,13 @@ pub const OFD_LIMITS: ofd::Limits = ofd::Limits {
 pub fn ofd(data: &[u8]) {
     let _ = ofd::verify_within(data, &Default::default(), &OFD_LIMITS);
     if let Ok(doc) = ofd::Unsealed::open(data, OFD_LIMITS) {
-        let placement =
-            ofd::Placement { page: 1, x_mm: 1.0, y_mm: 1.0, riding: data.len() % 2 == 0, final_seal: data.len() % 3 == 0 };
+        let placement = ofd::Placement {
+            page: 1,
+            x_mm: 1.0,
+            y_mm: 1.0,
+            riding: data.len() % 2 == 0,
+            final_seal: data.len() % 3 == 0,
+        };
         if let Ok(prepared) = doc.prepare(&placement, b"seal", (10.0, 10.0), std::time::UNIX_EPOCH) {
             let _ = prepared.finish(b"signature");
         }

@@ -2,7 +2,7 @@
 //! built here with seald's own builders, so that every field is well formed before it is damaged.
 
 use seald::crypto::{DerSignature, KeyAlg, PublicKey};
-use seald::formats::{cms, ses, x509};
+use seald::formats::{cms, seal_status, ses, tsp, x509};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -61,6 +61,7 @@ struct Built {
     x509: Vec<Vec<u8>>,
     cms: Vec<Vec<u8>>,
     ses: Vec<Vec<u8>>,
+    tsp: Vec<Vec<u8>>,
 }
 
 fn built() -> Built {
@@ -97,16 +98,50 @@ fn built() -> Built {
     };
     let mut s = Vec::new();
     let sign = |m: &[u8]| signature::Signer::<DerSignature>::sign(&key, m).into_vec();
+    // Time-stamp requests, responses (granted and refused) and signed seal-status answers.
+    let mut ts = Vec::new();
+    ts.extend(tsp::request(seald::formats::oid::SM3, &[1; 32], 7).ok());
+    let request = tsp::Request {
+        hash_alg: seald::formats::oid::SHA256.into(),
+        hashed: vec![2; 32],
+        policy: None,
+        nonce: Some(vec![0x02, 0x01, 0x05]),
+        cert_req: true,
+    };
+    let stamp = tsp::Stamp {
+        request: &request,
+        policy: seald::formats::oid::SEALD_TSA_POLICY,
+        serial: 1,
+        time: now,
+        accuracy_ms: 1500,
+        tsa_cert: &cert,
+    };
+    let token = tsp::token(&stamp, &key).ok();
+    ts.extend(token.as_deref().map(tsp::granted));
+    ts.push(tsp::rejection(&tsp::Rejected::new(tsp::FailInfo::BadAlg, "SHA-1")));
+    let status = seal_status::StatusTbs {
+        es_id: "fuzz-1".into(),
+        state: 5,
+        since: now - Duration::from_secs(60),
+        until: Some(now),
+        reason: Some("冻结".into()),
+        produced_at: now,
+        next_update: None,
+    };
+    ts.extend(seal_status::tbs(&status).ok().and_then(|t| seal_status::sign(&t, &cert, &key).ok()));
     if let Ok(info) = ses::build_seal_info(&t) {
         if let Ok(seal) = ses::build_seal(&info, cert.der(), seald::formats::oid::ECDSA_SHA256, &sign(&info)) {
             let ext = [ses::ExtData { id: "1.2.156.10197.6.7.2.2.1".into(), critical: true, value: b"ext".to_vec() }];
             if let Ok(tbs) = ses::build_tbs_sign(&seal, now, &[0u8; 32], "/Doc_0/Signs/Sign_0/Signature.xml", &ext) {
-                s.extend(ses::build_signature(&tbs, cert.der(), seald::formats::oid::ECDSA_SHA256, &sign(&tbs), None).ok());
+                let value = sign(&tbs);
+                let alg = seald::formats::oid::ECDSA_SHA256;
+                s.extend(ses::build_signature(&tbs, cert.der(), alg, &value, None).ok());
+                s.extend(ses::build_signature(&tbs, cert.der(), alg, &value, token.as_deref()).ok());
             }
             s.push(seal);
         }
     }
-    Built { x509: x, cms: c, ses: s }
+    Built { x509: x, cms: c, ses: s, tsp: ts }
 }
 
 /// The XML files of a package as `xml` inputs: a selector byte (0 `OFD.xml`, 1 a signature list, 2 a
@@ -157,6 +192,7 @@ pub fn seeds(target: &str, samples: Option<&Path>) -> Vec<Vec<u8>> {
             v.extend(built().x509);
             v
         }
+        "tsp" => built().tsp,
         "ofd" => {
             let mut v = ofd_files();
             v.push(package);

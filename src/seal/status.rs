@@ -54,8 +54,8 @@ pub struct StatusAnswer {
 /// A signed answer.
 #[derive(Debug)]
 pub struct SignedStatus {
-    /// `SealStatusResponse` DER.
-    pub der: Vec<u8>,
+    /// `SealStatusResponse` DER (shared, not copied, by every answer that sends it).
+    pub der: bytes::Bytes,
     /// When it was produced, ms.
     pub produced_ms: u64,
 }
@@ -87,10 +87,16 @@ impl SealStatus {
         if at_ms > produced_ms + 5_000 {
             return Err(SealError::BadInput("`at` is in the future: the status of a seal is known up to now".into()));
         }
+        // The history alone is decoded (a seal's record also carries its images and SESeals).
+        #[derive(Deserialize)]
+        struct History {
+            #[serde(default)]
+            history: Vec<HistoryEntry>,
+        }
         let seal = self
             .ledger
             .store
-            .get::<Seal>(tree::SEALS, es_id)?
+            .get::<History>(tree::SEALS, es_id)?
             .ok_or_else(|| SealError::NotFound("unknown_seal", format!("no seal {es_id} was made here")))?;
         let i = seal.history.iter().rposition(|h| h.time_ms <= at_ms);
         let answer = match i {
@@ -141,7 +147,7 @@ impl SealStatus {
             next_update: answer.until_ms.is_none().then(|| at(answer.produced_ms + refresh_ms)),
         };
         let der = self.sign(&tbs)?;
-        let signed = Arc::new(SignedStatus { der, produced_ms: answer.produced_ms });
+        let signed = Arc::new(SignedStatus { der: der.into(), produced_ms: answer.produced_ms });
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MAX_CACHED {
             cache.clear();

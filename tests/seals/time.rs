@@ -210,7 +210,7 @@ fn the_status_service_answers_frozen_inside_the_freeze_and_its_signed_answers_ve
     assert!(Arc::ptr_eq(&a, &b));
 
     // A forged answer: one byte of what it says changed, or signed by a key the CA never certified.
-    let mut altered = a.der.clone();
+    let mut altered = a.der.to_vec();
     let at = altered.windows(id.len()).position(|win| win == id.as_bytes()).unwrap();
     altered[at] ^= 0x01;
     assert!(seal_status::verify(&altered, &trust).unwrap_err().contains("altered or forged"));

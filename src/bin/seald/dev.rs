@@ -193,7 +193,9 @@ pub fn run(dir: &Path, listen: &str) -> Result<(), Error> {
          [server]\nlisten = \"{listen}\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n\n\
          [store]\ndir = \"{d}/store\"\n\n\
          [audit]\ndir = \"{d}/journal\"\nkey = \"{}\"\n\n\
-         [[keys]]\nid = \"{}\"\nname = \"dev-sm2\"\n\n[[keys]]\nid = \"{}\"\nname = \"dev-p256\"\n",
+         [[keys]]\nid = \"{}\"\nname = \"dev-sm2\"\n\n[[keys]]\nid = \"{}\"\nname = \"dev-p256\"\n\n\
+         # A development machine's clock is taken as it is; an appliance asks the kernel (the default).\n\
+         [tsa]\nclock = \"trusted\"\n",
         module.display(),
         token_dir.display(),
         audit.id,
