@@ -61,7 +61,7 @@ pub fn run(config: &Path, pin_file: Option<&Path>) -> u8 {
         keys(&mut r, &cfg, pool);
     }
     state(&mut r, &cfg, pool.as_ref());
-    clock(&mut r);
+    clock(&mut r, cfg.tsa.clock);
     if r.failed {
         println!("not ready: fix each FAIL above, then run `seald check` again");
         1
@@ -333,15 +333,16 @@ fn state(r: &mut Report, cfg: &Config, pool: Option<&TokenPool>) {
     }
 }
 
-fn clock(r: &mut Report) {
-    let out = std::process::Command::new("timedatectl").args(["show", "-p", "NTPSynchronized", "--value"]).output();
-    match out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()) {
-        Ok(s) if s == "yes" => r.line(Verdict::Ok, "clock", "synchronised (NTP)"),
-        Ok(s) if s == "no" => r.line(
+/// The clock, as the TSA judges it (`[tsa] clock`): the kernel's synchronisation state, or trusted.
+fn clock(r: &mut Report, source: seald::clock::ClockSource) {
+    let c = seald::clock::state(source);
+    if c.synchronised {
+        r.line(Verdict::Ok, "clock", c.detail);
+    } else {
+        r.line(
             Verdict::Warn,
             "clock",
-            "not synchronised: signing times and seal validity depend on it; enable NTP (timedatectl set-ntp true)",
-        ),
-        _ => r.line(Verdict::Warn, "clock", "cannot tell whether it is synchronised (no timedatectl answer)"),
+            format!("{}; signing times depend on it, and the TSA stamps nothing until then", c.detail),
+        );
     }
 }

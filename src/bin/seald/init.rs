@@ -37,6 +37,12 @@ pub fn init_registry(
     let maker = registry.pki().ensure_seal_maker("seald seal maker", ca_days)?;
     let cert = seald::formats::x509::Cert::parse(maker.cert_pem.as_bytes())?;
     println!("seal maker: {} key {} in the token, certificate sha256 {}", maker.alg, maker.key_id, cert.fingerprint());
+    if let Some((tsa, status)) = registry.pki().ensure_time_keys(registry.tsa().settings())? {
+        for (what, k) in [("time-stamp authority", tsa), ("seal-status responder", status)] {
+            let cert = seald::formats::x509::Cert::parse(k.cert_pem.as_bytes())?;
+            println!("{what}: {} key {} in the token, certificate sha256 {}", k.alg, k.key_id, cert.fingerprint());
+        }
+    }
     let sysadmin = &accounts[0];
     Ok(Principal {
         account: sysadmin.name.clone(),
