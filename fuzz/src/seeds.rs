@@ -104,6 +104,7 @@ fn built() -> Built {
     let request = tsp::Request {
         hash_alg: seald::formats::oid::SHA256.into(),
         hashed: vec![2; 32],
+        imprint_der: None,
         policy: None,
         nonce: Some(vec![0x02, 0x01, 0x05]),
         cert_req: true,

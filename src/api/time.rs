@@ -29,6 +29,9 @@ pub(super) async fn tsa(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let media = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    // The body is read (within the limit) before any answer, so that the client reads its 415 on a
+    // connection that stays whole.
+    let der = body(app, req).await?;
     if media != "application/timestamp-query" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -36,7 +39,6 @@ pub(super) async fn tsa(
             format!("the body must be application/timestamp-query (RFC 3161), not '{media}'"),
         ));
     }
-    let der = body(app, req).await?;
     let registry = app.signing.registry().clone();
     let answer = blocking(move || registry.tsa().respond(&p, &der)).await?;
     match answer {

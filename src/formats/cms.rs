@@ -136,6 +136,35 @@ pub(crate) fn build_signed(
     Ok(seq(&[&der_oid(outer)?, &der_tlv(0xa0, &signed_data)]))
 }
 
+/// `bytes` (a SignedData) with `token` added to its first signer as the unsigned attribute
+/// `id-aa-timeStampToken` (RFC 3161 appendix A): a time-stamp over that signer's signature value.
+/// Every other byte is kept, so every signature still verifies.
+pub fn with_time_stamp(bytes: &[u8], token: &[u8]) -> Result<Vec<u8>, SesError> {
+    let (outer, _) = tlv(bytes)?;
+    let ci = children(&outer)?;
+    let (Some(kind), Some(explicit)) = (ci.first(), ci.get(1)) else { return Err(bad("not a ContentInfo")) };
+    let sd = children(children(explicit)?.first().ok_or_else(|| bad("empty [0]"))?)?;
+    let set = sd.last().filter(|t| t.tag == 0x31).ok_or_else(|| bad("no signerInfos"))?;
+    let signers = children(set)?;
+    let first = signers.first().ok_or_else(|| bad("no signers"))?;
+    let fields = children(first)?;
+    if fields.iter().any(|f| f.tag == 0xa1) {
+        return Err(bad("the signer has unsigned attributes already"));
+    }
+    let unsigned = der_tlv(0xa1, &attribute(ATTR_TIME_STAMP_TOKEN, token)?);
+    let mut signer: Vec<&[u8]> = fields.iter().map(|f| f.raw).collect();
+    signer.push(&unsigned);
+    let signer = seq(&signer);
+    let mut set_content = signer;
+    for other in &signers[1..] {
+        set_content.extend_from_slice(other.raw);
+    }
+    let new_set = der_tlv(0x31, &set_content);
+    let mut parts: Vec<&[u8]> = sd[..sd.len() - 1].iter().map(|t| t.raw).collect();
+    parts.push(&new_set);
+    Ok(seq(&[kind.raw, &der_tlv(0xa0, &seq(&parts))]))
+}
+
 /// A parsed SignedData: what verification needs, from the stored bytes.
 #[derive(Debug, Clone)]
 pub struct SignedData {
@@ -168,6 +197,9 @@ pub struct SignerInfo {
     pub message_digest: Option<Vec<u8>>,
     /// signingTime attribute.
     pub signing_time: Option<SystemTime>,
+    /// The ESS signingCertificate attribute's value, DER, and whether it is the v2 one (RFC 5035)
+    /// rather than v1 (RFC 2634, SHA-1): what a time-stamp token names as its TSA certificate.
+    pub signing_certificate: Option<(bool, Vec<u8>)>,
     /// What makes the signed attributes ambiguous: a contentType or messageDigest attribute repeated,
     /// without exactly one value, or of the wrong type (RFC 5652 §11). Each fails the signer.
     pub attribute_faults: Vec<String>,
@@ -175,6 +207,8 @@ pub struct SignerInfo {
     pub sig_alg: String,
     /// The signature as stored.
     pub signature: Vec<u8>,
+    /// A time-stamp token over the signature (unsigned attribute `id-aa-timeStampToken`), DER.
+    pub time_stamp: Option<Vec<u8>>,
 }
 
 /// An AlgorithmIdentifier's OID; parameters other than absent or NULL are a warning.
@@ -259,6 +293,7 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
         )?;
         let mut i = 3;
         let (mut signed_attrs, mut content_type, mut message_digest, mut signing_time) = (None, None, None, None);
+        let mut signing_certificate = None;
         let mut attribute_faults = Vec::new();
         if f.get(3).is_some_and(|t| t.tag == 0xa0) {
             let a = &f[3];
@@ -293,6 +328,10 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
                         signing_time = ses::read_time_pub(v, &mut w).ok();
                         continue;
                     }
+                    ATTR_SIGNING_CERTIFICATE_V2 | ATTR_SIGNING_CERTIFICATE => {
+                        signing_certificate = Some((id == ATTR_SIGNING_CERTIFICATE_V2, v.raw.to_vec()));
+                        continue;
+                    }
                     _ => continue,
                 };
                 if values.len() != 1 {
@@ -309,6 +348,18 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
         let alg = f.get(i).ok_or_else(|| bad("no signature algorithm"))?;
         let sig_alg = algorithm(alg, "signatureAlgorithm", &mut warnings)?;
         let signature = f.get(i + 1).ok_or_else(|| bad("no signature"))?.content.to_vec();
+        // unsignedAttrs [1]: a time-stamp token over the signature (RFC 3161 appendix A), if any.
+        let mut time_stamp = None;
+        if let Some(u) = f.get(i + 2).filter(|t| t.tag == 0xa1) {
+            for attr in children(u)? {
+                let parts = children(&attr)?;
+                let id = oid(parts.first().ok_or_else(|| bad("attribute type"))?, "attribute type")?;
+                if id == ATTR_TIME_STAMP_TOKEN {
+                    let values = children(parts.get(1).ok_or_else(|| bad("attribute values"))?)?;
+                    time_stamp = values.first().map(|v| v.raw.to_vec());
+                }
+            }
+        }
         signers.push(SignerInfo {
             issuer_serial,
             digest_alg,
@@ -316,9 +367,11 @@ pub fn parse(bytes: &[u8]) -> Result<SignedData, SesError> {
             content_type,
             message_digest,
             signing_time,
+            signing_certificate,
             attribute_faults,
             sig_alg,
             signature,
+            time_stamp,
         });
     }
     if signers.is_empty() {
@@ -483,7 +536,17 @@ pub fn verify(bytes: &[u8], detached: Option<&[u8]>, opts: &VerifyOptions<'_>) -
                 "no messageDigest attribute: the signature covers the content itself",
             ),
         }
-        let at = si.signing_time.or(opts.at).unwrap_or_else(SystemTime::now);
+        // A time-stamp over the signature, where one is (not inside a token itself): when it holds,
+        // the certificate is judged at its time.
+        let stamp = match &si.time_stamp {
+            Some(t) if sd.content_type != CT_TST_INFO => {
+                let check = super::tsp::verify_token(t, &si.signature, opts);
+                step(&mut steps, "timestamp", Some(check.ok), format!("signer {n}: {}", check.detail));
+                check.ok.then_some(check.time).flatten()
+            }
+            _ => None,
+        };
+        let at = stamp.or(si.signing_time).or(opts.at).unwrap_or_else(SystemTime::now);
         let (ok, detail) = ses::cert_validity_at(cert.der(), at);
         step(&mut steps, "signer_certificate", Some(ok), detail);
         let carried: Vec<Cert> = sd.certificates.iter().filter_map(|c| Cert::parse(c).ok()).collect();

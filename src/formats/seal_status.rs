@@ -15,7 +15,8 @@
 //!   state               ENUMERATED { applied(0), approved(1), rejected(2), made(3), active(4),
 //!                                    frozen(5), revoked(6), notYetApplied(7) },
 //!   since               GeneralizedTime,       -- the state held from this time ...
-//!   until           [0] GeneralizedTime OPTIONAL,  -- ... to this one; absent: still at producedAt
+//!   until           [0] GeneralizedTime OPTIONAL,  -- ... to this one; absent: still at producedAt,
+//!                                                  -- and the answer current until nextUpdate
 //!   reason          [1] UTF8String OPTIONAL,   -- the reason given for the change into it
 //!   producedAt          GeneralizedTime,
 //!   nextUpdate      [2] GeneralizedTime OPTIONAL } -- with no until: ask again after this
@@ -56,13 +57,16 @@ impl StatusTbs {
         STATES.get(self.state as usize).copied().unwrap_or("unknown")
     }
 
-    /// Whether the answer covers `at`: within [since, until), or, for a stretch still open, from
-    /// `since` to when it was produced.
+    /// Whether the answer covers `at`: within [since, until); for a stretch still open, from
+    /// `since` until `nextUpdate` (as an OCSP response stays current until its nextUpdate: the
+    /// registry said so at `producedAt`, and the next answer after a change says otherwise), or
+    /// until `producedAt` when no `nextUpdate` is given.
     pub fn covers(&self, at: SystemTime) -> bool {
         at >= self.since
-            && match self.until {
-                Some(u) => at < u,
-                None => at <= self.produced_at,
+            && match (self.until, self.next_update) {
+                (Some(u), _) => at < u,
+                (None, Some(n)) => at < n,
+                (None, None) => at <= self.produced_at,
             }
     }
 }

@@ -86,6 +86,8 @@ pub struct Request {
     pub hash_alg: String,
     /// `messageImprint.hashedMessage`.
     pub hashed: Vec<u8>,
+    /// `messageImprint` as sent, DER: the token echoes it byte for byte (RFC 3161 §2.4.2).
+    pub imprint_der: Option<Vec<u8>>,
     /// `reqPolicy`.
     pub policy: Option<String>,
     /// `nonce`, the INTEGER's DER as sent (echoed as it is).
@@ -184,7 +186,14 @@ pub fn parse_request(der: &[u8]) -> Result<Request, Result<NotDer, Rejected>> {
             }
             Some(_) => {}
         }
-        let mut req = Request { hash_alg, hashed: hashed.content.to_vec(), policy: None, nonce: None, cert_req: false };
+        let mut req = Request {
+            hash_alg,
+            hashed: hashed.content.to_vec(),
+            imprint_der: Some(imprint.raw.to_vec()),
+            policy: None,
+            nonce: None,
+            cert_req: false,
+        };
         let mut last = 1;
         for (i, e) in el.iter().enumerate().skip(2) {
             // The optional fields in their order: reqPolicy, nonce, certReq, [0] extensions.
@@ -283,7 +292,10 @@ pub struct Stamp<'a> {
 /// The `TSTInfo` DER of `s`.
 pub fn tst_info(s: &Stamp<'_>) -> Result<Vec<u8>, SesError> {
     let r = s.request;
-    let imprint = seq(&[&seq(&[&der_oid(&r.hash_alg)?]), &der_tlv(0x04, &r.hashed)]);
+    let imprint = match &r.imprint_der {
+        Some(asked) => asked.clone(),
+        None => seq(&[&seq(&[&der_oid(&r.hash_alg)?]), &der_tlv(0x04, &r.hashed)]),
+    };
     let mut parts: Vec<Vec<u8>> =
         vec![ses::der_int(1), der_oid(s.policy)?, imprint, unsigned_int(&s.serial.to_be_bytes()), gen_time(s.time)];
     if s.accuracy_ms > 0 {
@@ -417,8 +429,13 @@ fn read_gen_time(t: &Tlv<'_>) -> Result<SystemTime, SesError> {
     Ok(whole + Duration::from_millis(ms))
 }
 
+/// A small non-negative INTEGER's value; anything over 2^32 (or negative) reads as `u32::MAX`.
 fn small_uint(t: &Tlv<'_>) -> u64 {
-    t.content.iter().take(8).fold(0u64, |a, b| (a << 8) | u64::from(*b))
+    let digits: Vec<u8> = t.content.iter().copied().skip_while(|b| *b == 0).collect();
+    if digits.len() > 4 || t.content.first().is_some_and(|b| b & 0x80 != 0) {
+        return u64::from(u32::MAX);
+    }
+    digits.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b))
 }
 
 /// Reads a `TSTInfo`.
@@ -439,14 +456,14 @@ pub fn parse_tst_info(der: &[u8]) -> Result<TstInfo, SesError> {
     for e in &el[5..] {
         match e.tag {
             0x30 => {
-                let mut ms = 0;
+                let mut ms: u64 = 0;
                 for a in children(e)? {
-                    ms += match a.tag {
-                        0x02 => small_uint(&a) * 1000,
+                    ms = ms.saturating_add(match a.tag {
+                        0x02 => small_uint(&a).saturating_mul(1000),
                         0x80 => small_uint(&a),
                         0x81 => small_uint(&a) / 1000,
                         _ => 0,
-                    };
+                    });
                 }
                 accuracy_ms = Some(ms);
             }
@@ -468,6 +485,48 @@ pub struct TokenCheck {
     pub detail: String,
     /// The TSA certificate's subject, when found.
     pub tsa: Option<String>,
+}
+
+/// Whether the ESS signingCertificate attribute (`v2`: RFC 5035, its hash algorithm SHA-256 by
+/// default; v1: RFC 2634, SHA-1) names `cert`: its first certificate's hash, and its issuer and
+/// serial when given. RFC 3161 §2.4.1 requires the attribute in every token.
+fn ess_names(attr: Option<&(bool, Vec<u8>)>, cert: &Cert) -> Result<(), String> {
+    let Some((v2, value)) = attr else {
+        return Err("the token has no signingCertificate attribute naming its TSA certificate".into());
+    };
+    let read = || -> Result<(), SesError> {
+        let (outer, _) = tlv(value)?;
+        let certs = children(children(&outer)?.first().ok_or_else(|| SesError("no certs".into()))?)?;
+        let id = children(certs.first().ok_or_else(|| SesError("no ESSCertID".into()))?)?;
+        let (alg, rest) = match (v2, id.first()) {
+            (true, Some(a)) if a.tag == 0x30 => (algorithm(a)?, &id[1..]),
+            (true, _) => (SHA256.to_string(), &id[..]),
+            (false, _) => (SHA1.to_string(), &id[..]),
+        };
+        let hash = rest.first().filter(|h| h.tag == 0x04).ok_or_else(|| SesError("no certHash".into()))?;
+        let ours = if alg == SHA1 {
+            use sha1::Digest as _;
+            Some(sha1::Sha1::digest(cert.der()).to_vec())
+        } else {
+            digest(&alg, cert.der())
+        };
+        if ours.as_deref() != Some(hash.content) {
+            return Err(SesError(format!("its {} certHash is not the TSA certificate's", digest_name(&alg))));
+        }
+        if let Some(issuer_serial) = rest.get(1) {
+            let parts = children(issuer_serial)?;
+            let serial = parts.get(1).ok_or_else(|| SesError("issuerSerial has no serial".into()))?;
+            let names = children(parts.first().ok_or_else(|| SesError("issuerSerial has no issuer".into()))?)?;
+            let directory = names.iter().find(|n| n.tag == 0xa4).map(|n| n.content);
+            if serial.raw != cert.serial_der().as_slice()
+                || directory.is_some_and(|d| d != cert.issuer_der().as_slice())
+            {
+                return Err(SesError("its issuerSerial is not the TSA certificate's".into()));
+            }
+        }
+        Ok(())
+    };
+    read().map_err(|e| format!("signingCertificate{}: {e}", if *v2 { "V2" } else { "" }))
 }
 
 /// Verifies a time-stamp token over `stamped` (the bytes whose hash its imprint must be): the
@@ -510,6 +569,13 @@ pub fn verify_token(token: &[u8], stamped: &[u8], opts: &VerifyOptions<'_>) -> T
         return fail(Some(info.time), None, "the token does not carry its TSA's certificate".to_string());
     };
     let tsa = Some(cert.subject_text());
+    if let Err(why) = ess_names(sd.signers[0].signing_certificate.as_ref(), &cert) {
+        return fail(Some(info.time), tsa, why);
+    }
+    let (valid_then, validity) = ses::cert_validity_at(cert.der(), info.time);
+    if !valid_then {
+        return fail(Some(info.time), tsa, format!("the TSA certificate at the token's time: {validity}"));
+    }
     match cert.extended_key_usage() {
         Some((purposes, true)) if purposes == [KP_TIME_STAMPING] => {}
         Some((purposes, _)) if purposes == [KP_TIME_STAMPING] => {
@@ -661,6 +727,7 @@ mod tests {
             let request = Request {
                 hash_alg: SM3.into(),
                 hashed: crypto::sm3(&value).to_vec(),
+                imprint_der: None,
                 policy: None,
                 nonce: None,
                 cert_req: true,

@@ -49,6 +49,8 @@ pub struct StatusAnswer {
     pub reason: Option<String>,
     /// When the registry was read, ms.
     pub produced_ms: u64,
+    /// The stretch's place in the seal's history (0: before its first step).
+    pub stretch: usize,
 }
 
 /// A signed answer.
@@ -60,8 +62,8 @@ pub struct SignedStatus {
     pub produced_ms: u64,
 }
 
-/// A stretch of a seal's history: (esID, since, until).
-type Stretch = (String, u64, Option<u64>);
+/// A stretch of a seal's history: (esID, its place in the history, state, since, until).
+type Stretch = (String, usize, &'static str, u64, Option<u64>);
 
 /// The seal-status service.
 pub struct SealStatus {
@@ -82,7 +84,10 @@ impl SealStatus {
 
     /// The state of seal `es_id` at `at_ms` (not after now), from its history.
     pub fn answer(&self, es_id: &str, at_ms: u64) -> Result<StatusAnswer, SealError> {
-        // Read the clock before the registry: the answer is true as of `produced_ms`.
+        // The seal's lock (shared), so that no transition is between taking its time and committing
+        // it; then the clock before the registry: the answer is true as of `produced_ms`.
+        let slot = self.ledger.slot(es_id);
+        let _no_transition = slot.lock.read();
         let produced_ms = now_ms();
         if at_ms > produced_ms + 5_000 {
             return Err(SealError::BadInput("`at` is in the future: the status of a seal is known up to now".into()));
@@ -108,6 +113,7 @@ impl SealStatus {
                 until_ms: seal.history.first().map(|h| h.time_ms),
                 reason: None,
                 produced_ms,
+                stretch: 0,
             },
             Some(i) => {
                 let h = &seal.history[i];
@@ -119,6 +125,7 @@ impl SealStatus {
                     until_ms: seal.history.get(i + 1).map(|n| n.time_ms),
                     reason: h.reason.clone(),
                     produced_ms,
+                    stretch: i + 1,
                 }
             }
         };
@@ -129,7 +136,7 @@ impl SealStatus {
     /// when an answer for that stretch is there (and, for a stretch still open, fresh).
     pub fn signed(&self, es_id: &str, at_ms: u64) -> Result<(StatusAnswer, Arc<SignedStatus>), SealError> {
         let answer = self.answer(es_id, at_ms)?;
-        let key = (answer.es_id.clone(), answer.since_ms, answer.until_ms);
+        let key = (answer.es_id.clone(), answer.stretch, answer.state, answer.since_ms, answer.until_ms);
         let refresh_ms = self.settings.refresh_s.saturating_mul(1000);
         if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             if answer.until_ms.is_some() || answer.produced_ms.saturating_sub(hit.produced_ms) < refresh_ms {

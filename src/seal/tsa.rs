@@ -59,9 +59,7 @@ impl TsaSettings {
             return Err("[tsa] accuracy_ms must be at most 60000".into());
         }
         if let Some(u) = &self.external_url {
-            if !u.starts_with("http://") {
-                return Err(format!("[tsa] external_url '{u}' must be an http:// URL (RFC 3161 over HTTP)"));
-            }
+            let _ = split_url(u).map_err(|e| format!("[tsa] external_url: {e}"))?;
         }
         if self.external_timeout_ms == 0 {
             return Err("[tsa] external_timeout_ms must be above 0".into());
@@ -124,11 +122,10 @@ impl Tsa {
     /// A token over `hashed` (an imprint of `hash_alg`), with the TSA certificate: for the
     /// time-stamps seald puts into its own seals.
     pub fn stamp(&self, p: &Principal, hash_alg: &str, hashed: &[u8]) -> Result<Vec<u8>, Rejected> {
-        let mut nonce = [0u8; 8];
-        let _ = getrandom::getrandom(&mut nonce);
         let req = Request {
             hash_alg: hash_alg.to_string(),
             hashed: hashed.to_vec(),
+            imprint_der: None,
             policy: None,
             nonce: None,
             cert_req: true,
@@ -151,12 +148,31 @@ impl Tsa {
         if !clock.synchronised {
             return Err(Rejected::new(FailInfo::TimeNotAvailable, clock.detail));
         }
+        // The accuracy every token states must hold: the kernel's own bound on its error within it.
+        let stated_us = self.settings.accuracy_ms.saturating_mul(1000);
+        if let Some(err) = clock.max_error_us.filter(|e| stated_us > 0 && *e as u64 > stated_us) {
+            return Err(Rejected::new(
+                FailInfo::TimeNotAvailable,
+                format!(
+                    "the kernel's maximum clock error ({err} µs) exceeds the accuracy tokens state ({stated_us} µs)"
+                ),
+            ));
+        }
         let key = self
             .pki
             .tsa()
             .map_err(|e| system(e.to_string()))?
             .ok_or_else(|| system("this appliance has no TSA key: run `seald init` (or restart seald)".into()))?;
         let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| system(format!("the TSA certificate: {e}")))?;
+        let (from, to) = cert.validity();
+        let now = std::time::SystemTime::now();
+        if now < from || now > to {
+            return Err(system(format!(
+                "the TSA certificate is not valid now ({} to {}): renew it",
+                crate::formats::ses::fmt_time(from),
+                crate::formats::ses::fmt_time(to)
+            )));
+        }
         let public = cert.public_key().map_err(|e| system(format!("the TSA certificate: {e}")))?;
         let id = KeyId::from_hex(&key.key_id).map_err(|e| system(e.to_string()))?;
         let signer = crate::token::TokenKey::with_public(&self.ledger.pool, &id, public);
@@ -215,15 +231,68 @@ pub fn external_stamp(
     hashed: &[u8],
     timeout: std::time::Duration,
 ) -> Result<Vec<u8>, String> {
-    use http_body_util::BodyExt as _;
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url} is not an http:// URL"))?;
+    let (host, authority, path) = split_url(url)?;
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::getrandom(&mut nonce);
+    let nonce = u64::from_be_bytes(nonce) >> 1;
+    let body = tsp::request(hash_alg, hashed, nonce).map_err(|e| e.to_string())?;
+    let sent_nonce = tsp::parse_request(&body).ok().and_then(|r| r.nonce);
+    let asked = std::time::SystemTime::now();
+    let token = post(url, &host, &authority, &path, body, timeout)?;
+    // The answer must be to this request: its imprint and nonce, and a time near ours.
+    let info = crate::formats::cms::parse(&token)
+        .ok()
+        .and_then(|sd| sd.content)
+        .and_then(|c| tsp::parse_tst_info(&c).ok())
+        .ok_or_else(|| format!("{url} answered a token without a readable TSTInfo"))?;
+    if info.hashed != hashed || info.hash_alg != hash_alg {
+        return Err(format!("{url} stamped another imprint than the one asked for"));
+    }
+    if info.nonce != sent_nonce {
+        return Err(format!("{url} did not echo the request's nonce"));
+    }
+    let slack = std::time::Duration::from_millis(info.accuracy_ms.unwrap_or(0).min(60_000) + 1000);
+    let off = match info.time.duration_since(asked) {
+        Ok(ahead) => ahead.saturating_sub(timeout),
+        Err(behind) => behind.duration(),
+    };
+    if off > slack {
+        let when = crate::formats::ses::fmt_time(info.time);
+        return Err(format!("{url} stamped {when}, too far from this appliance's clock"));
+    }
+    Ok(token)
+}
+
+/// `http://host[:port]/path` as (host, host:port with port 80 by default, path).
+fn split_url(url: &str) -> Result<(String, String, String), String> {
+    let rest =
+        url.strip_prefix("http://").ok_or_else(|| format!("'{url}' is not an http:// URL (RFC 3161 over HTTP)"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let mut nonce = [0u8; 8];
-    let _ = getrandom::getrandom(&mut nonce);
-    let body = tsp::request(hash_alg, hashed, u64::from_be_bytes(nonce) >> 1).map_err(|e| e.to_string())?;
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("'{url}' names no host (or carries credentials)"));
+    }
+    let has_port = match authority.rfind(']') {
+        Some(close) => authority[close..].contains(':'),
+        None => authority.contains(':'),
+    };
+    let with_port = if has_port { authority.to_string() } else { format!("{authority}:80") };
+    Ok((authority.to_string(), with_port, path.to_string()))
+}
+
+/// POSTs a time-stamp query to `authority`; the token of a granted answer, read within `timeout`
+/// and 64 KiB.
+fn post(
+    url: &str,
+    host: &str,
+    authority: &str,
+    path: &str,
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt as _;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -236,7 +305,7 @@ pub fn external_stamp(
         // The connection runs beside the request; it ends with it (or with the runtime).
         drop(tokio::spawn(conn));
         let req = hyper::Request::post(path)
-            .header(hyper::header::HOST, authority)
+            .header(hyper::header::HOST, host)
             .header(hyper::header::CONTENT_TYPE, "application/timestamp-query")
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .map_err(|e| e.to_string())?;

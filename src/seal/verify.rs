@@ -117,8 +117,16 @@ impl Verification {
     /// `None` for seals not made here.
     pub fn registry_state(&self, es_id: &str, at_ms: u64) -> Option<(bool, String)> {
         let seal = self.ledger.store.get::<Seal>(tree::SEALS, es_id).ok().flatten()?;
-        // Signing times have whole seconds: the seal counts as active then if it was active at any
-        // moment of that second.
+        // `timeInfo` has whole seconds: the seal counts as active then if it was active at any
+        // moment of that second. A time-stamp's time has milliseconds: it is taken exactly.
+        if !at_ms.is_multiple_of(1000) {
+            let state = seal.history.iter().take_while(|h| h.time_ms <= at_ms).last().map(|h| h.state);
+            return Some(match state {
+                Some(SealState::Active) => (true, format!("seal {es_id} was active then (now {})", seal.state.name())),
+                Some(s) => (false, format!("seal {es_id} was {} then (now {})", s.name(), seal.state.name())),
+                None => (false, format!("seal {es_id} did not exist yet then")),
+            });
+        }
         let start = at_ms - at_ms % 1000;
         let mut states: Vec<SealState> =
             seal.history.iter().take_while(|h| h.time_ms < start).last().map(|h| h.state).into_iter().collect();

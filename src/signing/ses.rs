@@ -59,22 +59,26 @@ impl Signing {
     }
 
     /// A time-stamp token over a signature value (an SM3 imprint), from the appliance's own TSA or
-    /// from `[tsa] external_url`. An outside token is verified here, as a verifier of the seal will
-    /// (imprint, signature, TSA certificate and its path to the trusted anchors), before it is used.
+    /// from `[tsa] external_url`. The token is verified here as a verifier of the seal will
+    /// (imprint, signature, TSA certificate and its path to the trusted anchors) before it is used.
     pub(super) fn time_stamp(&self, p: &Principal, value: &[u8]) -> Result<Vec<u8>, SignError> {
         use crate::formats::{oid::SM3, tsp};
         let imprint = crate::crypto::sm3(value);
         let tsa = self.registry.tsa();
-        let Some(url) = &tsa.settings().external_url else {
-            return tsa.stamp(p, SM3, &imprint).map_err(|r| SignError::TimeStamp(r.to_string()));
+        let (token, from) = match &tsa.settings().external_url {
+            None => {
+                (tsa.stamp(p, SM3, &imprint).map_err(|r| SignError::TimeStamp(r.to_string()))?, "this appliance's TSA")
+            }
+            Some(url) => {
+                let timeout = std::time::Duration::from_millis(tsa.settings().external_timeout_ms);
+                (crate::seal::external_stamp(url, SM3, &imprint, timeout).map_err(SignError::TimeStamp)?, url.as_str())
+            }
         };
-        let timeout = std::time::Duration::from_millis(tsa.settings().external_timeout_ms);
-        let token = crate::seal::external_stamp(url, SM3, &imprint, timeout).map_err(SignError::TimeStamp)?;
         let trust = self.registry.verification().trust(&self.trust);
         let opts = ses::VerifyOptions { trust: Some(&trust), have_crls: trust.has_crls(), ..Default::default() };
         let check = tsp::verify_token(&token, value, &opts);
         if !check.ok {
-            return Err(SignError::TimeStamp(format!("the token from {url} does not verify: {}", check.detail)));
+            return Err(SignError::TimeStamp(format!("the token from {from} does not verify: {}", check.detail)));
         }
         Ok(token)
     }

@@ -318,7 +318,10 @@ fn openssl_tsa(dir: &std::path::Path) -> OpensslTsa {
         "[ tsa ]\ndefault_tsa = tsa1\n[ tsa1 ]\ndir = .\nserial = ./tsaserial\ncrypto_device = builtin\n\
          signer_cert = ./tsa.pem\ncerts = ./tsa.pem\nsigner_key = ./tsa.key\nsigner_digest = sha256\n\
          default_policy = 1.2.3.4.1\ndigests = sm3, sha256, sha384, sha512\naccuracy = secs:1\nordering = no\n\
-         tsa_name = yes\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n",
+         tsa_name = yes\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n\
+         [ tsa_v1 ]\ndir = .\nserial = ./tsaserial\ncrypto_device = builtin\n\
+         signer_cert = ./tsa.pem\ncerts = ./tsa.pem\nsigner_key = ./tsa.key\nsigner_digest = sha256\n\
+         default_policy = 1.2.3.4.1\ndigests = sm3, sha256\naccuracy = secs:1\ntsa_name = yes\n",
     )
     .unwrap();
     std::fs::write(dir.join("tsaserial"), "01\n").unwrap();
@@ -328,7 +331,9 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers['Content-Length']))
         open('q.tsq', 'wb').write(body)
-        r = subprocess.run(['openssl', 'ts', '-reply', '-config', 'tsa.cnf', '-queryfile', 'q.tsq', '-out', 'r.tsr'], capture_output=True)
+        # /v1: the section whose signingCertificate is the SHA-1 one (OpenSSL's default).
+        section = 'tsa_v1' if self.path.endswith('/v1') else 'tsa1'
+        r = subprocess.run(['openssl', 'ts', '-reply', '-config', 'tsa.cnf', '-section', section, '-queryfile', 'q.tsq', '-out', 'r.tsr'], capture_output=True)
         data = open('r.tsr', 'rb').read() if r.returncode == 0 else b''
         self.send_response(200 if data else 500)
         self.send_header('Content-Type', 'application/timestamp-reply')
@@ -375,10 +380,21 @@ fn a_token_from_an_openssl_tsa_is_fetched_verified_and_judged_in_a_seal() {
     .expect("a token from the OpenSSL TSA");
     let theirs = x509::Cert::parse(tsa.ca_pem.as_bytes()).unwrap();
     let trust = x509::TrustStore::new(vec![theirs.clone()], Vec::new());
-    let check =
-        tsp::verify_token(&token, &sig.signature, &ses::VerifyOptions { trust: Some(&trust), ..Default::default() });
+    let opts = ses::VerifyOptions { trust: Some(&trust), ..Default::default() };
+    let check = tsp::verify_token(&token, &sig.signature, &opts);
     assert!(check.ok, "{}", check.detail);
     assert!(check.detail.contains("OpenSSL TSA"), "{}", check.detail);
+    // OpenSSL's default signingCertificate (v1, SHA-1) is read and checked too.
+    let v1 = seald::seal::external_stamp(
+        &format!("{}/v1", tsa.url),
+        SM3,
+        &seald::crypto::sm3(&sig.signature),
+        std::time::Duration::from_secs(10),
+    )
+    .expect("a token with an ESS v1 signingCertificate");
+    assert!(cms::parse(&v1).unwrap().signers[0].signing_certificate.as_ref().is_some_and(|(v2, _)| !v2));
+    let check = tsp::verify_token(&v1, &sig.signature, &opts);
+    assert!(check.ok, "{}", check.detail);
 
     // In a seal: trusted through the configured anchors, the signature is judged at the stamp's time.
     let stamped =
@@ -400,4 +416,31 @@ fn a_token_from_an_openssl_tsa_is_fetched_verified_and_judged_in_a_seal() {
     let e = seald::seal::external_stamp(&url, SM3, &[0; 32], std::time::Duration::from_millis(300)).unwrap_err();
     assert!(e.contains("did not answer"), "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_signed_data_with_a_time_stamp_over_its_signature_is_judged_at_its_time() {
+    let w = world();
+    let id = w.usable(Policy::default());
+    let signed = w.signing.sign_cms(&w.app_a, &id, b"the contract, page 1", false, None).unwrap().der;
+    let value = cms::parse(&signed).unwrap().signers[0].signature.clone();
+    let token = w.registry.tsa().stamp(&w.app_a, SM3, &seald::crypto::sm3(&value)).unwrap();
+    let stamped = cms::with_time_stamp(&signed, &token).unwrap();
+    assert_eq!(cms::parse(&stamped).unwrap().signers[0].time_stamp.as_deref(), Some(&token[..]));
+    let judged = w.registry.verification().verify_cms(&stamped, None, &Default::default());
+    let t = judged.steps.iter().find(|s| s.step == "timestamp").unwrap();
+    assert_eq!(t.ok, Some(true), "{judged:#?}");
+    assert!(judged.valid, "{judged:#?}");
+    // A token over something else fails the SignedData; none at all is no step.
+    let other = w.registry.tsa().stamp(&w.app_a, SM3, &seald::crypto::sm3(b"other")).unwrap();
+    let judged = w.registry.verification().verify_cms(
+        &cms::with_time_stamp(&signed, &other).unwrap(),
+        None,
+        &Default::default(),
+    );
+    assert_eq!(judged.steps.iter().find(|s| s.step == "timestamp").unwrap().ok, Some(false));
+    assert!(!judged.valid);
+    let judged = w.registry.verification().verify_cms(&signed, None, &Default::default());
+    assert!(judged.steps.iter().all(|s| s.step != "timestamp"));
+    assert!(cms::with_time_stamp(&stamped, &token).is_err(), "one time-stamp attribute per signer");
 }

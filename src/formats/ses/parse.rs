@@ -112,6 +112,10 @@ pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// GeneralizedTime (or, in v1, UTCTime), with the tolerances of STANDARDS.md §1.6.
 pub(super) fn read_time(t: &Tlv<'_>, what: &str, warnings: &mut Vec<String>) -> Result<SesTime, SesError> {
+    // Digits, '.', 'Z', '+', '-' only: the slicing below counts bytes.
+    if !t.content.is_ascii() {
+        return Err(bad(format!("{what}: time is not ASCII text")));
+    }
     let text = std::str::from_utf8(t.content).map_err(|_| bad(format!("{what}: time is not text")))?;
     let (digits, zulu) = match text.strip_suffix('Z') {
         Some(d) => (d, true),

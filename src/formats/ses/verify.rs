@@ -301,7 +301,8 @@ pub fn verify_signature(sig: &SesSignature, opts: &VerifyOptions<'_>) -> Report 
     match (&stamp, stamped_at, claimed) {
         (None, ..) => step(&mut steps, "timestamp", None, "no time-stamp"),
         (Some(s), None, _) => step(&mut steps, "timestamp", Some(false), s.detail.clone()),
-        // timeInfo may not be later than the time-stamp (whole seconds, plus its accuracy).
+        // timeInfo may not be later than the time-stamp (by more than a second: timeInfo has whole
+        // seconds, the stamp milliseconds).
         (Some(s), Some(t), Some(c)) if c > t + std::time::Duration::from_secs(1) => step(
             &mut steps,
             "timestamp",
