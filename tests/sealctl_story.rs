@@ -592,7 +592,7 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert_eq!(String::from_utf8_lossy(&r.stdout), "200");
     let (done, text) = openssl(&["ts", "-reply", "-in", reply.to_str().unwrap(), "-text"]);
     assert!(done && text.contains("Status: Granted.") && text.contains("Hash Algorithm: sm3"), "{text}");
-    let r = curl("application/octet-stream", dir.join("415.json").to_str().unwrap());
+    let r = curl("text/plain", dir.join("415.json").to_str().unwrap());
     assert_eq!(String::from_utf8_lossy(&r.stdout), "415");
 
     // Change makes a new seal; the old one is revoked; the grant moves along.

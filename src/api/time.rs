@@ -21,7 +21,8 @@ fn rfc3339(ms: u64) -> String {
 }
 
 /// `POST /v1/tsa`: a `TimeStampReq` in, a `TimeStampResp` out (granted, or a rejection that says
-/// why); 415 for another media type, 400 for a body that is not DER.
+/// why); 415 for a media type other than application/timestamp-query or application/octet-stream,
+/// 400 for a body that is not DER.
 pub(super) async fn tsa(
     app: &Arc<App>,
     p: Principal,
@@ -32,7 +33,8 @@ pub(super) async fn tsa(
     // The body is read (within the limit) before any answer, so that the client reads its 415 on a
     // connection that stays whole.
     let der = body(app, req).await?;
-    if media != "application/timestamp-query" {
+    // RFC 3161's media type; a generic binary one too, for clients that send every body as such.
+    if media != "application/timestamp-query" && media != "application/octet-stream" {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
