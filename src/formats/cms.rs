@@ -182,6 +182,16 @@ pub struct SignedData {
     pub warnings: Vec<String>,
 }
 
+impl SignedData {
+    /// The certificate of `si` among those carried: the one with its issuer and serial.
+    pub fn signer_cert(&self, si: &SignerInfo) -> Option<Cert> {
+        self.certificates
+            .iter()
+            .filter_map(|c| Cert::parse(c).ok())
+            .find(|c| c.issuer_der() == si.issuer_serial.0 && c.serial_der() == si.issuer_serial.1)
+    }
+}
+
 /// One SignerInfo.
 #[derive(Debug, Clone)]
 pub struct SignerInfo {
@@ -437,10 +447,14 @@ fn field_faults(sd: &SignedData, si: &SignerInfo, key: &PublicKey, warnings: &mu
 /// here), and the signer certificate at the signing time (or now); trust as in `opts`. Steps:
 /// `format`, `signer_signature`, `data_hash`, `signer_certificate`, `trust_chain`, `revocation`.
 pub fn verify(bytes: &[u8], detached: Option<&[u8]>, opts: &VerifyOptions<'_>) -> Report {
-    let sd = match parse(bytes) {
-        Ok(s) => s,
-        Err(e) => return ses::unreadable(&e),
-    };
+    match parse(bytes) {
+        Ok(sd) => verify_parsed(&sd, detached, opts),
+        Err(e) => ses::unreadable(&e),
+    }
+}
+
+/// As [`verify`], for a SignedData already parsed.
+pub fn verify_parsed(sd: &SignedData, detached: Option<&[u8]>, opts: &VerifyOptions<'_>) -> Report {
     let mut steps = Vec::new();
     let mut warnings = sd.warnings.clone();
     step(
@@ -462,12 +476,7 @@ pub fn verify(bytes: &[u8], detached: Option<&[u8]>, opts: &VerifyOptions<'_>) -
         }
     }
     for (n, si) in sd.signers.iter().enumerate() {
-        let cert = sd
-            .certificates
-            .iter()
-            .filter_map(|c| Cert::parse(c).ok())
-            .find(|c| c.issuer_der() == si.issuer_serial.0 && c.serial_der() == si.issuer_serial.1);
-        let Some(cert) = cert else {
+        let Some(cert) = sd.signer_cert(si) else {
             step(
                 &mut steps,
                 "signer_signature",
@@ -496,7 +505,7 @@ pub fn verify(bytes: &[u8], detached: Option<&[u8]>, opts: &VerifyOptions<'_>) -
                 continue;
             }
         };
-        let faults = field_faults(&sd, si, &key, &mut warnings);
+        let faults = field_faults(sd, si, &key, &mut warnings);
         let sig = ses::signature_for_verify(&si.signature, &mut warnings, "signature");
         let over = if si.signed_attrs.is_some() { "the signed attributes" } else { "the content" };
         let (ok, detail) = if !faults.is_empty() {

@@ -26,7 +26,7 @@ use super::oid::*;
 use super::ses::{self, children, der_int, der_oid, der_tlv, oid, seq, tlv, SesError};
 use super::x509::{Cert, TrustStore};
 use crate::crypto::{self, KeySigner};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// The states an answer may name, by their ENUMERATED value.
 pub const STATES: [&str; 8] =
@@ -71,42 +71,21 @@ impl StatusTbs {
     }
 }
 
-fn ms_time(t: SystemTime) -> Vec<u8> {
-    let ms = t.duration_since(UNIX_EPOCH).map(|d| d.subsec_millis()).unwrap_or(0);
-    let whole = ses::generalized_time_text(t);
-    let text = if ms == 0 { whole } else { format!("{}.{}Z", &whole[..14], format!("{ms:03}").trim_end_matches('0')) };
-    der_tlv(0x18, text.as_bytes())
-}
-
-fn read_ms_time(t: &ses::Tlv<'_>) -> Result<SystemTime, SesError> {
-    let mut w = Vec::new();
-    let whole = ses::read_time_pub(t, &mut w)?;
-    let text = std::str::from_utf8(t.content).unwrap_or("");
-    let ms = match text.split_once('.') {
-        Some((_, f)) => {
-            let d: String = f.chars().take_while(char::is_ascii_digit).take(3).collect();
-            format!("{d:0<3}").parse::<u64>().unwrap_or(0)
-        }
-        None => 0,
-    };
-    Ok(whole + Duration::from_millis(ms))
-}
-
 /// The DER of `TBSSealStatus`.
 pub fn tbs(s: &StatusTbs) -> Result<Vec<u8>, SesError> {
     if s.state as usize >= STATES.len() {
         return Err(SesError(format!("state {} is not defined", s.state)));
     }
-    let mut parts = vec![der_int(1), ses::der_ia5(&s.es_id)?, der_tlv(0x0a, &[s.state]), ms_time(s.since)];
+    let mut parts = vec![der_int(1), ses::der_ia5(&s.es_id)?, der_tlv(0x0a, &[s.state]), ses::der_time_ms(s.since)];
     if let Some(u) = s.until {
-        parts.push(der_tlv(0xa0, &ms_time(u)));
+        parts.push(der_tlv(0xa0, &ses::der_time_ms(u)));
     }
     if let Some(r) = &s.reason {
         parts.push(der_tlv(0xa1, &der_tlv(0x0c, r.as_bytes())));
     }
-    parts.push(ms_time(s.produced_at));
+    parts.push(ses::der_time_ms(s.produced_at));
     if let Some(n) = s.next_update {
-        parts.push(der_tlv(0xa2, &ms_time(n)));
+        parts.push(der_tlv(0xa2, &ses::der_time_ms(n)));
     }
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     Ok(seq(&refs))
@@ -141,18 +120,20 @@ pub fn parse_tbs(der: &[u8]) -> Result<StatusTbs, SesError> {
     if state.content[0] as usize >= STATES.len() {
         return Err(bad("an unknown state"));
     }
-    let since = read_ms_time(el.get(3).ok_or_else(|| bad("no since"))?)?;
+    let since = ses::read_time_ms(el.get(3).ok_or_else(|| bad("no since"))?)?;
     let (mut until, mut reason, mut produced_at, mut next_update) = (None, None, None, None);
     for e in &el[4..] {
         match e.tag {
-            0xa0 => until = Some(read_ms_time(children(e)?.first().ok_or_else(|| bad("empty until"))?)?),
+            0xa0 => until = Some(ses::read_time_ms(children(e)?.first().ok_or_else(|| bad("empty until"))?)?),
             0xa1 => {
                 let r = children(e)?;
                 let s = r.first().filter(|t| t.tag == 0x0c).ok_or_else(|| bad("reason is not UTF8String"))?;
                 reason = Some(String::from_utf8(s.content.to_vec()).map_err(|_| bad("reason is not UTF-8"))?);
             }
-            0x18 if produced_at.is_none() => produced_at = Some(read_ms_time(e)?),
-            0xa2 => next_update = Some(read_ms_time(children(e)?.first().ok_or_else(|| bad("empty nextUpdate"))?)?),
+            0x18 if produced_at.is_none() => produced_at = Some(ses::read_time_ms(e)?),
+            0xa2 => {
+                next_update = Some(ses::read_time_ms(children(e)?.first().ok_or_else(|| bad("empty nextUpdate"))?)?)
+            }
             t => return Err(bad(&format!("unexpected tag 0x{t:02x}"))),
         }
     }

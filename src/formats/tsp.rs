@@ -10,7 +10,7 @@ use super::oid::*;
 use super::ses::{self, children, der_oid, der_tlv, oid, seq, tlv, SesError, Step, Tlv, VerifyOptions};
 use super::x509::Cert;
 use crate::crypto::{self, KeyAlg, KeySigner};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 /// The largest request read (a request is about 60 bytes, and a few hundred with extensions).
 pub const MAX_REQUEST: usize = 16 * 1024;
@@ -260,19 +260,6 @@ fn unsigned_int(bytes: &[u8]) -> Vec<u8> {
     der_tlv(0x02, &b)
 }
 
-/// `YYYYMMDDHHMMSS[.fff]Z`: GeneralizedTime to the millisecond, without trailing zeros (RFC 3161 §2.4.2).
-fn gen_time(t: SystemTime) -> Vec<u8> {
-    let ms = t.duration_since(UNIX_EPOCH).map(|d| d.subsec_millis()).unwrap_or(0);
-    let whole = ses::generalized_time_text(t);
-    let text = if ms == 0 {
-        whole
-    } else {
-        let frac = format!("{ms:03}");
-        format!("{}.{}Z", &whole[..14], frac.trim_end_matches('0'))
-    };
-    der_tlv(0x18, text.as_bytes())
-}
-
 /// What a TSA puts into one token.
 pub struct Stamp<'a> {
     /// The request answered.
@@ -296,8 +283,13 @@ pub fn tst_info(s: &Stamp<'_>) -> Result<Vec<u8>, SesError> {
         Some(asked) => asked.clone(),
         None => seq(&[&seq(&[&der_oid(&r.hash_alg)?]), &der_tlv(0x04, &r.hashed)]),
     };
-    let mut parts: Vec<Vec<u8>> =
-        vec![ses::der_int(1), der_oid(s.policy)?, imprint, unsigned_int(&s.serial.to_be_bytes()), gen_time(s.time)];
+    let mut parts: Vec<Vec<u8>> = vec![
+        ses::der_int(1),
+        der_oid(s.policy)?,
+        imprint,
+        unsigned_int(&s.serial.to_be_bytes()),
+        ses::der_time_ms(s.time),
+    ];
     if s.accuracy_ms > 0 {
         let (secs, millis) = (s.accuracy_ms / 1000, s.accuracy_ms % 1000);
         let mut acc: Vec<Vec<u8>> = Vec::new();
@@ -415,20 +407,6 @@ pub struct TstInfo {
     pub nonce: Option<Vec<u8>>,
 }
 
-fn read_gen_time(t: &Tlv<'_>) -> Result<SystemTime, SesError> {
-    let mut w = Vec::new();
-    let whole = ses::read_time_pub(t, &mut w)?;
-    let text = std::str::from_utf8(t.content).unwrap_or("");
-    let ms = match text.split_once('.') {
-        Some((_, frac)) => {
-            let digits: String = frac.chars().take_while(char::is_ascii_digit).take(3).collect();
-            format!("{digits:0<3}").parse::<u64>().unwrap_or(0)
-        }
-        None => 0,
-    };
-    Ok(whole + Duration::from_millis(ms))
-}
-
 /// A small non-negative INTEGER's value; anything over 2^32 (or negative) reads as `u32::MAX`.
 fn small_uint(t: &Tlv<'_>) -> u64 {
     let digits: Vec<u8> = t.content.iter().copied().skip_while(|b| *b == 0).collect();
@@ -451,7 +429,7 @@ pub fn parse_tst_info(der: &[u8]) -> Result<TstInfo, SesError> {
     let hash_alg = algorithm(imprint.first().ok_or_else(|| bad("no hashAlgorithm"))?)?;
     let hashed = imprint.get(1).filter(|h| h.tag == 0x04).ok_or_else(|| bad("no hashedMessage"))?.content.to_vec();
     let serial = el.get(3).filter(|s| s.tag == 0x02).ok_or_else(|| bad("no serialNumber"))?;
-    let time = read_gen_time(el.get(4).ok_or_else(|| bad("no genTime"))?)?;
+    let time = ses::read_time_ms(el.get(4).ok_or_else(|| bad("no genTime"))?)?;
     let (mut accuracy_ms, mut nonce) = (None, None);
     for e in &el[5..] {
         match e.tag {
@@ -559,13 +537,7 @@ pub fn verify_token(token: &[u8], stamped: &[u8], opts: &VerifyOptions<'_>) -> T
             format!("its imprint is not {} of the signature value", digest_name(&info.hash_alg)),
         );
     }
-    let signer = sd.signers.first().and_then(|si| {
-        sd.certificates
-            .iter()
-            .filter_map(|c| Cert::parse(c).ok())
-            .find(|c| c.issuer_der() == si.issuer_serial.0 && c.serial_der() == si.issuer_serial.1)
-    });
-    let Some(cert) = signer else {
+    let Some(cert) = sd.signers.first().and_then(|si| sd.signer_cert(si)) else {
         return fail(Some(info.time), None, "the token does not carry its TSA's certificate".to_string());
     };
     let tsa = Some(cert.subject_text());
@@ -596,7 +568,7 @@ pub fn verify_token(token: &[u8], stamped: &[u8], opts: &VerifyOptions<'_>) -> T
         at: Some(info.time),
         ..Default::default()
     };
-    let report = cms::verify(token, None, &at);
+    let report = cms::verify_parsed(&sd, None, &at);
     let failed: Vec<&Step> = report.steps.iter().filter(|s| s.ok == Some(false) && s.step != "trust_chain").collect();
     if !failed.is_empty() {
         let why: Vec<String> = failed.iter().map(|s| format!("{}: {}", s.step, s.detail)).collect();

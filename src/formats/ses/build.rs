@@ -66,6 +66,15 @@ pub(super) fn der_time(t: SystemTime) -> Vec<u8> {
     der_tlv(0x18, generalized_time_text(t).as_bytes())
 }
 
+/// GeneralizedTime to the millisecond, `YYYYMMDDHHMMSS[.fff]Z`, without trailing zeros (RFC 3161
+/// §2.4.2; the seal-status answer): DER.
+pub(crate) fn der_time_ms(t: SystemTime) -> Vec<u8> {
+    let ms = t.duration_since(UNIX_EPOCH).map(|d| d.subsec_millis()).unwrap_or(0);
+    let whole = generalized_time_text(t);
+    let text = if ms == 0 { whole } else { format!("{}.{}Z", &whole[..14], format!("{ms:03}").trim_end_matches('0')) };
+    der_tlv(0x18, text.as_bytes())
+}
+
 pub(crate) fn der_bits(bytes: &[u8]) -> Vec<u8> {
     let mut c = vec![0u8];
     c.extend_from_slice(bytes);

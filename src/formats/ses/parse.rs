@@ -167,6 +167,21 @@ pub(crate) fn read_time_pub(t: &Tlv<'_>, warnings: &mut Vec<String>) -> Result<S
     read_time(t, "time", warnings).map(|t| t.at)
 }
 
+/// As [`read_time_pub`], keeping up to three digits of a fraction of a second (time-stamps,
+/// seal-status answers).
+pub(crate) fn read_time_ms(t: &Tlv<'_>) -> Result<SystemTime, SesError> {
+    let whole = read_time_pub(t, &mut Vec::new())?;
+    let text = std::str::from_utf8(t.content).unwrap_or("");
+    let ms = match text.split_once('.') {
+        Some((_, frac)) => {
+            let digits: String = frac.chars().take_while(char::is_ascii_digit).take(3).collect();
+            format!("{digits:0<3}").parse::<u64>().unwrap_or(0)
+        }
+        None => 0,
+    };
+    Ok(whole + Duration::from_millis(ms))
+}
+
 pub(super) fn seal_info(t: &Tlv<'_>, v1: bool, w: &mut Vec<String>) -> Result<SesSealInfo, SesError> {
     let el = children(t)?;
     let header = children(get(&el, 0, "header")?)?;
