@@ -405,6 +405,12 @@ fn sm3_cost(bytes: &[u8], passes: u32) -> f64 {
     (cpu_seconds("self") - cpu0) / passes as f64
 }
 
+/// The median of a round's figures.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn ofd_bench(rounds: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dev = start_dev(tmp.path());
@@ -448,10 +454,6 @@ fn ofd_bench(rounds: usize) {
             verify_cpu / verify_raw
         );
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
     println!(
         "median: sealing {:.2}x the raw sum (target <= 3x), verification {:.2}x (target <= 2x)",
         median(seal_ratios),
@@ -465,7 +467,6 @@ fn time_bench(conns: usize, secs: u64, rounds: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dev = start_dev(tmp.path());
     let signer = RawSigner::new(&dev);
-    let verifier = RawVerifier::new();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     // An RFC 3161 request: an SM3 imprint, a nonce, certReq.
     let query = seald::formats::tsp::request(seald::formats::oid::SM3, &crypto::sm3(b"load"), 1).unwrap();
@@ -511,11 +512,6 @@ fn time_bench(conns: usize, secs: u64, rounds: usize) {
             assert_eq!(r.errors, 0, "{name}: every answer is a 200");
         }
     }
-    let _ = verifier;
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
     let mut it = ratios.into_iter();
     println!(
         "median: seal status {:.2}x the raw token sign rate (target >= 5x); time-stamps {:.2}x",
@@ -614,11 +610,6 @@ fn main() {
             results[k].push(f);
         }
     }
-    let median = |v: Vec<f64>| {
-        let mut v = v;
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
     println!("\nmedians over {rounds} rounds:");
     for (k, (name, _, _, signs)) in phases.iter().enumerate() {
         let col = |f: &dyn Fn(&Figures) -> f64| median(results[k].iter().map(f).collect());

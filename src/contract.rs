@@ -679,6 +679,14 @@ pub struct UnitList {
     pub units: Vec<Unit>,
 }
 
+/// Milliseconds since the epoch as RFC 3339 (UTC, to the millisecond): the times of the
+/// seal-status answer, written by the daemon and by `sealctl`.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| ms.to_string())
+}
+
 /// `GET /v1/seal-status/{id}`: what the registry says of a seal at a time (docs/seal-status.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]

@@ -3,7 +3,7 @@
 
 use super::{blocking, body, ok, raw_response, with, ApiError, App};
 use crate::authz::Principal;
-use crate::contract::SealStatusReply;
+use crate::contract::{rfc3339_ms, SealStatusReply};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -12,13 +12,6 @@ use std::sync::Arc;
 
 /// The media type of a signed seal-status answer.
 pub const SEAL_STATUS_DER: &str = "application/seal-status+der";
-
-/// ms since the epoch as RFC 3339 (UTC, milliseconds).
-fn rfc3339(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| ms.to_string())
-}
 
 /// `POST /v1/tsa`: a `TimeStampReq` in, a `TimeStampResp` out (granted, or a rejection that says
 /// why); 415 for a media type other than application/timestamp-query or application/octet-stream,
@@ -87,11 +80,11 @@ pub(super) async fn seal_status(
     let a = with(app, move |r| r.status().answer(&id, at_ms)).await?;
     Ok(ok(&SealStatusReply {
         es_id: a.es_id,
-        at: rfc3339(a.at_ms),
+        at: rfc3339_ms(a.at_ms),
         state: a.state.to_string(),
-        since: rfc3339(a.since_ms),
-        until: a.until_ms.map(rfc3339),
+        since: rfc3339_ms(a.since_ms),
+        until: a.until_ms.map(rfc3339_ms),
         reason: a.reason,
-        produced_at: rfc3339(a.produced_ms),
+        produced_at: rfc3339_ms(a.produced_ms),
     }))
 }

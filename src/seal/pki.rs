@@ -42,12 +42,7 @@ impl Pki {
     /// Sets up the seal maker (制章者): a key generated in the token with a certificate from the
     /// issuing CA. Does nothing when one exists. Returns it.
     pub fn ensure_seal_maker(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
-        let _g = self.ledger.admin_lock();
-        if let Some(m) = self.seal_maker()? {
-            return Ok(m);
-        }
-        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
-        self.create_appliance_key("seal-maker", "maker.create", ca.alg, common_name, valid_days, Some(&ca), None)
+        self.ensure_certified("seal-maker", "maker.create", None, common_name, valid_days, None)
     }
 
     /// The time-stamp authority's key, if set up.
@@ -59,13 +54,8 @@ impl Pki {
     /// with OpenSSL's `ts`) generated in the token, with a certificate from the issuing CA whose
     /// only purpose is `timeStamping` (critical, RFC 3161 §2.3). Does nothing when one exists.
     pub fn ensure_tsa(&self, alg: KeyAlg, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
-        let _g = self.ledger.admin_lock();
-        if let Some(k) = self.tsa()? {
-            return Ok(k);
-        }
-        let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
         let purpose = Some(crate::formats::oid::KP_TIME_STAMPING);
-        self.create_appliance_key("tsa", "tsa.create", alg, common_name, valid_days, Some(&ca), purpose)
+        self.ensure_certified("tsa", "tsa.create", Some(alg), common_name, valid_days, purpose)
     }
 
     /// The seal-status responder's key, if set up.
@@ -77,21 +67,28 @@ impl Pki {
     /// algorithm), certified by the issuing CA for signing status answers only (`OCSPSigning`,
     /// critical). Does nothing when one exists.
     pub fn ensure_status_responder(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
+        let purpose = Some(crate::formats::oid::KP_OCSP_SIGNING);
+        self.ensure_certified("status-responder", "status.create", None, common_name, valid_days, purpose)
+    }
+
+    /// The appliance key `name` certified by the issuing CA (for `purpose` only, when given), of
+    /// `alg` or else the CA's algorithm: the stored one, or one made now and journalled as `action`.
+    fn ensure_certified(
+        &self,
+        name: &str,
+        action: &str,
+        alg: Option<KeyAlg>,
+        common_name: &str,
+        valid_days: u32,
+        purpose: Option<&'static str>,
+    ) -> Result<ApplianceKey, SealError> {
         let _g = self.ledger.admin_lock();
-        if let Some(k) = self.status_responder()? {
+        if let Some(k) = self.ledger.store.get::<ApplianceKey>(tree::KEYS, name)? {
             return Ok(k);
         }
         let ca = self.issuing_ca()?.ok_or(SealError::NoIssuingCa)?;
-        let purpose = Some(crate::formats::oid::KP_OCSP_SIGNING);
-        self.create_appliance_key(
-            "status-responder",
-            "status.create",
-            ca.alg,
-            common_name,
-            valid_days,
-            Some(&ca),
-            purpose,
-        )
+        let alg = alg.unwrap_or(ca.alg);
+        self.create_appliance_key(name, action, alg, common_name, valid_days, Some(&ca), purpose)
     }
 
     /// Makes the TSA key (of `tsa.alg`, else the issuing CA's algorithm) and the status

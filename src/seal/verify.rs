@@ -119,19 +119,21 @@ impl Verification {
         let seal = self.ledger.store.get::<Seal>(tree::SEALS, es_id).ok().flatten()?;
         // `timeInfo` has whole seconds: the seal counts as active then if it was active at any
         // moment of that second. A time-stamp's time has milliseconds: it is taken exactly.
-        if !at_ms.is_multiple_of(1000) {
-            let state = seal.history.iter().take_while(|h| h.time_ms <= at_ms).last().map(|h| h.state);
-            return Some(match state {
-                Some(SealState::Active) => (true, format!("seal {es_id} was active then (now {})", seal.state.name())),
-                Some(s) => (false, format!("seal {es_id} was {} then (now {})", s.name(), seal.state.name())),
-                None => (false, format!("seal {es_id} did not exist yet then")),
-            });
-        }
-        let start = at_ms - at_ms % 1000;
-        let mut states: Vec<SealState> =
-            seal.history.iter().take_while(|h| h.time_ms < start).last().map(|h| h.state).into_iter().collect();
-        states.extend(seal.history.iter().filter(|h| h.time_ms >= start && h.time_ms < start + 1000).map(|h| h.state));
-        let state = if states.contains(&SealState::Active) { Some(SealState::Active) } else { states.last().copied() };
+        let state = if at_ms.is_multiple_of(1000) {
+            let start = at_ms;
+            let mut states: Vec<SealState> =
+                seal.history.iter().take_while(|h| h.time_ms < start).last().map(|h| h.state).into_iter().collect();
+            states.extend(
+                seal.history.iter().filter(|h| h.time_ms >= start && h.time_ms < start + 1000).map(|h| h.state),
+            );
+            if states.contains(&SealState::Active) {
+                Some(SealState::Active)
+            } else {
+                states.last().copied()
+            }
+        } else {
+            seal.history.iter().take_while(|h| h.time_ms <= at_ms).last().map(|h| h.state)
+        };
         Some(match state {
             Some(SealState::Active) => (true, format!("seal {es_id} was active then (now {})", seal.state.name())),
             Some(s) => (false, format!("seal {es_id} was {} then (now {})", s.name(), seal.state.name())),

@@ -8,6 +8,7 @@
 use super::output::rfc3339;
 use super::remote::{self, local, read, Conn, Failure};
 use clap::Args;
+use seald::contract::rfc3339_ms;
 use seald::formats::{seal_status, x509};
 use serde_json::json;
 use std::path::PathBuf;
@@ -29,13 +30,6 @@ pub struct SealStatusArgs {
     /// Also write the signed answer (DER) here.
     #[arg(long, short)]
     out: Option<PathBuf>,
-}
-
-/// ms since the epoch as RFC 3339 with milliseconds (the daemon answers about that instant).
-fn rfc3339_ms(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| ms.to_string())
 }
 
 fn ms(t: std::time::SystemTime) -> u64 {
