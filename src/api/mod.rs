@@ -439,18 +439,18 @@ async fn body_within(app: &App, req: Request<Incoming>, max: usize) -> Result<By
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body is larger than {max} bytes"))
     };
-    if req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .is_some_and(|n| n > max.saturating_add(REFUSED_BODY_DRAIN))
-    {
+    let declared =
+        req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max.saturating_add(REFUSED_BODY_DRAIN)) {
         return Err(too_large());
     }
     let read_to_end = req.extensions().get::<BodyRead>().map(|b| b.0.clone());
     let read = async {
         let mut body = req.into_body();
-        let (mut kept, mut seen) = (Vec::new(), 0usize);
+        // The declared length sizes the buffer (up to 16 MiB; it never sets the limit), so a
+        // document is not copied again each time the buffer grows.
+        let reserve = declared.unwrap_or(0).min(max).min(16 << 20);
+        let (mut kept, mut seen) = (Vec::with_capacity(reserve), 0usize);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ApiError::bad("bad_body", e.to_string()))?;
             let Ok(data) = frame.into_data() else { continue };

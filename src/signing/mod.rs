@@ -207,6 +207,8 @@ pub struct Signing {
     max_message: usize,
     trust: crate::formats::x509::TrustStore,
     ofd_limits: crate::formats::ofd::Limits,
+    /// SM3 of the `SESeal`s whose maker signature verified (at most [`ses::CHECKED_SEALS`]).
+    checked_seals: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 impl Signing {
@@ -228,7 +230,16 @@ impl Signing {
                 Ok(Key { name: k.name.clone(), info, version: 1 })
             })
             .collect::<Result<Vec<_>, TokenError>>()?;
-        Ok(Signing { pool, journal, registry, keys, max_message, trust, ofd_limits: Default::default() })
+        Ok(Signing {
+            pool,
+            journal,
+            registry,
+            keys,
+            max_message,
+            trust,
+            ofd_limits: Default::default(),
+            checked_seals: Default::default(),
+        })
     }
 
     /// What reading an OFD package to seal may cost (default [`crate::formats::ofd::Limits::DEFAULT`]).

@@ -12,6 +12,9 @@ pub const MAX_EXT_DATAS: usize = 16;
 /// The largest `extDatas` value.
 pub const MAX_EXT_DATA: usize = 4096;
 
+/// How many seals' maker signatures [`Signing`] remembers as checked before it starts again.
+pub(super) const CHECKED_SEALS: usize = 4096;
+
 /// What a `TBS_Sign` holds besides its version.
 pub(super) struct SealTbs<'a> {
     /// The seal's `SESeal` DER.
@@ -47,6 +50,7 @@ impl Signing {
         stamp_for: Option<&Principal>,
     ) -> Result<Vec<u8>, SignError> {
         let cert = Cert::parse(key.cert_pem.as_bytes()).map_err(|e| SignError::Certificate(e.to_string()))?;
+        self.check_seal_data(key, &cert, tbs.seal)?;
         let tbs = ses::build_tbs_sign(tbs.seal, tbs.at, tbs.hash, tbs.property_info, tbs.ext_datas)
             .map_err(|e| SignError::BadInput(e.to_string()))?;
         let sig = self
@@ -56,6 +60,35 @@ impl Signing {
         let token = stamp_for.map(|p| self.time_stamp(p, &sig.der)).transpose()?;
         ses::build_signature(&tbs, cert.der(), crate::formats::oid::signature_oid(key.alg), &sig.der, token.as_deref())
             .map_err(|e| SignError::BadInput(e.to_string()))
+    }
+
+    /// What makes a host-verified token signature a valid seal signature: the certificate that goes
+    /// into the `SES_Signature` carries the key that signed (the pool verifies every signature with
+    /// that key on the host), and the seal verifies under its maker's signature. A seal's maker
+    /// signature is checked once per `SESeal` (it does not change between uses). Either failing is
+    /// the seal's data at fault (say, a certificate that is not the key's): nothing is signed.
+    fn check_seal_data(&self, key: &crate::seal::SealKeyRef, cert: &Cert, seal: &[u8]) -> Result<(), SignError> {
+        let signer = self.pool.key(&key.key_id).map_err(crate::seal::SealError::Token)?;
+        if cert.public_key().ok().as_ref() != Some(&signer.public_key) {
+            return Err(SignError::Internal(format!(
+                "the certificate of seal {} key version {} does not carry the seal's key",
+                key.seal, key.version
+            )));
+        }
+        let digest = crate::crypto::sm3(seal);
+        if self.checked_seals.lock().unwrap_or_else(|e| e.into_inner()).contains(&digest) {
+            return Ok(());
+        }
+        ses::SesSeal::parse(seal)
+            .map_err(|e| e.0)
+            .and_then(|s| ses::verify_maker_signature(&s))
+            .map_err(|e| SignError::Internal(format!("seal {} does not verify under its maker: {e}", key.seal)))?;
+        let mut checked = self.checked_seals.lock().unwrap_or_else(|e| e.into_inner());
+        if checked.len() >= CHECKED_SEALS {
+            checked.clear();
+        }
+        let _ = checked.insert(digest);
+        Ok(())
     }
 
     /// A time-stamp token over a signature value (an SM3 imprint), from the appliance's own TSA or

@@ -541,9 +541,12 @@ impl Prepared<'_> {
     pub fn finish(mut self, signed_value: &[u8]) -> Result<Vec<u8>, OfdError> {
         let room = self.pkg.size + self.added.iter().map(|(_, b)| b.len()).sum::<usize>() + signed_value.len() + 4096;
         let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(room)));
-        let deflate = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        // XML is deflated; the DER files (Seal.esl with its picture, SignedValue.dat) are stored, as
+        // deflating them gains nothing and costs a compressor's tables each.
         let write = |out: &mut zip::ZipWriter<_>, name: &str, bytes: &[u8]| -> Result<(), OfdError> {
-            out.start_file(name, deflate).map_err(err)?;
+            let method =
+                if name.ends_with(".xml") { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+            out.start_file(name, zip::write::SimpleFileOptions::default().compression_method(method)).map_err(err)?;
             out.write_all(bytes).map_err(err)
         };
         for i in 0..self.pkg.zip.len() {

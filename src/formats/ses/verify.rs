@@ -228,13 +228,22 @@ pub fn verify_seal(seal: &SesSeal, opts: &VerifyOptions<'_>) -> Report {
     finish(steps, warnings, opts.require_trust)
 }
 
-pub(super) fn maker_steps(steps: &mut Vec<Step>, seal: &SesSeal, at: SystemTime, warnings: &mut Vec<String>) {
+/// The seal maker's signature over the seal (GB/T 38540 §6.3 b), alone: `Err` says why it fails.
+pub fn verify_maker_signature(seal: &SesSeal) -> Result<(), String> {
+    maker_signature(seal, &mut Vec::new())
+}
+
+fn maker_signature(seal: &SesSeal, warnings: &mut Vec<String>) -> Result<(), String> {
     let sig = signature_for_verify(&seal.signed_value, warnings, "maker signature");
+    verify_with_cert(&seal.maker_cert, &seal.sign_alg, &seal.signed_bytes, &sig)
+}
+
+pub(super) fn maker_steps(steps: &mut Vec<Step>, seal: &SesSeal, at: SystemTime, warnings: &mut Vec<String>) {
     let what = match seal.version {
         SesVersion::V4 => "over the stored SES_SealInfo",
         SesVersion::V1 => "over SEQUENCE{SES_SealInfo, cert, signatureAlgorithm}",
     };
-    match verify_with_cert(&seal.maker_cert, &seal.sign_alg, &seal.signed_bytes, &sig) {
+    match maker_signature(seal, warnings) {
         Ok(()) => step(steps, "maker_signature", Some(true), format!("verifies {what}")),
         Err(e) => step(steps, "maker_signature", Some(false), format!("{e} ({what})")),
     }
