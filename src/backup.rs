@@ -116,10 +116,9 @@ pub fn make(
     let head: crate::audit::SignedHead = serde_json::from_slice(&head_bytes).map_err(err)?;
     let anchor = crate::audit::read_anchor(dir).map_err(err)?;
     let anchor_bytes = serde_json::to_vec(&anchor).map_err(err)?;
-    let records = journal.records(anchor.seq + 1, head.seq).map_err(err)?;
     let mut segment = Vec::new();
-    for (_, payload, _) in &records {
-        segment.extend(frame(payload));
+    for r in journal.records(anchor.seq + 1, head.seq).map_err(err)? {
+        segment.extend(frame(&r.map_err(err)?.1));
     }
     let parts = [("journal", segment), ("head", head_bytes), ("anchor", anchor_bytes)];
     let manifest = Manifest {

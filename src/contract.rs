@@ -623,8 +623,22 @@ pub struct GrantList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct UsageList {
-    /// The usage records, oldest first.
+    /// The usage records, oldest first (or newest first with `order=newest`).
     pub usage: Vec<UsageEntry>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/audit/records`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct AuditRecords {
+    /// The journal's records, oldest first (or newest first with `order=newest`).
+    pub records: Vec<crate::audit::JournalRecord>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/filings`.

@@ -3,12 +3,11 @@
 //! decodes with the contract's types, calls a registry service on a blocking thread, and encodes.
 
 use super::routes::Op;
+use super::Body;
 use super::{body, json_response, ok, parse, with, ApiError, App};
 use crate::authz::Principal;
 use crate::contract::{AccountList, ApplianceKeyList, AwaitingApproval, RequestList, UnitList, VersionBody};
 use crate::seal::{AccountChange, AccountSpec, AccountUpdate, SealError, UnitSpec};
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ pub(super) async fn route(
     op: Op,
     params: &[&str],
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let name = params.first().copied().unwrap_or_default();
     let id = name;
     let own = |s: &str| s.to_string();
@@ -116,7 +115,7 @@ pub(super) async fn route(
 }
 
 /// `done` with the account, or 202 with the request a second administrator approves.
-fn account_change(change: AccountChange, done: StatusCode) -> Response<Full<Bytes>> {
+fn account_change(change: AccountChange, done: StatusCode) -> Response<Body> {
     match change {
         AccountChange::Done(a) => json_response(done, &a),
         AccountChange::AwaitingApproval(request) => {

@@ -1,15 +1,14 @@
 //! Handlers of the audit trail: `/v1/audit/verify` and `/v1/audit/export` (auditors), and
 //! `/v1/admin/backup` (the system administrator). Who may is the registry's rule (`seal::trail`).
 
+use super::Body;
 use super::{blocking, json_response, raw_response, ApiError, App};
 use crate::audit::ExportRange;
 use crate::authz::Principal;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use std::sync::Arc;
 
-type Reply = Result<Response<Full<Bytes>>, ApiError>;
+type Reply = Result<Response<Body>, ApiError>;
 
 /// `GET /v1/audit/verify`.
 pub(super) async fn verify(app: &Arc<App>, p: Principal) -> Reply {
@@ -18,13 +17,59 @@ pub(super) async fn verify(app: &Arc<App>, p: Principal) -> Reply {
     Ok(json_response(StatusCode::OK, &report))
 }
 
-/// `GET /v1/audit/export?from=&to=`.
+/// `GET /v1/audit/records?from=&to=&actor=&action=&object=&seal=&cursor=&limit=&order=`: a page of
+/// the journal's records, found through the store's indexes.
+pub(super) async fn records(app: &Arc<App>, p: Principal, query: &str) -> Reply {
+    let mut allowed = vec!["from", "to", "actor", "action", "object", "seal"];
+    allowed.extend(super::PAGING);
+    let pairs = super::query_pairs(query, &allowed)?;
+    let paging = super::Paging::from_pairs(&pairs)?;
+    let mut q = crate::audit::Query::default();
+    let time = |k: &str, v: &str| -> Result<u64, ApiError> {
+        let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| ApiError::bad("bad_input", format!("{k} '{v}' is not an RFC 3339 time: {e}")))?;
+        u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| ApiError::bad("bad_input", format!("{k} is before 1970")))
+    };
+    for (k, v) in pairs {
+        match k {
+            "from" => q.from_ms = Some(time(k, &v)?),
+            "to" => q.to_ms = Some(time(k, &v)?),
+            "actor" => q.actor = Some(v),
+            "action" => q.action = Some(v),
+            "object" => q.object = Some(v),
+            "seal" => q.object = Some(format!("seal:{v}")),
+            _ => {}
+        }
+    }
+    let r = app.signing.registry().clone();
+    let page =
+        blocking(move || r.trail().audit_records(&p, &q, &paging.cursor, paging.newest_first, paging.limit)).await??;
+    Ok(json_response(StatusCode::OK, &crate::contract::AuditRecords { records: page.records, next_cursor: page.next }))
+}
+
+/// `GET /v1/audit/export?from=&to=`: checked first (a refusal is an ordinary error answer), then
+/// streamed as it is read, so memory stays flat whatever the range.
 pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
     // Who may comes first: a bad query from someone who may not export is a refusal, not a 400.
     let range = range(query).map_err(|e| e.message);
     let r = app.signing.registry().clone();
-    let out = blocking(move || r.trail().audit_export(&p, range)).await??;
-    Ok(raw_response(StatusCode::OK, "application/x-ndjson", String::from_utf8_lossy(&out).into_owned()))
+    let r2 = r.clone();
+    let range = blocking(move || r2.trail().audit_export(&p, range)).await??;
+    let (mut writer, body) = super::StreamWriter::new();
+    let _detached = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        match r.trail().write_export(range, &mut writer) {
+            Ok(()) => {
+                let _ = writer.flush();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit export cut short");
+                writer.fail(e.to_string());
+            }
+        }
+    });
+    Ok(super::streamed_response(StatusCode::OK, "application/x-ndjson", body))
 }
 
 /// `GET /v1/admin/backup`.

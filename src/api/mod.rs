@@ -154,9 +154,9 @@ fn token_status(t: &crate::token::TokenError) -> StatusCode {
     }
 }
 
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Body::Left(Full::new(Bytes::from(bytes))));
     *r.status_mut() = status;
     let _ = r
         .headers_mut()
@@ -164,18 +164,91 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<By
     r
 }
 
-fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+fn error_response(e: &ApiError) -> Response<Body> {
     let error = ErrorDetail { code: e.code.to_string(), message: e.message.clone(), state: e.state };
     json_response(e.status, &ErrorReply { error })
 }
 
+/// An answer's body: whole (`Left`), or streamed from a blocking writer ([`Streamed`]).
+pub type Body = http_body_util::Either<Full<Bytes>, Streamed>;
+
+/// A body written by a blocking task through a [`StreamWriter`], in chunks of up to 64 KiB with at
+/// most 8 chunks in flight: memory stays bounded whatever the answer's size, and a client that
+/// stops reading stops the writer.
+#[derive(Debug)]
+pub struct Streamed {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
+
+/// The writing end of a [`Streamed`] body (blocking; use it on a blocking thread).
+pub struct StreamWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+const STREAM_CHUNK: usize = 64 << 10;
+
+impl StreamWriter {
+    /// A writer and the body it feeds.
+    pub fn new() -> (StreamWriter, Streamed) {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        (StreamWriter { tx, buf: Vec::with_capacity(STREAM_CHUNK) }, Streamed { rx })
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(STREAM_CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client stopped reading"))
+    }
+
+    /// Ends the body with an error: the client sees the answer cut short, never a complete-looking
+    /// one.
+    pub fn fail(self, why: String) {
+        let _ = self.tx.blocking_send(Err(std::io::Error::other(why)));
+    }
+}
+
+impl std::io::Write for StreamWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= STREAM_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// An answer of `content_type` streamed from `body`.
+pub(super) fn streamed_response(status: StatusCode, content_type: &'static str, body: Streamed) -> Response<Body> {
+    let mut r = Response::new(Body::Right(body));
+    *r.status_mut() = status;
+    let _ = r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r
+}
+
 /// An answer of `content_type` with `body` as it is (text, YAML, DER, a backup).
-pub(super) fn raw_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+pub(super) fn raw_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Body::Left(Full::new(body.into())));
     *r.status_mut() = status;
     let _ = r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     r
@@ -208,6 +281,49 @@ pub(super) fn query_pairs<'a>(query: &'a str, allowed: &[&str]) -> Result<Vec<(&
         out.push((k, percent_decode(v)));
     }
     Ok(out)
+}
+
+/// A paged list's parameters: `cursor` (from the page before), `limit` (default 100, 1 to 1000) and
+/// `order` (`oldest`, the default, or `newest`).
+#[derive(Debug, Clone)]
+pub(super) struct Paging {
+    pub cursor: Option<String>,
+    pub limit: usize,
+    pub newest_first: bool,
+}
+
+/// The parameters every paged list takes.
+pub(super) const PAGING: [&str; 3] = ["cursor", "limit", "order"];
+
+impl Paging {
+    /// Reads the paging parameters among `pairs` (the others are the caller's).
+    pub(super) fn from_pairs(pairs: &[(&str, String)]) -> Result<Self, ApiError> {
+        let mut p = Paging { cursor: None, limit: 100, newest_first: false };
+        for (k, v) in pairs {
+            match *k {
+                "cursor" => p.cursor = Some(v.clone()),
+                "limit" => {
+                    p.limit = v.parse().ok().filter(|n| (1..=crate::audit::MAX_PAGE).contains(n)).ok_or_else(|| {
+                        ApiError::bad("bad_input", format!("limit must be 1 to {}, not '{v}'", crate::audit::MAX_PAGE))
+                    })?
+                }
+                "order" => {
+                    p.newest_first = match v.as_str() {
+                        "oldest" => false,
+                        "newest" => true,
+                        _ => {
+                            return Err(ApiError::bad(
+                                "bad_input",
+                                format!("order must be oldest or newest, not '{v}'"),
+                            ))
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -250,7 +366,7 @@ pub async fn handle(
     app: Arc<App>,
     peer: Arc<Peer>,
     mut req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<Response<Body>, std::convert::Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -300,7 +416,7 @@ pub async fn handle(
     }
     if method == Method::HEAD {
         // A HEAD answer carries headers only; a body here is a protocol error in HTTP/2.
-        *response.body_mut() = Full::new(Bytes::new());
+        *response.body_mut() = Body::Left(Full::new(Bytes::new()));
     }
     if let Ok(v) = hyper::header::HeaderValue::from_str(&request_id) {
         // The same id is in the daemon's log line for this request.
@@ -339,7 +455,7 @@ async fn respond(
     call: Call<'_>,
     resolved: routes::Resolved<'_>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let principal = match call.path.starts_with("/v1/") || call.path == "/v1" {
         true => Some(principal(call.app, call.peer)?),
         false => None,
@@ -360,7 +476,7 @@ async fn dispatch(
     params: &[&str],
     p: Option<Principal>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let app = call.app;
     let p = match (op, p) {
         (Op::Healthz, _) => return Ok(json_response(StatusCode::OK, &Alive { status: "alive".into() })),
@@ -401,6 +517,7 @@ async fn dispatch(
         Op::Tsa => time::tsa(app, p, req).await,
         Op::SealStatus => time::seal_status(app, &param(0), q, &req).await,
         Op::AuditVerify => audit::verify(app, p).await,
+        Op::AuditRecords => audit::records(app, p, q).await,
         Op::AuditExport => audit::export(app, p, q).await,
         Op::Backup => audit::backup(app, p).await,
         Op::ListAccounts
@@ -490,7 +607,7 @@ fn principal(app: &App, peer: &Peer) -> Result<Principal, ApiError> {
 }
 
 /// 200 with a JSON body.
-pub(super) fn ok<T: serde::Serialize>(v: &T) -> Response<Full<Bytes>> {
+pub(super) fn ok<T: serde::Serialize>(v: &T) -> Response<Body> {
     json_response(StatusCode::OK, v)
 }
 
@@ -508,7 +625,7 @@ fn method_not_allowed() -> ApiError {
 }
 
 /// `GET /metrics`.
-async fn metrics(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn metrics(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
     let app2 = app.clone();
     let facts = blocking(move || seals::registry_facts(&app2)).await?;
     let registry = facts.map(|(overdue, expiring, keys)| (overdue.len() as u64, expiring as u64, keys.len() as u64));
@@ -520,7 +637,7 @@ async fn metrics(app: &Arc<App>) -> Result<Response<Full<Bytes>>, ApiError> {
 
 /// `GET /readyz`: 503 with reasons while the token, the store or the journal is down, or a client-CA
 /// CRL is past its nextUpdate. `detail`: the reasons and the registry's facts (known accounts only).
-async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Body>, ApiError> {
     let pool = app.pool.clone();
     let health = blocking(move || pool.probe()).await?;
     let mut reasons = Vec::new();

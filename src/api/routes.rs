@@ -43,6 +43,8 @@ pub enum Op {
     Key,
     /// `GET /v1/audit/verify`.
     AuditVerify,
+    /// `GET /v1/audit/records`.
+    AuditRecords,
     /// `GET /v1/audit/export`.
     AuditExport,
     /// `GET /v1/admin/backup`.
@@ -160,6 +162,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::GET, "/v1/keys", Op::Keys),
     route(Method::GET, "/v1/keys/{id}", Op::Key),
     route(Method::GET, "/v1/audit/verify", Op::AuditVerify),
+    route(Method::GET, "/v1/audit/records", Op::AuditRecords),
     route(Method::GET, "/v1/audit/export", Op::AuditExport),
     route(Method::GET, "/v1/admin/backup", Op::Backup),
     route(Method::POST, "/v1/tsa", Op::Tsa),

@@ -4,6 +4,7 @@
 //! thread, and encodes; every rule lives in those services.
 
 use super::routes::Op;
+use super::Body;
 use super::{blocking, body, json_response, ok, parse, with, ApiError, App};
 use crate::authz::Principal;
 use crate::contract::{
@@ -15,7 +16,6 @@ use crate::seal::{
     Action, ApplyRequest, FilingState, Policy, SealError, SealState, TicketRequest, TransitionRequest, UseRefusal,
 };
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ impl From<SealError> for ApiError {
 }
 
 /// `POST /v1/verify/ses`: GB/T 38540 §7.3, with the registry's state for seals made here.
-pub(super) async fn verify_ses(app: &Arc<App>, b: VerifySesBody) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn verify_ses(app: &Arc<App>, b: VerifySesBody) -> Result<Response<Body>, ApiError> {
     let sig = b64("ses_signature", &b.ses_signature)?;
     let doc = match (b.document, b.document_sm3) {
         (Some(_), Some(_)) => return Err(ApiError::bad("bad_input", "give document or document_sm3, not both")),
@@ -83,7 +83,7 @@ pub(super) async fn seal_ofd(
     id: String,
     query: &str,
     document: Bytes,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let (mut page, mut x, mut y, mut riding, mut final_seal, mut ticket, mut name, mut timestamp) =
         (None, None, None, false, false, None, None, false);
     let number = |k: &str, v: &str| {
@@ -152,7 +152,7 @@ pub(super) async fn seal_ofd(
 }
 
 /// `POST /v1/verify/ofd`: every signature of the OFD package in the body, judged.
-pub(super) async fn verify_ofd(app: &Arc<App>, document: Bytes) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn verify_ofd(app: &Arc<App>, document: Bytes) -> Result<Response<Body>, ApiError> {
     let _slot = app.verify_slot().await?;
     let app2 = app.clone();
     let verdict = blocking(move || {
@@ -170,7 +170,7 @@ pub(super) async fn sign_ses(
     p: Principal,
     id: String,
     b: SignSesBody,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let ext = b
         .ext_datas
         .unwrap_or_default()
@@ -200,7 +200,7 @@ pub(super) async fn sign_ses(
 }
 
 /// `POST /v1/sign/cms`: a GM/T 0010 SignedData with a seal, under the seal's use checks.
-pub(super) async fn sign_cms(app: &Arc<App>, p: Principal, b: SignCmsBody) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn sign_cms(app: &Arc<App>, p: Principal, b: SignCmsBody) -> Result<Response<Body>, ApiError> {
     let data = b64("data", &b.data)?;
     let app2 = app.clone();
     let s = blocking(move || app2.signing.sign_cms(&p, &b.seal, &data, b.detached, b.ticket.as_deref())).await??;
@@ -214,7 +214,7 @@ pub(super) async fn sign_cms(app: &Arc<App>, p: Principal, b: SignCmsBody) -> Re
 }
 
 /// `POST /v1/verify/cms`: a SignedData (attached, or detached with `data`).
-pub(super) async fn verify_cms(app: &Arc<App>, b: VerifyCmsBody) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn verify_cms(app: &Arc<App>, b: VerifyCmsBody) -> Result<Response<Body>, ApiError> {
     let cms = b64("cms", &b.cms)?;
     let data = b.data.as_deref().map(|d| b64("data", d)).transpose()?;
     let app2 = app.clone();
@@ -224,7 +224,7 @@ pub(super) async fn verify_cms(app: &Arc<App>, b: VerifyCmsBody) -> Result<Respo
 }
 
 /// `POST /v1/verify/seal`: GB/T 38540 §6.3 for a seal alone.
-pub(super) async fn verify_seal(app: &Arc<App>, b: VerifySealBody) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn verify_seal(app: &Arc<App>, b: VerifySealBody) -> Result<Response<Body>, ApiError> {
     let seal = b64("seal", &b.seal)?;
     let at = b.at_ms.map(|m| std::time::UNIX_EPOCH + std::time::Duration::from_millis(m));
     let app2 = app.clone();
@@ -251,7 +251,7 @@ pub(super) async fn route(
     params: &[&str],
     query: &str,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let param = |i: usize| params.get(i).copied().unwrap_or_default();
     let (id, account, action) = (param(0), param(1), param(1));
     let own = |s: &str| s.to_string();
@@ -344,8 +344,12 @@ pub(super) async fn route(
         }
         Op::Usage => {
             let id = own(id);
-            let u = with(app, move |r| r.uses().usage(&p, &id)).await?;
-            Ok(ok(&UsageList { usage: u }))
+            let paging = super::Paging::from_pairs(&super::query_pairs(query, &super::PAGING)?)?;
+            let u = with(app, move |r| {
+                r.uses().usage_page(&p, &id, paging.cursor.as_deref(), paging.newest_first, paging.limit)
+            })
+            .await?;
+            Ok(ok(&UsageList { usage: u.usage, next_cursor: u.next_cursor }))
         }
         Op::Transition => {
             let action: Action = action

@@ -1,6 +1,7 @@
 //! Handlers of `/v1/sign`, `/v1/verify` (single and batch) and `/v1/keys`: decode with the contract's
 //! types, call `signing` off the I/O threads, encode.
 
+use super::Body;
 use super::{b64, blocking, json_response, ApiError, App, MAX_BATCH};
 use crate::authz::Principal;
 use crate::contract::{
@@ -10,12 +11,10 @@ use crate::contract::{
 use crate::crypto::PublicKey;
 use crate::signing::{Request as SignRequest, Verdict};
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use std::sync::Arc;
 
-type Reply = Result<Response<Full<Bytes>>, ApiError>;
+type Reply = Result<Response<Body>, ApiError>;
 
 /// `POST /v1/sign`.
 pub(super) async fn sign(app: &Arc<App>, p: Principal, b: SignBody) -> Reply {
@@ -61,7 +60,7 @@ pub(super) async fn verify_batch(app: &Arc<App>, b: Batch<VerifyBody>) -> Reply 
 }
 
 /// `GET /v1/keys`: the plain keys the caller may sign with.
-pub(super) fn keys(app: &App, p: &Principal) -> Response<Full<Bytes>> {
+pub(super) fn keys(app: &App, p: &Principal) -> Response<Body> {
     let keys = app
         .signing
         .keys_for(p)

@@ -1,11 +1,10 @@
 //! Proofs of time: `POST /v1/tsa` (RFC 3161 time-stamps) and `GET /v1/seal-status/{id}` (a seal's
 //! state at a time, as JSON or as an answer signed by the status responder). Any account may ask.
 
+use super::Body;
 use super::{blocking, body, ok, raw_response, with, ApiError, App};
 use crate::authz::Principal;
 use crate::contract::{rfc3339_ms, SealStatusReply};
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::sync::Arc;
@@ -16,11 +15,7 @@ pub const SEAL_STATUS_DER: &str = "application/seal-status+der";
 /// `POST /v1/tsa`: a `TimeStampReq` in, a `TimeStampResp` out (granted, or a rejection that says
 /// why); 415 for a media type other than application/timestamp-query or application/octet-stream,
 /// 400 for a body that is not DER.
-pub(super) async fn tsa(
-    app: &Arc<App>,
-    p: Principal,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn tsa(app: &Arc<App>, p: Principal, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let media = req.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     // The body is read (within the limit) before any answer, so that the client reads its 415 on a
@@ -49,7 +44,7 @@ pub(super) async fn seal_status(
     id: &str,
     query: &str,
     req: &Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let mut at_ms = crate::seal::now_ms();
     let mut der = req
         .headers()

@@ -85,7 +85,7 @@ pub fn archive(dir: &Path, key: &PublicKey, out: &Path) -> Result<Option<(u64, u
     };
     let from = anchor.seq + 1;
     let mut file = File::create(out).map_err(io_err(out))?;
-    let _ = super::export(dir, super::ExportRange { from, to: upto }, &mut file)?;
+    let _ = super::export(dir, super::ExportRange { from, to: upto }, &mut file, None)?;
     file.sync_all().map_err(io_err(out))?;
     let upto_hash = read_records(dir, upto, upto)?.first().map(|(_, _, h)| *h).ok_or_else(|| AuditError::Corrupt {
         seq: upto,

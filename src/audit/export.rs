@@ -5,7 +5,7 @@
 //! Line 1: `{"seald_audit_export":1,"from":F,"to":T,"anchor_seq":F-1,"anchor_hash":"…"}`;
 //! then `{"hash":"…","record":{…}}` per record; last, `{"signed_head":{…}}` when there is one.
 
-use super::segment::{read_head_file, read_records};
+use super::segment::{read_head_file, Records};
 use super::{AuditError, SignedHead, VerifyReport, CHECKPOINT_ACTION};
 use crate::crypto::PublicKey;
 use serde::{Deserialize, Serialize};
@@ -47,28 +47,44 @@ struct Trailer {
     signed_head: SignedHead,
 }
 
-/// Writes an export of a journal directory; returns the seq range written.
-pub fn export(dir: &Path, range: ExportRange, out: &mut dyn Write) -> Result<(u64, u64), AuditError> {
-    let all = read_records(dir, 1, u64::MAX)?;
-    let from = range.from.max(1);
-    // Extend to the first checkpoint that signs a head at or beyond `to`.
-    let mut to = range.to.min(all.last().map(|(r, _, _)| r.seq).unwrap_or(0));
-    if let Some((cp, _, _)) = all.iter().find(|(r, _, _)| {
-        r.action == CHECKPOINT_ACTION
-            && r.details.get("head").and_then(|h| h.get("seq")).and_then(|s| s.as_u64()).is_some_and(|s| s >= to)
-    }) {
-        to = to.max(cp.seq);
-    }
+/// Writes an export of a journal directory; returns the seq range written. Records are read and
+/// written one at a time, so memory does not grow with the range; `store` (the daemon's) lets the
+/// reading start near `from` instead of at the start of its segment.
+pub fn export(
+    dir: &Path,
+    range: ExportRange,
+    out: &mut dyn Write,
+    store: Option<&crate::store::Store>,
+) -> Result<(u64, u64), AuditError> {
+    let seek = |seq: u64| -> Result<Option<(u64, crate::store::Loc)>, AuditError> {
+        Ok(store.map(|s| s.seek(seq)).transpose()?.flatten())
+    };
     // Before the first remaining record stands the archive anchor (or the start of the chain).
     let base = super::archive::read_anchor(dir)?;
-    let from = from.max(base.seq + 1);
+    let from = range.from.max(1).max(base.seq + 1);
+    // The journal's last record, and `to` extended to the first checkpoint that signs a head at or
+    // beyond it (a checkpoint signs the head just before it).
+    let last = last_seq(dir, &seek)?;
+    let mut to = range.to.min(last);
+    for r in Records::new(dir, to, u64::MAX, seek(to)?)? {
+        let (r, _, _) = r?;
+        if r.action == CHECKPOINT_ACTION
+            && r.details.get("head").and_then(|h| h.get("seq")).and_then(|s| s.as_u64()).is_some_and(|s| s >= to)
+        {
+            to = to.max(r.seq);
+            break;
+        }
+    }
+    let io = |e: std::io::Error| AuditError::Export(e.to_string());
+    let mut records = Records::new(dir, from, to, seek(from)?)?.peekable();
     let anchor_hash = if from == base.seq + 1 {
         base.hash_bytes()?
     } else {
-        all.iter().find(|(r, _, _)| r.seq + 1 == from).map(|(_, _, h)| *h).unwrap_or([0u8; 32])
+        match records.peek() {
+            Some(Ok((r, _, _))) => hex::decode(&r.prev_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0u8; 32]),
+            _ => [0u8; 32],
+        }
     };
-    let io = |e: std::io::Error| AuditError::Export(e.to_string());
-    let last = all.last().map(|(r, _, _)| r.seq).unwrap_or(0);
     let header = Header {
         seald_audit_export: 1,
         from,
@@ -78,9 +94,10 @@ pub fn export(dir: &Path, range: ExportRange, out: &mut dyn Write) -> Result<(u6
         end_of_journal: to >= last,
     };
     writeln!(out, "{}", serde_json::to_string(&header).unwrap_or_default()).map_err(io)?;
-    for (r, payload, hash) in all.iter().filter(|(r, _, _)| r.seq >= from && r.seq <= to) {
+    for r in records {
+        let (r, payload, hash) = r?;
         let text =
-            std::str::from_utf8(payload).map_err(|_| AuditError::Export(format!("record {} is not UTF-8", r.seq)))?;
+            std::str::from_utf8(&payload).map_err(|_| AuditError::Export(format!("record {} is not UTF-8", r.seq)))?;
         let raw = RawValue::from_string(text.to_string()).map_err(|e| AuditError::Export(e.to_string()))?;
         let line = Line { hash: hex::encode(hash), record: &raw };
         writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default()).map_err(io)?;
@@ -89,6 +106,22 @@ pub fn export(dir: &Path, range: ExportRange, out: &mut dyn Write) -> Result<(u6
         writeln!(out, "{}", serde_json::to_string(&Trailer { signed_head: head }).unwrap_or_default()).map_err(io)?;
     }
     Ok((from, to))
+}
+
+/// The journal's last seq: the last record of the last segment (read from the segment's start, or
+/// from the store's last seek entry in it).
+fn last_seq(
+    dir: &Path,
+    seek: &dyn Fn(u64) -> Result<Option<(u64, crate::store::Loc)>, AuditError>,
+) -> Result<u64, AuditError> {
+    let Some((first, _)) = super::segment::segments(dir)?.last().cloned() else {
+        return Ok(super::archive::read_anchor(dir)?.seq);
+    };
+    let mut last = first.saturating_sub(1);
+    for r in Records::new(dir, first, u64::MAX, seek(u64::MAX)?)? {
+        last = r?.0.seq;
+    }
+    Ok(last)
 }
 
 /// A parsed export.

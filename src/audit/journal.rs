@@ -54,6 +54,9 @@ pub(super) struct Shared {
 /// The open journal. Appends from any thread; one writer thread does the I/O.
 pub struct Journal {
     shared: Arc<Shared>,
+    /// The store whose indexes answer queries (none: queries read the segments).
+    store: Option<Arc<Store>>,
+    opened: Opened,
     tx: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     _lock: File,
@@ -81,22 +84,32 @@ impl Journal {
         if lock.try_lock().is_err() {
             return Err(AuditError::Locked(dir.display().to_string()));
         }
-        let applied = match &store {
-            Some(s) => s.applied_seq()?,
-            None => u64::MAX,
-        };
-        let mut replay: Vec<(u64, Vec<crate::store::Change>)> = Vec::new();
-        let mut replayed = 0u64;
-        let scan = scan(&dir, |r, seq| {
-            if seq > applied {
-                replay.push((seq, r.snapshot.clone()));
-                if replay.len() >= 1024 {
-                    replayed += flush_replay(store.as_deref(), &mut replay)?;
+        // In step, the store's journal tail says where the records it has not seen begin: only
+        // those are read. Otherwise (a first start, an older store, a tail that does not match)
+        // every segment is read, checked and replayed.
+        let started = Instant::now();
+        let from = match store.as_deref().map(Store::journal_tail).transpose()?.flatten() {
+            Some(tail) => match segment::ScanFrom::tail(&dir, &tail) {
+                Some(f) => f,
+                None => {
+                    tracing::warn!(seq = tail.seq, "the store's journal tail is not in the journal; reading it all");
+                    segment::ScanFrom::start(&dir)?
                 }
+            },
+            None => segment::ScanFrom::start(&dir)?,
+        };
+        let whole = from.at.is_none();
+        let mut replay = Replay::default();
+        let (mut replayed, mut read) = (0u64, 0u64);
+        let scan = scan(&dir, from, |m| {
+            read += 1;
+            replay.push(m);
+            if replay.len() >= 1024 {
+                replayed += replay.flush(store.as_deref())?;
             }
             Ok(())
         })?;
-        replayed += flush_replay(store.as_deref(), &mut replay)?;
+        replayed += replay.flush(store.as_deref())?;
         if let Some(s) = &store {
             if s.applied_seq()? > scan.head_seq {
                 return Err(AuditError::Corrupt {
@@ -111,7 +124,14 @@ impl Journal {
             }
         }
         if replayed > 0 {
-            tracing::info!(records = replayed, "store brought up to date from the journal");
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                records = replayed,
+                seconds = secs,
+                per_second = (replayed as f64 / secs.max(1e-9)) as u64,
+                whole,
+                "store and indexes brought up to date from the journal"
+            );
         }
         let (seg_first, path) = match scan.last_segment {
             Some(s) => s,
@@ -130,6 +150,7 @@ impl Journal {
             anchor: Mutex::new(signer.as_ref().map(|s| s.verifying_key())),
         });
         let (tx, rx) = mpsc::channel();
+        let index = store.clone();
         let writer = Writer {
             cfg,
             file,
@@ -143,13 +164,22 @@ impl Journal {
             signer,
             shared: shared.clone(),
             closing: false,
+            staged: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("audit-journal".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| AuditError::Io { path: dir.display().to_string(), message: e.to_string() })?;
         tracing::info!(dir = %shared.dir.display(), head = scan.head_seq, "audit journal open");
-        Ok(Journal { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), _lock: lock })
+        let opened = Opened { read, whole, seconds: started.elapsed().as_secs_f64() };
+        Ok(Journal {
+            shared,
+            store: index,
+            opened,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            _lock: lock,
+        })
     }
 
     /// Appends an event and returns once it is durable (and its changes applied to the store).
@@ -175,6 +205,11 @@ impl Journal {
             .ok_or_else(|| AuditError::Failed("journal closed".into()))?
             .send(r)
             .map_err(|_| AuditError::Failed("the journal writer stopped".into()))
+    }
+
+    /// What opening it read.
+    pub fn opened(&self) -> Opened {
+        self.opened
     }
 
     /// Why the journal stopped accepting records, if it did.
@@ -212,23 +247,124 @@ impl Journal {
         wait.recv().map_err(|_| AuditError::Failed("the journal writer stopped".into()))?
     }
 
-    /// Durable records with `from <= seq <= to`, with their exact stored bytes and hashes.
-    pub fn records(&self, from: u64, to: u64) -> Result<Vec<StoredRecord>, AuditError> {
+    /// Durable records with `from <= seq <= to`, with their exact stored bytes and hashes, read one
+    /// at a time (the store's seek index starts the reading near `from`).
+    pub fn records(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<impl Iterator<Item = Result<StoredRecord, AuditError>>, AuditError> {
         let limit = self.head_seq().min(to);
-        read_records(&self.shared.dir, from, limit)
+        let seek = self.store.as_deref().map(|s| s.seek(from)).transpose()?.flatten();
+        segment::Records::new(&self.shared.dir, from, limit, seek)
     }
 
-    /// Records matching a query, oldest first: "who used which seal when, on which digest".
+    /// Records matching a query, oldest first: "who used which seal when, on which digest". Every
+    /// page, to the end.
     pub fn query(&self, q: &Query) -> Result<Vec<JournalRecord>, AuditError> {
-        Ok(self
-            .records(1, u64::MAX)?
-            .into_iter()
-            .map(|(r, _, _)| r)
-            .filter(|r| q.from_ms.is_none_or(|t| r.time_ms >= t) && q.to_ms.is_none_or(|t| r.time_ms <= t))
-            .filter(|r| q.actor.as_ref().is_none_or(|a| r.actor.account == *a))
-            .filter(|r| q.action.as_ref().is_none_or(|a| r.action == *a))
-            .filter(|r| q.object.as_ref().is_none_or(|o| r.object == *o))
-            .collect())
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.page(q, cursor.as_deref(), false, MAX_PAGE)?;
+            out.extend(page.records);
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One page of the records matching `q`: at most `limit`, after `cursor` (from an earlier
+    /// page), oldest first or newest first (`newest_first`). Answered from the store's indexes:
+    /// the record's object, else its actor, else its action, else its time; the other fields are
+    /// checked on the records read. A page reads at most [`PAGE_BUDGET`] index entries, so its
+    /// time does not grow with the history; a page cut short by the budget still has a cursor.
+    pub fn page(&self, q: &Query, cursor: Option<&str>, newest_first: bool, limit: usize) -> Result<Page, AuditError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let Some(store) = self.store.as_deref() else {
+            return self.page_by_reading(q, cursor, newest_first, limit);
+        };
+        let (index, prefix) = match (&q.object, &q.actor, &q.action) {
+            (Some(o), _, _) => (crate::store::index::OBJECT, index_prefix(o)),
+            (None, Some(a), _) => (crate::store::index::ACTOR, index_prefix(a)),
+            (None, None, Some(a)) => (crate::store::index::ACTION, index_prefix(a)),
+            (None, None, None) => (crate::store::index::TIME, Vec::new()),
+        };
+        let mut after = match cursor {
+            None => None,
+            Some(c) => Some(
+                hex::decode(c)
+                    .ok()
+                    .filter(|k| {
+                        k.starts_with(&prefix) && k.len() == prefix.len() + if prefix.is_empty() { 16 } else { 8 }
+                    })
+                    .ok_or(AuditError::BadCursor)?,
+            ),
+        };
+        let head = self.head_seq();
+        let (mut records, mut read) = (Vec::new(), 0usize);
+        loop {
+            let batch = store.index_page(index, &prefix, after.as_deref(), newest_first, (limit * 2).min(1024))?;
+            let exhausted = batch.len() < (limit * 2).min(1024);
+            for (key, loc) in batch {
+                read += 1;
+                after = Some(key);
+                let Some(payload) = segment::read_frame_at(&self.shared.dir, &loc)? else { continue };
+                let r: JournalRecord = serde_json::from_slice(&payload).map_err(|e| AuditError::Corrupt {
+                    seq: 0,
+                    file: self.shared.dir.display().to_string(),
+                    reason: format!("an indexed record does not decode: {e}"),
+                })?;
+                if r.seq <= head && q.matches(&r) {
+                    records.push(r);
+                    if records.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if records.len() == limit || read >= PAGE_BUDGET {
+                let next = after.map(hex::encode);
+                return Ok(Page { records, next });
+            }
+            if exhausted {
+                return Ok(Page { records, next: None });
+            }
+        }
+    }
+
+    /// [`Journal::page`] for a journal without a store (tools, tests): the segments are read from
+    /// the cursor on, oldest first only.
+    fn page_by_reading(
+        &self,
+        q: &Query,
+        cursor: Option<&str>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Page, AuditError> {
+        if newest_first {
+            return Err(AuditError::Failed("newest first needs the store's indexes".into()));
+        }
+        let after = match cursor {
+            None => 0,
+            Some(c) => hex::decode(c)
+                .ok()
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .ok_or(AuditError::BadCursor)?,
+        };
+        let (mut records, mut read) = (Vec::new(), 0usize);
+        for r in self.records(after + 1, u64::MAX)? {
+            let (r, _, _) = r?;
+            read += 1;
+            let seq = r.seq;
+            if q.matches(&r) {
+                records.push(r);
+            }
+            if records.len() == limit || read >= PAGE_BUDGET {
+                return Ok(Page { records, next: Some(hex::encode(seq.to_be_bytes())) });
+            }
+        }
+        Ok(Page { records, next: None })
     }
 
     /// Stops the writer after the requests already queued; further appends fail.
@@ -257,6 +393,38 @@ impl Query {
     }
 }
 
+/// What opening the journal read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Opened {
+    /// Records read (and replayed into the store where it lacked them).
+    pub read: u64,
+    /// Whether every segment was read (no store tail to start from, or one that did not match).
+    pub whole: bool,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// The most records one page holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// The most index entries one page reads (matching or not).
+pub const PAGE_BUDGET: usize = 20_000;
+
+/// A page of records, with the cursor of the next page (none: this was the last).
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The records.
+    pub records: Vec<JournalRecord>,
+    /// Opaque: give it back for the next page.
+    pub next: Option<String>,
+}
+
+fn index_prefix(value: &str) -> Vec<u8> {
+    let mut p = value.as_bytes().to_vec();
+    p.push(0);
+    p
+}
+
 /// A journal query; every given field must match.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -272,20 +440,50 @@ pub struct Query {
     pub object: Option<String>,
 }
 
-pub(super) fn flush_replay(
-    store: Option<&Store>,
-    replay: &mut Vec<(u64, Vec<crate::store::Change>)>,
-) -> Result<u64, AuditError> {
-    let Some(store) = store else {
-        replay.clear();
-        return Ok(0);
-    };
-    if replay.is_empty() {
-        return Ok(0);
+/// Records read at open, on their way into the store (its changes and its indexes), 1024 at a time.
+#[derive(Default)]
+struct Replay {
+    records: Vec<(JournalRecord, [u8; 32], crate::store::Loc)>,
+}
+
+impl Replay {
+    fn push(&mut self, m: segment::Met<'_>) {
+        self.records.push((m.record.clone(), m.hash, m.loc));
     }
-    let batch: Vec<(u64, &[crate::store::Change])> = replay.iter().map(|(s, c)| (*s, c.as_slice())).collect();
-    let _ = store.apply(&batch)?;
-    let n = replay.len() as u64;
-    replay.clear();
-    Ok(n)
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn flush(&mut self, store: Option<&Store>) -> Result<u64, AuditError> {
+        let Some(store) = store else {
+            self.records.clear();
+            return Ok(0);
+        };
+        if self.records.is_empty() {
+            return Ok(0);
+        }
+        let changes: Vec<(u64, &[crate::store::Change])> =
+            self.records.iter().map(|(r, _, _)| (r.seq, r.snapshot.as_slice())).collect();
+        let index: Vec<crate::store::Indexed<'_>> =
+            self.records.iter().map(|(r, hash, loc)| indexed(r, *hash, *loc)).collect();
+        let _ = store.apply(&changes, &index)?;
+        let n = self.records.len() as u64;
+        self.records.clear();
+        Ok(n)
+    }
+}
+
+/// What the store's indexes keep of a record.
+pub(super) fn indexed(r: &JournalRecord, hash: [u8; 32], loc: crate::store::Loc) -> crate::store::Indexed<'_> {
+    crate::store::Indexed {
+        seq: r.seq,
+        time_ms: r.time_ms,
+        actor: &r.actor.account,
+        action: &r.action,
+        object: &r.object,
+        hash,
+        loc,
+        checkpoint: r.action == CHECKPOINT_ACTION,
+    }
 }

@@ -22,7 +22,7 @@ mod writer;
 
 pub use archive::{archive, read_anchor, Anchor};
 pub use export::{export, read_export, Export, ExportRange};
-pub use journal::{Journal, JournalConfig, Query};
+pub use journal::{Journal, JournalConfig, Opened, Page, Query, MAX_PAGE};
 #[doc(hidden)]
 pub use segment::MAX_RECORD;
 pub use segment::{read_journal, StoredRecord};
@@ -53,6 +53,7 @@ pub const KEY_CHANGE_ACTION: &str = "audit.key_change";
 
 /// Who did it: the account and the client certificate it used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Actor {
     /// Account name (`system` for the appliance itself).
@@ -114,6 +115,7 @@ impl AuditEvent {
 
 /// One journal record, as encoded (the canonical encoding is this struct as compact JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JournalRecord {
     /// Dense sequence number from 1.
@@ -224,6 +226,9 @@ pub enum AuditError {
     /// An export could not be read.
     #[error("export {0}")]
     Export(String),
+    /// A page's cursor is not one this query gave.
+    #[error("the cursor is not one this query gave (ask again without a cursor)")]
+    BadCursor,
 }
 
 fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> AuditError + '_ {

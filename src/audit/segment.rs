@@ -25,34 +25,94 @@ pub(super) struct Frame {
     pub crc_ok: bool,
 }
 
-/// How a segment ends.
-pub(super) enum Tail {
-    /// Cleanly.
-    Clean,
-    /// With a frame that is cut short (or a header that makes no sense) at this offset.
+/// The frames of one segment, read in order from an offset one at a time: memory stays at one
+/// frame and a read buffer, whatever the segment's size.
+pub(super) struct FrameReader {
+    r: std::io::BufReader<File>,
+    off: u64,
+    len: u64,
+    path: PathBuf,
+}
+
+/// What [`FrameReader::next_frame`] found.
+pub(super) enum Next {
+    /// A frame.
+    Frame(Frame),
+    /// The segment's clean end.
+    End,
+    /// A frame cut short (or a header that makes no sense) at this offset.
     Short(u64),
 }
 
-/// Reads every frame of a segment without judging it.
-pub(super) fn read_frames(path: &Path) -> Result<(Vec<Frame>, Tail), AuditError> {
-    let data = std::fs::read(path).map_err(io_err(path))?;
-    let mut frames = Vec::new();
-    let mut off = 0usize;
-    while off < data.len() {
-        if data.len() - off < 8 {
-            return Ok((frames, Tail::Short(off as u64)));
-        }
-        let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap_or_default()) as usize;
-        let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap_or_default());
-        if len == 0 || len > MAX_RECORD || off + 8 + len > data.len() {
-            return Ok((frames, Tail::Short(off as u64)));
-        }
-        let payload = data[off + 8..off + 8 + len].to_vec();
-        let crc_ok = crc32fast::hash(&payload) == crc;
-        frames.push(Frame { offset: off as u64, payload, crc_ok });
-        off += 8 + len;
+impl FrameReader {
+    /// Reads `path` from `offset` (a frame's start).
+    pub(super) fn open(path: &Path, offset: u64) -> Result<Self, AuditError> {
+        use std::io::Seek as _;
+        let mut f = File::open(path).map_err(io_err(path))?;
+        let len = f.metadata().map_err(io_err(path))?.len();
+        let _ = f.seek(std::io::SeekFrom::Start(offset)).map_err(io_err(path))?;
+        Ok(FrameReader { r: std::io::BufReader::with_capacity(256 << 10, f), off: offset, len, path: path.into() })
     }
-    Ok((frames, Tail::Clean))
+
+    /// The next frame.
+    pub(super) fn next_frame(&mut self) -> Result<Next, AuditError> {
+        use std::io::Read as _;
+        if self.off >= self.len {
+            return Ok(Next::End);
+        }
+        if self.len - self.off < 8 {
+            return Ok(Next::Short(self.off));
+        }
+        let mut head = [0u8; 8];
+        self.r.read_exact(&mut head).map_err(io_err(&self.path))?;
+        let len = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().unwrap_or_default());
+        if len == 0 || len > MAX_RECORD || self.off + 8 + len as u64 > self.len {
+            return Ok(Next::Short(self.off));
+        }
+        let mut payload = vec![0u8; len];
+        self.r.read_exact(&mut payload).map_err(io_err(&self.path))?;
+        let crc_ok = crc32fast::hash(&payload) == crc;
+        let frame = Frame { offset: self.off, payload, crc_ok };
+        self.off += 8 + len as u64;
+        Ok(Next::Frame(frame))
+    }
+}
+
+/// Reads every frame of a segment without judging it (up to a frame cut short).
+pub(super) fn read_frames(path: &Path) -> Result<Vec<Frame>, AuditError> {
+    let mut reader = FrameReader::open(path, 0)?;
+    let mut frames = Vec::new();
+    loop {
+        match reader.next_frame()? {
+            Next::Frame(f) => frames.push(f),
+            Next::End | Next::Short(_) => return Ok(frames),
+        }
+    }
+}
+
+/// One frame at a known place (a location from the store's indexes), without its neighbours.
+pub(super) fn read_frame_at(dir: &Path, loc: &crate::store::Loc) -> Result<Option<Vec<u8>>, AuditError> {
+    use std::os::unix::fs::FileExt as _;
+    let path = dir.join(format!("seg-{:020}.log", loc.segment));
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        // Archived (see `archive.rs`): not here any more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let mut buf = vec![0u8; 8 + loc.len as usize];
+    f.read_exact_at(&mut buf, loc.offset).map_err(io_err(&path))?;
+    let len = u32::from_le_bytes(buf[..4].try_into().unwrap_or_default());
+    let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap_or_default());
+    if len != loc.len || crc32fast::hash(&buf[8..]) != crc {
+        return Err(AuditError::Corrupt {
+            seq: 0,
+            file: path.display().to_string(),
+            reason: format!("no intact record at offset {} (the index and the journal disagree)", loc.offset),
+        });
+    }
+    Ok(Some(buf.split_off(8)))
 }
 
 /// The segment files, by first seq.
@@ -101,25 +161,88 @@ pub(super) struct Scan {
     pub(super) uncovered: u64,
 }
 
-/// Reads every segment, checks frames, seqs and the chain; cuts a torn tail; refuses corruption.
+/// Where a scan starts: the journal's start, or just after the last record the store indexed.
+pub(super) struct ScanFrom {
+    pub(super) seq: u64,
+    pub(super) hash: [u8; 32],
+    /// The segment and offset to read from (`None`: every segment, from the first).
+    pub(super) at: Option<(u64, u64)>,
+    /// Records since the last checkpoint, at the start.
+    pub(super) uncovered: u64,
+}
+
+impl ScanFrom {
+    /// The journal's start: the archive anchor, or the chain's beginning.
+    pub(super) fn start(dir: &Path) -> Result<Self, AuditError> {
+        let anchor = read_anchor(dir)?;
+        Ok(ScanFrom { seq: anchor.seq, hash: anchor.hash_bytes()?, at: None, uncovered: 0 })
+    }
+
+    /// Just after the store's journal tail, when the segment still holds that very record
+    /// (same seq, same hash); `None` otherwise, and the scan must start from the beginning.
+    pub(super) fn tail(dir: &Path, tail: &crate::store::JournalTail) -> Option<Self> {
+        let payload = read_frame_at(dir, &tail.loc).ok()??;
+        let r: JournalRecord = serde_json::from_slice(&payload).ok()?;
+        let prev: [u8; 32] = hex::decode(&r.prev_hash).ok()?.try_into().ok()?;
+        let hash = record_hash(&prev, &payload);
+        (r.seq == tail.seq && hex::encode(hash) == tail.hash).then_some(ScanFrom {
+            seq: tail.seq,
+            hash,
+            at: Some((tail.loc.segment, tail.loc.end())),
+            uncovered: tail.seq.saturating_sub(tail.checkpoint_seq),
+        })
+    }
+}
+
+/// A record as a scan meets it: the record, its stored bytes, its hash and where it is.
+pub(super) struct Met<'a> {
+    pub(super) record: &'a JournalRecord,
+    pub(super) hash: [u8; 32],
+    pub(super) loc: crate::store::Loc,
+}
+
+/// Reads the segments from `from`, checks frames, seqs and the chain; cuts a torn tail; refuses
+/// corruption.
 pub(super) fn scan(
     dir: &Path,
-    mut each: impl FnMut(&JournalRecord, u64) -> Result<(), AuditError>,
+    from: ScanFrom,
+    mut each: impl FnMut(Met<'_>) -> Result<(), AuditError>,
 ) -> Result<Scan, AuditError> {
     let segs = segments(dir)?;
-    let anchor = read_anchor(dir)?;
-    let (mut head_seq, mut head_hash, mut uncovered) = (anchor.seq, anchor.hash_bytes()?, 0u64);
+    let (mut head_seq, mut head_hash, mut uncovered) = (from.seq, from.hash, from.uncovered);
     let n = segs.len();
-    for (i, (_, path)) in segs.iter().enumerate() {
+    for (i, (first, path)) in segs.iter().enumerate() {
+        let start = match from.at {
+            None => 0,
+            Some((seg, _)) if *first < seg => continue,
+            Some((seg, off)) if *first == seg => off,
+            Some(_) => 0,
+        };
         let last = i + 1 == n;
         let file = path.display().to_string();
-        let (frames, tail) = read_frames(path)?;
+        let mut reader = FrameReader::open(path, start)?;
         let mut cut: Option<u64> = None;
-        for (j, f) in frames.iter().enumerate() {
+        loop {
+            let f = match reader.next_frame()? {
+                Next::Frame(f) => f,
+                Next::End => break,
+                Next::Short(off) => {
+                    if !last {
+                        return Err(AuditError::Corrupt {
+                            seq: head_seq + 1,
+                            file: file.clone(),
+                            reason: "segment ends in a partial record but is not the last segment".into(),
+                        });
+                    }
+                    cut = Some(off);
+                    break;
+                }
+            };
             let expected = head_seq + 1;
             let corrupt = |reason: String| AuditError::Corrupt { seq: expected, file: file.clone(), reason };
             if !f.crc_ok {
-                if last && j + 1 == frames.len() && matches!(tail, Tail::Clean) {
+                // A bad checksum on the very last frame of the last segment: never acknowledged.
+                if last && matches!(reader.next_frame()?, Next::End) {
                     cut = Some(f.offset);
                     break;
                 }
@@ -136,17 +259,8 @@ pub(super) fn scan(
             head_hash = record_hash(&head_hash, &f.payload);
             head_seq = r.seq;
             uncovered = if r.action == super::CHECKPOINT_ACTION { 0 } else { uncovered + 1 };
-            each(&r, head_seq)?;
-        }
-        if let (Tail::Short(off), None) = (&tail, cut) {
-            if !last {
-                return Err(AuditError::Corrupt {
-                    seq: head_seq + 1,
-                    file: file.clone(),
-                    reason: "segment ends in a partial record but is not the last segment".into(),
-                });
-            }
-            cut = Some(*off);
+            let loc = crate::store::Loc { segment: *first, offset: f.offset, len: f.payload.len() as u32 };
+            each(Met { record: &r, hash: head_hash, loc })?;
         }
         if let Some(off) = cut {
             tracing::warn!(file = %file, offset = off, seq = head_seq + 1, "journal tail torn (never acknowledged); truncating");
@@ -159,30 +273,108 @@ pub(super) fn scan(
 
 /// Every record of a journal directory, read-only (for `sealctl audit query` with the daemon stopped).
 pub fn read_journal(dir: &Path) -> Result<Vec<JournalRecord>, AuditError> {
-    Ok(read_records(dir, 1, u64::MAX)?.into_iter().map(|(r, _, _)| r).collect())
+    Records::new(dir, 1, u64::MAX, None)?.map(|r| r.map(|(r, _, _)| r)).collect()
+}
+
+/// Records `from..=to`, read in order one at a time: memory stays at one record whatever the range.
+/// A seek location (from the store's index) starts the reading near `from`; without one, reading
+/// starts at the segment that holds `from` (segment names are first seqs).
+pub(super) struct Records {
+    segs: std::vec::IntoIter<(u64, PathBuf)>,
+    reader: Option<FrameReader>,
+    prev: Option<[u8; 32]>,
+    from: u64,
+    to: u64,
+    done: bool,
+}
+
+impl Records {
+    pub(super) fn new(
+        dir: &Path,
+        from: u64,
+        to: u64,
+        seek: Option<(u64, crate::store::Loc)>,
+    ) -> Result<Self, AuditError> {
+        let all = segments(dir)?;
+        let anchor = read_anchor(dir)?;
+        // The segment that holds `from`, and where in it to start.
+        let holder = all.iter().rposition(|(first, _)| *first <= from).unwrap_or(0);
+        let (mut start_seg, mut offset) = (holder, 0u64);
+        if let Some((_, loc)) = seek {
+            if let Some(i) = all.iter().position(|(first, _)| *first == loc.segment) {
+                if i >= holder {
+                    (start_seg, offset) = (i, loc.offset);
+                }
+            }
+        }
+        let mut segs = all.into_iter().skip(start_seg).collect::<Vec<_>>().into_iter();
+        let reader = match segs.next() {
+            Some((_, path)) => Some(FrameReader::open(&path, offset)?),
+            None => None,
+        };
+        // From the chain's start, the anchor's hash comes before the first record; elsewhere each
+        // record carries the hash before it.
+        let prev = (start_seg == 0 && offset == 0).then(|| anchor.hash_bytes()).transpose()?;
+        Ok(Records { segs, reader, prev, from, to, done: false })
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<StoredRecord, AuditError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let reader = self.reader.as_mut()?;
+            let frame = match reader.next_frame() {
+                Err(e) => return Some(Err(e)),
+                Ok(Next::Frame(f)) => f,
+                Ok(Next::End | Next::Short(_)) => {
+                    self.reader = match self.segs.next() {
+                        Some((_, path)) => match FrameReader::open(&path, 0) {
+                            Ok(r) => Some(r),
+                            Err(e) => return Some(Err(e)),
+                        },
+                        None => None,
+                    };
+                    continue;
+                }
+            };
+            let Ok(r) = serde_json::from_slice::<JournalRecord>(&frame.payload) else {
+                self.done = true;
+                return None;
+            };
+            if r.seq > self.to {
+                self.done = true;
+                return None;
+            }
+            let prev = match self.prev {
+                Some(p) => p,
+                None => match hex::decode(&r.prev_hash).ok().and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+                    Some(p) => p,
+                    None => {
+                        return Some(Err(AuditError::Corrupt {
+                            seq: r.seq,
+                            file: "journal".into(),
+                            reason: "prev_hash is not 32 bytes of hex".into(),
+                        }))
+                    }
+                },
+            };
+            let hash = record_hash(&prev, &frame.payload);
+            self.prev = Some(hash);
+            if r.seq >= self.from {
+                return Some(Ok((r, frame.payload, hash)));
+            }
+        }
+    }
 }
 
 /// Reads records `from..=to` from the segment files (read-only; for verification and export).
 pub(super) fn read_records(dir: &Path, from: u64, to: u64) -> Result<Vec<StoredRecord>, AuditError> {
-    let mut out = Vec::new();
-    let mut prev = read_anchor(dir)?.hash_bytes()?;
-    for (_, path) in segments(dir)? {
-        let (frames, _) = read_frames(&path)?;
-        for f in frames {
-            let Ok(r) = serde_json::from_slice::<JournalRecord>(&f.payload) else {
-                break;
-            };
-            if r.seq > to {
-                return Ok(out);
-            }
-            let hash = record_hash(&prev, &f.payload);
-            prev = hash;
-            if r.seq >= from {
-                out.push((r, f.payload, hash));
-            }
-        }
-    }
-    Ok(out)
+    Records::new(dir, from, to, None)?.collect()
 }
 
 pub(super) fn write_head_file(dir: &Path, head: &SignedHead) -> Result<(), AuditError> {

@@ -236,7 +236,7 @@ fn check_head(
 pub fn verify_journal_dir(dir: &Path, key: Option<&PublicKey>) -> Result<VerifyReport, AuditError> {
     let mut raw = Vec::new();
     for (_, path) in segments(dir)? {
-        let (frames, _) = read_frames(&path)?;
+        let frames = read_frames(&path)?;
         raw.extend(frames.into_iter().map(|f| (f.payload, f.crc_ok)));
     }
     let head = read_head_file(dir)?;

@@ -31,6 +31,17 @@ pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     /// Set when the journal closes: the last records get a checkpoint whatever the schedule says.
     pub(super) closing: bool,
+    /// The records of the batch being written, for the store's indexes.
+    pub(super) staged: Vec<Staged>,
+}
+
+/// A record in the batch being written: what the indexes need, and where in the batch it is.
+pub(super) struct Staged {
+    record: JournalRecord,
+    hash: [u8; 32],
+    /// Offset of its frame in the batch's buffer.
+    at: u64,
+    len: u32,
 }
 
 pub(super) enum Reply {
@@ -124,6 +135,7 @@ impl Writer {
             return;
         }
         let (start_seq, start_hash) = (self.head_seq, self.head_hash);
+        self.staged.clear();
         let mut buf = Vec::new();
         let mut replies = Vec::new();
         let mut changes: Vec<(u64, Vec<crate::store::Change>)> = Vec::new();
@@ -173,13 +185,22 @@ impl Writer {
             }
             return;
         }
-        let result = self.write(&buf, start_seq + 1).and_then(|()| {
+        let result = self.write(&buf, start_seq + 1).and_then(|(segment, base)| {
             let batch: Vec<(u64, &[crate::store::Change])> = changes.iter().map(|(s, c)| (*s, c.as_slice())).collect();
+            let index: Vec<crate::store::Indexed<'_>> = self
+                .staged
+                .iter()
+                .map(|st| {
+                    let loc = crate::store::Loc { segment, offset: base + st.at, len: st.len };
+                    super::journal::indexed(&st.record, st.hash, loc)
+                })
+                .collect();
             match &self.store {
-                Some(store) => store.apply(&batch).map_err(AuditError::from),
+                Some(store) => store.apply(&batch, &index).map_err(AuditError::from),
                 None => Ok(Vec::new()),
             }
         });
+        self.staged.clear();
         let counters = match result {
             Ok(c) => c,
             Err(e) => {
@@ -263,13 +284,21 @@ impl Writer {
         };
         let payload = serde_json::to_vec(&rec).ok().filter(|p| p.len() <= MAX_RECORD)?;
         let hash = record_hash(&self.head_hash, &payload);
+        let at = buf.len() as u64;
         encode_frame(&payload, buf);
         self.head_seq = rec.seq;
         self.head_hash = hash;
-        Some((rec.seq, hash, rec.snapshot))
+        let snapshot = rec.snapshot.clone();
+        let seq = rec.seq;
+        if self.store.is_some() {
+            let record = JournalRecord { snapshot: Vec::new(), details: Default::default(), ..rec };
+            self.staged.push(Staged { record, hash, at, len: payload.len() as u32 });
+        }
+        Some((seq, hash, snapshot))
     }
 
-    fn write(&mut self, buf: &[u8], first_seq: u64) -> Result<(), AuditError> {
+    /// Writes the batch and makes it durable; returns the segment it went to and its offset there.
+    fn write(&mut self, buf: &[u8], first_seq: u64) -> Result<(u64, u64), AuditError> {
         if self.file_len > 0 && self.file_len + buf.len() as u64 > self.cfg.segment_bytes {
             let path = self.shared.dir.join(format!("seg-{first_seq:020}.log"));
             self.file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
@@ -278,11 +307,12 @@ impl Writer {
             sync_dir(&self.shared.dir)?;
         }
         let path = self.shared.dir.join(format!("seg-{:020}.log", self.seg_first));
+        let base = self.file_len;
         self.file.write_all(buf).map_err(io_err(&path))?;
         if self.cfg.sync {
             self.file.sync_data().map_err(io_err(&path))?;
         }
         self.file_len += buf.len() as u64;
-        Ok(())
+        Ok((self.seg_first, base))
     }
 }

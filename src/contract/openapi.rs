@@ -83,6 +83,7 @@ fn generated() -> Map<String, Value> {
     add::<crate::seal::TicketRequest>(g);
     add::<crate::seal::Ticket>(g);
     add::<UsageList>(g);
+    add::<AuditRecords>(g);
     add::<TransitionBody>(g);
     add::<TransitionReply>(g);
     add::<FilingList>(g);
@@ -340,7 +341,11 @@ fn codes_in_source() -> BTreeSet<String> {
             if !snake {
                 continue;
             }
-            let before: String = text[open.saturating_sub(120)..open].chars().filter(|c| !c.is_whitespace()).collect();
+            let mut start = open.saturating_sub(120);
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            let before: String = text[start..open].chars().filter(|c| !c.is_whitespace()).collect();
             let function = text[..open].rsplit_once("fn ").map(|(_, rest)| rest.split('(').next().unwrap_or_default());
             let constructed = constructors.iter().any(|c| before.ends_with(c))
                 || before

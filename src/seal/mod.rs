@@ -553,7 +553,10 @@ impl From<crate::store::StoreError> for SealError {
 
 impl From<crate::audit::AuditError> for SealError {
     fn from(e: crate::audit::AuditError) -> Self {
-        SealError::Audit(e.to_string())
+        match e {
+            crate::audit::AuditError::BadCursor => SealError::Invalid("bad_cursor", e.to_string()),
+            e => SealError::Audit(e.to_string()),
+        }
     }
 }
 

@@ -26,9 +26,22 @@ impl Trail {
         Ok(crate::audit::verify_journal_dir(journal.dir(), journal.public_key().as_ref())?)
     }
 
-    /// The journal records in `range` as JSON Lines (auditors only).
-    /// `range` is the request's range, or why it could not be read (checked after the role).
-    pub fn audit_export(&self, p: &Principal, range: Result<ExportRange, String>) -> Result<Vec<u8>, SealError> {
+    /// A page of the journal's records matching `q` (auditors only).
+    pub fn audit_records(
+        &self,
+        p: &Principal,
+        q: &crate::audit::Query,
+        cursor: &Option<String>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<crate::audit::Page, SealError> {
+        self.ledger.require_role(p, Role::Auditor, "audit.query", "audit", "this needs the auditor role")?;
+        Ok(self.ledger.journal.page(q, cursor.as_deref(), newest_first, limit)?)
+    }
+
+    /// Checks an export request (auditors only; `range` is the request's range, or why it could
+    /// not be read, checked after the role): the range to give to [`Trail::write_export`].
+    pub fn audit_export(&self, p: &Principal, range: Result<ExportRange, String>) -> Result<ExportRange, SealError> {
         self.ledger.require_role(p, Role::Auditor, "audit.export", "audit", "this needs the auditor role")?;
         let range = range.map_err(|m| SealError::Invalid("bad_range", m))?;
         let last = self.ledger.journal.head_seq();
@@ -44,9 +57,13 @@ impl Trail {
                 format!("from {} is past the last record of the journal ({last})", range.from),
             ));
         }
-        let mut out = Vec::new();
-        let _ = crate::audit::export(self.ledger.journal.dir(), range, &mut out)?;
-        Ok(out)
+        Ok(range)
+    }
+
+    /// Writes the records of a checked `range` as JSON Lines to `out`, one record at a time.
+    pub fn write_export(&self, range: ExportRange, out: &mut dyn std::io::Write) -> Result<(), SealError> {
+        let _ = crate::audit::export(self.ledger.journal.dir(), range, out, Some(&self.ledger.store))?;
+        Ok(())
     }
 
     /// A backup up to a checkpoint signed now, signed by the audit key in use (system administrator

@@ -79,6 +79,21 @@ pub struct UsageEntry {
     pub digest: Option<String>,
     /// The approval ticket it spent.
     pub ticket: Option<String>,
+    /// What was signed: `ses`, `ofd`, `cms`, or the raw input mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// The document's name, when the use named one (a sealed OFD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_name: Option<String>,
+}
+
+/// A page of a seal's usage records.
+#[derive(Debug, Clone)]
+pub struct UsagePage {
+    /// The records.
+    pub usage: Vec<UsageEntry>,
+    /// The next page's cursor (none: this was the last).
+    pub next_cursor: Option<String>,
 }
 
 /// A seal held steady for one use: its shared lock is taken, so no freeze, revocation or key switch
@@ -367,9 +382,32 @@ impl Uses {
         Ok(t)
     }
 
-    /// The usage records of a seal (uses and refused uses), oldest first: its unit administrator,
-    /// issuers and auditors.
+    /// The usage records of a seal (uses and refused uses), oldest first, every page: for tools
+    /// and tests (the API pages, see [`Uses::usage_page`]).
     pub fn usage(&self, p: &Principal, seal_id: &str) -> Result<Vec<UsageEntry>, SealError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.usage_page(p, seal_id, cursor.as_deref(), false, crate::audit::MAX_PAGE)?;
+            out.extend(page.usage);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One page of a seal's usage records (uses and refused uses), from the journal's index by
+    /// seal: at most `limit` (1 to 1000), after `cursor`, oldest or newest first. For its unit
+    /// administrator, issuers and auditors.
+    pub fn usage_page(
+        &self,
+        p: &Principal,
+        seal_id: &str,
+        cursor: Option<&str>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<UsagePage, SealError> {
         let object = format!("seal:{seal_id}");
         let seal = self.ledger.seal(seal_id)?;
         let admin = self.directory.administers(p, &seal.unit)?;
@@ -382,10 +420,9 @@ impl Uses {
             ));
         }
         let q = crate::audit::Query { action: Some("seal.use".into()), object: Some(object), ..Default::default() };
-        Ok(self
-            .ledger
-            .journal
-            .query(&q)?
+        let page = self.ledger.journal.page(&q, cursor, newest_first, limit)?;
+        let usage = page
+            .records
             .into_iter()
             .map(|r| {
                 let text = |k: &str| r.details.get(k).and_then(|v| v.as_str()).map(String::from);
@@ -393,13 +430,16 @@ impl Uses {
                     key_version: r.details.get("key_version").and_then(|v| v.as_u64()).map(|v| v as u32),
                     digest: text("digest"),
                     ticket: text("ticket"),
+                    input: text("input"),
+                    document_name: text("document_name"),
                     seq: r.seq,
                     time_ms: r.time_ms,
                     account: r.actor.account,
                     outcome: r.outcome,
                 }
             })
-            .collect())
+            .collect();
+        Ok(UsagePage { usage, next_cursor: page.next })
     }
 }
 

@@ -61,9 +61,115 @@ pub const TREES: &[&str] = &[
 
 const META_SCHEMA: &[u8] = b"schema_version";
 const META_APPLIED: &[u8] = b"applied_seq";
+const META_INDEXED: &[u8] = b"indexed_seq";
+const META_TAIL: &[u8] = b"journal_tail";
+
+/// The journal's indexes: part of the view, written in the transaction that applies a record and
+/// rebuilt by replay like the rest. Changes cannot write them. Keys end in the record's seq
+/// (big-endian), so each index lists records oldest first; values are where the record is.
+pub mod index {
+    /// `time_ms ‖ seq` (both big-endian).
+    pub const TIME: &str = "jidx_time";
+    /// `object ‖ 0 ‖ seq`.
+    pub const OBJECT: &str = "jidx_object";
+    /// `actor account ‖ 0 ‖ seq`.
+    pub const ACTOR: &str = "jidx_actor";
+    /// `action ‖ 0 ‖ seq`.
+    pub const ACTION: &str = "jidx_action";
+    /// `seq`, for one record in [`super::SEEK_EVERY`] (and the first of each segment): where to
+    /// start reading a range.
+    pub const SEQ: &str = "jidx_seq";
+}
+
+/// The journal's index trees, in the order the store opens them after [`TREES`].
+pub const INDEX_TREES: &[&str] = &[index::TIME, index::OBJECT, index::ACTOR, index::ACTION, index::SEQ];
+
+/// [`index::SEQ`] holds one record in this many.
+pub const SEEK_EVERY: u64 = 1024;
+
+/// Where a journal record's frame is: its segment (by first seq), the frame's offset, the payload's
+/// length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loc {
+    /// The segment's first seq (`seg-<first>.log`).
+    pub segment: u64,
+    /// Offset of the frame header in the segment.
+    pub offset: u64,
+    /// Payload length.
+    pub len: u32,
+}
+
+impl Loc {
+    fn to_bytes(self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&self.segment.to_be_bytes());
+        b[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        b[16..].copy_from_slice(&self.len.to_be_bytes());
+        b
+    }
+
+    /// Reads a stored location.
+    pub fn from_bytes(b: &[u8]) -> Option<Loc> {
+        Some(Loc {
+            segment: u64::from_be_bytes(b.get(..8)?.try_into().ok()?),
+            offset: u64::from_be_bytes(b.get(8..16)?.try_into().ok()?),
+            len: u32::from_be_bytes(b.get(16..20)?.try_into().ok()?),
+        })
+    }
+
+    /// Where the next frame starts.
+    pub fn end(&self) -> u64 {
+        self.offset + 8 + u64::from(self.len)
+    }
+}
+
+/// What the journal's indexes hold of one record.
+#[derive(Debug, Clone, Copy)]
+pub struct Indexed<'a> {
+    /// Seq.
+    pub seq: u64,
+    /// Time, ms.
+    pub time_ms: u64,
+    /// The actor's account.
+    pub actor: &'a str,
+    /// Action.
+    pub action: &'a str,
+    /// Object.
+    pub object: &'a str,
+    /// The record's chain hash.
+    pub hash: [u8; 32],
+    /// Where it is.
+    pub loc: Loc,
+    /// Whether it is a checkpoint.
+    pub checkpoint: bool,
+}
+
+/// The last record the indexes hold: where the journal continues, so that opening reads only what
+/// came after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalTail {
+    /// Its seq.
+    pub seq: u64,
+    /// Its hash, hex.
+    pub hash: String,
+    /// Where it is.
+    pub loc: Loc,
+    /// The seq of the last checkpoint record at or before it (0: none).
+    pub checkpoint_seq: u64,
+}
+
+/// An index key: `prefix ‖ 0 ‖ seq`.
+pub fn index_key(prefix: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 9);
+    k.extend_from_slice(prefix.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
 
 /// One state change, carried by a journal record and applied here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Change {
     /// The full new state of an object.
@@ -169,7 +275,12 @@ impl Store {
             }
         };
         let sled_err = |e: sled::Error| StoreError::Sled { path: shown.clone(), message: e.to_string() };
-        let trees = TREES.iter().map(|t| db.open_tree(t)).collect::<Result<Vec<_>, _>>().map_err(sled_err)?;
+        let trees = TREES
+            .iter()
+            .chain(INDEX_TREES)
+            .map(|t| db.open_tree(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sled_err)?;
         let store = Store { db, trees, path: path.to_path_buf() };
         let meta = &store.trees[0];
         match meta.get(META_SCHEMA).map_err(sled_err)? {
@@ -219,6 +330,85 @@ impl Store {
         }
     }
 
+    /// The seq the journal's indexes hold records up to.
+    pub fn indexed_seq(&self) -> Result<u64, StoreError> {
+        self.get::<u64>(tree::META, "indexed_seq").map(|v| v.unwrap_or(0))
+    }
+
+    /// The last record the indexes hold, if any.
+    pub fn journal_tail(&self) -> Result<Option<JournalTail>, StoreError> {
+        self.get(tree::META, "journal_tail")
+    }
+
+    /// Up to `limit` entries of index `name` whose key starts with `prefix`, after `after` (a full
+    /// key) or from the start; oldest first, or newest first with `rev`. Each is (key, location).
+    pub fn index_page(
+        &self,
+        name: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Loc)>, StoreError> {
+        let i = INDEX_TREES.iter().position(|t| *t == name).ok_or_else(|| StoreError::UnknownTree(name.to_string()))?;
+        let t = &self.trees[TREES.len() + i];
+        let mut end = prefix.to_vec();
+        // The smallest key past every key with this prefix (prefixes here never end in 0xff).
+        let upper = match end.iter().rposition(|b| *b != 0xff) {
+            Some(p) => {
+                end.truncate(p + 1);
+                end[p] += 1;
+                std::ops::Bound::Excluded(end)
+            }
+            None => std::ops::Bound::Unbounded,
+        };
+        let lower = std::ops::Bound::Included(prefix.to_vec());
+        let range = match (after, rev) {
+            (None, _) => t.range::<Vec<u8>, _>((lower, upper)),
+            (Some(a), false) => t.range::<Vec<u8>, _>((std::ops::Bound::Excluded(a.to_vec()), upper)),
+            (Some(a), true) => t.range::<Vec<u8>, _>((lower, std::ops::Bound::Excluded(a.to_vec()))),
+        };
+        let mut out = Vec::new();
+        let mut push = |item: Result<(sled::IVec, sled::IVec), sled::Error>| -> Result<bool, StoreError> {
+            let (k, v) = item.map_err(self.sled_err())?;
+            let loc = Loc::from_bytes(&v).ok_or_else(|| StoreError::Decode {
+                tree: name.into(),
+                key: hex::encode(&k),
+                message: "not a record location".into(),
+            })?;
+            out.push((k.to_vec(), loc));
+            Ok(out.len() < limit)
+        };
+        if rev {
+            for item in range.rev() {
+                if !push(item)? {
+                    break;
+                }
+            }
+        } else {
+            for item in range {
+                if !push(item)? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where to start reading the journal for records from `seq`: the last seek entry at or
+    /// before it (see [`index::SEQ`]), as (seq, location).
+    pub fn seek(&self, seq: u64) -> Result<Option<(u64, Loc)>, StoreError> {
+        let t = &self.trees[TREES.len() + INDEX_TREES.iter().position(|t| *t == index::SEQ).unwrap_or(0)];
+        match t.range(..=seq.to_be_bytes()).next_back() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item.map_err(self.sled_err())?;
+                let at = u64::from_be_bytes(k.as_ref().try_into().unwrap_or_default());
+                Ok(Loc::from_bytes(&v).map(|l| (at, l)))
+            }
+        }
+    }
+
     /// Every value in a tree, by key order.
     pub fn scan<T: DeserializeOwned>(&self, tree: &str) -> Result<Vec<(String, T)>, StoreError> {
         let t = &self.trees[tree_index(tree)?];
@@ -242,9 +432,14 @@ impl Store {
     }
 
     /// Applies journal records (seq, changes), in order, in one transaction that also sets
-    /// `meta.applied_seq` to the last seq. Records at or below `applied_seq` are skipped, so replay
-    /// is exactly-once. Returns the counters' new values as (seq, key, value).
-    pub fn apply(&self, records: &[(u64, &[Change])]) -> Result<Vec<(u64, String, i64)>, StoreError> {
+    /// `meta.applied_seq` to the last seq, and indexes `index` (records above `meta.indexed_seq`,
+    /// which follows). Records at or below `applied_seq` are skipped, so replay is exactly-once.
+    /// Returns the counters' new values as (seq, key, value).
+    pub fn apply(
+        &self,
+        records: &[(u64, &[Change])],
+        index: &[Indexed<'_>],
+    ) -> Result<Vec<(u64, String, i64)>, StoreError> {
         for (_, changes) in records {
             for c in changes.iter() {
                 if let Change::Put { tree, .. } | Change::Delete { tree, .. } = c {
@@ -292,6 +487,37 @@ impl Store {
                 last = last.max(*seq);
             }
             let _ = meta.insert(META_APPLIED, serde_json::to_vec(&last).unwrap_or_default())?;
+            let indexed: u64 = match meta.get(META_INDEXED)? {
+                Some(v) => serde_json::from_slice(&v).unwrap_or(0),
+                None => 0,
+            };
+            let tail: Option<JournalTail> = match meta.get(META_TAIL)? {
+                Some(v) => serde_json::from_slice(&v).ok(),
+                None => None,
+            };
+            let mut checkpoint_seq = tail.map_or(0, |t| t.checkpoint_seq);
+            let mut new_tail = None;
+            let base = TREES.len();
+            for r in index.iter().filter(|r| r.seq > indexed) {
+                let loc = r.loc.to_bytes();
+                let mut time = r.time_ms.to_be_bytes().to_vec();
+                time.extend_from_slice(&r.seq.to_be_bytes());
+                let _ = views[base].insert(time, &loc[..])?;
+                let _ = views[base + 1].insert(index_key(r.object, r.seq), &loc[..])?;
+                let _ = views[base + 2].insert(index_key(r.actor, r.seq), &loc[..])?;
+                let _ = views[base + 3].insert(index_key(r.action, r.seq), &loc[..])?;
+                if r.seq % SEEK_EVERY == 0 || r.loc.offset == 0 {
+                    let _ = views[base + 4].insert(&r.seq.to_be_bytes()[..], &loc[..])?;
+                }
+                if r.checkpoint {
+                    checkpoint_seq = r.seq;
+                }
+                new_tail = Some(JournalTail { seq: r.seq, hash: hex::encode(r.hash), loc: r.loc, checkpoint_seq });
+            }
+            if let Some(t) = new_tail {
+                let _ = meta.insert(META_INDEXED, serde_json::to_vec(&t.seq).unwrap_or_default())?;
+                let _ = meta.insert(META_TAIL, serde_json::to_vec(&t).unwrap_or_default())?;
+            }
             Ok(counters)
         });
         result.map_err(|e| match e {
@@ -331,19 +557,22 @@ mod tests {
             Change::Add { key: "uses".into(), delta: 2 },
         ];
         let b = [put(tree::SEALS, "s1", serde_json::json!({"state": "approved"}))];
-        let counters = s.apply(&[(1, &a), (2, &b)]).unwrap();
+        let counters = s.apply(&[(1, &a), (2, &b)], &[]).unwrap();
         assert_eq!(counters, vec![(1, "uses".to_string(), 2)]);
         assert_eq!(s.applied_seq().unwrap(), 2);
         // Replaying old records changes nothing.
-        let _ = s.apply(&[(1, &a)]).unwrap();
+        let _ = s.apply(&[(1, &a)], &[]).unwrap();
         assert_eq!(s.counter("uses").unwrap(), 2);
         let v: serde_json::Value = s.get(tree::SEALS, "s1").unwrap().unwrap();
         assert_eq!(v["state"], "approved");
-        let _ = s.apply(&[(3, &[Change::Delete { tree: tree::SEALS.into(), key: "s1".into() }])]).unwrap();
+        let _ = s.apply(&[(3, &[Change::Delete { tree: tree::SEALS.into(), key: "s1".into() }])], &[]).unwrap();
         assert!(s.get::<serde_json::Value>(tree::SEALS, "s1").unwrap().is_none());
-        assert!(matches!(s.apply(&[(4, &[put("nope", "k", serde_json::json!(1))])]), Err(StoreError::UnknownTree(_))));
         assert!(matches!(
-            s.apply(&[(4, &[put(tree::META, "applied_seq", serde_json::json!(99))])]),
+            s.apply(&[(4, &[put("nope", "k", serde_json::json!(1))])], &[]),
+            Err(StoreError::UnknownTree(_))
+        ));
+        assert!(matches!(
+            s.apply(&[(4, &[put(tree::META, "applied_seq", serde_json::json!(99))])], &[]),
             Err(StoreError::UnknownTree(_))
         ));
         assert_eq!(s.applied_seq().unwrap(), 3);

@@ -161,7 +161,7 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
             }
             let journal = journal.ok_or("give --journal DIR or --server URL")?;
             let (f, t) =
-                audit::export(&journal, audit::ExportRange { from, to }, &mut sink).map_err(|e| e.to_string())?;
+                audit::export(&journal, audit::ExportRange { from, to }, &mut sink, None).map_err(|e| e.to_string())?;
             eprintln!("exported seq {f} to {t}");
             Ok(INTACT)
         }
