@@ -30,6 +30,14 @@
 //! raw cost of SM3 over the package's bytes plus one raw token signature plus one host verification
 //! (sealing; target <= 3x), and of SM3 over the package plus the signature's two host verifications
 //! (the signer's and the seal maker's; target <= 2x).
+//!
+//! `cargo bench --bench load -- history [RECORDS] [SEALS]` signs on an empty store, stops the daemon,
+//! writes a history of RECORDS usage records over SEALS seals through the real journal and store
+//! (`seald dev-history`), starts `seald run` on it and reports: time to ready (and the journal's
+//! replay speed when not in step), usage pages of a busy seal (100 records, newest and oldest first,
+//! following cursors deep into the history: p50/p99), the whole audit export (throughput next to
+//! `cat`-style reading of the same segment files in the same run, and the daemon's peak RSS during
+//! it), and signing again, each signing phase as a ratio to the raw token sign rate around it.
 
 use base64::Engine as _;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -495,6 +503,211 @@ fn ofd_bench(rounds: usize) {
     );
 }
 
+/// Signing with the seal through the daemon, as a ratio to the raw token sign rate around it.
+fn seal_sign_ratio(rt: &tokio::runtime::Runtime, dev: &Dev, signer: &RawSigner, rounds: usize) -> (f64, f64) {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let body =
+        serde_json::to_vec(&serde_json::json!({"seal": dev.seal, "input": "e", "data": b64(&crypto::sm3(b"h"))}))
+            .unwrap();
+    let (mut ratios, mut rates) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let before = signer.measure(1000).1;
+        let r = rt.block_on(drive(dev, 32, 4, Call::post_json("/v1/sign", body.clone())));
+        let raw = (before + signer.measure(1000).1) / 2.0;
+        assert_eq!(r.errors, 0, "signing failed");
+        let rate = r.requests as f64 / r.wall;
+        ratios.push(rate / raw);
+        rates.push(rate);
+    }
+    (median(rates), median(ratios))
+}
+
+/// The daemon's resident set now and at its peak since the last reset, KiB.
+fn rss_kib(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Reads every segment file of the journal once, as `cat` would: bytes per second.
+fn cat_rate(journal: &Path) -> (u64, f64) {
+    use std::io::Read as _;
+    let t = Instant::now();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 128 << 10];
+    let mut segs: Vec<_> = std::fs::read_dir(journal).unwrap().map(|e| e.unwrap().path()).collect();
+    segs.retain(|p| p.file_name().unwrap().to_str().unwrap().starts_with("seg-"));
+    for p in segs {
+        let mut f = std::fs::File::open(p).unwrap();
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    }
+    (total, total as f64 / t.elapsed().as_secs_f64())
+}
+
+fn history_bench(records: u64, seals: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = start_dev(tmp.path());
+    let signer = RawSigner::new(&dev);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    println!("\nseald history: {records} usage records over {seals} seals");
+    let (empty_rate, empty_ratio) = seal_sign_ratio(&rt, &dev, &signer, 3);
+    println!("signing with the seal, empty store: {empty_rate:.0}/s, {empty_ratio:.2}x the raw token sign rate");
+    // Stop the daemon and write the history through the real journal and store.
+    let _ = std::process::Command::new("kill").args(["-TERM", &dev.child.id().to_string()]).status();
+    let _ = dev.child.wait();
+    let bin = std::env::current_exe().unwrap().parent().and_then(|d| d.parent()).unwrap().join("seald");
+    let config = dev.dir.join("seald.toml");
+    let t = Instant::now();
+    let status = std::process::Command::new(&bin)
+        .args(["dev-history", "--config", config.to_str().unwrap()])
+        .args(["--seals", &seals.to_string(), "--records", &records.to_string()])
+        .env("SEALD_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success(), "seald dev-history failed");
+    let written = t.elapsed().as_secs_f64();
+    let du = |p: &Path| {
+        let out = std::process::Command::new("du").args(["-sk", p.to_str().unwrap()]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("0").parse::<u64>().unwrap_or(0)
+    };
+    let (journal_kib, store_kib) = (du(&dev.dir.join("journal")), du(&dev.dir.join("store")));
+    println!(
+        "history written in {written:.0} s ({:.0} records/s through the journal and store); journal {} MiB, store {} MiB",
+        records as f64 / written,
+        journal_kib >> 10,
+        store_kib >> 10
+    );
+    // Start on it: time to ready, twice (the first start may find the store behind its journal).
+    let start = |dev: &mut Dev| -> f64 {
+        let t = Instant::now();
+        let mut child = std::process::Command::new(&bin)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("SEALD_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut port = 0;
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("brought up to date") {
+                println!("  {}", line.trim());
+            }
+            if let Some(rest) = line.split("seald serving (mTLS) addr=127.0.0.1:").nth(1) {
+                port = rest.split_whitespace().next().unwrap().parse().unwrap();
+                break;
+            }
+        }
+        let ready = t.elapsed().as_secs_f64();
+        drop(std::thread::spawn(move || lines.for_each(drop)));
+        assert!(port > 0, "seald run did not start");
+        dev.child = child;
+        dev.port = port;
+        ready
+    };
+    let first = start(&mut dev);
+    let _ = std::process::Command::new("kill").args(["-TERM", &dev.child.id().to_string()]).status();
+    let _ = dev.child.wait();
+    let ready = start(&mut dev);
+    println!("start to serving: {first:.2} s after writing, {ready:.2} s with the store in step (target < 1 s)");
+    let pid = dev.child.id().to_string();
+    // Usage pages of the busy seal, as its unit administrator's console would ask.
+    let admin = seald::tls::client_config(
+        &dev.dir.join("ca.pem"),
+        &dev.dir.join("unitadmin.pem"),
+        &dev.dir.join("unitadmin.key"),
+    )
+    .unwrap();
+    let lat = rt.block_on(async {
+        let mut sender = connect(admin, dev.port).await;
+        let mut lat = Vec::new();
+        for order in ["newest", "oldest"] {
+            for _ in 0..5 {
+                let mut cursor: Option<String> = None;
+                for _ in 0..100 {
+                    let mut path = format!("/v1/seals/{}/usage?limit=100&order={order}", dev.seal);
+                    if let Some(c) = &cursor {
+                        path.push_str(&format!("&cursor={c}"));
+                    }
+                    let req = hyper::Request::get(path).header("host", "localhost").body(Full::default()).unwrap();
+                    sender.ready().await.unwrap();
+                    let t = Instant::now();
+                    let resp = sender.send_request(req).await.unwrap();
+                    assert_eq!(resp.status(), 200);
+                    let body = resp.into_body().collect().await.unwrap().to_bytes();
+                    lat.push(t.elapsed());
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(v["usage"].as_array().unwrap().len(), 100, "a busy seal fills its pages");
+                    cursor = v["next_cursor"].as_str().map(String::from);
+                }
+            }
+        }
+        lat
+    });
+    let mut lat = lat;
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "usage pages of the busy seal (100 records, 1000 pages to 10,000 records deep): p50 {:.2} ms, p99 {:.2} ms (target <= 20 ms)",
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3
+    );
+    // The whole audit export, streamed, next to reading the same files.
+    let journal = dev.dir.join("journal");
+    let (bytes, cat_before) = cat_rate(&journal);
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let (rss0, _) = rss_kib(&pid);
+    let auditor =
+        seald::tls::client_config(&dev.dir.join("ca.pem"), &dev.dir.join("auditor.pem"), &dev.dir.join("auditor.key"))
+            .unwrap();
+    let (exported, secs) = rt.block_on(async {
+        let mut sender = connect(auditor, dev.port).await;
+        let req = hyper::Request::get("/v1/audit/export").header("host", "localhost").body(Full::default()).unwrap();
+        let t = Instant::now();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(d) = frame.unwrap().into_data() {
+                n += d.len() as u64;
+            }
+        }
+        (n, t.elapsed().as_secs_f64())
+    });
+    let (_, peak) = rss_kib(&pid);
+    let (_, cat_after) = cat_rate(&journal);
+    let cat = (cat_before + cat_after) / 2.0;
+    println!(
+        "audit export: {} MiB of JSON Lines from {} MiB of segments in {secs:.1} s, {:.0} MiB/s of segments; reading the segments: {:.0} MiB/s ({:.2}x, target >= 0.5x); daemon RSS {} MiB before, peak {} MiB (target < 150 MiB)",
+        exported >> 20,
+        bytes >> 20,
+        bytes as f64 / secs / 1048576.0,
+        cat / 1048576.0,
+        (bytes as f64 / secs) / cat,
+        rss0 >> 10,
+        peak >> 10
+    );
+    let (rate, ratio) = seal_sign_ratio(&rt, &dev, &signer, 3);
+    println!(
+        "signing with the seal, with the history: {rate:.0}/s, {ratio:.2}x the raw token sign rate: {:.0}% of the empty store's ratio (target >= 90%)",
+        100.0 * ratio / empty_ratio
+    );
+}
+
 /// `time`: signed seal-status answers and RFC 3161 time-stamps through the daemon, each next to the
 /// raw token signature rate measured just before and after it.
 fn time_bench(conns: usize, secs: u64, rounds: usize) {
@@ -555,6 +768,10 @@ fn time_bench(conns: usize, secs: u64, rounds: usize) {
 }
 
 fn main() {
+    if std::env::args().skip(1).any(|a| a == "history") {
+        let nums: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+        return history_bench(nums.first().copied().unwrap_or(1_000_000), nums.get(1).copied().unwrap_or(10_000));
+    }
     if std::env::args().skip(1).any(|a| a == "ofd") {
         let rounds = std::env::args().skip(1).filter_map(|a| a.parse().ok()).next().unwrap_or(3);
         return ofd_bench(rounds);

@@ -98,9 +98,9 @@ pub fn export(
         let (r, payload, hash) = r?;
         let text =
             std::str::from_utf8(&payload).map_err(|_| AuditError::Export(format!("record {} is not UTF-8", r.seq)))?;
-        let raw = RawValue::from_string(text.to_string()).map_err(|e| AuditError::Export(e.to_string()))?;
-        let line = Line { hash: hex::encode(hash), record: &raw };
-        writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default()).map_err(io)?;
+        // The record's stored bytes are its canonical JSON: the line is written around them as
+        // they are (what `Line` reads back).
+        writeln!(out, "{{\"hash\":\"{}\",\"record\":{text}}}", hex::encode(hash)).map_err(io)?;
     }
     if let Some(head) = read_head_file(dir)? {
         writeln!(out, "{}", serde_json::to_string(&Trailer { signed_head: head }).unwrap_or_default()).map_err(io)?;

@@ -25,7 +25,7 @@ pub use export::{export, read_export, Export, ExportRange};
 pub use journal::{Journal, JournalConfig, Opened, Page, Query, MAX_PAGE};
 #[doc(hidden)]
 pub use segment::MAX_RECORD;
-pub use segment::{read_journal, StoredRecord};
+pub use segment::{journal_records, read_journal, StoredRecord};
 
 /// The latest signed head kept beside the journal in `dir` (`head.json`), if any: what `seald check`
 /// compares the store with, without reading the journal.

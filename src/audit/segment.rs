@@ -271,9 +271,15 @@ pub(super) fn scan(
     Ok(Scan { head_seq, head_hash, last_segment: segs.last().cloned(), uncovered })
 }
 
-/// Every record of a journal directory, read-only (for `sealctl audit query` with the daemon stopped).
+/// Every record of a journal directory, read-only.
 pub fn read_journal(dir: &Path) -> Result<Vec<JournalRecord>, AuditError> {
-    Records::new(dir, 1, u64::MAX, None)?.map(|r| r.map(|(r, _, _)| r)).collect()
+    journal_records(dir)?.collect()
+}
+
+/// Every record of a journal directory, read-only and one at a time (for `sealctl audit query`
+/// with the daemon stopped: memory stays flat whatever the journal's size).
+pub fn journal_records(dir: &Path) -> Result<impl Iterator<Item = Result<JournalRecord, AuditError>>, AuditError> {
+    Ok(Records::new(dir, 1, u64::MAX, None)?.map(|r| r.map(|(r, _, _)| r)))
 }
 
 /// Records `from..=to`, read in order one at a time: memory stays at one record whatever the range.

@@ -11,6 +11,8 @@
 mod check;
 #[path = "seald/dev.rs"]
 mod dev;
+#[path = "seald/history.rs"]
+mod history;
 #[path = "seald/init.rs"]
 mod init;
 #[path = "seald/restore.rs"]
@@ -108,6 +110,20 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
     },
+    /// A large history for benchmarks (daemon stopped): copies of the first seal and usage records,
+    /// through the real journal and store.
+    #[command(hide = true)]
+    DevHistory {
+        /// Configuration file (a `seald dev` directory's seald.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Seals in all (the first and its copies).
+        #[arg(long, default_value_t = 100_000)]
+        seals: u64,
+        /// Usage records.
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -157,6 +173,7 @@ fn main() -> ExitCode {
         }
         Command::Check { config, pin_file } => return ExitCode::from(check::run(&config, pin_file.as_deref())),
         Command::Dev { dir, listen } => dev::run(&dir, &listen),
+        Command::DevHistory { config, seals, records } => history::run(&config, seals, records),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "seald", &mut std::io::stdout());

@@ -81,6 +81,10 @@ pub mod index {
     pub const SEQ: &str = "jidx_seq";
 }
 
+/// sled's page cache (its default is 1 GiB, which a store of years of records fills: the daemon's
+/// memory would grow with the history).
+pub const CACHE_BYTES: u64 = 64 << 20;
+
 /// The journal's index trees, in the order the store opens them after [`TREES`].
 pub const INDEX_TREES: &[&str] = &[index::TIME, index::OBJECT, index::ACTOR, index::ACTION, index::SEQ];
 
@@ -261,7 +265,7 @@ impl Store {
         // a lock held by this very process a moment ago is waited for (briefly) before refusing.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let db = loop {
-            match sled::Config::new().path(path).open() {
+            match sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>

@@ -176,11 +176,17 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
             Ok(INTACT)
         }
         AuditAction::Query { journal, actor, action, object, from_ms, to_ms } => {
-            let records = audit::read_journal(&journal).map_err(|e| e.to_string())?;
+            use std::io::Write as _;
             let q = audit::Query { from_ms, to_ms, actor, action, object };
-            for r in records.iter().filter(|r| q.matches(r)) {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for r in audit::journal_records(&journal).map_err(|e| e.to_string())? {
+                let r = r.map_err(|e| e.to_string())?;
+                if q.matches(&r) && writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default()).is_err() {
+                    // The reader went away (a closed pipe): stop quietly.
+                    return Ok(INTACT);
+                }
             }
+            let _ = out.flush();
             Ok(INTACT)
         }
     }

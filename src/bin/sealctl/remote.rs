@@ -210,6 +210,50 @@ pub fn call_bytes(c: &Conn, path: &str, label: &str) -> Result<Vec<u8>, Failure>
     Ok(bytes)
 }
 
+/// A paged list at `path`: one page (from `cursor`), or with `all` every page, following each
+/// page's `next_cursor` (progress on standard error on a terminal). The answer has the list's
+/// `field` with every record, and the last `next_cursor` when pages are left.
+pub fn pages(
+    c: &Conn,
+    path: &str,
+    params: &[(&str, &Option<String>)],
+    mut cursor: Option<String>,
+    all: bool,
+    field: &str,
+) -> Result<Value, Failure> {
+    use std::io::IsTerminal as _;
+    let mut records = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        let mut pairs = params.to_vec();
+        pairs.push(("cursor", &cursor));
+        let v = call(c, "GET", &format!("{path}{}", query(&pairs)), None)?;
+        records.extend(v[field].as_array().cloned().unwrap_or_default());
+        let next = v["next_cursor"].as_str().map(String::from);
+        if all && std::io::stderr().is_terminal() {
+            eprint!(
+                "\r{} records, {:.0}/s",
+                records.len(),
+                records.len() as f64 / started.elapsed().as_secs_f64().max(1e-3)
+            );
+        }
+        match next {
+            Some(n) if all => cursor = Some(n),
+            next => {
+                if all && std::io::stderr().is_terminal() {
+                    eprintln!();
+                }
+                let mut out = serde_json::Map::new();
+                let _ = out.insert(field.to_string(), Value::Array(records));
+                if let Some(n) = next {
+                    let _ = out.insert("next_cursor".into(), Value::String(n));
+                }
+                return Ok(Value::Object(out));
+            }
+        }
+    }
+}
+
 /// A URL query string (`?k=v&...`) of the pairs that have a value; empty when none has.
 pub fn query(pairs: &[(&str, &Option<String>)]) -> String {
     let q: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", escape(v)))).collect();

@@ -3,7 +3,7 @@
 //! through the daemon's API.
 
 use crate::output::{cell, fields, out, out_table, write_or_print};
-use crate::remote::{b64, body, call, call_bytes, local, query, read, Conn, Failure};
+use crate::remote::{b64, body, call, call_bytes, escape, local, pages, query, read, Conn, Failure};
 use clap::{Args, Subcommand};
 use seald::contract::{CertificateBody, GrantBody, TransitionBody};
 use seald::seal::Policy;
@@ -192,10 +192,23 @@ pub enum SealCmd {
         #[arg(long)]
         valid_s: Option<u64>,
     },
-    /// Who used a seal when, on which digest (unit administrator, issuer, auditor).
+    /// Who used a seal when, on which digest (unit administrator, issuer, auditor): a page of its
+    /// usage records, or every page with --all.
     Usage {
         /// Seal id.
         id: String,
+        /// Records per page (1 to 1000; the daemon's default is 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// oldest (the default) or newest first.
+        #[arg(long)]
+        order: Option<String>,
+        /// Start after this cursor (a page's next_cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow the cursors to the last page.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -333,8 +346,10 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
             )?;
             out(c, &v, |v| println!("{}", cell(&v["id"])));
         }
-        SealCmd::Usage { id } => {
-            let v = call(c, "GET", &format!("/v1/seals/{id}/usage"), None)?;
+        SealCmd::Usage { id, limit, order, cursor, all } => {
+            let path = format!("/v1/seals/{}/usage", escape(&id));
+            let v =
+                pages(c, &path, &[("limit", &limit.map(|l| l.to_string())), ("order", &order)], cursor, all, "usage")?;
             out_table(
                 c,
                 &v,
