@@ -607,8 +607,11 @@ pub struct AwaitingApproval {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct SealList {
-    /// The seals the caller may see.
+    /// The seals the caller may see, by id.
     pub seals: Vec<SealSummary>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/seals/{id}/grants`.
@@ -645,8 +648,11 @@ pub struct AuditRecords {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct FilingList {
-    /// The filings.
+    /// The filings, by id.
     pub filings: Vec<FilingStatus>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/filings/export`: the document sent to the police system.
@@ -667,6 +673,9 @@ pub struct FilingExport {
 pub struct AccountList {
     /// The registry's accounts.
     pub accounts: Vec<AccountRecord>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/admin/keys`.
@@ -683,6 +692,9 @@ pub struct ApplianceKeyList {
 pub struct RequestList {
     /// The dual-control requests.
     pub requests: Vec<DualRequest>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/admin/units`.

@@ -23,10 +23,14 @@ pub(super) async fn route(
     let name = params.first().copied().unwrap_or_default();
     let id = name;
     let own = |s: &str| s.to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let query = query.as_str();
     match op {
         Op::ListAccounts => {
-            let a = with(app, move |r| r.directory().accounts(&p)).await?;
-            Ok(ok(&AccountList { accounts: a }))
+            let paging = super::Paging::from_pairs(&super::query_pairs(query, &["cursor", "limit"])?)?;
+            let (a, next_cursor) =
+                with(app, move |r| r.directory().accounts_page(&p, paging.cursor.as_deref(), paging.limit)).await?;
+            Ok(ok(&AccountList { accounts: a, next_cursor }))
         }
         Op::CreateAccount => {
             let spec: AccountSpec = parse(&body(app, req).await?)?;
@@ -93,8 +97,10 @@ pub(super) async fn route(
             Ok(json_response(StatusCode::ACCEPTED, &AwaitingApproval { awaiting_approval: request }))
         }
         Op::ListRequests => {
-            let r = with(app, move |r| r.dual_control().requests(&p)).await?;
-            Ok(ok(&RequestList { requests: r }))
+            let paging = super::Paging::from_pairs(&super::query_pairs(query, &["cursor", "limit"])?)?;
+            let (r, next_cursor) =
+                with(app, move |r| r.dual_control().requests_page(&p, paging.cursor.as_deref(), paging.limit)).await?;
+            Ok(ok(&RequestList { requests: r, next_cursor }))
         }
         Op::ApproveRequest => {
             let id = own(id);

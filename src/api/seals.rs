@@ -263,17 +263,29 @@ pub(super) async fn route(
         }
         Op::ListSeals => {
             let (mut state, mut unit, mut expiring) = (None, None, None);
-            for (k, v) in super::query_pairs(query, &["state", "unit", "expiring"])? {
+            // Listed by id: `order` does not apply.
+            let pairs = super::query_pairs(query, &["state", "unit", "expiring", "cursor", "limit"])?;
+            let paging = super::Paging::from_pairs(&pairs)?;
+            for (k, v) in pairs {
                 match k {
                     "state" => state = Some(v.parse::<SealState>().map_err(|e| ApiError::bad("bad_input", e))?),
                     "unit" => unit = Some(v),
-                    _ => expiring = Some(days(&v)?),
+                    "expiring" => expiring = Some(days(&v)?),
+                    _ => {}
                 }
             }
-            let seals = with(app, move |r| r.lifecycle().list_seals(&p, state, unit.as_deref(), expiring)).await?;
+            let (seals, next_cursor) = with(app, move |r| {
+                r.lifecycle().list_seals_page(
+                    &p,
+                    (state, unit.as_deref(), expiring),
+                    paging.cursor.as_deref(),
+                    paging.limit,
+                )
+            })
+            .await?;
             let now = crate::seal::now_ms();
             let list: Vec<_> = seals.iter().map(|s| SealSummary::of(s, now)).collect();
-            Ok(ok(&SealList { seals: list }))
+            Ok(ok(&SealList { seals: list, next_cursor }))
         }
         Op::Apply => {
             let b: ApplyBody = parse(&body(app, req).await?)?;
@@ -376,7 +388,12 @@ pub(super) async fn route(
         }
         Op::ListFilings => {
             let mut state = None;
-            for (_, v) in super::query_pairs(query, &["state"])? {
+            let pairs = super::query_pairs(query, &["state", "cursor", "limit"])?;
+            let paging = super::Paging::from_pairs(&pairs)?;
+            for (k, v) in pairs {
+                if k != "state" {
+                    continue;
+                }
                 state = Some(match v.as_str() {
                     "pending" => FilingState::Pending,
                     "acked" => FilingState::Acked,
@@ -385,8 +402,9 @@ pub(super) async fn route(
                     }
                 });
             }
-            let f = with(app, move |r| r.filings().filings(&p, state)).await?;
-            Ok(ok(&FilingList { filings: f }))
+            let (f, next_cursor) =
+                with(app, move |r| r.filings().filings_page(&p, state, paging.cursor.as_deref(), paging.limit)).await?;
+            Ok(ok(&FilingList { filings: f, next_cursor }))
         }
         Op::ExportFilings => {
             let _ = super::query_pairs(query, &[])?;

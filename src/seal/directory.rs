@@ -621,6 +621,17 @@ impl Directory {
         Ok(self.ledger.store.scan::<AccountRecord>(tree::ACCOUNTS)?.into_iter().map(|(_, a)| a).collect())
     }
 
+    /// A page of the accounts (system administrator), by name.
+    pub fn accounts_page(
+        &self,
+        p: &Principal,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AccountRecord>, Option<String>), SealError> {
+        self.require_sysadmin(p, "account.list", "accounts")?;
+        self.ledger.page_of(tree::ACCOUNTS, cursor, limit, |_: &AccountRecord| Ok(true))
+    }
+
     /// Whether `p` administers `unit` (its unit or one below).
     pub(super) fn administers(&self, p: &Principal, unit: &str) -> Result<bool, SealError> {
         Ok(p.role == Role::UnitAdmin

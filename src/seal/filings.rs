@@ -130,6 +130,29 @@ impl Filings {
             .collect())
     }
 
+    /// A page of the filings (issuers and auditors), by id, optionally in one state: at most
+    /// `limit`, after `cursor`.
+    pub fn filings_page(
+        &self,
+        p: &Principal,
+        state: Option<FilingState>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<FilingStatus>, Option<String>), SealError> {
+        if !matches!(p.role, Role::Issuer | Role::Auditor) {
+            return Err(self.ledger.refuse(
+                p,
+                "filing.list",
+                "filings",
+                SealError::Forbidden("filings are for issuers and auditors".into()),
+            ));
+        }
+        let (now, deadline) = (now_ms(), self.ledger.settings.filing_deadline_hours * 3_600_000);
+        let (page, next) =
+            self.ledger.page_of(tree::FILINGS, cursor, limit, |f: &Filing| Ok(state.is_none_or(|s| f.state == s)))?;
+        Ok((page.into_iter().map(|f| FilingStatus { overdue: f.overdue(now, deadline), filing: f }).collect(), next))
+    }
+
     /// Records that the police system acknowledged a filing (issuers only).
     pub fn ack_filing(&self, p: &Principal, id: &str, reference: Option<String>) -> Result<Filing, SealError> {
         let object = format!("filing:{id}");

@@ -620,6 +620,24 @@ impl DualControl {
         Ok(self.ledger.store.scan::<DualRequest>(tree::REQUESTS)?.into_iter().map(|(_, r)| r).collect())
     }
 
+    /// A page of the dual-control requests (the three administrators), by id.
+    pub fn requests_page(
+        &self,
+        p: &Principal,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<DualRequest>, Option<String>), SealError> {
+        if !p.role.is_administrator() {
+            return Err(self.ledger.refuse(
+                p,
+                "key.requests",
+                "requests",
+                SealError::Forbidden("requests are for the three administrators".into()),
+            ));
+        }
+        self.ledger.page_of(tree::REQUESTS, cursor, limit, |_: &DualRequest| Ok(true))
+    }
+
     /// The second officer approves a request, which is then carried out. An account request is
     /// approved by an administrator of another role than the one who asked, who is not the account
     /// changed.

@@ -6,6 +6,9 @@
 
 use super::*;
 
+/// The most values one page of a registry list reads (see [`Ledger::page_of`]).
+pub const PAGE_BUDGET: usize = 5_000;
+
 /// The store and journal, with the locks and the settings the services share.
 pub struct Ledger {
     pub(super) store: Arc<Store>,
@@ -117,6 +120,50 @@ impl Ledger {
         self.store
             .get::<Seal>(tree::SEALS, id)?
             .ok_or_else(|| SealError::NotFound("unknown_seal", format!("no seal '{id}'")))
+    }
+
+    /// A page of a tree's values, in key order, that `keep` accepts: at most `limit`, after `cursor`
+    /// (the page before's `next`, the last key read, hex). A page reads at most
+    /// [`PAGE_BUDGET`] values, so its cost does not grow with the tree; a page cut short by that
+    /// still has a cursor.
+    pub(super) fn page_of<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&T) -> Result<bool, SealError>,
+    ) -> Result<(Vec<T>, Option<String>), SealError> {
+        let mut after = match cursor {
+            None => None,
+            Some(c) => Some(
+                hex::decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| SealError::Invalid("bad_cursor", "the cursor is not one this list gave".into()))?,
+            ),
+        };
+        let (mut out, mut read) = (Vec::new(), 0usize);
+        loop {
+            let (batch, more) = self.store.scan_after::<T>(tree, after.as_deref(), 256)?;
+            let n = batch.len();
+            for (i, (key, v)) in batch.into_iter().enumerate() {
+                read += 1;
+                after = Some(key);
+                if keep(&v)? {
+                    out.push(v);
+                    if out.len() == limit {
+                        let left = more || i + 1 < n;
+                        return Ok((out, if left { after.map(hex::encode) } else { None }));
+                    }
+                }
+            }
+            if !more {
+                return Ok((out, None));
+            }
+            if read >= PAGE_BUDGET {
+                return Ok((out, after.map(hex::encode)));
+            }
+        }
     }
 
     pub(super) fn all_seals(&self) -> Result<Vec<Seal>, SealError> {

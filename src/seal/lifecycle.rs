@@ -703,6 +703,36 @@ impl Lifecycle {
         Ok(out)
     }
 
+    /// A page of the seals `p` may see (filtered as [`Lifecycle::list_seals`]), by id: at most
+    /// `limit`, after `cursor` (the page before's `next`); see [`super::Ledger::page_of`].
+    pub fn list_seals_page(
+        &self,
+        p: &Principal,
+        filter: (Option<SealState>, Option<&str>, Option<u64>),
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Seal>, Option<String>), SealError> {
+        let (state, unit, expiring_days) = filter;
+        if matches!(p.role, Role::Sysadmin | Role::Secofficer) {
+            return Err(self.ledger.refuse(
+                p,
+                "seal.list",
+                "seals",
+                SealError::Forbidden("seals are not visible to this role".into()),
+            ));
+        }
+        let expiring: Option<std::collections::HashSet<String>> = match expiring_days {
+            Some(d) => Some(self.filings.expiring(d)?.into_iter().map(|s| s.id).collect()),
+            None => None,
+        };
+        self.ledger.page_of(tree::SEALS, cursor, limit, |s: &Seal| {
+            let wanted = state.is_none_or(|st| s.state == st)
+                && unit.is_none_or(|u| s.unit == u)
+                && expiring.as_ref().is_none_or(|e| e.contains(&s.id));
+            Ok(wanted && self.may_read(p, s)?)
+        })
+    }
+
     /// The current `SESeal` of a seal, DER, for those who may read the seal.
     pub fn seal_ses(&self, p: &Principal, id: &str) -> Result<Vec<u8>, SealError> {
         use base64::Engine as _;

@@ -413,6 +413,36 @@ impl Store {
         }
     }
 
+    /// Up to `max` values of a tree in key order after the key `after` (from the start without
+    /// one), and whether the tree goes on past them: a page's worth of reading.
+    pub fn scan_after<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, T)>, bool), StoreError> {
+        let t = &self.trees[tree_index(tree)?];
+        let lower = match after {
+            Some(a) => std::ops::Bound::Excluded(a.as_bytes().to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in t.range::<Vec<u8>, _>((lower, std::ops::Bound::Unbounded)) {
+            let (k, v) = item.map_err(self.sled_err())?;
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = serde_json::from_slice(&v).map_err(|e| StoreError::Decode {
+                tree: tree.into(),
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
+            out.push((key, value));
+        }
+        Ok((out, false))
+    }
+
     /// Every value in a tree, by key order.
     pub fn scan<T: DeserializeOwned>(&self, tree: &str) -> Result<Vec<(String, T)>, StoreError> {
         let t = &self.trees[tree_index(tree)?];

@@ -3,7 +3,7 @@
 //! through the daemon's API.
 
 use crate::output::{cell, fields, out, out_table, write_or_print};
-use crate::remote::{b64, body, call, call_bytes, escape, local, pages, query, read, Conn, Failure};
+use crate::remote::{b64, body, call, call_bytes, escape, local, pages, read, Conn, Failure};
 use clap::{Args, Subcommand};
 use seald::contract::{CertificateBody, GrantBody, TransitionBody};
 use seald::seal::Policy;
@@ -57,6 +57,15 @@ pub enum SealCmd {
         /// Only those whose certificate ends within this many days (e.g. 90d).
         #[arg(long)]
         expiring: Option<String>,
+        /// Seals per page (1 to 1000; the daemon's default is 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Start after this cursor (a page's next_cursor).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Follow the cursors to the last page.
+        #[arg(long)]
+        all: bool,
     },
     /// Show one seal with its versions and history.
     Show {
@@ -243,13 +252,10 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
         ("name", "NAME"),
     ];
     match cmd {
-        SealCmd::List { state, unit, expiring } => {
-            let v = call(
-                c,
-                "GET",
-                &format!("/v1/seals{}", query(&[("state", &state), ("unit", &unit), ("expiring", &expiring)])),
-                None,
-            )?;
+        SealCmd::List { state, unit, expiring, limit, cursor, all } => {
+            let limit = limit.map(|l| l.to_string());
+            let params = [("state", &state), ("unit", &unit), ("expiring", &expiring), ("limit", &limit)];
+            let v = pages(c, "/v1/seals", &params, cursor, all, "seals")?;
             out_table(c, &v, "seals", seal_columns);
         }
         SealCmd::Show { id } => {
