@@ -420,14 +420,20 @@ impl Door {
             hyper::service::service_fn(move |req| {
                 let (app, peer, closer, activity) = (app.clone(), peer.clone(), closer.clone(), activity.clone());
                 async move {
-                    let _busy = activity.begin();
-                    let r = api::handle(app, peer, req).await;
-                    if let Ok(resp) = &r {
+                    let busy = activity.begin();
+                    let mut r = api::handle(app, peer, req).await;
+                    if let Ok(resp) = &mut r {
                         // A certificate of no account gets one answer per connection, on any route.
                         if !known || resp.extensions().get::<api::CloseConnection>().is_some() {
                             closer.close(Closed::UnknownIdentity);
                         }
+                        // A streamed answer is in flight until its body ends, not when it starts.
+                        if let http_body_util::Either::Right(body) = resp.body_mut() {
+                            body.hold(Box::new(busy));
+                            return r;
+                        }
                     }
+                    drop(busy);
                     r
                 }
             })

@@ -1274,3 +1274,41 @@ async fn seald_check_names_each_planted_fault_on_its_own_line() {
     std::fs::write(d.dir.join("crl.pem"), d.ca.crl(&[], 6).unwrap()).unwrap();
     assert_eq!(check().0, Some(0));
 }
+
+/// A streamed audit export read slowly (curl at 256 KB/s, about 14 s, against an idle limit of
+/// 1 s) arrives whole and verifies: the writer waits on the reader through the stream's bounded
+/// buffer. (The listener also counts a stream as a request in flight until its body ends; without
+/// that, the 10-million-record export was cut 10 s after the idle limit. This test's export fits
+/// in the sockets' buffers, so it does not show that cut.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_gets_the_whole_streamed_export() {
+    let d = start_with(&[], "idle_timeout_s = 1");
+    let app = d.client("app");
+    // Batches small enough for the test's 64 KiB body limit.
+    for round in 0..20u32 {
+        let items: Vec<_> = (0..300u32)
+            .map(|i| {
+                let digest = crypto::sha256(&(round * 300 + i).to_be_bytes());
+                serde_json::json!({"key": "seal-p256", "input": "digest", "data": b64(&digest)})
+            })
+            .collect();
+        let (s, r) = call(&app, "POST", "/v1/sign/batch", serde_json::json!({ "items": items })).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    common::require_tool("curl", "curl");
+    let dir = &d.dir;
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60", "--limit-rate", "256K", "--cacert", dir.join("ca.pem").to_str().unwrap()])
+        .args(["--cert", dir.join("auditor.pem").to_str().unwrap(), "--key", dir.join("auditor.key").to_str().unwrap()])
+        .arg(format!("https://localhost:{}/v1/audit/export", d.addr.port()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.len() > 3 << 20, "{} bytes: more than the stream's buffer", text.len());
+    let export = seald::audit::read_export(&text).unwrap();
+    let key = crypto::PublicKey::from_spki_pem(&d.audit_pem).unwrap();
+    let report = export.verify(&key);
+    assert!(report.ok(), "{report:?}");
+    assert!(export.records.len() > 6000, "every signature's record is there");
+}

@@ -175,9 +175,24 @@ pub type Body = http_body_util::Either<Full<Bytes>, Streamed>;
 /// A body written by a blocking task through a [`StreamWriter`], in chunks of up to 64 KiB with at
 /// most 8 chunks in flight: memory stays bounded whatever the answer's size, and a client that
 /// stops reading stops the writer.
-#[derive(Debug)]
 pub struct Streamed {
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    /// Held until the body ends: the listener's mark that a request is in flight, so that a long
+    /// stream is not taken for an idle connection.
+    held: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Streamed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streamed").finish_non_exhaustive()
+    }
+}
+
+impl Streamed {
+    /// Keeps `guard` until the body ends (or is dropped).
+    pub fn hold(&mut self, guard: Box<dyn std::any::Any + Send + Sync>) {
+        self.held = Some(guard);
+    }
 }
 
 impl hyper::body::Body for Streamed {
@@ -188,7 +203,11 @@ impl hyper::body::Body for Streamed {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
+        let next = self.rx.poll_recv(cx);
+        if let std::task::Poll::Ready(None) = next {
+            drop(self.held.take());
+        }
+        next.map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
     }
 }
 
@@ -204,7 +223,7 @@ impl StreamWriter {
     /// A writer and the body it feeds.
     pub fn new() -> (StreamWriter, Streamed) {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
-        (StreamWriter { tx, buf: Vec::with_capacity(STREAM_CHUNK) }, Streamed { rx })
+        (StreamWriter { tx, buf: Vec::with_capacity(STREAM_CHUNK) }, Streamed { rx, held: None })
     }
 
     fn send(&mut self) -> std::io::Result<()> {
