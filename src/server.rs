@@ -112,6 +112,10 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     .await
     .map_err(|e| StartError(e.to_string()))?
     .map_err(|e| StartError(e.to_string()))?;
+    // The signal handlers go in before the daemon says it serves: a SIGHUP (a reload) or SIGTERM
+    // that arrives right after readiness would otherwise take the default action and kill it.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| StartError(e.to_string()))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| StartError(e.to_string()))?;
     tracing::info!(%addr, "seald serving (mTLS)");
     if let Some(r) = ready {
         let _ = r.send(addr);
@@ -138,8 +142,6 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
     }
 
     let door = Door::new(app.clone(), Limits::from_config(&server));
-    let mut term = signal(SignalKind::terminate()).map_err(|e| StartError(e.to_string()))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| StartError(e.to_string()))?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
