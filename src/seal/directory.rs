@@ -617,8 +617,7 @@ impl Directory {
 
     /// Every registry account (sysadmin).
     pub fn accounts(&self, p: &Principal) -> Result<Vec<AccountRecord>, SealError> {
-        self.require_sysadmin(p, "account.list", "accounts")?;
-        Ok(self.ledger.store.scan::<AccountRecord>(tree::ACCOUNTS)?.into_iter().map(|(_, a)| a).collect())
+        Ledger::every_page(|c| self.accounts_page(p, c, crate::audit::MAX_PAGE))
     }
 
     /// A page of the accounts (system administrator), by name.

@@ -110,24 +110,7 @@ impl Filings {
 
     /// Filings, optionally only those in `state`; issuers and auditors only.
     pub fn filings(&self, p: &Principal, state: Option<FilingState>) -> Result<Vec<FilingStatus>, SealError> {
-        if !matches!(p.role, Role::Issuer | Role::Auditor) {
-            return Err(self.ledger.refuse(
-                p,
-                "filing.list",
-                "filings",
-                SealError::Forbidden("filings are for issuers and auditors".into()),
-            ));
-        }
-        let (now, deadline) = (now_ms(), self.ledger.settings.filing_deadline_hours * 3_600_000);
-        Ok(self
-            .ledger
-            .store
-            .scan::<Filing>(tree::FILINGS)?
-            .into_iter()
-            .map(|(_, f)| f)
-            .filter(|f| state.is_none_or(|s| f.state == s))
-            .map(|f| FilingStatus { overdue: f.overdue(now, deadline), filing: f })
-            .collect())
+        Ledger::every_page(|c| self.filings_page(p, state, c, crate::audit::MAX_PAGE))
     }
 
     /// A page of the filings (issuers and auditors), by id, optionally in one state: at most

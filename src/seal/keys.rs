@@ -609,15 +609,7 @@ impl DualControl {
 
     /// Dual-control requests (the three administrators).
     pub fn requests(&self, p: &Principal) -> Result<Vec<DualRequest>, SealError> {
-        if !p.role.is_administrator() {
-            return Err(self.ledger.refuse(
-                p,
-                "key.requests",
-                "requests",
-                SealError::Forbidden("requests are for the three administrators".into()),
-            ));
-        }
-        Ok(self.ledger.store.scan::<DualRequest>(tree::REQUESTS)?.into_iter().map(|(_, r)| r).collect())
+        Ledger::every_page(|c| self.requests_page(p, c, crate::audit::MAX_PAGE))
     }
 
     /// A page of the dual-control requests (the three administrators), by id.

@@ -166,6 +166,22 @@ impl Ledger {
         }
     }
 
+    /// Every page of a paged list, in order (`page` is asked with each page's cursor): for the
+    /// callers that want the whole list.
+    pub(super) fn every_page<T>(
+        mut page: impl FnMut(Option<&str>) -> Result<(Vec<T>, Option<String>), SealError>,
+    ) -> Result<Vec<T>, SealError> {
+        let (mut out, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let (items, next) = page(cursor.as_deref())?;
+            out.extend(items);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
     pub(super) fn all_seals(&self) -> Result<Vec<Seal>, SealError> {
         Ok(self.store.scan::<Seal>(tree::SEALS)?.into_iter().map(|(_, s)| s).collect())
     }

@@ -676,31 +676,7 @@ impl Lifecycle {
         unit: Option<&str>,
         expiring_days: Option<u64>,
     ) -> Result<Vec<Seal>, SealError> {
-        if matches!(p.role, Role::Sysadmin | Role::Secofficer) {
-            return Err(self.ledger.refuse(
-                p,
-                "seal.list",
-                "seals",
-                SealError::Forbidden("seals are not visible to this role".into()),
-            ));
-        }
-        let expiring: Option<std::collections::HashSet<String>> = match expiring_days {
-            Some(d) => Some(self.filings.expiring(d)?.into_iter().map(|s| s.id).collect()),
-            None => None,
-        };
-        let mut out = Vec::new();
-        for s in self.ledger.all_seals()? {
-            if state.is_some_and(|st| s.state != st) || unit.is_some_and(|u| s.unit != u) {
-                continue;
-            }
-            if expiring.as_ref().is_some_and(|e| !e.contains(&s.id)) {
-                continue;
-            }
-            if self.may_read(p, &s)? {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        Ledger::every_page(|c| self.list_seals_page(p, (state, unit, expiring_days), c, crate::audit::MAX_PAGE))
     }
 
     /// A page of the seals `p` may see (filtered as [`Lifecycle::list_seals`]), by id: at most
