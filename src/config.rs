@@ -18,7 +18,7 @@ pub struct Config {
     /// `[server]`: the mTLS listener (needed by `seald run`).
     #[serde(default)]
     pub server: Option<ServerConfigFile>,
-    /// `[store]`: where sled keeps the current state.
+    /// `[store]`: where the current state (a redb file, `view.redb`) is kept.
     #[serde(default)]
     pub store: Option<StoreSection>,
     /// `[audit]`: the journal and its checkpoint key.
@@ -49,7 +49,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
-    /// The sled directory.
+    /// The store's directory.
     pub dir: PathBuf,
 }
 

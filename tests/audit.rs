@@ -240,7 +240,7 @@ fn a_store_that_lost_its_last_writes_catches_up_from_the_journal() {
         }
         j.close();
     }
-    // Lose sled's later writes: the older copy comes back.
+    // Lose the store's later commits (as a crash loses those not yet synced): the older copy comes back.
     std::fs::remove_dir_all(&sdir).unwrap();
     std::fs::rename(&old, &sdir).unwrap();
     let store = Arc::new(Store::open(&sdir).unwrap());

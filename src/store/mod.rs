@@ -1,10 +1,13 @@
-//! The store: the current state (seals, accounts, grants, keys, approvals, filings, counters) in
-//! sled, as a view of the audit journal.
+//! The store: the current state (seals, accounts, grants, keys, approvals, filings, counters) and
+//! the journal's indexes, in one redb file (`view.redb` in the store directory), as a view of the
+//! audit journal.
 //!
-//! The journal is the source of truth; sled's own flush is `sync_file_range`, which survives a crash
-//! of the process but is no power-loss barrier. So every state change is a [`Change`] carried by a
-//! journal record, applied here in journal order, in one sled transaction per batch that also
-//! advances `meta.applied_seq`. On open, whatever the journal holds beyond `applied_seq` is replayed.
+//! The journal is the source of truth and is fsynced before anything is acknowledged. So every state
+//! change is a [`Change`] carried by a journal record, applied here in journal order, in one redb
+//! transaction per batch that also advances `meta.applied_seq`. Those transactions are not fsynced
+//! themselves: one in [`DURABLE_EVERY`] is (with redb's quick repair), as is the last one before the
+//! store closes. A crash loses at most the commits since the last durable one, and on open whatever
+//! the journal holds beyond `applied_seq` is replayed.
 //!
 //! Values are JSON (serde_json): the journal carries the same JSON as the full new state of an
 //! object, so replay is a byte-for-byte upsert; an operator can read them; and serde's defaults let
@@ -12,11 +15,12 @@
 //!
 //! What it deliberately does not do: decide anything. Rules live in the domain modules.
 
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -81,9 +85,16 @@ pub mod index {
     pub const SEQ: &str = "jidx_seq";
 }
 
-/// sled's page cache (its default is 1 GiB, which a store of years of records fills: the daemon's
+/// redb's page cache (its default is 1 GiB, which a store of years of records fills: the daemon's
 /// memory would grow with the history).
-pub const CACHE_BYTES: u64 = 64 << 20;
+pub const CACHE_BYTES: usize = 32 << 20;
+
+/// The store's file in its directory.
+pub const FILE: &str = "view.redb";
+
+/// How often at most a commit is made durable (fsynced); the others are written without a sync
+/// and, after a crash, replayed from the journal.
+pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The journal's index trees, in the order the store opens them after [`TREES`].
 pub const INDEX_TREES: &[&str] = &[index::TIME, index::OBJECT, index::ACTOR, index::ACTION, index::SEQ];
@@ -230,21 +241,22 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
-    /// sled failed.
+    /// The database failed.
     #[error("store {path}: {message}")]
-    Sled {
+    Db {
         /// Store path.
         path: String,
-        /// sled's error.
+        /// redb's (or the file system's) error.
         message: String,
     },
 }
 
-/// The sled database with its named trees.
+/// The redb database with its named tables.
 pub struct Store {
-    db: sled::Db,
-    trees: Vec<sled::Tree>,
+    db: redb::Database,
     path: PathBuf,
+    /// When a commit was last made durable.
+    last_durable: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Store {
@@ -253,67 +265,105 @@ impl std::fmt::Debug for Store {
     }
 }
 
+type Bytes = &'static [u8];
+
+/// A tree's table: byte keys, byte values.
+fn table(name: &'static str) -> TableDefinition<'static, Bytes, Bytes> {
+    TableDefinition::new(name)
+}
+
 fn tree_index(name: &str) -> Result<usize, StoreError> {
     TREES.iter().position(|t| *t == name).ok_or_else(|| StoreError::UnknownTree(name.to_string()))
 }
 
+fn index_table(name: &str) -> Result<&'static str, StoreError> {
+    INDEX_TREES.iter().find(|t| **t == name).copied().ok_or_else(|| StoreError::UnknownTree(name.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Decode {
+        tree: tree.into(),
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// sled's files, left in the store directory by a seald before the view moved to redb. The view
+/// is rebuilt from the journal, so they are removed once the new file is open.
+const SLED_FILES: &[&str] = &["conf", "db", "blobs"];
+
+fn remove_sled_leftovers(dir: &Path) {
+    if !(dir.join("conf").is_file() && dir.join("db").is_file()) {
+        return;
+    }
+    tracing::warn!(dir = %dir.display(), "removing the sled store of an earlier seald: its view is rebuilt from the journal");
+    for name in SLED_FILES {
+        let p = dir.join(name);
+        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("snap.") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 impl Store {
-    /// Opens (creating) the store and checks its schema version.
+    /// Opens (creating) the store in the directory `path` and checks its schema version.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
-        // sled releases its file lock from background threads shortly after the last handle drops, so
-        // a lock held by this very process a moment ago is waited for (briefly) before refusing.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        let db = loop {
-            match sled::Config::new().path(path).cache_capacity(CACHE_BYTES).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(io))
-                    if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
-                {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(StoreError::Locked(shown));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(other) => return Err(StoreError::Sled { path: shown, message: other.to_string() }),
-            }
+        let fail = |message: String| StoreError::Db { path: shown.clone(), message };
+        std::fs::create_dir_all(path).map_err(|e| fail(e.to_string()))?;
+        let db = match redb::Database::builder().set_cache_size(CACHE_BYTES).create(path.join(FILE)) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(shown)),
+            Err(e) => return Err(fail(e.to_string())),
         };
-        let sled_err = |e: sled::Error| StoreError::Sled { path: shown.clone(), message: e.to_string() };
-        let trees = TREES
-            .iter()
-            .chain(INDEX_TREES)
-            .map(|t| db.open_tree(t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(sled_err)?;
-        let store = Store { db, trees, path: path.to_path_buf() };
-        let meta = &store.trees[0];
-        match meta.get(META_SCHEMA).map_err(sled_err)? {
-            None => {
-                let _ = meta
-                    .insert(META_SCHEMA, serde_json::to_vec(&SCHEMA_VERSION).unwrap_or_default())
-                    .map_err(sled_err)?;
+        let store = Store { db, path: path.to_path_buf(), last_durable: Mutex::new(Instant::now()) };
+        let mut txn = store.db.begin_write().map_err(|e| store.fail(e))?;
+        txn.set_quick_repair(true);
+        {
+            for name in TREES.iter().chain(INDEX_TREES) {
+                let _ = txn.open_table(table(name)).map_err(|e| store.fail(e))?;
             }
-            Some(v) => {
-                let found: u64 = serde_json::from_slice(&v).map_err(|e| StoreError::Decode {
-                    tree: tree::META.into(),
-                    key: "schema_version".into(),
-                    message: e.to_string(),
-                })?;
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema { path: shown, found, supported: SCHEMA_VERSION });
+            let mut meta = txn.open_table(table(tree::META)).map_err(|e| store.fail(e))?;
+            let found = meta.get(META_SCHEMA).map_err(|e| store.fail(e))?.map(|v| v.value().to_vec());
+            match found {
+                None => {
+                    let _ = meta
+                        .insert(META_SCHEMA, serde_json::to_vec(&SCHEMA_VERSION).unwrap_or_default().as_slice())
+                        .map_err(|e| store.fail(e))?;
+                }
+                Some(v) => {
+                    let found: u64 = decode(tree::META, META_SCHEMA, &v)?;
+                    if found > SCHEMA_VERSION {
+                        return Err(StoreError::NewerSchema { path: shown, found, supported: SCHEMA_VERSION });
+                    }
                 }
             }
         }
+        txn.commit().map_err(|e| store.fail(e))?;
+        remove_sled_leftovers(path);
         Ok(store)
     }
 
-    /// Where it lives.
+    /// Where it lives (the directory).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn sled_err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
-        move |e| StoreError::Sled { path: self.path.display().to_string(), message: e.to_string() }
+    fn fail(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db { path: self.path.display().to_string(), message: e.into().to_string() }
+    }
+
+    /// The raw value of `key` in table `name`.
+    fn raw(&self, name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(name)).map_err(|e| self.fail(e))?;
+        let v = t.get(key).map_err(|e| self.fail(e))?;
+        Ok(v.map(|v| v.value().to_vec()))
     }
 
     /// The journal seq whose effects the store holds.
@@ -323,14 +373,10 @@ impl Store {
 
     /// A typed value.
     pub fn get<T: DeserializeOwned>(&self, tree: &str, key: &str) -> Result<Option<T>, StoreError> {
-        let t = &self.trees[tree_index(tree)?];
-        match t.get(key.as_bytes()).map_err(self.sled_err())? {
+        let name = TREES[tree_index(tree)?];
+        match self.raw(name, key.as_bytes())? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Decode {
-                tree: tree.into(),
-                key: key.into(),
-                message: e.to_string(),
-            }),
+            Some(v) => decode(tree, key.as_bytes(), &v).map(Some),
         }
     }
 
@@ -354,35 +400,37 @@ impl Store {
         rev: bool,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Loc)>, StoreError> {
-        let i = INDEX_TREES.iter().position(|t| *t == name).ok_or_else(|| StoreError::UnknownTree(name.to_string()))?;
-        let t = &self.trees[TREES.len() + i];
+        use std::ops::Bound;
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(index_table(name)?)).map_err(|e| self.fail(e))?;
         let mut end = prefix.to_vec();
         // The smallest key past every key with this prefix (prefixes here never end in 0xff).
         let upper = match end.iter().rposition(|b| *b != 0xff) {
             Some(p) => {
                 end.truncate(p + 1);
                 end[p] += 1;
-                std::ops::Bound::Excluded(end)
+                Bound::Excluded(end.as_slice())
             }
-            None => std::ops::Bound::Unbounded,
+            None => Bound::Unbounded,
         };
-        let lower = std::ops::Bound::Included(prefix.to_vec());
-        let range = match (after, rev) {
-            (None, _) => t.range::<Vec<u8>, _>((lower, upper)),
-            (Some(a), false) => t.range::<Vec<u8>, _>((std::ops::Bound::Excluded(a.to_vec()), upper)),
-            (Some(a), true) => t.range::<Vec<u8>, _>((lower, std::ops::Bound::Excluded(a.to_vec()))),
+        let (lower, upper) = match (after, rev) {
+            (None, _) => (Bound::Included(prefix), upper),
+            (Some(a), false) => (Bound::Excluded(a), upper),
+            (Some(a), true) => (Bound::Included(prefix), Bound::Excluded(a)),
         };
+        let range = t.range::<&[u8]>((lower, upper)).map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
-        let mut push = |item: Result<(sled::IVec, sled::IVec), sled::Error>| -> Result<bool, StoreError> {
-            let (k, v) = item.map_err(self.sled_err())?;
-            let loc = Loc::from_bytes(&v).ok_or_else(|| StoreError::Decode {
-                tree: name.into(),
-                key: hex::encode(&k),
-                message: "not a record location".into(),
-            })?;
-            out.push((k.to_vec(), loc));
-            Ok(out.len() < limit)
-        };
+        let mut push =
+            |item: Result<(redb::AccessGuard<'_, Bytes>, redb::AccessGuard<'_, Bytes>), redb::StorageError>| {
+                let (k, v) = item.map_err(|e| self.fail(e))?;
+                let loc = Loc::from_bytes(v.value()).ok_or_else(|| StoreError::Decode {
+                    tree: name.into(),
+                    key: hex::encode(k.value()),
+                    message: "not a record location".into(),
+                })?;
+                out.push((k.value().to_vec(), loc));
+                Ok::<_, StoreError>(out.len() < limit)
+            };
         if rev {
             for item in range.rev() {
                 if !push(item)? {
@@ -402,13 +450,16 @@ impl Store {
     /// Where to start reading the journal for records from `seq`: the last seek entry at or
     /// before it (see [`index::SEQ`]), as (seq, location).
     pub fn seek(&self, seq: u64) -> Result<Option<(u64, Loc)>, StoreError> {
-        let t = &self.trees[TREES.len() + INDEX_TREES.iter().position(|t| *t == index::SEQ).unwrap_or(0)];
-        match t.range(..=seq.to_be_bytes()).next_back() {
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(index::SEQ)).map_err(|e| self.fail(e))?;
+        let key = seq.to_be_bytes();
+        let mut range = t.range::<&[u8]>(..=&key[..]).map_err(|e| self.fail(e))?;
+        match range.next_back() {
             None => Ok(None),
             Some(item) => {
-                let (k, v) = item.map_err(self.sled_err())?;
-                let at = u64::from_be_bytes(k.as_ref().try_into().unwrap_or_default());
-                Ok(Loc::from_bytes(&v).map(|l| (at, l)))
+                let (k, v) = item.map_err(|e| self.fail(e))?;
+                let at = u64::from_be_bytes(k.value().try_into().unwrap_or_default());
+                Ok(Loc::from_bytes(v.value()).map(|l| (at, l)))
             }
         }
     }
@@ -421,48 +472,44 @@ impl Store {
         after: Option<&str>,
         max: usize,
     ) -> Result<(Vec<(String, T)>, bool), StoreError> {
-        let t = &self.trees[tree_index(tree)?];
+        use std::ops::Bound;
+        let name = TREES[tree_index(tree)?];
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(name)).map_err(|e| self.fail(e))?;
         let lower = match after {
-            Some(a) => std::ops::Bound::Excluded(a.as_bytes().to_vec()),
-            None => std::ops::Bound::Unbounded,
+            Some(a) => Bound::Excluded(a.as_bytes()),
+            None => Bound::Unbounded,
         };
         let mut out = Vec::new();
-        for item in t.range::<Vec<u8>, _>((lower, std::ops::Bound::Unbounded)) {
-            let (k, v) = item.map_err(self.sled_err())?;
+        for item in t.range::<&[u8]>((lower, Bound::Unbounded)).map_err(|e| self.fail(e))? {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
             if out.len() == max {
                 return Ok((out, true));
             }
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let value = serde_json::from_slice(&v).map_err(|e| StoreError::Decode {
-                tree: tree.into(),
-                key: key.clone(),
-                message: e.to_string(),
-            })?;
-            out.push((key, value));
+            out.push((String::from_utf8_lossy(k.value()).into_owned(), decode(tree, k.value(), v.value())?));
         }
         Ok((out, false))
     }
 
     /// Every value in a tree, by key order.
     pub fn scan<T: DeserializeOwned>(&self, tree: &str) -> Result<Vec<(String, T)>, StoreError> {
-        let t = &self.trees[tree_index(tree)?];
-        let mut out = Vec::new();
-        for item in t.iter() {
-            let (k, v) = item.map_err(self.sled_err())?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let value = serde_json::from_slice(&v).map_err(|e| StoreError::Decode {
-                tree: tree.into(),
-                key: key.clone(),
-                message: e.to_string(),
-            })?;
-            out.push((key, value));
-        }
-        Ok(out)
+        self.scan_after(tree, None, usize::MAX).map(|(all, _)| all)
     }
 
     /// A counter's value (0 if never added to).
     pub fn counter(&self, key: &str) -> Result<i64, StoreError> {
         self.get::<i64>(tree::COUNTERS, key).map(|v| v.unwrap_or(0))
+    }
+
+    /// Whether this commit is to be durable: one per [`DURABLE_EVERY`].
+    fn durable_now(&self) -> bool {
+        let mut last = self.last_durable.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= DURABLE_EVERY {
+            *last = Instant::now();
+            true
+        } else {
+            false
+        }
     }
 
     /// Applies journal records (seq, changes), in order, in one transaction that also sets
@@ -484,93 +531,127 @@ impl Store {
                 }
             }
         }
-        let counters_index = tree_index(tree::COUNTERS)?;
-        let result = self.trees.as_slice().transaction(|views| {
-            let meta = &views[0];
-            let applied: u64 = match meta.get(META_APPLIED)? {
-                Some(v) => serde_json::from_slice(&v).unwrap_or(0),
-                None => 0,
-            };
+        let mut txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        if self.durable_now() {
+            txn.set_quick_repair(true);
+        } else {
+            txn.set_durability(Durability::None).map_err(|e| self.fail(e))?;
+        }
+        let counters = {
+            let mut tables: Vec<Option<redb::Table<'_, Bytes, Bytes>>> = TREES.iter().map(|_| None).collect();
             let mut counters = Vec::new();
+            let mut meta = txn.open_table(table(tree::META)).map_err(|e| self.fail(e))?;
+            let get_u64 = |meta: &redb::Table<'_, Bytes, Bytes>, key: &[u8]| -> Result<u64, StoreError> {
+                Ok(meta
+                    .get(key)
+                    .map_err(|e| self.fail(e))?
+                    .and_then(|v| serde_json::from_slice(v.value()).ok())
+                    .unwrap_or(0))
+            };
+            let applied = get_u64(&meta, META_APPLIED)?;
             let mut last = applied;
             for (seq, changes) in records {
                 if *seq <= applied {
                     continue;
                 }
                 for c in changes.iter() {
+                    let i = match c {
+                        Change::Put { tree, .. } | Change::Delete { tree, .. } => tree_index(tree)?,
+                        Change::Add { .. } => tree_index(tree::COUNTERS)?,
+                    };
+                    if tables[i].is_none() {
+                        tables[i] = Some(txn.open_table(table(TREES[i])).map_err(|e| self.fail(e))?);
+                    }
+                    let Some(t) = tables[i].as_mut() else { continue };
                     match c {
-                        Change::Put { tree, key, value } => {
-                            let i = tree_index(tree).map_err(ConflictableTransactionError::Abort)?;
+                        Change::Put { key, value, .. } => {
                             let bytes = serde_json::to_vec(value).unwrap_or_default();
-                            let _ = views[i].insert(key.as_bytes(), bytes)?;
+                            let _ = t.insert(key.as_bytes(), bytes.as_slice()).map_err(|e| self.fail(e))?;
                         }
-                        Change::Delete { tree, key } => {
-                            let i = tree_index(tree).map_err(ConflictableTransactionError::Abort)?;
-                            let _ = views[i].remove(key.as_bytes())?;
+                        Change::Delete { key, .. } => {
+                            let _ = t.remove(key.as_bytes()).map_err(|e| self.fail(e))?;
                         }
                         Change::Add { key, delta } => {
-                            let t = &views[counters_index];
-                            let cur: i64 =
-                                t.get(key.as_bytes())?.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or(0);
+                            let cur: i64 = t
+                                .get(key.as_bytes())
+                                .map_err(|e| self.fail(e))?
+                                .and_then(|v| serde_json::from_slice(v.value()).ok())
+                                .unwrap_or(0);
                             let new = cur.saturating_add(*delta);
-                            let _ = t.insert(key.as_bytes(), serde_json::to_vec(&new).unwrap_or_default())?;
+                            let bytes = serde_json::to_vec(&new).unwrap_or_default();
+                            let _ = t.insert(key.as_bytes(), bytes.as_slice()).map_err(|e| self.fail(e))?;
                             counters.push((*seq, key.clone(), new));
                         }
                     }
                 }
                 last = last.max(*seq);
             }
-            let _ = meta.insert(META_APPLIED, serde_json::to_vec(&last).unwrap_or_default())?;
-            let indexed: u64 = match meta.get(META_INDEXED)? {
-                Some(v) => serde_json::from_slice(&v).unwrap_or(0),
-                None => 0,
+            let put = |meta: &mut redb::Table<'_, Bytes, Bytes>, key: &[u8], v: Vec<u8>| {
+                meta.insert(key, v.as_slice()).map(|_| ()).map_err(|e| self.fail(e))
             };
-            let tail: Option<JournalTail> = match meta.get(META_TAIL)? {
-                Some(v) => serde_json::from_slice(&v).ok(),
-                None => None,
-            };
+            put(&mut meta, META_APPLIED, serde_json::to_vec(&last).unwrap_or_default())?;
+            let indexed = get_u64(&meta, META_INDEXED)?;
+            let tail: Option<JournalTail> =
+                meta.get(META_TAIL).map_err(|e| self.fail(e))?.and_then(|v| serde_json::from_slice(v.value()).ok());
             let mut checkpoint_seq = tail.map_or(0, |t| t.checkpoint_seq);
             let mut new_tail = None;
-            let base = TREES.len();
-            for r in index.iter().filter(|r| r.seq > indexed) {
-                let loc = r.loc.to_bytes();
-                let mut time = r.time_ms.to_be_bytes().to_vec();
-                time.extend_from_slice(&r.seq.to_be_bytes());
-                let _ = views[base].insert(time, &loc[..])?;
-                let _ = views[base + 1].insert(index_key(r.object, r.seq), &loc[..])?;
-                let _ = views[base + 2].insert(index_key(r.actor, r.seq), &loc[..])?;
-                let _ = views[base + 3].insert(index_key(r.action, r.seq), &loc[..])?;
-                if r.seq % SEEK_EVERY == 0 || r.loc.offset == 0 {
-                    let _ = views[base + 4].insert(&r.seq.to_be_bytes()[..], &loc[..])?;
+            let fresh: Vec<&Indexed<'_>> = index.iter().filter(|r| r.seq > indexed).collect();
+            if !fresh.is_empty() {
+                let mut by_time = txn.open_table(table(index::TIME)).map_err(|e| self.fail(e))?;
+                let mut by_object = txn.open_table(table(index::OBJECT)).map_err(|e| self.fail(e))?;
+                let mut by_actor = txn.open_table(table(index::ACTOR)).map_err(|e| self.fail(e))?;
+                let mut by_action = txn.open_table(table(index::ACTION)).map_err(|e| self.fail(e))?;
+                let mut by_seq = txn.open_table(table(index::SEQ)).map_err(|e| self.fail(e))?;
+                for r in fresh {
+                    let loc = r.loc.to_bytes();
+                    let mut time = [0u8; 16];
+                    time[..8].copy_from_slice(&r.time_ms.to_be_bytes());
+                    time[8..].copy_from_slice(&r.seq.to_be_bytes());
+                    let _ = by_time.insert(&time[..], &loc[..]).map_err(|e| self.fail(e))?;
+                    let _ =
+                        by_object.insert(index_key(r.object, r.seq).as_slice(), &loc[..]).map_err(|e| self.fail(e))?;
+                    let _ =
+                        by_actor.insert(index_key(r.actor, r.seq).as_slice(), &loc[..]).map_err(|e| self.fail(e))?;
+                    let _ =
+                        by_action.insert(index_key(r.action, r.seq).as_slice(), &loc[..]).map_err(|e| self.fail(e))?;
+                    if r.seq % SEEK_EVERY == 0 || r.loc.offset == 0 {
+                        let _ = by_seq.insert(&r.seq.to_be_bytes()[..], &loc[..]).map_err(|e| self.fail(e))?;
+                    }
+                    if r.checkpoint {
+                        checkpoint_seq = r.seq;
+                    }
+                    new_tail = Some(JournalTail { seq: r.seq, hash: hex::encode(r.hash), loc: r.loc, checkpoint_seq });
                 }
-                if r.checkpoint {
-                    checkpoint_seq = r.seq;
-                }
-                new_tail = Some(JournalTail { seq: r.seq, hash: hex::encode(r.hash), loc: r.loc, checkpoint_seq });
             }
             if let Some(t) = new_tail {
-                let _ = meta.insert(META_INDEXED, serde_json::to_vec(&t.seq).unwrap_or_default())?;
-                let _ = meta.insert(META_TAIL, serde_json::to_vec(&t).unwrap_or_default())?;
+                put(&mut meta, META_INDEXED, serde_json::to_vec(&t.seq).unwrap_or_default())?;
+                put(&mut meta, META_TAIL, serde_json::to_vec(&t).unwrap_or_default())?;
             }
-            Ok(counters)
-        });
-        result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => self.sled_err()(e),
-        })
+            counters
+        };
+        txn.commit().map_err(|e| self.fail(e))?;
+        Ok(counters)
     }
 
-    /// Asks sled to write its log now (sync_file_range: a crash barrier, not a power-loss one).
+    /// Makes every commit so far durable (fsynced).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(self.sled_err())
+        let mut txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        txn.set_quick_repair(true);
+        txn.commit().map_err(|e| self.fail(e))?;
+        *self.last_durable.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Ok(())
     }
 
     /// Test hook for the schema check: sets the stored schema version.
     #[doc(hidden)]
     pub fn set_schema_version_for_test(&self, v: u64) -> Result<(), StoreError> {
-        let _ =
-            self.trees[0].insert(META_SCHEMA, serde_json::to_vec(&v).unwrap_or_default()).map_err(self.sled_err())?;
-        self.flush()
+        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        {
+            let mut meta = txn.open_table(table(tree::META)).map_err(|e| self.fail(e))?;
+            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            let _ = meta.insert(META_SCHEMA, bytes.as_slice()).map_err(|e| self.fail(e))?;
+        }
+        txn.commit().map_err(|e| self.fail(e))
     }
 }
 
@@ -613,6 +694,27 @@ mod tests {
     }
 
     #[test]
+    fn an_earlier_sled_store_is_removed_and_a_second_open_sees_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        std::fs::create_dir_all(path.join("blobs")).unwrap();
+        for f in ["conf", "db", "snap.0000000000012AB4", "blobs/7"] {
+            std::fs::write(path.join(f), b"sled").unwrap();
+        }
+        {
+            let s = Store::open(&path).unwrap();
+            let _ = s.apply(&[(1, &[put(tree::SEALS, "s1", serde_json::json!(1))])], &[]).unwrap();
+        }
+        let left: Vec<String> =
+            std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(left, vec![FILE.to_string()]);
+        // The commit was not synced by itself; closing the store kept it.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.applied_seq().unwrap(), 1);
+        assert_eq!(s.get::<i64>(tree::SEALS, "s1").unwrap(), Some(1));
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
@@ -626,7 +728,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         let _first = Store::open(&path).unwrap();
-        // sled locks per process with a file lock; a second open in the same process is refused too.
+        // redb locks the file; a second open in the same process is refused too.
         let err = Store::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::Locked(_)), "{err}");
         assert!(err.to_string().contains(path.to_str().unwrap()));
