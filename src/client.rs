@@ -14,6 +14,9 @@ use std::sync::Arc;
 #[error("{0}")]
 pub struct ClientError(pub String);
 
+/// Where a streamed answer's body goes, part by part, with the status and the announced length.
+pub type Sink<'a> = dyn FnMut(u16, Option<u64>, &[u8]) -> Result<(), ClientError> + Send + 'a;
+
 /// An mTLS client with one identity.
 #[derive(Clone)]
 pub struct Client {
@@ -70,6 +73,32 @@ impl Client {
         idle: Option<std::time::Duration>,
         progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
     ) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut out = Vec::new();
+        let status = self
+            .request_streamed(method, path, content_type, bytes, idle, &mut |_, total, chunk| {
+                if out.is_empty() {
+                    out.reserve(total.unwrap_or(0).min(64 << 20) as usize);
+                }
+                out.extend_from_slice(chunk);
+                progress(out.len() as u64, total);
+                Ok(())
+            })
+            .await?;
+        Ok((status, out))
+    }
+
+    /// One request whose answer's body goes to `sink` part by part as it arrives, with the status
+    /// and the announced length: memory stays at one part whatever the answer's size. Gives up as
+    /// [`Client::request_watched`] does, or when `sink` fails. Returns the status.
+    pub async fn request_streamed(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        idle: Option<std::time::Duration>,
+        sink: &mut Sink<'_>,
+    ) -> Result<u16, ClientError> {
         // The whole chain of causes: hyper's "connection error" hides the TLS alert that says why.
         let err = |e: &dyn std::error::Error| {
             let mut text = e.to_string();
@@ -119,15 +148,13 @@ impl Client {
         let total =
             resp.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let mut body = resp.into_body();
-        let mut out = Vec::with_capacity(total.unwrap_or(0).min(64 << 20) as usize);
         loop {
             let frame = within(idle, body.frame()).await.map_err(|()| stalled("receiving the answer"))?;
             let Some(frame) = frame else { break };
             if let Ok(data) = frame.map_err(|e| err(&e))?.into_data() {
-                out.extend_from_slice(&data);
-                progress(out.len() as u64, total);
+                sink(status, total, &data)?;
             }
         }
-        Ok((status, out))
+        Ok(status)
     }
 }

@@ -676,6 +676,21 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let shown = String::from_utf8_lossy(&on_terminal.stdout);
     assert!(on_terminal.status.success(), "{shown}");
     assert!(shown.contains("\rbackup: ") && shown.contains(" of ") && shown.contains("/s"), "{shown:?}");
+    // A download cut short is resumed: the part file keeps its whole records, the daemon sends the
+    // rest of the same backup (from its checkpoint in the journal), and the file is the same but
+    // for a newly signed trailer. The restore below uses the resumed file.
+    let whole = std::fs::read(&backup).unwrap();
+    let trailer_at = whole.windows(12).rposition(|w| w == b"{\"manifest\":").expect("a trailer line");
+    let resumed = dir.join("resumed.backup");
+    std::fs::write(dir.join("resumed.backup.part"), &whole[..trailer_at / 2]).unwrap();
+    let out = ok(ctl("sysadmin", &["backup", "--out", resumed.to_str().unwrap(), "--resume"]), "resume");
+    assert!(out.is_empty() || out.contains("backup"), "{out}");
+    let again = std::fs::read(&resumed).unwrap();
+    assert_eq!(again[..trailer_at], whole[..trailer_at], "the header and records are the same");
+    assert!(!dir.join("resumed.backup.part").exists(), "the part is renamed when whole");
+    let resume_from_nothing = ctl("sysadmin", &["backup", "--out", dir.join("none").to_str().unwrap(), "--resume"]);
+    assert_eq!(resume_from_nothing.status, 2, "no part file to resume: {}", resume_from_nothing.stderr);
+    let backup = resumed;
     let seals_before = json(ctl("issuer", &["seal", "--json", "list"]), "seals before");
     drop(daemon);
     let restored_cfg = dir.join("restored.toml");
@@ -688,16 +703,38 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     let text = text.replace(&old_key, &new_audit_key);
     std::fs::write(&restored_cfg, text).unwrap();
     let seald = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_seald")).args(args).output().unwrap();
-    let mut tampered: serde_json::Value = serde_json::from_slice(&std::fs::read(&backup).unwrap()).unwrap();
-    tampered["manifest"]["head_seq"] = (tampered["manifest"]["head_seq"].as_u64().unwrap() + 1).into();
-    let bad = dir.join("tampered.json");
-    std::fs::write(&bad, serde_json::to_vec(&tampered).unwrap()).unwrap();
-    let refused = seald(&["restore", bad.to_str().unwrap(), "--config", restored_cfg.to_str().unwrap()]);
-    assert!(
-        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("signature does not verify"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    // Tampering: the signed manifest, then a record (with its checksum made good again, so that only
+    // the chain can tell). Each refused restore leaves the directories as empty as it found them.
+    let whole = std::fs::read(&backup).unwrap();
+    let trailer_at = whole.windows(12).rposition(|w| w == b"{\"manifest\":").unwrap();
+    let mut trailer: serde_json::Value = serde_json::from_slice(&whole[trailer_at..]).unwrap();
+    trailer["manifest"]["head_seq"] = (trailer["manifest"]["head_seq"].as_u64().unwrap() + 1).into();
+    let mut bad_manifest = whole[..trailer_at].to_vec();
+    bad_manifest.extend(serde_json::to_vec(&trailer).unwrap());
+    bad_manifest.push(b'\n');
+    let mut bad_record = whole.clone();
+    let header_len = whole.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let len = u32::from_le_bytes(whole[header_len..header_len + 4].try_into().unwrap()) as usize;
+    let payload = header_len + 8..header_len + 8 + len;
+    let at = whole[payload.clone()].windows(11).position(|w| w == b"\"time_ms\":1").unwrap() + payload.start + 10;
+    bad_record[at] = b'2';
+    let crc = crc32fast::hash(&bad_record[payload]).to_le_bytes();
+    bad_record[header_len + 4..header_len + 8].copy_from_slice(&crc);
+    for (name, bytes, why) in [
+        ("bad-manifest.backup", bad_manifest, "signature does not verify"),
+        ("bad-record.backup", bad_record, "prev_hash does not match"),
+        ("cut.backup", whole[..whole.len() / 2].to_vec(), "incomplete"),
+    ] {
+        let bad = dir.join(name);
+        std::fs::write(&bad, bytes).unwrap();
+        let refused = seald(&["restore", bad.to_str().unwrap(), "--config", restored_cfg.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && said.contains(why), "{name}: {said}");
+        for d in ["r-store", "r-journal"] {
+            let left = std::fs::read_dir(dir.join(d)).map(|r| r.count()).unwrap_or(0);
+            assert_eq!(left, 0, "{name} left files in {d}");
+        }
+    }
     let live_cfg = dir.join("live-rekeyed.toml");
     std::fs::write(&live_cfg, std::fs::read_to_string(&cfg).unwrap().replace(&old_key, &new_audit_key)).unwrap();
     let stale =

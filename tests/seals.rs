@@ -318,7 +318,7 @@ fn each_role_may_do_exactly_its_own_operations_and_every_refusal_is_audited() {
                 r.trail().audit_export(p, all).map(|_| ()).map_err(err)
             }),
         ),
-        ("take a backup", &["sysadmin"], Box::new(|p| r.trail().backup(p).map(|_| ()).map_err(err))),
+        ("take a backup", &["sysadmin"], Box::new(|p| r.trail().backup(p, Ok(None)).map(|_| ()).map_err(err))),
         (
             "create unit",
             &["sysadmin"],

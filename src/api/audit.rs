@@ -2,7 +2,7 @@
 //! `/v1/admin/backup` (the system administrator). Who may is the registry's rule (`seal::trail`).
 
 use super::Body;
-use super::{blocking, json_response, raw_response, ApiError, App};
+use super::{blocking, json_response, ApiError, App};
 use crate::audit::ExportRange;
 use crate::authz::Principal;
 use hyper::{Response, StatusCode};
@@ -72,11 +72,39 @@ pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
     Ok(super::streamed_response(StatusCode::OK, "application/x-ndjson", body))
 }
 
-/// `GET /v1/admin/backup`.
-pub(super) async fn backup(app: &Arc<App>, p: Principal) -> Reply {
+/// `GET /v1/admin/backup[?from=&head=]`: prepared (checkpointed, signed, journalled) first, then
+/// streamed as it is read; `from` and `head` together resume a download cut short.
+pub(super) async fn backup(app: &Arc<App>, p: Principal, query: &str) -> Reply {
+    let resume = resume(query).map_err(|e| e.message);
     let r = app.signing.registry().clone();
-    let bytes = blocking(move || r.trail().backup(&p)).await??;
-    Ok(raw_response(StatusCode::OK, "application/json", bytes))
+    let r2 = r.clone();
+    // Who may comes first: a bad query from someone who may not back up is a refusal, not a 400.
+    let prepared = blocking(move || r2.trail().backup(&p, resume)).await??;
+    let (mut writer, body) = super::StreamWriter::new();
+    let _detached = tokio::task::spawn_blocking(move || {
+        if let Err(e) = r.trail().write_backup(&prepared, &mut writer) {
+            tracing::error!(error = %e, "backup cut short");
+            writer.fail(e.to_string());
+        }
+    });
+    Ok(super::streamed_response(StatusCode::OK, crate::backup::MEDIA_TYPE, body))
+}
+
+/// `from` and `head`, both or neither.
+fn resume(query: &str) -> Result<Option<(u64, u64)>, ApiError> {
+    let (mut from, mut head) = (None, None);
+    for (k, v) in super::query_pairs(query, &["from", "head"])? {
+        let n: u64 = v.parse().map_err(|_| ApiError::bad("bad_range", format!("{k} must be a sequence number")))?;
+        match k {
+            "from" => from = Some(n),
+            _ => head = Some(n),
+        }
+    }
+    match (from, head) {
+        (None, None) => Ok(None),
+        (Some(f), Some(h)) => Ok(Some((f, h))),
+        _ => Err(ApiError::bad("bad_range", "from and head go together: they resume a backup")),
+    }
 }
 
 fn range(query: &str) -> Result<ExportRange, ApiError> {

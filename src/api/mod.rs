@@ -538,7 +538,7 @@ async fn dispatch(
         Op::AuditVerify => audit::verify(app, p).await,
         Op::AuditRecords => audit::records(app, p, q).await,
         Op::AuditExport => audit::export(app, p, q).await,
-        Op::Backup => audit::backup(app, p).await,
+        Op::Backup => audit::backup(app, p, q).await,
         Op::ListAccounts
         | Op::CreateAccount
         | Op::GetAccount

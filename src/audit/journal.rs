@@ -259,6 +259,22 @@ impl Journal {
         segment::Records::new(&self.shared.dir, from, limit, seek)
     }
 
+    /// The stored frames of records `from..=to` copied into `out` as they are (see
+    /// [`segment::copy_frames`]): a backup's journal, at the speed of reading it.
+    pub fn copy_frames(
+        &self,
+        from: u64,
+        to: u64,
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, AuditError> {
+        if to > self.head_seq() {
+            return Err(AuditError::Export(format!("record {to} is past the journal's head ({})", self.head_seq())));
+        }
+        let seek = self.store.as_deref().map(|s| s.seek(from)).transpose()?.flatten();
+        segment::copy_frames(&self.shared.dir, from, to, seek, out, progress)
+    }
+
     /// Records matching a query, oldest first: "who used which seal when, on which digest". Every
     /// page, to the end.
     pub fn query(&self, q: &Query) -> Result<Vec<JournalRecord>, AuditError> {

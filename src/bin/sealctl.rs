@@ -104,13 +104,18 @@ enum Command {
         cmd: keys::KeysCmd,
     },
     /// A backup through the daemon: the journal up to a signed checkpoint and a manifest signed by
-    /// the audit key (system administrator). Keys stay in the token.
+    /// the audit key (system administrator). Keys stay in the token. It streams into FILE.part,
+    /// renamed to FILE when whole.
     Backup {
         #[command(flatten)]
         conn: remote::Conn,
         /// Output file.
         #[arg(long)]
         out: PathBuf,
+        /// Go on with FILE.part, left by a download cut short: keep its whole records and fetch
+        /// the rest of the same backup.
+        #[arg(long)]
+        resume: bool,
     },
     /// The built-in issuing CA: its certificate, and certificates for PKCS#10 requests (through the daemon).
     Ca {
@@ -188,7 +193,7 @@ fn main() -> ExitCode {
         Command::Account { conn, cmd } => account::run(&conn, cmd),
         Command::Unit { conn, cmd } => unit::run(&conn, cmd),
         Command::Ca { conn, cmd } => ca::run(&conn, cmd),
-        Command::Backup { conn, out } => backup::run(&conn, &out),
+        Command::Backup { conn, out, resume } => backup::run(&conn, &out, resume),
         Command::Keys { conn, cmd } => keys::run(&conn, cmd),
         Command::Whoami { conn } => {
             remote::call(&conn, "GET", "/v1/whoami", None).map(|v| output::out(&conn, &v, output::fields))

@@ -66,14 +66,33 @@ impl Trail {
         Ok(())
     }
 
-    /// A backup up to a checkpoint signed now, signed by the audit key in use (system administrator
-    /// only). The backup is journalled.
-    pub fn backup(&self, p: &Principal) -> Result<Vec<u8>, SealError> {
+    /// Prepares a backup up to a checkpoint signed now, or the rest of one from `resume`'s
+    /// `(from, head)` (or why the request's could not be read, checked after the role), signed by
+    /// the audit key in use (system administrator only), and journals it; [`Trail::write_backup`]
+    /// streams it.
+    pub fn backup(
+        &self,
+        p: &Principal,
+        resume: Result<Option<(u64, u64)>, String>,
+    ) -> Result<crate::backup::Prepared, SealError> {
         self.ledger.require_role(p, Role::Sysadmin, "backup.make", "backup", "this needs the sysadmin role")?;
+        let resume = resume.map_err(|m| SealError::Invalid("bad_range", m))?;
         let failed = |e: String| SealError::Backup(e);
         let key = self.ledger.audit_key().ok_or_else(|| failed("this appliance signs no checkpoints".into()))?;
         let signer = crate::token::TokenKey::open(&self.ledger.pool, &key)?;
-        crate::backup::make(&self.ledger.journal, &self.ledger.store, &signer, &key, super::actor(p))
-            .map_err(|e| signer.blame(e).map_or_else(failed, SealError::Token))
+        crate::backup::prepare(&self.ledger.journal, &self.ledger.store, &signer, &key, super::actor(p), resume)
+            .map_err(|e| match e {
+                crate::backup::MakeError::Range(m) => SealError::Invalid("bad_range", m),
+                crate::backup::MakeError::Failed(e) => signer.blame(e).map_or_else(failed, SealError::Token),
+            })
+    }
+
+    /// Streams a prepared backup into `out`.
+    pub fn write_backup(
+        &self,
+        prepared: &crate::backup::Prepared,
+        out: &mut dyn std::io::Write,
+    ) -> Result<(), SealError> {
+        crate::backup::write(&self.ledger.journal, prepared, out).map_err(|e| SealError::Backup(e.to_string()))
     }
 }

@@ -148,20 +148,57 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
             Ok(if report.ok() { INTACT } else { DAMAGED })
         }
         AuditAction::Export { journal, remote, from, to, out } => {
-            let mut sink: Box<dyn std::io::Write> = match &out {
-                Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
-                None => Box::new(std::io::stdout().lock()),
+            let mut sink: Box<dyn std::io::Write + Send> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::with_capacity(
+                    1 << 20,
+                    std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
             };
             if journal.is_none() && remote.server.is_some() {
                 let to_param = if to == u64::MAX { String::new() } else { format!("&to={to}") };
-                let body = remote_get(&remote, &format!("/v1/audit/export?from={from}{to_param}"), Some("export"))?;
-                sink.write_all(&body).map_err(|e| e.to_string())?;
-                eprintln!("exported {} lines from the daemon", body.iter().filter(|b| **b == b'\n').count());
+                // Streamed into the output as it arrives: memory stays flat whatever the range.
+                let path = format!("/v1/audit/export?from={from}{to_param}");
+                let (mut lines, mut received, mut failed, mut write_error) = (0u64, 0u64, Vec::new(), None);
+                let mut progress = crate::output::Progress::new("export");
+                let status = remote.stream(&path, |status, chunk| {
+                    if status != 200 {
+                        if failed.len() < 64 << 10 {
+                            failed.extend_from_slice(chunk);
+                        }
+                        return Ok(());
+                    }
+                    received += chunk.len() as u64;
+                    lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                    progress.update(received, None);
+                    sink.write_all(chunk).map_err(|e| {
+                        write_error = Some(e.to_string());
+                        "stopped".to_string()
+                    })
+                });
+                progress.finish();
+                if let Some(e) = write_error {
+                    return Err(format!("writing the export: {e}"));
+                }
+                let status = status.map_err(|f| f.message)?;
+                if status != 200 {
+                    let v: serde_json::Value = serde_json::from_slice(&failed).unwrap_or_default();
+                    return Err(match v["error"]["code"].as_str() {
+                        Some(code) => format!(
+                            "{path}: [{code}] HTTP {status}: {}",
+                            v["error"]["message"].as_str().unwrap_or_default()
+                        ),
+                        None => format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&failed)),
+                    });
+                }
+                sink.flush().map_err(|e| format!("writing the export: {e}"))?;
+                eprintln!("exported {lines} lines from the daemon");
                 return Ok(INTACT);
             }
             let journal = journal.ok_or("give --journal DIR or --server URL")?;
             let (f, t) =
                 audit::export(&journal, audit::ExportRange { from, to }, &mut sink, None).map_err(|e| e.to_string())?;
+            sink.flush().map_err(|e| format!("writing the export: {e}"))?;
             eprintln!("exported seq {f} to {t}");
             Ok(INTACT)
         }

@@ -127,6 +127,25 @@ impl Progress {
         eprint!("\r{}: {}{of}   ", self.label, size(received));
     }
 
+    /// `received` bytes so far, carrying `done` of `total` records.
+    pub fn records(&mut self, received: u64, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        if !self.on_terminal || self.last.is_some_and(|l| now - l < std::time::Duration::from_millis(200)) {
+            return;
+        }
+        self.last = Some(now);
+        let secs = (now - self.start).as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let left = total.saturating_sub(done) as f64 / rate.max(1.0);
+        eprint!(
+            "\r{}: {done} of {total} records ({:.0}%), {}, {}/s, {left:.0} s left   ",
+            self.label,
+            done as f64 * 100.0 / total.max(1) as f64,
+            size(received),
+            size((received as f64 / secs) as u64),
+        );
+    }
+
     /// Ends the line (if one was drawn).
     pub fn finish(&mut self) {
         if self.on_terminal && self.last.is_some() {

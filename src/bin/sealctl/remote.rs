@@ -150,6 +150,30 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// A GET whose answer goes to `sink` part by part with its status, as it arrives (a stop asked by
+    /// `sink` ends the download). Each part must come within the timeout (exit status 3).
+    pub fn stream(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(u16, &[u8]) -> Result<(), String> + Send,
+    ) -> Result<u16, Failure> {
+        let client = self.client()?;
+        let server = self.server.as_deref().unwrap_or_default();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(local)?;
+        let idle = std::time::Duration::from_secs(self.timeout_s.max(1));
+        let answer = rt.block_on(client.request_streamed(
+            "GET",
+            path,
+            "application/json",
+            Vec::new(),
+            Some(idle),
+            &mut |status, _, chunk| sink(status, chunk).map_err(seald::client::ClientError),
+        ));
+        answer.map_err(|e| Failure { status: 3, message: format!("{server}: {}", explain(&e.to_string())) })
+    }
+}
+
 /// A connection failure in words an operator can act on.
 pub fn explain(e: &str) -> String {
     let why = if e.contains("CertificateRevoked") {

@@ -11,14 +11,15 @@ pub fn run(file: &Path, config: &Path, pin_file: Option<&Path>) -> Result<(), Er
     let cfg = Config::load(config)?.with_pin_file(pin_file);
     let store = cfg.store.clone().ok_or("the config has no [store] section")?;
     let audit = cfg.audit.clone().ok_or("the config has no [audit] section")?;
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let opened = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut input = std::io::BufReader::with_capacity(1 << 20, opened);
     let pool = TokenPool::open(&cfg.token)?;
     // Each step on standard error as it starts, with the time spent so far: a long restore shows
     // where it is.
     let started = std::time::Instant::now();
     let mut phase = |what: &str| eprintln!("[{:6.1} s] {what} ...", started.elapsed().as_secs_f64());
     let key = token::KeyId::from_hex(&audit.key)?;
-    let report = seald::backup::restore(&bytes, &pool, &key, &store.dir, &audit.dir, &mut phase)?;
+    let report = seald::backup::restore(&mut input, &pool, &key, &store.dir, &audit.dir, &mut phase)?;
     if let Some(f) = &report.finding {
         return Err(format!("the restored journal does not verify: {f:?}").into());
     }
