@@ -673,21 +673,24 @@ fn history_bench(records: u64, seals: u64) {
     let auditor =
         seald::tls::client_config(&dev.dir.join("ca.pem"), &dev.dir.join("auditor.pem"), &dev.dir.join("auditor.key"))
             .unwrap();
-    let (exported, secs) = rt.block_on(async {
-        let mut sender = connect(auditor, dev.port).await;
-        let req = hyper::Request::get("/v1/audit/export").header("host", "localhost").body(Full::default()).unwrap();
-        let t = Instant::now();
-        let resp = sender.send_request(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        let mut body = resp.into_body();
-        let mut n = 0u64;
-        while let Some(frame) = body.frame().await {
-            if let Ok(d) = frame.unwrap().into_data() {
-                n += d.len() as u64;
+    let download = |cfg: std::sync::Arc<rustls::ClientConfig>, path: &'static str| {
+        rt.block_on(async {
+            let mut sender = connect(cfg, dev.port).await;
+            let req = hyper::Request::get(path).header("host", "localhost").body(Full::default()).unwrap();
+            let t = Instant::now();
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            let mut body = resp.into_body();
+            let mut n = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Ok(d) = frame.unwrap().into_data() {
+                    n += d.len() as u64;
+                }
             }
-        }
-        (n, t.elapsed().as_secs_f64())
-    });
+            (n, t.elapsed().as_secs_f64())
+        })
+    };
+    let (exported, secs) = download(auditor, "/v1/audit/export");
     let (_, peak) = rss_kib(&pid);
     let (_, cat_after) = cat_rate(&journal);
     let cat = (cat_before + cat_after) / 2.0;
@@ -696,6 +699,27 @@ fn history_bench(records: u64, seals: u64) {
         exported >> 20,
         bytes >> 20,
         bytes as f64 / secs / 1048576.0,
+        cat / 1048576.0,
+        (bytes as f64 / secs) / cat,
+        rss0 >> 10,
+        peak >> 10
+    );
+    // The whole backup, streamed, next to reading the same files again.
+    let sysadmin = seald::tls::client_config(
+        &dev.dir.join("ca.pem"),
+        &dev.dir.join("sysadmin.pem"),
+        &dev.dir.join("sysadmin.key"),
+    )
+    .unwrap();
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let (rss0, _) = rss_kib(&pid);
+    let (backed_up, secs) = download(sysadmin, "/v1/admin/backup");
+    let (_, peak) = rss_kib(&pid);
+    let (bytes, cat) = cat_rate(&journal);
+    println!(
+        "backup: {} MiB in {secs:.1} s, {:.0} MiB/s; reading the segments: {:.0} MiB/s ({:.2}x, target >= 0.5x); daemon RSS {} MiB before, peak {} MiB (target < 150 MiB)",
+        backed_up >> 20,
+        backed_up as f64 / secs / 1048576.0,
         cat / 1048576.0,
         (bytes as f64 / secs) / cat,
         rss0 >> 10,

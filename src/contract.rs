@@ -618,8 +618,11 @@ pub struct SealList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct GrantList {
-    /// The grants.
+    /// The grants, by account.
     pub grants: Vec<Grant>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/seals/{id}/usage`.
@@ -682,8 +685,11 @@ pub struct AccountList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ApplianceKeyList {
-    /// Every key with its versions.
+    /// The keys with their versions: the appliance keys first, then the seals' by seal id.
     pub keys: Vec<KeyListing>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/admin/requests`.
@@ -701,8 +707,11 @@ pub struct RequestList {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct UnitList {
-    /// The units.
+    /// The units, by id.
     pub units: Vec<Unit>,
+    /// The next page's cursor: give it back as `cursor` (absent on the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, to the millisecond): the times of the

@@ -498,6 +498,12 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
 
     let usage = json(ctl("auditor", &["seal", "--json", "usage", &id]), "usage");
     assert_eq!(usage["usage"][0]["account"], "oa");
+    // The application's own usage, across seals, through GET /v1/accounts/{name}/usage.
+    let by_app = json(ctl("auditor", &["account", "--json", "usage", "oa", "--all"]), "usage by account");
+    let first = &by_app["usage"].as_array().unwrap()[0];
+    assert_eq!((first["seal"].as_str(), first["account"].as_str()), (Some(id.as_str()), Some("oa")), "{by_app}");
+    let one = ctl("auditor", &["account", "usage", "oa", "--limit", "1"]);
+    assert!(one.status == 0 && one.stdout.contains(&id), "{}", one.stdout);
 
     // A security officer rotates the seal's key; signing switches to version 2.
     ok(ctl("secofficer", &["keys", "rotate", &format!("seal:{id}")]), "rotate");

@@ -1503,3 +1503,80 @@ fn the_seal_list_pages_by_id_and_each_account_sees_its_part() {
     let bad = w.registry.lifecycle().list_seals_page(&w.issuer, (None, None, None), Some("not hex"), 10).unwrap_err();
     assert_eq!(code(&bad), "bad_cursor");
 }
+
+#[test]
+fn grants_units_keys_and_an_applications_usage_page_by_key() {
+    let w = world();
+    let one = w.usable(Policy::default());
+    let two = w.usable(Policy::default());
+    // More applications in unit a, granted the first seal only.
+    for (name, c) in [("app-a2", 'c'), ("app-a3", 'd')] {
+        let spec = AccountSpec {
+            name: name.into(),
+            role: Role::App,
+            unit: Some("a".into()),
+            fingerprints: vec![fp(c)],
+            certificates: vec![],
+            keys: vec![],
+        };
+        let _ = w.registry.directory().create_account(&w.sysadmin, spec).unwrap().done().unwrap();
+        let _ = w.registry.lifecycle().grant(&w.admin_a, &one, name).unwrap();
+    }
+    // Grants: by account, a page of 2 then 1, and none of the other seal's.
+    let (page, next) = w.registry.lifecycle().grants_page(&one, None, 2).unwrap();
+    assert_eq!(page.iter().map(|g| g.account.as_str()).collect::<Vec<_>>(), ["app-a", "app-a2"]);
+    let (rest, end) = w.registry.lifecycle().grants_page(&one, next.as_deref(), 2).unwrap();
+    assert_eq!(rest.iter().map(|g| g.account.as_str()).collect::<Vec<_>>(), ["app-a3"]);
+    assert!(end.is_none());
+    assert_eq!(w.registry.lifecycle().grants(&two).unwrap().len(), 1);
+    // Units: every unit once, by id, in pages of 2; applications may not list them.
+    let mut units = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (page, next) = w.registry.directory().units_page(&w.issuer, cursor.as_deref(), 2).unwrap();
+        assert!(page.len() <= 2);
+        units.extend(page.into_iter().map(|u| u.id));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(units, ["a", "b", "gov"]);
+    assert_eq!(code(&w.registry.directory().units_page(&w.app_a, None, 2).unwrap_err()), "forbidden");
+    // Keys: the appliance keys first, then every seal's key once, by seal id, whatever the page size.
+    let all: Vec<String> = w.registry.dual_control().key_list(&w.auditor).unwrap().into_iter().map(|k| k.key).collect();
+    for limit in [1, 2, 5] {
+        let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let (page, next) = w.registry.dual_control().key_list_page(&w.auditor, cursor.as_deref(), limit).unwrap();
+            seen.extend(page.into_iter().map(|k| k.key));
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, all, "pages of {limit}");
+    }
+    assert!(all.contains(&format!("seal:{one}")) && all.contains(&format!("seal:{two}")));
+    let mut seals: Vec<&String> = all.iter().filter(|k| k.starts_with("seal:")).collect();
+    let listed = seals.clone();
+    seals.sort();
+    assert_eq!(listed, seals, "seal keys by seal id");
+    // An application's usage spans its seals, names each, and is its own and its unit's business.
+    let _ = w.sign(&w.app_a, &one, b"first", None).unwrap();
+    let _ = w.sign(&w.app_a, &two, b"second", None).unwrap();
+    let u = w.registry.uses().account_usage_page(&w.app_a, "app-a", None, false, 10).unwrap();
+    let seals_used: Vec<_> = u.usage.iter().map(|e| e.seal.clone().unwrap()).collect();
+    assert_eq!(seals_used, [one.clone(), two.clone()]);
+    assert!(u.usage.iter().all(|e| e.account == "app-a" && e.outcome == "ok"));
+    let newest = w.registry.uses().account_usage_page(&w.admin_a, "app-a", None, true, 1).unwrap();
+    assert_eq!(newest.usage[0].seal.as_deref(), Some(two.as_str()));
+    assert!(newest.next_cursor.is_some());
+    assert!(w.registry.uses().account_usage_page(&w.auditor, "app-a", None, false, 10).is_ok());
+    for p in [&w.app_b, &w.admin_b] {
+        let e = w.registry.uses().account_usage_page(p, "app-a", None, false, 10).unwrap_err();
+        assert_eq!(code(&e), "forbidden");
+    }
+    let e = w.registry.uses().account_usage_page(&w.auditor, "nobody", None, false, 10).unwrap_err();
+    assert_eq!(code(&e), "unknown_account");
+}

@@ -61,8 +61,10 @@ pub(super) async fn route(
             Ok(account_change(change, StatusCode::OK))
         }
         Op::ListApplianceKeys => {
-            let k = with(app, move |r| r.dual_control().key_list(&p)).await?;
-            Ok(ok(&ApplianceKeyList { keys: k }))
+            let paging = super::Paging::from_pairs(&super::query_pairs(query, &["cursor", "limit"])?)?;
+            let (keys, next_cursor) =
+                with(app, move |r| r.dual_control().key_list_page(&p, paging.cursor.as_deref(), paging.limit)).await?;
+            Ok(ok(&ApplianceKeyList { keys, next_cursor }))
         }
         Op::RotateKey => {
             let name = own(name);
@@ -108,8 +110,10 @@ pub(super) async fn route(
             Ok(ok(&r))
         }
         Op::ListUnits => {
-            let u = with(app, move |r| r.directory().units(&p)).await?;
-            Ok(ok(&UnitList { units: u }))
+            let paging = super::Paging::from_pairs(&super::query_pairs(query, &["cursor", "limit"])?)?;
+            let (units, next_cursor) =
+                with(app, move |r| r.directory().units_page(&p, paging.cursor.as_deref(), paging.limit)).await?;
+            Ok(ok(&UnitList { units, next_cursor }))
         }
         Op::CreateUnit => {
             let spec: UnitSpec = parse(&body(app, req).await?)?;

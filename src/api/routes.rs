@@ -81,6 +81,8 @@ pub enum Op {
     IssueTicket,
     /// `GET /v1/seals/{id}/usage`.
     Usage,
+    /// `GET /v1/accounts/{name}/usage`.
+    AccountUsage,
     /// `POST /v1/seals/{id}/{action}`: a lifecycle transition.
     Transition,
     /// `GET /v1/filings`.
@@ -183,6 +185,7 @@ pub static ROUTES: &[Route] = &[
     route(Method::DELETE, "/v1/seals/{id}/grants/{account}", Op::Ungrant),
     route(Method::POST, "/v1/seals/{id}/approvals", Op::IssueTicket),
     route(Method::GET, "/v1/seals/{id}/usage", Op::Usage),
+    route(Method::GET, "/v1/accounts/{name}/usage", Op::AccountUsage),
     route(Method::POST, "/v1/seals/{id}/{action}", Op::Transition),
     route(Method::GET, "/v1/filings", Op::ListFilings),
     route(Method::GET, "/v1/filings/export", Op::ExportFilings),

@@ -336,8 +336,13 @@ pub(super) async fn route(
         }
         Op::ListGrants => {
             let id = own(id);
-            let g = with(app, move |r| r.lifecycle().get_seal(&p, &id).and_then(|_| r.lifecycle().grants(&id))).await?;
-            Ok(ok(&GrantList { grants: g }))
+            let paging = super::Paging::from_pairs(&super::query_pairs(query, &["cursor", "limit"])?)?;
+            let (grants, next_cursor) = with(app, move |r| {
+                let _ = r.lifecycle().get_seal(&p, &id)?;
+                r.lifecycle().grants_page(&id, paging.cursor.as_deref(), paging.limit)
+            })
+            .await?;
+            Ok(ok(&GrantList { grants, next_cursor }))
         }
         Op::Grant => {
             let (id, b): (String, GrantBody) = (own(id), parse(&body(app, req).await?)?);
@@ -359,6 +364,15 @@ pub(super) async fn route(
             let paging = super::Paging::from_pairs(&super::query_pairs(query, &super::PAGING)?)?;
             let u = with(app, move |r| {
                 r.uses().usage_page(&p, &id, paging.cursor.as_deref(), paging.newest_first, paging.limit)
+            })
+            .await?;
+            Ok(ok(&UsageList { usage: u.usage, next_cursor: u.next_cursor }))
+        }
+        Op::AccountUsage => {
+            let name = own(id);
+            let paging = super::Paging::from_pairs(&super::query_pairs(query, &super::PAGING)?)?;
+            let u = with(app, move |r| {
+                r.uses().account_usage_page(&p, &name, paging.cursor.as_deref(), paging.newest_first, paging.limit)
             })
             .await?;
             Ok(ok(&UsageList { usage: u.usage, next_cursor: u.next_cursor }))

@@ -331,6 +331,16 @@ impl Directory {
 
     /// Every unit (any role but `app`).
     pub fn units(&self, p: &Principal) -> Result<Vec<Unit>, SealError> {
+        super::Ledger::every_page(|cursor| self.units_page(p, cursor, crate::audit::MAX_PAGE))
+    }
+
+    /// A page of the units, by id (any role but `app`): at most `limit`, after `cursor`.
+    pub fn units_page(
+        &self,
+        p: &Principal,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Unit>, Option<String>), SealError> {
         if p.role == Role::App {
             return Err(self.ledger.refuse(
                 p,
@@ -339,7 +349,7 @@ impl Directory {
                 SealError::Forbidden("applications do not list units".into()),
             ));
         }
-        Ok(self.ledger.store.scan::<Unit>(tree::UNITS)?.into_iter().map(|(_, u)| u).collect())
+        self.ledger.page_of(tree::UNITS, cursor, limit, |_: &Unit| Ok(true))
     }
 
     pub(super) fn check_account_shape(

@@ -232,6 +232,17 @@ impl DualControl {
     /// Every key with its versions, states and the end of each certificate; `expiring` marks those
     /// ending within `[seals] reminder_days`. Security officers and auditors.
     pub fn key_list(&self, p: &Principal) -> Result<Vec<KeyListing>, SealError> {
+        super::Ledger::every_page(|cursor| self.key_list_page(p, cursor, crate::audit::MAX_PAGE))
+    }
+
+    /// A page of [`DualControl::key_list`]: the first page starts with the appliance keys (all of
+    /// them, counted within `limit`), then come the seals' keys by seal id, after `cursor`.
+    pub fn key_list_page(
+        &self,
+        p: &Principal,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<KeyListing>, Option<String>), SealError> {
         if !matches!(p.role, Role::Secofficer | Role::Auditor) {
             return Err(self.ledger.refuse(
                 p,
@@ -247,7 +258,8 @@ impl DualControl {
             })
         };
         let mut out = Vec::new();
-        for name in ["issuing-ca", "seal-maker", "audit"] {
+        let appliance: &[&str] = if cursor.is_none() { &["issuing-ca", "seal-maker", "audit"] } else { &[] };
+        for name in appliance {
             if let Ok(k) = self.pki.appliance_key(name) {
                 let mut versions = vec![KeyVersionListing {
                     version: k.version,
@@ -265,13 +277,17 @@ impl DualControl {
                         expiring: false,
                     });
                 }
-                out.push(KeyListing { key: name.into(), alg: k.alg, seal_state: None, versions });
+                out.push(KeyListing { key: (*name).into(), alg: k.alg, seal_state: None, versions });
             }
         }
-        for (_, s) in self.ledger.store.scan::<Seal>(tree::SEALS)? {
-            if s.versions.is_empty() {
-                continue;
-            }
+        // Seals without a key yet are passed over; a first page of appliance keys only goes on
+        // with the seals from the start (the empty cursor).
+        let room = limit.saturating_sub(out.len());
+        if room == 0 {
+            return Ok((out, Some(String::new())));
+        }
+        let (seals, next) = self.ledger.page_of(tree::SEALS, cursor, room, |s: &Seal| Ok(!s.versions.is_empty()))?;
+        for s in seals {
             let versions: Vec<_> = s
                 .versions
                 .iter()
@@ -285,7 +301,7 @@ impl DualControl {
                 .collect();
             out.push(KeyListing { key: format!("seal:{}", s.id), alg: s.alg, seal_state: Some(s.state), versions });
         }
-        Ok(out)
+        Ok((out, next))
     }
 
     /// Appliance keys whose active certificate ends within the reminder period (for /readyz, /metrics).

@@ -131,6 +131,18 @@ impl Ledger {
         tree: &str,
         cursor: Option<&str>,
         limit: usize,
+        keep: impl FnMut(&T) -> Result<bool, SealError>,
+    ) -> Result<(Vec<T>, Option<String>), SealError> {
+        self.page_of_prefix(tree, "", cursor, limit, keep)
+    }
+
+    /// As [`Ledger::page_of`], among the keys that start with `prefix` (a seal's grants).
+    pub(super) fn page_of_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
         mut keep: impl FnMut(&T) -> Result<bool, SealError>,
     ) -> Result<(Vec<T>, Option<String>), SealError> {
         let mut after = match cursor {
@@ -144,7 +156,7 @@ impl Ledger {
         };
         let (mut out, mut read) = (Vec::new(), 0usize);
         loop {
-            let (batch, more) = self.store.scan_after::<T>(tree, after.as_deref(), 256)?;
+            let (batch, more) = self.store.scan_prefix_after::<T>(tree, prefix, after.as_deref(), 256)?;
             let n = batch.len();
             for (i, (key, v)) in batch.into_iter().enumerate() {
                 read += 1;

@@ -427,9 +427,7 @@ impl Lifecycle {
                 }];
                 let v = self.new_version(&new, 1)?;
                 new.versions.push(v);
-                for (_, g) in
-                    self.ledger.store.scan::<Grant>(tree::GRANTS)?.into_iter().filter(|(_, g)| g.seal == seal.id)
-                {
+                for g in self.grants(&seal.id)? {
                     let copy =
                         Grant { seal: new.id.clone(), account: g.account, granted_by: p.account.clone(), time_ms: now };
                     changes.push(put(tree::GRANTS, &format!("{}/{}", copy.seal, copy.account), &copy));
@@ -635,14 +633,18 @@ impl Lifecycle {
 
     /// The apps granted a seal.
     pub fn grants(&self, id: &str) -> Result<Vec<Grant>, SealError> {
-        Ok(self
-            .ledger
-            .store
-            .scan::<Grant>(tree::GRANTS)?
-            .into_iter()
-            .map(|(_, g)| g)
-            .filter(|g| g.seal == id)
-            .collect())
+        super::Ledger::every_page(|cursor| self.grants_page(id, cursor, crate::audit::MAX_PAGE))
+    }
+
+    /// A page of the apps granted a seal, by account name: at most `limit`, after `cursor`. Grants
+    /// are kept under `seal/account`, so a page reads only this seal's.
+    pub fn grants_page(
+        &self,
+        id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Grant>, Option<String>), SealError> {
+        self.ledger.page_of_prefix(tree::GRANTS, &format!("{id}/"), cursor, limit, |_: &Grant| Ok(true))
     }
 
     pub(super) fn may_read(&self, p: &Principal, seal: &Seal) -> Result<bool, SealError> {

@@ -85,6 +85,28 @@ pub struct UsageEntry {
     /// The document's name, when the use named one (a sealed OFD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
+    /// The seal used (in an application's usage, which spans seals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl UsageEntry {
+    /// What a `seal.use` journal record says.
+    fn of(r: crate::audit::JournalRecord) -> Self {
+        let text = |k: &str| r.details.get(k).and_then(|v| v.as_str()).map(String::from);
+        UsageEntry {
+            key_version: r.details.get("key_version").and_then(|v| v.as_u64()).map(|v| v as u32),
+            digest: text("digest"),
+            ticket: text("ticket"),
+            input: text("input"),
+            document_name: text("document_name"),
+            seal: r.object.strip_prefix("seal:").map(String::from),
+            seq: r.seq,
+            time_ms: r.time_ms,
+            account: r.actor.account,
+            outcome: r.outcome,
+        }
+    }
 }
 
 /// A page of a seal's usage records.
@@ -421,25 +443,44 @@ impl Uses {
         }
         let q = crate::audit::Query { action: Some("seal.use".into()), object: Some(object), ..Default::default() };
         let page = self.ledger.journal.page(&q, cursor, newest_first, limit)?;
-        let usage = page
-            .records
-            .into_iter()
-            .map(|r| {
-                let text = |k: &str| r.details.get(k).and_then(|v| v.as_str()).map(String::from);
-                UsageEntry {
-                    key_version: r.details.get("key_version").and_then(|v| v.as_u64()).map(|v| v as u32),
-                    digest: text("digest"),
-                    ticket: text("ticket"),
-                    input: text("input"),
-                    document_name: text("document_name"),
-                    seq: r.seq,
-                    time_ms: r.time_ms,
-                    account: r.actor.account,
-                    outcome: r.outcome,
-                }
-            })
-            .collect();
+        let usage = page.records.into_iter().map(UsageEntry::of).collect();
         Ok(UsagePage { usage, next_cursor: page.next })
+    }
+
+    /// One page of an application's usage records (uses and refused uses, of every seal), from the
+    /// journal's index by actor: at most `limit` (1 to 1000), after `cursor`, oldest or newest
+    /// first. For the account itself, the administrator of its unit, issuers and auditors.
+    pub fn account_usage_page(
+        &self,
+        p: &Principal,
+        account: &str,
+        cursor: Option<&str>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<UsagePage, SealError> {
+        let object = format!("account:{account}");
+        let record = self
+            .directory
+            .account(account)?
+            .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{account}'")))?;
+        let admin = match &record.unit {
+            Some(unit) => self.directory.administers(p, unit)?,
+            None => false,
+        };
+        if !(p.account == account || admin || matches!(p.role, Role::Issuer | Role::Auditor)) {
+            return Err(self.ledger.refuse(
+                p,
+                "account.usage",
+                &object,
+                SealError::Forbidden(
+                    "an application's usage is for itself, its unit's administrator, issuers and auditors".into(),
+                ),
+            ));
+        }
+        let q =
+            crate::audit::Query { action: Some("seal.use".into()), actor: Some(account.into()), ..Default::default() };
+        let page = self.ledger.journal.page(&q, cursor, newest_first, limit)?;
+        Ok(UsagePage { usage: page.records.into_iter().map(UsageEntry::of).collect(), next_cursor: page.next })
     }
 }
 

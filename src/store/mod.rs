@@ -472,17 +472,31 @@ impl Store {
         after: Option<&str>,
         max: usize,
     ) -> Result<(Vec<(String, T)>, bool), StoreError> {
+        self.scan_prefix_after(tree, "", after, max)
+    }
+
+    /// As [`Store::scan_after`], among the keys that start with `prefix` only.
+    pub fn scan_prefix_after<T: DeserializeOwned>(
+        &self,
+        tree: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, T)>, bool), StoreError> {
         use std::ops::Bound;
         let name = TREES[tree_index(tree)?];
         let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
         let t = txn.open_table(table(name)).map_err(|e| self.fail(e))?;
         let lower = match after {
-            Some(a) => Bound::Excluded(a.as_bytes()),
-            None => Bound::Unbounded,
+            Some(a) if a.as_bytes() >= prefix.as_bytes() => Bound::Excluded(a.as_bytes()),
+            _ => Bound::Included(prefix.as_bytes()),
         };
         let mut out = Vec::new();
         for item in t.range::<&[u8]>((lower, Bound::Unbounded)).map_err(|e| self.fail(e))? {
             let (k, v) = item.map_err(|e| self.fail(e))?;
+            if !k.value().starts_with(prefix.as_bytes()) {
+                return Ok((out, false));
+            }
             if out.len() == max {
                 return Ok((out, true));
             }

@@ -1,7 +1,7 @@
 //! `sealctl account ...`: registry accounts, through the daemon's API (system administrator).
 
 use crate::output::{cell, fields, out, out_table};
-use crate::remote::{call, read, Conn, Failure};
+use crate::remote::{call, escape, pages, read, Conn, Failure, PageArgs};
 use clap::Subcommand;
 use serde_json::json;
 use std::path::PathBuf;
@@ -9,8 +9,22 @@ use std::path::PathBuf;
 /// `sealctl account ...`.
 #[derive(Subcommand, Debug)]
 pub enum AccountCmd {
-    /// Every registry account (system administrator).
-    List,
+    /// The registry's accounts, by name (a page, or every page with --all).
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// An application's usage records, of every seal, a page at a time (the account itself, its
+    /// unit's administrator, issuers and auditors); every page with --all.
+    Usage {
+        /// The account.
+        name: String,
+        /// oldest (the default) or newest first.
+        #[arg(long)]
+        order: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// One account.
     Show {
         /// Name.
@@ -71,9 +85,26 @@ pub fn run(c: &Conn, cmd: AccountCmd) -> Result<(), Failure> {
     let columns: &[(&str, &str)] =
         &[("name", "NAME"), ("role", "ROLE"), ("unit", "UNIT"), ("disabled", "DISABLED"), ("created_by", "CREATED_BY")];
     match cmd {
-        AccountCmd::List => {
-            let v = call(c, "GET", "/v1/admin/accounts", None)?;
+        AccountCmd::List { page } => {
+            let v = pages(c, "/v1/admin/accounts", &[], &page, "accounts")?;
             out_table(c, &v, "accounts", columns);
+        }
+        AccountCmd::Usage { name, order, page } => {
+            let v = pages(c, &format!("/v1/accounts/{}/usage", escape(&name)), &[("order", &order)], &page, "usage")?;
+            out_table(
+                c,
+                &v,
+                "usage",
+                &[
+                    ("seq", "SEQ"),
+                    ("time_ms", "TIME"),
+                    ("seal", "SEAL"),
+                    ("outcome", "OUTCOME"),
+                    ("input", "INPUT"),
+                    ("digest", "DIGEST"),
+                    ("document_name", "DOCUMENT"),
+                ],
+            );
         }
         AccountCmd::Show { name } => {
             let v = call(c, "GET", &format!("/v1/admin/accounts/{name}"), None)?;

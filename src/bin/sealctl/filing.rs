@@ -2,7 +2,7 @@
 //! daemon's API.
 
 use crate::output::{cell, out, out_table};
-use crate::remote::{body, call, local, pages, Conn, Failure};
+use crate::remote::{body, call, local, pages, Conn, Failure, PageArgs};
 use clap::Subcommand;
 use seald::contract::AckBody;
 use std::path::PathBuf;
@@ -15,15 +15,8 @@ pub enum FilingCmd {
         /// pending or acked.
         #[arg(long)]
         state: Option<String>,
-        /// Filings per page (1 to 1000; the daemon's default is 100).
-        #[arg(long)]
-        limit: Option<u32>,
-        /// Start after this cursor (a page's next_cursor).
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow the cursors to the last page.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Record that the police system acknowledged a filing (issuer).
     Ack {
@@ -44,9 +37,8 @@ pub enum FilingCmd {
 /// Runs `sealctl filing ...`.
 pub fn run(c: &Conn, cmd: FilingCmd) -> Result<(), Failure> {
     match cmd {
-        FilingCmd::List { state, limit, cursor, all } => {
-            let limit = limit.map(|l| l.to_string());
-            let v = pages(c, "/v1/filings", &[("state", &state), ("limit", &limit)], cursor, all, "filings")?;
+        FilingCmd::List { state, page } => {
+            let v = pages(c, "/v1/filings", &[("state", &state)], &page, "filings")?;
             out_table(
                 c,
                 &v,

@@ -2,7 +2,7 @@
 //! seal maker, through the daemon's API (security officers).
 
 use crate::output::{cell, out, out_table, table};
-use crate::remote::{body, call, read, Conn, Failure};
+use crate::remote::{body, call, pages, read, Conn, Failure, PageArgs};
 use clap::Subcommand;
 use seald::contract::VersionBody;
 use serde_json::json;
@@ -12,8 +12,12 @@ use std::path::PathBuf;
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
     /// Every key (seal:<id>, issuing-ca, seal-maker) with its versions, states and certificate ends;
-    /// EXPIRING marks those ending within the reminder period.
-    List,
+    /// EXPIRING marks those ending within the reminder period. A page (the appliance keys first,
+    /// then the seals' by id), or every page with --all.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Make a new, pending version in the token (for a seal: with a certificate and a CSR).
     Rotate {
         /// seal:<id>, issuing-ca or seal-maker.
@@ -57,8 +61,8 @@ pub enum KeysCmd {
 /// Runs `sealctl keys ...`.
 pub fn run(c: &Conn, cmd: KeysCmd) -> Result<(), Failure> {
     match cmd {
-        KeysCmd::List => {
-            let v = call(c, "GET", "/v1/admin/keys", None)?;
+        KeysCmd::List { page } => {
+            let v = pages(c, "/v1/admin/keys", &[], &page, "keys")?;
             out(c, &v, |v| {
                 let mut rows = Vec::new();
                 for k in v["keys"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -82,6 +86,7 @@ pub fn run(c: &Conn, cmd: KeysCmd) -> Result<(), Failure> {
                         ("key_id", "CKA_ID"),
                     ],
                 );
+                crate::output::more(v);
             });
         }
         KeysCmd::Rotate { name } => {

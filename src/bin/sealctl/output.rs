@@ -67,7 +67,17 @@ pub fn out(c: &Conn, v: &Value, human: impl FnOnce(&Value)) {
 
 /// Prints the array `key` of an answer as a table of `columns`; with `--json`, the whole answer.
 pub fn out_table(c: &Conn, v: &Value, key: &str, columns: &[(&str, &str)]) {
-    out(c, v, |v| table(v[key].as_array().map(Vec::as_slice).unwrap_or_default(), columns));
+    out(c, v, |v| {
+        table(v[key].as_array().map(Vec::as_slice).unwrap_or_default(), columns);
+        more(v);
+    });
+}
+
+/// Under a page's table, on standard error: how to get the next page, when there is one.
+pub fn more(v: &Value) {
+    if let Some(c) = v["next_cursor"].as_str() {
+        eprintln!("more on the next page: --cursor {c} (or --all for every page)");
+    }
 }
 
 /// Writes `text` to `path`, or prints it to standard output.

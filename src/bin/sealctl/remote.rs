@@ -234,22 +234,38 @@ pub fn call_bytes(c: &Conn, path: &str, label: &str) -> Result<Vec<u8>, Failure>
     Ok(bytes)
 }
 
-/// A paged list at `path`: one page (from `cursor`), or with `all` every page, following each
+/// The paging flags every list command takes.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PageArgs {
+    /// Entries per page (1 to 1000; the daemon's default is 100).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Start after this cursor (a page's next_cursor).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Follow the cursors to the last page.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// A paged list at `path`: one page (from `--cursor`), or with `--all` every page, following each
 /// page's `next_cursor` (progress on standard error on a terminal). The answer has the list's
 /// `field` with every record, and the last `next_cursor` when pages are left.
 pub fn pages(
     c: &Conn,
     path: &str,
     params: &[(&str, &Option<String>)],
-    mut cursor: Option<String>,
-    all: bool,
+    page: &PageArgs,
     field: &str,
 ) -> Result<Value, Failure> {
     use std::io::IsTerminal as _;
+    let (mut cursor, all) = (page.cursor.clone(), page.all);
+    let limit = page.limit.map(|l| l.to_string());
     let mut records = Vec::new();
     let started = std::time::Instant::now();
     loop {
         let mut pairs = params.to_vec();
+        pairs.push(("limit", &limit));
         pairs.push(("cursor", &cursor));
         let v = call(c, "GET", &format!("{path}{}", query(&pairs)), None)?;
         records.extend(v[field].as_array().cloned().unwrap_or_default());

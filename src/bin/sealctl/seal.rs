@@ -3,7 +3,7 @@
 //! through the daemon's API.
 
 use crate::output::{cell, fields, out, out_table, write_or_print};
-use crate::remote::{b64, body, call, call_bytes, escape, local, pages, read, Conn, Failure};
+use crate::remote::{b64, body, call, call_bytes, escape, local, pages, read, Conn, Failure, PageArgs};
 use clap::{Args, Subcommand};
 use seald::contract::{CertificateBody, GrantBody, TransitionBody};
 use seald::seal::Policy;
@@ -57,15 +57,8 @@ pub enum SealCmd {
         /// Only those whose certificate ends within this many days (e.g. 90d).
         #[arg(long)]
         expiring: Option<String>,
-        /// Seals per page (1 to 1000; the daemon's default is 100).
-        #[arg(long)]
-        limit: Option<u32>,
-        /// Start after this cursor (a page's next_cursor).
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow the cursors to the last page.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Show one seal with its versions and history.
     Show {
@@ -179,10 +172,12 @@ pub enum SealCmd {
         /// The application's account.
         account: String,
     },
-    /// The applications granted a seal.
+    /// The applications granted a seal (a page, or every page with --all).
     Grants {
         /// Seal id.
         id: String,
+        #[command(flatten)]
+        page: PageArgs,
     },
     /// Approve one use: a single-use ticket for one application and one document (unit administrator).
     Ticket {
@@ -206,18 +201,11 @@ pub enum SealCmd {
     Usage {
         /// Seal id.
         id: String,
-        /// Records per page (1 to 1000; the daemon's default is 100).
-        #[arg(long)]
-        limit: Option<u32>,
         /// oldest (the default) or newest first.
         #[arg(long)]
         order: Option<String>,
-        /// Start after this cursor (a page's next_cursor).
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow the cursors to the last page.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
     },
 }
 
@@ -252,10 +240,9 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
         ("name", "NAME"),
     ];
     match cmd {
-        SealCmd::List { state, unit, expiring, limit, cursor, all } => {
-            let limit = limit.map(|l| l.to_string());
-            let params = [("state", &state), ("unit", &unit), ("expiring", &expiring), ("limit", &limit)];
-            let v = pages(c, "/v1/seals", &params, cursor, all, "seals")?;
+        SealCmd::List { state, unit, expiring, page } => {
+            let params = [("state", &state), ("unit", &unit), ("expiring", &expiring)];
+            let v = pages(c, "/v1/seals", &params, &page, "seals")?;
             out_table(c, &v, "seals", seal_columns);
         }
         SealCmd::Show { id } => {
@@ -334,8 +321,8 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
             let v = call(c, "DELETE", &format!("/v1/seals/{id}/grants/{account}"), None)?;
             out(c, &v, |_| println!("'{account}' may no longer use seal {id}"));
         }
-        SealCmd::Grants { id } => {
-            let v = call(c, "GET", &format!("/v1/seals/{id}/grants"), None)?;
+        SealCmd::Grants { id, page } => {
+            let v = pages(c, &format!("/v1/seals/{}/grants", escape(&id)), &[], &page, "grants")?;
             out_table(c, &v, "grants", &[("account", "ACCOUNT"), ("granted_by", "BY"), ("time_ms", "TIME")]);
         }
         SealCmd::Ticket { id, app, digest, file, valid_s } => {
@@ -352,10 +339,9 @@ pub fn run(c: &Conn, cmd: SealCmd) -> Result<(), Failure> {
             )?;
             out(c, &v, |v| println!("{}", cell(&v["id"])));
         }
-        SealCmd::Usage { id, limit, order, cursor, all } => {
+        SealCmd::Usage { id, order, page } => {
             let path = format!("/v1/seals/{}/usage", escape(&id));
-            let v =
-                pages(c, &path, &[("limit", &limit.map(|l| l.to_string())), ("order", &order)], cursor, all, "usage")?;
+            let v = pages(c, &path, &[("order", &order)], &page, "usage")?;
             out_table(
                 c,
                 &v,

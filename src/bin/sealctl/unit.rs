@@ -1,15 +1,18 @@
 //! `sealctl unit ...`: units, through the daemon's API.
 
 use crate::output::{cell, out, out_table};
-use crate::remote::{call, Conn, Failure};
+use crate::remote::{call, pages, Conn, Failure, PageArgs};
 use clap::Subcommand;
 use serde_json::json;
 
 /// `sealctl unit ...`.
 #[derive(Subcommand, Debug)]
 pub enum UnitCmd {
-    /// Every unit.
-    List,
+    /// The units, by id (a page, or every page with --all).
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+    },
     /// Create a unit (system administrator).
     Create {
         /// Stable code.
@@ -26,8 +29,8 @@ pub enum UnitCmd {
 /// Runs `sealctl unit ...`.
 pub fn run(c: &Conn, cmd: UnitCmd) -> Result<(), Failure> {
     match cmd {
-        UnitCmd::List => {
-            let v = call(c, "GET", "/v1/admin/units", None)?;
+        UnitCmd::List { page } => {
+            let v = pages(c, "/v1/admin/units", &[], &page, "units")?;
             out_table(c, &v, "units", &[("id", "ID"), ("parent", "PARENT"), ("name", "NAME")]);
         }
         UnitCmd::Create { id, name, parent } => {
