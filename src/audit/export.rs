@@ -146,18 +146,63 @@ impl Export {
     /// the journal's latest signed head counts where it falls inside the range (a partial export ends
     /// before it, and is covered by the checkpoint it was extended to instead).
     pub fn verify(&self, key: &PublicKey) -> VerifyReport {
-        let raw: Vec<(Vec<u8>, bool)> = self.records.iter().map(|r| (r.clone(), true)).collect();
         let head = self.signed_head.as_ref().filter(|h| self.end_of_journal || h.seq <= self.to);
-        let mut report = super::verify_records(self.anchor_seq, self.anchor_hash, &raw, Some(key), head);
-        if report.finding.is_none() && report.last_seq < self.to {
-            report.finding = Some(super::Finding {
-                seq: report.last_seq + 1,
-                kind: super::FindingKind::TailCut,
-                detail: format!("the export declares records up to seq {}; they end at {}", self.to, report.last_seq),
-            });
-        }
-        report
+        let raw: Vec<(Vec<u8>, bool)> = self.records.iter().map(|r| (r.clone(), true)).collect();
+        let report = super::verify_records(self.anchor_seq, self.anchor_hash, &raw, Some(key), head);
+        declared_end(report, self.to)
     }
+}
+
+/// An export's records must reach the `to` it declares.
+fn declared_end(mut report: VerifyReport, to: u64) -> VerifyReport {
+    if report.finding.is_none() && report.last_seq < to {
+        report.finding = Some(super::Finding {
+            seq: report.last_seq + 1,
+            kind: super::FindingKind::TailCut,
+            detail: format!("the export declares records up to seq {to}; they end at {}", report.last_seq),
+        });
+    }
+    report
+}
+
+/// Verifies an export read line by line from `input` (as [`Export::verify`] does, in flat memory
+/// whatever its size). `progress` hears the records checked so far now and then.
+pub fn verify_export(
+    input: impl std::io::BufRead,
+    key: &PublicKey,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport, AuditError> {
+    let mut lines = input.lines().enumerate().filter(|(_, l)| !matches!(l, Ok(t) if t.trim().is_empty()));
+    let bad = |n: usize, e: &dyn std::fmt::Display| AuditError::Export(format!("line {n}: {e}"));
+    let io = |e: std::io::Error| AuditError::Export(e.to_string());
+    let (_, first) = lines.next().ok_or_else(|| AuditError::Export("is empty".into()))?;
+    let header: Header = serde_json::from_str(&first.map_err(io)?).map_err(|e| bad(1, &e))?;
+    if header.seald_audit_export != 1 {
+        return Err(AuditError::Export(format!("version {} is not supported", header.seald_audit_export)));
+    }
+    let anchor_hash: [u8; 32] = hex::decode(&header.anchor_hash)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| bad(1, &"anchor_hash is not 32 bytes of hex"))?;
+    let mut v = super::Verifier::new(header.anchor_seq, anchor_hash, Some(key), None);
+    let (mut head, mut going) = (None, true);
+    for (i, line) in lines {
+        let line = line.map_err(io)?;
+        if let Ok(t) = serde_json::from_str::<Trailer>(&line) {
+            head = Some(t.signed_head);
+            continue;
+        }
+        let l: Line = serde_json::from_str(&line).map_err(|e| bad(i + 1, &e))?;
+        if going {
+            going = v.feed(l.record.get().as_bytes(), true);
+            let (n, _) = v.progress();
+            if n % 100_000 == 0 {
+                progress(n);
+            }
+        }
+    }
+    v.set_signed_head(head.filter(|h| header.end_of_journal || h.seq <= header.to));
+    Ok(declared_end(v.finish(), header.to))
 }
 
 /// Reads an export.

@@ -21,7 +21,7 @@ mod verify;
 mod writer;
 
 pub use archive::{archive, read_anchor, Anchor};
-pub use export::{export, read_export, Export, ExportRange};
+pub use export::{export, read_export, verify_export, Export, ExportRange};
 pub use journal::{Journal, JournalConfig, Opened, Page, Query, MAX_PAGE};
 #[doc(hidden)]
 pub use segment::MAX_RECORD;
@@ -35,7 +35,7 @@ pub fn signed_head(dir: &std::path::Path) -> Result<Option<SignedHead>, AuditErr
 // What the journal's parts share among themselves.
 use journal::Shared;
 use segment::*;
-pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, VerifyReport};
+pub use verify::{verify_journal_dir, verify_records, Finding, FindingKind, Verifier, VerifyReport};
 use writer::*;
 
 use crate::crypto::PublicKey;

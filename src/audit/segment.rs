@@ -81,18 +81,6 @@ impl FrameReader {
     }
 }
 
-/// Reads every frame of a segment without judging it (up to a frame cut short).
-pub(super) fn read_frames(path: &Path) -> Result<Vec<Frame>, AuditError> {
-    let mut reader = FrameReader::open(path, 0)?;
-    let mut frames = Vec::new();
-    loop {
-        match reader.next_frame()? {
-            Next::Frame(f) => frames.push(f),
-            Next::End | Next::Short(_) => return Ok(frames),
-        }
-    }
-}
-
 /// One frame at a known place (a location from the store's indexes), without its neighbours.
 pub(super) fn read_frame_at(dir: &Path, loc: &crate::store::Loc) -> Result<Option<Vec<u8>>, AuditError> {
     use std::os::unix::fs::FileExt as _;

@@ -3,11 +3,10 @@
 //! daemon stopped) and an export (offline, with only the public key).
 
 use super::archive::read_anchor;
-use super::segment::{read_frames, read_head_file, segments};
+use super::segment::{read_head_file, segments, FrameReader, Next};
 use super::{record_hash, AuditError, JournalRecord, SignedHead, CHECKPOINT_ACTION};
 use crate::crypto::PublicKey;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// What kind of damage.
@@ -77,63 +76,140 @@ pub fn verify_records(
     key: Option<&PublicKey>,
     signed_head: Option<&SignedHead>,
 ) -> VerifyReport {
-    let mut report = VerifyReport {
-        records: 0,
-        checkpoints: 0,
-        last_seq: anchor_seq,
-        signed_through: None,
-        signatures_checked: key.is_some(),
-        finding: None,
-    };
-    let parsed: Vec<Option<JournalRecord>> = raw.iter().map(|(p, _)| serde_json::from_slice(p).ok()).collect();
-    let present: BTreeSet<u64> = parsed.iter().flatten().map(|r| r.seq).collect();
-    let mut hashes: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
-    let mut prev = anchor_hash;
-    let found = |seq, kind, detail: String| Some(Finding { seq, kind, detail });
-    // Audit-key switches: a key-change record names the next key, which signs the checkpoints after
-    // the first checkpoint covering that record (signed by the key before).
-    let mut current: Option<PublicKey> = key.cloned();
-    let mut pending: Option<(u64, PublicKey)> = None;
-    let mut switches: Vec<(u64, PublicKey)> = Vec::new();
-    for (expected, ((payload, crc_ok), rec)) in (anchor_seq + 1..).zip(raw.iter().zip(&parsed)) {
+    let mut v = Verifier::new(anchor_seq, anchor_hash, key, signed_head);
+    for (payload, crc_ok) in raw {
+        if !v.feed(payload, *crc_ok) {
+            break;
+        }
+    }
+    v.finish()
+}
+
+/// How many of the latest records' hashes a [`Verifier`] keeps for the heads that checkpoints sign
+/// (a checkpoint signs the record just before it).
+const RECENT: usize = 1 << 16;
+
+/// The chain checked one record at a time: memory stays flat whatever the journal's length. Feed
+/// it every record in stored order, then [`Verifier::finish`].
+pub struct Verifier {
+    report: VerifyReport,
+    anchor_seq: u64,
+    prev: [u8; 32],
+    expected: u64,
+    key: Option<PublicKey>,
+    /// Audit-key switches: a key-change record names the next key, which signs the checkpoints
+    /// after the first checkpoint covering that record (signed by the key before).
+    current: Option<PublicKey>,
+    pending: Option<(u64, PublicKey)>,
+    switches: Vec<(u64, PublicKey)>,
+    /// The latest records' hashes, oldest first.
+    recent: std::collections::VecDeque<(u64, [u8; 32])>,
+    /// The signed head kept beside the journal, and the chain's hash at its seq once met.
+    signed_head: Option<SignedHead>,
+    head_hash: Option<[u8; 32]>,
+    /// Seqs jumped from `.0` to `.1`: whether `.0` comes later tells a reordering from a removal.
+    jumped: Option<(u64, u64)>,
+    done: bool,
+}
+
+impl Verifier {
+    /// A verifier of records after `anchor_seq` (whose hash is `anchor_hash`), checking signatures
+    /// with `key` when given, and `signed_head` (the journal's latest) at the end.
+    pub fn new(
+        anchor_seq: u64,
+        anchor_hash: [u8; 32],
+        key: Option<&PublicKey>,
+        signed_head: Option<&SignedHead>,
+    ) -> Self {
+        Verifier {
+            report: VerifyReport {
+                records: 0,
+                checkpoints: 0,
+                last_seq: anchor_seq,
+                signed_through: None,
+                signatures_checked: key.is_some(),
+                finding: None,
+            },
+            anchor_seq,
+            prev: anchor_hash,
+            expected: anchor_seq + 1,
+            key: key.cloned(),
+            current: key.cloned(),
+            pending: None,
+            switches: Vec::new(),
+            recent: std::collections::VecDeque::with_capacity(1024),
+            signed_head: signed_head.cloned(),
+            head_hash: None,
+            jumped: None,
+            done: false,
+        }
+    }
+
+    fn found(&mut self, seq: u64, kind: FindingKind, detail: String) -> bool {
+        self.report.finding = Some(Finding { seq, kind, detail });
+        self.done = true;
+        false
+    }
+
+    /// The next stored record. Returns whether more are worth feeding (false once a problem is
+    /// found, unless the verifier must read on to name it).
+    pub fn feed(&mut self, payload: &[u8], crc_ok: bool) -> bool {
+        if self.done {
+            return false;
+        }
+        let rec = serde_json::from_slice::<JournalRecord>(payload).ok();
+        if let Some((missing, at)) = self.jumped {
+            // Reading on after a jump: only whether the missing seq turns up matters.
+            if rec.is_some_and(|r| r.seq == missing) {
+                return self.found(
+                    missing.min(at),
+                    FindingKind::Reordered,
+                    format!("seq {at} stands where {missing} belongs"),
+                );
+            }
+            return true;
+        }
+        let expected = self.expected;
         if !crc_ok {
-            report.finding =
-                found(expected, FindingKind::Checksum, "the frame's checksum does not match its bytes".into());
-            return report;
+            return self.found(expected, FindingKind::Checksum, "the frame's checksum does not match its bytes".into());
         }
         let Some(r) = rec else {
-            report.finding = found(expected, FindingKind::Edited, "the record no longer decodes".into());
-            return report;
+            return self.found(expected, FindingKind::Edited, "the record no longer decodes".into());
         };
         if r.seq != expected {
-            report.finding = if r.seq > expected && !present.contains(&expected) {
-                found(expected, FindingKind::Removed, format!("seq {expected} is missing (next is {})", r.seq))
-            } else {
-                found(
-                    expected.min(r.seq),
-                    FindingKind::Reordered,
-                    format!("seq {} stands where {expected} belongs", r.seq),
-                )
-            };
-            return report;
+            if r.seq > expected {
+                self.jumped = Some((expected, r.seq));
+                return true;
+            }
+            return self.found(
+                expected.min(r.seq),
+                FindingKind::Reordered,
+                format!("seq {} stands where {expected} belongs", r.seq),
+            );
         }
-        if r.prev_hash != hex::encode(prev) {
-            report.finding = if expected - 1 > anchor_seq {
-                found(
+        if r.prev_hash != hex::encode(self.prev) {
+            return if expected - 1 > self.anchor_seq {
+                self.found(
                     expected - 1,
                     FindingKind::Edited,
                     format!("its bytes no longer hash to what seq {expected} chains to"),
                 )
             } else {
-                found(expected, FindingKind::Edited, "prev_hash does not match the anchor".into())
+                self.found(expected, FindingKind::Edited, "prev_hash does not match the anchor".into())
             };
-            return report;
         }
-        let hash = record_hash(&prev, payload);
-        let _ = hashes.insert(r.seq, hash);
-        prev = hash;
-        report.records += 1;
-        report.last_seq = r.seq;
+        let hash = record_hash(&self.prev, payload);
+        if self.recent.len() == RECENT {
+            let _ = self.recent.pop_front();
+        }
+        self.recent.push_back((r.seq, hash));
+        if self.signed_head.as_ref().is_some_and(|h| h.seq == r.seq) {
+            self.head_hash = Some(hash);
+        }
+        self.prev = hash;
+        self.expected += 1;
+        self.report.records += 1;
+        self.report.last_seq = r.seq;
         if r.action == super::KEY_CHANGE_ACTION {
             let next = r
                 .details
@@ -141,73 +217,98 @@ pub fn verify_records(
                 .and_then(|v| v.as_str())
                 .and_then(|pem| PublicKey::from_spki_pem(pem).ok());
             let Some(next) = next else {
-                report.finding = found(r.seq, FindingKind::BadCheckpoint, "a key change names no usable key".into());
-                return report;
+                return self.found(r.seq, FindingKind::BadCheckpoint, "a key change names no usable key".into());
             };
-            pending = Some((r.seq, next));
+            self.pending = Some((r.seq, next));
         }
         if r.action == CHECKPOINT_ACTION {
-            report.checkpoints += 1;
+            self.report.checkpoints += 1;
             let head = r.details.get("head").and_then(|h| serde_json::from_value::<SignedHead>(h.clone()).ok());
             let Some(head) = head else {
-                report.finding = found(r.seq, FindingKind::BadCheckpoint, "checkpoint carries no signed head".into());
-                return report;
+                return self.found(r.seq, FindingKind::BadCheckpoint, "checkpoint carries no signed head".into());
             };
-            if let Err(f) = check_head(&head, current.as_ref(), &hashes, anchor_seq, r.seq) {
-                report.finding = Some(f);
-                return report;
+            let known = self.recent.iter().rev().find(|(s, _)| *s == head.seq).map(|(_, h)| *h);
+            if let Err(f) = check_head(&head, self.current.as_ref(), known, self.anchor_seq, r.seq) {
+                self.report.finding = Some(f);
+                self.done = true;
+                return false;
             }
-            report.signed_through = Some(head.seq);
-            if let Some((at, next)) = pending.take() {
+            self.report.signed_through = Some(head.seq);
+            if let Some((at, next)) = self.pending.take() {
                 if head.seq >= at {
-                    switches.push((head.seq, next.clone()));
-                    if current.is_some() {
-                        current = Some(next);
+                    self.switches.push((head.seq, next.clone()));
+                    if self.current.is_some() {
+                        self.current = Some(next);
                     }
                 } else {
-                    pending = Some((at, next));
+                    self.pending = Some((at, next));
                 }
             }
         }
+        true
     }
-    if let Some(head) = signed_head {
+
+    /// The signed head to check at the end, when it comes after the records (an export's trailer).
+    pub fn set_signed_head(&mut self, head: Option<SignedHead>) {
+        self.head_hash =
+            head.as_ref().and_then(|h| self.recent.iter().rev().find(|(s, _)| *s == h.seq).map(|(_, hash)| *hash));
+        self.signed_head = head;
+    }
+
+    /// The records checked so far, and the last seq.
+    pub fn progress(&self) -> (u64, u64) {
+        (self.report.records, self.report.last_seq)
+    }
+
+    /// The verdict, with the signed head kept beside the records checked last.
+    pub fn finish(mut self) -> VerifyReport {
+        if let Some((missing, at)) = self.jumped.take().filter(|_| !self.done) {
+            let _ = self.found(missing, FindingKind::Removed, format!("seq {missing} is missing (next is {at})"));
+        }
+        if self.done {
+            return self.report;
+        }
+        let Some(head) = self.signed_head.take() else {
+            return self.report;
+        };
         // The key in effect for this head: the last switch made at a checkpoint before it.
-        let mut key_then: Option<PublicKey> = key.cloned();
-        for (at, k) in &switches {
+        let mut key_then: Option<PublicKey> = self.key.clone();
+        for (at, k) in &self.switches {
             if head.seq > *at && key_then.is_some() {
                 key_then = Some(k.clone());
             }
         }
         let key = key_then.as_ref();
-        if head.seq > report.last_seq {
+        if head.seq > self.report.last_seq {
             // Verify the signature first: only a genuine head proves that more existed.
             if let Some(k) = key {
                 if let Err(why) = head.verify(k) {
-                    report.finding =
-                        found(head.seq, FindingKind::BadCheckpoint, format!("the latest signed head: {why}"));
-                    return report;
+                    let _ = self.found(head.seq, FindingKind::BadCheckpoint, format!("the latest signed head: {why}"));
+                    return self.report;
                 }
             }
-            report.finding = found(
-                report.last_seq + 1,
+            let last = self.report.last_seq;
+            let _ = self.found(
+                last + 1,
                 FindingKind::TailCut,
-                format!("a signed head says seq {} existed; the records end at {}", head.seq, report.last_seq),
+                format!("a signed head says seq {} existed; the records end at {last}", head.seq),
             );
-            return report;
+            return self.report;
         }
-        if let Err(f) = check_head(head, key, &hashes, anchor_seq, report.last_seq) {
-            report.finding = Some(f);
-            return report;
+        if let Err(f) = check_head(&head, key, self.head_hash, self.anchor_seq, self.report.last_seq) {
+            self.report.finding = Some(f);
+            return self.report;
         }
-        report.signed_through = report.signed_through.max(Some(head.seq));
+        self.report.signed_through = self.report.signed_through.max(Some(head.seq));
+        self.report
     }
-    report
 }
 
+/// Checks a signed head against the chain's hash at its seq (`known`, when the verifier has it).
 fn check_head(
     head: &SignedHead,
     key: Option<&PublicKey>,
-    hashes: &BTreeMap<u64, [u8; 32]>,
+    known: Option<[u8; 32]>,
     anchor_seq: u64,
     at: u64,
 ) -> Result<(), Finding> {
@@ -217,7 +318,7 @@ fn check_head(
     if head.seq <= anchor_seq {
         return Ok(());
     }
-    match hashes.get(&head.seq) {
+    match known {
         Some(h) if hex::encode(h) == head.hash => Ok(()),
         Some(_) => Err(Finding {
             seq: head.seq,
@@ -234,12 +335,17 @@ fn check_head(
 
 /// Verifies a journal directory (with the daemon stopped, or read-only beside it).
 pub fn verify_journal_dir(dir: &Path, key: Option<&PublicKey>) -> Result<VerifyReport, AuditError> {
-    let mut raw = Vec::new();
-    for (_, path) in segments(dir)? {
-        let frames = read_frames(&path)?;
-        raw.extend(frames.into_iter().map(|f| (f.payload, f.crc_ok)));
-    }
     let head = read_head_file(dir)?;
     let anchor = read_anchor(dir)?;
-    Ok(verify_records(anchor.seq, anchor.hash_bytes()?, &raw, key, head.as_ref()))
+    let mut v = Verifier::new(anchor.seq, anchor.hash_bytes()?, key, head.as_ref());
+    // One frame at a time: a journal of any length verifies in flat memory.
+    'segments: for (_, path) in segments(dir)? {
+        let mut reader = FrameReader::open(&path, 0)?;
+        while let Next::Frame(f) = reader.next_frame()? {
+            if !v.feed(&f.payload, f.crc_ok) {
+                break 'segments;
+            }
+        }
+    }
+    Ok(v.finish())
 }

@@ -115,9 +115,15 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
             let report = match (journal, export) {
                 (Some(dir), _) => audit::verify_journal_dir(&dir, key.as_ref()).map_err(|e| e.to_string())?,
                 (None, Some(file)) => {
-                    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-                    let export = audit::read_export(&text).map_err(|e| e.to_string())?;
-                    export.verify(key.as_ref().ok_or("--pubkey is required for an export")?)
+                    // Line by line: an export of any size verifies in flat memory.
+                    let key = key.as_ref().ok_or("--pubkey is required for an export")?;
+                    let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                    let mut input = std::io::BufReader::with_capacity(1 << 20, f);
+                    let mut shown = crate::output::Progress::new("verify");
+                    let report = audit::verify_export(&mut input, key, &mut |n| shown.update_count(n, "records"))
+                        .map_err(|e| e.to_string())?;
+                    shown.finish();
+                    report
                 }
                 (None, None) if remote.server.is_some() => {
                     let body = remote_get(&remote, "/v1/audit/verify", None)?;

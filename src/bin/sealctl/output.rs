@@ -156,6 +156,17 @@ impl Progress {
         );
     }
 
+    /// `done` things (`what`) so far, with the rate.
+    pub fn update_count(&mut self, done: u64, what: &str) {
+        let now = std::time::Instant::now();
+        if !self.on_terminal || self.last.is_some_and(|l| now - l < std::time::Duration::from_millis(200)) {
+            return;
+        }
+        self.last = Some(now);
+        let rate = done as f64 / (now - self.start).as_secs_f64().max(0.001);
+        eprint!("\r{}: {done} {what}, {rate:.0}/s   ", self.label);
+    }
+
     /// Ends the line (if one was drawn).
     pub fn finish(&mut self) {
         if self.on_terminal && self.last.is_some() {
