@@ -737,6 +737,12 @@ fn an_imported_certificate_binds_only_to_the_seals_own_key_and_reminders_see_the
         |days| w.registry.lifecycle().list_seals(&w.issuer, None, None, Some(days)).unwrap().iter().any(|s| s.id == id);
     assert!(within(30) && !within(10));
     assert!(w.registry.filings().expiring(90).unwrap().iter().any(|s| s.id == id));
+    // /readyz and /metrics count the same, reading seals without their pictures.
+    let facts = w.registry.filings().facts().unwrap();
+    let reminder = w.registry.settings().reminder_days;
+    assert_eq!(facts.expiring_count, w.registry.filings().expiring(reminder).unwrap().len() as u64);
+    assert!(facts.expiring_count >= 1);
+    assert_eq!(facts.overdue_count, w.registry.filings().overdue_filings().unwrap().len() as u64);
     // A use returns the imported certificate.
     let _ = w.registry.lifecycle().transition(&w.issuer, &id, Action::Publish, TransitionRequest::default()).unwrap();
     let _ = w.registry.lifecycle().grant(&w.admin_a, &id, "app-a").unwrap();

@@ -647,7 +647,7 @@ fn method_not_allowed() -> ApiError {
 async fn metrics(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
     let app2 = app.clone();
     let facts = blocking(move || seals::registry_facts(&app2)).await?;
-    let registry = facts.map(|(overdue, expiring, keys)| (overdue.len() as u64, expiring as u64, keys.len() as u64));
+    let registry = facts.map(|(f, keys)| (f.overdue_count, f.expiring_count, keys.len() as u64));
     let mut text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
     let crls = app.crls.read().unwrap_or_else(|p| p.into_inner()).clone();
     Metrics::render_door(&mut text, &app.door, &crls, crate::seal::now_ms() / 1000);
@@ -682,7 +682,8 @@ async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Body>, ApiError
     }
     // Overdue filings and expiring seals need an operator, not a restart: details, not unreadiness.
     let app2 = app.clone();
-    let (overdue, expiring, keys) = blocking(move || seals::registry_facts(&app2)).await?.unwrap_or_default();
+    let (facts, keys) = blocking(move || seals::registry_facts(&app2)).await?.unwrap_or_default();
+    let (overdue, expiring) = (facts.overdue, facts.expiring_count as usize);
     let ready = Readiness {
         ready: reasons.is_empty(),
         token: health,

@@ -444,18 +444,11 @@ pub(super) async fn route(
     }
 }
 
-/// Registry facts for /readyz and /metrics: (overdue filings, expiring seals, expiring appliance
-/// keys); `None` when the store cannot answer.
-pub(super) fn registry_facts(app: &App) -> Option<(Vec<String>, usize, Vec<String>)> {
+/// Registry facts for /readyz and /metrics, with the expiring appliance keys; `None` when the
+/// store cannot answer.
+pub(super) fn registry_facts(app: &App) -> Option<(crate::seal::RegistryFacts, Vec<String>)> {
     let r = app.signing.registry();
-    let overdue = r
-        .filings()
-        .overdue_filings()
-        .ok()?
-        .into_iter()
-        .map(|f| format!("{} ({} of seal {})", f.id, f.action, f.seal))
-        .collect();
-    let expiring = r.filings().expiring(r.settings().reminder_days).ok()?.len();
+    let facts = r.filings().facts().ok()?;
     let keys = r.dual_control().expiring_appliance_keys().ok()?;
-    Some((overdue, expiring, keys))
+    Some((facts, keys))
 }

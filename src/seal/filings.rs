@@ -73,39 +73,135 @@ pub struct FilingStatus {
 /// The filings.
 pub struct Filings {
     ledger: Arc<Ledger>,
+    /// The last [`RegistryFacts`] and when they were worked out.
+    facts: std::sync::Mutex<Option<(std::time::Instant, RegistryFacts)>>,
 }
 
 impl Filings {
     pub(super) fn new(ledger: Arc<Ledger>) -> Self {
-        Filings { ledger }
+        Filings { ledger, facts: std::sync::Mutex::new(None) }
+    }
+}
+
+/// What `/readyz` and `/metrics` show of the registry: worked out by reading every filing and seal
+/// a page at a time (flat memory), and kept for [`FACTS_TTL`] so that probes and scrapes do not
+/// each read a registry of many seals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryFacts {
+    /// Overdue filings, in words (the first [`SHOWN_OVERDUE`]).
+    pub overdue: Vec<String>,
+    /// How many filings are overdue.
+    pub overdue_count: u64,
+    /// How many seals (not revoked or rejected) have a certificate ending within the reminder period.
+    pub expiring_count: u64,
+}
+
+/// How long [`RegistryFacts`] are kept.
+pub const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+/// How many overdue filings [`RegistryFacts`] names.
+pub const SHOWN_OVERDUE: usize = 100;
+
+/// The dates of a seal that say whether it is expiring: a seal's record read without its picture,
+/// certificates and history.
+#[derive(Deserialize)]
+struct SealDates {
+    state: SealState,
+    versions: Vec<VersionDates>,
+}
+
+#[derive(Deserialize)]
+struct VersionDates {
+    state: KeyState,
+    not_after_ms: u64,
+}
+
+impl SealDates {
+    fn expiring_by(&self, horizon_ms: u64) -> bool {
+        !matches!(self.state, SealState::Revoked | SealState::Rejected)
+            && self
+                .versions
+                .iter()
+                .rev()
+                .find(|v| v.state == KeyState::Active)
+                .is_some_and(|v| v.not_after_ms <= horizon_ms)
     }
 }
 
 impl Filings {
+    /// Every value of a tree, a page at a time: `each` sees them in key order.
+    fn each<T: serde::de::DeserializeOwned>(&self, tree: &str, mut each: impl FnMut(T)) -> Result<(), SealError> {
+        let mut after: Option<String> = None;
+        loop {
+            let (page, more) = self.ledger.store.scan_after::<T>(tree, after.as_deref(), 256)?;
+            after = page.last().map(|(k, _)| k.clone());
+            page.into_iter().for_each(|(_, v)| each(v));
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
     /// Filings pending past the deadline.
     pub fn overdue_filings(&self) -> Result<Vec<Filing>, SealError> {
         let (now, deadline) = (now_ms(), self.ledger.settings.filing_deadline_hours * 3_600_000);
-        Ok(self
-            .ledger
-            .store
-            .scan::<Filing>(tree::FILINGS)?
-            .into_iter()
-            .map(|(_, f)| f)
-            .filter(|f| f.overdue(now, deadline))
-            .collect())
+        let mut out = Vec::new();
+        self.each(tree::FILINGS, |f: Filing| {
+            if f.overdue(now, deadline) {
+                out.push(f);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The end of the reminder period `days` from now, ms.
+    pub fn horizon(days: u64) -> u64 {
+        now_ms().saturating_add(days.saturating_mul(86_400_000))
+    }
+
+    /// Whether a seal (not revoked or rejected) has a certificate ending by `horizon_ms`.
+    pub fn is_expiring(seal: &Seal, horizon_ms: u64) -> bool {
+        !matches!(seal.state, SealState::Revoked | SealState::Rejected)
+            && seal.current().is_some_and(|v| v.not_after_ms <= horizon_ms)
     }
 
     /// Seals (not revoked or rejected) whose certificate ends within `days`.
     pub fn expiring(&self, days: u64) -> Result<Vec<Seal>, SealError> {
-        let now = now_ms();
-        let horizon = now.saturating_add(days.saturating_mul(86_400_000));
-        Ok(self
-            .ledger
-            .all_seals()?
-            .into_iter()
-            .filter(|s| !matches!(s.state, SealState::Revoked | SealState::Rejected))
-            .filter(|s| s.current().is_some_and(|v| v.not_after_ms <= horizon))
-            .collect())
+        let horizon = Self::horizon(days);
+        let mut out = Vec::new();
+        self.each(tree::SEALS, |s: Seal| {
+            if Self::is_expiring(&s, horizon) {
+                out.push(s);
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The registry's facts for `/readyz` and `/metrics` (at most [`FACTS_TTL`] old).
+    pub fn facts(&self) -> Result<RegistryFacts, SealError> {
+        let mut cached = self.facts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, facts)) = cached.as_ref() {
+            if at.elapsed() < FACTS_TTL {
+                return Ok(facts.clone());
+            }
+        }
+        let (now, deadline) = (now_ms(), self.ledger.settings.filing_deadline_hours * 3_600_000);
+        let mut facts = RegistryFacts::default();
+        self.each(tree::FILINGS, |f: Filing| {
+            if f.overdue(now, deadline) {
+                facts.overdue_count += 1;
+                if facts.overdue.len() < SHOWN_OVERDUE {
+                    facts.overdue.push(format!("{} ({} of seal {})", f.id, f.action, f.seal));
+                }
+            }
+        })?;
+        let horizon = Self::horizon(self.ledger.settings.reminder_days);
+        self.each(tree::SEALS, |s: SealDates| {
+            if s.expiring_by(horizon) {
+                facts.expiring_count += 1;
+            }
+        })?;
+        *cached = Some((std::time::Instant::now(), facts.clone()));
+        Ok(facts)
     }
 
     /// Filings, optionally only those in `state`; issuers and auditors only.

@@ -193,8 +193,4 @@ impl Ledger {
             }
         }
     }
-
-    pub(super) fn all_seals(&self) -> Result<Vec<Seal>, SealError> {
-        Ok(self.store.scan::<Seal>(tree::SEALS)?.into_iter().map(|(_, s)| s).collect())
-    }
 }

@@ -699,14 +699,11 @@ impl Lifecycle {
                 SealError::Forbidden("seals are not visible to this role".into()),
             ));
         }
-        let expiring: Option<std::collections::HashSet<String>> = match expiring_days {
-            Some(d) => Some(self.filings.expiring(d)?.into_iter().map(|s| s.id).collect()),
-            None => None,
-        };
+        let horizon = expiring_days.map(super::Filings::horizon);
         self.ledger.page_of(tree::SEALS, cursor, limit, |s: &Seal| {
             let wanted = state.is_none_or(|st| s.state == st)
                 && unit.is_none_or(|u| s.unit == u)
-                && expiring.as_ref().is_none_or(|e| e.contains(&s.id));
+                && horizon.is_none_or(|h| super::Filings::is_expiring(s, h));
             Ok(wanted && self.may_read(p, s)?)
         })
     }
