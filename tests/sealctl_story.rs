@@ -625,7 +625,12 @@ fn a_seal_lives_its_whole_life_through_sealctl() {
     assert_eq!(after["filings"].as_array().unwrap().len(), 0);
     let export = dir.join("filings.json");
     ok(ctl("issuer", &["filing", "export", "--out", export.to_str().unwrap()]), "export");
-    assert!(std::fs::read_to_string(&export).unwrap().contains("GA-2026-001"));
+    // One JSON document (streamed a page at a time): the same filings as the list.
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&export).unwrap()).unwrap();
+    assert_eq!(doc["format"], "seald-filings-v1");
+    let listed = json(ctl("issuer", &["filing", "--json", "list", "--all"]), "filings");
+    assert_eq!(doc["filings"], listed["filings"]);
+    assert!(doc["filings"].to_string().contains("GA-2026-001"));
 
     // The audit key rotates with two security officers; the chain still verifies from the first key.
     // A second security officer: the system administrator asks, an administrator of another role

@@ -421,11 +421,48 @@ pub(super) async fn route(
             Ok(ok(&FilingList { filings: f, next_cursor }))
         }
         Op::ExportFilings => {
+            // One JSON document (FilingExport), streamed a page of filings at a time. The first
+            // page is read before answering, so a refusal is an ordinary error answer.
             let _ = super::query_pairs(query, &[])?;
-            let f = with(app, move |r| r.filings().filings(&p, None)).await?;
-            let doc =
-                FilingExport { format: "seald-filings-v1".into(), exported_ms: crate::seal::now_ms(), filings: f };
-            let mut resp = ok(&doc);
+            let who = p.clone();
+            let first = with(app, move |r| r.filings().filings_page(&who, None, None, crate::audit::MAX_PAGE)).await?;
+            let r = app.signing.registry().clone();
+            let (mut writer, stream) = super::StreamWriter::new();
+            let _detached = tokio::task::spawn_blocking(move || {
+                use std::io::Write as _;
+                let head = FilingExport {
+                    format: "seald-filings-v1".into(),
+                    exported_ms: crate::seal::now_ms(),
+                    filings: vec![],
+                };
+                let text = serde_json::to_string(&head).unwrap_or_default();
+                let (mut page, mut next) = first;
+                let mut written = 0usize;
+                let result = (|| -> Result<(), String> {
+                    let e = |e: std::io::Error| e.to_string();
+                    writer.write_all(text.trim_end_matches("]}").as_bytes()).map_err(e)?;
+                    loop {
+                        for f in &page {
+                            if written > 0 {
+                                writer.write_all(b",").map_err(e)?;
+                            }
+                            serde_json::to_writer(&mut writer, f).map_err(|x| x.to_string())?;
+                            written += 1;
+                        }
+                        let Some(cursor) = next.take() else { break };
+                        (page, next) = r
+                            .filings()
+                            .filings_page(&p, None, Some(&cursor), crate::audit::MAX_PAGE)
+                            .map_err(|x| x.to_string())?;
+                    }
+                    writer.write_all(b"]}").and_then(|()| writer.flush()).map_err(e)
+                })();
+                if let Err(why) = result {
+                    tracing::error!(error = %why, "filings export cut short");
+                    writer.fail(why);
+                }
+            });
+            let mut resp = super::streamed_response(StatusCode::OK, "application/json", stream);
             let _ = resp.headers_mut().insert(
                 hyper::header::CONTENT_DISPOSITION,
                 hyper::header::HeaderValue::from_static("attachment; filename=\"filings.json\""),
