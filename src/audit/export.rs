@@ -5,8 +5,8 @@
 //! Line 1: `{"seald_audit_export":1,"from":F,"to":T,"anchor_seq":F-1,"anchor_hash":"…"}`;
 //! then `{"hash":"…","record":{…}}` per record; last, `{"signed_head":{…}}` when there is one.
 
-use super::segment::{read_head_file, Records};
-use super::{AuditError, SignedHead, VerifyReport, CHECKPOINT_ACTION};
+use super::segment::{read_head_file, RawRecords, Records};
+use super::{AuditError, JournalRecord, SignedHead, VerifyReport, CHECKPOINT_ACTION};
 use crate::crypto::PublicKey;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -76,12 +76,16 @@ pub fn export(
         }
     }
     let io = |e: std::io::Error| AuditError::Export(e.to_string());
-    let mut records = Records::new(dir, from, to, seek(from)?)?.peekable();
+    let mut records = RawRecords::new(dir, from, to, seek(from)?)?.peekable();
     let anchor_hash = if from == base.seq + 1 {
         base.hash_bytes()?
     } else {
         match records.peek() {
-            Some(Ok((r, _, _))) => hex::decode(&r.prev_hash).ok().and_then(|h| h.try_into().ok()).unwrap_or([0u8; 32]),
+            Some(Ok((_, payload, _))) => serde_json::from_slice::<JournalRecord>(payload)
+                .ok()
+                .and_then(|r| hex::decode(&r.prev_hash).ok())
+                .and_then(|h| h.try_into().ok())
+                .unwrap_or([0u8; 32]),
             _ => [0u8; 32],
         }
     };
@@ -94,13 +98,23 @@ pub fn export(
         end_of_journal: to >= last,
     };
     writeln!(out, "{}", serde_json::to_string(&header).unwrap_or_default()).map_err(io)?;
+    let mut line = Vec::with_capacity(4096);
     for r in records {
-        let (r, payload, hash) = r?;
-        let text =
-            std::str::from_utf8(&payload).map_err(|_| AuditError::Export(format!("record {} is not UTF-8", r.seq)))?;
+        let (seq, payload, hash) = r?;
+        if std::str::from_utf8(&payload).is_err() {
+            return Err(AuditError::Export(format!("record {seq} is not UTF-8")));
+        }
         // The record's stored bytes are its canonical JSON: the line is written around them as
         // they are (what `Line` reads back).
-        writeln!(out, "{{\"hash\":\"{}\",\"record\":{text}}}", hex::encode(hash)).map_err(io)?;
+        line.clear();
+        line.extend_from_slice(b"{\"hash\":\"");
+        let at = line.len();
+        line.resize(at + 64, 0);
+        let _ = hex::encode_to_slice(hash, &mut line[at..]);
+        line.extend_from_slice(b"\",\"record\":");
+        line.extend_from_slice(&payload);
+        line.extend_from_slice(b"}\n");
+        out.write_all(&line).map_err(io)?;
     }
     if let Some(head) = read_head_file(dir)? {
         writeln!(out, "{}", serde_json::to_string(&Trailer { signed_head: head }).unwrap_or_default()).map_err(io)?;

@@ -274,8 +274,49 @@ pub fn journal_records(dir: &Path) -> Result<impl Iterator<Item = Result<Journal
 
 /// Records `from..=to`, read in order one at a time: memory stays at one record whatever the range.
 /// A seek location (from the store's index) starts the reading near `from`; without one, reading
-/// starts at the segment that holds `from` (segment names are first seqs).
+/// starts at the segment that holds `from` (segment names are first seqs). Each is parsed whole.
 pub(super) struct Records {
+    raw: RawRecords,
+    done: bool,
+}
+
+impl Records {
+    pub(super) fn new(
+        dir: &Path,
+        from: u64,
+        to: u64,
+        seek: Option<(u64, crate::store::Loc)>,
+    ) -> Result<Self, AuditError> {
+        Ok(Records { raw: RawRecords::new(dir, from, to, seek)?, done: false })
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<StoredRecord, AuditError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.raw.next()? {
+            Err(e) => Some(Err(e)),
+            Ok((_, payload, hash)) => match serde_json::from_slice::<JournalRecord>(&payload) {
+                Ok(r) => Some(Ok((r, payload, hash))),
+                Err(_) => {
+                    self.done = true;
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// A record's seq, its stored bytes and its hash.
+pub(super) type RawRecord = (u64, Vec<u8>, [u8; 32]);
+
+/// As [`Records`], parsing of each record only its seq (and, for the first, the hash before it):
+/// for whoever passes the bytes on as they are (an export).
+pub(super) struct RawRecords {
     segs: std::vec::IntoIter<(u64, PathBuf)>,
     reader: Option<FrameReader>,
     prev: Option<[u8; 32]>,
@@ -284,7 +325,7 @@ pub(super) struct Records {
     done: bool,
 }
 
-impl Records {
+impl RawRecords {
     pub(super) fn new(
         dir: &Path,
         from: u64,
@@ -311,12 +352,20 @@ impl Records {
         // From the chain's start, the anchor's hash comes before the first record; elsewhere each
         // record carries the hash before it.
         let prev = (start_seg == 0 && offset == 0).then(|| anchor.hash_bytes()).transpose()?;
-        Ok(Records { segs, reader, prev, from, to, done: false })
+        Ok(RawRecords { segs, reader, prev, from, to, done: false })
     }
 }
 
-impl Iterator for Records {
-    type Item = Result<StoredRecord, AuditError>;
+/// What [`RawRecords`] reads of a record.
+#[derive(serde::Deserialize)]
+struct RecordHead<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    prev_hash: &'a str,
+}
+
+impl Iterator for RawRecords {
+    type Item = Result<RawRecord, AuditError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -338,21 +387,22 @@ impl Iterator for Records {
                     continue;
                 }
             };
-            let Ok(r) = serde_json::from_slice::<JournalRecord>(&frame.payload) else {
+            let Ok(head) = serde_json::from_slice::<RecordHead<'_>>(&frame.payload) else {
                 self.done = true;
                 return None;
             };
-            if r.seq > self.to {
+            let seq = head.seq;
+            if seq > self.to {
                 self.done = true;
                 return None;
             }
             let prev = match self.prev {
                 Some(p) => p,
-                None => match hex::decode(&r.prev_hash).ok().and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+                None => match hex::decode(head.prev_hash).ok().and_then(|h| <[u8; 32]>::try_from(h).ok()) {
                     Some(p) => p,
                     None => {
                         return Some(Err(AuditError::Corrupt {
-                            seq: r.seq,
+                            seq,
                             file: "journal".into(),
                             reason: "prev_hash is not 32 bytes of hex".into(),
                         }))
@@ -361,8 +411,8 @@ impl Iterator for Records {
             };
             let hash = record_hash(&prev, &frame.payload);
             self.prev = Some(hash);
-            if r.seq >= self.from {
-                return Some(Ok((r, frame.payload, hash)));
+            if seq >= self.from {
+                return Some(Ok((seq, frame.payload, hash)));
             }
         }
     }
