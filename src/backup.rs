@@ -178,7 +178,8 @@ pub enum MakeError {
 /// resumed, found in the journal (`head.json` has moved on since).
 fn checkpointed_head(journal: &Journal, head: u64) -> Result<SignedHead, MakeError> {
     let not = || MakeError::Range(format!("record {head} is not a head a checkpoint signed: start a new backup"));
-    let mut records = journal.records(head + 1, head + 1).map_err(err)?;
+    let after = head.checked_add(1).ok_or_else(not)?;
+    let mut records = journal.records(after, after).map_err(err)?;
     let (r, _, _) = records.next().ok_or_else(not)?.map_err(err)?;
     if r.action != CHECKPOINT_ACTION {
         return Err(not());
@@ -216,6 +217,12 @@ pub fn prepare(
             if from < first {
                 return Err(MakeError::Range(format!(
                     "from {from} is before the journal's first record ({first}): the journal was archived since; start a new backup"
+                )));
+            }
+            if head >= journal.head_seq() {
+                return Err(MakeError::Range(format!(
+                    "head {head} is not before the journal's last record ({}): no checkpoint signed it",
+                    journal.head_seq()
                 )));
             }
             if from > head + 1 {
@@ -343,10 +350,13 @@ pub fn restore(
         )));
     }
     empty_dirs(store_dir, journal_dir)?;
+    // The frames go to a staging file the journal does not read, and become its segment only once
+    // the manifest is checked: an interrupted restore leaves no records a daemon would open.
+    let staging = journal_dir.join("restore.part");
     let segment = journal_dir.join(format!("seg-{:020}.log", header.first_seq));
     let restored = (|| {
         phase(&format!("writing the journal: records {} to {}", header.first_seq, header.head_seq));
-        write_frames(input, &segment, &header, phase)?;
+        write_frames(input, &staging, &header, phase)?;
         let trailer: Trailer = serde_json::from_slice(&read_line(input, "trailer")?)
             .map_err(|e| err(format!("the backup's trailer does not decode: {e}")))?;
         if !input.fill_buf().map_err(err)?.is_empty() {
@@ -358,6 +368,7 @@ pub fn restore(
             return Err(err("the backup's header and its signed manifest name different records"));
         }
         check_keys(pool, &trailer.manifest)?;
+        std::fs::rename(&staging, &segment).map_err(|e| err(format!("{}: {e}", segment.display())))?;
         finish(&trailer.manifest, &parts, None, audit_key, &public, store_dir, journal_dir, phase)
     })();
     if restored.is_err() {
@@ -511,6 +522,9 @@ fn finish(
     if manifest.first_seq > 1 {
         write("archive.json", part("anchor")?)?;
     }
+    std::fs::File::open(journal_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err(format!("{}: {e}", journal_dir.display())))?;
     phase(&format!(
         "replaying {} records into a new store",
         (manifest.head_seq + 1).saturating_sub(manifest.first_seq)

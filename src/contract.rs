@@ -799,7 +799,8 @@ pub struct ReadinessBare {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ReadinessDetails {
-    /// Filings pending past the deadline.
+    /// Filings pending past the deadline (the first 100; `/metrics` counts them all). The registry's
+    /// facts are worked out at most every 15 s.
     pub filings_overdue: Vec<String>,
     /// Seals whose certificate ends within the reminder period.
     pub seals_expiring: usize,

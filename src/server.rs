@@ -60,6 +60,8 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     if let Some(a) = anchor {
         journal.set_anchor(a);
     }
+    // The view is whole and synced: an earlier seald's sled store can go.
+    store.remove_sled_leftovers().map_err(|e| StartError(e.to_string()))?;
     let accounts = Accounts::new(cfg.accounts.clone()).map_err(|e| StartError(e.to_string()))?;
     let registry =
         crate::seal::Registry::new(store.clone(), journal.clone(), pool.clone(), cfg.seals.clone(), accounts)

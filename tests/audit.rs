@@ -109,7 +109,7 @@ fn offline(dir: &Path, key: &PublicKey) -> audit::VerifyReport {
     let _ = export(dir, ExportRange { from: 1, to: u64::MAX }, &mut buf, None).unwrap();
     let whole = read_export(std::str::from_utf8(&buf).unwrap()).unwrap().verify(key);
     // Read line by line (flat memory), the verdict is the same.
-    let streamed = audit::verify_export(&buf[..], key, &mut |_| {}).unwrap();
+    let streamed = audit::verify_export(&buf[..], key, None, &mut |_| {}).unwrap();
     assert_eq!(streamed, whole, "streamed and whole verification agree");
     whole
 }
@@ -739,4 +739,67 @@ fn indexed_pages_chain_and_a_store_in_step_opens_without_reading_the_journal() {
     assert!(rebuilt.whole && rebuilt.read == j.head_seq() && rebuilt.read > head, "{rebuilt:?}");
     assert_eq!(pages(&j, false).0, expected);
     assert!(verify_journal_dir(&jdir, Some(&signer.pk)).unwrap().ok());
+}
+
+#[test]
+fn a_new_store_gets_archived_records_back_from_the_archives_or_the_journal_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jdir, sdir) = (dir.path().join("journal"), dir.path().join("store"));
+    let signer = TestSigner::new(7);
+    let small = || {
+        let mut c = config(&jdir, 5);
+        c.segment_bytes = 3_000;
+        c
+    };
+    let mut archives = Vec::new();
+    for round in 0..2u64 {
+        let store = Arc::new(Store::open(&sdir).unwrap());
+        let j = Journal::open(small(), Some(store.clone()), Some(signer.clone())).unwrap();
+        for i in 0..40 {
+            let n = round * 100 + i;
+            let ev = event(n)
+                .change(put(&format!("s{}", n % 7), &format!("v{n}")))
+                .change(Change::Add { key: "uses".into(), delta: 1 });
+            let _ = j.append(ev).unwrap();
+        }
+        let _ = j.checkpoint().unwrap();
+        j.close();
+        drop(j);
+        drop(store);
+        let out = dir.path().join(format!("archive-{round}.jsonl"));
+        let _ = audit::archive(&jdir, &signer.pk, &out).unwrap().expect("a signed prefix to archive");
+        archives.push(out);
+    }
+    let anchor = audit::read_anchor(&jdir).unwrap();
+    assert!(anchor.seq > 40, "both rounds archived records: {}", anchor.seq);
+    // The store that saw every record is the reference.
+    let seen = |sdir: &Path| {
+        let store = Arc::new(Store::open(sdir).unwrap());
+        let j = Journal::open(small(), Some(store.clone()), None).unwrap();
+        j.close();
+        let values: Vec<(String, serde_json::Value)> = store.scan("seals").unwrap();
+        (store.counter("uses").unwrap(), values, store.applied_seq().unwrap())
+    };
+    let reference = seen(&sdir);
+    assert_eq!(reference.0, 80);
+    // A new store (an upgrade, a lost one) is rebuilt whole: the archives, then the journal.
+    let fresh = dir.path().join("fresh-store");
+    assert_eq!(seen(&fresh), reference);
+    // Without an archive the journal refuses, naming it, instead of serving a view that lost state.
+    let aside = dir.path().join("aside.jsonl");
+    std::fs::rename(&archives[0], &aside).unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("another-store")).unwrap());
+    let err = Journal::open(small(), Some(store), None).unwrap_err();
+    assert!(matches!(err, AuditError::StoreBehindArchive { applied: 0, .. }), "{err}");
+    assert!(err.to_string().contains("archive-0.jsonl"), "{err}");
+    // An archive that does not chain is refused too.
+    let mut text = std::fs::read_to_string(&aside).unwrap();
+    text = text.replacen("\"state\":\"v1\"", "\"state\":\"vX\"", 1);
+    std::fs::write(&archives[0], text).unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("a-third-store")).unwrap());
+    let err = Journal::open(small(), Some(store), None).unwrap_err();
+    assert!(err.to_string().contains("chain"), "{err}");
+    // The store in step needs no archive at all.
+    std::fs::remove_file(&archives[0]).unwrap();
+    assert_eq!(seen(&sdir), reference);
 }

@@ -52,7 +52,7 @@ pub(super) async fn records(app: &Arc<App>, p: Principal, query: &str) -> Reply 
 /// streamed as it is read, so memory stays flat whatever the range.
 pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
     // Who may comes first: a bad query from someone who may not export is a refusal, not a 400.
-    let range = range(query).map_err(|e| e.message);
+    let range = range(query).map_err(|e| (e.code, e.message));
     let r = app.signing.registry().clone();
     let r2 = r.clone();
     let range = blocking(move || r2.trail().audit_export(&p, range)).await??;
@@ -75,7 +75,7 @@ pub(super) async fn export(app: &Arc<App>, p: Principal, query: &str) -> Reply {
 /// `GET /v1/admin/backup[?from=&head=]`: prepared (checkpointed, signed, journalled) first, then
 /// streamed as it is read; `from` and `head` together resume a download cut short.
 pub(super) async fn backup(app: &Arc<App>, p: Principal, query: &str) -> Reply {
-    let resume = resume(query).map_err(|e| e.message);
+    let resume = resume(query).map_err(|e| (e.code, e.message));
     let r = app.signing.registry().clone();
     let r2 = r.clone();
     // Who may comes first: a bad query from someone who may not back up is a refusal, not a 400.

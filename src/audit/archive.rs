@@ -47,6 +47,70 @@ pub fn read_anchor(dir: &Path) -> Result<Anchor, AuditError> {
     }
 }
 
+/// Puts back into a store that is behind the archive anchor (a new or lost store: after an
+/// upgrade that rebuilds the view, or a restore) the effects of the archived records, read from
+/// the archive exports `archive.json` names, each chained to the one before and the last to the
+/// anchor. Refuses, naming the file, when one is missing or does not fit. Returns the records
+/// applied.
+pub(super) fn replay_archives(anchor: &Anchor, store: &crate::store::Store) -> Result<u64, AuditError> {
+    let applied = store.applied_seq()?;
+    let refuse = |why: String| AuditError::StoreBehindArchive { applied, anchor: anchor.seq, why };
+    if anchor.archives.is_empty() {
+        return Err(refuse("archive.json names no archive export".into()));
+    }
+    // Each archive runs from the anchor its header names; an export is extended to the checkpoint
+    // after its last archived record, so it may overlap the next archive: each is read up to where
+    // the next begins (the last, up to the journal's anchor), and must hold that record with the
+    // hash the next one (or the anchor) starts from.
+    let mut starts = Vec::new();
+    for path in &anchor.archives {
+        starts.push(super::export::archive_start(Path::new(path)).map_err(|e| refuse(format!("archive {path}: {e}")))?);
+    }
+    if starts.first().is_some_and(|s| *s != (0, [0u8; 32])) {
+        return Err(refuse(format!("archive {} does not start the chain", anchor.archives[0])));
+    }
+    let mut ends: Vec<(u64, [u8; 32])> = starts.iter().skip(1).copied().collect();
+    ends.push((anchor.seq, anchor.hash_bytes()?));
+    let mut batch: Vec<JournalRecord> = Vec::new();
+    let mut replayed = 0u64;
+    let flush = |batch: &mut Vec<JournalRecord>, replayed: &mut u64| -> Result<(), AuditError> {
+        let changes: Vec<(u64, &[crate::store::Change])> =
+            batch.iter().map(|r| (r.seq, r.snapshot.as_slice())).collect();
+        let _ = store.apply(&changes, &[])?;
+        *replayed += batch.len() as u64;
+        batch.clear();
+        Ok(())
+    };
+    for (path, end) in anchor.archives.iter().zip(ends) {
+        let mut reached = None;
+        let _ = super::export::read_archive(Path::new(path), |r, hash| {
+            if r.seq > end.0 {
+                return Ok(false);
+            }
+            if r.seq == end.0 {
+                reached = Some(hash);
+            }
+            if r.seq > applied {
+                batch.push(r);
+                if batch.len() >= 1024 {
+                    flush(&mut batch, &mut replayed)?;
+                }
+            }
+            Ok(true)
+        })
+        .map_err(|e| refuse(format!("archive {path}: {e}")))?;
+        if reached != Some(end.1) {
+            return Err(refuse(format!(
+                "archive {path} does not reach seq {} with the hash the next part of the chain starts from",
+                end.0
+            )));
+        }
+    }
+    flush(&mut batch, &mut replayed)?;
+    tracing::info!(records = replayed, archives = anchor.archives.len(), "archived records replayed into the store");
+    Ok(replayed)
+}
+
 /// Archives the oldest segments: with the journal closed, checks the whole journal (signatures
 /// included), writes every whole segment whose records are covered by a signed checkpoint to an
 /// export at `out`, records the new anchor (last archived seq and hash) in `archive.json`, and only

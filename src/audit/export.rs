@@ -167,6 +167,55 @@ impl Export {
     }
 }
 
+/// A place in the chain: a seq and the hash of the record there.
+pub(super) type ChainAt = (u64, [u8; 32]);
+
+/// Reads an archive export (see `archive.rs`) record by record, checking its chain from the anchor
+/// its header names: `each` gets every record with its hash, and says whether to read on. Returns
+/// the header's anchor.
+pub(super) fn read_archive(
+    path: &Path,
+    mut each: impl FnMut(JournalRecord, [u8; 32]) -> Result<bool, AuditError>,
+) -> Result<ChainAt, AuditError> {
+    use std::io::BufRead as _;
+    let bad = |why: String| AuditError::Export(format!("{}: {why}", path.display()));
+    let f = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut lines = std::io::BufReader::with_capacity(1 << 20, f).lines();
+    let first = lines.next().ok_or_else(|| bad("is empty".into()))?.map_err(|e| bad(e.to_string()))?;
+    let header: Header = serde_json::from_str(&first).map_err(|e| bad(format!("line 1: {e}")))?;
+    let anchor_hash: [u8; 32] = hex::decode(&header.anchor_hash)
+        .ok()
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| bad("line 1: anchor_hash is not 32 bytes of hex".into()))?;
+    let mut v = super::Verifier::new(header.anchor_seq, anchor_hash, None, None);
+    let mut prev = anchor_hash;
+    for (i, line) in lines.enumerate() {
+        let line = line.map_err(|e| bad(e.to_string()))?;
+        if line.trim().is_empty() || serde_json::from_str::<Trailer>(&line).is_ok() {
+            continue;
+        }
+        let l: Line = serde_json::from_str(&line).map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+        let bytes = l.record.get().as_bytes();
+        if !v.feed(bytes, true) {
+            break;
+        }
+        let r: JournalRecord = serde_json::from_slice(bytes).map_err(|e| bad(format!("line {}: {e}", i + 2)))?;
+        prev = super::record_hash(&prev, bytes);
+        if !each(r, prev)? {
+            return Ok((header.anchor_seq, anchor_hash));
+        }
+    }
+    if let Some(f) = v.finish().finding {
+        return Err(bad(format!("the chain breaks at seq {}: {}", f.seq, f.detail)));
+    }
+    Ok((header.anchor_seq, anchor_hash))
+}
+
+/// The anchor an archive export's header names (its first line only).
+pub(super) fn archive_start(path: &Path) -> Result<ChainAt, AuditError> {
+    read_archive(path, |_, _| Ok(false))
+}
+
 /// An export's records must reach the `to` it declares.
 fn declared_end(mut report: VerifyReport, to: u64) -> VerifyReport {
     if report.finding.is_none() && report.last_seq < to {
@@ -179,11 +228,28 @@ fn declared_end(mut report: VerifyReport, to: u64) -> VerifyReport {
     report
 }
 
+/// The signed head in an export file's trailer (its last line), read from the end of the file
+/// without reading the rest: given to [`verify_export`], it lets the chain's hash at that head be
+/// caught however far back it is.
+pub fn export_signed_head(path: &Path) -> Option<SignedHead> {
+    use std::io::{Read as _, Seek as _};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let _ = f.seek(std::io::SeekFrom::Start(len.saturating_sub(64 << 10))).ok()?;
+    let mut tail = Vec::new();
+    let _ = f.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    serde_json::from_str::<Trailer>(last).ok().map(|t| t.signed_head)
+}
+
 /// Verifies an export read line by line from `input` (as [`Export::verify`] does, in flat memory
-/// whatever its size). `progress` hears the records checked so far now and then.
+/// whatever its size). `head` is its trailer's signed head when known beforehand
+/// ([`export_signed_head`]). `progress` hears the records checked so far now and then.
 pub fn verify_export(
     input: impl std::io::BufRead,
     key: &PublicKey,
+    head: Option<SignedHead>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, AuditError> {
     let mut lines = input.lines().enumerate().filter(|(_, l)| !matches!(l, Ok(t) if t.trim().is_empty()));
@@ -198,7 +264,8 @@ pub fn verify_export(
         .ok()
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| bad(1, &"anchor_hash is not 32 bytes of hex"))?;
-    let mut v = super::Verifier::new(header.anchor_seq, anchor_hash, Some(key), None);
+    let hint = head.filter(|h| header.end_of_journal || h.seq <= header.to);
+    let mut v = super::Verifier::new(header.anchor_seq, anchor_hash, Some(key), hint.as_ref());
     let (mut head, mut going) = (None, true);
     for (i, line) in lines {
         let line = line.map_err(io)?;

@@ -84,6 +84,14 @@ impl Journal {
         if lock.try_lock().is_err() {
             return Err(AuditError::Locked(dir.display().to_string()));
         }
+        // A store behind the archive anchor lacks the effects of archived records: they come back
+        // from the archive exports, or opening refuses (never a view that silently lost state).
+        if let Some(s) = &store {
+            let anchor = read_anchor(&dir)?;
+            if s.applied_seq()? < anchor.seq {
+                let _ = super::archive::replay_archives(&anchor, s)?;
+            }
+        }
         // In step, the store's journal tail says where the records it has not seen begin: only
         // those are read. Otherwise (a first start, an older store, a tail that does not match)
         // every segment is read, checked and replayed.

@@ -21,7 +21,7 @@ mod verify;
 mod writer;
 
 pub use archive::{archive, read_anchor, Anchor};
-pub use export::{export, read_export, verify_export, Export, ExportRange};
+pub use export::{export, export_signed_head, read_export, verify_export, Export, ExportRange};
 pub use journal::{Journal, JournalConfig, Opened, Page, Query, MAX_PAGE};
 #[doc(hidden)]
 pub use segment::MAX_RECORD;
@@ -226,6 +226,16 @@ pub enum AuditError {
     /// An export could not be read.
     #[error("export {0}")]
     Export(String),
+    /// The store lacks the effects of archived records and they cannot be read back.
+    #[error("the store has applied records up to seq {applied}, but the journal was archived up to seq {anchor}: {why}; refusing to start with a view that lost state (put the archive exports back where archive.json names them, or restore the store)")]
+    StoreBehindArchive {
+        /// The store's applied seq.
+        applied: u64,
+        /// The archive anchor's seq.
+        anchor: u64,
+        /// Which archive, and what is wrong with it.
+        why: String,
+    },
     /// A page's cursor is not one this query gave.
     #[error("the cursor is not one this query gave (ask again without a cursor)")]
     BadCursor,

@@ -250,8 +250,14 @@ impl Verifier {
 
     /// The signed head to check at the end, when it comes after the records (an export's trailer).
     pub fn set_signed_head(&mut self, head: Option<SignedHead>) {
-        self.head_hash =
+        let found =
             head.as_ref().and_then(|h| self.recent.iter().rev().find(|(s, _)| *s == h.seq).map(|(_, hash)| *hash));
+        // A head announced at the start (and its hash caught on the way) stays good for the same seq.
+        let kept = match (&self.signed_head, &head) {
+            (Some(a), Some(b)) if a.seq == b.seq => self.head_hash,
+            _ => None,
+        };
+        self.head_hash = found.or(kept);
         self.signed_head = head;
     }
 

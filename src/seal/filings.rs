@@ -106,12 +106,16 @@ pub const SHOWN_OVERDUE: usize = 100;
 #[derive(Deserialize)]
 struct SealDates {
     state: SealState,
+    #[serde(default)]
     versions: Vec<VersionDates>,
 }
 
+/// As [`SealKeyVersion`] reads them (records from before key states had none: active).
 #[derive(Deserialize)]
 struct VersionDates {
+    #[serde(default)]
     state: KeyState,
+    #[serde(default)]
     not_after_ms: u64,
 }
 

@@ -281,10 +281,10 @@ impl DualControl {
             }
         }
         // Seals without a key yet are passed over; a first page of appliance keys only goes on
-        // with the seals from the start (the empty cursor).
+        // with the seals from the start (the cursor of a key before every seal id: "\0").
         let room = limit.saturating_sub(out.len());
         if room == 0 {
-            return Ok((out, Some(String::new())));
+            return Ok((out, Some(hex::encode(b"\0"))));
         }
         let (seals, next) = self.ledger.page_of(tree::SEALS, cursor, room, |s: &Seal| Ok(!s.versions.is_empty()))?;
         for s in seals {

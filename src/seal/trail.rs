@@ -40,10 +40,15 @@ impl Trail {
     }
 
     /// Checks an export request (auditors only; `range` is the request's range, or why it could
-    /// not be read, checked after the role): the range to give to [`Trail::write_export`].
-    pub fn audit_export(&self, p: &Principal, range: Result<ExportRange, String>) -> Result<ExportRange, SealError> {
+    /// not be read as (code, message), checked after the role): the range to give to
+    /// [`Trail::write_export`].
+    pub fn audit_export(
+        &self,
+        p: &Principal,
+        range: Result<ExportRange, (&'static str, String)>,
+    ) -> Result<ExportRange, SealError> {
         self.ledger.require_role(p, Role::Auditor, "audit.export", "audit", "this needs the auditor role")?;
-        let range = range.map_err(|m| SealError::Invalid("bad_range", m))?;
+        let range = range.map_err(|(code, m)| SealError::Invalid(code, m))?;
         let last = self.ledger.journal.head_seq();
         if range.from == 0 || range.from > range.to {
             return Err(SealError::Invalid(
@@ -67,16 +72,16 @@ impl Trail {
     }
 
     /// Prepares a backup up to a checkpoint signed now, or the rest of one from `resume`'s
-    /// `(from, head)` (or why the request's could not be read, checked after the role), signed by
-    /// the audit key in use (system administrator only), and journals it; [`Trail::write_backup`]
-    /// streams it.
+    /// `(from, head)` (or why the request's could not be read as (code, message), checked after
+    /// the role), signed by the audit key in use (system administrator only), and journals it;
+    /// [`Trail::write_backup`] streams it.
     pub fn backup(
         &self,
         p: &Principal,
-        resume: Result<Option<(u64, u64)>, String>,
+        resume: Result<Option<(u64, u64)>, (&'static str, String)>,
     ) -> Result<crate::backup::Prepared, SealError> {
         self.ledger.require_role(p, Role::Sysadmin, "backup.make", "backup", "this needs the sysadmin role")?;
-        let resume = resume.map_err(|m| SealError::Invalid("bad_range", m))?;
+        let resume = resume.map_err(|(code, m)| SealError::Invalid(code, m))?;
         let failed = |e: String| SealError::Backup(e);
         let key = self.ledger.audit_key().ok_or_else(|| failed("this appliance signs no checkpoints".into()))?;
         let signer = crate::token::TokenKey::open(&self.ledger.pool, &key)?;

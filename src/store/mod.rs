@@ -289,11 +289,12 @@ fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], v: &[u8]) -> Result<T, St
 }
 
 /// sled's files, left in the store directory by a seald before the view moved to redb. The view
-/// is rebuilt from the journal, so they are removed once the new file is open.
-const SLED_FILES: &[&str] = &["conf", "db", "blobs"];
+/// is rebuilt from the journal (and its archives), then they are removed: see
+/// [`Store::remove_sled_leftovers`].
+const SLED_FILES: &[&str] = &["db", "conf", "blobs"];
 
 fn remove_sled_leftovers(dir: &Path) {
-    if !(dir.join("conf").is_file() && dir.join("db").is_file()) {
+    if !(dir.join("conf").is_file() || dir.join("db").is_file()) {
         return;
     }
     tracing::warn!(dir = %dir.display(), "removing the sled store of an earlier seald: its view is rebuilt from the journal");
@@ -345,8 +346,16 @@ impl Store {
             }
         }
         txn.commit().map_err(|e| store.fail(e))?;
-        remove_sled_leftovers(path);
         Ok(store)
+    }
+
+    /// Removes the sled store an earlier seald left in this directory, once this view has been
+    /// rebuilt from the journal and synced (the daemon calls it after opening the journal; tools
+    /// that only look never do).
+    pub fn remove_sled_leftovers(&self) -> Result<(), StoreError> {
+        self.flush()?;
+        remove_sled_leftovers(&self.path);
+        Ok(())
     }
 
     /// Where it lives (the directory).
@@ -715,13 +724,22 @@ mod tests {
         for f in ["conf", "db", "snap.0000000000012AB4", "blobs/7"] {
             std::fs::write(path.join(f), b"sled").unwrap();
         }
+        let names = || {
+            let mut n: Vec<String> = std::fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
         {
             let s = Store::open(&path).unwrap();
             let _ = s.apply(&[(1, &[put(tree::SEALS, "s1", serde_json::json!(1))])], &[]).unwrap();
+            // Opening (as `seald check` does) removes nothing.
+            assert_eq!(names().len(), 5);
+            s.remove_sled_leftovers().unwrap();
         }
-        let left: Vec<String> =
-            std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert_eq!(left, vec![FILE.to_string()]);
+        assert_eq!(names(), vec![FILE.to_string()]);
         // The commit was not synced by itself; closing the store kept it.
         let s = Store::open(&path).unwrap();
         assert_eq!(s.applied_seq().unwrap(), 1);

@@ -120,7 +120,8 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
                     let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                     let mut input = std::io::BufReader::with_capacity(1 << 20, f);
                     let mut shown = crate::output::Progress::new("verify");
-                    let report = audit::verify_export(&mut input, key, &mut |n| shown.update_count(n, "records"))
+                    let head = audit::export_signed_head(&file);
+                    let report = audit::verify_export(&mut input, key, head, &mut |n| shown.update_count(n, "records"))
                         .map_err(|e| e.to_string())?;
                     shown.finish();
                     report

@@ -28,6 +28,12 @@ pub fn run(c: &Conn, out_path: &Path, resume: bool) -> Result<(), Failure> {
         let path = format!("/v1/admin/backup?from={from}&head={}", header.head_seq);
         (file, Some((header, records)), path)
     } else {
+        if part.exists() {
+            return Err(local(format!(
+                "{} is there from a download cut short: --resume to go on with it, or remove it to start again",
+                part.display()
+            )));
+        }
         (File::create(&part).map_err(shown)?, None, "/v1/admin/backup".to_string())
     };
     let mut rx = Receiver::new(file, expect);
@@ -61,12 +67,19 @@ pub fn run(c: &Conn, out_path: &Path, resume: bool) -> Result<(), Failure> {
         message: format!("{} ({} kept: run again with --resume to go on)", f.message, part.display()),
     })?;
     if status >= 400 {
+        // Nothing of a backup came: a new part file goes (a resumed one keeps what it had).
+        if !resume {
+            let _ = std::fs::remove_file(&part);
+        }
         return Err(refused(status, &serde_json::from_slice(&failed_body).unwrap_or_default(), ""));
     }
     let trailer = rx.finish().map_err(|e| {
         local(format!("{}: {e} (the answer ended early; run again with --resume to go on)", part.display()))
     })?;
     std::fs::rename(&part, out_path).map_err(|e| local(format!("{}: {e}", out_path.display())))?;
+    if let Some(dir) = out_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
     let bytes = std::fs::metadata(out_path).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "backup of records {}..{} written to {} ({}; restore with `seald restore` while the daemon is stopped)",
@@ -86,20 +99,30 @@ fn reopen(part: &Path) -> Result<(File, Header, u64), Failure> {
     let mut r = std::io::BufReader::with_capacity(1 << 20, &mut file);
     let mut line = Vec::new();
     let _ = (&mut r).take(MAX_LINE as u64).read_until(b'\n', &mut line).map_err(shown)?;
-    let header: Header = serde_json::from_slice(line.strip_suffix(b"\n").unwrap_or(&line))
-        .map_err(|e| local(format!("{} does not start as a backup does: {e}", part.display())))?;
+    let not_a_backup = |why: String| {
+        local(format!("{} does not start as a backup does ({why}): remove it and start again", part.display()))
+    };
+    let text = line.strip_suffix(b"\n").ok_or_else(|| not_a_backup("no whole header line".into()))?;
+    let header: Header = serde_json::from_slice(text).map_err(|e| not_a_backup(e.to_string()))?;
+    // Whole, intact records only: a length out of bounds or a checksum that fails (a torn write)
+    // ends what is kept.
     let (mut at, mut records) = (line.len() as u64, 0u64);
+    let mut payload = Vec::new();
     while records < header.records() {
         let mut head = [0u8; 8];
         if at + 8 > len || r.read_exact(&mut head).is_err() {
             break;
         }
-        let n = u64::from(u32::from_le_bytes(head[..4].try_into().unwrap_or_default()));
-        if at + 8 + n > len {
+        let n = u32::from_le_bytes(head[..4].try_into().unwrap_or_default()) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().unwrap_or_default());
+        if n == 0 || n > seald::audit::MAX_RECORD || at + 8 + n as u64 > len {
             break;
         }
-        r.seek_relative(n as i64).map_err(shown)?;
-        at += 8 + n;
+        payload.resize(n, 0);
+        if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            break;
+        }
+        at += 8 + n as u64;
         records += 1;
     }
     drop(r);
