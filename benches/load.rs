@@ -558,12 +558,22 @@ fn cat_rate(journal: &Path) -> (u64, f64) {
 }
 
 fn history_bench(records: u64, seals: u64) {
+    // SEALD_BENCH_DIR keeps the history for later runs (which then skip writing it, and have no
+    // empty-store phase: their signing figure is the ratio to the raw token rate only).
     let tmp = tempfile::tempdir().unwrap();
-    let mut dev = start_dev(tmp.path());
+    let base = std::env::var_os("SEALD_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
+    let marker = base.join(format!("history-{records}-{seals}"));
+    let reuse = marker.exists();
+    let mut dev = start_dev(&base);
     let signer = RawSigner::new(&dev);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     println!("\nseald history: {records} usage records over {seals} seals");
-    let (empty_rate, empty_ratio) = seal_sign_ratio(&rt, &dev, &signer, 3);
+    let (empty_rate, empty_ratio) = if reuse {
+        println!("reusing the history in {}: no empty-store phase", base.display());
+        (0.0, f64::NAN)
+    } else {
+        seal_sign_ratio(&rt, &dev, &signer, 3)
+    };
     println!("signing with the seal, empty store: {empty_rate:.0}/s, {empty_ratio:.2}x the raw token sign rate");
     // Stop the daemon and write the history through the real journal and store.
     let _ = std::process::Command::new("kill").args(["-TERM", &dev.child.id().to_string()]).status();
@@ -571,13 +581,16 @@ fn history_bench(records: u64, seals: u64) {
     let bin = std::env::current_exe().unwrap().parent().and_then(|d| d.parent()).unwrap().join("seald");
     let config = dev.dir.join("seald.toml");
     let t = Instant::now();
-    let status = std::process::Command::new(&bin)
-        .args(["dev-history", "--config", config.to_str().unwrap()])
-        .args(["--seals", &seals.to_string(), "--records", &records.to_string()])
-        .env("SEALD_LOG", "warn")
-        .status()
-        .unwrap();
-    assert!(status.success(), "seald dev-history failed");
+    if !reuse {
+        let status = std::process::Command::new(&bin)
+            .args(["dev-history", "--config", config.to_str().unwrap()])
+            .args(["--seals", &seals.to_string(), "--records", &records.to_string()])
+            .env("SEALD_LOG", "warn")
+            .status()
+            .unwrap();
+        assert!(status.success(), "seald dev-history failed");
+        std::fs::write(&marker, b"").unwrap();
+    }
     let written = t.elapsed().as_secs_f64();
     let du = |p: &Path| {
         let out = std::process::Command::new("du").args(["-sk", p.to_str().unwrap()]).output().unwrap();
