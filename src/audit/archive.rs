@@ -81,9 +81,11 @@ pub(super) fn replay_archives(anchor: &Anchor, store: &crate::store::Store) -> R
         batch.clear();
         Ok(())
     };
+    let mut told = Some(std::time::Instant::now());
     for (path, end) in anchor.archives.iter().zip(ends) {
         let mut reached = None;
         let _ = super::export::read_archive(Path::new(path), |r, hash| {
+            crate::notify::starting(&mut told, || format!("replaying archived records: at seq {}", r.seq));
             if r.seq > end.0 {
                 return Ok(false);
             }

@@ -109,8 +109,11 @@ impl Journal {
         let whole = from.at.is_none();
         let mut replay = Replay::default();
         let (mut replayed, mut read) = (0u64, 0u64);
+        let mut told = Some(Instant::now());
         let scan = scan(&dir, from, |m| {
             read += 1;
+            // A long replay (a new store on a long journal) keeps systemd's start from timing out.
+            crate::notify::starting(&mut told, || format!("bringing the store up to date: {read} records read"));
             replay.push(m);
             if replay.len() >= 1024 {
                 replayed += replay.flush(store.as_deref())?;
