@@ -16,6 +16,7 @@ pub mod backup;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod contract;
 pub mod crypto;
 pub mod devpki;

@@ -102,6 +102,7 @@ pub async fn run(cfg: Config, ready: Option<tokio::sync::oneshot::Sender<SocketA
         door: Default::default(),
         crls: Default::default(),
         verify_slots: tokio::sync::Semaphore::new(cores),
+        console: crate::console::Console::new(),
     });
     let current = RwLock::new(tls::load(&server).map_err(|e| StartError(e.to_string()))?);
     app.set_crls(current.read().unwrap_or_else(|p| p.into_inner()).crls.clone());

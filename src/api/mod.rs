@@ -57,6 +57,8 @@ pub struct App {
     pub door: crate::listener::DoorStats,
     /// The CRLs loaded, for readiness and metrics.
     pub crls: std::sync::RwLock<Vec<crate::tls::CrlStatus>>,
+    /// The web console's session secret.
+    pub console: crate::console::Console,
 }
 
 impl App {
@@ -66,7 +68,7 @@ impl App {
     }
 
     /// A place in the CPU pool for verification or document work, waited for off the I/O threads.
-    async fn verify_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    pub(crate) async fn verify_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
         self.verify_slots
             .acquire()
             .await
@@ -105,6 +107,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// Its status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// Its stable code.
+    pub(crate) fn code(&self) -> &str {
+        self.code
+    }
+    /// Its message.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into(), state: None }
     }
@@ -258,7 +272,7 @@ impl std::io::Write for StreamWriter {
 }
 
 /// An answer of `content_type` streamed from `body`.
-pub(super) fn streamed_response(status: StatusCode, content_type: &'static str, body: Streamed) -> Response<Body> {
+pub(crate) fn streamed_response(status: StatusCode, content_type: &'static str, body: Streamed) -> Response<Body> {
     let mut r = Response::new(Body::Right(body));
     *r.status_mut() = status;
     let _ = r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
@@ -374,7 +388,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Runs blocking work off the I/O threads; a panic there is this request's 500, nothing more.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|_| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request failed inside the server")
     })
@@ -390,8 +404,9 @@ pub async fn handle(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    let console = path == "/console" || path.starts_with("/console/");
     let resolved = routes::resolve(&method, &path);
-    let label = resolved.label();
+    let label = if console { "/console" } else { resolved.label() };
     // The caller's id when it is a sane one (1 to 64 of A-Z a-z 0-9 - _ . :), else ours.
     let request_id = req
         .headers()
@@ -410,7 +425,11 @@ pub async fn handle(
     let version = req.version();
     let _ = req.extensions_mut().insert(body_read);
     let call = Call { app: &app, peer: &peer, path: &path, query: &query };
-    let mut response = match respond(call, resolved, req).await {
+    let answer = match console {
+        true => Ok(crate::console::respond(&app, &peer, req).await),
+        false => respond(call, resolved, req).await,
+    };
+    let mut response = match answer {
         Ok(r) => r,
         Err(e) => {
             if e.status.is_server_error() {
@@ -571,7 +590,7 @@ async fn body(app: &App, req: Request<Incoming>) -> Result<Bytes, ApiError> {
 }
 
 /// The request's body, at most `max` bytes.
-async fn body_within(app: &App, req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn body_within(app: &App, req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body is larger than {max} bytes"))
     };
@@ -631,7 +650,7 @@ pub(super) fn ok<T: serde::Serialize>(v: &T) -> Response<Body> {
 }
 
 /// Runs `f` with the registry on a blocking thread.
-pub(super) async fn with<T: Send + 'static>(
+pub(crate) async fn with<T: Send + 'static>(
     app: &Arc<App>,
     f: impl FnOnce(&crate::seal::Registry) -> Result<T, crate::seal::SealError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -94,6 +94,8 @@ pub struct RegistryFacts {
     pub overdue_count: u64,
     /// How many seals (not revoked or rejected) have a certificate ending within the reminder period.
     pub expiring_count: u64,
+    /// How many seals are in each state, in [`SealState::ALL`]'s order.
+    pub seals_by_state: [u64; 7],
 }
 
 /// How long [`RegistryFacts`] are kept.
@@ -203,9 +205,23 @@ impl Filings {
             if s.expiring_by(horizon) {
                 facts.expiring_count += 1;
             }
+            if let Some(i) = SealState::ALL.iter().position(|st| *st == s.state) {
+                facts.seals_by_state[i] += 1;
+            }
         })?;
         *cached = Some((std::time::Instant::now(), facts.clone()));
         Ok(facts)
+    }
+
+    /// The latest filing of each of `seals` (one read of the filings; for a page of seals).
+    pub fn latest_for(&self, seals: &[&str]) -> Result<HashMap<String, Filing>, SealError> {
+        let mut out: HashMap<String, Filing> = HashMap::new();
+        self.each(tree::FILINGS, |f: Filing| {
+            if seals.contains(&f.seal.as_str()) && out.get(&f.seal).is_none_or(|o| o.created_ms <= f.created_ms) {
+                let _ = out.insert(f.seal.clone(), f);
+            }
+        })?;
+        Ok(out)
     }
 
     /// Filings, optionally only those in `state`; issuers and auditors only.

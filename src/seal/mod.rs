@@ -38,7 +38,7 @@ pub use pki::Pki;
 pub use status::{SealStatus, SignedStatus, StatusAnswer, StatusSettings};
 pub use trail::Trail;
 pub use tsa::{external_stamp, Tsa, TsaSettings};
-pub use usage::{HeldSeal, SealKeyRef, TicketRequest, UsageEntry, UsePermit, UseReceipt, Uses};
+pub use usage::{HeldSeal, SealKeyRef, TicketRequest, TodaysUses, UsageEntry, UsePermit, UseReceipt, Uses, TODAY_READ};
 pub use verify::{judge, Judged, JudgedOfdSignature, OfdVerdict, Verification};
 
 use crate::audit::{Actor, AuditEvent, Journal};

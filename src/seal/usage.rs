@@ -109,6 +109,24 @@ impl UsageEntry {
     }
 }
 
+/// How many of today's records [`Uses::todays_uses`] reads at most.
+pub const TODAY_READ: usize = 20_000;
+
+/// Today's seal uses, counted.
+#[derive(Debug, Clone, Default)]
+pub struct TodaysUses {
+    /// Uses per seal, most used first.
+    pub by_seal: Vec<(String, u64)>,
+    /// Uses per application, most active first.
+    pub by_app: Vec<(String, u64)>,
+    /// Refused uses.
+    pub refused: u64,
+    /// The start of the local day, ms.
+    pub since_ms: u64,
+    /// Whether every record of the day was read (else the first [`TODAY_READ`], newest first).
+    pub complete: bool,
+}
+
 /// A page of a seal's usage records.
 #[derive(Debug, Clone)]
 pub struct UsagePage {
@@ -402,6 +420,58 @@ impl Uses {
             .change(put(tree::APPROVALS, &t.id, &t));
         let _ = self.ledger.commit(ev)?;
         Ok(t)
+    }
+
+    /// How many times `seal_id` was used today (in the appliance's local day) and in all.
+    pub fn use_counts(&self, seal_id: &str) -> Result<(u64, u64), SealError> {
+        let (total_key, day_key) = self.counter_keys(seal_id, now_ms());
+        let read = |k: &str| self.ledger.store.counter(k).map(|n| u64::try_from(n).unwrap_or(0));
+        Ok((read(&day_key)?, read(&total_key)?))
+    }
+
+    /// Today's seal uses (in the appliance's local day), counted by seal and by application, from
+    /// the journal's index by action, newest first, reading at most [`TODAY_READ`] records
+    /// (`complete` says whether that was all of them). For issuers and auditors.
+    pub fn todays_uses(&self, p: &Principal) -> Result<TodaysUses, SealError> {
+        if !matches!(p.role, Role::Issuer | Role::Auditor) {
+            return Err(self.ledger.refuse(
+                p,
+                "seal.usage",
+                "usage",
+                SealError::Forbidden("the day's uses are for issuers and auditors".into()),
+            ));
+        }
+        let now = now_ms();
+        let offset_ms = i64::from(self.ledger.settings.utc_offset_hours) * 3_600_000;
+        let local = now as i64 + offset_ms;
+        let midnight = (local - local.rem_euclid(86_400_000) - offset_ms).max(0) as u64;
+        let q = crate::audit::Query { action: Some("seal.use".into()), from_ms: Some(midnight), ..Default::default() };
+        let (mut by_seal, mut by_app) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
+        let (mut read, mut cursor, mut refused) = (0usize, None::<String>, 0u64);
+        let complete = loop {
+            let page = self.ledger.journal.page(&q, cursor.as_deref(), true, crate::audit::MAX_PAGE)?;
+            for r in &page.records {
+                read += 1;
+                if r.outcome != "ok" {
+                    refused += 1;
+                    continue;
+                }
+                let seal = r.object.strip_prefix("seal:").unwrap_or(&r.object).to_string();
+                *by_seal.entry(seal).or_insert(0u64) += 1;
+                *by_app.entry(r.actor.account.clone()).or_insert(0u64) += 1;
+            }
+            match page.next {
+                Some(c) if read < TODAY_READ => cursor = Some(c),
+                Some(_) => break false,
+                None => break true,
+            }
+        };
+        let sorted = |m: std::collections::BTreeMap<String, u64>| {
+            let mut v: Vec<_> = m.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            v
+        };
+        Ok(TodaysUses { by_seal: sorted(by_seal), by_app: sorted(by_app), refused, since_ms: midnight, complete })
     }
 
     /// The usage records of a seal (uses and refused uses), oldest first, every page: for tools

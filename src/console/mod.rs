@@ -1,0 +1,353 @@
+//! The web console under `/console/`: pages for the people who run seals (issuers, unit
+//! administrators, auditors, security officers, system administrators), served on the API's
+//! mutual-TLS listener. The browser's client certificate is the person: the account behind it
+//! decides what each page shows and allows, through the same registry services as the API. No
+//! business rule lives here; a page asks a service and shows what it says, refusals included.
+//!
+//! Pages are HTML written with `maud` (escaped by default, checked at compile time), Simplified
+//! Chinese first with English as a switch (`view::Lang`). Nothing is loaded from elsewhere; the
+//! `Content-Security-Policy` allows this origin's stylesheet and script only, no inline script, no
+//! framing. The client certificate is sent by the browser on its own, so every state-changing form
+//! carries a token bound to this browser's session cookie and certificate, and a POST is taken only
+//! when its `Origin` (or `Sec-Fetch-Site`) says it came from the console itself.
+
+mod admin;
+mod form;
+mod office;
+mod seals;
+mod view;
+
+use crate::api::{App, Body, CloseConnection, Peer};
+use crate::authz::{Principal, Role};
+use bytes::Bytes;
+use form::Form;
+use hmac::Mac as _;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use maud::Markup;
+use std::sync::Arc;
+use view::Lang;
+
+/// The console's own secret: it makes the per-session form tokens. New at every start (a form
+/// left open across a restart is refused, and a reload gives a fresh one).
+pub struct Console {
+    secret: [u8; 32],
+}
+
+impl Console {
+    /// A console with a fresh secret.
+    pub fn new() -> Self {
+        let mut secret = [0u8; 32];
+        getrandom::getrandom(&mut secret).expect("the system's random source is readable");
+        Console { secret }
+    }
+
+    /// The form token of a session cookie and a certificate.
+    fn token(&self, session: &str, fingerprint: &str) -> String {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key");
+        mac.update(b"seald-console-form\0");
+        mac.update(session.as_bytes());
+        mac.update(b"\0");
+        mac.update(fingerprint.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `given` is the form token of the session and certificate (constant time).
+    fn token_ok(&self, session: &str, fingerprint: &str, given: &str) -> bool {
+        let Ok(given) = hex::decode(given) else { return false };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key");
+        mac.update(b"seald-console-form\0");
+        mac.update(session.as_bytes());
+        mac.update(b"\0");
+        mac.update(fingerprint.as_bytes());
+        mac.verify_slice(&given).is_ok()
+    }
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The session cookie: random, this origin only, never sent cross-site, not readable by script.
+const SESSION_COOKIE: &str = "__Host-seald-session";
+/// The language cookie (`zh` or `en`).
+const LANG_COOKIE: &str = "seald-lang";
+
+/// One request's context: who, in which language, and the form token of their session.
+pub(crate) struct Ctx {
+    app: Arc<App>,
+    p: Principal,
+    lang: Lang,
+    csrf: String,
+    path: String,
+}
+
+impl Ctx {
+    /// `zh` or `en`, by the reader's language.
+    pub(crate) fn t<'a>(&self, zh: &'a str, en: &'a str) -> &'a str {
+        self.lang.t(zh, en)
+    }
+}
+
+/// What a page answers: a page, a redirect after a change, or a download.
+pub(crate) enum Answer {
+    Page(StatusCode, Markup),
+    Redirect(String),
+    File(&'static str, Option<String>, Body),
+}
+
+/// A refusal or failure, shown as a page with the API's stable code and message.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Refusal { status, code: code.to_string(), message: message.into() }
+    }
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_input", message)
+    }
+    fn not_found(path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no console page {path}"))
+    }
+}
+
+impl From<crate::api::ApiError> for Refusal {
+    fn from(e: crate::api::ApiError) -> Self {
+        Refusal { status: e.status(), code: e.code().to_string(), message: e.message().to_string() }
+    }
+}
+
+impl From<crate::seal::SealError> for Refusal {
+    fn from(e: crate::seal::SealError) -> Self {
+        crate::api::ApiError::from(e).into()
+    }
+}
+
+pub(crate) type Reply = Result<Answer, Refusal>;
+
+/// Runs `f` with the registry off the I/O threads.
+pub(crate) async fn with<T: Send + 'static>(
+    ctx: &Ctx,
+    f: impl FnOnce(&crate::seal::Registry, &Principal) -> Result<T, crate::seal::SealError> + Send + 'static,
+) -> Result<T, Refusal> {
+    let p = ctx.p.clone();
+    Ok(crate::api::with(&ctx.app, move |r| f(r, &p)).await?)
+}
+
+/// Answers a request under `/console`.
+pub async fn respond(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Response<Body> {
+    let lang = Lang::of(cookie(&req, LANG_COOKIE).as_deref(), req.headers());
+    let Some(p) = app.signing.identify(&peer.fingerprint, &peer.subject) else {
+        let mut r =
+            finish(view::refused_page(lang, StatusCode::FORBIDDEN, "unknown_identity", &view::no_account(lang)));
+        let _ = r.extensions_mut().insert(CloseConnection);
+        return r;
+    };
+    if p.role == Role::App {
+        return finish(view::refused_page(lang, StatusCode::FORBIDDEN, "console_forbidden", &view::app_refused(lang)));
+    }
+    let (session, fresh) = match cookie(&req, SESSION_COOKIE).filter(|s| s.len() == 32 && hex::decode(s).is_ok()) {
+        Some(s) => (s, false),
+        None => {
+            let mut b = [0u8; 16];
+            getrandom::getrandom(&mut b).expect("the system's random source is readable");
+            (hex::encode(b), true)
+        }
+    };
+    let csrf = app.console.token(&session, &p.fingerprint);
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let method = req.method().clone();
+    if path == "/console/lang" && method == Method::GET {
+        // A display preference only: kept in a cookie, then back to the dashboard.
+        let to = if form::Query::parse(&query).get("to") == Some("en") { "en" } else { "zh" };
+        let mut r = finish((StatusCode::SEE_OTHER, maud::html! {}));
+        let c = format!("{LANG_COOKIE}={to}; Path=/console; Secure; SameSite=Strict; Max-Age=31536000");
+        for (k, v) in [(hyper::header::LOCATION, "/console/".to_string()), (hyper::header::SET_COOKIE, c)] {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
+                let _ = r.headers_mut().append(k, v);
+            }
+        }
+        return r;
+    }
+    let ctx = Ctx { app: app.clone(), p, lang, csrf, path: path.clone() };
+    let answer = match method {
+        Method::GET | Method::HEAD => route_get(&ctx, &path, &query).await,
+        Method::POST => match same_origin(&req) {
+            Err(r) => Err(r),
+            Ok(()) => match Form::read(app, req).await {
+                Err(r) => Err(r),
+                Ok(form) if fresh || !app.console.token_ok(&session, &ctx.p.fingerprint, form.text("csrf")) => {
+                    Err(Refusal::new(
+                        StatusCode::FORBIDDEN,
+                        "csrf_refused",
+                        "this form did not come from your console session: reload the page and try again",
+                    ))
+                }
+                Ok(form) => route_post(&ctx, &path, &query, form).await,
+            },
+        },
+        _ => Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "the console takes GET and POST")),
+    };
+    let mut r = match answer {
+        Ok(Answer::Page(status, markup)) => finish((status, markup)),
+        Ok(Answer::Redirect(to)) => {
+            let mut r = finish((StatusCode::SEE_OTHER, maud::html! {}));
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&to) {
+                let _ = r.headers_mut().insert(hyper::header::LOCATION, v);
+            }
+            r
+        }
+        Ok(Answer::File(content_type, name, body)) => {
+            let mut r = Response::new(body);
+            let h = r.headers_mut();
+            let _ = h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+            let disposition = name.map(|n| format!("attachment; filename=\"{n}\""));
+            if let Some(v) = disposition.and_then(|d| hyper::header::HeaderValue::from_str(&d).ok()) {
+                let _ = h.insert(hyper::header::CONTENT_DISPOSITION, v);
+            }
+            secure_headers(&mut r);
+            r
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!(code = %e.code, message = %e.message, "console request failed");
+            }
+            finish(view::refused_in_layout(&ctx, e.status, &e.code, &e.message))
+        }
+    };
+    if fresh {
+        let c = format!("{SESSION_COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Strict");
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&c) {
+            let _ = r.headers_mut().append(hyper::header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+/// The pages read with GET.
+async fn route_get(ctx: &Ctx, path: &str, query: &str) -> Reply {
+    let rest = path.strip_prefix("/console").unwrap_or("");
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let q = form::Query::parse(query);
+    match segs.as_slice() {
+        [] if rest.is_empty() => Ok(Answer::Redirect("/console/".into())),
+        [] => office::dashboard(ctx).await,
+        ["static", "console.css"] => Ok(asset("text/css; charset=utf-8", view::STYLE)),
+        ["seals"] => seals::list(ctx, &q).await,
+        ["seals", "new"] => seals::apply_form(ctx).await,
+        ["seals", id] => seals::detail(ctx, id).await,
+        ["seals", id, "image"] => seals::image(ctx, id).await,
+        ["seals", id, "confirm"] => seals::confirm(ctx, id, &q).await,
+        ["seals", id, "usage"] => seals::usage(ctx, id, &q).await,
+        ["seals", id, "usage.csv"] => seals::usage_csv(ctx, id).await,
+        ["inbox"] => seals::inbox(ctx).await,
+        ["filings"] => office::filings(ctx, &q).await,
+        ["verify"] => office::verify_form(ctx),
+        ["audit"] => office::audit(ctx, &q).await,
+        ["audit", "verify"] => office::audit_verify(ctx).await,
+        ["keys"] => admin::keys(ctx, &q).await,
+        ["requests"] => admin::requests(ctx, &q).await,
+        ["accounts"] => admin::accounts(ctx, &q).await,
+        ["units"] => admin::units(ctx, &q).await,
+        _ => Err(Refusal::not_found(path)),
+    }
+}
+
+/// The forms posted (the token and the origin are checked before).
+async fn route_post(ctx: &Ctx, path: &str, _query: &str, f: Form) -> Reply {
+    let rest = path.strip_prefix("/console").unwrap_or("");
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["seals"] => seals::apply(ctx, f).await,
+        ["seals", id, "act"] => seals::act(ctx, id, f).await,
+        ["seals", id, "grants"] => seals::grant(ctx, id, f).await,
+        ["seals", id, "withdraw"] => seals::withdraw(ctx, id, f).await,
+        ["seals", id, "policy"] => seals::policy(ctx, id, f).await,
+        ["seals", id, "tickets"] => seals::ticket(ctx, id, f).await,
+        ["filings", id, "ack"] => office::ack(ctx, id, f).await,
+        ["verify"] => office::verify(ctx, f).await,
+        ["keys", name, "rotate"] => admin::rotate(ctx, name).await,
+        ["keys", name, "activate"] => admin::activate(ctx, name, f).await,
+        ["keys", name, "destroy"] => admin::destroy(ctx, name, f).await,
+        ["requests", id, "approve"] => admin::approve(ctx, id).await,
+        ["accounts"] => admin::create_account(ctx, f).await,
+        ["accounts", name, "disable"] => admin::disable_account(ctx, name).await,
+        ["units"] => admin::create_unit(ctx, f).await,
+        _ => Err(Refusal::not_found(path)),
+    }
+}
+
+/// A POST is taken only from the console's own pages: its `Origin` is this origin, or, where a
+/// browser sends none, `Sec-Fetch-Site` says `same-origin`. A request with neither is refused.
+fn same_origin(req: &Request<Incoming>) -> Result<(), Refusal> {
+    let refused = |why: String| Err(Refusal::new(StatusCode::FORBIDDEN, "csrf_refused", why));
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let Some(host) = host else { return refused("the request names no host".into()) };
+    match req.headers().get(hyper::header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        Some(origin) if origin.eq_ignore_ascii_case(&format!("https://{host}")) => Ok(()),
+        Some(origin) => refused(format!("a form from {origin} may not change anything here")),
+        None => match req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+            Some("same-origin") => Ok(()),
+            _ => refused("the request says neither its origin nor that it is same-origin".into()),
+        },
+    }
+}
+
+/// The value of cookie `name`.
+fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn asset(content_type: &'static str, text: &'static str) -> Answer {
+    Answer::File(content_type, None, Body::Left(Full::new(Bytes::from_static(text.as_bytes()))))
+}
+
+/// A page's response with the console's headers.
+fn finish((status, markup): (StatusCode, Markup)) -> Response<Body> {
+    let mut r = Response::new(Body::Left(Full::new(Bytes::from(markup.into_string()))));
+    *r.status_mut() = status;
+    let _ = r
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(&mut r);
+    r
+}
+
+/// This origin's stylesheet, script and images only; no inline script; never framed; nothing kept.
+const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn secure_headers(r: &mut Response<Body>) {
+    let h = r.headers_mut();
+    for (k, v) in [
+        ("content-security-policy", CSP),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("cache-control", "no-store"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ] {
+        let _ = h.insert(k, hyper::header::HeaderValue::from_static(v));
+    }
+}
