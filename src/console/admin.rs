@@ -42,7 +42,7 @@ pub(crate) async fn keys(ctx: &Ctx, q: &Query) -> Reply {
                     td { (k.alg.name()) }
                     td { @for v in &k.versions {
                         div {
-                            "v" (v.version) " · " (format!("{:?}", v.state).to_lowercase())
+                            "v" (v.version) " · " (super::seals::key_state(ctx, v.state))
                             @if let Some(t) = v.not_after_ms { " · " (ctx.t("至 ", "until ")) (view::day(ctx, t)) }
                             @if v.expiring { " " span.badge.warn { (ctx.t("即将到期", "expiring")) } }
                             @if v.state == crate::seal::KeyState::Pending {

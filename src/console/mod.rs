@@ -269,6 +269,7 @@ async fn route_post(ctx: &Ctx, path: &str, _query: &str, f: Form) -> Reply {
     match segs.as_slice() {
         ["seals"] => seals::apply(ctx, f).await,
         ["seals", id, "act"] => seals::act(ctx, id, f).await,
+        ["seals", id, "change"] => seals::change(ctx, id, f).await,
         ["seals", id, "grants"] => seals::grant(ctx, id, f).await,
         ["seals", id, "withdraw"] => seals::withdraw(ctx, id, f).await,
         ["seals", id, "policy"] => seals::policy(ctx, id, f).await,
@@ -298,8 +299,9 @@ fn same_origin(req: &Request<Incoming>) -> Result<(), Refusal> {
     let Some(host) = host else { return refused("the request names no host".into()) };
     match req.headers().get(hyper::header::ORIGIN).and_then(|o| o.to_str().ok()) {
         Some(origin) if origin.eq_ignore_ascii_case(&format!("https://{host}")) => Ok(()),
-        Some(origin) => refused(format!("a form from {origin} may not change anything here")),
-        None => match req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(origin) if origin != "null" => refused(format!("a form from {origin} may not change anything here")),
+        // No origin, or an opaque one: only the browser's own word that it is same-origin will do.
+        _ => match req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
             Some("same-origin") => Ok(()),
             _ => refused("the request says neither its origin nor that it is same-origin".into()),
         },
@@ -343,7 +345,9 @@ fn secure_headers(r: &mut Response<Body>) {
         ("content-security-policy", CSP),
         ("x-frame-options", "DENY"),
         ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
+        // Same-origin: a form's POST then carries this origin (with no-referrer, browsers send
+        // `Origin: null`); nothing is sent to other sites.
+        ("referrer-policy", "same-origin"),
         ("cache-control", "no-store"),
         ("cross-origin-opener-policy", "same-origin"),
         ("cross-origin-resource-policy", "same-origin"),

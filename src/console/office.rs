@@ -285,7 +285,7 @@ fn steps(ctx: &Ctx, j: &Judged) -> Markup {
         table.steps {
             tr { th { (ctx.t("步骤", "Step")) } th { (ctx.t("结果", "Result")) } th { (ctx.t("说明", "Detail")) } }
             @for s in &j.steps {
-                tr { td { code { (s.step) } } td { @match s.ok {
+                tr { td { (step_name(ctx, s.step)) br; code.muted { (s.step) } } td { @match s.ok {
                     Some(true) => span.badge.ok { (ctx.t("通过", "passed")) },
                     Some(false) => span.badge.bad { (ctx.t("未通过", "failed")) },
                     None => span.badge.warn { (ctx.t("未执行", "not run")) },
@@ -294,6 +294,27 @@ fn steps(ctx: &Ctx, j: &Judged) -> Markup {
         }
         @for w in &j.warnings { p.muted { "⚠ " (w) } }
     }
+}
+
+/// A verification step's name in the reader's language.
+fn step_name<'a>(ctx: &Ctx, step: &'a str) -> &'a str {
+    let (zh, en) = match step {
+        "format" => ("数据格式", "Format"),
+        "references" => ("文件完整性", "Files protected"),
+        "data_hash" => ("原文摘要", "Data hash"),
+        "signer_signature" => ("签章人签名", "Signer's signature"),
+        "signer_in_cert_list" => ("签章人属于印章", "Signer belongs to the seal"),
+        "maker_signature" => ("制章者签名", "Maker's signature"),
+        "maker_certificate" => ("制章者证书", "Maker's certificate"),
+        "signer_certificate" => ("签章人证书", "Signer's certificate"),
+        "trust_chain" => ("证书链", "Certificate chain"),
+        "revocation" => ("吊销状态", "Revocation"),
+        "timestamp" => ("时间戳", "Time-stamp"),
+        "seal_validity" => ("印章有效期", "Seal validity"),
+        "registry_state" => ("登记状态（签章时）", "Registry state (when signed)"),
+        _ => return step,
+    };
+    ctx.t(zh, en)
 }
 
 /// The journal, searched by time, actor, action and seal, newest first, a page at a time.

@@ -106,6 +106,16 @@ pub(crate) async fn list(ctx: &Ctx, q: &Query) -> Reply {
     ok(page(ctx, ctx.t("印章", "Seals"), body))
 }
 
+/// A key version's state.
+pub(crate) fn key_state(ctx: &Ctx, s: crate::seal::KeyState) -> &'static str {
+    match s {
+        crate::seal::KeyState::Pending => ctx.lang.t("待启用", "pending"),
+        crate::seal::KeyState::Active => ctx.lang.t("使用中", "active"),
+        crate::seal::KeyState::Retired => ctx.lang.t("已停用", "retired"),
+        crate::seal::KeyState::Destroyed => ctx.lang.t("已销毁", "destroyed"),
+    }
+}
+
 fn kind(ctx: &Ctx, k: SealKind) -> String {
     match ctx.lang {
         view::Lang::Zh => k.label().to_string(),
@@ -115,8 +125,8 @@ fn kind(ctx: &Ctx, k: SealKind) -> String {
 
 fn limits(ctx: &Ctx, p: &Policy) -> Markup {
     html! {
-        @if let Some(d) = p.daily_limit { (ctx.t("每日", "daily ")) (d) " " }
-        @if let Some(t) = p.total_limit { (ctx.t("累计", "total ")) (t) " " }
+        @if let Some(d) = p.daily_limit { (ctx.t("每日 ", "daily ")) (d) " " }
+        @if let Some(t) = p.total_limit { (ctx.t("累计 ", "total ")) (t) " " }
         @if let Some([a, b]) = p.hours { (a) ":00–" (b) ":00 " }
         @if p.require_approval { span.badge.warn { (ctx.t("逐次审批", "per-use approval")) } }
         @if p.daily_limit.is_none() && p.total_limit.is_none() && p.hours.is_none() && !p.require_approval { span.muted { (ctx.t("不限", "none")) } }
@@ -210,13 +220,27 @@ pub(crate) async fn detail(ctx: &Ctx, id: &str) -> Reply {
                 }
             }
         }
+        @if ctx.p.role == Role::Issuer && Action::Change.from_states().contains(&s.state) {
+            details {
+                summary { (ctx.t("变更印章（新名称或新印模，原印章注销）", "Change the seal (a new name or picture; this one is revoked)")) }
+                form.box method="post" action={"/console/seals/" (sid) "/change"} enctype="multipart/form-data" {
+                    (csrf(ctx))
+                    label { span { (ctx.t("新名称", "New name")) } input type="text" name="name" size="40" value=(s.name); }
+                    label { span { (ctx.t("新印模（可选）", "New picture (optional)")) } input type="file" name="image" accept="image/png,image/gif,image/jpeg,image/svg+xml"; }
+                    label { span { (ctx.t("印模宽 (mm)", "Width (mm)")) } input type="number" name="width_mm" value=(s.image.width_mm) step="0.1"; }
+                    label { span { (ctx.t("印模高 (mm)", "Height (mm)")) } input type="number" name="height_mm" value=(s.image.height_mm) step="0.1"; }
+                    label { span { (ctx.t("理由", "Reason")) } input type="text" name="reason" size="40" required; }
+                    button.danger type="submit" { (ctx.t("变更", "Change")) }
+                }
+            }
+        }
         h2 { (ctx.t("密钥版本与证书", "Key versions and certificates")) }
         @if s.versions.is_empty() { p.muted { (ctx.t("尚未制作。", "Not made yet.")) } }
         @else {
             table {
                 tr { th { (ctx.t("版本", "Version")) } th { (ctx.t("状态", "State")) } th { (ctx.t("证书序列号", "Certificate serial")) } th { (ctx.t("起", "From")) } th { (ctx.t("止", "Until")) } th { (ctx.t("密钥标识", "Key id")) } }
                 @for v in &s.versions {
-                    tr { td { "v" (v.version) } td { (format!("{:?}", v.state).to_lowercase()) } td { code { (v.cert_serial) } }
+                    tr { td { "v" (v.version) } td { (key_state(ctx, v.state)) } td { code { (v.cert_serial) } }
                          td { (when(ctx, v.not_before_ms)) } td { (when(ctx, v.not_after_ms)) } td { code { (v.key_id) } } }
                 }
             }
@@ -309,6 +333,24 @@ pub(crate) async fn act(ctx: &Ctx, id: &str, f: Form) -> Reply {
     let id2 = id.to_string();
     let _ = with(ctx, move |r, p| r.lifecycle().transition(p, &id2, action, req)).await?;
     back_to(id)
+}
+
+/// A change (变更): a new seal with the new name or picture replaces this one, which is revoked.
+pub(crate) async fn change(ctx: &Ctx, id: &str, f: Form) -> Reply {
+    let image = match f.file("image") {
+        Some(up) => Some((
+            up.bytes.to_vec(),
+            up.name.to_ascii_lowercase().rsplit('.').next().unwrap_or("").to_string(),
+            f.number("width_mm", "width_mm")?.unwrap_or(40.0),
+            f.number("height_mm", "height_mm")?.unwrap_or(40.0),
+        )),
+        None => None,
+    };
+    let req = TransitionRequest { reason: f.opt("reason"), name: f.opt("name"), image };
+    let id2 = id.to_string();
+    let s = with(ctx, move |r, p| r.lifecycle().transition(p, &id2, Action::Change, req)).await?;
+    // The answer is the new seal: its page.
+    back_to(&s.id)
 }
 
 pub(crate) async fn grant(ctx: &Ctx, id: &str, f: Form) -> Reply {

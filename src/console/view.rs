@@ -31,7 +31,7 @@ impl Lang {
         }
     }
 
-    fn code(self) -> &'static str {
+    fn html_lang(self) -> &'static str {
         match self {
             Lang::Zh => "zh-CN",
             Lang::En => "en",
@@ -152,7 +152,7 @@ pub(crate) fn page(ctx: &Ctx, title: &str, body: Markup) -> Markup {
     let here = ctx.path.as_str();
     html! {
         (DOCTYPE)
-        html lang=(l.code()) {
+        html lang=(l.html_lang()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -222,7 +222,7 @@ pub(crate) fn refused_in_layout(ctx: &Ctx, status: StatusCode, code: &str, messa
 pub(crate) fn refused_page(lang: Lang, status: StatusCode, code: &str, message: &str) -> (StatusCode, Markup) {
     let m = html! {
         (DOCTYPE)
-        html lang=(lang.code()) {
+        html lang=(lang.html_lang()) {
             head {
                 meta charset="utf-8";
                 title { (lang.t("无权访问", "Not allowed")) }

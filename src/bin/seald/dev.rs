@@ -311,6 +311,11 @@ pub fn run(dir: &Path, listen: &str) -> Result<(), Error> {
         println!("  {curl} https://localhost:{}/readyz", addr.port());
         println!("  curl --cacert {d}/ca.pem --cert {d}/auditor.pem --key {d}/auditor.key https://localhost:{}/v1/audit/verify", addr.port());
         println!("  target/release/sealctl audit verify --journal {d}/journal --pubkey {d}/audit.pem   # with the daemon stopped");
+        println!(
+            "\nThe web console: https://localhost:{}/console/ in a browser that trusts {d}/ca.pem and holds one \
+             of {d}/issuer.p12, unitadmin.p12, auditor.p12, secofficer.p12, sysadmin.p12 (empty password).",
+            addr.port()
+        );
         use std::io::Write as _;
         std::io::stdout().flush()?;
         match server.await {
