@@ -181,8 +181,20 @@ impl Browser {
 
     /// Chooses a file for an `<input type=file>` (the browser reads it from disk).
     fn attach(&self, css: &str, file: &Path) {
+        // ChromeDriver takes canonical paths only.
+        let file = file.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let e = self.find(css);
         let _ = self.call("POST", &format!("/element/{e}/value"), Some(json!({ "text": file.to_str().unwrap() })));
+    }
+
+    fn attribute(&self, css: &str, name: &str) -> String {
+        let e = self.find(css);
+        self.call("GET", &format!("/element/{e}/attribute/{name}"), None).as_str().unwrap_or_default().to_string()
+    }
+
+    fn value(&self, css: &str) -> String {
+        let e = self.find(css);
+        self.call("GET", &format!("/element/{e}/property/value"), None).as_str().unwrap_or_default().to_string()
     }
 
     fn text(&self, css: &str) -> String {
@@ -287,7 +299,7 @@ fn every_role_does_its_work_in_a_real_browser() {
     let server = ca.server(1).unwrap();
     std::fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
     std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
-    let people = ["sysadmin", "secofficer", "auditor", "issuer", "keeper", "oa"];
+    let people = ["sysadmin", "secofficer", "auditor", "issuer", "keeper", "oa", "clerk"];
     for (i, who) in people.iter().enumerate() {
         let c = ca.client(who, 10 + i as u64, -1, 30).unwrap();
         std::fs::write(dir.join(format!("{who}.pem")), &c.cert_pem).unwrap();
@@ -359,7 +371,13 @@ fn every_role_does_its_work_in_a_real_browser() {
     admin.press("form.box button[type=submit]");
     assert!(admin.source().contains("某某市市场监督管理局"), "{}", admin.source());
     admin.shot("units");
-    for (name, role, unit) in [("issuer", "issuer", ""), ("keeper", "unit_admin", "bureau"), ("oa", "app", "bureau")] {
+    let accounts = [
+        ("issuer", "issuer", ""),
+        ("keeper", "unit_admin", "bureau"),
+        ("oa", "app", "bureau"),
+        ("clerk", "unit_admin", "bureau"),
+    ];
+    for (name, role, unit) in accounts {
         admin.go(&format!("{site}/console/accounts"));
         admin.fill("input[name=name]", name);
         admin.click(&format!("select[name=role] option[value={role}]"));
@@ -420,6 +438,49 @@ fn every_role_does_its_work_in_a_real_browser() {
     let sealed_path = dir.join("sealed.ofd");
     std::fs::write(&sealed_path, &sealed).unwrap();
 
+    // The unit's clerk (another unit administrator) is granted the seal by the keeper, and seals
+    // a document by hand: upload, click on the page where the seal goes, download.
+    keeper.go(&format!("{site}/console/seals/{seal}"));
+    keeper.fill("form[action$='/grants'] input[name=account]", "clerk");
+    keeper.press("form[action$='/grants'] button[type=submit]");
+    assert!(keeper.text("#grants").contains("clerk"), "granted to the clerk");
+    let clerk = Browser::open(&dir, "clerk");
+    clerk.go(&format!("{site}/console/seal-document"));
+    let sample = common::samples_dir().join("ofd/suwellsdk_icbc_receipt_20220101.ofd");
+    clerk.attach("input[name=document]", &sample);
+    clerk.fill("input[name=name]", "回单-2026-002.ofd");
+    clerk.press("form.box button[type=submit]");
+    assert!(clerk.url().contains("/console/seal-document/") && clerk.url().ends_with("?page=1"), "{}", clerk.source());
+    let view_box = clerk.attribute("svg#page", "viewBox");
+    let size: Vec<f64> = view_box.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert!(size.len() == 4 && size[2] > 50.0 && size[3] > 50.0, "the page has its size in mm: {view_box}");
+    assert!(clerk.source().contains("<text"), "the page's text is drawn");
+    clerk.click("svg#page");
+    let (x, y): (f64, f64) =
+        (clerk.value("input[name=x]").parse().unwrap(), clerk.value("input[name=y]").parse().unwrap());
+    // A click at the page's centre puts the 40 mm seal's centre there.
+    assert!(
+        (x - (size[2] / 2.0 - 20.0)).abs() < 1.5 && (y - (size[3] / 2.0 - 20.0)).abs() < 1.5,
+        "x {x}, y {y} on {view_box}"
+    );
+    clerk.shot("seal-document");
+    clerk.press("form.box button[type=submit]");
+    assert!(clerk.source().contains("id=\"sealed\""), "{}", clerk.source());
+    clerk.shot("sealed");
+    let download = clerk.attribute("#download", "href");
+    let path = download.strip_prefix(&site).unwrap_or(&download).to_string();
+    let (status, by_hand) = rt.block_on(api("clerk").request("GET", &path, None)).unwrap();
+    assert_eq!(status, 200);
+    let (status, verdict) =
+        rt.block_on(api("issuer").request_bytes("POST", "/v1/verify/ofd", "application/ofd", by_hand)).unwrap();
+    let verdict: Value = serde_json::from_slice(&verdict).unwrap();
+    assert_eq!((status, verdict["verdict"].as_str()), (200, Some("valid")), "{verdict}");
+    assert_eq!(verdict["signatures"].as_array().map(Vec::len), Some(2), "the sample's seal and ours");
+    // Someone else's draft is no one else's.
+    let (status, _) = rt.block_on(api("keeper").request("GET", &path, None)).unwrap();
+    assert_eq!(status, 404);
+    drop(clerk);
+
     // An application's certificate cannot open the console.
     let oa = Browser::open(&dir, "oa");
     oa.go(&format!("{site}/console/"));
@@ -429,7 +490,11 @@ fn every_role_does_its_work_in_a_real_browser() {
 
     // The unit administrator reads the use with its document name, and exports it.
     keeper.go(&format!("{site}/console/seals/{seal}/usage"));
-    assert!(keeper.text("#usage").contains("合同-2026-001.ofd"), "{}", keeper.text("#usage"));
+    let usage = keeper.text("#usage");
+    assert!(
+        usage.contains("合同-2026-001.ofd") && usage.contains("回单-2026-002.ofd") && usage.contains("clerk"),
+        "{usage}"
+    );
     keeper.shot("usage");
     let (status, csv) =
         rt.block_on(api("keeper").request("GET", &format!("/console/seals/{seal}/usage.csv"), None)).unwrap();

@@ -1586,3 +1586,36 @@ fn grants_units_keys_and_an_applications_usage_page_by_key() {
     let e = w.registry.uses().account_usage_page(&w.auditor, "nobody", None, false, 10).unwrap_err();
     assert_eq!(code(&e), "unknown_account");
 }
+
+#[test]
+fn a_person_of_the_unit_seals_by_hand_once_another_administrator_grants_it() {
+    let w = world();
+    let id = w.seal_in(SealState::Active, Policy::default());
+    let spec = AccountSpec {
+        name: "admin-a2".into(),
+        role: Role::UnitAdmin,
+        unit: Some("a".into()),
+        fingerprints: vec![fp('e')],
+        certificates: vec![],
+        keys: vec![],
+    };
+    let _ = w.registry.directory().create_account(&w.sysadmin, spec).unwrap().done().unwrap();
+    let clerk = w.registry.directory().identify(&fp('e'), "CN=clerk").unwrap();
+    // No grant, no use: a person is held to the gate like an application.
+    let refused = w.sign(&clerk, &id, b"by hand", None).unwrap_err();
+    assert_eq!(sign_code(&refused), "no_grant");
+    // Four eyes: an administrator does not grant a seal to themselves; nor to a person of another unit.
+    let own = w.registry.lifecycle().grant(&w.admin_a, &id, "admin-a").unwrap_err();
+    assert_eq!(code(&own), "bad_input");
+    let other = w.registry.lifecycle().grant(&w.admin_a, &id, "admin-b").unwrap_err();
+    assert_eq!(code(&other), "bad_input");
+    // Granted by another administrator of the unit, the person seals, and the use is theirs.
+    let _ = w.registry.lifecycle().grant(&w.admin_a, &id, "admin-a2").unwrap();
+    let signed = w.sign(&clerk, &id, b"by hand", None).unwrap();
+    let usage = w.registry.uses().usage(&w.admin_a, &id).unwrap();
+    let last = usage.last().unwrap();
+    assert_eq!((last.account.as_str(), last.outcome.as_str(), last.seq), ("admin-a2", "ok", signed.audit_seq));
+    // A freeze stops the person as it stops an application.
+    let _ = w.registry.lifecycle().transition(&w.issuer, &id, Action::Freeze, Default::default()).unwrap();
+    assert_eq!(sign_code(&w.sign(&clerk, &id, b"by hand", None).unwrap_err()), "seal_frozen");
+}

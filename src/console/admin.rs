@@ -32,6 +32,15 @@ pub(crate) async fn keys(ctx: &Ctx, q: &Query) -> Reply {
             } }
             dt { (ctx.t("会话", "Sessions")) } dd { (format!("{stats:?}")) }
         }
+        details {
+            summary { (ctx.t("更换密码设备 PIN（须另一名安全保密员复核）", "Change the token's PIN (a second officer approves)")) }
+            form.box method="post" action="/console/token/pin" autocomplete="off" {
+                (csrf(ctx))
+                label { span { (ctx.t("新 PIN", "New PIN")) } input type="password" name="new_pin" autocomplete="new-password" required; }
+                label { span { (ctx.t("再次输入", "Again")) } input type="password" name="again" autocomplete="new-password" required; }
+                button.danger type="submit" { (ctx.t("提交复核", "Ask for approval")) }
+            }
+        }
         h2 { (ctx.t("密钥", "Keys")) }
         table id="keys" {
             tr { th { (ctx.t("密钥", "Key")) } th { (ctx.t("算法", "Algorithm")) } th { (ctx.t("版本", "Versions")) } th {} }
@@ -77,6 +86,17 @@ pub(crate) async fn rotate(ctx: &Ctx, name: &str) -> Reply {
         p { a href="/console/keys" { (ctx.t("返回密钥", "Back to the keys")) } }
     };
     Ok(Answer::Page(StatusCode::CREATED, page(ctx, ctx.t("密钥轮换", "Rotation"), body)))
+}
+
+/// A PIN change asked for: it waits in the dual-control inbox. The PIN is never shown or logged.
+pub(crate) async fn change_pin(ctx: &Ctx, f: Form) -> Reply {
+    if f.text("new_pin") != f.text("again") {
+        return Err(Refusal::bad(ctx.t("两次输入的 PIN 不一致", "the two PINs differ")));
+    }
+    let pin = crate::token::Pin::from_text(f.text("new_pin")).map_err(|e| Refusal::bad(e.to_string()))?;
+    drop(f);
+    let _ = with(ctx, move |r, p| r.dual_control().request_pin_change(p, pin)).await?;
+    Ok(Answer::Redirect("/console/requests".into()))
 }
 
 pub(crate) async fn activate(ctx: &Ctx, name: &str, f: Form) -> Reply {

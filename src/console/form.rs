@@ -87,6 +87,16 @@ pub(crate) struct Form {
     files: Vec<(String, Upload)>,
 }
 
+/// A form may carry a PIN: its text is wiped when the form goes.
+impl Drop for Form {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        for (_, v) in &mut self.texts {
+            v.zeroize();
+        }
+    }
+}
+
 impl Form {
     /// Reads the body of a POST.
     pub(crate) async fn read(app: &App, req: Request<Incoming>) -> Result<Form, Refusal> {

@@ -14,6 +14,7 @@
 mod admin;
 mod form;
 mod office;
+mod sealing;
 mod seals;
 mod view;
 
@@ -33,6 +34,8 @@ use view::Lang;
 /// left open across a restart is refused, and a reload gives a fresh one).
 pub struct Console {
     secret: [u8; 32],
+    /// Documents uploaded to be sealed by hand, between the steps.
+    drafts: sealing::Drafts,
 }
 
 impl Console {
@@ -40,7 +43,7 @@ impl Console {
     pub fn new() -> Self {
         let mut secret = [0u8; 32];
         getrandom::getrandom(&mut secret).expect("the system's random source is readable");
-        Console { secret }
+        Console { secret, drafts: Default::default() }
     }
 
     /// The form token of a session cookie and a certificate.
@@ -242,6 +245,11 @@ async fn route_get(ctx: &Ctx, path: &str, query: &str) -> Reply {
         [] if rest.is_empty() => Ok(Answer::Redirect("/console/".into())),
         [] => office::dashboard(ctx).await,
         ["static", "console.css"] => Ok(asset("text/css; charset=utf-8", view::STYLE)),
+        ["static", "console.js"] => Ok(asset("text/javascript; charset=utf-8", view::SCRIPT)),
+        ["seal-document"] => sealing::form(ctx).await,
+        ["seal-document", id] => sealing::place(ctx, id, &q).await,
+        ["seal-document", id, "done"] => sealing::done(ctx, id).await,
+        ["seal-document", id, "file"] => sealing::file(ctx, id).await,
         ["seals"] => seals::list(ctx, &q).await,
         ["seals", "new"] => seals::apply_form(ctx).await,
         ["seals", id] => seals::detail(ctx, id).await,
@@ -251,6 +259,7 @@ async fn route_get(ctx: &Ctx, path: &str, query: &str) -> Reply {
         ["seals", id, "usage.csv"] => seals::usage_csv(ctx, id).await,
         ["inbox"] => seals::inbox(ctx).await,
         ["filings"] => office::filings(ctx, &q).await,
+        ["filings", id, "package"] => office::package(ctx, id).await,
         ["verify"] => office::verify_form(ctx),
         ["audit"] => office::audit(ctx, &q).await,
         ["audit", "verify"] => office::audit_verify(ctx).await,
@@ -268,6 +277,8 @@ async fn route_post(ctx: &Ctx, path: &str, _query: &str, f: Form) -> Reply {
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["seals"] => seals::apply(ctx, f).await,
+        ["seal-document"] => sealing::upload(ctx, f).await,
+        ["seal-document", id] => sealing::apply(ctx, id, f).await,
         ["seals", id, "act"] => seals::act(ctx, id, f).await,
         ["seals", id, "change"] => seals::change(ctx, id, f).await,
         ["seals", id, "grants"] => seals::grant(ctx, id, f).await,
@@ -277,6 +288,7 @@ async fn route_post(ctx: &Ctx, path: &str, _query: &str, f: Form) -> Reply {
         ["filings", id, "ack"] => office::ack(ctx, id, f).await,
         ["verify"] => office::verify(ctx, f).await,
         ["keys", name, "rotate"] => admin::rotate(ctx, name).await,
+        ["token", "pin"] => admin::change_pin(ctx, f).await,
         ["keys", name, "activate"] => admin::activate(ctx, name, f).await,
         ["keys", name, "destroy"] => admin::destroy(ctx, name, f).await,
         ["requests", id, "approve"] => admin::approve(ctx, id).await,

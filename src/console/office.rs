@@ -168,7 +168,8 @@ pub(crate) async fn filings(ctx: &Ctx, q: &Query) -> Reply {
                             span.badge.ok { (ctx.t("已备案", "acknowledged")) } @if let Some(r) = &f.reference { " " code { (r) } }
                             @if let Some(t) = f.acked_ms { br; span.muted { (when(ctx, t)) } }
                         } @else { span.badge.warn { (ctx.t("待备案", "pending")) } } }
-                    td { @if f.state == FilingState::Pending && ctx.p.role == Role::Issuer {
+                    td { a href={"/console/filings/" (encode(&f.id)) "/package"} { (ctx.t("备案材料", "Package")) } br;
+                        @if f.state == FilingState::Pending && ctx.p.role == Role::Issuer {
                         form.inline method="post" action={"/console/filings/" (encode(&f.id)) "/ack"} {
                             (csrf(ctx))
                             input type="text" name="reference" placeholder=(ctx.t("公安备案回执号", "Police reference")) size="14";
@@ -182,6 +183,16 @@ pub(crate) async fn filings(ctx: &Ctx, q: &Query) -> Reply {
         (pager(ctx, base, next.as_deref()))
     };
     ok(page(ctx, ctx.t("备案", "Filings"), body))
+}
+
+/// A filing's package (JSON) to hand to the police system.
+pub(crate) async fn package(ctx: &Ctx, id: &str) -> Reply {
+    let id2 = id.to_string();
+    let pkg = with(ctx, move |r, p| r.filings().package(p, &id2)).await?;
+    let json = serde_json::to_vec_pretty(&pkg)
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let body = crate::api::Body::Left(http_body_util::Full::new(json.into()));
+    Ok(Answer::File("application/json", Some(format!("filing-{}.json", encode(id))), body))
 }
 
 pub(crate) async fn ack(ctx: &Ctx, id: &str, f: Form) -> Reply {

@@ -42,6 +42,9 @@ impl Lang {
 /// The stylesheet, served at `/console/static/console.css`.
 pub(crate) const STYLE: &str = include_str!("console.css");
 
+/// The one script, served at `/console/static/console.js`: placing a seal on a page's preview.
+pub(crate) const SCRIPT: &str = include_str!("console.js");
+
 /// A role's name.
 pub(crate) fn role(lang: Lang, r: Role) -> &'static str {
     match r {
@@ -116,6 +119,7 @@ fn menu(ctx: &Ctx) -> Vec<(&'static str, &'static str)> {
         Role::UnitAdmin => m.extend([
             ("/console/seals", l.t("本单位印章", "Our seals")),
             ("/console/seals/new", l.t("申请印章", "Apply")),
+            ("/console/seal-document", l.t("文档盖章", "Seal a document")),
         ]),
         Role::Auditor => m.extend([
             ("/console/audit", l.t("审计日志", "Journal")),

@@ -98,6 +98,23 @@ pub struct RegistryFacts {
     pub seals_by_state: [u64; 7],
 }
 
+/// What is filed with the police system for one filing (备案材料).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilingPackage {
+    /// `seald-filing-package-v1`.
+    pub format: String,
+    /// The filing.
+    pub filing: Filing,
+    /// The seal's picture as filed (base64, with its type, size and SM3).
+    pub image: super::SealImage,
+    /// The certificate of the key version filed, PEM.
+    pub certificate: Option<String>,
+    /// Its validity, ms.
+    pub not_before_ms: Option<u64>,
+    /// Its validity's end, ms.
+    pub not_after_ms: Option<u64>,
+}
+
 /// How long [`RegistryFacts`] are kept.
 pub const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 /// How many overdue filings [`RegistryFacts`] names.
@@ -250,6 +267,35 @@ impl Filings {
         let (page, next) =
             self.ledger.page_of(tree::FILINGS, cursor, limit, |f: &Filing| Ok(state.is_none_or(|s| f.state == s)))?;
         Ok((page.into_iter().map(|f| FilingStatus { overdue: f.overdue(now, deadline), filing: f }).collect(), next))
+    }
+
+    /// A filing's package for the police system: the filing, the seal as filed (its picture and
+    /// fields) and the certificate of the key version it names. Issuers and auditors.
+    pub fn package(&self, p: &Principal, id: &str) -> Result<FilingPackage, SealError> {
+        let object = format!("filing:{id}");
+        if !matches!(p.role, Role::Issuer | Role::Auditor) {
+            return Err(self.ledger.refuse(
+                p,
+                "filing.package",
+                &object,
+                SealError::Forbidden("filings are for issuers and auditors".into()),
+            ));
+        }
+        let filing = self
+            .ledger
+            .store
+            .get::<Filing>(tree::FILINGS, id)?
+            .ok_or_else(|| SealError::NotFound("unknown_filing", format!("no filing '{id}'")))?;
+        let seal = self.ledger.seal(&filing.seal)?;
+        let version = seal.versions.iter().find(|v| Some(v.version) == filing.key_version);
+        Ok(FilingPackage {
+            format: "seald-filing-package-v1".into(),
+            certificate: version.map(|v| v.cert_pem.clone()),
+            not_before_ms: version.map(|v| v.not_before_ms),
+            not_after_ms: version.map(|v| v.not_after_ms),
+            image: seal.image,
+            filing,
+        })
     }
 
     /// Records that the police system acknowledged a filing (issuers only).

@@ -590,8 +590,17 @@ impl Lifecycle {
             .account(account)?
             .ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{account}'")))?;
         let in_unit = a.unit.as_deref().is_some_and(|u| self.directory.unit_within(u, &seal.unit).unwrap_or(false));
-        if a.role != Role::App || !in_unit {
-            return Err(SealError::BadInput(format!("'{account}' is not an application of unit '{}'", seal.unit)));
+        if !matches!(a.role, Role::App | Role::UnitAdmin) || !in_unit {
+            return Err(SealError::BadInput(format!(
+                "'{account}' is not an application or a unit administrator of unit '{}'",
+                seal.unit
+            )));
+        }
+        // Four eyes: a person's use of a seal is granted by another administrator of the unit.
+        if a.name == p.account {
+            return Err(SealError::BadInput(
+                "an administrator may not grant a seal to themselves: another administrator of the unit does".into(),
+            ));
         }
         let _g = self.ledger.admin_lock();
         let g = Grant { seal: id.into(), account: account.into(), granted_by: p.account.clone(), time_ms: now_ms() };

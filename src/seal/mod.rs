@@ -27,7 +27,7 @@ mod usage;
 mod verify;
 
 pub use directory::{AccountChange, AccountRecord, AccountSpec, AccountUpdate, Directory, Unit, UnitSpec};
-pub use filings::{Filing, FilingState, FilingStatus, Filings, RegistryFacts};
+pub use filings::{Filing, FilingPackage, FilingState, FilingStatus, Filings, RegistryFacts};
 pub use keys::{
     active_audit_key, ActivatedVersion, DualControl, DualRequest, KeyListing, KeyVersionListing, PendingVersion,
     RequestState,

@@ -24,6 +24,8 @@ pub fn run(config: &Path, seals: u64, records: u64) -> Result<(), Error> {
         return Err("the registry has no seal to copy (run seald dev first)".into());
     }
     let (busy, template) = existing.swap_remove(0);
+    // Each copy is filed with the police as its original was (the registry's filings grow with it).
+    let filing = off.store.scan::<serde_json::Value>(tree::FILINGS)?.into_iter().next().map(|(_, f)| f);
     let unit = template["unit"].as_str().unwrap_or_default().to_string();
     let started = Instant::now();
     // The copies: one journal record each, as a seal's creation would be.
@@ -33,9 +35,17 @@ pub fn run(config: &Path, seals: u64, records: u64) -> Result<(), Error> {
         let mut s = template.clone();
         s["id"] = serde_json::Value::from(id.clone());
         s["name"] = serde_json::Value::from(format!("history seal {i}"));
-        let ev = AuditEvent::new(Actor::system(), "seal.history_copy", &format!("seal:{id}"), "ok")
+        let mut ev = AuditEvent::new(Actor::system(), "seal.history_copy", &format!("seal:{id}"), "ok")
             .detail("unit", unit.clone())
             .change(Change::Put { tree: tree::SEALS.into(), key: id.clone(), value: s });
+        if let Some(f) = &filing {
+            let mut f = f.clone();
+            let fid = format!("H{:015}", i);
+            f["id"] = serde_json::Value::from(fid.clone());
+            f["seal"] = serde_json::Value::from(id.clone());
+            f["seal_name"] = serde_json::Value::from(format!("history seal {i}"));
+            ev = ev.change(Change::Put { tree: tree::FILINGS.into(), key: fid, value: f });
+        }
         let _ = off.journal.append(ev)?;
         ids.push(id);
         if i.is_multiple_of(10_000) {

@@ -14,7 +14,7 @@
 
 mod stamp;
 
-pub use stamp::{Placement, Prepared, Unsealed};
+pub use stamp::{PagePreview, Placement, Prepared, Unsealed, PREVIEW_OBJECTS};
 
 use super::ses::{self, Report, Step, VerifyOptions};
 use base64::Engine as _;

@@ -567,3 +567,73 @@ impl Prepared<'_> {
         Ok(out.finish().map_err(err)?.into_inner())
     }
 }
+
+/// A page drawn roughly, to place a seal on: its size, where its text and its other objects are.
+/// Only the page's own content is read (not its templates, fonts or images), within the package's
+/// limits and at most [`PREVIEW_OBJECTS`] objects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PagePreview {
+    /// The page's width and height, mm.
+    pub size_mm: (f64, f64),
+    /// Text runs: left, baseline, font size (mm) and the text.
+    pub texts: Vec<(f64, f64, f64, String)>,
+    /// Images and paths: their boundaries (left, top, width, height; mm).
+    pub boxes: Vec<(f64, f64, f64, f64)>,
+}
+
+/// The most objects a preview draws.
+pub const PREVIEW_OBJECTS: usize = 5_000;
+
+fn four(s: &str) -> Option<(f64, f64, f64, f64)> {
+    let v: Vec<f64> = s.split_whitespace().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    match v.as_slice() {
+        [x, y, w, h] if v.iter().all(|n| n.is_finite()) => Some((*x, *y, *w, *h)),
+        _ => None,
+    }
+}
+
+impl Unsealed<'_> {
+    /// The preview of page `page` (from 1).
+    pub fn preview(&mut self, page: u32) -> Result<PagePreview, OfdError> {
+        let placement = Placement { page, x_mm: 0.0, y_mm: 0.0, riding: false, final_seal: false };
+        self.check_page(&placement)?;
+        let i = page as usize - 1;
+        let size_mm = self.page_size(i)?;
+        let path = self.pkg.resolve(&self.doc_root, &self.pages[i].base_loc)?;
+        let content = self.pkg.read(&path)?;
+        let limits = self.pkg.limits;
+        let mut out = PagePreview { size_mm, ..Default::default() };
+        // A TextCode closes before its TextObject: its runs wait for the object's boundary.
+        let mut runs: Vec<(f64, f64, String)> = Vec::new();
+        let mut objects = 0usize;
+        walk(&content, &["TextObject", "TextCode", "ImageObject", "PathObject"], &limits, |e, _| {
+            match e.name.as_str() {
+                "TextCode" => {
+                    let at = |k: &str| e.attr(k).and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite());
+                    runs.push((at("X").unwrap_or(0.0), at("Y").unwrap_or(0.0), e.text.clone()));
+                }
+                "TextObject" => {
+                    let (x, y, _, _) = e.attr("Boundary").and_then(four).unwrap_or((0.0, 0.0, 0.0, 0.0));
+                    let size =
+                        e.attr("Size").and_then(|v| v.trim().parse::<f64>().ok()).filter(|v| v.is_finite() && *v > 0.0);
+                    for (dx, dy, text) in runs.drain(..) {
+                        if objects < PREVIEW_OBJECTS && !text.is_empty() {
+                            objects += 1;
+                            out.texts.push((x + dx, y + dy, size.unwrap_or(3.5), text));
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(b) = e.attr("Boundary").and_then(four) {
+                        if objects < PREVIEW_OBJECTS {
+                            objects += 1;
+                            out.boxes.push(b);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
