@@ -1502,6 +1502,21 @@ fn the_seal_list_pages_by_id_and_each_account_sees_its_part() {
     assert!((3..=4).contains(&pages), "{pages} pages of 3 for 8 seals");
     let (only_active, _) = walk(&w.issuer, Some(SealState::Active), 2);
     assert_eq!(only_active, vec![active.clone()]);
+    // A state's list (through the seal-state index) pages like the whole list, for every reader,
+    // and follows transitions.
+    let applied: Vec<String> = ids.iter().filter(|i| **i != active).cloned().collect();
+    for limit in [1, 2, 5] {
+        assert_eq!(walk(&w.issuer, Some(SealState::Applied), limit).0, applied);
+        assert_eq!(walk(&w.admin_a, Some(SealState::Applied), limit).0, applied);
+    }
+    assert!(walk(&w.admin_b, Some(SealState::Applied), 2).0.is_empty());
+    let _ = w.registry.lifecycle().transition(&w.issuer, &applied[0], Action::Approve, Default::default()).unwrap();
+    assert_eq!(walk(&w.issuer, Some(SealState::Applied), 2).0, applied[1..].to_vec());
+    assert_eq!(walk(&w.issuer, Some(SealState::Approved), 2).0, vec![applied[0].clone()]);
+    let (counts, complete) = w.registry.lifecycle().state_counts(&w.admin_a, 1000).unwrap();
+    assert!(complete);
+    assert_eq!((counts[0], counts[1], counts[4]), (6, 1, 1), "applied, approved, active");
+    assert_eq!(w.registry.lifecycle().state_counts(&w.admin_b, 1000).unwrap().0, [0; 7]);
     // Unit b's administrator sees none of unit a's seals, on any page.
     assert!(walk(&w.admin_b, None, 2).0.is_empty());
     let all = w.registry.lifecycle().list_seals(&w.issuer, None, None, None).unwrap();

@@ -23,28 +23,8 @@ pub(crate) async fn dashboard(ctx: &Ctx) -> Reply {
     let (facts, today, own, keys, requests) = with(ctx, move |r, p| {
         let facts = if registry_wide { Some(r.filings().facts()?) } else { None };
         let today = if registry_wide { Some(r.uses().todays_uses(p)?) } else { None };
-        // A unit administrator's own seals, counted (a unit has few; at most 5,000 read).
-        let own = if role == Role::UnitAdmin {
-            let mut counts = [0u64; 7];
-            let (mut cursor, mut read) = (None::<String>, 0usize);
-            loop {
-                let (page, next) =
-                    r.lifecycle().list_seals_page(p, (None, None, None), cursor.as_deref(), crate::audit::MAX_PAGE)?;
-                read += page.len();
-                for s in &page {
-                    if let Some(i) = SealState::ALL.iter().position(|st| *st == s.state) {
-                        counts[i] += 1;
-                    }
-                }
-                match next {
-                    Some(c) if read < 5_000 => cursor = Some(c),
-                    _ => break,
-                }
-            }
-            Some(counts)
-        } else {
-            None
-        };
+        // A unit administrator's own seals, counted from a light reading of each.
+        let own = if role == Role::UnitAdmin { Some(r.lifecycle().state_counts(p, 100_000)?.0) } else { None };
         let keys = if matches!(role, Role::Secofficer | Role::Sysadmin) {
             Some(r.dual_control().expiring_appliance_keys()?)
         } else {
@@ -86,17 +66,16 @@ pub(crate) async fn dashboard(ctx: &Ctx) -> Reply {
         }
         @if let Some(t) = &today {
             h2 { (ctx.t("今日用印", "Today's signatures")) " · " span.muted { (ctx.t("自 ", "since ")) (when(ctx, t.since_ms)) } }
-            @if !t.complete { p.muted { (ctx.t("今日记录较多，以下为最近 ", "A busy day: counted from the latest ")) (crate::seal::TODAY_READ) (ctx.t(" 条。", " records.")) } }
+            @if !t.complete { p.muted { (ctx.t("今日用印的印章较多，以下统计前 ", "Many seals were used today: counted for the first ")) (crate::seal::TODAY_READ) (ctx.t(" 个。", ".")) } }
             div.row {
                 table id="today-by-seal" { tr { th { (ctx.t("印章", "Seal")) } th.num { (ctx.t("次数", "Uses")) } }
                     @for (s, n) in t.by_seal.iter().take(20) { tr { td { a href={"/console/seals/" (encode(s))} { code { (s) } } } td.num { (n) } } }
                     @if t.by_seal.is_empty() { tr { td colspan="2" { span.muted { (ctx.t("今日尚无用印", "No use today")) } } } }
                 }
-                table id="today-by-app" { tr { th { (ctx.t("应用", "Application")) } th.num { (ctx.t("次数", "Uses")) } }
+                table id="today-by-app" { tr { th { (ctx.t("应用或经办人", "Application or person")) } th.num { (ctx.t("次数", "Uses")) } }
                     @for (a, n) in t.by_app.iter().take(20) { tr { td { (a) } td.num { (n) } } }
                 }
             }
-            @if t.refused > 0 { p { (ctx.t("今日被拒绝的用印：", "Uses refused today: ")) strong { (t.refused) } } }
         }
         @if let Some(k) = &keys {
             h2 { (ctx.t("设备密钥", "Appliance keys")) }

@@ -234,6 +234,7 @@ pub(crate) async fn detail(ctx: &Ctx, id: &str) -> Reply {
                 }
             }
         }
+        @if let Some(ses) = ses_fields(ctx, &s) { (ses) }
         h2 { (ctx.t("密钥版本与证书", "Key versions and certificates")) }
         @if s.versions.is_empty() { p.muted { (ctx.t("尚未制作。", "Not made yet.")) } }
         @else {
@@ -301,6 +302,39 @@ pub(crate) async fn detail(ctx: &Ctx, id: &str) -> Reply {
         }
     };
     ok(page(ctx, &format!("{} · {}", ctx.t("印章", "Seal"), s.name), body))
+}
+
+/// The fields of the seal's current `SESeal` (GB/T 38540), read from its DER as a verifier would.
+fn ses_fields(ctx: &Ctx, s: &Seal) -> Option<Markup> {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD.decode(s.current()?.ses.as_ref()?).ok()?;
+    let ses = match crate::formats::ses::SesSeal::parse(&der) {
+        Ok(ses) => ses,
+        Err(e) => {
+            return Some(html! { h2 { (ctx.t("电子印章数据", "The electronic seal")) } p.refusal { (e.to_string()) } })
+        }
+    };
+    let i = &ses.info;
+    let t = |at: std::time::SystemTime| {
+        when(ctx, at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+    };
+    let maker = crate::formats::x509::Cert::parse(&ses.maker_cert).map(|c| c.subject_text()).unwrap_or_default();
+    Some(html! {
+        h2 { (ctx.t("电子印章数据 (SESeal)", "The electronic seal (SESeal)")) }
+        dl.fields id="ses" {
+            dt { (ctx.t("标准", "Standard")) } dd { @match ses.version { crate::formats::ses::SesVersion::V4 => "GB/T 38540-2020 (v4)", crate::formats::ses::SesVersion::V1 => "GM/T 0031-2014 (v1)" } }
+            dt { (ctx.t("头标识 / 版本 / 厂商", "Header / version / vendor")) } dd { (i.header_id) " / " (i.version) " / " (i.vid) }
+            dt { "esID" } dd { code { (i.es_id) } }
+            dt { (ctx.t("印章类型", "Seal type")) } dd { (i.seal_type) }
+            dt { (ctx.t("印章名称", "Name")) } dd { (i.name) }
+            dt { (ctx.t("证书列表类型", "certListType")) } dd { (i.cert_list_type.map(|c| c.to_string()).unwrap_or_else(|| "—".into())) }
+            dt { (ctx.t("制作日期", "Created")) } dd { (t(i.create_date.at)) }
+            dt { (ctx.t("有效期", "Valid")) } dd { (t(i.valid_start.at)) " — " (t(i.valid_end.at)) }
+            dt { (ctx.t("印模", "Picture")) } dd { (i.picture.kind) ", " (i.picture.width) " × " (i.picture.height) " mm, " (i.picture.data.len()) " bytes" }
+            dt { (ctx.t("制章者", "Maker")) } dd { (maker) }
+            dt { (ctx.t("签名算法", "Algorithm")) } dd { code { (ses.sign_alg) } }
+        }
+    })
 }
 
 /// The confirmation of a lifecycle action, with a reason.

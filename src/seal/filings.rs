@@ -120,11 +120,15 @@ pub const FACTS_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 /// How many overdue filings [`RegistryFacts`] names.
 pub const SHOWN_OVERDUE: usize = 100;
 
-/// The dates of a seal that say whether it is expiring: a seal's record read without its picture,
-/// certificates and history.
+/// A seal's record read without its picture, certificates and history: what the facts, the lists'
+/// filters and the counts by state need.
 #[derive(Deserialize)]
-struct SealDates {
-    state: SealState,
+pub(super) struct SealPeek {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub unit: String,
+    pub state: SealState,
     #[serde(default)]
     versions: Vec<VersionDates>,
 }
@@ -138,8 +142,9 @@ struct VersionDates {
     not_after_ms: u64,
 }
 
-impl SealDates {
-    fn expiring_by(&self, horizon_ms: u64) -> bool {
+impl SealPeek {
+    /// Whether the seal (not revoked or rejected) has a certificate ending by `horizon_ms`.
+    pub fn expiring_by(&self, horizon_ms: u64) -> bool {
         !matches!(self.state, SealState::Revoked | SealState::Rejected)
             && self
                 .versions
@@ -218,7 +223,7 @@ impl Filings {
             }
         })?;
         let horizon = Self::horizon(self.ledger.settings.reminder_days);
-        self.each(tree::SEALS, |s: SealDates| {
+        self.each(tree::SEALS, |s: SealPeek| {
             if s.expiring_by(horizon) {
                 facts.expiring_count += 1;
             }

@@ -136,6 +136,31 @@ impl Ledger {
         self.page_of_prefix(tree, "", cursor, limit, keep)
     }
 
+    /// As [`Ledger::page_of`], deciding on a light reading of each value (`P`, which skips every
+    /// field it does not name: a seal's picture, certificates and history) and decoding only the
+    /// values kept whole. A filtered list then costs a scan of small reads, not of whole seals.
+    pub(super) fn page_of_peeked<P: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&P) -> Result<bool, SealError>,
+    ) -> Result<(Vec<T>, Option<String>), SealError> {
+        let undecodable = |e: serde_json::Error| {
+            SealError::from(crate::store::StoreError::Decode {
+                tree: tree.into(),
+                key: String::new(),
+                message: e.to_string(),
+            })
+        };
+        let (raw, next) = self.page_of_prefix::<Box<serde_json::value::RawValue>>(tree, "", cursor, limit, |v| {
+            keep(&serde_json::from_str::<P>(v.get()).map_err(undecodable)?)
+        })?;
+        let whole: Result<Vec<T>, SealError> =
+            raw.iter().map(|v| serde_json::from_str::<T>(v.get()).map_err(undecodable)).collect();
+        Ok((whole?, next))
+    }
+
     /// As [`Ledger::page_of`], among the keys that start with `prefix` (a seal's grants).
     pub(super) fn page_of_prefix<T: serde::de::DeserializeOwned>(
         &self,

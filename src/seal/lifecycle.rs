@@ -657,12 +657,7 @@ impl Lifecycle {
     }
 
     pub(super) fn may_read(&self, p: &Principal, seal: &Seal) -> Result<bool, SealError> {
-        Ok(match p.role {
-            Role::Issuer | Role::Auditor => true,
-            Role::UnitAdmin => self.directory.administers(p, &seal.unit)?,
-            Role::App => self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{}/{}", seal.id, p.account))?.is_some(),
-            Role::Sysadmin | Role::Secofficer => false,
-        })
+        self.may_read_parts(p, &seal.id, &seal.unit)
     }
 
     /// One seal, for those who may see it: issuers and auditors, its unit administrator, granted apps.
@@ -709,12 +704,111 @@ impl Lifecycle {
             ));
         }
         let horizon = expiring_days.map(super::Filings::horizon);
-        self.ledger.page_of(tree::SEALS, cursor, limit, |s: &Seal| {
-            let wanted = state.is_none_or(|st| s.state == st)
-                && unit.is_none_or(|u| s.unit == u)
-                && horizon.is_none_or(|h| super::Filings::is_expiring(s, h));
-            Ok(wanted && self.may_read(p, s)?)
+        if let Some(st) = state {
+            return self.seals_in_state_page(p, st, (unit, horizon), cursor, limit);
+        }
+        let mut may = self.reader(p);
+        self.ledger.page_of_peeked(tree::SEALS, cursor, limit, |s: &super::filings::SealPeek| {
+            let wanted = unit.is_none_or(|u| s.unit == u) && horizon.is_none_or(|h| s.expiring_by(h));
+            Ok(wanted && may(&s.id, &s.unit)?)
         })
+    }
+
+    /// Whether `p` may read the seal `id` of `unit`: issuers and auditors, its unit administrator,
+    /// applications granted it.
+    fn may_read_parts(&self, p: &Principal, id: &str, unit: &str) -> Result<bool, SealError> {
+        Ok(match p.role {
+            Role::Issuer | Role::Auditor => true,
+            Role::UnitAdmin => self.directory.administers(p, unit)?,
+            Role::App => self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{id}/{}", p.account))?.is_some(),
+            Role::Sysadmin | Role::Secofficer => false,
+        })
+    }
+
+    /// A page of the seals in `state` that `p` may see, through the store's seal-state index (only
+    /// those seals are read), by id after `cursor`.
+    fn seals_in_state_page(
+        &self,
+        p: &Principal,
+        state: SealState,
+        (unit, horizon): (Option<&str>, Option<u64>),
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Seal>, Option<String>), SealError> {
+        let bad = || SealError::Invalid("bad_cursor", "the cursor is not one this list gave".into());
+        let mut after =
+            cursor.map(|c| hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)).transpose()?;
+        let mut may = self.reader(p);
+        let (mut out, mut read) = (Vec::new(), 0usize);
+        loop {
+            let (batch, more) = self.ledger.store.seals_in_state(state.name(), after.as_deref(), 256)?;
+            let n = batch.len();
+            for (i, (id, seal_unit)) in batch.into_iter().enumerate() {
+                read += 1;
+                after = Some(id.clone());
+                if unit.is_some_and(|u| u != seal_unit) || !may(&id, &seal_unit)? {
+                    continue;
+                }
+                let seal = self.ledger.seal(&id)?;
+                if horizon.is_some_and(|h| !super::Filings::is_expiring(&seal, h)) {
+                    continue;
+                }
+                out.push(seal);
+                if out.len() == limit {
+                    let left = more || i + 1 < n;
+                    return Ok((out, if left { after.map(hex::encode) } else { None }));
+                }
+            }
+            if !more {
+                return Ok((out, None));
+            }
+            if read >= super::ledger::PAGE_BUDGET {
+                return Ok((out, after.map(hex::encode)));
+            }
+        }
+    }
+
+    /// Whether `p` may read a seal, by its id and unit, remembering each unit's answer.
+    fn reader<'a>(&'a self, p: &'a Principal) -> impl FnMut(&str, &str) -> Result<bool, SealError> + 'a {
+        let mut units: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        move |id: &str, unit: &str| {
+            if p.role != Role::UnitAdmin {
+                return self.may_read_parts(p, id, unit);
+            }
+            if let Some(known) = units.get(unit) {
+                return Ok(*known);
+            }
+            let may = self.may_read_parts(p, id, unit)?;
+            let _ = units.insert(unit.to_string(), may);
+            Ok(may)
+        }
+    }
+
+    /// How many seals `p` may see are in each state, in [`SealState::ALL`]'s order, from the store's
+    /// seal-state index (at most `max` counted in all; `false` when there were more).
+    pub fn state_counts(&self, p: &Principal, max: usize) -> Result<([u64; 7], bool), SealError> {
+        let (mut counts, mut read) = ([0u64; 7], 0usize);
+        let mut may = self.reader(p);
+        for (i, st) in SealState::ALL.into_iter().enumerate() {
+            let mut after: Option<String> = None;
+            loop {
+                let (batch, more) = self.ledger.store.seals_in_state(st.name(), after.as_deref(), 1024)?;
+                for (id, unit) in &batch {
+                    read += 1;
+                    if may(id, unit)? {
+                        counts[i] += 1;
+                    }
+                }
+                after = batch.last().map(|(id, _)| id.clone());
+                if read >= max {
+                    return Ok((counts, false));
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        Ok((counts, true))
     }
 
     /// The current `SESeal` of a seal, DER, for those who may read the seal.

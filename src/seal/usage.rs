@@ -109,21 +109,19 @@ impl UsageEntry {
     }
 }
 
-/// How many of today's records [`Uses::todays_uses`] reads at most.
-pub const TODAY_READ: usize = 20_000;
+/// How many seals (and accounts) [`Uses::todays_uses`] reads the day's counts of, at most.
+pub const TODAY_READ: usize = 10_000;
 
 /// Today's seal uses, counted.
 #[derive(Debug, Clone, Default)]
 pub struct TodaysUses {
     /// Uses per seal, most used first.
     pub by_seal: Vec<(String, u64)>,
-    /// Uses per application, most active first.
+    /// Uses per account (applications, and people who seal by hand), most active first.
     pub by_app: Vec<(String, u64)>,
-    /// Refused uses.
-    pub refused: u64,
     /// The start of the local day, ms.
     pub since_ms: u64,
-    /// Whether every record of the day was read (else the first [`TODAY_READ`], newest first).
+    /// Whether every seal and account used today was read (else the first [`TODAY_READ`] of each).
     pub complete: bool,
 }
 
@@ -245,8 +243,15 @@ impl UsePermit<'_> {
     pub fn record(self, record: AuditEvent) -> Result<UseReceipt, SealError> {
         let r = self.held.uses;
         let (total_key, day_key) = r.counter_keys(&self.key.seal, self.now);
-        let mut ev =
-            record.change(Change::Add { key: total_key, delta: 1 }).change(Change::Add { key: day_key, delta: 1 });
+        // The day's uses by seal and by account, for the dashboard (see `Uses::todays_uses`).
+        let (day, _) = local_day_hour(self.now, r.ledger.settings.utc_offset_hours);
+        let (by_seal, by_account) =
+            (format!("today:{day}:seal:{}", self.key.seal), format!("today:{day}:account:{}", record.actor.account));
+        let mut ev = record
+            .change(Change::Add { key: total_key, delta: 1 })
+            .change(Change::Add { key: day_key, delta: 1 })
+            .change(Change::Add { key: by_seal, delta: 1 })
+            .change(Change::Add { key: by_account, delta: 1 });
         if let Some(t) = &self.ticket {
             let mut tk = r
                 .ledger
@@ -431,9 +436,9 @@ impl Uses {
         Ok((read(&day_key)?, read(&total_key)?))
     }
 
-    /// Today's seal uses (in the appliance's local day), counted by seal and by application, from
-    /// the journal's index by action, newest first, reading at most [`TODAY_READ`] records
-    /// (`complete` says whether that was all of them). For issuers and auditors.
+    /// Today's seal uses (in the appliance's local day), counted by seal and by account, from the
+    /// day's counters each use adds to in its record (at most [`TODAY_READ`] seals and accounts are
+    /// read; `complete` says whether that was all). For issuers and auditors.
     pub fn todays_uses(&self, p: &Principal) -> Result<TodaysUses, SealError> {
         if !matches!(p.role, Role::Issuer | Role::Auditor) {
             return Err(self.ledger.refuse(
@@ -447,33 +452,32 @@ impl Uses {
         let offset_ms = i64::from(self.ledger.settings.utc_offset_hours) * 3_600_000;
         let local = now as i64 + offset_ms;
         let midnight = (local - local.rem_euclid(86_400_000) - offset_ms).max(0) as u64;
-        let q = crate::audit::Query { action: Some("seal.use".into()), from_ms: Some(midnight), ..Default::default() };
-        let (mut by_seal, mut by_app) = (std::collections::BTreeMap::new(), std::collections::BTreeMap::new());
-        let (mut read, mut cursor, mut refused) = (0usize, None::<String>, 0u64);
-        let complete = loop {
-            let page = self.ledger.journal.page(&q, cursor.as_deref(), true, crate::audit::MAX_PAGE)?;
-            for r in &page.records {
-                read += 1;
-                if r.outcome != "ok" {
-                    refused += 1;
-                    continue;
+        let (day, _) = local_day_hour(now, self.ledger.settings.utc_offset_hours);
+        let mut complete = true;
+        let mut counted = |what: &str| -> Result<Vec<(String, u64)>, SealError> {
+            let prefix = format!("today:{day}:{what}:");
+            let (mut out, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let (page, more) =
+                    self.ledger.store.scan_prefix_after::<i64>(tree::COUNTERS, &prefix, after.as_deref(), 256)?;
+                after = page.last().map(|(k, _)| k.clone());
+                out.extend(
+                    page.into_iter().map(|(k, n)| (k[prefix.len()..].to_string(), u64::try_from(n).unwrap_or(0))),
+                );
+                if !more {
+                    break;
                 }
-                let seal = r.object.strip_prefix("seal:").unwrap_or(&r.object).to_string();
-                *by_seal.entry(seal).or_insert(0u64) += 1;
-                *by_app.entry(r.actor.account.clone()).or_insert(0u64) += 1;
+                if out.len() >= TODAY_READ {
+                    complete = false;
+                    break;
+                }
             }
-            match page.next {
-                Some(c) if read < TODAY_READ => cursor = Some(c),
-                Some(_) => break false,
-                None => break true,
-            }
+            out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            Ok(out)
         };
-        let sorted = |m: std::collections::BTreeMap<String, u64>| {
-            let mut v: Vec<_> = m.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            v
-        };
-        Ok(TodaysUses { by_seal: sorted(by_seal), by_app: sorted(by_app), refused, since_ms: midnight, complete })
+        let by_seal = counted("seal")?;
+        let by_app = counted("account")?;
+        Ok(TodaysUses { by_seal, by_app, since_ms: midnight, complete })
     }
 
     /// The usage records of a seal (uses and refused uses), oldest first, every page: for tools

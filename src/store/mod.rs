@@ -83,6 +83,22 @@ pub mod index {
     /// `seq`, for one record in [`super::SEEK_EVERY`] (and the first of each segment): where to
     /// start reading a range.
     pub const SEQ: &str = "jidx_seq";
+    /// Seals by state: `state ‖ / ‖ seal id`, its value the seal's unit (JSON). Kept by every put
+    /// of a seal, so that a list of one state (an issuer's inbox) reads only those seals.
+    pub const SEAL_STATE: &str = "sidx_state";
+}
+
+/// What the seal-state index reads of a seal.
+#[derive(serde::Deserialize)]
+struct StatePeek {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    unit: String,
+}
+
+fn state_key(state: &str, id: &str) -> Vec<u8> {
+    format!("{state}/{id}").into_bytes()
 }
 
 /// redb's page cache (its default is 1 GiB, which a store of years of records fills: the daemon's
@@ -97,7 +113,8 @@ pub const FILE: &str = "view.redb";
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The journal's index trees, in the order the store opens them after [`TREES`].
-pub const INDEX_TREES: &[&str] = &[index::TIME, index::OBJECT, index::ACTOR, index::ACTION, index::SEQ];
+pub const INDEX_TREES: &[&str] =
+    &[index::TIME, index::OBJECT, index::ACTOR, index::ACTION, index::SEQ, index::SEAL_STATE];
 
 /// [`index::SEQ`] holds one record in this many.
 pub const SEEK_EVERY: u64 = 1024;
@@ -329,6 +346,21 @@ impl Store {
             for name in TREES.iter().chain(INDEX_TREES) {
                 let _ = txn.open_table(table(name)).map_err(|e| store.fail(e))?;
             }
+            // A store from before the seal-state index gets it from its seals, once.
+            let mut by_state = txn.open_table(table(index::SEAL_STATE)).map_err(|e| store.fail(e))?;
+            if redb::ReadableTableMetadata::is_empty(&by_state).map_err(|e| store.fail(e))? {
+                let seals = txn.open_table(table(tree::SEALS)).map_err(|e| store.fail(e))?;
+                for item in seals.iter().map_err(|e| store.fail(e))? {
+                    let (k, v) = item.map_err(|e| store.fail(e))?;
+                    let peek: StatePeek = decode(tree::SEALS, k.value(), v.value())?;
+                    let id = String::from_utf8_lossy(k.value()).into_owned();
+                    let unit = serde_json::to_vec(&peek.unit).unwrap_or_default();
+                    let _ = by_state
+                        .insert(state_key(&peek.state, &id).as_slice(), unit.as_slice())
+                        .map_err(|e| store.fail(e))?;
+                }
+            }
+            drop(by_state);
             let mut meta = txn.open_table(table(tree::META)).map_err(|e| store.fail(e))?;
             let found = meta.get(META_SCHEMA).map_err(|e| store.fail(e))?.map(|v| v.value().to_vec());
             match found {
@@ -365,6 +397,37 @@ impl Store {
 
     fn fail(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Db { path: self.path.display().to_string(), message: e.into().to_string() }
+    }
+
+    /// Seals in `state` (its name), by id after `after`: up to `max` of (id, unit), and whether
+    /// there are more.
+    pub fn seals_in_state(
+        &self,
+        state: &str,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, String)>, bool), StoreError> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(index::SEAL_STATE)).map_err(|e| self.fail(e))?;
+        let prefix = state_key(state, "");
+        let lower = match after {
+            Some(a) => Bound::Excluded(state_key(state, a)),
+            None => Bound::Included(prefix.clone()),
+        };
+        let mut out = Vec::new();
+        let range =
+            t.range::<&[u8]>((lower.as_ref().map(|v| v.as_slice()), Bound::Unbounded)).map_err(|e| self.fail(e))?;
+        for item in range {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            let Some(id) = k.value().strip_prefix(prefix.as_slice()) else { return Ok((out, false)) };
+            if out.len() == max {
+                return Ok((out, true));
+            }
+            let unit: String = decode(index::SEAL_STATE, k.value(), v.value())?;
+            out.push((String::from_utf8_lossy(id).into_owned(), unit));
+        }
+        Ok((out, false))
     }
 
     /// The raw value of `key` in table `name`.
@@ -586,13 +649,45 @@ impl Store {
                         tables[i] = Some(txn.open_table(table(TREES[i])).map_err(|e| self.fail(e))?);
                     }
                     let Some(t) = tables[i].as_mut() else { continue };
+                    // A seal's put or delete moves it in the seal-state index: out of its old
+                    // state, into its new one.
+                    let seal_state =
+                        |t: &redb::Table<'_, Bytes, Bytes>, key: &str| -> Result<Option<Vec<u8>>, StoreError> {
+                            match t.get(key.as_bytes()).map_err(|e| self.fail(e))? {
+                                Some(old) => {
+                                    let peek: StatePeek = decode(tree::SEALS, key.as_bytes(), old.value())?;
+                                    Ok(Some(state_key(&peek.state, key)))
+                                }
+                                None => Ok(None),
+                            }
+                        };
                     match c {
-                        Change::Put { key, value, .. } => {
+                        Change::Put { tree, key, value } => {
+                            let old = if tree == tree::SEALS { seal_state(t, key)? } else { None };
                             let bytes = serde_json::to_vec(value).unwrap_or_default();
                             let _ = t.insert(key.as_bytes(), bytes.as_slice()).map_err(|e| self.fail(e))?;
+                            if tree == tree::SEALS {
+                                let mut by_state =
+                                    txn.open_table(table(index::SEAL_STATE)).map_err(|e| self.fail(e))?;
+                                if let Some(old) = old {
+                                    let _ = by_state.remove(old.as_slice()).map_err(|e| self.fail(e))?;
+                                }
+                                let state = value.get("state").and_then(|s| s.as_str()).unwrap_or_default();
+                                let unit = serde_json::to_vec(value.get("unit").unwrap_or(&serde_json::Value::Null))
+                                    .unwrap_or_default();
+                                let _ = by_state
+                                    .insert(state_key(state, key).as_slice(), unit.as_slice())
+                                    .map_err(|e| self.fail(e))?;
+                            }
                         }
-                        Change::Delete { key, .. } => {
+                        Change::Delete { tree, key } => {
+                            let old = if tree == tree::SEALS { seal_state(t, key)? } else { None };
                             let _ = t.remove(key.as_bytes()).map_err(|e| self.fail(e))?;
+                            if let Some(old) = old {
+                                let mut by_state =
+                                    txn.open_table(table(index::SEAL_STATE)).map_err(|e| self.fail(e))?;
+                                let _ = by_state.remove(old.as_slice()).map_err(|e| self.fail(e))?;
+                            }
                         }
                         Change::Add { key, delta } => {
                             let cur: i64 = t
@@ -714,6 +809,44 @@ mod tests {
             Err(StoreError::UnknownTree(_))
         ));
         assert_eq!(s.applied_seq().unwrap(), 3);
+    }
+
+    #[test]
+    fn seals_move_in_the_state_index_and_an_older_store_gains_it_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let seal = |state: &str, unit: &str| serde_json::json!({ "state": state, "unit": unit, "image": "x" });
+        {
+            let s = Store::open(&path).unwrap();
+            let a = [put(tree::SEALS, "s1", seal("applied", "u1")), put(tree::SEALS, "s2", seal("applied", "u2"))];
+            let b = [put(tree::SEALS, "s3", seal("active", "u1")), put(tree::SEALS, "s1", seal("approved", "u1"))];
+            let _ = s.apply(&[(1, &a), (2, &b)], &[]).unwrap();
+            let ids = |st: &str, after: Option<&str>, max| s.seals_in_state(st, after, max).unwrap();
+            assert_eq!(ids("applied", None, 10), (vec![("s2".to_string(), "u2".to_string())], false));
+            assert_eq!(ids("approved", None, 10).0, vec![("s1".to_string(), "u1".to_string())]);
+            assert_eq!(ids("active", None, 10).0.len(), 1);
+            // Pages by id; a state's prefix never runs into another's.
+            let _ = s.apply(&[(3, &[put(tree::SEALS, "s4", seal("active", "u1"))])], &[]).unwrap();
+            assert_eq!(ids("active", None, 1), (vec![("s3".to_string(), "u1".to_string())], true));
+            assert_eq!(ids("active", Some("s3"), 1), (vec![("s4".to_string(), "u1".to_string())], false));
+            assert!(ids("activ", None, 10).0.is_empty());
+            let _ = s.apply(&[(4, &[Change::Delete { tree: tree::SEALS.into(), key: "s4".into() }])], &[]).unwrap();
+            assert_eq!(ids("active", None, 10).0.len(), 1);
+            // A store from before the index: its table emptied, as an older seald left it.
+            let txn = s.db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(table(index::SEAL_STATE)).unwrap();
+                let keys: Vec<Vec<u8>> = t.iter().unwrap().map(|i| i.unwrap().0.value().to_vec()).collect();
+                for k in keys {
+                    let _ = t.remove(k.as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+            assert!(ids("active", None, 10).0.is_empty());
+        }
+        let s = Store::open(&path).unwrap();
+        let count = |st: &str| s.seals_in_state(st, None, 10).unwrap().0.len();
+        assert_eq!((count("applied"), count("approved"), count("active")), (1, 1, 1));
     }
 
     #[test]

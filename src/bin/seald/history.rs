@@ -53,6 +53,10 @@ pub fn run(config: &Path, seals: u64, records: u64) -> Result<(), Error> {
         }
     }
     let key_id = template["versions"][0]["key_id"].as_str().unwrap_or_default().to_string();
+    // The records are stamped now: they are today's uses, counted as a use counts them.
+    let offset = time::UtcOffset::from_hms(cfg.seals.utc_offset_hours, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    let now = time::OffsetDateTime::now_utc().to_offset(offset);
+    let today = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
     let ids = Arc::new(ids);
     let done = Arc::new(AtomicU64::new(0));
     let threads = 32u64;
@@ -79,6 +83,7 @@ pub fn run(config: &Path, seals: u64, records: u64) -> Result<(), Error> {
     let workers: Vec<_> = (0..threads)
         .map(|t| {
             let (ids, done, journal, key_id) = (ids.clone(), done.clone(), journal.clone(), key_id.clone());
+            let today = today.clone();
             std::thread::spawn(move || -> Result<(), String> {
                 let mut i = t;
                 let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ t;
@@ -100,7 +105,9 @@ pub fn run(config: &Path, seals: u64, records: u64) -> Result<(), Error> {
                     .detail("input", "message")
                     .detail("digest", hex::encode(seald::crypto::sm3(&i.to_be_bytes())))
                     .change(Change::Add { key: format!("use:{seal}:total"), delta: 1 })
-                    .change(Change::Add { key: format!("use:{seal}:{day}"), delta: 1 });
+                    .change(Change::Add { key: format!("use:{seal}:{day}"), delta: 1 })
+                    .change(Change::Add { key: format!("today:{today}:seal:{seal}"), delta: 1 })
+                    .change(Change::Add { key: format!("today:{today}:account:app"), delta: 1 });
                     let _ = journal.append(ev).map_err(|e| e.to_string())?;
                     done.fetch_add(1, Ordering::Relaxed);
                     i += threads;
