@@ -299,7 +299,7 @@ fn every_role_does_its_work_in_a_real_browser() {
     let server = ca.server(1).unwrap();
     std::fs::write(dir.join("server.pem"), &server.cert_pem).unwrap();
     std::fs::write(dir.join("server.key"), &server.key_pem).unwrap();
-    let people = ["sysadmin", "secofficer", "auditor", "issuer", "keeper", "oa", "clerk"];
+    let people = ["sysadmin", "secofficer", "auditor", "issuer", "keeper", "oa", "clerk", "oa-renewed"];
     for (i, who) in people.iter().enumerate() {
         let c = ca.client(who, 10 + i as u64, -1, 30).unwrap();
         std::fs::write(dir.join(format!("{who}.pem")), &c.cert_pem).unwrap();
@@ -384,12 +384,23 @@ fn every_role_does_its_work_in_a_real_browser() {
         if !unit.is_empty() {
             admin.fill("input[name=unit]", unit);
         }
-        admin.attach("input[name=certificate]", &dir.join(format!("{name}.pem")));
+        admin.attach("form.box input[name=certificate]", &dir.join(format!("{name}.pem")));
         admin.press("form.box button[type=submit]");
         assert!(admin.url().ends_with("/console/accounts"), "{name}: {}", admin.source());
         assert!(admin.source().contains(&format!("data-account=\"{name}\"")), "{name} listed: {}", admin.source());
     }
     admin.shot("accounts");
+    // A renewed certificate bound to the application beside its first one; both work.
+    admin.click("tr[data-account=oa] details summary");
+    admin.attach("tr[data-account=oa] input[name=certificate]", &dir.join("oa-renewed.pem"));
+    admin.click("tr[data-account=oa] input[name=keep]");
+    admin.press("tr[data-account=oa] form[action$='/certificate'] button[type=submit]");
+    assert!(admin.url().ends_with("/console/accounts"), "{}", admin.source());
+    for cert in ["oa", "oa-renewed"] {
+        let (status, who) = rt.block_on(api(cert).request("GET", "/v1/whoami", None)).unwrap();
+        let who: Value = serde_json::from_slice(&who).unwrap();
+        assert_eq!((status, who["account"].as_str()), (200, Some("oa")), "{cert}");
+    }
 
     // The unit administrator applies with the seal's picture.
     let keeper = Browser::open(&dir, "keeper");

@@ -1630,6 +1630,14 @@ fn a_person_of_the_unit_seals_by_hand_once_another_administrator_grants_it() {
     let usage = w.registry.uses().usage(&w.admin_a, &id).unwrap();
     let last = usage.last().unwrap();
     assert_eq!((last.account.as_str(), last.outcome.as_str(), last.seq), ("admin-a2", "ok", signed.audit_seq));
+    // Nor does anyone approve their own use: a ticket for the clerk comes from another administrator.
+    let own_ticket = TicketRequest { app: "admin-a2".into(), digest: "ab".repeat(32), valid_s: None };
+    let refused = w.registry.uses().issue_ticket(&clerk, &id, own_ticket.clone()).unwrap_err();
+    assert_eq!(code(&refused), "forbidden");
+    let _ = w.registry.uses().issue_ticket(&w.admin_a, &id, own_ticket).unwrap();
+    assert!(
+        w.registry.uses().holds_grant(&clerk, &id).unwrap() && !w.registry.uses().holds_grant(&w.admin_a, &id).unwrap()
+    );
     // A freeze stops the person as it stops an application.
     let _ = w.registry.lifecycle().transition(&w.issuer, &id, Action::Freeze, Default::default()).unwrap();
     assert_eq!(sign_code(&w.sign(&clerk, &id, b"by hand", None).unwrap_err()), "seal_frozen");

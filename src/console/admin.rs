@@ -181,7 +181,17 @@ pub(crate) async fn accounts(ctx: &Ctx, q: &Query) -> Reply {
                     td { (a.created_by) br; span.muted { (when(ctx, a.created_ms)) } }
                     td { @if !a.disabled && a.name != ctx.p.account {
                         form.inline method="post" action={"/console/accounts/" (encode(&a.name)) "/disable"} {
-                            (csrf(ctx)) button.danger type="submit" { (ctx.t("停用", "Disable")) } } } }
+                            (csrf(ctx)) button.danger type="submit" { (ctx.t("停用", "Disable")) } }
+                        details {
+                            summary { (ctx.t("绑定新证书", "Bind a new certificate")) }
+                            form method="post" action={"/console/accounts/" (encode(&a.name)) "/certificate"} enctype="multipart/form-data" {
+                                (csrf(ctx))
+                                input type="file" name="certificate" accept=".pem,.crt,.cer" required;
+                                label { input type="checkbox" name="keep"; " " (ctx.t("保留原证书", "Keep the old ones")) }
+                                button.primary type="submit" { (ctx.t("绑定", "Bind")) }
+                            }
+                        }
+                    } }
                 }
             }
         }
@@ -223,6 +233,30 @@ pub(crate) async fn create_account(ctx: &Ctx, f: Form) -> Reply {
         keys: f.text("keys").split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect(),
     };
     match with(ctx, move |r, p| r.directory().create_account(p, spec)).await? {
+        AccountChange::Done(_) => Ok(Answer::Redirect("/console/accounts".into())),
+        AccountChange::AwaitingApproval(_) => Ok(Answer::Redirect("/console/requests".into())),
+    }
+}
+
+/// A new certificate bound to an account (a person's renewed certificate, a new UKey), in place
+/// of its old ones or beside them. An administrator's account changes with a second administrator.
+pub(crate) async fn bind_certificate(ctx: &Ctx, name: &str, f: Form) -> Reply {
+    let up =
+        f.file("certificate").ok_or_else(|| Refusal::bad(ctx.t("请选择证书文件", "choose the certificate file")))?;
+    let cert =
+        crate::formats::x509::Cert::parse(&up.bytes).map_err(|e| Refusal::bad(format!("the certificate: {e}")))?;
+    let (name, keep, fingerprint) = (name.to_string(), f.checked("keep"), cert.fingerprint());
+    let change = with(ctx, move |r, p| {
+        let mut fingerprints = vec![fingerprint];
+        if keep {
+            let current = r.directory().accounts(p)?.into_iter().find(|a| a.name == name);
+            fingerprints.extend(current.map(|a| a.fingerprints).unwrap_or_default());
+        }
+        let up = AccountUpdate { fingerprints: Some(fingerprints), ..Default::default() };
+        r.directory().update_account(p, &name, up)
+    })
+    .await?;
+    match change {
         AccountChange::Done(_) => Ok(Answer::Redirect("/console/accounts".into())),
         AccountChange::AwaitingApproval(_) => Ok(Answer::Redirect("/console/requests".into())),
     }

@@ -183,6 +183,13 @@ pub async fn respond(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Res
     }
     let ctx = Ctx { app: app.clone(), p, lang, csrf, path: path.clone() };
     let answer = match method {
+        // Another site may link to a page (a navigation the person sees), not load one unseen (an
+        // image or a fetch that would run a chain verification or an export with their certificate).
+        Method::GET | Method::HEAD if cross_site_subresource(req.headers()) => Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "csrf_refused",
+            "another site may link to the console, not load its pages",
+        )),
         Method::GET | Method::HEAD => route_get(&ctx, &path, &query).await,
         Method::POST => match same_origin(&req) {
             Err(r) => Err(r),
@@ -213,11 +220,17 @@ pub async fn respond(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Res
             let mut r = Response::new(body);
             let h = r.headers_mut();
             let _ = h.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
-            let disposition = name.map(|n| format!("attachment; filename=\"{n}\""));
-            if let Some(v) = disposition.and_then(|d| hyper::header::HeaderValue::from_str(&d).ok()) {
+            if let Some(v) = name.and_then(|n| hyper::header::HeaderValue::from_str(&disposition(&n)).ok()) {
                 let _ = h.insert(hyper::header::CONTENT_DISPOSITION, v);
             }
             secure_headers(&mut r);
+            if content_type.starts_with("image/") {
+                // A seal's picture (an SVG among them) is a document of its own: nothing in it runs.
+                let _ = r.headers_mut().insert(
+                    "content-security-policy",
+                    hyper::header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+                );
+            }
             r
         }
         Err(e) => {
@@ -279,6 +292,7 @@ async fn route_post(ctx: &Ctx, path: &str, _query: &str, f: Form) -> Reply {
         ["seals"] => seals::apply(ctx, f).await,
         ["seal-document"] => sealing::upload(ctx, f).await,
         ["seal-document", id] => sealing::apply(ctx, id, f).await,
+        ["seal-document", id, "discard"] => sealing::discard(ctx, id).await,
         ["seals", id, "act"] => seals::act(ctx, id, f).await,
         ["seals", id, "change"] => seals::change(ctx, id, f).await,
         ["seals", id, "grants"] => seals::grant(ctx, id, f).await,
@@ -294,6 +308,7 @@ async fn route_post(ctx: &Ctx, path: &str, _query: &str, f: Form) -> Reply {
         ["requests", id, "approve"] => admin::approve(ctx, id).await,
         ["accounts"] => admin::create_account(ctx, f).await,
         ["accounts", name, "disable"] => admin::disable_account(ctx, name).await,
+        ["accounts", name, "certificate"] => admin::bind_certificate(ctx, name, f).await,
         ["units"] => admin::create_unit(ctx, f).await,
         _ => Err(Refusal::not_found(path)),
     }
@@ -320,6 +335,12 @@ fn same_origin(req: &Request<Incoming>) -> Result<(), Refusal> {
     }
 }
 
+/// A request another site made the browser send without navigating to it.
+fn cross_site_subresource(headers: &hyper::HeaderMap) -> bool {
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    h("sec-fetch-site") == "cross-site" && h("sec-fetch-mode") != "navigate"
+}
+
 /// The value of cookie `name`.
 fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
     req.headers()
@@ -330,6 +351,14 @@ fn cookie(req: &Request<Incoming>, name: &str) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
+}
+
+/// `attachment` with the name as ASCII (others as `_`) and, for every reader that takes it, in
+/// UTF-8 (RFC 6266, RFC 8187).
+fn disposition(name: &str) -> String {
+    let ascii: String =
+        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{}", form::encode(name))
 }
 
 fn asset(content_type: &'static str, text: &'static str) -> Answer {
@@ -365,5 +394,26 @@ fn secure_headers(r: &mut Response<Body>) {
         ("cross-origin-resource-policy", "same-origin"),
     ] {
         let _ = h.insert(k, hyper::header::HeaderValue::from_static(v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn other_sites_may_link_but_not_load_and_downloads_keep_their_names() {
+        let headers = |site: &str, mode: &str| {
+            let mut h = hyper::HeaderMap::new();
+            let _ = h.insert("sec-fetch-site", site.parse().unwrap());
+            let _ = h.insert("sec-fetch-mode", mode.parse().unwrap());
+            h
+        };
+        assert!(super::cross_site_subresource(&headers("cross-site", "no-cors")));
+        assert!(super::cross_site_subresource(&headers("cross-site", "cors")));
+        assert!(!super::cross_site_subresource(&headers("cross-site", "navigate")));
+        assert!(!super::cross_site_subresource(&headers("same-origin", "no-cors")));
+        assert!(!super::cross_site_subresource(&hyper::HeaderMap::new()));
+        let d = super::disposition("回单 \"2026\".ofd");
+        assert_eq!(d, "attachment; filename=\"__ _2026_.ofd\"; filename*=UTF-8''%E5%9B%9E%E5%8D%95%20%222026%22.ofd");
+        assert!(hyper::header::HeaderValue::from_str(&d).is_ok());
     }
 }

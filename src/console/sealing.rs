@@ -24,7 +24,7 @@ const MAX_DRAFTS_EACH: usize = 4;
 #[derive(Default)]
 pub(crate) struct Drafts(Mutex<HashMap<String, Draft>>);
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Draft {
     account: String,
     seal: String,
@@ -32,6 +32,8 @@ struct Draft {
     document: Bytes,
     pages: usize,
     created: Instant,
+    /// Being sealed now (a second submit waits for nothing and is refused).
+    sealing: bool,
     /// Once sealed: the sealed package, the signature's id and the usage record's seq.
     sealed: Option<(Bytes, String, u64)>,
 }
@@ -55,23 +57,56 @@ impl Drafts {
     }
 
     /// The caller's draft `id`.
-    fn get(&self, ctx: &Ctx, id: &str) -> Result<Draft, Refusal> {
+    fn get(&self, account: &str, id: &str) -> Result<Draft, Refusal> {
         let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(id).filter(|d| d.account == ctx.p.account && d.created.elapsed() < DRAFT_TTL).cloned().ok_or_else(
-            || {
+        all.get(id).filter(|d| d.account == account && d.created.elapsed() < DRAFT_TTL).cloned().ok_or_else(|| {
+            Refusal::new(
+                StatusCode::NOT_FOUND,
+                "unknown_draft",
+                "no such upload: it was sealed, or it expired after 30 minutes",
+            )
+        })
+    }
+
+    /// The caller's draft `id`, marked as being sealed: one seal per upload, whatever is submitted
+    /// twice.
+    fn begin(&self, account: &str, id: &str) -> Result<Draft, Refusal> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let d =
+            all.get_mut(id).filter(|d| d.account == account && d.created.elapsed() < DRAFT_TTL).ok_or_else(|| {
                 Refusal::new(
                     StatusCode::NOT_FOUND,
                     "unknown_draft",
                     "no such upload: it was sealed, or it expired after 30 minutes",
                 )
-            },
-        )
+            })?;
+        if d.sealing || d.sealed.is_some() {
+            return Err(Refusal::new(
+                StatusCode::CONFLICT,
+                "draft_sealed",
+                "this upload is sealed already (or being sealed)",
+            ));
+        }
+        d.sealing = true;
+        Ok(d.clone())
     }
 
-    fn sealed(&self, id: &str, result: (Bytes, String, u64)) {
+    /// The end of a sealing: its result kept for the download, or the draft ready again.
+    fn finish(&self, id: &str, result: Option<(Bytes, String, u64)>) {
         if let Some(d) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
-            d.document = Bytes::new();
-            d.sealed = Some(result);
+            d.sealing = false;
+            if let Some(r) = result {
+                d.document = Bytes::new();
+                d.sealed = Some(r);
+            }
+        }
+    }
+
+    /// Drops the caller's draft `id`.
+    fn discard(&self, account: &str, id: &str) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if all.get(id).is_some_and(|d| d.account == account && !d.sealing) {
+            let _ = all.remove(id);
         }
     }
 }
@@ -86,6 +121,7 @@ pub(crate) async fn form(ctx: &Ctx) -> Reply {
         with(ctx, |r, p| r.lifecycle().list_seals_page(p, (Some(SealState::Active), None, None), None, 100)).await?;
     let body = html! {
         p.muted { (ctx.t("只能使用已授权给您的印章；每次盖章都记入用印记录和审计日志。", "Only seals granted to you can be used; every sealing is in the usage records and the journal.")) }
+        @if seals.is_empty() { p.refusal { (ctx.t("您没有被授权使用任何在用印章：请本单位的另一名印章管理员授权。", "No active seal is granted to you: another administrator of your unit grants one.")) } }
         form.box method="post" action="/console/seal-document" enctype="multipart/form-data" {
             (csrf(ctx))
             label { span { (ctx.t("印章", "Seal")) } select name="seal" required {
@@ -105,6 +141,11 @@ pub(crate) async fn upload(ctx: &Ctx, f: Form) -> Reply {
     let document = up.bytes.clone();
     let name = f.opt("name").unwrap_or_else(|| up.name.clone());
     let seal = f.need("seal", ctx.t("印章", "the seal"))?;
+    // Only a holder of the seal's grant keeps a document here (the gate decides again when sealing).
+    let seal2 = seal.clone();
+    if !with(ctx, move |r, p| r.uses().holds_grant(p, &seal2)).await? {
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "no_grant", "you hold no grant on this seal"));
+    }
     let _slot = ctx.app.verify_slot().await?;
     let doc = document.clone();
     let pages = crate::api::blocking(move || {
@@ -112,15 +153,23 @@ pub(crate) async fn upload(ctx: &Ctx, f: Form) -> Reply {
     })
     .await?
     .map_err(|e| Refusal::bad(e.to_string()))?;
-    let draft =
-        Draft { account: ctx.p.account.clone(), seal, name, document, pages, created: Instant::now(), sealed: None };
+    let draft = Draft {
+        account: ctx.p.account.clone(),
+        seal,
+        name,
+        document,
+        pages,
+        created: Instant::now(),
+        sealing: false,
+        sealed: None,
+    };
     let id = ctx.app.console.drafts.put(draft)?;
     Ok(Answer::Redirect(format!("/console/seal-document/{id}?page=1")))
 }
 
 /// A page of the draft drawn, to click where the seal goes.
 pub(crate) async fn place(ctx: &Ctx, id: &str, q: &Query) -> Reply {
-    let d = ctx.app.console.drafts.get(ctx, id)?;
+    let d = ctx.app.console.drafts.get(&ctx.p.account, id)?;
     if d.sealed.is_some() {
         return Ok(Answer::Redirect(format!("/console/seal-document/{id}/done")));
     }
@@ -168,6 +217,9 @@ pub(crate) async fn place(ctx: &Ctx, id: &str, q: &Query) -> Reply {
                 label { span { (ctx.t("审批单号（如需）", "Ticket (if needed)")) } input type="text" name="ticket"; }
                 button.primary type="submit" { (ctx.t("盖章", "Seal")) }
             }
+            form method="post" action={"/console/seal-document/" (id) "/discard"} {
+                (csrf(ctx)) button type="submit" { (ctx.t("放弃此文档", "Discard this upload")) }
+            }
         }
         script src="/console/static/console.js" {}
     };
@@ -176,10 +228,6 @@ pub(crate) async fn place(ctx: &Ctx, id: &str, q: &Query) -> Reply {
 
 /// The seal placed and applied, through the same recipe as the API.
 pub(crate) async fn apply(ctx: &Ctx, id: &str, f: Form) -> Reply {
-    let d = ctx.app.console.drafts.get(ctx, id)?;
-    if d.sealed.is_some() {
-        return Ok(Answer::Redirect(format!("/console/seal-document/{id}/done")));
-    }
     let mm = |k: &str| -> Result<f64, Refusal> {
         f.number::<f64>(k, k)?.filter(|v| v.is_finite()).ok_or_else(|| Refusal::bad(format!("{k} is required")))
     };
@@ -191,7 +239,14 @@ pub(crate) async fn apply(ctx: &Ctx, id: &str, f: Form) -> Reply {
         final_seal: f.checked("final"),
     };
     let ticket = f.opt("ticket");
-    let _slot = ctx.app.verify_slot().await?;
+    let d = ctx.app.console.drafts.begin(&ctx.p.account, id)?;
+    let _slot = match ctx.app.verify_slot().await {
+        Ok(slot) => slot,
+        Err(e) => {
+            ctx.app.console.drafts.finish(id, None);
+            return Err(e.into());
+        }
+    };
     let (app, p, seal, name, doc) =
         (ctx.app.clone(), ctx.p.clone(), d.seal.clone(), d.name.clone(), d.document.clone());
     let sealed = crate::api::blocking(move || {
@@ -204,15 +259,31 @@ pub(crate) async fn apply(ctx: &Ctx, id: &str, f: Form) -> Reply {
         };
         app.signing.seal_ofd(&p, &seal, req)
     })
-    .await?
-    .map_err(crate::api::ApiError::from)?;
-    ctx.app.console.drafts.sealed(id, (Bytes::from(sealed.document), sealed.signature_id, sealed.audit_seq));
+    .await;
+    let sealed = match sealed {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            ctx.app.console.drafts.finish(id, None);
+            return Err(crate::api::ApiError::from(e).into());
+        }
+        Err(e) => {
+            ctx.app.console.drafts.finish(id, None);
+            return Err(e.into());
+        }
+    };
+    ctx.app.console.drafts.finish(id, Some((Bytes::from(sealed.document), sealed.signature_id, sealed.audit_seq)));
     Ok(Answer::Redirect(format!("/console/seal-document/{id}/done")))
+}
+
+/// An upload given up.
+pub(crate) async fn discard(ctx: &Ctx, id: &str) -> Reply {
+    ctx.app.console.drafts.discard(&ctx.p.account, id);
+    Ok(Answer::Redirect("/console/seal-document".into()))
 }
 
 /// Sealed: the download, and what was recorded.
 pub(crate) async fn done(ctx: &Ctx, id: &str) -> Reply {
-    let d = ctx.app.console.drafts.get(ctx, id)?;
+    let d = ctx.app.console.drafts.get(&ctx.p.account, id)?;
     let Some((_, signature, seq)) = &d.sealed else {
         return Ok(Answer::Redirect(format!("/console/seal-document/{id}?page=1")));
     };
@@ -230,10 +301,53 @@ pub(crate) async fn done(ctx: &Ctx, id: &str) -> Reply {
 
 /// The sealed package.
 pub(crate) async fn file(ctx: &Ctx, id: &str) -> Reply {
-    let d = ctx.app.console.drafts.get(ctx, id)?;
+    let d = ctx.app.console.drafts.get(&ctx.p.account, id)?;
     let (bytes, _, _) =
         d.sealed.ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown_draft", "not sealed yet"))?;
     let stem = d.name.trim_end_matches(".ofd").trim_end_matches(".OFD");
     let name: String = format!("{stem}-sealed.ofd").chars().filter(|c| !c.is_control() && *c != '"').collect();
     Ok(Answer::File("application/ofd", Some(name), crate::api::Body::Left(http_body_util::Full::new(bytes))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(account: &str) -> Draft {
+        Draft {
+            account: account.into(),
+            seal: "s".into(),
+            name: "d.ofd".into(),
+            document: Bytes::from_static(b"PK"),
+            pages: 1,
+            created: Instant::now(),
+            sealing: false,
+            sealed: None,
+        }
+    }
+
+    #[test]
+    fn a_draft_is_its_uploaders_and_is_sealed_once() {
+        let drafts = Drafts::default();
+        let id = drafts.put(draft("clerk")).unwrap();
+        assert_eq!(drafts.get("keeper", &id).unwrap_err().code, "unknown_draft");
+        let _ = drafts.begin("clerk", &id).unwrap();
+        // A second submit while the first is sealing, or after it sealed, is refused.
+        assert_eq!(drafts.begin("clerk", &id).unwrap_err().code, "draft_sealed");
+        drafts.finish(&id, None);
+        let _ = drafts.begin("clerk", &id).unwrap();
+        drafts.finish(&id, Some((Bytes::from_static(b"sealed"), "s1".into(), 7)));
+        assert_eq!(drafts.begin("clerk", &id).unwrap_err().code, "draft_sealed");
+        assert!(drafts.get("clerk", &id).unwrap().document.is_empty(), "the upload is let go once sealed");
+        // Four waiting per account; another's discard does nothing.
+        for _ in 0..3 {
+            let _ = drafts.put(draft("clerk")).unwrap();
+        }
+        assert_eq!(drafts.put(draft("clerk")).unwrap_err().code, "too_many_drafts");
+        drafts.discard("keeper", &id);
+        assert!(drafts.get("clerk", &id).is_ok());
+        drafts.discard("clerk", &id);
+        assert!(drafts.get("clerk", &id).is_err());
+        let _ = drafts.put(draft("clerk")).unwrap();
+    }
 }

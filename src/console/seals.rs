@@ -46,7 +46,7 @@ pub(crate) async fn list(ctx: &Ctx, q: &Query) -> Reply {
         let (seals, next) =
             r.lifecycle().list_seals_page(p, (state, unit2.as_deref(), expiring), cursor.as_deref(), PAGE)?;
         let ids: Vec<&str> = seals.iter().map(|s| s.id.as_str()).collect();
-        let filings = r.filings().latest_for(&ids)?;
+        let filings = r.filings().latest_for(p, &ids)?;
         let counts = seals.iter().map(|s| r.uses().use_counts(&s.id)).collect::<Result<Vec<_>, _>>()?;
         Ok((seals, next, filings, counts))
     })
@@ -63,6 +63,7 @@ pub(crate) async fn list(ctx: &Ctx, q: &Query) -> Reply {
         }
     }
     let base = base.trim_end_matches(['&', '?']).to_string();
+    let filed = matches!(ctx.p.role, Role::Issuer | Role::Auditor);
     let body = html! {
         form.filters method="get" action="/console/seals" {
             label { span { (ctx.t("状态", "State")) } select name="state" {
@@ -82,7 +83,7 @@ pub(crate) async fn list(ctx: &Ctx, q: &Query) -> Reply {
                 tr {
                     th { (ctx.t("印模", "Image")) } th { (ctx.t("名称", "Name")) } th { (ctx.t("类型", "Kind")) }
                     th { (ctx.t("单位", "Unit")) } th { (ctx.t("状态", "State")) } th { (ctx.t("有效期至", "Valid until")) }
-                    th { (ctx.t("密钥版本", "Key version")) } th { (ctx.t("备案", "Filing")) }
+                    th { (ctx.t("密钥版本", "Key version")) } @if filed { th { (ctx.t("备案", "Filing")) } }
                     th.num { (ctx.t("今日/累计使用", "Uses today / all")) } th { (ctx.t("限额", "Limits")) }
                 }
                 @for (s, (today, total)) in seals.iter().zip(&counts) {
@@ -94,7 +95,7 @@ pub(crate) async fn list(ctx: &Ctx, q: &Query) -> Reply {
                         td { (badge(ctx.lang, s.state)) @if s.expired(now) { " " span.badge.bad { (ctx.t("已过期", "expired")) } } }
                         td { @if let Some(v) = s.current() { (day(ctx, v.not_after_ms)) } @else { "—" } }
                         td { @if let Some(v) = s.current() { "v" (v.version) } @else { "—" } }
-                        td { (filing(ctx, filings.get(&s.id), now)) }
+                        @if filed { td { (filing(ctx, filings.get(&s.id), now)) } }
                         td.num { (today) " / " (total) }
                         td { (limits(ctx, &s.policy)) }
                     }
@@ -183,7 +184,7 @@ pub(crate) async fn detail(ctx: &Ctx, id: &str) -> Reply {
             Err(e) => return Err(e),
         };
         let counts = r.uses().use_counts(&id2)?;
-        let filing = r.filings().latest_for(&[id2.as_str()])?.remove(&id2);
+        let filing = r.filings().latest_for(p, &[id2.as_str()])?.remove(&id2);
         Ok((s, grants, counts, filing))
     })
     .await?;
@@ -204,7 +205,7 @@ pub(crate) async fn detail(ctx: &Ctx, id: &str) -> Reply {
                 dt { (ctx.t("印模 SM3", "Image SM3")) } dd { code { (s.image.sm3) } }
                 dt { (ctx.t("算法", "Algorithm")) } dd { (s.alg.name()) }
                 dt { (ctx.t("证书有效期", "Certificate validity")) } dd { (s.valid_days) (ctx.t(" 天", " days")) @if s.expired(now) { " " span.badge.bad { (ctx.t("已过期", "expired")) } } }
-                dt { (ctx.t("备案", "Filing")) } dd { (filing(ctx, last_filing.as_ref(), now)) }
+                @if matches!(ctx.p.role, Role::Issuer | Role::Auditor) { dt { (ctx.t("备案", "Filing")) } dd { (filing(ctx, last_filing.as_ref(), now)) } }
                 dt { (ctx.t("使用次数", "Uses")) } dd { (ctx.t("今日 ", "today ")) (counts.0) (ctx.t("，累计 ", ", in all ")) (counts.1) }
                 @if let Some(r) = &s.replaces { dt { (ctx.t("替换", "Replaces")) } dd { a href={"/console/seals/" (encode(r))} { (r) } } }
                 @if let Some(r) = &s.replaced_by { dt { (ctx.t("被替换为", "Replaced by")) } dd { a href={"/console/seals/" (encode(r))} { (r) } } }

@@ -719,7 +719,12 @@ impl Lifecycle {
     fn may_read_parts(&self, p: &Principal, id: &str, unit: &str) -> Result<bool, SealError> {
         Ok(match p.role {
             Role::Issuer | Role::Auditor => true,
-            Role::UnitAdmin => self.directory.administers(p, unit)?,
+            // A unit administrator reads the seals of the units it administers, and those it was
+            // granted (a parent unit's seal, to seal by hand).
+            Role::UnitAdmin => {
+                self.directory.administers(p, unit)?
+                    || self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{id}/{}", p.account))?.is_some()
+            }
             Role::App => self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{id}/{}", p.account))?.is_some(),
             Role::Sysadmin | Role::Secofficer => false,
         })
@@ -750,7 +755,8 @@ impl Lifecycle {
                     continue;
                 }
                 let seal = self.ledger.seal(&id)?;
-                if horizon.is_some_and(|h| !super::Filings::is_expiring(&seal, h)) {
+                // The seal may have moved since the index was read: it is listed as it is now.
+                if seal.state != state || horizon.is_some_and(|h| !super::Filings::is_expiring(&seal, h)) {
                     continue;
                 }
                 out.push(seal);
@@ -775,12 +781,16 @@ impl Lifecycle {
             if p.role != Role::UnitAdmin {
                 return self.may_read_parts(p, id, unit);
             }
-            if let Some(known) = units.get(unit) {
-                return Ok(*known);
-            }
-            let may = self.may_read_parts(p, id, unit)?;
-            let _ = units.insert(unit.to_string(), may);
-            Ok(may)
+            // The unit's answer is remembered; a seal granted to the person is asked about alone.
+            let administers = match units.get(unit) {
+                Some(known) => *known,
+                None => {
+                    let a = self.directory.administers(p, unit)?;
+                    let _ = units.insert(unit.to_string(), a);
+                    a
+                }
+            };
+            Ok(administers || self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{id}/{}", p.account))?.is_some())
         }
     }
 

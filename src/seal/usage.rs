@@ -397,6 +397,15 @@ impl Uses {
                 SealError::Forbidden("only the seal's unit administrator approves a use".into()),
             ));
         }
+        // Four eyes: a person granted the seal does not approve their own use.
+        if req.app == p.account {
+            return Err(self.ledger.refuse(
+                p,
+                "seal.approve_use",
+                &object,
+                SealError::Forbidden("no one approves their own use of a seal: another administrator does".into()),
+            ));
+        }
         let digest = req.digest.to_ascii_lowercase();
         if digest.len() != 64 || hex::decode(&digest).is_err() {
             return Err(SealError::BadInput("digest must be 32 bytes of hex".into()));
@@ -427,6 +436,12 @@ impl Uses {
             .change(put(tree::APPROVALS, &t.id, &t));
         let _ = self.ledger.commit(ev)?;
         Ok(t)
+    }
+
+    /// Whether `p` holds a grant on `seal_id` (an application, or a person who seals by hand).
+    pub fn holds_grant(&self, p: &Principal, seal_id: &str) -> Result<bool, SealError> {
+        Ok(matches!(p.role, Role::App | Role::UnitAdmin)
+            && self.ledger.store.get::<super::Grant>(tree::GRANTS, &format!("{seal_id}/{}", p.account))?.is_some())
     }
 
     /// How many times `seal_id` was used today (in the appliance's local day) and in all.

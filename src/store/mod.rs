@@ -67,6 +67,10 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_APPLIED: &[u8] = b"applied_seq";
 const META_INDEXED: &[u8] = b"indexed_seq";
 const META_TAIL: &[u8] = b"journal_tail";
+/// The `applied_seq` up to which the seal-state index follows the seals: equal to `applied_seq`
+/// when this seald applied every record since it was built (a seald from before the index, run on
+/// the store in between, leaves them apart, and the index is built again at open).
+const META_STATE_INDEXED: &[u8] = b"seal_state_indexed_seq";
 
 /// The journal's indexes: part of the view, written in the transaction that applies a record and
 /// rebuilt by replay like the rest. Changes cannot write them. Keys end in the record's seq
@@ -346,21 +350,6 @@ impl Store {
             for name in TREES.iter().chain(INDEX_TREES) {
                 let _ = txn.open_table(table(name)).map_err(|e| store.fail(e))?;
             }
-            // A store from before the seal-state index gets it from its seals, once.
-            let mut by_state = txn.open_table(table(index::SEAL_STATE)).map_err(|e| store.fail(e))?;
-            if redb::ReadableTableMetadata::is_empty(&by_state).map_err(|e| store.fail(e))? {
-                let seals = txn.open_table(table(tree::SEALS)).map_err(|e| store.fail(e))?;
-                for item in seals.iter().map_err(|e| store.fail(e))? {
-                    let (k, v) = item.map_err(|e| store.fail(e))?;
-                    let peek: StatePeek = decode(tree::SEALS, k.value(), v.value())?;
-                    let id = String::from_utf8_lossy(k.value()).into_owned();
-                    let unit = serde_json::to_vec(&peek.unit).unwrap_or_default();
-                    let _ = by_state
-                        .insert(state_key(&peek.state, &id).as_slice(), unit.as_slice())
-                        .map_err(|e| store.fail(e))?;
-                }
-            }
-            drop(by_state);
             let mut meta = txn.open_table(table(tree::META)).map_err(|e| store.fail(e))?;
             let found = meta.get(META_SCHEMA).map_err(|e| store.fail(e))?.map(|v| v.value().to_vec());
             match found {
@@ -375,6 +364,32 @@ impl Store {
                         return Err(StoreError::NewerSchema { path: shown, found, supported: SCHEMA_VERSION });
                     }
                 }
+            }
+            // The seal-state index, built from the seals when it does not follow them (a store from
+            // before it, or one an earlier seald wrote to since).
+            let seq = |key: &[u8]| -> Result<Option<u64>, StoreError> {
+                match meta.get(key).map_err(|e| store.fail(e))? {
+                    Some(v) => Ok(Some(decode(tree::META, key, v.value())?)),
+                    None => Ok(None),
+                }
+            };
+            let applied = seq(META_APPLIED)?.unwrap_or(0);
+            if seq(META_STATE_INDEXED)? != Some(applied) {
+                let mut by_state = txn.open_table(table(index::SEAL_STATE)).map_err(|e| store.fail(e))?;
+                by_state.retain(|_, _| false).map_err(|e| store.fail(e))?;
+                let seals = txn.open_table(table(tree::SEALS)).map_err(|e| store.fail(e))?;
+                for item in seals.iter().map_err(|e| store.fail(e))? {
+                    let (k, v) = item.map_err(|e| store.fail(e))?;
+                    let peek: StatePeek = decode(tree::SEALS, k.value(), v.value())?;
+                    let id = String::from_utf8_lossy(k.value()).into_owned();
+                    let unit = serde_json::to_vec(&peek.unit).unwrap_or_default();
+                    let _ = by_state
+                        .insert(state_key(&peek.state, &id).as_slice(), unit.as_slice())
+                        .map_err(|e| store.fail(e))?;
+                }
+                let _ = meta
+                    .insert(META_STATE_INDEXED, serde_json::to_vec(&applied).unwrap_or_default().as_slice())
+                    .map_err(|e| store.fail(e))?;
             }
         }
         txn.commit().map_err(|e| store.fail(e))?;
@@ -673,8 +688,8 @@ impl Store {
                                     let _ = by_state.remove(old.as_slice()).map_err(|e| self.fail(e))?;
                                 }
                                 let state = value.get("state").and_then(|s| s.as_str()).unwrap_or_default();
-                                let unit = serde_json::to_vec(value.get("unit").unwrap_or(&serde_json::Value::Null))
-                                    .unwrap_or_default();
+                                let unit = value.get("unit").and_then(|u| u.as_str()).unwrap_or_default();
+                                let unit = serde_json::to_vec(unit).unwrap_or_default();
                                 let _ = by_state
                                     .insert(state_key(state, key).as_slice(), unit.as_slice())
                                     .map_err(|e| self.fail(e))?;
@@ -708,6 +723,7 @@ impl Store {
                 meta.insert(key, v.as_slice()).map(|_| ()).map_err(|e| self.fail(e))
             };
             put(&mut meta, META_APPLIED, serde_json::to_vec(&last).unwrap_or_default())?;
+            put(&mut meta, META_STATE_INDEXED, serde_json::to_vec(&last).unwrap_or_default())?;
             let indexed = get_u64(&meta, META_INDEXED)?;
             let tail: Option<JournalTail> =
                 meta.get(META_TAIL).map_err(|e| self.fail(e))?.and_then(|v| serde_json::from_slice(v.value()).ok());
@@ -833,20 +849,26 @@ mod tests {
             let _ = s.apply(&[(4, &[Change::Delete { tree: tree::SEALS.into(), key: "s4".into() }])], &[]).unwrap();
             assert_eq!(ids("active", None, 10).0.len(), 1);
             // A store from before the index: its table emptied, as an older seald left it.
+            // A reopened store that kept up is not rebuilt: its index is as it was.
+            drop(s);
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.seals_in_state("active", None, 10).unwrap().0.len(), 1);
+            // A store an older seald wrote to: it moved a seal without the index and without the
+            // index's mark.
             let txn = s.db.begin_write().unwrap();
             {
-                let mut t = txn.open_table(table(index::SEAL_STATE)).unwrap();
-                let keys: Vec<Vec<u8>> = t.iter().unwrap().map(|i| i.unwrap().0.value().to_vec()).collect();
-                for k in keys {
-                    let _ = t.remove(k.as_slice()).unwrap();
-                }
+                let mut seals = txn.open_table(table(tree::SEALS)).unwrap();
+                let moved = serde_json::to_vec(&seal("frozen", "u1")).unwrap();
+                let _ = seals.insert(b"s3".as_slice(), moved.as_slice()).unwrap();
+                let mut meta = txn.open_table(table(tree::META)).unwrap();
+                let _ = meta.insert(META_APPLIED, b"5".as_slice()).unwrap();
             }
             txn.commit().unwrap();
-            assert!(ids("active", None, 10).0.is_empty());
+            assert_eq!(s.seals_in_state("active", None, 10).unwrap().0.len(), 1, "stale until reopened");
         }
         let s = Store::open(&path).unwrap();
         let count = |st: &str| s.seals_in_state(st, None, 10).unwrap().0.len();
-        assert_eq!((count("applied"), count("approved"), count("active")), (1, 1, 1));
+        assert_eq!((count("applied"), count("approved"), count("active"), count("frozen")), (1, 1, 0, 1));
     }
 
     #[test]
