@@ -432,6 +432,25 @@ fn every_role_does_its_work_in_a_real_browser() {
         assert!(issuer.text("#state").contains(state), "{action}: {}", issuer.text("#state"));
     }
 
+    // An outside CA's way: the issuer downloads the seal's request, and binds a certificate for
+    // the seal's key (here the one it has: any other key is refused by the registry).
+    let (status, csr) = rt.block_on(api("issuer").request("GET", &format!("/console/seals/{seal}/csr"), None)).unwrap();
+    assert_eq!(status, 200);
+    let csr_path = dir.join("seal.csr");
+    std::fs::write(&csr_path, &csr).unwrap();
+    let (parsed, why) = openssl(&["req", "-in", csr_path.to_str().unwrap(), "-noout", "-subject"]);
+    assert!(parsed, "OpenSSL reads the request: {why}");
+    let (_, shown) = rt.block_on(api("issuer").request("GET", &format!("/v1/seals/{seal}"), None)).unwrap();
+    let shown: Value = serde_json::from_slice(&shown).unwrap();
+    let cert_path = dir.join("seal-cert.pem");
+    std::fs::write(&cert_path, shown["versions"][0]["cert_pem"].as_str().unwrap()).unwrap();
+    issuer.go(&format!("{site}/console/seals/{seal}"));
+    issuer.click("details:has(form[action$='/certificate']) summary");
+    issuer.attach("form[action$='/certificate'] input[name=certificate]", &cert_path);
+    issuer.press("form[action$='/certificate'] button[type=submit]");
+    assert!(issuer.text("#timeline").contains("绑定证书"), "{}", issuer.source());
+    assert!(issuer.text("#ses").contains("GB/T 38540"), "the SESeal's fields show");
+
     // The unit administrator grants it to the application and sets a daily limit.
     keeper.go(&format!("{site}/console/seals/{seal}"));
     keeper.fill("form[action$='/grants'] input[name=account]", "oa");

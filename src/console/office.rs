@@ -77,6 +77,11 @@ pub(crate) async fn dashboard(ctx: &Ctx) -> Reply {
                 }
             }
         }
+        @if role == Role::Sysadmin {
+            h2 { (ctx.t("备份", "Backup")) }
+            p { a.btn href="/v1/admin/backup" { (ctx.t("下载完整备份", "Download a full backup")) } " "
+                span.muted { (ctx.t("签名的审计日志全量备份；中断后可用 sealctl backup --resume 续传。", "The signed journal, whole; a download cut short resumes with sealctl backup --resume.")) } }
+        }
         @if let Some(k) = &keys {
             h2 { (ctx.t("设备密钥", "Appliance keys")) }
             @if k.is_empty() { p { (ctx.t("没有即将到期的设备密钥。", "No appliance key is expiring.")) } }
@@ -339,6 +344,11 @@ pub(crate) async fn audit(ctx: &Ctx, q: &Query) -> Reply {
         }
         p { a.btn href="/console/audit/verify" { (ctx.t("验证审计链", "Verify the chain")) } " "
             a.btn href="/v1/audit/export" { (ctx.t("导出全部记录 (JSON Lines)", "Export every record (JSON Lines)")) } }
+        form.filters method="get" action="/v1/audit/export" {
+            label { span { (ctx.t("导出记录号从", "Export from seq")) } input type="number" name="from" min="1" value="1"; }
+            label { span { (ctx.t("至", "to")) } input type="number" name="to" min="1" value=(ctx.app.journal.head_seq()); }
+            button type="submit" { (ctx.t("导出此范围", "Export this range")) }
+        }
         table id="records" {
             tr { th.num { (ctx.t("记录号", "Seq")) } th { (ctx.t("时间", "When")) } th { (ctx.t("操作人", "Actor")) } th { (ctx.t("操作", "Action")) }
                  th { (ctx.t("对象", "Object")) } th { (ctx.t("结果", "Outcome")) } th { (ctx.t("详情", "Details")) } }

@@ -247,6 +247,17 @@ pub(crate) async fn detail(ctx: &Ctx, id: &str) -> Reply {
                 }
             }
             @if let Some(v) = s.current() { details { summary { (ctx.t("当前证书 (PEM)", "Current certificate (PEM)")) } pre.mono { (v.cert_pem) } } }
+            @if ctx.p.role == Role::Issuer && matches!(s.state, SealState::Made | SealState::Active | SealState::Frozen) {
+                details {
+                    summary { (ctx.t("由外部 CA 签发证书", "A certificate from an outside CA")) }
+                    p { a href={"/console/seals/" (sid) "/csr"} { (ctx.t("下载证书请求 (CSR)", "Download the certificate request (CSR)")) } }
+                    form.box method="post" action={"/console/seals/" (sid) "/certificate"} enctype="multipart/form-data" {
+                        (csrf(ctx))
+                        label { span { (ctx.t("CA 签发的证书", "The CA's certificate")) } input type="file" name="certificate" accept=".pem,.crt,.cer" required; }
+                        button.primary type="submit" { (ctx.t("绑定证书", "Bind the certificate")) }
+                    }
+                }
+            }
         }
         h2 { (ctx.t("使用策略", "Use policy")) }
         p { (limits(ctx, &s.policy)) }
@@ -367,6 +378,24 @@ pub(crate) async fn act(ctx: &Ctx, id: &str, f: Form) -> Reply {
     let req = TransitionRequest { reason: f.opt("reason"), name: None, image: None };
     let id2 = id.to_string();
     let _ = with(ctx, move |r, p| r.lifecycle().transition(p, &id2, action, req)).await?;
+    back_to(id)
+}
+
+/// The seal's certificate request (PEM), for an outside CA.
+pub(crate) async fn csr(ctx: &Ctx, id: &str) -> Reply {
+    let id2 = id.to_string();
+    let pem = with(ctx, move |r, p| r.lifecycle().seal_csr(p, &id2)).await?;
+    let body = crate::api::Body::Left(http_body_util::Full::new(pem.into_bytes().into()));
+    Ok(Answer::File("application/pkcs10", Some(format!("seal-{}.csr", encode(id))), body))
+}
+
+/// The outside CA's certificate bound to the seal's key.
+pub(crate) async fn certificate(ctx: &Ctx, id: &str, f: Form) -> Reply {
+    let up =
+        f.file("certificate").ok_or_else(|| Refusal::bad(ctx.t("请选择证书文件", "choose the certificate file")))?;
+    let pem = String::from_utf8(up.bytes.to_vec()).map_err(|_| Refusal::bad("the certificate is not PEM text"))?;
+    let id2 = id.to_string();
+    let _ = with(ctx, move |r, p| r.lifecycle().import_certificate(p, &id2, &pem)).await?;
     back_to(id)
 }
 

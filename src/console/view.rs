@@ -83,6 +83,7 @@ pub(crate) fn action(lang: Lang, a: &str) -> String {
         "revoke" => ("注销", "Revoke"),
         "change" => ("变更", "Change"),
         "renew" => ("续期", "Renew"),
+        "certificate" => ("绑定证书", "Certificate bound"),
         other => return other.to_string(),
     };
     lang.t(zh, en).to_string()
