@@ -235,18 +235,23 @@ impl Filings {
         Ok(facts)
     }
 
-    /// The latest filing of each of `seals` (one read of the filings; for a page of seals), for
-    /// issuers and auditors (others get none).
+    /// The latest filing of each of `seals` (from the store's filings-by-seal index: only their
+    /// own filings are read), for issuers and auditors (others get none).
     pub fn latest_for(&self, p: &Principal, seals: &[&str]) -> Result<HashMap<String, Filing>, SealError> {
         if !matches!(p.role, Role::Issuer | Role::Auditor) {
             return Ok(HashMap::new());
         }
-        let mut out: HashMap<String, Filing> = HashMap::new();
-        self.each(tree::FILINGS, |f: Filing| {
-            if seals.contains(&f.seal.as_str()) && out.get(&f.seal).is_none_or(|o| o.created_ms <= f.created_ms) {
-                let _ = out.insert(f.seal.clone(), f);
+        let mut out = HashMap::new();
+        for seal in seals {
+            // A seal has a filing per make, change, renewal and revocation: a few.
+            let latest =
+                self.ledger.store.filings_of(seal, 1_000)?.into_iter().max_by_key(|(id, at)| (*at, id.clone()));
+            if let Some((id, _)) = latest {
+                if let Some(f) = self.ledger.store.get::<Filing>(tree::FILINGS, &id)? {
+                    let _ = out.insert(seal.to_string(), f);
+                }
             }
-        })?;
+        }
         Ok(out)
     }
 

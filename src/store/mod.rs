@@ -67,10 +67,10 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_APPLIED: &[u8] = b"applied_seq";
 const META_INDEXED: &[u8] = b"indexed_seq";
 const META_TAIL: &[u8] = b"journal_tail";
-/// The `applied_seq` up to which the seal-state index follows the seals: equal to `applied_seq`
-/// when this seald applied every record since it was built (a seald from before the index, run on
-/// the store in between, leaves them apart, and the index is built again at open).
-const META_STATE_INDEXED: &[u8] = b"seal_state_indexed_seq";
+/// The `applied_seq` up to which the derived indexes ([`DERIVED`]) follow their trees: equal to
+/// `applied_seq` when this seald applied every record since they were built (a seald from before
+/// them, run on the store in between, leaves the two apart, and they are built again at open).
+const META_DERIVED: &[u8] = b"derived_indexed_seq";
 
 /// The journal's indexes: part of the view, written in the transaction that applies a record and
 /// rebuilt by replay like the rest. Changes cannot write them. Keys end in the record's seq
@@ -90,15 +90,32 @@ pub mod index {
     /// Seals by state: `state ‖ / ‖ seal id`, its value the seal's unit (JSON). Kept by every put
     /// of a seal, so that a list of one state (an issuer's inbox) reads only those seals.
     pub const SEAL_STATE: &str = "sidx_state";
+    /// Filings by seal: `seal id ‖ / ‖ filing id`, its value the filing's `created_ms` (JSON), so
+    /// that a seal's filings are found without reading every filing.
+    pub const FILING_SEAL: &str = "fidx_seal";
 }
 
-/// What the seal-state index reads of a seal.
-#[derive(serde::Deserialize)]
-struct StatePeek {
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    unit: String,
+/// The indexes derived from the values of a tree (not from journal records): kept in the
+/// transaction that puts or deletes a value, rebuilt by replay, and built at open when they do not
+/// follow their trees ([`META_DERIVED`]).
+const DERIVED: &[(&str, &str)] = &[(tree::SEALS, index::SEAL_STATE), (tree::FILINGS, index::FILING_SEAL)];
+
+/// The entry `value` (of `tree`, at `key`) makes in its derived index.
+fn derived_entry(tree: &str, key: &str, value: &serde_json::Value) -> Option<(&'static str, Vec<u8>, Vec<u8>)> {
+    let text = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    match tree {
+        tree::SEALS => Some((
+            index::SEAL_STATE,
+            state_key(text("state"), key),
+            serde_json::to_vec(text("unit")).unwrap_or_default(),
+        )),
+        tree::FILINGS => Some((
+            index::FILING_SEAL,
+            format!("{}/{key}", text("seal")).into_bytes(),
+            serde_json::to_vec(&value.get("created_ms").and_then(|v| v.as_u64()).unwrap_or(0)).unwrap_or_default(),
+        )),
+        _ => None,
+    }
 }
 
 fn state_key(state: &str, id: &str) -> Vec<u8> {
@@ -118,7 +135,7 @@ pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The journal's index trees, in the order the store opens them after [`TREES`].
 pub const INDEX_TREES: &[&str] =
-    &[index::TIME, index::OBJECT, index::ACTOR, index::ACTION, index::SEQ, index::SEAL_STATE];
+    &[index::TIME, index::OBJECT, index::ACTOR, index::ACTION, index::SEQ, index::SEAL_STATE, index::FILING_SEAL];
 
 /// [`index::SEQ`] holds one record in this many.
 pub const SEEK_EVERY: u64 = 1024;
@@ -365,8 +382,8 @@ impl Store {
                     }
                 }
             }
-            // The seal-state index, built from the seals when it does not follow them (a store from
-            // before it, or one an earlier seald wrote to since).
+            // The derived indexes, built from their trees when they do not follow them (a store
+            // from before them, or one an earlier seald wrote to since).
             let seq = |key: &[u8]| -> Result<Option<u64>, StoreError> {
                 match meta.get(key).map_err(|e| store.fail(e))? {
                     Some(v) => Ok(Some(decode(tree::META, key, v.value())?)),
@@ -374,21 +391,22 @@ impl Store {
                 }
             };
             let applied = seq(META_APPLIED)?.unwrap_or(0);
-            if seq(META_STATE_INDEXED)? != Some(applied) {
-                let mut by_state = txn.open_table(table(index::SEAL_STATE)).map_err(|e| store.fail(e))?;
-                by_state.retain(|_, _| false).map_err(|e| store.fail(e))?;
-                let seals = txn.open_table(table(tree::SEALS)).map_err(|e| store.fail(e))?;
-                for item in seals.iter().map_err(|e| store.fail(e))? {
-                    let (k, v) = item.map_err(|e| store.fail(e))?;
-                    let peek: StatePeek = decode(tree::SEALS, k.value(), v.value())?;
-                    let id = String::from_utf8_lossy(k.value()).into_owned();
-                    let unit = serde_json::to_vec(&peek.unit).unwrap_or_default();
-                    let _ = by_state
-                        .insert(state_key(&peek.state, &id).as_slice(), unit.as_slice())
-                        .map_err(|e| store.fail(e))?;
+            if seq(META_DERIVED)? != Some(applied) {
+                for (from, to) in DERIVED {
+                    let mut idx = txn.open_table(table(to)).map_err(|e| store.fail(e))?;
+                    idx.retain(|_, _| false).map_err(|e| store.fail(e))?;
+                    let values = txn.open_table(table(from)).map_err(|e| store.fail(e))?;
+                    for item in values.iter().map_err(|e| store.fail(e))? {
+                        let (k, v) = item.map_err(|e| store.fail(e))?;
+                        let value: serde_json::Value = decode(from, k.value(), v.value())?;
+                        let key = String::from_utf8_lossy(k.value()).into_owned();
+                        if let Some((_, ik, iv)) = derived_entry(from, &key, &value) {
+                            let _ = idx.insert(ik.as_slice(), iv.as_slice()).map_err(|e| store.fail(e))?;
+                        }
+                    }
                 }
                 let _ = meta
-                    .insert(META_STATE_INDEXED, serde_json::to_vec(&applied).unwrap_or_default().as_slice())
+                    .insert(META_DERIVED, serde_json::to_vec(&applied).unwrap_or_default().as_slice())
                     .map_err(|e| store.fail(e))?;
             }
         }
@@ -443,6 +461,26 @@ impl Store {
             out.push((String::from_utf8_lossy(id).into_owned(), unit));
         }
         Ok((out, false))
+    }
+
+    /// The filings of seal `seal`: (filing id, created_ms), by id; at most `max`.
+    pub fn filings_of(&self, seal: &str, max: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        use std::ops::Bound;
+        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(index::FILING_SEAL)).map_err(|e| self.fail(e))?;
+        let prefix = format!("{seal}/").into_bytes();
+        let mut out = Vec::new();
+        for item in
+            t.range::<&[u8]>((Bound::Included(prefix.as_slice()), Bound::Unbounded)).map_err(|e| self.fail(e))?
+        {
+            let (k, v) = item.map_err(|e| self.fail(e))?;
+            let Some(id) = k.value().strip_prefix(prefix.as_slice()) else { break };
+            if out.len() == max {
+                break;
+            }
+            out.push((String::from_utf8_lossy(id).into_owned(), decode(index::FILING_SEAL, k.value(), v.value())?));
+        }
+        Ok(out)
     }
 
     /// The raw value of `key` in table `name`.
@@ -664,46 +702,45 @@ impl Store {
                         tables[i] = Some(txn.open_table(table(TREES[i])).map_err(|e| self.fail(e))?);
                     }
                     let Some(t) = tables[i].as_mut() else { continue };
-                    // A seal's put or delete moves it in the seal-state index: out of its old
-                    // state, into its new one.
-                    let seal_state =
-                        |t: &redb::Table<'_, Bytes, Bytes>, key: &str| -> Result<Option<Vec<u8>>, StoreError> {
-                            match t.get(key.as_bytes()).map_err(|e| self.fail(e))? {
-                                Some(old) => {
-                                    let peek: StatePeek = decode(tree::SEALS, key.as_bytes(), old.value())?;
-                                    Ok(Some(state_key(&peek.state, key)))
-                                }
-                                None => Ok(None),
+                    // A put or delete moves the value in its derived index (a seal to its new state):
+                    // the old value's entry goes, the new one's comes.
+                    let old_entry = |t: &redb::Table<'_, Bytes, Bytes>, tree: &str, key: &str| {
+                        if !DERIVED.iter().any(|(from, _)| *from == tree) {
+                            return Ok::<_, StoreError>(None);
+                        }
+                        match t.get(key.as_bytes()).map_err(|e| self.fail(e))? {
+                            Some(old) => {
+                                let old: serde_json::Value = decode(tree, key.as_bytes(), old.value())?;
+                                Ok(derived_entry(tree, key, &old))
                             }
-                        };
-                    match c {
+                            None => Ok(None),
+                        }
+                    };
+                    let (old, new) = match c {
                         Change::Put { tree, key, value } => {
-                            let old = if tree == tree::SEALS { seal_state(t, key)? } else { None };
+                            let old = old_entry(t, tree, key)?;
                             let bytes = serde_json::to_vec(value).unwrap_or_default();
                             let _ = t.insert(key.as_bytes(), bytes.as_slice()).map_err(|e| self.fail(e))?;
-                            if tree == tree::SEALS {
-                                let mut by_state =
-                                    txn.open_table(table(index::SEAL_STATE)).map_err(|e| self.fail(e))?;
-                                if let Some(old) = old {
-                                    let _ = by_state.remove(old.as_slice()).map_err(|e| self.fail(e))?;
-                                }
-                                let state = value.get("state").and_then(|s| s.as_str()).unwrap_or_default();
-                                let unit = value.get("unit").and_then(|u| u.as_str()).unwrap_or_default();
-                                let unit = serde_json::to_vec(unit).unwrap_or_default();
-                                let _ = by_state
-                                    .insert(state_key(state, key).as_slice(), unit.as_slice())
-                                    .map_err(|e| self.fail(e))?;
-                            }
+                            (old, derived_entry(tree, key, value))
                         }
                         Change::Delete { tree, key } => {
-                            let old = if tree == tree::SEALS { seal_state(t, key)? } else { None };
+                            let old = old_entry(t, tree, key)?;
                             let _ = t.remove(key.as_bytes()).map_err(|e| self.fail(e))?;
-                            if let Some(old) = old {
-                                let mut by_state =
-                                    txn.open_table(table(index::SEAL_STATE)).map_err(|e| self.fail(e))?;
-                                let _ = by_state.remove(old.as_slice()).map_err(|e| self.fail(e))?;
-                            }
+                            (old, None)
                         }
+                        Change::Add { .. } => (None, None),
+                    };
+                    for (idx, k, _) in old.iter() {
+                        let mut idx = txn.open_table(table(idx)).map_err(|e| self.fail(e))?;
+                        let _ = idx.remove(k.as_slice()).map_err(|e| self.fail(e))?;
+                    }
+                    for (idx, k, v) in new.iter() {
+                        let mut idx = txn.open_table(table(idx)).map_err(|e| self.fail(e))?;
+                        let _ = idx.insert(k.as_slice(), v.as_slice()).map_err(|e| self.fail(e))?;
+                    }
+                    let Some(t) = tables[i].as_mut() else { continue };
+                    match c {
+                        Change::Put { .. } | Change::Delete { .. } => {}
                         Change::Add { key, delta } => {
                             let cur: i64 = t
                                 .get(key.as_bytes())
@@ -723,7 +760,7 @@ impl Store {
                 meta.insert(key, v.as_slice()).map(|_| ()).map_err(|e| self.fail(e))
             };
             put(&mut meta, META_APPLIED, serde_json::to_vec(&last).unwrap_or_default())?;
-            put(&mut meta, META_STATE_INDEXED, serde_json::to_vec(&last).unwrap_or_default())?;
+            put(&mut meta, META_DERIVED, serde_json::to_vec(&last).unwrap_or_default())?;
             let indexed = get_u64(&meta, META_INDEXED)?;
             let tail: Option<JournalTail> =
                 meta.get(META_TAIL).map_err(|e| self.fail(e))?.and_then(|v| serde_json::from_slice(v.value()).ok());
@@ -848,6 +885,18 @@ mod tests {
             assert!(ids("activ", None, 10).0.is_empty());
             let _ = s.apply(&[(4, &[Change::Delete { tree: tree::SEALS.into(), key: "s4".into() }])], &[]).unwrap();
             assert_eq!(ids("active", None, 10).0.len(), 1);
+            // Filings by seal, with when each was made.
+            let filing =
+                |seal: &str, at: u64| serde_json::json!({ "seal": seal, "created_ms": at, "state": "pending" });
+            let f = [
+                put(tree::FILINGS, "F1", filing("s1", 10)),
+                put(tree::FILINGS, "F2", filing("s1", 20)),
+                put(tree::FILINGS, "F3", filing("s10", 30)),
+            ];
+            let _ = s.apply(&[(5, &f)], &[]).unwrap();
+            assert_eq!(s.filings_of("s1", 10).unwrap(), vec![("F1".to_string(), 10), ("F2".to_string(), 20)]);
+            assert_eq!(s.filings_of("s10", 10).unwrap(), vec![("F3".to_string(), 30)]);
+            assert!(s.filings_of("s", 10).unwrap().is_empty());
             // A store from before the index: its table emptied, as an older seald left it.
             // A reopened store that kept up is not rebuilt: its index is as it was.
             drop(s);
@@ -861,7 +910,10 @@ mod tests {
                 let moved = serde_json::to_vec(&seal("frozen", "u1")).unwrap();
                 let _ = seals.insert(b"s3".as_slice(), moved.as_slice()).unwrap();
                 let mut meta = txn.open_table(table(tree::META)).unwrap();
-                let _ = meta.insert(META_APPLIED, b"5".as_slice()).unwrap();
+                let _ = meta.insert(META_APPLIED, b"6".as_slice()).unwrap();
+                let mut filings = txn.open_table(table(tree::FILINGS)).unwrap();
+                let late = serde_json::to_vec(&serde_json::json!({ "seal": "s2", "created_ms": 40 })).unwrap();
+                let _ = filings.insert(b"F4".as_slice(), late.as_slice()).unwrap();
             }
             txn.commit().unwrap();
             assert_eq!(s.seals_in_state("active", None, 10).unwrap().0.len(), 1, "stale until reopened");
@@ -869,6 +921,8 @@ mod tests {
         let s = Store::open(&path).unwrap();
         let count = |st: &str| s.seals_in_state(st, None, 10).unwrap().0.len();
         assert_eq!((count("applied"), count("approved"), count("active"), count("frozen")), (1, 1, 0, 1));
+        assert_eq!(s.filings_of("s2", 10).unwrap(), vec![("F4".to_string(), 40)]);
+        assert_eq!(s.filings_of("s1", 10).unwrap().len(), 2);
     }
 
     #[test]
