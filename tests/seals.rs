@@ -1642,3 +1642,36 @@ fn a_person_of_the_unit_seals_by_hand_once_another_administrator_grants_it() {
     let _ = w.registry.lifecycle().transition(&w.issuer, &id, Action::Freeze, Default::default()).unwrap();
     assert_eq!(sign_code(&w.sign(&clerk, &id, b"by hand", None).unwrap_err()), "seal_frozen");
 }
+
+#[test]
+fn text_that_terminals_would_run_and_pictures_that_would_run_are_refused() {
+    let w = world();
+    // Control characters (a terminal's escape sequences) in a unit's name, a reason, a reference.
+    let unit = UnitSpec { id: "ctrl".into(), name: "u\u{1b}[31m".into(), parent: None };
+    assert_eq!(code(&w.registry.directory().create_unit(&w.sysadmin, unit).unwrap_err()), "bad_input");
+    let id = w.seal_in(SealState::Applied, Policy::default());
+    let reason = TransitionRequest { reason: Some("r\u{1b}[2J\u{7}".into()), ..Default::default() };
+    let refused = w.registry.lifecycle().transition(&w.issuer, &id, Action::Reject, reason).unwrap_err();
+    assert_eq!(code(&refused), "bad_input");
+    let made = w.seal_in(SealState::Made, Policy::default());
+    let filing = w.registry.filings().filings(&w.issuer, None).unwrap().into_iter().find(|f| f.filing.seal == made);
+    let filing = filing.expect("the made seal's filing").filing.id;
+    let ack = w.registry.filings().ack_filing(&w.issuer, &filing, Some("a\u{1b}\u{1}".into())).unwrap_err();
+    assert_eq!(code(&ack), "bad_input");
+    let _ = w.registry.filings().ack_filing(&w.issuer, &filing, Some("GA-2026-0001".into())).unwrap();
+    // An SVG picture that would run something, in any viewer, is not a picture.
+    for svg in [
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><script>alert(1)</script></svg>",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" onload = \"alert(1)\"><circle r=\"5\"/></svg>",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><a href=\"javascript:alert(1)\"><circle r=\"5\"/></a></svg>",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"><foreignObject><p>x</p></foreignObject></svg>",
+    ] {
+        let req =
+            ApplyRequest { image: svg.as_bytes().to_vec(), image_type: "svg".into(), ..application(Policy::default()) };
+        assert_eq!(code(&w.registry.lifecycle().apply(&w.admin_a, req).unwrap_err()), "bad_input", "{svg}");
+    }
+    let plain = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"40\"><circle r=\"5\" fill=\"red\"/><text>online</text></svg>";
+    let req =
+        ApplyRequest { image: plain.as_bytes().to_vec(), image_type: "svg".into(), ..application(Policy::default()) };
+    let _ = w.registry.lifecycle().apply(&w.admin_a, req).unwrap();
+}

@@ -36,6 +36,9 @@ pub struct Console {
     secret: [u8; 32],
     /// Documents uploaded to be sealed by hand, between the steps.
     drafts: sealing::Drafts,
+    /// The console's documents are read one at a time (then in the API's verification slots), so
+    /// people's uploads never take more than one of the cores applications verify and seal on.
+    documents: tokio::sync::Semaphore,
 }
 
 impl Console {
@@ -43,7 +46,7 @@ impl Console {
     pub fn new() -> Self {
         let mut secret = [0u8; 32];
         getrandom::getrandom(&mut secret).expect("the system's random source is readable");
-        Console { secret, drafts: Default::default() }
+        Console { secret, drafts: Default::default(), documents: tokio::sync::Semaphore::new(1) }
     }
 
     /// The form token of a session cookie and a certificate.
@@ -89,6 +92,15 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// A place to read a document: the console's one, then one of the API's verification slots.
+    pub(crate) async fn document_slot(
+        &self,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, tokio::sync::SemaphorePermit<'_>), Refusal> {
+        let shutting_down = |_| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "shutting down");
+        let console = self.app.console.documents.acquire().await.map_err(shutting_down)?;
+        Ok((console, self.app.verify_slot().await?))
+    }
+
     /// `zh` or `en`, by the reader's language.
     pub(crate) fn t<'a>(&self, zh: &'a str, en: &'a str) -> &'a str {
         self.lang.t(zh, en)
@@ -191,6 +203,13 @@ pub async fn respond(app: &Arc<App>, peer: &Peer, req: Request<Incoming>) -> Res
             "another site may link to the console, not load its pages",
         )),
         Method::GET | Method::HEAD => route_get(&ctx, &path, &query).await,
+        // A browser without this session's cookie cannot hold its form token: refused before
+        // its body is read.
+        Method::POST if fresh => Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "csrf_refused",
+            "this form did not come from your console session: reload the page and try again",
+        )),
         Method::POST => match same_origin(&req) {
             Err(r) => Err(r),
             Ok(()) => match Form::read(app, req).await {
@@ -319,18 +338,30 @@ async fn route_post(ctx: &Ctx, path: &str, _query: &str, f: Form) -> Reply {
 /// A POST is taken only from the console's own pages: its `Origin` is this origin, or, where a
 /// browser sends none, `Sec-Fetch-Site` says `same-origin`. A request with neither is refused.
 fn same_origin(req: &Request<Incoming>) -> Result<(), Refusal> {
+    same_origin_of(req.headers(), req.uri().authority().map(|a| a.as_str()))
+}
+
+/// [`same_origin`] on a request's headers and `:authority` (HTTP/2).
+fn same_origin_of(headers: &hyper::HeaderMap, authority: Option<&str>) -> Result<(), Refusal> {
     let refused = |why: String| Err(Refusal::new(StatusCode::FORBIDDEN, "csrf_refused", why));
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let host = authority
+        .map(str::to_string)
+        .or_else(|| headers.get(hyper::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
     let Some(host) = host else { return refused("the request names no host".into()) };
-    match req.headers().get(hyper::header::ORIGIN).and_then(|o| o.to_str().ok()) {
+    // Browsers say where a request comes from; whatever the Host header says, a browser's word
+    // that it is not same-origin is final.
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") | None => {}
+        Some(other) => return refused(format!("a {other} form may not change anything here")),
+    }
+    if headers.get_all(hyper::header::ORIGIN).iter().count() > 1 {
+        return refused("the request names more than one origin".into());
+    }
+    match headers.get(hyper::header::ORIGIN).and_then(|o| o.to_str().ok()) {
         Some(origin) if origin.eq_ignore_ascii_case(&format!("https://{host}")) => Ok(()),
         Some(origin) if origin != "null" => refused(format!("a form from {origin} may not change anything here")),
         // No origin, or an opaque one: only the browser's own word that it is same-origin will do.
-        _ => match req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        _ => match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
             Some("same-origin") => Ok(()),
             _ => refused("the request says neither its origin nor that it is same-origin".into()),
         },
@@ -417,5 +448,35 @@ mod tests {
         let d = super::disposition("回单 \"2026\".ofd");
         assert_eq!(d, "attachment; filename=\"__ _2026_.ofd\"; filename*=UTF-8''%E5%9B%9E%E5%8D%95%20%222026%22.ofd");
         assert!(hyper::header::HeaderValue::from_str(&d).is_ok());
+    }
+
+    #[test]
+    fn a_post_is_taken_from_this_origin_only_whatever_the_host_header_says() {
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = hyper::HeaderMap::new();
+            for (k, v) in pairs {
+                let _ = m.append(*k, v.parse().unwrap());
+            }
+            m
+        };
+        let ok = |m: &hyper::HeaderMap, auth: Option<&str>| super::same_origin_of(m, auth).is_ok();
+        let here =
+            h(&[("host", "localhost:8443"), ("origin", "https://localhost:8443"), ("sec-fetch-site", "same-origin")]);
+        assert!(ok(&here, None));
+        assert!(ok(&h(&[("origin", "https://seald.example:443")]), Some("seald.example:443")));
+        // A forged Host that matches a forged Origin: the browser's Sec-Fetch-Site still says cross-site.
+        let forged =
+            h(&[("host", "evil.example"), ("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")]);
+        assert!(!ok(&forged, None));
+        assert!(!ok(&h(&[("host", "localhost:8443"), ("origin", "https://evil.example")]), None));
+        assert!(!ok(
+            &h(&[("host", "localhost:8443"), ("origin", "https://localhost:8443"), ("origin", "https://evil.example")]),
+            None
+        ));
+        // No origin, or an opaque one: only the browser's same-origin word will do.
+        assert!(!ok(&h(&[("host", "localhost:8443")]), None));
+        assert!(!ok(&h(&[("host", "localhost:8443"), ("origin", "null")]), None));
+        assert!(ok(&h(&[("host", "localhost:8443"), ("origin", "null"), ("sec-fetch-site", "same-origin")]), None));
+        assert!(!ok(&h(&[("origin", "https://localhost:8443")]), None), "no host at all");
     }
 }

@@ -213,7 +213,7 @@ pub(crate) async fn verify(ctx: &Ctx, f: Form) -> Reply {
         f.file("file").ok_or_else(|| Refusal::bad(ctx.t("请选择要验证的文件", "choose a file to verify")))?.clone();
     let data = f.file("data").map(|d| d.bytes.clone());
     let kind = f.text("kind").to_string();
-    let _slot = ctx.app.verify_slot().await?;
+    let _slot = ctx.document_slot().await?;
     let app = ctx.app.clone();
     let report = crate::api::blocking(move || -> Result<Report, Refusal> {
         let v = app.signing.registry().verification();
@@ -390,7 +390,7 @@ fn local_time(v: &str, offset: i8) -> Result<u64, Refusal> {
     let t =
         time::PrimitiveDateTime::parse(v, &fs).or_else(|_| time::PrimitiveDateTime::parse(v, &f)).map_err(|_| bad())?;
     let t = t.assume_offset(time::UtcOffset::from_hms(offset, 0, 0).unwrap_or(time::UtcOffset::UTC));
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| bad())
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| Refusal::bad(format!("'{v}' is before 1970")))
 }
 
 /// The whole journal verified with the audit key.

@@ -146,7 +146,7 @@ pub(crate) async fn upload(ctx: &Ctx, f: Form) -> Reply {
     if !with(ctx, move |r, p| r.uses().holds_grant(p, &seal2)).await? {
         return Err(Refusal::new(StatusCode::FORBIDDEN, "no_grant", "you hold no grant on this seal"));
     }
-    let _slot = ctx.app.verify_slot().await?;
+    let _slot = ctx.document_slot().await?;
     let doc = document.clone();
     let pages = crate::api::blocking(move || {
         crate::formats::ofd::Unsealed::open(&doc, crate::formats::ofd::Limits::DEFAULT).map(|u| u.page_count())
@@ -176,7 +176,7 @@ pub(crate) async fn place(ctx: &Ctx, id: &str, q: &Query) -> Reply {
     let n: u32 = q.get("page").unwrap_or("1").parse().map_err(|_| Refusal::bad("page must be a number"))?;
     let seal_id = d.seal.clone();
     let s = with(ctx, move |r, p| r.lifecycle().get_seal(p, &seal_id)).await?;
-    let _slot = ctx.app.verify_slot().await?;
+    let _slot = ctx.document_slot().await?;
     let doc = d.document.clone();
     let preview = crate::api::blocking(move || {
         let mut u = crate::formats::ofd::Unsealed::open(&doc, crate::formats::ofd::Limits::DEFAULT)?;
@@ -240,11 +240,11 @@ pub(crate) async fn apply(ctx: &Ctx, id: &str, f: Form) -> Reply {
     };
     let ticket = f.opt("ticket");
     let d = ctx.app.console.drafts.begin(&ctx.p.account, id)?;
-    let _slot = match ctx.app.verify_slot().await {
+    let _slot = match ctx.document_slot().await {
         Ok(slot) => slot,
         Err(e) => {
             ctx.app.console.drafts.finish(id, None);
-            return Err(e.into());
+            return Err(e);
         }
     };
     let (app, p, seal, name, doc) =

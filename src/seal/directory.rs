@@ -311,9 +311,13 @@ impl Directory {
     pub fn create_unit(&self, p: &Principal, spec: UnitSpec) -> Result<Unit, SealError> {
         let object = format!("unit:{}", spec.id);
         self.require_sysadmin(p, "unit.create", &object)?;
-        if !valid_code(&spec.id) || spec.name.trim().is_empty() || spec.name.len() > 256 {
+        if !valid_code(&spec.id)
+            || spec.name.trim().is_empty()
+            || spec.name.len() > 256
+            || spec.name.chars().any(char::is_control)
+        {
             return Err(SealError::BadInput(
-                "unit id must be a code (1-64 of A-Z a-z 0-9 - _ .) and name 1-256 bytes".into(),
+                "unit id must be a code (1-64 of A-Z a-z 0-9 - _ .) and name 1-256 bytes of text".into(),
             ));
         }
         let _g = self.ledger.admin_lock();

@@ -325,8 +325,8 @@ impl Filings {
         if f.state == FilingState::Acked {
             return Err(SealError::Conflict("already_acked", format!("filing {id} was acknowledged already")));
         }
-        if reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 256) {
-            return Err(SealError::BadInput("reference must be 1 to 256 bytes".into()));
+        if reference.as_ref().is_some_and(|r| r.is_empty() || r.len() > 256 || r.chars().any(char::is_control)) {
+            return Err(SealError::BadInput("reference must be 1 to 256 bytes of text".into()));
         }
         f.state = FilingState::Acked;
         f.acked_ms = Some(now_ms());

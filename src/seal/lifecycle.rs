@@ -147,7 +147,9 @@ fn seal_image(bytes: &[u8], image_type: &str, w: f64, h: f64, max: usize) -> Res
         "png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
         "gif" => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
         "jpg" | "jpeg" => bytes.starts_with(&[0xff, 0xd8, 0xff]),
-        "svg" => std::str::from_utf8(bytes).is_ok_and(|s| s.contains("<svg")),
+        // A picture, not a program: an SVG with a script, an event handler or embedded HTML is
+        // refused (viewers other than the console may run what it carries).
+        "svg" => std::str::from_utf8(bytes).is_ok_and(|s| s.contains("<svg") && !svg_active(s)),
         _ => return Err(SealError::BadInput(format!("image_type '{image_type}' is not png, gif, jpg or svg"))),
     };
     if !fits {
@@ -167,6 +169,18 @@ fn seal_image(bytes: &[u8], image_type: &str, w: f64, h: f64, max: usize) -> Res
         width_mm: w,
         height_mm: h,
     })
+}
+
+/// Whether an SVG carries something that runs: a script, an event handler (`on…=`), a
+/// `javascript:` link or embedded HTML (`foreignObject`).
+fn svg_active(svg: &str) -> bool {
+    let s = svg.to_ascii_lowercase();
+    let handler = s.match_indices(" on").chain(s.match_indices("\ton")).chain(s.match_indices("\non")).any(|(i, _)| {
+        let rest = &s[i + 3..];
+        let name_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        name_len > 0 && rest[name_len..].trim_start().starts_with('=')
+    });
+    handler || s.contains("<script") || s.contains("javascript:") || s.contains("<foreignobject")
 }
 
 fn check_name(name: &str) -> Result<String, SealError> {
@@ -365,8 +379,8 @@ impl Lifecycle {
             &object,
             format!("only an issuer may {} a seal", action.name()),
         )?;
-        if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
-            return Err(SealError::BadInput("reason is at most 1024 bytes".into()));
+        if req.reason.as_ref().is_some_and(|r| r.len() > 1024 || r.chars().any(char::is_control)) {
+            return Err(SealError::BadInput("reason is at most 1024 bytes of text (no control characters)".into()));
         }
         if action != Action::Change && (req.name.is_some() || req.image.is_some()) {
             return Err(SealError::BadInput("name and image can change only through `change`".into()));
