@@ -359,7 +359,8 @@ impl Paging {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// Percent-decoding, `+` as a space (query strings and forms).
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -7,7 +7,6 @@ use super::view::{self, csrf, page, pager, when};
 use super::{with, Answer, Ctx, Refusal, Reply};
 use crate::authz::Role;
 use crate::seal::{AccountChange, AccountSpec, AccountUpdate, RequestState, UnitSpec};
-use crate::token::Health;
 use hyper::StatusCode;
 use maud::{html, Markup};
 
@@ -25,11 +24,7 @@ pub(crate) async fn keys(ctx: &Ctx, q: &Query) -> Reply {
         h2 { (ctx.t("密码设备", "Token")) }
         dl.fields {
             dt { (ctx.t("状态", "State")) }
-            dd id="token" { @match &health {
-                Health::Ready => span.badge.ok { (ctx.t("正常", "ready")) },
-                Health::Degraded(why) => { span.badge.warn { (ctx.t("降级", "degraded")) } " " (why) },
-                Health::Down(why) => { span.badge.bad { (ctx.t("不可用", "down")) } " " (why) },
-            } }
+            dd id="token" { (view::health(ctx, &health)) }
             dt { (ctx.t("会话", "Sessions")) } dd { (format!("{stats:?}")) }
         }
         details {

@@ -3,6 +3,7 @@
 //! max_body_bytes`, an upload within `max_document_bytes`, at most [`MAX_FIELDS`] fields.
 
 use super::Refusal;
+use crate::api::percent_decode;
 use crate::api::App;
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -29,33 +30,8 @@ impl Query {
 fn pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
     q.split('&').filter(|p| !p.is_empty()).map(|p| {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (decode(k), decode(v))
+        (percent_decode(k), percent_decode(v))
     })
-}
-
-/// Percent-decoding, `+` as a space (forms).
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Percent-encodes a value for a link's query or path.
@@ -198,7 +174,7 @@ mod tests {
         assert_eq!(q.get("a"), Some("印 1"));
         assert_eq!(q.get("b"), None);
         assert_eq!(q.get("c"), Some("x%2"));
-        assert_eq!(decode(&encode("印 a/b?&=")), "印 a/b?&=");
+        assert_eq!(percent_decode(&encode("印 a/b?&=")), "印 a/b?&=");
     }
 
     #[tokio::test]

@@ -6,7 +6,6 @@ use super::view::{self, csrf, page, pager, when};
 use super::{with, Answer, Ctx, Refusal, Reply};
 use crate::authz::Role;
 use crate::seal::{FilingState, Judged, SealState};
-use crate::token::Health;
 use hyper::StatusCode;
 use maud::{html, Markup};
 
@@ -93,11 +92,7 @@ pub(crate) async fn dashboard(ctx: &Ctx) -> Reply {
         h2 { (ctx.t("设备状态", "Appliance")) }
         dl.fields {
             dt { (ctx.t("密码设备", "Token")) }
-            dd id="token" { @match &health {
-                Health::Ready => span.badge.ok { (ctx.t("正常", "ready")) },
-                Health::Degraded(why) => { span.badge.warn { (ctx.t("降级", "degraded")) } " " (why) },
-                Health::Down(why) => { span.badge.bad { (ctx.t("不可用", "down")) } " " (why) },
-            } }
+            dd id="token" { (view::health(ctx, &health)) }
             dt { (ctx.t("审计日志记录数", "Journal records")) } dd { (head) }
         }
     };

@@ -38,6 +38,13 @@ struct Draft {
     sealed: Option<(Bytes, String, u64)>,
 }
 
+impl Draft {
+    /// Whether it is `account`'s and has not expired.
+    fn waits_for(&self, account: &str) -> bool {
+        self.account == account && self.created.elapsed() < DRAFT_TTL
+    }
+}
+
 impl Drafts {
     fn put(&self, d: Draft) -> Result<String, Refusal> {
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -59,7 +66,7 @@ impl Drafts {
     /// The caller's draft `id`.
     fn get(&self, account: &str, id: &str) -> Result<Draft, Refusal> {
         let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(id).filter(|d| d.account == account && d.created.elapsed() < DRAFT_TTL).cloned().ok_or_else(|| {
+        all.get(id).filter(|d| d.waits_for(account)).cloned().ok_or_else(|| {
             Refusal::new(
                 StatusCode::NOT_FOUND,
                 "unknown_draft",
@@ -72,14 +79,13 @@ impl Drafts {
     /// twice.
     fn begin(&self, account: &str, id: &str) -> Result<Draft, Refusal> {
         let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let d =
-            all.get_mut(id).filter(|d| d.account == account && d.created.elapsed() < DRAFT_TTL).ok_or_else(|| {
-                Refusal::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_draft",
-                    "no such upload: it was sealed, or it expired after 30 minutes",
-                )
-            })?;
+        let d = all.get_mut(id).filter(|d| d.waits_for(account)).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::NOT_FOUND,
+                "unknown_draft",
+                "no such upload: it was sealed, or it expired after 30 minutes",
+            )
+        })?;
         if d.sealing || d.sealed.is_some() {
             return Err(Refusal::new(
                 StatusCode::CONFLICT,

@@ -597,14 +597,9 @@ pub(crate) async fn usage_csv(ctx: &Ctx, id: &str) -> Reply {
             .map_err(e)?;
             loop {
                 for u in &page.usage {
-                    let t = time::OffsetDateTime::from_unix_timestamp((u.time_ms / 1000) as i64)
-                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-                        .to_offset(time::UtcOffset::from_hms(offset, 0, 0).unwrap_or(time::UtcOffset::UTC))
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default();
                     let row = [
                         u.seq.to_string(),
-                        t,
+                        view::rfc3339(u.time_ms, offset),
                         u.account.clone(),
                         u.outcome.clone(),
                         u.key_version.map(|v| v.to_string()).unwrap_or_default(),

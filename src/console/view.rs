@@ -96,10 +96,26 @@ pub(crate) fn badge(lang: Lang, s: SealState) -> Markup {
 
 /// A time, RFC 3339 in the appliance's local offset, to the second.
 pub(crate) fn when(ctx: &Ctx, ms: u64) -> String {
-    let offset = ctx.app.signing.registry().settings().utc_offset_hours;
+    rfc3339(ms, ctx.app.signing.registry().settings().utc_offset_hours)
+}
+
+/// `ms` as RFC 3339 at `offset_hours` from UTC, to the second.
+pub(crate) fn rfc3339(ms: u64, offset_hours: i8) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let t = t.to_offset(time::UtcOffset::from_hms(offset, 0, 0).unwrap_or(time::UtcOffset::UTC));
+    let t = t.to_offset(time::UtcOffset::from_hms(offset_hours, 0, 0).unwrap_or(time::UtcOffset::UTC));
     t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The token's health, as a badge and the reason.
+pub(crate) fn health(ctx: &Ctx, health: &crate::token::Health) -> Markup {
+    use crate::token::Health;
+    html! {
+        @match health {
+            Health::Ready => span.badge.ok { (ctx.t("正常", "ready")) },
+            Health::Degraded(why) => { span.badge.warn { (ctx.t("降级", "degraded")) } " " (why) },
+            Health::Down(why) => { span.badge.bad { (ctx.t("不可用", "down")) } " " (why) },
+        }
+    }
 }
 
 /// The date of a time, in the appliance's local offset.

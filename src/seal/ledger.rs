@@ -115,6 +115,11 @@ impl Ledger {
         Err(self.refuse(p, action, object, SealError::Forbidden(why.into())))
     }
 
+    /// Whether `account` holds a grant on seal `seal`.
+    pub(super) fn granted(&self, seal: &str, account: &str) -> Result<bool, SealError> {
+        Ok(self.store.get::<super::Grant>(tree::GRANTS, &format!("{seal}/{account}"))?.is_some())
+    }
+
     /// A seal by id.
     pub fn seal(&self, id: &str) -> Result<Seal, SealError> {
         self.store

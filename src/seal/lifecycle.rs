@@ -735,11 +735,8 @@ impl Lifecycle {
             Role::Issuer | Role::Auditor => true,
             // A unit administrator reads the seals of the units it administers, and those it was
             // granted (a parent unit's seal, to seal by hand).
-            Role::UnitAdmin => {
-                self.directory.administers(p, unit)?
-                    || self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{id}/{}", p.account))?.is_some()
-            }
-            Role::App => self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{id}/{}", p.account))?.is_some(),
+            Role::UnitAdmin => self.directory.administers(p, unit)? || self.ledger.granted(id, &p.account)?,
+            Role::App => self.ledger.granted(id, &p.account)?,
             Role::Sysadmin | Role::Secofficer => false,
         })
     }
@@ -804,7 +801,7 @@ impl Lifecycle {
                     a
                 }
             };
-            Ok(administers || self.ledger.store.get::<Grant>(tree::GRANTS, &format!("{id}/{}", p.account))?.is_some())
+            Ok(administers || self.ledger.granted(id, &p.account)?)
         }
     }
 

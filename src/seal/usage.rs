@@ -308,8 +308,7 @@ impl Uses {
     ) -> Result<Reservation, SealError> {
         // Applications, and the people of the unit a seal was granted to (who seal by hand in the
         // console), hold grants.
-        let granted = matches!(p.role, Role::App | Role::UnitAdmin)
-            && self.ledger.store.get::<super::Grant>(tree::GRANTS, &format!("{}/{}", seal.id, p.account))?.is_some();
+        let granted = self.holds_grant(p, &seal.id)?;
         if !granted {
             return Err(refused(
                 UseRefusal::NoGrant,
@@ -410,7 +409,7 @@ impl Uses {
         if digest.len() != 64 || hex::decode(&digest).is_err() {
             return Err(SealError::BadInput("digest must be 32 bytes of hex".into()));
         }
-        if self.ledger.store.get::<super::Grant>(tree::GRANTS, &format!("{seal_id}/{}", req.app))?.is_none() {
+        if !self.ledger.granted(seal_id, &req.app)? {
             return Err(SealError::BadInput(format!("'{}' holds no grant on seal {seal_id}", req.app)));
         }
         let max = self.ledger.settings.ticket_max_s;
@@ -440,8 +439,7 @@ impl Uses {
 
     /// Whether `p` holds a grant on `seal_id` (an application, or a person who seals by hand).
     pub fn holds_grant(&self, p: &Principal, seal_id: &str) -> Result<bool, SealError> {
-        Ok(matches!(p.role, Role::App | Role::UnitAdmin)
-            && self.ledger.store.get::<super::Grant>(tree::GRANTS, &format!("{seal_id}/{}", p.account))?.is_some())
+        Ok(matches!(p.role, Role::App | Role::UnitAdmin) && self.ledger.granted(seal_id, &p.account)?)
     }
 
     /// How many times `seal_id` was used today (in the appliance's local day) and in all.
