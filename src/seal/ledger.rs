@@ -175,6 +175,24 @@ impl Ledger {
         limit: usize,
         mut keep: impl FnMut(&T) -> Result<bool, SealError>,
     ) -> Result<(Vec<T>, Option<String>), SealError> {
+        Self::page_by(
+            cursor,
+            limit,
+            |after| Ok(self.store.scan_prefix_after::<T>(tree, prefix, after, 256)?),
+            |_, v| Ok(keep(&v)?.then_some(v)),
+        )
+    }
+
+    /// A page of a keyed source read in batches after a key (`batch`: up to 256 (key, value), and
+    /// whether more follow): the values `keep` turns into items, at most `limit`, after `cursor`
+    /// (a key, hex). It reads at most [`PAGE_BUDGET`] values; a page cut short by that still has
+    /// a cursor.
+    pub(super) fn page_by<R, T>(
+        cursor: Option<&str>,
+        limit: usize,
+        mut batch: impl FnMut(Option<&str>) -> Result<(Vec<(String, R)>, bool), SealError>,
+        mut keep: impl FnMut(&str, R) -> Result<Option<T>, SealError>,
+    ) -> Result<(Vec<T>, Option<String>), SealError> {
         let mut after = match cursor {
             None => None,
             Some(c) => Some(
@@ -186,13 +204,14 @@ impl Ledger {
         };
         let (mut out, mut read) = (Vec::new(), 0usize);
         loop {
-            let (batch, more) = self.store.scan_prefix_after::<T>(tree, prefix, after.as_deref(), 256)?;
-            let n = batch.len();
-            for (i, (key, v)) in batch.into_iter().enumerate() {
+            let (values, more) = batch(after.as_deref())?;
+            let n = values.len();
+            for (i, (key, v)) in values.into_iter().enumerate() {
                 read += 1;
+                let kept = keep(&key, v)?;
                 after = Some(key);
-                if keep(&v)? {
-                    out.push(v);
+                if let Some(item) = kept {
+                    out.push(item);
                     if out.len() == limit {
                         let left = more || i + 1 < n;
                         return Ok((out, if left { after.map(hex::encode) } else { None }));

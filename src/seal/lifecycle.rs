@@ -751,38 +751,21 @@ impl Lifecycle {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Seal>, Option<String>), SealError> {
-        let bad = || SealError::Invalid("bad_cursor", "the cursor is not one this list gave".into());
-        let mut after =
-            cursor.map(|c| hex::decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)).transpose()?;
         let mut may = self.reader(p);
-        let (mut out, mut read) = (Vec::new(), 0usize);
-        loop {
-            let (batch, more) = self.ledger.store.seals_in_state(state.name(), after.as_deref(), 256)?;
-            let n = batch.len();
-            for (i, (id, seal_unit)) in batch.into_iter().enumerate() {
-                read += 1;
-                after = Some(id.clone());
-                if unit.is_some_and(|u| u != seal_unit) || !may(&id, &seal_unit)? {
-                    continue;
+        super::Ledger::page_by(
+            cursor,
+            limit,
+            |after| Ok(self.ledger.store.seals_in_state(state.name(), after, 256)?),
+            |id, seal_unit| {
+                if unit.is_some_and(|u| u != seal_unit) || !may(id, &seal_unit)? {
+                    return Ok(None);
                 }
-                let seal = self.ledger.seal(&id)?;
+                let seal = self.ledger.seal(id)?;
                 // The seal may have moved since the index was read: it is listed as it is now.
-                if seal.state != state || horizon.is_some_and(|h| !super::Filings::is_expiring(&seal, h)) {
-                    continue;
-                }
-                out.push(seal);
-                if out.len() == limit {
-                    let left = more || i + 1 < n;
-                    return Ok((out, if left { after.map(hex::encode) } else { None }));
-                }
-            }
-            if !more {
-                return Ok((out, None));
-            }
-            if read >= super::ledger::PAGE_BUDGET {
-                return Ok((out, after.map(hex::encode)));
-            }
-        }
+                let listed = seal.state == state && horizon.is_none_or(|h| super::Filings::is_expiring(&seal, h));
+                Ok(listed.then_some(seal))
+            },
+        )
     }
 
     /// Whether `p` may read a seal, by its id and unit, remembering each unit's answer.
