@@ -43,14 +43,121 @@ pub struct Config {
     /// `[status]`: the seal-status service.
     #[serde(default)]
     pub status: crate::seal::StatusSettings,
+    /// `[cluster]`: this node's place among the nodes sharing one PostgreSQL (with
+    /// `[store] backend = "postgres"`).
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This node's id, unique in the cluster (1 to 32767): its journal chain is the node's own.
+    pub node_id: u16,
+}
+
+/// Where the state and the journal live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded view (`dir`) over the file journal (`[audit] dir`): one appliance.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database (`[store.postgres]`) that several nodes share.
+    Postgres,
+}
+
+/// `[store.postgres]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// `postgresql://user@host:port/db?sslmode=disable` or `host=... user=... dbname=...`; no password.
+    pub url: String,
+    /// A file holding the password (one line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// A systemd credential holding the password (`LoadCredential=`).
+    #[serde(default)]
+    pub password_credential: Option<String>,
+    /// Connections in the pool (default 16).
+    #[serde(default = "default_pool")]
+    pub pool_size: u32,
+    /// How long to wait for a connection, ms (default 3000).
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// The longest a statement or a lock wait may take, ms (default 5000).
+    #[serde(default = "default_statement_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+fn default_pool() -> u32 {
+    16
+}
+fn default_connect_ms() -> u64 {
+    3000
+}
+fn default_statement_ms() -> u64 {
+    5000
+}
+
+impl Config {
+    /// The cluster's database settings, when `[store] backend = "postgres"`: the password read from
+    /// its file or credential, and the node id from `[cluster]`.
+    pub fn postgres(&self) -> Result<Option<crate::store::PgSettings>, String> {
+        let Some(store) = &self.store else { return Ok(None) };
+        if store.backend != StoreBackend::Postgres {
+            return Ok(None);
+        }
+        let pg = store.postgres.as_ref().ok_or("[store] backend = \"postgres\" needs a [store.postgres] section")?;
+        let node = self.cluster.as_ref().ok_or("[store] backend = \"postgres\" needs [cluster] node_id")?.node_id;
+        if node == 0 || node > 32767 {
+            return Err("[cluster] node_id must be from 1 to 32767".into());
+        }
+        let path = match (&pg.password_file, &pg.password_credential) {
+            (Some(f), None) => Some(f.clone()),
+            (None, Some(c)) => {
+                Some(std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join(c)).ok_or_else(|| {
+                    format!("systemd credential '{c}' requested but $CREDENTIALS_DIRECTORY is not set")
+                })?)
+            }
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err("[store.postgres]: give password_file or password_credential, not both".into())
+            }
+        };
+        let password = match path {
+            None => None,
+            Some(p) => {
+                let text = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(&p).map_err(|e| format!("database password {}: {e}", p.display()))?,
+                );
+                Some(secrecy::SecretString::from(text.trim_end_matches(['\r', '\n']).to_string()))
+            }
+        };
+        Ok(Some(crate::store::PgSettings {
+            url: pg.url.clone(),
+            password,
+            pool_size: pg.pool_size,
+            connect_timeout: std::time::Duration::from_millis(pg.connect_timeout_ms.max(100)),
+            statement_timeout: std::time::Duration::from_millis(pg.statement_timeout_ms.max(100)),
+            node,
+        }))
+    }
 }
 
 /// `[store]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
-    /// The store's directory.
+    /// The store's directory (the embedded backend's).
     pub dir: PathBuf,
+    /// `embedded` (the default) or `postgres`.
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// `[store.postgres]`: the cluster's database.
+    #[serde(default)]
+    pub postgres: Option<PostgresSection>,
 }
 
 /// `[verify]`.

@@ -46,7 +46,14 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     let store_cfg = cfg.store.clone().ok_or_else(|| StartError("the config has no [store] section".into()))?;
     let audit_cfg = cfg.audit.clone().ok_or_else(|| StartError("the config has no [audit] section".into()))?;
     let pool = TokenPool::open(&cfg.token).map_err(|e| StartError(format!("token: {e}")))?;
-    let store = Arc::new(Store::open(&store_cfg.dir).map_err(|e| StartError(e.to_string()))?);
+    let cluster = cfg.postgres().map_err(StartError)?;
+    let store = Arc::new(
+        match &cluster {
+            Some(pg) => Store::open_postgres(pg),
+            None => Store::open(&store_cfg.dir),
+        }
+        .map_err(|e| StartError(e.to_string()))?,
+    );
     let configured = KeyId::from_hex(&audit_cfg.key).map_err(|e| start_err("[audit] key")(e.to_string()))?;
     let (audit_key, anchor) =
         crate::seal::active_audit_key(&store, &configured).map_err(|e| start_err("audit key")(e.to_string()))?;
@@ -55,7 +62,11 @@ pub fn open_offline(cfg: &Config) -> Result<Offline, StartError> {
     jcfg.checkpoint_every = audit_cfg.checkpoint_every;
     jcfg.checkpoint_interval = Duration::from_secs(audit_cfg.checkpoint_interval_s);
     let journal = Arc::new(
-        Journal::open(jcfg, Some(store.clone()), Some(Arc::new(signer))).map_err(|e| StartError(e.to_string()))?,
+        match cluster {
+            Some(_) => Journal::open_cluster(jcfg, store.clone(), Some(Arc::new(signer))),
+            None => Journal::open(jcfg, Some(store.clone()), Some(Arc::new(signer))),
+        }
+        .map_err(|e| StartError(e.to_string()))?,
     );
     if let Some(a) = anchor {
         journal.set_anchor(a);

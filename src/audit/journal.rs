@@ -59,7 +59,14 @@ pub struct Journal {
     opened: Opened,
     tx: Mutex<Option<Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    _lock: File,
+    _lock: Claim,
+}
+
+/// What keeps a second writer away: the journal directory's lock file, or this node's id in the
+/// cluster's database.
+enum Claim {
+    File(#[allow(dead_code)] File),
+    Node(#[allow(dead_code)] Box<crate::store::NodeClaim>),
 }
 
 impl std::fmt::Debug for Journal {
@@ -164,7 +171,9 @@ impl Journal {
         let index = store.clone();
         let writer = Writer {
             cfg,
-            file,
+            file: Some(file),
+            db: None,
+            reload_head: false,
             file_len,
             seg_first,
             head_seq: scan.head_seq,
@@ -189,8 +198,66 @@ impl Journal {
             opened,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
-            _lock: lock,
+            _lock: Claim::File(lock),
         })
+    }
+
+    /// Opens this node's journal in the cluster's database (the store `store`, opened with
+    /// [`Store::open_postgres`]): claims the node id, finds the node's chain head, and starts the
+    /// writer. Nothing is replayed: each batch committed with its changes.
+    pub fn open_cluster(
+        cfg: JournalConfig,
+        store: Arc<Store>,
+        signer: Option<Arc<dyn KeySigner>>,
+    ) -> Result<Self, AuditError> {
+        let started = Instant::now();
+        let db =
+            store.pg().cloned().ok_or_else(|| AuditError::Failed("the store is not the cluster's database".into()))?;
+        let claim = db.claim_node()?;
+        let (head_seq, head_hash) = db.head()?;
+        let uncovered = db.uncovered()?;
+        let shared = Arc::new(Shared {
+            dir: cfg.dir.clone(),
+            durable_seq: Mutex::new(head_seq),
+            failed: Mutex::new(None),
+            anchor: Mutex::new(signer.as_ref().map(|s| s.verifying_key())),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            cfg,
+            file: None,
+            db: Some(db.clone()),
+            reload_head: false,
+            file_len: 0,
+            seg_first: head_seq + 1,
+            head_seq,
+            head_hash,
+            uncovered,
+            last_checkpoint: Instant::now(),
+            store: Some(store.clone()),
+            signer,
+            shared: shared.clone(),
+            closing: false,
+            staged: Vec::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("audit-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::Failed(format!("the journal writer did not start: {e}")))?;
+        tracing::info!(db = %db.shown(), node = db.node(), head = head_seq, "audit journal open in the cluster's database");
+        Ok(Journal {
+            shared,
+            store: Some(store),
+            opened: Opened { read: 0, whole: false, seconds: started.elapsed().as_secs_f64() },
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            _lock: Claim::Node(Box::new(claim)),
+        })
+    }
+
+    /// The cluster's database, when the journal is there.
+    fn db(&self) -> Option<&Arc<crate::store::Pg>> {
+        self.store.as_deref().and_then(Store::pg)
     }
 
     /// Appends an event and returns once it is durable (and its changes applied to the store).
@@ -308,6 +375,9 @@ impl Journal {
     /// time does not grow with the history; a page cut short by the budget still has a cursor.
     pub fn page(&self, q: &Query, cursor: Option<&str>, newest_first: bool, limit: usize) -> Result<Page, AuditError> {
         let limit = limit.clamp(1, MAX_PAGE);
+        if let Some(db) = self.db() {
+            return page_in_db(db, q, cursor, newest_first, limit);
+        }
         let Some(store) = self.store.as_deref() else {
             return self.page_by_reading(q, cursor, newest_first, limit);
         };
@@ -425,6 +495,57 @@ impl Query {
             && self.action.as_ref().is_none_or(|a| r.action == *a)
             && self.object.as_ref().is_none_or(|o| r.object == *o)
     }
+}
+
+/// [`Journal::page`] on the cluster's database: every node's records, by time, node and seq. The
+/// cursor is the last record's (time, node, seq).
+fn page_in_db(
+    db: &crate::store::Pg,
+    q: &Query,
+    cursor: Option<&str>,
+    newest_first: bool,
+    limit: usize,
+) -> Result<Page, AuditError> {
+    let after = match cursor {
+        None => None,
+        Some(c) => {
+            let b = hex::decode(c).ok().filter(|b| b.len() == 18).ok_or(AuditError::BadCursor)?;
+            let n = |r: std::ops::Range<usize>| b[r].iter().fold(0u64, |a, x| a << 8 | u64::from(*x));
+            Some((n(0..8), n(8..10) as u16, n(10..18)))
+        }
+    };
+    let rows = db.journal_page(
+        q.from_ms,
+        q.to_ms,
+        q.actor.as_deref(),
+        q.action.as_deref(),
+        q.object.as_deref(),
+        after,
+        newest_first,
+        limit + 1,
+    )?;
+    let more = rows.len() > limit;
+    let mut records = Vec::new();
+    let mut last = None;
+    for (time_ms, node, seq, payload) in rows.into_iter().take(limit) {
+        let r: JournalRecord = serde_json::from_slice(&payload).map_err(|e| AuditError::Corrupt {
+            seq,
+            file: format!("{} node {node}", db.shown()),
+            reason: format!("a record does not decode: {e}"),
+        })?;
+        records.push(r);
+        last = Some((time_ms, node, seq));
+    }
+    let next = match (more, last) {
+        (true, Some((t, n, s))) => {
+            let mut b = t.to_be_bytes().to_vec();
+            b.extend_from_slice(&n.to_be_bytes());
+            b.extend_from_slice(&s.to_be_bytes());
+            Some(hex::encode(b))
+        }
+        _ => None,
+    };
+    Ok(Page { records, next })
 }
 
 /// What opening the journal read.

@@ -71,7 +71,7 @@ impl Actor {
 }
 
 /// What a caller asks to have recorded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
     /// Who.
     pub actor: Actor,
@@ -85,6 +85,10 @@ pub struct AuditEvent {
     pub details: BTreeMap<String, serde_json::Value>,
     /// For state changes: the changes (full new state of each object changed).
     pub snapshot: Vec<Change>,
+    /// What must still hold when the record commits, checked by the cluster's database with the
+    /// rows locked (see [`crate::store::Guard`]); not part of the record. On the embedded store the
+    /// registry's locks make them hold already.
+    pub guards: Vec<crate::store::Guard>,
 }
 
 impl AuditEvent {
@@ -97,7 +101,14 @@ impl AuditEvent {
             outcome: outcome.into(),
             details: BTreeMap::new(),
             snapshot: Vec::new(),
+            guards: Vec::new(),
         }
+    }
+
+    /// Adds a condition the record commits under (see [`AuditEvent::guards`]).
+    pub fn guard(mut self, g: crate::store::Guard) -> Self {
+        self.guards.push(g);
+        self
     }
 
     /// Adds a detail.
@@ -196,6 +207,15 @@ pub enum AuditError {
     /// Another process has the journal open.
     #[error("journal {0} is in use by another process (is seald already running?)")]
     Locked(String),
+    /// A guard of the record failed when it was to commit (another node changed what it
+    /// depended on): nothing was recorded.
+    #[error("{message}")]
+    Guard {
+        /// The refusal's code.
+        code: &'static str,
+        /// What failed.
+        message: String,
+    },
     /// A record before the tail is damaged: start is refused.
     #[error("journal is corrupt at seq {seq} ({file}): {reason}; refusing to start")]
     Corrupt {

@@ -19,7 +19,13 @@ pub(super) enum Request {
 
 pub(super) struct Writer {
     pub(super) cfg: JournalConfig,
-    pub(super) file: File,
+    /// The segment appended to (none: the records go to the cluster's database, `db`).
+    pub(super) file: Option<File>,
+    /// The cluster's database, where this node's records commit with their changes.
+    pub(super) db: Option<Arc<crate::store::Pg>>,
+    /// Whether the head must be read again from the database before the next batch (a batch whose
+    /// commit was not confirmed may or may not be there).
+    pub(super) reload_head: bool,
     pub(super) file_len: u64,
     pub(super) seg_first: u64,
     pub(super) head_seq: u64,
@@ -118,6 +124,9 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Request>) {
+        if self.db.is_some() {
+            return self.commit_db(batch);
+        }
         if let Some(why) = self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             for r in batch {
                 match r {
@@ -301,18 +310,177 @@ impl Writer {
     fn write(&mut self, buf: &[u8], first_seq: u64) -> Result<(u64, u64), AuditError> {
         if self.file_len > 0 && self.file_len + buf.len() as u64 > self.cfg.segment_bytes {
             let path = self.shared.dir.join(format!("seg-{first_seq:020}.log"));
-            self.file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            self.file = Some(OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?);
             self.file_len = 0;
             self.seg_first = first_seq;
             sync_dir(&self.shared.dir)?;
         }
         let path = self.shared.dir.join(format!("seg-{:020}.log", self.seg_first));
         let base = self.file_len;
-        self.file.write_all(buf).map_err(io_err(&path))?;
+        let file = self.file.as_mut().ok_or_else(|| AuditError::Failed("no segment open".into()))?;
+        file.write_all(buf).map_err(io_err(&path))?;
         if self.cfg.sync {
-            self.file.sync_data().map_err(io_err(&path))?;
+            file.sync_data().map_err(io_err(&path))?;
         }
         self.file_len += buf.len() as u64;
         Ok((self.seg_first, base))
+    }
+}
+
+/// A refusal's code for a record the batch could not take.
+fn refuse_all(replies: Vec<SyncSender<Result<Receipt, AuditError>>>, err: impl Fn() -> AuditError) {
+    for r in replies {
+        let _ = r.send(Err(err()));
+    }
+}
+
+impl Writer {
+    /// [`Writer::commit`] on the cluster's database: the batch's records (this node's chain), their
+    /// changes and counters commit in one transaction, each record under its guards. A record whose
+    /// guard fails is answered with the refusal and the batch is chained again without it. A
+    /// database failure fails the batch only: the node goes on when the database is back.
+    fn commit_db(&mut self, batch: Vec<Request>) {
+        let Some(db) = self.db.clone() else { return };
+        let mut appends = Vec::new();
+        let mut checkpoints = Vec::new();
+        for r in batch {
+            match r {
+                Request::Append(ev, reply) => appends.push((ev, Some(reply))),
+                Request::Checkpoint(reply) => checkpoints.push(reply),
+                Request::Rekey(_, _, reply) => {
+                    let _ = reply.send(Err(AuditError::Failed("a key switch travels alone".into())));
+                }
+            }
+        }
+        let unavailable = |e: &crate::store::StoreError| {
+            AuditError::Store(crate::store::StoreError::Unavailable {
+                db: db.shown().to_string(),
+                message: e.to_string(),
+            })
+        };
+        if self.reload_head {
+            match db.head() {
+                Ok((seq, hash)) => {
+                    (self.head_seq, self.head_hash) = (seq, hash);
+                    self.reload_head = false;
+                }
+                Err(e) => {
+                    refuse_all(appends.into_iter().filter_map(|(_, r)| r).collect(), || unavailable(&e));
+                    for reply in checkpoints {
+                        let _ = reply.send(Err(unavailable(&e)));
+                    }
+                    return;
+                }
+            }
+        }
+        let (start_seq, start_hash, start_uncovered) = (self.head_seq, self.head_hash, self.uncovered);
+        loop {
+            (self.head_seq, self.head_hash, self.uncovered) = (start_seq, start_hash, start_uncovered);
+            self.staged.clear();
+            let now = now_ms();
+            let mut buf = Vec::new();
+            // Each staged record's append (none: the checkpoint), its changes, and its receipt.
+            let mut owners: Vec<Option<usize>> = Vec::new();
+            let mut changes: Vec<Vec<crate::store::Change>> = Vec::new();
+            let mut receipts: Vec<(u64, [u8; 32])> = Vec::new();
+            for (i, (ev, reply)) in appends.iter_mut().enumerate() {
+                if reply.is_none() {
+                    continue;
+                }
+                match self.stage(ev.clone(), now, &mut buf) {
+                    Some((seq, hash, snapshot)) => {
+                        self.uncovered += 1;
+                        owners.push(Some(i));
+                        changes.push(snapshot);
+                        receipts.push((seq, hash));
+                    }
+                    None => {
+                        if let Some(r) = reply.take() {
+                            let _ = r.send(Err(AuditError::Failed("record too large or not encodable".into())));
+                        }
+                    }
+                }
+            }
+            let due = self.uncovered > 0
+                && (!checkpoints.is_empty()
+                    || self.closing
+                    || self.uncovered >= self.cfg.checkpoint_every
+                    || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval);
+            let mut signed = None;
+            if due && self.signer.is_some() {
+                match self.checkpoint_record(now, &mut buf) {
+                    Ok(h) => {
+                        owners.push(None);
+                        changes.push(Vec::new());
+                        signed = Some(h);
+                    }
+                    Err(e) => tracing::error!(error = %e, "checkpoint not written; will retry"),
+                }
+            }
+            if self.staged.is_empty() {
+                for reply in checkpoints {
+                    let _ = reply.send(Ok(None));
+                }
+                return;
+            }
+            let rows: Vec<crate::store::Row<'_>> = self
+                .staged
+                .iter()
+                .zip(changes.iter())
+                .map(|(st, ch)| crate::store::Row {
+                    seq: st.record.seq,
+                    hash: st.hash,
+                    time_ms: st.record.time_ms,
+                    actor: &st.record.actor.account,
+                    action: &st.record.action,
+                    object: &st.record.object,
+                    checkpoint: st.record.action == super::CHECKPOINT_ACTION,
+                    payload: &buf[st.at as usize + 8..st.at as usize + 8 + st.len as usize],
+                    changes: ch,
+                })
+                .collect();
+            let guards: Vec<&[crate::store::Guard]> =
+                owners.iter().map(|o| o.map_or(&[][..], |i| appends[i].0.guards.as_slice())).collect();
+            let result = db.commit(&rows, &guards);
+            drop(rows);
+            match result {
+                Ok(counters) => {
+                    *self.shared.durable_seq.lock().unwrap_or_else(|p| p.into_inner()) = self.head_seq;
+                    if signed.is_some() {
+                        self.uncovered = 0;
+                        self.last_checkpoint = Instant::now();
+                    }
+                    for (owner, (seq, hash)) in owners.iter().zip(receipts.iter()) {
+                        let Some(reply) = owner.and_then(|i| appends[i].1.take()) else { continue };
+                        let counters =
+                            counters.iter().filter(|(s, _, _)| s == seq).map(|(_, k, v)| (k.clone(), *v)).collect();
+                        let _ = reply.send(Ok(Receipt { seq: *seq, hash: *hash, counters }));
+                    }
+                    for reply in checkpoints {
+                        let _ = reply.send(Ok(signed.clone()));
+                    }
+                    self.staged.clear();
+                    return;
+                }
+                Err(crate::store::BatchError::Guards(failed)) => {
+                    for (j, code, message) in failed {
+                        if let Some(reply) = owners.get(j).copied().flatten().and_then(|i| appends[i].1.take()) {
+                            let _ = reply.send(Err(AuditError::Guard { code, message }));
+                        }
+                    }
+                }
+                Err(crate::store::BatchError::Db(e)) => {
+                    tracing::warn!(error = %e, "a batch did not commit to the cluster's database");
+                    (self.head_seq, self.head_hash, self.uncovered) = (start_seq, start_hash, start_uncovered);
+                    self.reload_head = true;
+                    self.staged.clear();
+                    refuse_all(appends.into_iter().filter_map(|(_, r)| r).collect(), || unavailable(&e));
+                    for reply in checkpoints {
+                        let _ = reply.send(Err(unavailable(&e)));
+                    }
+                    return;
+                }
+            }
+        }
     }
 }

@@ -261,7 +261,7 @@ impl Directory {
 
     /// Creates the first administrator accounts (`seald init`): only while no account exists.
     pub fn bootstrap(&self, admins: &[(Role, String, String)]) -> Result<Vec<AccountRecord>, SealError> {
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         if !self.ledger.store.scan::<AccountRecord>(tree::ACCOUNTS)?.is_empty() {
             return Err(SealError::Conflict("already_initialised", "the registry has accounts already".into()));
         }
@@ -320,7 +320,7 @@ impl Directory {
                 "unit id must be a code (1-64 of A-Z a-z 0-9 - _ .) and name 1-256 bytes of text".into(),
             ));
         }
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         if self.ledger.store.get::<Unit>(tree::UNITS, &spec.id)?.is_some() {
             return Err(SealError::Conflict("unit_exists", format!("unit '{}' exists", spec.id)));
         }
@@ -425,7 +425,7 @@ impl Directory {
             created_by: p.account.clone(),
             created_ms: now_ms(),
         };
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         self.check_change(p, None, &a)?;
         if a.role.is_administrator() {
             return self.ask_second(p, "account.create", None, a).map(AccountChange::AwaitingApproval);
@@ -443,7 +443,7 @@ impl Directory {
         if name == p.account {
             return Err(refuse("no account changes itself: another administrator must"));
         }
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         let before =
             self.account(name)?.ok_or_else(|| SealError::NotFound("unknown_account", format!("no account '{name}'")));
         let administrative =

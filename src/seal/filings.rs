@@ -316,7 +316,7 @@ impl Filings {
     pub fn ack_filing(&self, p: &Principal, id: &str, reference: Option<String>) -> Result<Filing, SealError> {
         let object = format!("filing:{id}");
         self.ledger.require_role(p, Role::Issuer, "filing.ack", &object, "only an issuer acknowledges filings")?;
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         let mut f = self
             .ledger
             .store

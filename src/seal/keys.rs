@@ -325,8 +325,7 @@ impl DualControl {
         self.require_officer(p, "key.rotate", name)?;
         match key_name(name)? {
             KeyName::Seal(id) => {
-                let slot = self.ledger.slot(id);
-                let _w = slot.lock.write();
+                let _w = self.ledger.exclusive(id)?;
                 let mut seal = self.ledger.seal(id)?;
                 if seal.current().is_none() || matches!(seal.state, super::SealState::Revoked) {
                     let err =
@@ -369,7 +368,7 @@ impl DualControl {
                 })
             }
             KeyName::Appliance(which) => {
-                let _g = self.ledger.admin_lock();
+                let _g = self.ledger.admin_lock()?;
                 let mut k = self.pki.appliance_key(which)?;
                 if k.pending.is_some() {
                     return Err(SealError::Conflict(
@@ -527,9 +526,8 @@ impl DualControl {
         id: &str,
         version: u32,
     ) -> Result<ActivatedVersion, SealError> {
-        let slot = self.ledger.slot(id);
+        let _w = self.ledger.exclusive(id)?;
         // Exclusive: uses in flight finish on the old version first; none after this starts uses it.
-        let _w = slot.lock.write();
         let mut seal = self.ledger.seal(id)?;
         if !seal.versions.iter().any(|v| v.version == version && v.state == KeyState::Pending) {
             return Err(SealError::Conflict("not_pending", format!("seal:{id} version {version} is not pending")));
@@ -656,7 +654,7 @@ impl DualControl {
             return self.approve_account(p, id);
         }
         self.ledger.require_role(p, Role::Secofficer, "key.approve", &object, "only a security officer approves")?;
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         let mut r = self
             .ledger
             .store
@@ -752,8 +750,7 @@ impl DualControl {
                 ev = ev.change(put(tree::KEYS, which, &k));
             }
             (RequestAction::Destroy, KeyName::Seal(sid)) => {
-                let slot = self.ledger.slot(sid);
-                let _w = slot.lock.write();
+                let _w = self.ledger.exclusive(sid)?;
                 let mut seal = self.ledger.seal(sid)?;
                 let v = seal
                     .versions
@@ -792,7 +789,7 @@ impl DualControl {
                 "only an administrator approves an administrator's account".into(),
             )));
         }
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         let mut r = self
             .ledger
             .store

@@ -42,6 +42,12 @@ impl Ledger {
     }
 }
 
+/// A lock held here (`L`) and, on a cluster, on every node; the cluster's goes first.
+pub(super) struct Held<L> {
+    _cluster: Option<crate::store::ClusterLock>,
+    _local: L,
+}
+
 impl Ledger {
     /// Tells the registry which token key signs the journal's checkpoints now (for rotation and
     /// backups).
@@ -67,8 +73,23 @@ impl Ledger {
         slots.entry(id.to_string()).or_default().clone()
     }
 
-    pub(super) fn admin_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.admin.lock().unwrap_or_else(|p| p.into_inner())
+    /// The registry's administration (accounts, units, grants, filings, appliance keys) held alone:
+    /// here, and on a cluster on every node.
+    pub(super) fn admin_lock(&self) -> Result<Held<std::sync::MutexGuard<'_, ()>>, SealError> {
+        let local = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let cluster = self.store.pg().map(|pg| pg.lock("admin")).transpose()?;
+        Ok(Held { _cluster: cluster, _local: local })
+    }
+
+    /// Seal `id` held alone for a transition (uses wait, or on other nodes fail their guard): here,
+    /// and on a cluster on every node.
+    pub(super) fn exclusive(
+        &self,
+        id: &str,
+    ) -> Result<Held<parking_lot::lock_api::ArcRwLockWriteGuard<parking_lot::RawRwLock, ()>>, SealError> {
+        let local = self.slot(id).lock.write_arc();
+        let cluster = self.store.pg().map(|pg| pg.lock(&format!("seal:{id}"))).transpose()?;
+        Ok(Held { _cluster: cluster, _local: local })
     }
 
     /// Journals an event (durable, and applied to the store) and returns its seq.

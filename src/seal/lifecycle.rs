@@ -292,7 +292,7 @@ impl Lifecycle {
             return Err(SealError::BadInput("alg must be sm2 or p256".into()));
         }
         check_policy(&req.policy)?;
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         let id = self.new_seal_id()?;
         let seal = Seal {
             id: id.clone(),
@@ -385,8 +385,7 @@ impl Lifecycle {
         if action != Action::Change && (req.name.is_some() || req.image.is_some()) {
             return Err(SealError::BadInput("name and image can change only through `change`".into()));
         }
-        let slot = self.ledger.slot(id);
-        let _w = slot.lock.write();
+        let _w = self.ledger.exclusive(id)?;
         let mut seal = self.ledger.seal(id)?;
         let from = seal.state;
         if !action.from_states().contains(&from) {
@@ -486,8 +485,7 @@ impl Lifecycle {
         self.ledger.require_role(p, Role::Issuer, "seal.certificate", &object, "only an issuer binds a certificate")?;
         let cert =
             crate::formats::x509::Cert::parse(pem.as_bytes()).map_err(|e| SealError::Certificate(e.to_string()))?;
-        let slot = self.ledger.slot(id);
-        let _w = slot.lock.write();
+        let _w = self.ledger.exclusive(id)?;
         let mut seal = self.ledger.seal(id)?;
         if !matches!(seal.state, SealState::Made | SealState::Active | SealState::Frozen) {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "certificate".into() };
@@ -570,8 +568,7 @@ impl Lifecycle {
             ));
         }
         check_policy(&policy)?;
-        let slot = self.ledger.slot(id);
-        let _w = slot.lock.write();
+        let _w = self.ledger.exclusive(id)?;
         let mut seal = self.ledger.seal(id)?;
         if matches!(seal.state, SealState::Revoked | SealState::Rejected) {
             let err = SealError::InvalidTransition { seal: id.into(), state: seal.state, action: "policy".into() };
@@ -616,7 +613,7 @@ impl Lifecycle {
                 "an administrator may not grant a seal to themselves: another administrator of the unit does".into(),
             ));
         }
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         let g = Grant { seal: id.into(), account: account.into(), granted_by: p.account.clone(), time_ms: now_ms() };
         let ev = AuditEvent::new(actor(p), "seal.grant", &object, "ok").detail("account", account).change(put(
             tree::GRANTS,
@@ -640,13 +637,12 @@ impl Lifecycle {
             ));
         }
         let key = format!("{id}/{account}");
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         if self.ledger.store.get::<Grant>(tree::GRANTS, &key)?.is_none() {
             return Err(SealError::NotFound("unknown_grant", format!("'{account}' holds no grant on seal {id}")));
         }
         // Taken under the seal's lock, so no use that relied on the grant is still running after this returns.
-        let slot = self.ledger.slot(id);
-        let _w = slot.lock.write();
+        let _w = self.ledger.exclusive(id)?;
         let ev = AuditEvent::new(actor(p), "seal.ungrant", &object, "ok")
             .detail("account", account)
             .change(Change::Delete { tree: tree::GRANTS.into(), key });

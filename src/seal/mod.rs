@@ -451,6 +451,26 @@ pub enum UseRefusal {
 }
 
 impl UseRefusal {
+    /// Every refusal.
+    pub const ALL: [UseRefusal; 11] = [
+        UseRefusal::NoGrant,
+        UseRefusal::NotActive,
+        UseRefusal::Frozen,
+        UseRefusal::Revoked,
+        UseRefusal::Expired,
+        UseRefusal::OutsideHours,
+        UseRefusal::UsageLimit,
+        UseRefusal::TicketRequired,
+        UseRefusal::TicketUsed,
+        UseRefusal::TicketExpired,
+        UseRefusal::TicketMismatch,
+    ];
+
+    /// The refusal of a code.
+    pub fn from_code(code: &str) -> Option<UseRefusal> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// Stable code.
     pub fn code(self) -> &'static str {
         match self {
@@ -555,6 +575,10 @@ impl From<crate::audit::AuditError> for SealError {
     fn from(e: crate::audit::AuditError) -> Self {
         match e {
             crate::audit::AuditError::BadCursor => SealError::Invalid("bad_cursor", e.to_string()),
+            crate::audit::AuditError::Guard { code, message } => match UseRefusal::from_code(code) {
+                Some(r) => SealError::Refused(r, message),
+                None => SealError::Conflict("conflict", message),
+            },
             e => SealError::Audit(e.to_string()),
         }
     }

@@ -26,7 +26,7 @@ impl Pki {
     /// Sets up the issuing CA: a key generated in the token (SM2 where the token offers it, P-256
     /// otherwise) and its self-signed certificate. Does nothing when one exists. Returns it.
     pub fn ensure_issuing_ca(&self, common_name: &str, valid_days: u32) -> Result<ApplianceKey, SealError> {
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         if let Some(ca) = self.issuing_ca()? {
             return Ok(ca);
         }
@@ -82,7 +82,7 @@ impl Pki {
         valid_days: u32,
         purpose: Option<&'static str>,
     ) -> Result<ApplianceKey, SealError> {
-        let _g = self.ledger.admin_lock();
+        let _g = self.ledger.admin_lock()?;
         if let Some(k) = self.ledger.store.get::<ApplianceKey>(tree::KEYS, name)? {
             return Ok(k);
         }

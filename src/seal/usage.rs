@@ -17,7 +17,7 @@ use super::{
 use crate::audit::AuditEvent;
 use crate::authz::{Principal, Role};
 use crate::crypto::KeyAlg;
-use crate::store::{tree, Change};
+use crate::store::{tree, Change, Guard};
 use crate::token::KeyId;
 use parking_lot::lock_api::ArcRwLockReadGuard;
 use serde::{Deserialize, Serialize};
@@ -247,6 +247,7 @@ impl UsePermit<'_> {
         let (day, _) = local_day_hour(self.now, r.ledger.settings.utc_offset_hours);
         let (by_seal, by_account) =
             (format!("today:{day}:seal:{}", self.key.seal), format!("today:{day}:account:{}", record.actor.account));
+        let (total, day) = (total_key.clone(), day_key.clone());
         let mut ev = record
             .change(Change::Add { key: total_key, delta: 1 })
             .change(Change::Add { key: day_key, delta: 1 })
@@ -259,10 +260,51 @@ impl UsePermit<'_> {
                 .get::<Ticket>(tree::APPROVALS, t)?
                 .ok_or_else(|| SealError::Store(format!("ticket {t} vanished")))?;
             tk.used_ms = Some(self.now);
-            ev = ev.detail("ticket", t.clone()).change(put(tree::APPROVALS, t, &tk));
+            ev = ev.detail("ticket", t.clone()).change(put(tree::APPROVALS, t, &tk)).guard(Guard::Field {
+                tree: tree::APPROVALS.into(),
+                key: t.clone(),
+                field: "used_ms".into(),
+                equals: serde_json::Value::Null,
+                code: |_| UseRefusal::TicketUsed.code(),
+            });
         }
-        let audit_seq = r.ledger.commit(ev)?;
-        Ok(UseReceipt { key: self.key, audit_seq })
+        // What this node's locks hold here, the cluster's database holds across nodes: the seal is
+        // still active, and its limits still allow this use, when the record commits.
+        ev = ev.guard(Guard::Field {
+            tree: tree::SEALS.into(),
+            key: self.key.seal.clone(),
+            field: "state".into(),
+            equals: serde_json::Value::from(SealState::Active.name()),
+            code: |now| match now.as_str() {
+                Some("frozen") => UseRefusal::Frozen.code(),
+                Some("revoked") => UseRefusal::Revoked.code(),
+                _ => UseRefusal::NotActive.code(),
+            },
+        });
+        let policy = &self.held.seal.policy;
+        for (limit, key) in [(policy.total_limit, &total), (policy.daily_limit, &day)] {
+            if let Some(max) = limit {
+                ev = ev.guard(Guard::AtMost {
+                    key: key.clone(),
+                    max: i64::try_from(max).unwrap_or(i64::MAX),
+                    code: UseRefusal::UsageLimit.code(),
+                });
+            }
+        }
+        let (actor, object) = (ev.actor.clone(), ev.object.clone());
+        match r.ledger.commit(ev) {
+            Ok(audit_seq) => Ok(UseReceipt { key: self.key, audit_seq }),
+            Err(e @ SealError::Refused(..)) => {
+                // Another node froze the seal, spent the limit or the ticket first: nothing was
+                // recorded as a use, and the signature is not returned.
+                r.ledger.journal_refusal(
+                    AuditEvent::new(actor, "seal.use", &object, &format!("refused:{}", e.code()))
+                        .detail("message", e.to_string()),
+                );
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -15,6 +15,9 @@
 //!
 //! What it deliberately does not do: decide anything. Rules live in the domain modules.
 
+mod pg;
+pub use pg::{BatchError, ClusterLock, Guard, NodeClaim, Pg, PgSettings, Row};
+
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -116,6 +119,14 @@ fn derived_entry(tree: &str, key: &str, value: &serde_json::Value) -> Option<(&'
         )),
         _ => None,
     }
+}
+
+/// The smallest key past every key that starts with `prefix` (none: no such key).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let p = prefix.iter().rposition(|b| *b != 0xff)?;
+    let mut end = prefix[..=p].to_vec();
+    end[p] += 1;
+    Some(end)
 }
 
 fn state_key(state: &str, id: &str) -> Vec<u8> {
@@ -279,6 +290,15 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The cluster's database cannot be reached or failed a statement (nothing was changed, or
+    /// the change did not commit).
+    #[error("{db} unavailable: {message}")]
+    Unavailable {
+        /// Which database (hosts and name, never credentials).
+        db: String,
+        /// Why.
+        message: String,
+    },
     /// The database failed.
     #[error("store {path}: {message}")]
     Db {
@@ -291,7 +311,10 @@ pub enum StoreError {
 
 /// The redb database with its named tables.
 pub struct Store {
-    db: redb::Database,
+    /// The embedded view (none on the cluster's database).
+    db: Option<redb::Database>,
+    /// The cluster's database (`[store] backend = "postgres"`).
+    pg: Option<std::sync::Arc<Pg>>,
     path: PathBuf,
     /// When a commit was last made durable.
     last_durable: Mutex<Instant>,
@@ -360,8 +383,9 @@ impl Store {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(shown)),
             Err(e) => return Err(fail(e.to_string())),
         };
-        let store = Store { db, path: path.to_path_buf(), last_durable: Mutex::new(Instant::now()) };
-        let mut txn = store.db.begin_write().map_err(|e| store.fail(e))?;
+        let store =
+            Store { db: Some(db), pg: None, path: path.to_path_buf(), last_durable: Mutex::new(Instant::now()) };
+        let mut txn = store.rdb()?.begin_write().map_err(|e| store.fail(e))?;
         txn.set_quick_repair(true);
         {
             for name in TREES.iter().chain(INDEX_TREES) {
@@ -414,10 +438,37 @@ impl Store {
         Ok(store)
     }
 
+    /// Connects to the cluster's database (creating its schema on the first start): the store of
+    /// `[store] backend = "postgres"`, shared by every node.
+    pub fn open_postgres(settings: &PgSettings) -> Result<Self, StoreError> {
+        let pg = Pg::connect(settings)?;
+        Ok(Store {
+            db: None,
+            path: PathBuf::from(pg.shown()),
+            pg: Some(std::sync::Arc::new(pg)),
+            last_durable: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The cluster's database, when the store is one.
+    pub fn pg(&self) -> Option<&std::sync::Arc<Pg>> {
+        self.pg.as_ref()
+    }
+
+    fn rdb(&self) -> Result<&redb::Database, StoreError> {
+        self.db.as_ref().ok_or_else(|| StoreError::Db {
+            path: self.path.display().to_string(),
+            message: "the cluster's database keeps the journal's records itself: no view index to read".into(),
+        })
+    }
+
     /// Removes the sled store an earlier seald left in this directory, once this view has been
     /// rebuilt from the journal and synced (the daemon calls it after opening the journal; tools
     /// that only look never do).
     pub fn remove_sled_leftovers(&self) -> Result<(), StoreError> {
+        if self.pg.is_some() {
+            return Ok(());
+        }
         self.flush()?;
         remove_sled_leftovers(&self.path);
         Ok(())
@@ -441,9 +492,33 @@ impl Store {
         max: usize,
     ) -> Result<(Vec<(String, String)>, bool), StoreError> {
         use std::ops::Bound;
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let t = txn.open_table(table(index::SEAL_STATE)).map_err(|e| self.fail(e))?;
         let prefix = state_key(state, "");
+        if let Some(pg) = &self.pg {
+            let lower = match after {
+                Some(a) => state_key(state, a),
+                None => prefix.clone(),
+            };
+            let lower =
+                if after.is_some() { Bound::Excluded(lower.as_slice()) } else { Bound::Included(lower.as_slice()) };
+            let end = prefix_end(&prefix);
+            let mut rows = pg.range(
+                index::SEAL_STATE,
+                lower,
+                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+                false,
+                max + 1,
+            )?;
+            let more = rows.len() > max;
+            rows.truncate(max);
+            let mut out = Vec::new();
+            for (k, v) in rows {
+                let unit: String = decode(index::SEAL_STATE, &k, &v)?;
+                out.push((String::from_utf8_lossy(&k[prefix.len()..]).into_owned(), unit));
+            }
+            return Ok((out, more));
+        }
+        let txn = self.rdb()?.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(index::SEAL_STATE)).map_err(|e| self.fail(e))?;
         let lower = match after {
             Some(a) => Bound::Excluded(state_key(state, a)),
             None => Bound::Included(prefix.clone()),
@@ -466,9 +541,25 @@ impl Store {
     /// The filings of seal `seal`: (filing id, created_ms), by id; at most `max`.
     pub fn filings_of(&self, seal: &str, max: usize) -> Result<Vec<(String, u64)>, StoreError> {
         use std::ops::Bound;
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let t = txn.open_table(table(index::FILING_SEAL)).map_err(|e| self.fail(e))?;
         let prefix = format!("{seal}/").into_bytes();
+        if let Some(pg) = &self.pg {
+            let end = prefix_end(&prefix);
+            let rows = pg.range(
+                index::FILING_SEAL,
+                Bound::Included(prefix.as_slice()),
+                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+                false,
+                max,
+            )?;
+            return rows
+                .into_iter()
+                .map(|(k, v)| {
+                    Ok((String::from_utf8_lossy(&k[prefix.len()..]).into_owned(), decode(index::FILING_SEAL, &k, &v)?))
+                })
+                .collect();
+        }
+        let txn = self.rdb()?.begin_read().map_err(|e| self.fail(e))?;
+        let t = txn.open_table(table(index::FILING_SEAL)).map_err(|e| self.fail(e))?;
         let mut out = Vec::new();
         for item in
             t.range::<&[u8]>((Bound::Included(prefix.as_slice()), Bound::Unbounded)).map_err(|e| self.fail(e))?
@@ -485,7 +576,10 @@ impl Store {
 
     /// The raw value of `key` in table `name`.
     fn raw(&self, name: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        if let Some(pg) = &self.pg {
+            return pg.get_raw(name, key);
+        }
+        let txn = self.rdb()?.begin_read().map_err(|e| self.fail(e))?;
         let t = txn.open_table(table(name)).map_err(|e| self.fail(e))?;
         let v = t.get(key).map_err(|e| self.fail(e))?;
         Ok(v.map(|v| v.value().to_vec()))
@@ -526,7 +620,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Loc)>, StoreError> {
         use std::ops::Bound;
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let txn = self.rdb()?.begin_read().map_err(|e| self.fail(e))?;
         let t = txn.open_table(table(index_table(name)?)).map_err(|e| self.fail(e))?;
         let mut end = prefix.to_vec();
         // The smallest key past every key with this prefix (prefixes here never end in 0xff).
@@ -575,7 +669,7 @@ impl Store {
     /// Where to start reading the journal for records from `seq`: the last seek entry at or
     /// before it (see [`index::SEQ`]), as (seq, location).
     pub fn seek(&self, seq: u64) -> Result<Option<(u64, Loc)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let txn = self.rdb()?.begin_read().map_err(|e| self.fail(e))?;
         let t = txn.open_table(table(index::SEQ)).map_err(|e| self.fail(e))?;
         let key = seq.to_be_bytes();
         let mut range = t.range::<&[u8]>(..=&key[..]).map_err(|e| self.fail(e))?;
@@ -610,7 +704,28 @@ impl Store {
     ) -> Result<(Vec<(String, T)>, bool), StoreError> {
         use std::ops::Bound;
         let name = TREES[tree_index(tree)?];
-        let txn = self.db.begin_read().map_err(|e| self.fail(e))?;
+        if let Some(pg) = &self.pg {
+            let lower = match after {
+                Some(a) if a.as_bytes() >= prefix.as_bytes() => Bound::Excluded(a.as_bytes()),
+                _ => Bound::Included(prefix.as_bytes()),
+            };
+            let end = prefix_end(prefix.as_bytes());
+            let mut rows = pg.range(
+                name,
+                lower,
+                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+                false,
+                max.saturating_add(1),
+            )?;
+            let more = rows.len() > max;
+            rows.truncate(max);
+            let out: Result<Vec<_>, StoreError> = rows
+                .into_iter()
+                .map(|(k, v)| Ok((String::from_utf8_lossy(&k).into_owned(), decode(tree, &k, &v)?)))
+                .collect();
+            return Ok((out?, more));
+        }
+        let txn = self.rdb()?.begin_read().map_err(|e| self.fail(e))?;
         let t = txn.open_table(table(name)).map_err(|e| self.fail(e))?;
         let lower = match after {
             Some(a) if a.as_bytes() >= prefix.as_bytes() => Bound::Excluded(a.as_bytes()),
@@ -632,7 +747,14 @@ impl Store {
 
     /// Every value in a tree, by key order.
     pub fn scan<T: DeserializeOwned>(&self, tree: &str) -> Result<Vec<(String, T)>, StoreError> {
-        self.scan_after(tree, None, usize::MAX).map(|(all, _)| all)
+        let mut all: Vec<(String, T)> = Vec::new();
+        loop {
+            let (batch, more) = self.scan_after::<T>(tree, all.last().map(|(k, _)| k.as_str()), 4096)?;
+            all.extend(batch);
+            if !more {
+                return Ok(all);
+            }
+        }
     }
 
     /// A counter's value (0 if never added to).
@@ -660,6 +782,13 @@ impl Store {
         records: &[(u64, &[Change])],
         index: &[Indexed<'_>],
     ) -> Result<Vec<(u64, String, i64)>, StoreError> {
+        if self.pg.is_some() {
+            return Err(StoreError::Db {
+                path: self.path.display().to_string(),
+                message: "the cluster's records commit with their changes (Pg::commit), never applied afterwards"
+                    .into(),
+            });
+        }
         for (_, changes) in records {
             for c in changes.iter() {
                 if let Change::Put { tree, .. } | Change::Delete { tree, .. } = c {
@@ -670,7 +799,7 @@ impl Store {
                 }
             }
         }
-        let mut txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        let mut txn = self.rdb()?.begin_write().map_err(|e| self.fail(e))?;
         if self.durable_now() {
             txn.set_quick_repair(true);
         } else {
@@ -806,7 +935,10 @@ impl Store {
 
     /// Makes every commit so far durable (fsynced).
     pub fn flush(&self) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        if self.pg.is_some() {
+            return Ok(());
+        }
+        let mut txn = self.rdb()?.begin_write().map_err(|e| self.fail(e))?;
         txn.set_quick_repair(true);
         txn.commit().map_err(|e| self.fail(e))?;
         *self.last_durable.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
@@ -816,7 +948,7 @@ impl Store {
     /// Test hook for the schema check: sets the stored schema version.
     #[doc(hidden)]
     pub fn set_schema_version_for_test(&self, v: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.fail(e))?;
+        let txn = self.rdb()?.begin_write().map_err(|e| self.fail(e))?;
         {
             let mut meta = txn.open_table(table(tree::META)).map_err(|e| self.fail(e))?;
             let bytes = serde_json::to_vec(&v).unwrap_or_default();
@@ -904,7 +1036,7 @@ mod tests {
             assert_eq!(s.seals_in_state("active", None, 10).unwrap().0.len(), 1);
             // A store an older seald wrote to: it moved a seal without the index and without the
             // index's mark.
-            let txn = s.db.begin_write().unwrap();
+            let txn = s.rdb().unwrap().begin_write().unwrap();
             {
                 let mut seals = txn.open_table(table(tree::SEALS)).unwrap();
                 let moved = serde_json::to_vec(&seal("frozen", "u1")).unwrap();

@@ -321,3 +321,110 @@ pub fn carried_certificates(pkg: &[u8]) -> Vec<seald::formats::x509::Cert> {
     }
     certs
 }
+
+/// A PostgreSQL server of its own for a test: `initdb` in a fresh directory under /tmp (owned by
+/// the `postgres` user when the test runs as root, as CI does), listening on a Unix socket there
+/// only, stopped (immediately) on drop. Debian's `postgresql` must be installed: without it the
+/// test fails, it never skips.
+#[allow(dead_code)]
+pub struct Postgres {
+    pub dir: PathBuf,
+    bin: PathBuf,
+    as_root: bool,
+}
+
+#[allow(dead_code)]
+impl Postgres {
+    fn bin_dir() -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| d.flatten().map(|e| e.path().join("bin")).filter(|b| b.join("initdb").is_file()).collect())
+            .unwrap_or_default();
+        found.sort();
+        found.pop().unwrap_or_else(|| {
+            panic!("POSTGRESQL IS NOT INSTALLED (no /usr/lib/postgresql/*/bin/initdb): apt-get install -y postgresql")
+        })
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> std::process::Output {
+        let exe = self.bin.join(tool);
+        let mut c = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = c.args(args).output().unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Initialises and starts a server.
+    pub fn start() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let bin = Self::bin_dir();
+        let as_root = running_as_root();
+        let dir = PathBuf::from(format!("/tmp/seald-pg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if as_root {
+            let st = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().unwrap();
+            assert!(st.success(), "chown postgres {}", dir.display());
+        }
+        let pg = Postgres { dir: dir.clone(), bin, as_root };
+        let data = dir.join("data");
+        let d = data.to_str().unwrap();
+        let _ = pg.run("initdb", &["-D", d, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        // Commit timestamps: the tests' oracle for the order in which records of different nodes
+        // committed.
+        let opts =
+            format!("-k {} -c listen_addresses='' -c max_connections=200 -c track_commit_timestamp=on", dir.display());
+        let log = dir.join("server.log");
+        let _ = pg.run("pg_ctl", &["-D", d, "-o", &opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        pg
+    }
+
+    /// A fresh, empty database: its URL (key=value form, no password).
+    pub fn database(&self, name: &str) -> String {
+        let admin = format!("host={} user=postgres dbname=postgres", self.dir.display());
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\"")).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
+        format!("host={} user=postgres dbname={name}", self.dir.display())
+    }
+
+    /// Stops the server now (as a crash would), or starts it again.
+    pub fn stop(&self) {
+        let d = self.dir.join("data");
+        let _ = self.run("pg_ctl", &["-D", d.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let d = self.dir.join("data");
+        let exe = self.bin.join("pg_ctl");
+        let mut c = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let _ = c.args(["-D", d.to_str().unwrap(), "-m", "immediate", "-w", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether this process runs as root (read from /proc, no unsafe call).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
