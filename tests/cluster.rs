@@ -308,5 +308,11 @@ fn a_node_id_runs_once_and_a_second_node_sees_the_first_ones_state() {
     let seq = sign(&c.b, &c.app, &seal, b"hello", None).unwrap();
     assert_eq!(c.b.journal.head_seq(), seq);
     assert_eq!(c.b.registry.lifecycle().seal(&seal).unwrap().state.name(), "active");
-    let _ = c.b.store.clone();
+    // An account disabled through node 1 is refused by node 2 within the directory's age.
+    let sysadmin = c.a.registry.directory().identify(&fp('1'), "CN=sa").unwrap();
+    let off = seald::seal::AccountUpdate { disabled: Some(true), ..Default::default() };
+    let _ = c.a.registry.directory().update_account(&sysadmin, "app-a", off).unwrap().done().unwrap();
+    std::thread::sleep(seald::seal::CLUSTER_DIRECTORY_AGE + Duration::from_millis(200));
+    assert!(c.b.registry.directory().identify(&fp('7'), "CN=app").is_none(), "node 2 still knows app-a");
+    assert!(c.b.store.pg().unwrap().ping().is_ok());
 }

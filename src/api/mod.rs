@@ -683,7 +683,14 @@ async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Body>, ApiError
     if let Health::Down(r) = &health {
         reasons.push(format!("token down: {r}"));
     }
-    if let Err(e) = app.store.applied_seq() {
+    // The store answers (on a cluster: the database, within its connect timeout).
+    let store = app.store.clone();
+    let answered = blocking(move || match store.pg() {
+        Some(pg) => pg.ping().map(|_| ()),
+        None => store.applied_seq().map(|_| ()),
+    })
+    .await?;
+    if let Err(e) = answered {
         reasons.push(format!("store: {e}"));
     }
     if let Some(why) = app.journal.failure() {

@@ -176,11 +176,23 @@ pub struct Directory {
     /// read-only, and looked up first.
     config: Accounts,
     by_fingerprint: RwLock<HashMap<String, AccountRecord>>,
+    /// When the index was last read from the store: on a cluster, other nodes change accounts too,
+    /// so it is read again when older than [`CLUSTER_DIRECTORY_AGE`].
+    loaded: std::sync::Mutex<std::time::Instant>,
 }
+
+/// On a cluster, how old the in-memory account index may be before a request reads it again: an
+/// account disabled on one node is refused on every node within this.
+pub const CLUSTER_DIRECTORY_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Directory {
     pub(super) fn open(ledger: Arc<Ledger>, config: Accounts) -> Result<Self, SealError> {
-        let d = Directory { ledger, config, by_fingerprint: RwLock::new(HashMap::new()) };
+        let d = Directory {
+            ledger,
+            config,
+            by_fingerprint: RwLock::new(HashMap::new()),
+            loaded: std::sync::Mutex::new(std::time::Instant::now()),
+        };
         d.reload_directory()?;
         Ok(d)
     }
@@ -196,7 +208,26 @@ impl Directory {
             }
         }
         *self.by_fingerprint.write().unwrap_or_else(|p| p.into_inner()) = map;
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         Ok(())
+    }
+
+    /// On a cluster, reads the account index again when it is older than [`CLUSTER_DIRECTORY_AGE`]
+    /// (one reader at a time; the others use the index they have). If the database does not
+    /// answer, the index stays as it is and the request goes on to fail at its first store read.
+    fn follow_cluster(&self) {
+        if self.ledger.store.pg().is_none() {
+            return;
+        }
+        let Ok(mut loaded) = self.loaded.try_lock() else { return };
+        if loaded.elapsed() < CLUSTER_DIRECTORY_AGE {
+            return;
+        }
+        *loaded = std::time::Instant::now();
+        drop(loaded);
+        if let Err(e) = self.reload_directory() {
+            tracing::warn!(error = %e, "the account index could not be read again from the cluster's database");
+        }
     }
 
     /// The principal for a client certificate, if it belongs to an enabled registry account.
@@ -204,6 +235,7 @@ impl Directory {
         if let Some(p) = self.config.identify(fingerprint, subject) {
             return Some(p);
         }
+        self.follow_cluster();
         let dir = self.by_fingerprint.read().unwrap_or_else(|p| p.into_inner());
         dir.get(&fingerprint.to_ascii_lowercase()).filter(|a| !a.disabled).map(|a| Principal {
             account: a.name.clone(),

@@ -26,7 +26,9 @@ mod tsa;
 mod usage;
 mod verify;
 
-pub use directory::{AccountChange, AccountRecord, AccountSpec, AccountUpdate, Directory, Unit, UnitSpec};
+pub use directory::{
+    AccountChange, AccountRecord, AccountSpec, AccountUpdate, Directory, Unit, UnitSpec, CLUSTER_DIRECTORY_AGE,
+};
 pub use filings::{Filing, FilingPackage, FilingState, FilingStatus, Filings, RegistryFacts};
 pub use keys::{
     active_audit_key, ActivatedVersion, DualControl, DualRequest, KeyListing, KeyVersionListing, PendingVersion,
