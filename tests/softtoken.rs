@@ -474,3 +474,23 @@ fn audit_checkpoints_are_signed_in_the_token_and_verify_elsewhere_with_sealctl_a
     let o = sealctl(&["audit", "verify", "--export", export.to_str().unwrap(), "--pubkey", pem.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Two instances on one token directory (two seald nodes on one token, as a network HSM gives them):
+/// a key made by one signs in the other at once, and a key one destroys is gone for the other.
+#[test]
+fn two_instances_sharing_a_token_directory_see_each_others_keys() {
+    let t = SoftToken::new("softtoken");
+    let a = TokenPool::open(&t.config()).unwrap();
+    let b = TokenPool::open(&t.second_instance()).unwrap();
+    let made = a.generate(KeyAlg::Sm2, "made-by-a").unwrap();
+    let found = b.key(&made.id).expect("the key made by the first instance");
+    assert_eq!(found.public_key.fingerprint(), made.public_key.fingerprint());
+    // The pool verifies every signature with the key's public key before returning it.
+    let msg = SignInput::Message { data: b"shared", user_id: None };
+    let _ = b.sign(&made.id, msg).expect("the second instance signs with the first one's key");
+    a.destroy(&made.id).unwrap();
+    let other = b.generate(KeyAlg::Sm2, "made-by-b").unwrap();
+    assert!(a.key(&other.id).is_ok(), "the second instance's key is seen by the first");
+    let msg = SignInput::Message { data: b"shared", user_id: None };
+    assert!(b.sign(&made.id, msg).is_err(), "a destroyed key still signs elsewhere");
+}

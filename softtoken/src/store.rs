@@ -184,6 +184,31 @@ impl Store {
         (ok, bad)
     }
 
+    /// The names of the object files there now (another process sharing the directory may have
+    /// added or removed some).
+    pub fn object_names(&self) -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(self.dir.join("objects"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let p = e.path();
+                        let name = p.file_stem()?.to_str()?.to_string();
+                        (p.extension()?.to_str()? == "json" && !name.starts_with('.')).then_some(name)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// One object by name.
+    pub fn load_object(&self, name: &str) -> Result<ObjectFile, String> {
+        let path = self.dir.join("objects").join(format!("{name}.json"));
+        std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<ObjectFile>(&b).map_err(|e| e.to_string()))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// Saves one object.
     pub fn save_object(&self, name: &str, o: &ObjectFile) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(o).map_err(std::io::Error::other)?;

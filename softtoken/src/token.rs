@@ -221,6 +221,31 @@ impl Token {
             report(&format!("object file is corrupt and was not loaded: {b}"));
         }
         for (name, o) in objs {
+            self.insert_loaded(name, o);
+        }
+    }
+
+    /// Follows other processes that share the token directory (two seald nodes on one token, as
+    /// a network HSM gives them): objects they made are loaded, objects they destroyed are
+    /// dropped, and the token file (PINs, failure counters) is read again. Called where a process
+    /// looks for objects or logs in.
+    fn follow_directory(&mut self) {
+        let on_disk = self.store.object_names();
+        let known: std::collections::BTreeSet<String> = self.objects.values().filter_map(|o| o.file.clone()).collect();
+        self.objects.retain(|_, o| o.file.as_ref().is_none_or(|f| on_disk.contains(f)));
+        for name in on_disk.difference(&known) {
+            match self.store.load_object(name) {
+                Ok(o) => self.insert_loaded(name.clone(), o),
+                Err(e) => report(&format!("object file is corrupt and was not loaded: {e}")),
+            }
+        }
+        if let Ok(Some(f)) = self.store.load_token() {
+            self.file = Some(f);
+        }
+    }
+
+    fn insert_loaded(&mut self, name: String, o: store::ObjectFile) {
+        {
             let mut attrs = Attrs::new();
             let mut ok = true;
             for (t, v) in &o.attrs {
@@ -233,9 +258,9 @@ impl Token {
             }
             if !ok || get_ulong(&attrs, CKA_CLASS).is_none() {
                 report(&format!("object file {name} is corrupt and was not loaded"));
-                continue;
+                return;
             }
-            self.insert(Object { attrs, secret: o.secret, key: None, file: Some(name), session: None });
+            let _ = self.insert(Object { attrs, secret: o.secret, key: None, file: Some(name), session: None });
         }
     }
 
@@ -544,6 +569,7 @@ impl Token {
         if who == CKU_SO && self.sessions.values().any(|s| !s.rw) {
             return Err(CKR_SESSION_READ_ONLY_EXISTS);
         }
+        self.follow_directory();
         let f = self.file.as_ref().ok_or(CKR_TOKEN_NOT_RECOGNIZED)?;
         let (wrapped, failures, role): (_, _, &[u8]) = if who == CKU_SO {
             (Some(&f.so), f.so_failures, b"so")

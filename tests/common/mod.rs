@@ -183,6 +183,19 @@ impl SoftToken {
         c
     }
 
+    /// A second instance of this token, as another process (another seald node) would load it:
+    /// another copy of the module whose settings name the same token directory.
+    pub fn second_instance(&self) -> TokenConfig {
+        let dir = self.dir.join("second");
+        std::fs::create_dir_all(&dir).unwrap();
+        let module = dir.join("libsofttoken.so");
+        std::fs::copy(&self.module, &module).unwrap();
+        std::fs::copy(self.dir.join("libsofttoken.so.conf"), dir.join("libsofttoken.so.conf")).unwrap();
+        let mut c = TokenConfig::new(&module, &self.label, &self.pin_file);
+        c.profile = Some(self.profile.clone());
+        c
+    }
+
     pub fn set_fault(&self, text: &str) {
         std::fs::write(&self.fault, text).unwrap();
         // softtoken re-reads the file at most every 100 ms.

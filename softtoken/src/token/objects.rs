@@ -225,6 +225,7 @@ impl Token {
         if self.session(h)?.find.is_some() {
             return Err(CKR_OPERATION_ACTIVE);
         }
+        self.follow_directory();
         let found: Vec<_> = self
             .objects
             .iter()
