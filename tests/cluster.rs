@@ -316,3 +316,77 @@ fn a_node_id_runs_once_and_a_second_node_sees_the_first_ones_state() {
     assert!(c.b.registry.directory().identify(&fp('7'), "CN=app").is_none(), "node 2 still knows app-a");
     assert!(c.b.store.pg().unwrap().ping().is_ok());
 }
+
+#[test]
+fn a_cluster_export_verifies_offline_and_a_cut_tail_or_an_edited_record_names_its_node_and_seq() {
+    let c = cluster("export");
+    let seal = c.seal(Policy::default());
+    for round in 0..2 {
+        for (i, n) in [&c.a, &c.b].into_iter().enumerate() {
+            for k in 0..10 {
+                let _ = sign(n, &c.app, &seal, format!("round {round} node {i} doc {k}").as_bytes(), None).unwrap();
+            }
+        }
+        // Node 1's checkpoint, then node 2's: its cluster checkpoint names node 1's head.
+        let _ = c.a.journal.checkpoint().unwrap().expect("node 1 had records to cover");
+        let _ = c.b.journal.checkpoint().unwrap().expect("node 2 had records to cover");
+    }
+    let key = c.a.journal.public_key().expect("the audit key");
+    let db = c.a.store.pg().unwrap();
+    let mut out = Vec::new();
+    let n = seald::audit::export_cluster(db, &mut out).unwrap();
+    assert!(n > 50, "{n} records");
+    let report = seald::audit::verify_cluster_export(&out[..], Some(&key)).unwrap();
+    assert!(report.ok(), "{:?}", report.finding);
+    assert_eq!(report.nodes.len(), 2);
+    assert!(report.cluster_checkpoints >= 4, "{}", report.cluster_checkpoints);
+    // The daemon's own verification reads the same chains from the database.
+    assert!(seald::audit::verify_cluster_db(db, Some(&key)).unwrap().ok());
+
+    // Node 1's tail cut to before the head node 2's last cluster checkpoint signed, the header
+    // made to agree (as someone hiding records would): the cluster checkpoint names what is missing.
+    let text = String::from_utf8(out.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let node1: Vec<usize> = (1..lines.len()).filter(|i| lines[*i].starts_with("{\"node\":1,")).collect();
+    let keep = node1.len() - 8;
+    let mut cut: Vec<String> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i == 0 {
+            cut.push(l.replace(
+                &format!("{{\"node\":1,\"head\":{}}}", node1.len()),
+                &format!("{{\"node\":1,\"head\":{keep}}}"),
+            ));
+        } else if !node1[keep..].contains(&i) {
+            cut.push(l.to_string());
+        }
+    }
+    assert_ne!(cut[0], lines[0], "the header was rewritten");
+    let report = seald::audit::verify_cluster_export(cut.join("\n").as_bytes(), Some(&key)).unwrap();
+    let f = report.finding.expect("a cut tail is found");
+    assert_eq!((f.node, f.kind), (1, seald::audit::FindingKind::TailCut), "{f:?}");
+    assert!(f.seq > keep as u64, "{f:?}");
+
+    // One of node 2's usage records edited: its chain breaks there.
+    let at = lines.iter().position(|l| l.starts_with("{\"node\":2,") && l.contains("\"seal.use\"")).unwrap();
+    let seq: u64 = serde_json::from_str::<serde_json::Value>(lines[at]).unwrap()["record"]["seq"].as_u64().unwrap();
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[at] = edited[at].replacen("\"app-a\"", "\"app-b\"", 1);
+    assert_ne!(edited[at], lines[at]);
+    let file = c._token.scratch("edited-export.jsonl");
+    std::fs::write(&file, edited.join("\n")).unwrap();
+    let report =
+        seald::audit::verify_cluster_export(std::io::BufReader::new(std::fs::File::open(&file).unwrap()), Some(&key))
+            .unwrap();
+    let f = report.finding.expect("an edited record is found");
+    assert_eq!((f.node, f.seq), (2, seq), "{f:?}");
+    // And the CLI says so, with the node and the seq, and exits 1.
+    let pem = c._token.scratch("audit.pem");
+    std::fs::write(&pem, key.to_spki_pem()).unwrap();
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_sealctl"))
+        .args(["audit", "verify", "--export", file.to_str().unwrap(), "--pubkey", pem.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert_eq!(cli.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("FAILED at node 2 seq {seq}")), "{said}");
+}

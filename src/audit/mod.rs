@@ -14,6 +14,7 @@
 //! auditor can verify them elsewhere with only the public key.
 
 mod archive;
+mod cluster;
 mod export;
 mod journal;
 mod segment;
@@ -21,6 +22,10 @@ mod verify;
 mod writer;
 
 pub use archive::{archive, read_anchor, Anchor};
+pub use cluster::{
+    export_cluster, is_cluster_export, verify_cluster_db, verify_cluster_export, ClusterFinding, ClusterHead,
+    ClusterReport, ClusterVerifier, NodeHead, CLUSTER_CHECKPOINT_ACTION,
+};
 pub use export::{export, export_signed_head, read_export, verify_export, Export, ExportRange};
 pub use journal::{Journal, JournalConfig, Opened, Page, Query, MAX_PAGE};
 #[doc(hidden)]

@@ -252,6 +252,31 @@ impl Writer {
         }
     }
 
+    /// Appends a cluster checkpoint to `buf`: every node's chain head as the database has it, this
+    /// node's as staged, signed with the audit key.
+    fn cluster_checkpoint_record(
+        &mut self,
+        db: &crate::store::Pg,
+        now: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), AuditError> {
+        let signer = self.signer.clone().ok_or_else(|| AuditError::Checkpoint("no audit key".into()))?;
+        let mut heads: Vec<super::NodeHead> = db
+            .heads()?
+            .into_iter()
+            .filter(|(node, _, _)| *node != db.node())
+            .map(|(node, seq, hash)| super::NodeHead { node, seq, hash: hex::encode(hash) })
+            .collect();
+        heads.push(super::NodeHead { node: db.node(), seq: self.head_seq, hash: hex::encode(self.head_hash) });
+        let head = super::ClusterHead::sign(signer.as_ref(), heads, now)?;
+        let ev = AuditEvent::new(super::Actor::system(), super::CLUSTER_CHECKPOINT_ACTION, "cluster", "ok")
+            .detail("cluster", serde_json::to_value(&head).unwrap_or_default());
+        let _ = self
+            .stage(ev, now, buf)
+            .ok_or_else(|| AuditError::Checkpoint("cluster checkpoint record not encodable".into()))?;
+        Ok(())
+    }
+
     /// Appends a checkpoint record signing the current head to `buf`.
     fn checkpoint_record(&mut self, now: u64, buf: &mut Vec<u8>) -> Result<SignedHead, AuditError> {
         let signer = self.signer.as_ref().ok_or_else(|| AuditError::Checkpoint("no audit key".into()))?;
@@ -408,6 +433,15 @@ impl Writer {
                     || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval);
             let mut signed = None;
             if due && self.signer.is_some() {
+                // First every node's head, signed (this node's as this batch leaves it), then this
+                // node's own checkpoint over its chain through that record.
+                match self.cluster_checkpoint_record(&db, now, &mut buf) {
+                    Ok(()) => {
+                        owners.push(None);
+                        changes.push(Vec::new());
+                    }
+                    Err(e) => tracing::error!(error = %e, "cluster checkpoint not written; will retry"),
+                }
                 match self.checkpoint_record(now, &mut buf) {
                     Ok(h) => {
                         owners.push(None);

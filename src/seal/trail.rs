@@ -23,6 +23,10 @@ impl Trail {
     pub fn audit_verify(&self, p: &Principal) -> Result<VerifyReport, SealError> {
         self.ledger.require_role(p, Role::Auditor, "audit.verify", "audit", "this needs the auditor role")?;
         let journal = &self.ledger.journal;
+        if let Some(db) = self.ledger.store.pg() {
+            // Every node's chain and every cluster checkpoint, the finding naming its node.
+            return Ok(crate::audit::verify_cluster_db(db, journal.public_key().as_ref())?.summary());
+        }
         Ok(crate::audit::verify_journal_dir(journal.dir(), journal.public_key().as_ref())?)
     }
 
@@ -67,6 +71,12 @@ impl Trail {
 
     /// Writes the records of a checked `range` as JSON Lines to `out`, one record at a time.
     pub fn write_export(&self, range: ExportRange, out: &mut dyn std::io::Write) -> Result<(), SealError> {
+        if let Some(db) = self.ledger.store.pg() {
+            // A cluster's export is every node's whole chain (what proves that no node's tail was
+            // dropped); the range is not applied.
+            let _ = crate::audit::export_cluster(db, out)?;
+            return Ok(());
+        }
         let _ = crate::audit::export(self.ledger.journal.dir(), range, out, Some(&self.ledger.store))?;
         Ok(())
     }
@@ -81,6 +91,13 @@ impl Trail {
         resume: Result<Option<(u64, u64)>, (&'static str, String)>,
     ) -> Result<crate::backup::Prepared, SealError> {
         self.ledger.require_role(p, Role::Sysadmin, "backup.make", "backup", "this needs the sysadmin role")?;
+        if self.ledger.store.pg().is_some() {
+            return Err(SealError::Backup(
+                "a cluster's state and journal are the database's: back it up with the database's own tools \
+                 (pg_basebackup, WAL archiving), and keep audit exports for the auditors"
+                    .into(),
+            ));
+        }
         let resume = resume.map_err(|(code, m)| SealError::Invalid(code, m))?;
         let failed = |e: String| SealError::Backup(e);
         let key = self.ledger.audit_key().ok_or_else(|| failed("this appliance signs no checkpoints".into()))?;

@@ -99,6 +99,28 @@ const INTACT: u8 = 0;
 const DAMAGED: u8 = 1;
 pub const UNREADABLE: u8 = 2;
 
+/// Shows a cluster export's verification; the exit status.
+fn show_cluster(report: &seald::audit::ClusterReport, json: bool) -> u8 {
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+    } else {
+        for (node, r) in &report.nodes {
+            println!("node {node}: {} records, {} checkpoints, through seq {}", r.records, r.checkpoints, r.last_seq);
+        }
+        let covered: Vec<String> = report.covered.iter().map(|h| format!("node {} to {}", h.node, h.seq)).collect();
+        println!("cluster checkpoints: {} (the latest covers {})", report.cluster_checkpoints, covered.join(", "));
+        match &report.finding {
+            Some(f) => println!("FAILED at node {} seq {}: {:?}: {}", f.node, f.seq, f.kind, f.detail),
+            None => println!("OK: every node's chain verifies"),
+        }
+    }
+    if report.ok() {
+        INTACT
+    } else {
+        DAMAGED
+    }
+}
+
 /// Runs `sealctl audit ...`: the exit status, or why the input cannot be read.
 pub fn run(action: AuditAction) -> Result<u8, String> {
     use seald::audit;
@@ -117,6 +139,18 @@ pub fn run(action: AuditAction) -> Result<u8, String> {
                 (None, Some(file)) => {
                     // Line by line: an export of any size verifies in flat memory.
                     let key = key.as_ref().ok_or("--pubkey is required for an export")?;
+                    let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                    let mut input = std::io::BufReader::with_capacity(1 << 20, f);
+                    let mut first = String::new();
+                    let _ = std::io::BufRead::read_line(&mut input, &mut first);
+                    if audit::is_cluster_export(&first) {
+                        // Every node's chain and the cluster checkpoints that tie them.
+                        let again = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                        let report =
+                            audit::verify_cluster_export(std::io::BufReader::with_capacity(1 << 20, again), Some(key))
+                                .map_err(|e| e.to_string())?;
+                        return Ok(show_cluster(&report, json));
+                    }
                     let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                     let mut input = std::io::BufReader::with_capacity(1 << 20, f);
                     let mut shown = crate::output::Progress::new("verify");
