@@ -155,6 +155,9 @@ pub struct Token {
     next_session: CK_SESSION_HANDLE,
     login: Option<(CK_USER_TYPE, MasterKey)>,
     removed: bool,
+    /// Object files found corrupt (or not opening with the master key): not loaded again when the
+    /// directory is followed.
+    rejected: std::collections::BTreeSet<String>,
 }
 
 fn report(msg: &str) {
@@ -210,6 +213,7 @@ impl Token {
             next_session: 1,
             login: None,
             removed: false,
+            rejected: Default::default(),
         };
         t.load_objects();
         Ok(t)
@@ -231,16 +235,29 @@ impl Token {
     /// looks for objects or logs in.
     fn follow_directory(&mut self) {
         let on_disk = self.store.object_names();
-        let known: std::collections::BTreeSet<String> = self.objects.values().filter_map(|o| o.file.clone()).collect();
+        let mut known: std::collections::BTreeSet<String> =
+            self.objects.values().filter_map(|o| o.file.clone()).collect();
+        known.extend(self.rejected.iter().cloned());
         self.objects.retain(|_, o| o.file.as_ref().is_none_or(|f| on_disk.contains(f)));
+        let mut added = false;
         for name in on_disk.difference(&known) {
             match self.store.load_object(name) {
-                Ok(o) => self.insert_loaded(name.clone(), o),
-                Err(e) => report(&format!("object file is corrupt and was not loaded: {e}")),
+                Ok(o) => {
+                    self.insert_loaded(name.clone(), o);
+                    added = true;
+                }
+                Err(e) => {
+                    report(&format!("object file is corrupt and was not loaded: {e}"));
+                    let _ = self.rejected.insert(name.clone());
+                }
             }
         }
         if let Ok(Some(f)) = self.store.load_token() {
             self.file = Some(f);
+        }
+        // A new private key is opened now, as at login, for a process already logged in.
+        if let (true, Some((CKU_USER, mk))) = (added, self.login.clone()) {
+            self.unseal_keys(&mk);
         }
     }
 
@@ -615,6 +632,7 @@ impl Token {
         for (h, name) in corrupt {
             report(&format!("private key {name} does not decrypt (corrupt or from another token); not loaded"));
             let _ = self.objects.remove(&h);
+            let _ = self.rejected.insert(name);
         }
     }
 

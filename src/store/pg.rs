@@ -63,7 +63,32 @@ pub type Stored = (u64, u16, u64, Vec<u8>);
 pub type Chained = (u64, Vec<u8>, Vec<u8>);
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// A pooled connection that is also let go off the runtime's workers: closing a broken one runs
+/// the client's own small runtime, which a worker thread must not do.
+struct Conn(Option<Pooled>);
+
+impl std::ops::Deref for Conn {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        self.0.as_deref().unwrap_or_else(|| unreachable!("a connection is present until dropped"))
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        self.0.as_deref_mut().unwrap_or_else(|| unreachable!("a connection is present until dropped"))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            blocking(move || drop(c));
+        }
+    }
+}
 
 /// A condition a journal record commits under, checked in the transaction that commits it with the
 /// rows it names locked: the cluster's form of "hold the seal across check, signature and record".
@@ -128,7 +153,8 @@ pub enum BatchError {
 
 /// The connection pool and this node's id.
 pub struct Pg {
-    pool: Pool,
+    /// Always present until dropped (taken then, to be dropped off the runtime's workers).
+    pool: Option<Pool>,
     node: u16,
     shown: String,
 }
@@ -216,9 +242,12 @@ impl Pg {
         let pool = r2d2::Pool::builder()
             .max_size(s.pool_size.max(2))
             .min_idle(Some(0))
+            // No test query at every checkout (a round trip per statement): a connection the
+            // database dropped fails its next statement, is closed, and is not given back.
+            .test_on_check_out(false)
             .connection_timeout(s.connect_timeout)
             .build_unchecked(manager);
-        let pg = Pg { pool, node: s.node, shown };
+        let pg = Pg { pool: Some(pool), node: s.node, shown };
         pg.create_schema()?;
         Ok(pg)
     }
@@ -238,7 +267,8 @@ impl Pg {
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
-        blocking(|| self.pool.get()).map_err(|e| self.fail(format!("no connection: {e}")))
+        let pool = self.pool.as_ref().ok_or_else(|| self.fail("the pool is closed"))?;
+        blocking(|| pool.get()).map(|c| Conn(Some(c))).map_err(|e| self.fail(format!("no connection: {e}")))
     }
 
     fn create_schema(&self) -> Result<(), StoreError> {
@@ -689,6 +719,15 @@ impl Pg {
         })
         .map_err(|e| self.fail(e))?;
         Ok(rows.into_iter().map(|r| (r.get::<_, i32>(0) as u16, r.get::<_, i64>(1) as u64, r.get(2))).collect())
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // Closing the idle connections runs the client's own runtime: not on a worker thread.
+        if let Some(pool) = self.pool.take() {
+            blocking(move || drop(pool));
+        }
     }
 }
 

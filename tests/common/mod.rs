@@ -411,10 +411,24 @@ impl Postgres {
         format!("host={} user=postgres dbname={name}", self.dir.display())
     }
 
-    /// Stops the server now (as a crash would), or starts it again.
+    /// Stops the server now, as a crash would.
     pub fn stop(&self) {
         let d = self.dir.join("data");
         let _ = self.run("pg_ctl", &["-D", d.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Starts the server again after [`Postgres::stop`] (its crash recovery runs).
+    pub fn start_again(&self) {
+        let d = self.dir.join("data");
+        let opts = format!(
+            "-k {} -c listen_addresses='' -c max_connections=200 -c track_commit_timestamp=on",
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log");
+        let _ = self.run(
+            "pg_ctl",
+            &["-D", d.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"],
+        );
     }
 }
 
