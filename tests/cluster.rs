@@ -80,16 +80,8 @@ struct Cluster {
     _pg: Postgres,
 }
 
-/// Two nodes on a fresh database; node 1 set up the registry (units, accounts, CA, seal maker)
-/// before node 2 started.
-fn cluster(name: &str) -> Cluster {
-    let pg = Postgres::start();
-    let url = pg.database(name);
-    let token = SoftToken::new("softtoken");
-    let pool = TokenPool::open(&token.config()).unwrap();
-    let audit = pool.generate(KeyAlg::Sm2, "audit").unwrap().id;
-    let a = node(&url, 1, &pool, &audit);
-    let r = &a.registry;
+/// Units, accounts, the issuing CA and the seal maker, made through `r`.
+fn set_up(r: &Registry) {
     r.directory()
         .bootstrap(&[
             (Role::Sysadmin, "sa".into(), fp('1')),
@@ -115,6 +107,18 @@ fn cluster(name: &str) -> Cluster {
     }
     let _ = r.pki().ensure_issuing_ca("cluster test CA", 3650).unwrap();
     let _ = r.pki().ensure_seal_maker("cluster test seal maker", 3650).unwrap();
+}
+
+/// Two nodes on a fresh database; node 1 set up the registry (units, accounts, CA, seal maker)
+/// before node 2 started.
+fn cluster(name: &str) -> Cluster {
+    let pg = Postgres::start();
+    let url = pg.database(name);
+    let token = SoftToken::new("softtoken");
+    let pool = TokenPool::open(&token.config()).unwrap();
+    let audit = pool.generate(KeyAlg::Sm2, "audit").unwrap().id;
+    let a = node(&url, 1, &pool, &audit);
+    set_up(&a.registry);
     let b = node(&url, 2, &pool, &audit);
     let id = |c: char| b.registry.directory().identify(&fp(c), "CN=x").expect("node 2 knows node 1's accounts");
     Cluster { issuer: id('4'), admin: id('5'), app: id('7'), a, b, url, _pool: pool, _token: token, _pg: pg }
@@ -123,7 +127,13 @@ fn cluster(name: &str) -> Cluster {
 impl Cluster {
     /// An active seal of unit a, granted to app-a, made through node 1.
     fn seal(&self, policy: Policy) -> String {
-        let r = &self.a.registry;
+        usable_seal(&self.a.registry, &self.issuer, &self.admin, policy)
+    }
+}
+
+/// An active seal of unit a, granted to app-a, made through `r`.
+fn usable_seal(r: &Registry, issuer: &Principal, admin: &Principal, policy: Policy) -> String {
+    {
         let req = ApplyRequest {
             name: "某某市某某局合同专用章".into(),
             kind: SealKind::Contract,
@@ -136,11 +146,11 @@ impl Cluster {
             unit: Some("a".into()),
             policy,
         };
-        let id = r.lifecycle().apply(&self.admin, req).unwrap().id;
+        let id = r.lifecycle().apply(admin, req).unwrap().id;
         for a in [Action::Approve, Action::Make, Action::Publish] {
-            let _ = r.lifecycle().transition(&self.issuer, &id, a, TransitionRequest::default()).unwrap();
+            let _ = r.lifecycle().transition(issuer, &id, a, TransitionRequest::default()).unwrap();
         }
-        let _ = r.lifecycle().grant(&self.admin, &id, "app-a").unwrap();
+        let _ = r.lifecycle().grant(admin, &id, "app-a").unwrap();
         id
     }
 }
@@ -389,4 +399,137 @@ fn a_cluster_export_verifies_offline_and_a_cut_tail_or_an_edited_record_names_it
     let said = String::from_utf8_lossy(&cli.stdout);
     assert_eq!(cli.status.code(), Some(1), "{said}");
     assert!(said.contains(&format!("FAILED at node 2 seq {seq}")), "{said}");
+}
+
+#[test]
+fn an_appliance_migrates_onto_the_cluster_and_its_history_becomes_node_1s_chain() {
+    let pg = Postgres::start();
+    let url = pg.database("migrate");
+    let token = SoftToken::new("softtoken");
+    let pool = TokenPool::open(&token.config()).unwrap();
+    let audit = pool.generate(KeyAlg::Sm2, "audit").unwrap();
+    let dir = token.scratch("appliance");
+    // An appliance on the embedded store: a seal used five times, another frozen.
+    let (active, frozen, hashes) = {
+        let store = Arc::new(Store::open(&dir.join("store")).unwrap());
+        let signer = Arc::new(seald::token::TokenKey::open(&pool, &audit.id).unwrap());
+        let journal = Arc::new(
+            Journal::open(JournalConfig::new(dir.join("journal")), Some(store.clone()), Some(signer)).unwrap(),
+        );
+        let registry = Arc::new(
+            Registry::new(store, journal.clone(), pool.clone(), SealSettings::default(), Accounts::default()).unwrap(),
+        );
+        registry.set_audit_key(audit.id.clone());
+        set_up(&registry);
+        let id = |c: char| registry.directory().identify(&fp(c), "CN=x").unwrap();
+        let (issuer, admin, app) = (id('4'), id('5'), id('7'));
+        let active = usable_seal(&registry, &issuer, &admin, Policy { total_limit: Some(7), ..Default::default() });
+        let frozen = usable_seal(&registry, &issuer, &admin, Policy::default());
+        let _ =
+            registry.lifecycle().transition(&issuer, &frozen, Action::Freeze, TransitionRequest::default()).unwrap();
+        let signing =
+            Signing::new(pool.clone(), journal.clone(), registry.clone(), &[], 1 << 20, Default::default()).unwrap();
+        for k in 0..5 {
+            let req = Request {
+                key: String::new(),
+                input: InputMode::Message,
+                data: format!("before {k}").into_bytes(),
+                digest_alg: None,
+                user_id: None,
+                seal: Some(active.clone()),
+                ticket: None,
+            };
+            let _ = signing.sign(&app, &req).unwrap();
+        }
+        journal.close();
+        let hashes: Vec<String> =
+            seald::audit::journal_records(&dir.join("journal")).unwrap().map(|r| r.unwrap().prev_hash).collect();
+        (active, frozen, hashes)
+    };
+    let config = dir.join("seald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[token]\nmodule = \"{}\"\nprofile = \"softtoken\"\nlabel = \"{}\"\npin_file = \"{}\"\n\n\
+             [store]\ndir = \"{}\"\nbackend = \"postgres\"\n\n[store.postgres]\nurl = \"{url}\"\n\n[cluster]\nnode_id = 1\n\n\
+             [audit]\ndir = \"{}\"\nkey = \"{}\"\n",
+            token.module.display(),
+            token.label,
+            token.pin_file.display(),
+            dir.join("store").display(),
+            dir.join("journal").display(),
+            audit.id
+        ),
+    )
+    .unwrap();
+    let migrate = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_seald"))
+            .args(["migrate", "--to", "postgres", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), said)
+    };
+    let (ok, said) = migrate();
+    assert!(ok, "{said}");
+    let n = hashes.len();
+    assert!(said.contains(&format!("migrated {n} of {n} records")), "{said}");
+    // Again: nothing more to write.
+    let (ok, said) = migrate();
+    assert!(ok && said.contains(&format!("migrated 0 of {n} records")), "{said}");
+
+    // Node 1 on the database has the appliance's state, and goes on from it; node 2 joins.
+    let a = node(&url, 1, &pool, &audit.id);
+    let b = node(&url, 2, &pool, &audit.id);
+    assert_eq!(a.journal.head_seq(), n as u64);
+    assert_eq!(a.registry.lifecycle().seal(&frozen).unwrap().state.name(), "frozen");
+    assert_eq!(b.registry.uses().use_counts(&active).unwrap().0, 5);
+    let app = b.registry.directory().identify(&fp('7'), "CN=x").unwrap();
+    assert_eq!(code(&sign(&b, &app, &frozen, b"after", None).unwrap_err()), "seal_frozen");
+    let _ = sign(&a, &app, &active, b"after 1", None).unwrap();
+    let _ = sign(&b, &app, &active, b"after 2", None).unwrap();
+    assert_eq!(
+        code(&sign(&b, &app, &active, b"after 3", None).unwrap_err()),
+        "usage_limit",
+        "the total limit of 7 goes on"
+    );
+    let db = a.store.pg().unwrap();
+    let report = seald::audit::verify_cluster_db(db, Some(&audit.public_key)).unwrap();
+    assert!(report.ok(), "{:?}", report.finding);
+    let chain: Vec<String> = db
+        .chain(1, 1, n as u64, n)
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, p)| {
+            serde_json::from_slice::<serde_json::Value>(&p).unwrap()["prev_hash"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(chain, hashes, "node 1's chain is the appliance's journal, record for record");
+
+    // A journal with an edited record is refused, and nothing from that record on is written.
+    drop((a, b));
+    let url2 = pg.database("migrate_damaged");
+    let text = std::fs::read_to_string(&config).unwrap().replace(&url, &url2);
+    std::fs::write(&config, text).unwrap();
+    let seg = std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("seg-"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let needle = b"\"account\":\"app-a\"";
+    let at = bytes.windows(needle.len()).rposition(|w| w == needle).expect("a usage record's actor");
+    bytes[at + needle.len() - 2] = b'b';
+    std::fs::write(&seg, bytes).unwrap();
+    let (ok, said) = migrate();
+    assert!(!ok, "{said}");
+    let seq: u64 = said
+        .split("corrupt at seq ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .expect(&said);
+    let damaged = Store::open_postgres(&settings(&url2, 9)).unwrap();
+    let (head, _) = damaged.pg().unwrap().head_of(1).unwrap();
+    assert!(head + 1 < seq, "records from the damage on were written: head {head}, damage at {seq}");
 }

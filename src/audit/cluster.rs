@@ -349,3 +349,108 @@ pub fn verify_cluster_db(db: &crate::store::Pg, key: Option<&PublicKey>) -> Resu
     }
     Ok(v.finish())
 }
+
+/// What a migration did.
+#[derive(Debug, Clone, Default)]
+pub struct Migrated {
+    /// Records read from the embedded journal.
+    pub read: u64,
+    /// Records written into the database (the rest were there from an earlier, interrupted run).
+    pub written: u64,
+    /// The node's chain head in the database afterwards.
+    pub head: u64,
+}
+
+/// Replays the embedded journal in `dir` into the cluster's database as node `db.node()`'s chain:
+/// each record with its exact bytes and hash, its changes and counters, 1024 to a transaction,
+/// verifying the chain (and, with `key`, its checkpoints) as it goes; nothing after a damaged
+/// record is written. A run that was interrupted continues after the records already there (their
+/// hashes must be the journal's). A journal whose first records were archived is refused: their
+/// effects are not in it.
+pub fn migrate_to_cluster(
+    dir: &std::path::Path,
+    db: &crate::store::Pg,
+    key: Option<&PublicKey>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Migrated, AuditError> {
+    let anchor = super::archive::read_anchor(dir)?;
+    if anchor.seq > 0 {
+        return Err(AuditError::Export(format!(
+            "records 1 to {} were archived: a migration needs the whole journal (restore the archives first)",
+            anchor.seq
+        )));
+    }
+    let (there, there_hash) = db.head()?;
+    let mut v = Verifier::new(0, [0u8; 32], key, None);
+    let mut out = Migrated::default();
+    let mut batch: Vec<super::segment::StoredRecord> = Vec::new();
+    let flush = |batch: &mut Vec<super::segment::StoredRecord>, out: &mut Migrated| -> Result<(), AuditError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<crate::store::Row<'_>> = batch
+            .iter()
+            .map(|(r, payload, hash)| crate::store::Row {
+                seq: r.seq,
+                hash: *hash,
+                time_ms: r.time_ms,
+                actor: &r.actor.account,
+                action: &r.action,
+                object: &r.object,
+                checkpoint: r.action == super::CHECKPOINT_ACTION,
+                payload,
+                changes: &r.snapshot,
+            })
+            .collect();
+        let none: Vec<&[crate::store::Guard]> = vec![&[]; rows.len()];
+        match db.commit(&rows, &none) {
+            Ok(_) => {}
+            Err(crate::store::BatchError::Db(e)) => return Err(e.into()),
+            Err(crate::store::BatchError::Guards(_)) => unreachable!("no guards were given"),
+        }
+        out.written += rows.len() as u64;
+        batch.clear();
+        Ok(())
+    };
+    for r in super::segment::Records::new(dir, 1, u64::MAX, None)? {
+        let (rec, payload, hash) = r?;
+        out.read += 1;
+        if !v.feed(&payload, true) {
+            break;
+        }
+        if rec.seq < there {
+            continue;
+        }
+        if rec.seq == there {
+            if hash != there_hash {
+                return Err(AuditError::Export(format!(
+                    "node {}'s chain in the database ends at seq {there} with another record than this journal's",
+                    db.node()
+                )));
+            }
+            continue;
+        }
+        batch.push((rec, payload, hash));
+        // One record is always held back: an edited record shows only when the next one's
+        // prev_hash does not meet it, and it must not have been written by then.
+        if batch.len() > 1024 {
+            let last = batch.pop();
+            flush(&mut batch, &mut out)?;
+            batch.extend(last);
+            progress(out.read);
+        }
+    }
+    let report = v.finish();
+    if let Some(f) = report.finding {
+        // What came before the damage was written; the damaged record and what follows never are.
+        return Err(AuditError::Corrupt {
+            seq: f.seq,
+            file: dir.display().to_string(),
+            reason: format!("{:?}: {} (records before it were migrated; fix or restore the journal)", f.kind, f.detail),
+        });
+    }
+    flush(&mut batch, &mut out)?;
+    progress(out.read);
+    out.head = db.head()?.0;
+    Ok(out)
+}

@@ -23,8 +23,8 @@ mod writer;
 
 pub use archive::{archive, read_anchor, Anchor};
 pub use cluster::{
-    export_cluster, is_cluster_export, verify_cluster_db, verify_cluster_export, ClusterFinding, ClusterHead,
-    ClusterReport, ClusterVerifier, NodeHead, CLUSTER_CHECKPOINT_ACTION,
+    export_cluster, is_cluster_export, migrate_to_cluster, verify_cluster_db, verify_cluster_export, ClusterFinding,
+    ClusterHead, ClusterReport, ClusterVerifier, Migrated, NodeHead, CLUSTER_CHECKPOINT_ACTION,
 };
 pub use export::{export, export_signed_head, read_export, verify_export, Export, ExportRange};
 pub use journal::{Journal, JournalConfig, Opened, Page, Query, MAX_PAGE};

@@ -15,6 +15,8 @@ mod dev;
 mod history;
 #[path = "seald/init.rs"]
 mod init;
+#[path = "seald/migrate.rs"]
+mod migrate;
 #[path = "seald/restore.rs"]
 mod restore;
 
@@ -79,6 +81,22 @@ enum Command {
         /// and write its CKA_ID into the config's `[audit] key`.
         #[arg(long)]
         new_audit_key: bool,
+        /// Read the token PIN from this file instead of the config's pin_file or pin_credential; `-`
+        /// reads standard input.
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
+    /// Move an appliance onto a cluster's PostgreSQL, with the daemon stopped: replay the embedded
+    /// journal (`[audit] dir`) into the database named by the config (`[store] backend =
+    /// "postgres"`, `[store.postgres]`, `[cluster] node_id`), verifying the chain and its
+    /// checkpoints as it goes. The history becomes that node's chain; an interrupted run continues.
+    Migrate {
+        /// Where to: `postgres`.
+        #[arg(long, value_parser = ["postgres"])]
+        to: String,
+        /// Configuration file.
+        #[arg(long, default_value = "/etc/seald/seald.toml")]
+        config: PathBuf,
         /// Read the token PIN from this file instead of the config's pin_file or pin_credential; `-`
         /// reads standard input.
         #[arg(long)]
@@ -156,6 +174,7 @@ fn main() -> ExitCode {
     seald::init_logging("info");
     let result = match cli.command {
         Command::Run { config } => run(&config),
+        Command::Migrate { to: _, config, pin_file } => migrate::run(&config, pin_file.as_deref()),
         Command::Restore { file, config, pin_file } => restore::run(&file, &config, pin_file.as_deref()),
         Command::Init { config, sysadmin, secofficer, auditor, ca_name, ca_days, new_audit_key, pin_file } => {
             init::run(

@@ -403,8 +403,13 @@ impl Pg {
 
     /// This node's chain head: (seq, hash), or (0, zeros) for a new node.
     pub fn head(&self) -> Result<(u64, [u8; 32]), StoreError> {
+        self.head_of(self.node)
+    }
+
+    /// Node `node`'s chain head: (seq, hash), or (0, zeros) for a node with no records.
+    pub fn head_of(&self, node: u16) -> Result<(u64, [u8; 32]), StoreError> {
         let mut c = self.conn()?;
-        let node = i32::from(self.node);
+        let node = i32::from(node);
         let row = blocking(|| {
             c.query_opt("SELECT seq, hash FROM seald_journal WHERE node = $1 ORDER BY seq DESC LIMIT 1", &[&node])
         })
