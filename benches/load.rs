@@ -31,6 +31,13 @@
 //! (sealing; target <= 3x), and of SM3 over the package plus the signature's two host verifications
 //! (the signer's and the seal maker's; target <= 2x).
 //!
+//! `cargo bench --bench load -- cluster [CONNECTIONS] [SECONDS] [ROUNDS]` compares, in the same run and
+//! under the same load (signing with the seal), one node on PostgreSQL (a server on this machine,
+//! `seald migrate`d from the `seald dev` appliance) with the embedded appliance itself: the daemon's
+//! CPU per signed request (target <= 1.3x embedded), throughput (target >= 70% of embedded), the
+//! database's own CPU per request, and round trips to the database per signature (from
+//! `seald_db_round_trips_total`); then two nodes sharing the database against one.
+//!
 //! `cargo bench --bench load -- history [RECORDS] [SEALS]` signs on an empty store, stops the daemon,
 //! writes a history of RECORDS usage records over SEALS seals through the real journal and store
 //! (`seald dev-history`), starts `seald run` on it and reports: time to ready (and the journal's
@@ -38,6 +45,10 @@
 //! following cursors deep into the history: p50/p99), the whole audit export (throughput next to
 //! `cat`-style reading of the same segment files in the same run, and the daemon's peak RSS during
 //! it), and signing again, each signing phase as a ratio to the raw token sign rate around it.
+
+// The cluster bench's PostgreSQL: the same server the tests start (initdb in /tmp, a Unix socket).
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use base64::Engine as _;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -869,7 +880,185 @@ fn time_bench(conns: usize, secs: u64, rounds: usize) {
     );
 }
 
+/// CPU seconds (utime + stime) of every `postgres` process of this machine.
+fn postgres_cpu() -> f64 {
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid.bytes().all(|b| b.is_ascii_digit())
+            && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+        {
+            total += cpu_seconds(&pid);
+        }
+    }
+    total
+}
+
+/// `seald run --config CONFIG` as a [`Dev`] (the dev appliance's directory and seal).
+fn run_node(config: &Path, dir: &Path, seal: &str) -> Dev {
+    let bin = std::env::current_exe().unwrap().parent().and_then(|d| d.parent()).unwrap().join("seald");
+    let mut child = std::process::Command::new(&bin)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("SEALD_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut port = 0;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some(rest) = line.split("seald serving (mTLS) addr=127.0.0.1:").nth(1) {
+            port = rest.split_whitespace().next().unwrap().parse().unwrap();
+            break;
+        }
+    }
+    drop(std::thread::spawn(move || lines.for_each(drop)));
+    assert!(port > 0, "seald run --config {} did not start", config.display());
+    Dev { child, dir: dir.to_path_buf(), port, seal: seal.to_string() }
+}
+
+/// `seald_db_round_trips_total` and `seald_db_batches_total` from the node's /metrics.
+fn db_trips(rt: &tokio::runtime::Runtime, dev: &Dev) -> (f64, f64) {
+    let client = seald::client::Client::new(
+        format!("127.0.0.1:{}", dev.port).parse().unwrap(),
+        "localhost",
+        &dev.dir.join("ca.pem"),
+        &dev.dir.join("app.pem"),
+        &dev.dir.join("app.key"),
+    )
+    .unwrap();
+    let (_, text) = rt.block_on(client.request("GET", "/metrics", None)).unwrap();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    (get("seald_db_round_trips_total "), get("seald_db_batches_total "))
+}
+
+fn cluster_bench(conns: usize, secs: u64, rounds: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut dev = start_dev(tmp.path());
+    let signer = RawSigner::new(&dev);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let _ = std::process::Command::new("kill").args(["-TERM", &dev.child.id().to_string()]).status();
+    let _ = dev.child.wait();
+    // The database, and the dev appliance migrated onto it as node 1 (node 2 joins it).
+    let pg = common::Postgres::start();
+    let url = pg.database("bench");
+    let embedded = dev.dir.join("seald.toml");
+    let text = std::fs::read_to_string(&embedded).unwrap();
+    let node_config = |n: u16| {
+        let mut out = String::new();
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if line.starts_with("[store]") {
+                out.push_str("backend = \"postgres\"\n");
+            }
+        }
+        out.push_str(&format!("\n[store.postgres]\nurl = \"{url}\"\npool_size = 16\n\n[cluster]\nnode_id = {n}\n"));
+        let path = dev.dir.join(format!("node{n}.toml"));
+        std::fs::write(&path, out).unwrap();
+        path
+    };
+    let (one, two) = (node_config(1), node_config(2));
+    let bin = std::env::current_exe().unwrap().parent().and_then(|d| d.parent()).unwrap().join("seald");
+    let out = std::process::Command::new(&bin)
+        .args(["migrate", "--to", "postgres", "--config", one.to_str().unwrap()])
+        .env("SEALD_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "seald migrate: {}", String::from_utf8_lossy(&out.stderr));
+    println!("\n{}", String::from_utf8_lossy(&out.stdout).trim());
+    let seal = dev.seal.clone();
+    let local = run_node(&embedded, &dev.dir, &seal);
+    let node1 = run_node(&one, &dev.dir, &seal);
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let body =
+        serde_json::to_vec(&serde_json::json!({"seal": seal, "input": "e", "data": b64(&crypto::sm3(b"c"))})).unwrap();
+    let call = Call::post_json("/v1/sign", body);
+    println!(
+        "seald cluster: {conns} connections x {secs} s x {rounds} rounds, signing with the seal; PostgreSQL on this \
+         machine (2 cores shared by the load generator, the daemons and the database)"
+    );
+    let (mut cpu_ratio, mut rate_ratio, mut trips, mut db_cpu, mut two_ratio) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for round in 1..=rounds {
+        let raw0 = signer.measure(1000).1;
+        let e = rt.block_on(drive(&local, conns, secs, call.clone()));
+        let (t0, b0) = db_trips(&rt, &node1);
+        let pg0 = postgres_cpu();
+        let c = rt.block_on(drive(&node1, conns, secs, call.clone()));
+        let pg_cpu = postgres_cpu() - pg0;
+        let (t1, b1) = db_trips(&rt, &node1);
+        let raw = (raw0 + signer.measure(1000).1) / 2.0;
+        let (e_rate, c_rate) = (e.requests as f64 / e.wall, c.requests as f64 / c.wall);
+        let (e_cpu, c_cpu) = (e.daemon_cpu / e.requests.max(1) as f64, c.daemon_cpu / c.requests.max(1) as f64);
+        let per_sig = (t1 - t0 - 1.0) / c.requests.max(1) as f64;
+        println!(
+            "round {round}: embedded {e_rate:6.0}/s, {:6.1} µs CPU/req; postgres node {c_rate:6.0}/s ({:.0}%), \
+             {:6.1} µs CPU/req ({:.2}x), database {:.1} µs CPU/req, {per_sig:.2} round trips/signature, \
+             {:.1} signatures/batch; raw token sign {raw:.0}/s; errors {} and {}",
+            e_cpu * 1e6,
+            100.0 * c_rate / e_rate,
+            c_cpu * 1e6,
+            c_cpu / e_cpu,
+            pg_cpu / c.requests.max(1) as f64 * 1e6,
+            c.requests as f64 / (b1 - b0).max(1.0),
+            e.errors,
+            c.errors
+        );
+        assert_eq!(e.errors + c.errors, 0, "every answer is a 200");
+        cpu_ratio.push(c_cpu / e_cpu);
+        rate_ratio.push(c_rate / e_rate);
+        trips.push(per_sig);
+        db_cpu.push(pg_cpu / c.requests.max(1) as f64 * 1e6);
+        // Two nodes sharing the database, the same connections split between them.
+        if round == 1 {
+            println!("(node 2 joins)");
+        }
+        let node2 = run_node(&two, &dev.dir, &seal);
+        let (x, y) = rt.block_on(async {
+            tokio::join!(
+                drive(&node1, conns / 2, secs, call.clone()),
+                drive(&node2, conns - conns / 2, secs, call.clone())
+            )
+        });
+        let both = x.requests as f64 / x.wall + y.requests as f64 / y.wall;
+        println!(
+            "round {round}: two postgres nodes {both:6.0}/s together ({:.2}x one node), {:.1} µs daemon CPU/req; errors {}",
+            both / c_rate,
+            (x.daemon_cpu + y.daemon_cpu) / (x.requests + y.requests).max(1) as f64 * 1e6,
+            x.errors + y.errors
+        );
+        two_ratio.push(both / c_rate);
+        drop(node2);
+    }
+    println!(
+        "\nmedians over {rounds} rounds: postgres node daemon CPU {:.2}x embedded per signed request (target <= 1.3x), \
+         throughput {:.0}% of embedded (target >= 70%); database CPU {:.1} µs/request; {:.2} round trips per signature; \
+         two nodes {:.2}x one",
+        median(cpu_ratio),
+        100.0 * median(rate_ratio),
+        median(db_cpu),
+        median(trips),
+        median(two_ratio)
+    );
+    drop((local, node1, pg));
+}
+
 fn main() {
+    if std::env::args().skip(1).any(|a| a == "cluster") {
+        let nums: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+        let (conns, secs, rounds) = (
+            nums.first().copied().unwrap_or(32) as usize,
+            nums.get(1).copied().unwrap_or(5),
+            nums.get(2).copied().unwrap_or(3).max(1) as usize,
+        );
+        return cluster_bench(conns, secs, rounds);
+    }
     if std::env::args().skip(1).any(|a| a == "history") {
         let nums: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
         return history_bench(nums.first().copied().unwrap_or(1_000_000), nums.get(1).copied().unwrap_or(10_000));

@@ -141,6 +141,19 @@ impl Metrics {
         out
     }
 
+    /// The cluster's database: this node's id, statements sent (each one round trip) and journal
+    /// batches committed.
+    pub fn render_db(out: &mut String, node: u16, (trips, batches): (u64, u64)) {
+        let _ = writeln!(
+            out,
+            "# HELP seald_cluster_node This node's id in the cluster.\n# TYPE seald_cluster_node gauge\nseald_cluster_node {node}\n\
+             # HELP seald_db_round_trips_total Statements sent to the cluster's database, each one round trip.\n\
+             # TYPE seald_db_round_trips_total counter\nseald_db_round_trips_total {trips}\n\
+             # HELP seald_db_batches_total Journal batches committed to the cluster's database.\n\
+             # TYPE seald_db_batches_total counter\nseald_db_batches_total {batches}"
+        );
+    }
+
     /// The listener's part: connections by state, connections closed by reason, and the CRLs.
     pub fn render_door(out: &mut String, door: &crate::listener::DoorStats, crls: &[crate::tls::CrlStatus], now: u64) {
         let _ = writeln!(

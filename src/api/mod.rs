@@ -671,6 +671,9 @@ async fn metrics(app: &Arc<App>) -> Result<Response<Body>, ApiError> {
     let mut text = app.metrics.render(&app.pool.stats(), &app.pool.health(), app.journal.head_seq(), registry);
     let crls = app.crls.read().unwrap_or_else(|p| p.into_inner()).clone();
     Metrics::render_door(&mut text, &app.door, &crls, crate::seal::now_ms() / 1000);
+    if let Some(db) = app.store.pg() {
+        Metrics::render_db(&mut text, db.node(), db.round_trips());
+    }
     Ok(raw_response(StatusCode::OK, "text/plain; version=0.0.4", text))
 }
 

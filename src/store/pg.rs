@@ -153,6 +153,9 @@ pub enum BatchError {
 
 /// The connection pool and this node's id.
 pub struct Pg {
+    /// Statements sent (each a round trip), and batches committed: for `/metrics` and the bench.
+    trips: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
     /// Always present until dropped (taken then, to be dropped off the runtime's workers).
     pool: Option<Pool>,
     node: u16,
@@ -247,9 +250,19 @@ impl Pg {
             .test_on_check_out(false)
             .connection_timeout(s.connect_timeout)
             .build_unchecked(manager);
-        let pg = Pg { pool: Some(pool), node: s.node, shown };
+        let pg = Pg { trips: Default::default(), batches: Default::default(), pool: Some(pool), node: s.node, shown };
         pg.create_schema()?;
         Ok(pg)
+    }
+
+    fn trip(&self) {
+        let _ = self.trips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Statements sent to the database so far (each one round trip), and journal batches committed.
+    pub fn round_trips(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.trips.load(Relaxed), self.batches.load(Relaxed))
     }
 
     /// This node's id.
@@ -322,6 +335,7 @@ impl Pg {
         let mut c = self.conn()?;
         let digest = crate::crypto::sm3(name.as_bytes());
         let key = LOCK_NAMED ^ i64::from_be_bytes(digest[..8].try_into().unwrap_or_default());
+        self.trip();
         let _ = blocking(|| c.execute("SELECT pg_advisory_lock($1)", &[&key])).map_err(|e| self.fail(e))?;
         Ok(ClusterLock { conn: Some(c), key })
     }
@@ -330,6 +344,7 @@ impl Pg {
     pub fn ping(&self) -> Result<Duration, StoreError> {
         let started = Instant::now();
         let mut c = self.conn()?;
+        self.trip();
         let _ = blocking(|| c.simple_query("SELECT 1")).map_err(|e| self.fail(e))?;
         Ok(started.elapsed())
     }
@@ -339,10 +354,12 @@ impl Pg {
         let mut c = self.conn()?;
         if tbl == tree::COUNTERS {
             let k = String::from_utf8_lossy(key).into_owned();
+            self.trip();
             let row = blocking(|| c.query_opt("SELECT n FROM seald_counters WHERE k = $1", &[&k]))
                 .map_err(|e| self.fail(e))?;
             return Ok(row.map(|r| r.get::<_, i64>(0).to_string().into_bytes()));
         }
+        self.trip();
         let row = blocking(|| c.query_opt("SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2", &[p(&tbl), &key]))
             .map_err(|e| self.fail(e))?;
         Ok(row.map(|r| r.get(0)))
@@ -390,6 +407,7 @@ impl Pg {
             sql = sql.replacen("WHERE true", "WHERE $1::text IS NOT NULL", 1);
         }
         let mut c = self.conn()?;
+        self.trip();
         let rows = blocking(|| c.query(sql.as_str(), &params)).map_err(|e| self.fail(e))?;
         Ok(rows
             .into_iter()
@@ -460,6 +478,7 @@ impl Pg {
         rows: &[Row<'_>],
         guards: &[&[Guard]],
     ) -> Result<Result<Counters, BatchError>, postgres::Error> {
+        self.trip();
         let mut tx = c.transaction()?;
         // 1. The rows the guards read, locked in key order (so two nodes never wait on each other
         //    in a circle): for update where this batch writes them, else shared.
@@ -494,6 +513,7 @@ impl Pg {
                  ON kv.tbl = w.tbl AND kv.k = w.k ORDER BY kv.tbl, kv.k FOR {} OF kv",
                 if update { "UPDATE" } else { "SHARE" }
             );
+            self.trip();
             for r in tx.query(sql.as_str(), &[p(&tbls), &keys])? {
                 let (t, k, v): (String, Vec<u8>, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
                 let v = serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null);
@@ -533,6 +553,7 @@ impl Pg {
             }
         }
         if !failed.is_empty() {
+            self.trip();
             tx.rollback()?;
             return Ok(Err(BatchError::Guards(failed)));
         }
@@ -547,6 +568,7 @@ impl Pg {
         let mut totals: HashMap<String, i64> = HashMap::new();
         if !sums.is_empty() {
             let (keys, deltas): (Vec<&str>, Vec<i64>) = sums.iter().map(|(k, d)| (*k, *d)).unzip();
+            self.trip();
             for r in tx.query(
                 "INSERT INTO seald_counters (k, n) SELECT k, n FROM unnest($1::varchar[], $2::bigint[]) AS a(k, n) \
                  ORDER BY k ON CONFLICT (k) DO UPDATE SET n = seald_counters.n + EXCLUDED.n RETURNING k, n",
@@ -577,6 +599,7 @@ impl Pg {
             }
         }
         if !failed.is_empty() {
+            self.trip();
             tx.rollback()?;
             return Ok(Err(BatchError::Guards(failed)));
         }
@@ -594,11 +617,13 @@ impl Pg {
                 Some(v) => {
                     let bytes = serde_json::to_vec(v).unwrap_or_default();
                     let old = if DERIVED.iter().any(|(from, _)| from == tree) {
+                        self.trip();
                         tx.query_opt("SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2", &[p(tree), &key.as_bytes()])?
                             .map(|r| r.get(0))
                     } else {
                         None
                     };
+                    self.trip();
                     let _ = tx.execute(
                         "INSERT INTO seald_kv (tbl, k, v) VALUES ($1, $2, $3) \
                          ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
@@ -606,18 +631,22 @@ impl Pg {
                     )?;
                     old
                 }
-                None => tx
-                    .query_opt(
+                None => {
+                    self.trip();
+                    tx.query_opt(
                         "DELETE FROM seald_kv WHERE tbl = $1 AND k = $2 RETURNING v",
                         &[p(tree), &key.as_bytes()],
                     )?
-                    .map(|r| r.get(0)),
+                    .map(|r| r.get(0))
+                }
             };
             let old = old.and_then(|o| serde_json::from_slice::<serde_json::Value>(&o).ok());
             if let Some((idx, k, _)) = old.as_ref().and_then(|o| derived_entry(tree, key, o)) {
+                self.trip();
                 let _ = tx.execute("DELETE FROM seald_kv WHERE tbl = $1 AND k = $2", &[p(&idx), &k])?;
             }
             if let Some((idx, k, v)) = value.and_then(|v| derived_entry(tree, key, v)) {
+                self.trip();
                 let _ = tx.execute(
                     "INSERT INTO seald_kv (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
                     &[p(&idx), &k, &v],
@@ -633,13 +662,16 @@ impl Pg {
         let objects: Vec<&str> = rows.iter().map(|r| r.object).collect();
         let checkpoints: Vec<bool> = rows.iter().map(|r| r.checkpoint).collect();
         let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload).collect();
+        self.trip();
         let _ = tx.execute(
             "INSERT INTO seald_journal (node, seq, hash, time_ms, actor, action, object, checkpoint, payload) \
              SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
              $8::boolean[], $9::bytea[])",
             &[p(&node), &seqs, &hashes, &times, &actors, &actions, &objects, &checkpoints, &payloads],
         )?;
+        self.trip();
         tx.commit()?;
+        let _ = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Ok(counters))
     }
 
@@ -689,6 +721,7 @@ impl Pg {
         sql += &format!(" ORDER BY time_ms {dir}, node {dir}, seq {dir} LIMIT {}", limit.min(10_000));
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
         let mut c = self.conn()?;
+        self.trip();
         let rows = blocking(|| c.query(sql.as_str(), &params)).map_err(|e| self.fail(e))?;
         Ok(rows
             .into_iter()
