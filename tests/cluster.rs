@@ -276,6 +276,10 @@ fn a_daily_limit_holds_exactly_across_two_nodes() {
     assert_eq!((total, today), (100, 100));
     let records = c.b.journal.query(&Query { object: Some(format!("seal:{seal}")), ..Default::default() }).unwrap();
     assert_eq!(records.iter().filter(|r| r.action == "seal.use" && r.outcome == "ok").count(), 100);
+    // The day's counts (the dashboard's), read back from the database's counters in key order.
+    let today = c.a.registry.uses().todays_uses(&c.issuer).unwrap();
+    assert_eq!(today.by_seal, vec![(seal.clone(), 100)]);
+    assert_eq!(today.by_app, vec![("app-a".to_string(), 100)]);
 }
 
 #[test]

@@ -26,6 +26,16 @@ type P<'a> = &'a (dyn postgres::types::ToSql + Sync);
 fn p<T: postgres::types::ToSql + Sync>(v: &T) -> P<'_> {
     v
 }
+
+/// A parameter with its type given: statements sent so go out in one round trip (no prepare).
+type Typed<'a> = (P<'a>, postgres::types::Type);
+
+fn text<T: postgres::types::ToSql + Sync>(v: &T) -> Typed<'_> {
+    (v, postgres::types::Type::TEXT)
+}
+fn bytes<T: postgres::types::ToSql + Sync>(v: &T) -> Typed<'_> {
+    (v, postgres::types::Type::BYTEA)
+}
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr as _;
@@ -174,7 +184,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS seald_schema (version bigint NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seald_kv (tbl varchar(32) NOT NULL, k bytea NOT NULL, v bytea NOT NULL, \
      PRIMARY KEY (tbl, k))",
-    "CREATE TABLE IF NOT EXISTS seald_counters (k varchar(1024) NOT NULL PRIMARY KEY, n bigint NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS seald_counters (k varchar(1024) COLLATE \"C\" NOT NULL PRIMARY KEY, n bigint NOT NULL)",
     "CREATE TABLE IF NOT EXISTS seald_journal (node integer NOT NULL, seq bigint NOT NULL, hash bytea NOT NULL, \
      time_ms bigint NOT NULL, actor text NOT NULL, action text NOT NULL, object text NOT NULL, \
      checkpoint boolean NOT NULL, payload bytea NOT NULL, PRIMARY KEY (node, seq))",
@@ -355,13 +365,15 @@ impl Pg {
         if tbl == tree::COUNTERS {
             let k = String::from_utf8_lossy(key).into_owned();
             self.trip();
-            let row = blocking(|| c.query_opt("SELECT n FROM seald_counters WHERE k = $1", &[&k]))
+            let row = blocking(|| c.query_typed_opt("SELECT n FROM seald_counters WHERE k = $1", &[text(&k)]))
                 .map_err(|e| self.fail(e))?;
             return Ok(row.map(|r| r.get::<_, i64>(0).to_string().into_bytes()));
         }
         self.trip();
-        let row = blocking(|| c.query_opt("SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2", &[p(&tbl), &key]))
-            .map_err(|e| self.fail(e))?;
+        let row = blocking(|| {
+            c.query_typed_opt("SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2", &[text(&tbl), bytes(&key)])
+        })
+        .map_err(|e| self.fail(e))?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -375,44 +387,42 @@ impl Pg {
         rev: bool,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
+        use postgres::types::Type;
         use std::ops::Bound;
+        // Counters are text keys in the "C" collation (byte order, as the other trees' bytea keys).
         let counters = tbl == tree::COUNTERS;
-        let (from, key, val) = if counters {
-            ("seald_counters WHERE true", "convert_to(k, 'UTF8')", "n")
+        let (from, val, ty) = if counters {
+            ("seald_counters WHERE $1::text IS NOT NULL", "n", Type::TEXT)
         } else {
-            ("seald_kv WHERE tbl = $1", "k", "v")
+            ("seald_kv WHERE tbl = $1", "v", Type::BYTEA)
         };
-        let mut sql = format!("SELECT {key}, {val} FROM {from}");
-        let mut args: Vec<Vec<u8>> = Vec::new();
+        let mut sql = format!("SELECT k, {val} FROM {from}");
+        let mut args: Vec<Box<dyn postgres::types::ToSql + Sync>> = Vec::new();
         for (b, op) in [(lower, ">"), (upper, "<")] {
-            match b {
-                Bound::Included(v) => {
-                    args.push(v.to_vec());
-                    sql += &format!(" AND {key} {op}= ${}", args.len() + 1);
-                }
-                Bound::Excluded(v) => {
-                    args.push(v.to_vec());
-                    sql += &format!(" AND {key} {op} ${}", args.len() + 1);
-                }
-                Bound::Unbounded => {}
+            let (v, eq) = match b {
+                Bound::Included(v) => (v, "="),
+                Bound::Excluded(v) => (v, ""),
+                Bound::Unbounded => continue,
+            };
+            if counters {
+                args.push(Box::new(String::from_utf8_lossy(v).into_owned()));
+            } else {
+                args.push(Box::new(v.to_vec()));
             }
+            sql += &format!(" AND k {op}{eq} ${}", args.len() + 1);
         }
-        sql += &format!(" ORDER BY {key} {} LIMIT {}", if rev { "DESC" } else { "ASC" }, limit.min(1 << 20));
-        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&tbl];
+        sql += &format!(" ORDER BY k {} LIMIT {}", if rev { "DESC" } else { "ASC" }, limit.min(1 << 20));
+        let mut params: Vec<Typed<'_>> = vec![text(&tbl)];
         for a in &args {
-            params.push(a);
-        }
-        if counters {
-            // The counters' query names no tree: $1 is unused, so it is given a use.
-            sql = sql.replacen("WHERE true", "WHERE $1::text IS NOT NULL", 1);
+            params.push((a.as_ref(), ty.clone()));
         }
         let mut c = self.conn()?;
         self.trip();
-        let rows = blocking(|| c.query(sql.as_str(), &params)).map_err(|e| self.fail(e))?;
+        let rows = blocking(|| c.query_typed(sql.as_str(), &params)).map_err(|e| self.fail(e))?;
         Ok(rows
             .into_iter()
             .map(|r| {
-                let k: Vec<u8> = r.get(0);
+                let k: Vec<u8> = if counters { r.get::<_, String>(0).into_bytes() } else { r.get(0) };
                 let v = if counters { r.get::<_, i64>(1).to_string().into_bytes() } else { r.get(1) };
                 (k, v)
             })
@@ -509,12 +519,13 @@ impl Pg {
                 continue;
             }
             let sql = format!(
-                "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv JOIN unnest($1::varchar[], $2::bytea[]) AS w(tbl, k) \
+                "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv JOIN unnest($1::text[], $2::bytea[]) AS w(tbl, k) \
                  ON kv.tbl = w.tbl AND kv.k = w.k ORDER BY kv.tbl, kv.k FOR {} OF kv",
                 if update { "UPDATE" } else { "SHARE" }
             );
             self.trip();
-            for r in tx.query(sql.as_str(), &[p(&tbls), &keys])? {
+            let types = (postgres::types::Type::TEXT_ARRAY, postgres::types::Type::BYTEA_ARRAY);
+            for r in tx.query_typed(sql.as_str(), &[(&tbls, types.0), (&keys, types.1)])? {
                 let (t, k, v): (String, Vec<u8>, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
                 let v = serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null);
                 let _ = current.insert((t, String::from_utf8_lossy(&k).into_owned()), v);
@@ -569,10 +580,10 @@ impl Pg {
         if !sums.is_empty() {
             let (keys, deltas): (Vec<&str>, Vec<i64>) = sums.iter().map(|(k, d)| (*k, *d)).unzip();
             self.trip();
-            for r in tx.query(
-                "INSERT INTO seald_counters (k, n) SELECT k, n FROM unnest($1::varchar[], $2::bigint[]) AS a(k, n) \
+            for r in tx.query_typed(
+                "INSERT INTO seald_counters (k, n) SELECT k, n FROM unnest($1::text[], $2::bigint[]) AS a(k, n) \
                  ORDER BY k ON CONFLICT (k) DO UPDATE SET n = seald_counters.n + EXCLUDED.n RETURNING k, n",
-                &[p(&keys), &deltas],
+                &[(&keys, postgres::types::Type::TEXT_ARRAY), (&deltas, postgres::types::Type::INT8_ARRAY)],
             )? {
                 let _ = totals.insert(r.get(0), r.get(1));
             }
@@ -615,27 +626,30 @@ impl Pg {
             }
             let old: Option<Vec<u8>> = match value {
                 Some(v) => {
-                    let bytes = serde_json::to_vec(v).unwrap_or_default();
+                    let value_bytes = serde_json::to_vec(v).unwrap_or_default();
                     let old = if DERIVED.iter().any(|(from, _)| from == tree) {
                         self.trip();
-                        tx.query_opt("SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2", &[p(tree), &key.as_bytes()])?
-                            .map(|r| r.get(0))
+                        tx.query_typed_opt(
+                            "SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2",
+                            &[text(tree), bytes(&key.as_bytes())],
+                        )?
+                        .map(|r| r.get(0))
                     } else {
                         None
                     };
                     self.trip();
-                    let _ = tx.execute(
+                    let _ = tx.execute_typed(
                         "INSERT INTO seald_kv (tbl, k, v) VALUES ($1, $2, $3) \
                          ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
-                        &[p(tree), &key.as_bytes(), &bytes],
+                        &[text(tree), bytes(&key.as_bytes()), bytes(&value_bytes)],
                     )?;
                     old
                 }
                 None => {
                     self.trip();
-                    tx.query_opt(
+                    tx.query_typed_opt(
                         "DELETE FROM seald_kv WHERE tbl = $1 AND k = $2 RETURNING v",
-                        &[p(tree), &key.as_bytes()],
+                        &[text(tree), bytes(&key.as_bytes())],
                     )?
                     .map(|r| r.get(0))
                 }
@@ -643,13 +657,13 @@ impl Pg {
             let old = old.and_then(|o| serde_json::from_slice::<serde_json::Value>(&o).ok());
             if let Some((idx, k, _)) = old.as_ref().and_then(|o| derived_entry(tree, key, o)) {
                 self.trip();
-                let _ = tx.execute("DELETE FROM seald_kv WHERE tbl = $1 AND k = $2", &[p(&idx), &k])?;
+                let _ = tx.execute_typed("DELETE FROM seald_kv WHERE tbl = $1 AND k = $2", &[text(&idx), bytes(&k)])?;
             }
             if let Some((idx, k, v)) = value.and_then(|v| derived_entry(tree, key, v)) {
                 self.trip();
-                let _ = tx.execute(
+                let _ = tx.execute_typed(
                     "INSERT INTO seald_kv (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
-                    &[p(&idx), &k, &v],
+                    &[text(&idx), bytes(&k), bytes(&v)],
                 )?;
             }
         }
@@ -663,11 +677,22 @@ impl Pg {
         let checkpoints: Vec<bool> = rows.iter().map(|r| r.checkpoint).collect();
         let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload).collect();
         self.trip();
-        let _ = tx.execute(
+        use postgres::types::Type;
+        let _ = tx.execute_typed(
             "INSERT INTO seald_journal (node, seq, hash, time_ms, actor, action, object, checkpoint, payload) \
              SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
              $8::boolean[], $9::bytea[])",
-            &[p(&node), &seqs, &hashes, &times, &actors, &actions, &objects, &checkpoints, &payloads],
+            &[
+                (&node, Type::INT4),
+                (&seqs, Type::INT8_ARRAY),
+                (&hashes, Type::BYTEA_ARRAY),
+                (&times, Type::INT8_ARRAY),
+                (&actors, Type::TEXT_ARRAY),
+                (&actions, Type::TEXT_ARRAY),
+                (&objects, Type::TEXT_ARRAY),
+                (&checkpoints, Type::BOOL_ARRAY),
+                (&payloads, Type::BYTEA_ARRAY),
+            ],
         )?;
         self.trip();
         tx.commit()?;
