@@ -16,8 +16,9 @@
 //! `unnest`, row comparisons and advisory locks; no extension.
 
 use super::*;
+use postgres::types::Type;
 use postgres::NoTls;
-use r2d2_postgres::{r2d2, PostgresConnectionManager};
+use postgres::Statement;
 
 /// A statement parameter.
 type P<'a> = &'a (dyn postgres::types::ToSql + Sync);
@@ -33,9 +34,7 @@ type Typed<'a> = (P<'a>, postgres::types::Type);
 fn text<T: postgres::types::ToSql + Sync>(v: &T) -> Typed<'_> {
     (v, postgres::types::Type::TEXT)
 }
-fn bytes<T: postgres::types::ToSql + Sync>(v: &T) -> Typed<'_> {
-    (v, postgres::types::Type::BYTEA)
-}
+
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr as _;
@@ -72,22 +71,86 @@ pub type Stored = (u64, u16, u64, Vec<u8>);
 /// A record of one chain: (seq, hash, payload).
 pub type Chained = (u64, Vec<u8>, Vec<u8>);
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Pooled = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+type Pooled = r2d2::PooledConnection<Manager>;
+
+/// Opens the pool's connections.
+struct Manager {
+    cfg: postgres::Config,
+}
+
+/// A connection and the statements prepared on it (the hot path's, by their text): each is parsed
+/// and planned once per connection, then sent as one round trip with its parameters.
+pub(super) struct Session {
+    client: postgres::Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Session {
+    /// `sql` prepared on this connection (once), with its parameters' types.
+    fn statement(&mut self, sql: &'static str, types: &[Type]) -> Result<Statement, postgres::Error> {
+        prepared(&mut self.prepared, &mut self.client, sql, types)
+    }
+}
+
+/// `sql` from `cache`, or prepared now through `on` (a client or a transaction of it) and kept.
+fn prepared(
+    cache: &mut HashMap<&'static str, Statement>,
+    on: &mut impl postgres::GenericClient,
+    sql: &'static str,
+    types: &[Type],
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = on.prepare_typed(sql, types)?;
+    let _ = cache.insert(sql, s.clone());
+    Ok(s)
+}
+
+impl std::ops::Deref for Session {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Session;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Session, postgres::Error> {
+        Ok(Session { client: self.cfg.connect(NoTls)?, prepared: HashMap::new() })
+    }
+
+    fn is_valid(&self, s: &mut Session) -> Result<(), postgres::Error> {
+        s.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, s: &mut Session) -> bool {
+        s.client.is_closed()
+    }
+}
 
 /// A pooled connection that is also let go off the runtime's workers: closing a broken one runs
 /// the client's own small runtime, which a worker thread must not do.
 struct Conn(Option<Pooled>);
 
 impl std::ops::Deref for Conn {
-    type Target = postgres::Client;
-    fn deref(&self) -> &postgres::Client {
+    type Target = Session;
+    fn deref(&self) -> &Session {
         self.0.as_deref().unwrap_or_else(|| unreachable!("a connection is present until dropped"))
     }
 }
 
 impl std::ops::DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut postgres::Client {
+    fn deref_mut(&mut self) -> &mut Session {
         self.0.as_deref_mut().unwrap_or_else(|| unreachable!("a connection is present until dropped"))
     }
 }
@@ -194,6 +257,26 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS seald_journal_action ON seald_journal (action, time_ms, node, seq)",
 ];
 
+/// The hot path's statements, prepared once per connection.
+const GET_COUNTER: &str = "SELECT n FROM seald_counters WHERE k = $1";
+const GET_VALUE: &str = "SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2";
+const LOCK_FOR_UPDATE: &str =
+    "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv JOIN unnest($1::text[], $2::bytea[]) AS w(tbl, k) \
+     ON kv.tbl = w.tbl AND kv.k = w.k ORDER BY kv.tbl, kv.k FOR UPDATE OF kv";
+const LOCK_FOR_SHARE: &str =
+    "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv JOIN unnest($1::text[], $2::bytea[]) AS w(tbl, k) \
+     ON kv.tbl = w.tbl AND kv.k = w.k ORDER BY kv.tbl, kv.k FOR SHARE OF kv";
+const ADD_COUNTERS: &str =
+    "INSERT INTO seald_counters (k, n) SELECT k, n FROM unnest($1::text[], $2::bigint[]) AS a(k, n) \
+     ORDER BY k ON CONFLICT (k) DO UPDATE SET n = seald_counters.n + EXCLUDED.n RETURNING k, n";
+const PUT_VALUE: &str =
+    "INSERT INTO seald_kv (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v";
+const DELETE_VALUE: &str = "DELETE FROM seald_kv WHERE tbl = $1 AND k = $2 RETURNING v";
+const INSERT_RECORDS: &str =
+    "INSERT INTO seald_journal (node, seq, hash, time_ms, actor, action, object, checkpoint, payload) \
+     SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
+     $8::boolean[], $9::bytea[])";
+
 /// The advisory-lock space: schema creation, node ids, and the registry's cluster locks.
 const LOCK_SCHEMA: i64 = 0x7365_616c_6400_0000;
 const LOCK_NODE: i64 = 0x7365_616c_6401_0000;
@@ -251,7 +334,7 @@ impl Pg {
                 s.statement_timeout.as_millis().max(1000) * 2
             ),
         );
-        let manager = PostgresConnectionManager::new(cfg, NoTls);
+        let manager = Manager { cfg };
         let pool = r2d2::Pool::builder()
             .max_size(s.pool_size.max(2))
             .min_idle(Some(0))
@@ -365,13 +448,17 @@ impl Pg {
         if tbl == tree::COUNTERS {
             let k = String::from_utf8_lossy(key).into_owned();
             self.trip();
-            let row = blocking(|| c.query_typed_opt("SELECT n FROM seald_counters WHERE k = $1", &[text(&k)]))
-                .map_err(|e| self.fail(e))?;
+            let row = blocking(|| {
+                let st = c.statement(GET_COUNTER, &[Type::TEXT])?;
+                c.query_opt(&st, &[&k])
+            })
+            .map_err(|e| self.fail(e))?;
             return Ok(row.map(|r| r.get::<_, i64>(0).to_string().into_bytes()));
         }
         self.trip();
         let row = blocking(|| {
-            c.query_typed_opt("SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2", &[text(&tbl), bytes(&key)])
+            let st = c.statement(GET_VALUE, &[Type::TEXT, Type::BYTEA])?;
+            c.query_opt(&st, &[&tbl, &key])
         })
         .map_err(|e| self.fail(e))?;
         Ok(row.map(|r| r.get(0)))
@@ -387,7 +474,6 @@ impl Pg {
         rev: bool,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
-        use postgres::types::Type;
         use std::ops::Bound;
         // Counters are text keys in the "C" collation (byte order, as the other trees' bytea keys).
         let counters = tbl == tree::COUNTERS;
@@ -489,7 +575,8 @@ impl Pg {
         guards: &[&[Guard]],
     ) -> Result<Result<Counters, BatchError>, postgres::Error> {
         self.trip();
-        let mut tx = c.transaction()?;
+        let Session { client, prepared: cache } = &mut **c;
+        let mut tx = client.transaction()?;
         // 1. The rows the guards read, locked in key order (so two nodes never wait on each other
         //    in a circle): for update where this batch writes them, else shared.
         let written: std::collections::HashSet<(&str, &str)> = rows
@@ -518,14 +605,10 @@ impl Pg {
             if tbls.is_empty() {
                 continue;
             }
-            let sql = format!(
-                "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv JOIN unnest($1::text[], $2::bytea[]) AS w(tbl, k) \
-                 ON kv.tbl = w.tbl AND kv.k = w.k ORDER BY kv.tbl, kv.k FOR {} OF kv",
-                if update { "UPDATE" } else { "SHARE" }
-            );
+            let sql = if update { LOCK_FOR_UPDATE } else { LOCK_FOR_SHARE };
             self.trip();
-            let types = (postgres::types::Type::TEXT_ARRAY, postgres::types::Type::BYTEA_ARRAY);
-            for r in tx.query_typed(sql.as_str(), &[(&tbls, types.0), (&keys, types.1)])? {
+            let st = prepared(cache, &mut tx, sql, &[Type::TEXT_ARRAY, Type::BYTEA_ARRAY])?;
+            for r in tx.query(&st, &[&tbls, &keys])? {
                 let (t, k, v): (String, Vec<u8>, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
                 let v = serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null);
                 let _ = current.insert((t, String::from_utf8_lossy(&k).into_owned()), v);
@@ -580,11 +663,8 @@ impl Pg {
         if !sums.is_empty() {
             let (keys, deltas): (Vec<&str>, Vec<i64>) = sums.iter().map(|(k, d)| (*k, *d)).unzip();
             self.trip();
-            for r in tx.query_typed(
-                "INSERT INTO seald_counters (k, n) SELECT k, n FROM unnest($1::text[], $2::bigint[]) AS a(k, n) \
-                 ORDER BY k ON CONFLICT (k) DO UPDATE SET n = seald_counters.n + EXCLUDED.n RETURNING k, n",
-                &[(&keys, postgres::types::Type::TEXT_ARRAY), (&deltas, postgres::types::Type::INT8_ARRAY)],
-            )? {
+            let st = prepared(cache, &mut tx, ADD_COUNTERS, &[Type::TEXT_ARRAY, Type::INT8_ARRAY])?;
+            for r in tx.query(&st, &[&keys, &deltas])? {
                 let _ = totals.insert(r.get(0), r.get(1));
             }
         }
@@ -629,42 +709,32 @@ impl Pg {
                     let value_bytes = serde_json::to_vec(v).unwrap_or_default();
                     let old = if DERIVED.iter().any(|(from, _)| from == tree) {
                         self.trip();
-                        tx.query_typed_opt(
-                            "SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2",
-                            &[text(tree), bytes(&key.as_bytes())],
-                        )?
-                        .map(|r| r.get(0))
+                        let st = prepared(cache, &mut tx, GET_VALUE, &[Type::TEXT, Type::BYTEA])?;
+                        tx.query_opt(&st, &[tree, &key.as_bytes()])?.map(|r| r.get(0))
                     } else {
                         None
                     };
                     self.trip();
-                    let _ = tx.execute_typed(
-                        "INSERT INTO seald_kv (tbl, k, v) VALUES ($1, $2, $3) \
-                         ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
-                        &[text(tree), bytes(&key.as_bytes()), bytes(&value_bytes)],
-                    )?;
+                    let st = prepared(cache, &mut tx, PUT_VALUE, &[Type::TEXT, Type::BYTEA, Type::BYTEA])?;
+                    let _ = tx.execute(&st, &[tree, &key.as_bytes(), &value_bytes])?;
                     old
                 }
                 None => {
                     self.trip();
-                    tx.query_typed_opt(
-                        "DELETE FROM seald_kv WHERE tbl = $1 AND k = $2 RETURNING v",
-                        &[text(tree), bytes(&key.as_bytes())],
-                    )?
-                    .map(|r| r.get(0))
+                    let st = prepared(cache, &mut tx, DELETE_VALUE, &[Type::TEXT, Type::BYTEA])?;
+                    tx.query_opt(&st, &[tree, &key.as_bytes()])?.map(|r| r.get(0))
                 }
             };
             let old = old.and_then(|o| serde_json::from_slice::<serde_json::Value>(&o).ok());
             if let Some((idx, k, _)) = old.as_ref().and_then(|o| derived_entry(tree, key, o)) {
                 self.trip();
-                let _ = tx.execute_typed("DELETE FROM seald_kv WHERE tbl = $1 AND k = $2", &[text(&idx), bytes(&k)])?;
+                let st = prepared(cache, &mut tx, DELETE_VALUE, &[Type::TEXT, Type::BYTEA])?;
+                let _ = tx.execute(&st, &[&idx, &k])?;
             }
             if let Some((idx, k, v)) = value.and_then(|v| derived_entry(tree, key, v)) {
                 self.trip();
-                let _ = tx.execute_typed(
-                    "INSERT INTO seald_kv (tbl, k, v) VALUES ($1, $2, $3) ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
-                    &[text(&idx), bytes(&k), bytes(&v)],
-                )?;
+                let st = prepared(cache, &mut tx, PUT_VALUE, &[Type::TEXT, Type::BYTEA, Type::BYTEA])?;
+                let _ = tx.execute(&st, &[&idx, &k, &v])?;
             }
         }
         let node = i32::from(self.node);
@@ -677,23 +747,24 @@ impl Pg {
         let checkpoints: Vec<bool> = rows.iter().map(|r| r.checkpoint).collect();
         let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload).collect();
         self.trip();
-        use postgres::types::Type;
-        let _ = tx.execute_typed(
-            "INSERT INTO seald_journal (node, seq, hash, time_ms, actor, action, object, checkpoint, payload) \
-             SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
-             $8::boolean[], $9::bytea[])",
+        let st = prepared(
+            cache,
+            &mut tx,
+            INSERT_RECORDS,
             &[
-                (&node, Type::INT4),
-                (&seqs, Type::INT8_ARRAY),
-                (&hashes, Type::BYTEA_ARRAY),
-                (&times, Type::INT8_ARRAY),
-                (&actors, Type::TEXT_ARRAY),
-                (&actions, Type::TEXT_ARRAY),
-                (&objects, Type::TEXT_ARRAY),
-                (&checkpoints, Type::BOOL_ARRAY),
-                (&payloads, Type::BYTEA_ARRAY),
+                Type::INT4,
+                Type::INT8_ARRAY,
+                Type::BYTEA_ARRAY,
+                Type::INT8_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::BOOL_ARRAY,
+                Type::BYTEA_ARRAY,
             ],
         )?;
+        let _ =
+            tx.execute(&st, &[&node, &seqs, &hashes, &times, &actors, &actions, &objects, &checkpoints, &payloads])?;
         self.trip();
         tx.commit()?;
         let _ = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
