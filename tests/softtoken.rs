@@ -494,3 +494,26 @@ fn two_instances_sharing_a_token_directory_see_each_others_keys() {
     let msg = SignInput::Message { data: b"shared", user_id: None };
     assert!(b.sign(&made.id, msg).is_err(), "a destroyed key still signs elsewhere");
 }
+
+/// A PIN changed through one instance (another cluster node's appliance) reaches the other without a
+/// restart: when its next login fails, it reads its PIN file again (rewritten here by the first
+/// instance, as an operator updates each node's file) and logs in with the new PIN.
+#[test]
+fn a_pin_changed_through_another_instance_is_read_again_from_the_pin_file() {
+    let t = SoftToken::new("softtoken");
+    let a = TokenPool::open(&t.config()).unwrap();
+    let second = t.second_instance();
+    let b = TokenPool::open(&second).unwrap();
+    let key = a.generate(KeyAlg::Sm2, "k").unwrap();
+    let msg = || SignInput::Message { data: b"pin", user_id: None };
+    let _ = b.sign(&key.id, msg()).unwrap();
+    let new = seald::token::Pin::from_text("a-new-pin-of-the-cluster").unwrap();
+    assert!(a.change_pin(new).unwrap(), "the PIN file was rewritten");
+    // The second instance loses its login (as after the token restarts): it must log in again.
+    let ctx = Pkcs11::new(second.module.as_ref().unwrap()).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx.get_slots_with_token().unwrap()[0];
+    ctx.open_ro_session(slot).unwrap().logout().unwrap();
+    let _ = b.sign(&key.id, msg()).expect("the second instance signs with the PIN its file now holds");
+    let _ = a.sign(&key.id, msg()).unwrap();
+}

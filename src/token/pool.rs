@@ -839,7 +839,23 @@ impl TokenPool {
         let session = ctx.open_rw_session_no_drop(slot)?;
         let pin =
             AuthPin::from(self.inner.pin.read().unwrap_or_else(|p| p.into_inner()).secret().expose_secret().to_owned());
-        match session.login(UserType::User, Some(&pin)) {
+        let mut outcome = session.login(UserType::User, Some(&pin));
+        if let Err(CkError::Pkcs11(RvError::PinIncorrect, _)) = outcome {
+            // Another appliance sharing the token (a cluster node) may have changed the PIN, and
+            // the operator this node's PIN file: read it again, and try once with what it says now.
+            if let Ok(fresh) = Pin::load(&self.inner.pin_source) {
+                let changed = fresh.secret().expose_secret() != pin.expose_secret();
+                if changed {
+                    let again = AuthPin::from(fresh.secret().expose_secret().to_owned());
+                    outcome = session.login(UserType::User, Some(&again));
+                    if outcome.is_ok() {
+                        tracing::warn!("the token's PIN changed elsewhere; the PIN file's new PIN is in use");
+                        *self.inner.pin.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    }
+                }
+            }
+        }
+        match outcome {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
             Err(e) => {
                 let _ = session.close();
