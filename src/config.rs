@@ -80,6 +80,10 @@ pub struct PostgresSection {
     /// A systemd credential holding the password (`LoadCredential=`).
     #[serde(default)]
     pub password_credential: Option<String>,
+    /// The CA (PEM) the database server's certificate must chain to: connections are then in TLS
+    /// (as the URL's `sslmode` says: `prefer` by default, `require` to refuse plain connections).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
     /// Connections in the pool (default 16).
     #[serde(default = "default_pool")]
     pub pool_size: u32,
@@ -142,6 +146,7 @@ impl Config {
             connect_timeout: std::time::Duration::from_millis(pg.connect_timeout_ms.max(100)),
             statement_timeout: std::time::Duration::from_millis(pg.statement_timeout_ms.max(100)),
             node,
+            ca: pg.ca.clone(),
         }))
     }
 }

@@ -298,6 +298,17 @@ pub fn client_config(ca: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::C
     Ok(Arc::new(config))
 }
 
+/// A client configuration for the cluster's database: its server certificate must chain to `ca`
+/// (PEM) and name the host; no client certificate (the role logs in with its password).
+pub fn database_client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots(ca, "database CA")?)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// A client configuration from a PKCS#12 file (an account's certificate and key in one file).
 pub fn client_config_p12(ca: &Path, p12: &Path, password: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let bytes = std::fs::read(p12).map_err(|e| TlsError::Config(format!("{}: {e}", p12.display())))?;

@@ -43,6 +43,7 @@ fn settings(url: &str, node: u16) -> PgSettings {
         connect_timeout: Duration::from_secs(3),
         statement_timeout: Duration::from_secs(10),
         node,
+        ca: None,
     }
 }
 
@@ -536,4 +537,46 @@ fn an_appliance_migrates_onto_the_cluster_and_its_history_becomes_node_1s_chain(
     let damaged = Store::open_postgres(&settings(&url2, 9)).unwrap();
     let (head, _) = damaged.pg().unwrap().head_of(1).unwrap();
     assert!(head + 1 < seq, "records from the damage on were written: head {head}, damage at {seq}");
+}
+
+#[test]
+fn the_database_is_reached_in_tls_and_its_certificate_must_chain_to_the_configured_ca() {
+    let ca = seald::devpki::DevCa::new("database CA").unwrap();
+    let server = ca.server(7).unwrap();
+    let pg = Postgres::start_tls(&server.cert_pem, &server.key_pem);
+    let _ = pg.database("tls");
+    let dir = tempfile::tempdir().unwrap();
+    let (right, wrong) = (dir.path().join("db-ca.pem"), dir.path().join("other-ca.pem"));
+    std::fs::write(&right, ca.cert_pem()).unwrap();
+    std::fs::write(&wrong, seald::devpki::DevCa::new("another CA").unwrap().cert_pem()).unwrap();
+    let over_tcp = |mode: &str, ca: Option<&std::path::Path>| {
+        let url = format!("host=localhost port={} user=postgres dbname=tls sslmode={mode}", pg.port);
+        Store::open_postgres(&PgSettings { ca: ca.map(|p| p.to_path_buf()), ..settings(&url, 1) })
+    };
+    // The server takes TCP connections in TLS only: with the database's CA, a node connects,
+    // creates the schema and commits.
+    let store = over_tcp("require", Some(&right)).expect("a TLS connection with the right CA");
+    let db = store.pg().unwrap();
+    assert!(db.ping().is_ok());
+    let row = seald::store::Row {
+        seq: 1,
+        hash: [1; 32],
+        time_ms: 1,
+        actor: "system",
+        action: "test",
+        object: "tls",
+        checkpoint: false,
+        payload: b"{}",
+        changes: &[],
+    };
+    assert!(db.commit(&[row], &[&[]]).is_ok());
+    assert_eq!(db.head().unwrap().0, 1);
+    // Without TLS the server refuses; with another CA, seald refuses the server.
+    let plain = over_tcp("disable", None).unwrap_err().to_string();
+    assert!(plain.contains("unavailable"), "{plain}");
+    let other = over_tcp("require", Some(&wrong)).unwrap_err().to_string();
+    assert!(other.contains("TLS handshake"), "{other}");
+    // sslmode=require with no CA to check the server against is a configuration error.
+    let none = over_tcp("require", None).unwrap_err().to_string();
+    assert!(none.contains("needs [store.postgres] ca"), "{none}");
 }

@@ -209,6 +209,7 @@ async fn two_nodes_lose_nothing_acknowledged_through_kills_and_a_database_restar
         connect_timeout: Duration::from_secs(3),
         statement_timeout: Duration::from_secs(30),
         node: 999,
+        ca: None,
     })
     .unwrap();
     let mut export = Vec::new();

@@ -16,6 +16,7 @@
 //! What it deliberately does not do: decide anything. Rules live in the domain modules.
 
 mod pg;
+mod pg_tls;
 pub use pg::{BatchError, ClusterLock, Guard, NodeClaim, Pg, PgSettings, Row};
 
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};

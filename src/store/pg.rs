@@ -54,6 +54,8 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     /// This node's id in the cluster.
     pub node: u16,
+    /// The CA (PEM) the database server's certificate must chain to: connections are in TLS.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PgSettings {
@@ -74,9 +76,11 @@ pub type Chained = (u64, Vec<u8>, Vec<u8>);
 type Pool = r2d2::Pool<Manager>;
 type Pooled = r2d2::PooledConnection<Manager>;
 
-/// Opens the pool's connections.
+/// Opens the pool's connections: in TLS when a database CA is configured (and the URL's `sslmode`
+/// is not `disable`).
 struct Manager {
     cfg: postgres::Config,
+    tls: Option<super::pg_tls::DbTls>,
 }
 
 /// A connection and the statements prepared on it (the hot path's, by their text): each is parsed
@@ -126,7 +130,11 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Session, postgres::Error> {
-        Ok(Session { client: self.cfg.connect(NoTls)?, prepared: HashMap::new() })
+        let client = match &self.tls {
+            Some(tls) => self.cfg.connect(tls.clone())?,
+            None => self.cfg.connect(NoTls)?,
+        };
+        Ok(Session { client, prepared: HashMap::new() })
     }
 
     fn is_valid(&self, s: &mut Session) -> Result<(), postgres::Error> {
@@ -334,7 +342,22 @@ impl Pg {
                 s.statement_timeout.as_millis().max(1000) * 2
             ),
         );
-        let manager = Manager { cfg };
+        let tls =
+            match &s.ca {
+                Some(ca) => Some(super::pg_tls::DbTls(crate::tls::database_client_config(ca).map_err(|e| {
+                    StoreError::Db { path: shown.clone(), message: format!("[store.postgres] ca: {e}") }
+                })?)),
+                None if cfg.get_ssl_mode() == postgres::config::SslMode::Require => {
+                    return Err(StoreError::Db {
+                        path: shown,
+                        message:
+                            "sslmode=require needs [store.postgres] ca (the CA the database's certificate chains to)"
+                                .into(),
+                    })
+                }
+                None => None,
+            };
+        let manager = Manager { cfg, tls };
         let pool = r2d2::Pool::builder()
             .max_size(s.pool_size.max(2))
             .min_idle(Some(0))

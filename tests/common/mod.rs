@@ -344,6 +344,9 @@ pub struct Postgres {
     pub dir: PathBuf,
     bin: PathBuf,
     as_root: bool,
+    /// The TCP port (TLS servers only).
+    pub port: u16,
+    opts: String,
 }
 
 #[allow(dead_code)]
@@ -377,38 +380,69 @@ impl Postgres {
         out
     }
 
-    /// Initialises and starts a server.
+    /// Initialises and starts a server on a Unix socket only.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Initialises and starts a server that also listens on 127.0.0.1 (`port`) and takes TCP
+    /// connections in TLS only, with this certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let bin = Self::bin_dir();
         let as_root = running_as_root();
         let dir = PathBuf::from(format!("/tmp/seald-pg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        if as_root {
-            let st = Command::new("chown").args(["postgres:postgres"]).arg(&dir).status().unwrap();
-            assert!(st.success(), "chown postgres {}", dir.display());
-        }
-        let pg = Postgres { dir: dir.clone(), bin, as_root };
+        let chown = |p: &Path| {
+            if as_root {
+                let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(p).status().unwrap();
+                assert!(st.success(), "chown postgres {}", p.display());
+            }
+        };
+        chown(&dir);
+        let mut pg = Postgres { dir: dir.clone(), bin, as_root, port: 0, opts: String::new() };
         let data = dir.join("data");
         let d = data.to_str().unwrap();
         let _ = pg.run("initdb", &["-D", d, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
         // Commit timestamps: the tests' oracle for the order in which records of different nodes
         // committed.
-        let opts =
-            format!("-k {} -c listen_addresses='' -c max_connections=200 -c track_commit_timestamp=on", dir.display());
-        let log = dir.join("server.log");
-        let _ = pg.run("pg_ctl", &["-D", d, "-o", &opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        pg.opts =
+            format!("-k {} -c max_connections=200 -c track_commit_timestamp=on -c listen_addresses=''", dir.display());
+        if let Some((cert, key)) = tls {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            std::fs::write(data.join("server.crt"), cert).unwrap();
+            std::fs::write(data.join("server.key"), key).unwrap();
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            // TCP only in TLS: a plain TCP connection is rejected by the server itself.
+            let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+            std::fs::write(data.join("pg_hba.conf"), format!("hostnossl all all 0.0.0.0/0 reject\n{hba}")).unwrap();
+            chown(&data);
+            pg.port = port;
+            pg.opts = format!(
+                "-k {} -c max_connections=200 -c listen_addresses=127.0.0.1 -p {port} -c ssl=on \
+                 -c ssl_cert_file=server.crt -c ssl_key_file=server.key",
+                dir.display()
+            );
+        }
+        pg.start_again();
         pg
     }
 
     /// A fresh, empty database: its URL (key=value form, no password).
     pub fn database(&self, name: &str) -> String {
-        let admin = format!("host={} user=postgres dbname=postgres", self.dir.display());
+        // The Unix socket's name carries the port (5432 unless the server listens on TCP too).
+        let port = if self.port == 0 { 5432 } else { self.port };
+        let admin = format!("host={} port={port} user=postgres dbname=postgres", self.dir.display());
         let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
         c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\"")).unwrap();
         c.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
-        format!("host={} user=postgres dbname={name}", self.dir.display())
+        format!("host={} port={port} user=postgres dbname={name}", self.dir.display())
     }
 
     /// Stops the server now, as a crash would.
@@ -417,18 +451,13 @@ impl Postgres {
         let _ = self.run("pg_ctl", &["-D", d.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
     }
 
-    /// Starts the server again after [`Postgres::stop`] (its crash recovery runs).
+    /// Starts the server (again, after [`Postgres::stop`]: its crash recovery runs).
     pub fn start_again(&self) {
         let d = self.dir.join("data");
-        let opts = format!(
-            "-k {} -c listen_addresses='' -c max_connections=200 -c track_commit_timestamp=on",
-            self.dir.display()
-        );
         let log = self.dir.join("server.log");
-        let _ = self.run(
-            "pg_ctl",
-            &["-D", d.to_str().unwrap(), "-o", &opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"],
-        );
+        let args =
+            ["-D", d.to_str().unwrap(), "-o", &self.opts, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"];
+        let _ = self.run("pg_ctl", &args);
     }
 }
 
