@@ -76,6 +76,7 @@ struct Cluster {
     admin: Principal,
     app: Principal,
     url: String,
+    audit: seald::token::KeyId,
     _pool: TokenPool,
     _token: SoftToken,
     _pg: Postgres,
@@ -122,7 +123,7 @@ fn cluster(name: &str) -> Cluster {
     set_up(&a.registry);
     let b = node(&url, 2, &pool, &audit);
     let id = |c: char| b.registry.directory().identify(&fp(c), "CN=x").expect("node 2 knows node 1's accounts");
-    Cluster { issuer: id('4'), admin: id('5'), app: id('7'), a, b, url, _pool: pool, _token: token, _pg: pg }
+    Cluster { issuer: id('4'), admin: id('5'), app: id('7'), a, b, url, audit, _pool: pool, _token: token, _pg: pg }
 }
 
 impl Cluster {
@@ -348,8 +349,9 @@ fn a_cluster_export_verifies_offline_and_a_cut_tail_or_an_edited_record_names_it
     }
     let key = c.a.journal.public_key().expect("the audit key");
     let db = c.a.store.pg().unwrap();
+    let signer = seald::token::TokenKey::open(&c._pool, &c.audit).unwrap();
     let mut out = Vec::new();
-    let n = seald::audit::export_cluster(db, &mut out).unwrap();
+    let n = seald::audit::export_cluster(db, &mut out, Some(&signer)).unwrap();
     assert!(n > 50, "{n} records");
     let report = seald::audit::verify_cluster_export(&out[..], Some(&key)).unwrap();
     assert!(report.ok(), "{:?}", report.finding);
@@ -380,6 +382,46 @@ fn a_cluster_export_verifies_offline_and_a_cut_tail_or_an_edited_record_names_it
     let f = report.finding.expect("a cut tail is found");
     assert_eq!((f.node, f.kind), (1, seald::audit::FindingKind::TailCut), "{f:?}");
     assert!(f.seq > keep as u64, "{f:?}");
+
+    // Every chain cut at once after the last cluster checkpoints (they are cut too), the header
+    // made to agree: the export's own signed heads still name what is missing.
+    let keep_each = |n: u16| lines.iter().filter(|l| l.starts_with(&format!("{{\"node\":{n},"))).count() - 3;
+    let (k1, k2) = (keep_each(1), keep_each(2));
+    let mut both: Vec<String> = Vec::new();
+    let (mut seen1, mut seen2) = (0, 0);
+    for (i, l) in lines.iter().enumerate() {
+        if i == 0 {
+            let h: serde_json::Value = serde_json::from_str(l).unwrap();
+            let nodes: Vec<serde_json::Value> = h["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| serde_json::json!({"node": x["node"], "head": if x["node"] == 1 { k1 } else { k2 }}))
+                .collect();
+            both.push(serde_json::json!({"seald_cluster_export": 1, "nodes": nodes}).to_string());
+        } else if l.starts_with("{\"node\":1,") {
+            seen1 += 1;
+            if seen1 <= k1 {
+                both.push(l.to_string());
+            }
+        } else if l.starts_with("{\"node\":2,") {
+            seen2 += 1;
+            if seen2 <= k2 {
+                both.push(l.to_string());
+            }
+        } else {
+            both.push(l.to_string());
+        }
+    }
+    let report = seald::audit::verify_cluster_export(both.join("\n").as_bytes(), Some(&key)).unwrap();
+    let f = report.finding.expect("a cut of every chain is found");
+    assert_eq!(f.kind, seald::audit::FindingKind::TailCut, "{f:?}");
+    assert!(f.detail.contains("the export's signed heads"), "{f:?}");
+    // And without its signed heads, an export is not whole.
+    let unsigned: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with("{\"signed_heads\"")).collect();
+    assert_eq!(unsigned.len() + 1, lines.len(), "the export ends with its signed heads");
+    let report = seald::audit::verify_cluster_export(unsigned.join("\n").as_bytes(), Some(&key)).unwrap();
+    assert!(report.finding.is_some_and(|f| f.detail.contains("does not end with its signed heads")));
 
     // One of node 2's usage records edited: its chain breaks there.
     let at = lines.iter().position(|l| l.starts_with("{\"node\":2,") && l.contains("\"seal.use\"")).unwrap();
@@ -576,7 +618,57 @@ fn the_database_is_reached_in_tls_and_its_certificate_must_chain_to_the_configur
     assert!(plain.contains("unavailable"), "{plain}");
     let other = over_tcp("require", Some(&wrong)).unwrap_err().to_string();
     assert!(other.contains("TLS handshake"), "{other}");
+    // A CA with sslmode=disable is a contradiction, refused before any connection.
+    let contradiction = over_tcp("disable", Some(&right)).unwrap_err().to_string();
+    assert!(contradiction.contains("sslmode=disable"), "{contradiction}");
     // sslmode=require with no CA to check the server against is a configuration error.
     let none = over_tcp("require", None).unwrap_err().to_string();
     assert!(none.contains("needs [store.postgres] ca"), "{none}");
+}
+
+#[test]
+fn no_node_signs_after_a_grant_withdrawn_on_another_is_acknowledged() {
+    let c = cluster("ungrant");
+    let seal = c.seal(Policy::default());
+    let acked = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for i in 0..16 {
+            let (c, seal, acked, stop) = (&c, &seal, acked.clone(), stop.clone());
+            let _ = s.spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    let after_ack = acked.load(Ordering::SeqCst);
+                    match sign(&c.b, &c.app, seal, format!("doc {i} {n}").as_bytes(), None) {
+                        Ok(_) => assert!(!after_ack, "node 2 signed after node 1 acknowledged the withdrawal"),
+                        Err(e) => assert_eq!(code(&e), "no_grant", "{e}"),
+                    }
+                    n += 1;
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        c.a.registry.lifecycle().ungrant(&c.admin, &seal, "app-a").unwrap();
+        acked.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(400));
+        stop.store(true, Ordering::SeqCst);
+    });
+    // By the database's commit order: no use of node 2 committed after the withdrawal.
+    let mut db = postgres::Client::connect(&c.url, postgres::NoTls).unwrap();
+    let object = format!("seal:{seal}");
+    let rows = db
+        .query(
+            "SELECT action, convert_from(payload, 'UTF8')::json->>'outcome', pg_xact_commit_timestamp(xmin) \
+             FROM seald_journal WHERE object = $1",
+            &[&object],
+        )
+        .unwrap();
+    let at = |r: &postgres::Row| r.get::<_, std::time::SystemTime>(2);
+    let withdrawn = rows.iter().find(|r| r.get::<_, String>(0) == "seal.ungrant").expect("the withdrawal record");
+    let used: Vec<_> = rows
+        .iter()
+        .filter(|r| r.get::<_, String>(0) == "seal.use" && r.get::<_, Option<String>>(1).as_deref() == Some("ok"))
+        .collect();
+    assert!(used.len() > 10, "node 2 signed before the withdrawal ({})", used.len());
+    assert!(used.iter().all(|u| at(u) < at(withdrawn)), "a use committed after the withdrawal");
 }

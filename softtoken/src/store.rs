@@ -186,7 +186,8 @@ impl Store {
 
     /// The names of the object files there now (another process sharing the directory may have
     /// added or removed some).
-    pub fn object_names(&self) -> std::collections::BTreeSet<String> {
+    /// (None: the directory could not be read, which says nothing about the objects.)
+    pub fn object_names(&self) -> Option<std::collections::BTreeSet<String>> {
         std::fs::read_dir(self.dir.join("objects"))
             .map(|d| {
                 d.flatten()
@@ -197,7 +198,7 @@ impl Store {
                     })
                     .collect()
             })
-            .unwrap_or_default()
+            .ok()
     }
 
     /// One object by name.

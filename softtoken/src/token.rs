@@ -234,7 +234,8 @@ impl Token {
     /// dropped, and the token file (PINs, failure counters) is read again. Called where a process
     /// looks for objects or logs in.
     fn follow_directory(&mut self) {
-        let on_disk = self.store.object_names();
+        // A directory that cannot be read now leaves the objects as they are.
+        let Some(on_disk) = self.store.object_names() else { return };
         let mut known: std::collections::BTreeSet<String> =
             self.objects.values().filter_map(|o| o.file.clone()).collect();
         known.extend(self.rejected.iter().cloned());

@@ -163,6 +163,8 @@ impl ClusterVerifier {
         let key = self.key.clone();
         let chain = self.chains.entry(node).or_insert_with(|| Verifier::new(0, [0u8; 32], key.as_ref(), None));
         let _ = chain.feed(payload, true);
+        // A cluster checkpoint is signed with the key the chain holding it uses then.
+        let key_now = chain.key_now().cloned();
         let Ok(rec) = serde_json::from_slice::<JournalRecord>(payload) else { return };
         let hashes = self.hashes.entry(node).or_default();
         if rec.seq == hashes.len() as u64 + 1 {
@@ -182,7 +184,7 @@ impl ClusterVerifier {
                 "a cluster checkpoint without its signed heads".into(),
             );
         };
-        if let Some(k) = &self.key {
+        if let Some(k) = key_now.as_ref().or(self.key.as_ref()) {
             if let Err(why) = head.verify(k) {
                 return self.found(node, rec.seq, FindingKind::BadCheckpoint, format!("cluster checkpoint: {why}"));
             }
@@ -192,6 +194,24 @@ impl ClusterVerifier {
         }
         if self.latest.as_ref().is_none_or(|(t, _)| head.time_ms >= *t) {
             self.latest = Some((head.time_ms, head.heads));
+        }
+    }
+
+    /// The export's own signed heads (its last line): checked like a cluster checkpoint's, so that
+    /// a tail cut from every chain at once, checkpoints included, still shows.
+    pub fn signed_heads(&mut self, head: &ClusterHead) {
+        let keys: Vec<PublicKey> =
+            self.chains.values().filter_map(|c| c.key_now().cloned()).chain(self.key.clone()).collect();
+        if !keys.is_empty() && !keys.iter().any(|k| head.verify(k).is_ok()) {
+            return self.found(
+                0,
+                0,
+                FindingKind::BadCheckpoint,
+                "the export's signed heads do not verify with the audit key".into(),
+            );
+        }
+        for h in &head.heads {
+            self.claims.push((h.clone(), (0, 0)));
         }
     }
 
@@ -227,8 +247,9 @@ impl ClusterVerifier {
                         h.seq,
                         FindingKind::TailCut,
                         format!(
-                            "record {} is missing (the chain ends at {end}), but the cluster checkpoint at node {by} seq {at} signed it",
-                            h.seq
+                            "record {} is missing (the chain ends at {end}), but {} signed it",
+                            h.seq,
+                            signer_of(by, at)
                         ),
                     )
                 }
@@ -240,6 +261,15 @@ impl ClusterVerifier {
             covered: self.latest.map(|(_, h)| h).unwrap_or_default(),
             finding: self.finding,
         }
+    }
+}
+
+/// Who signed a head: a cluster checkpoint (node, seq), or the export's own signed heads (0, 0).
+fn signer_of(node: u16, seq: u64) -> String {
+    if node == 0 {
+        "the export's signed heads".into()
+    } else {
+        format!("the cluster checkpoint at node {node} seq {seq}")
     }
 }
 
@@ -267,8 +297,18 @@ pub fn is_cluster_export(first_line: &str) -> bool {
     first_line.trim_start().starts_with("{\"seald_cluster_export\"")
 }
 
-/// Writes every node's chain from the cluster's database into `out`; returns the records written.
-pub fn export_cluster(db: &crate::store::Pg, out: &mut dyn std::io::Write) -> Result<u64, AuditError> {
+#[derive(Serialize, Deserialize)]
+struct Trailer {
+    signed_heads: ClusterHead,
+}
+
+/// Writes every node's chain from the cluster's database into `out`, then the heads it wrote,
+/// signed with `signer` (the audit key) when given; returns the records written.
+pub fn export_cluster(
+    db: &crate::store::Pg,
+    out: &mut dyn std::io::Write,
+    signer: Option<&dyn KeySigner>,
+) -> Result<u64, AuditError> {
     let io = |e: std::io::Error| AuditError::Export(e.to_string());
     let heads = db.heads()?;
     let header = Header {
@@ -278,6 +318,8 @@ pub fn export_cluster(db: &crate::store::Pg, out: &mut dyn std::io::Write) -> Re
     serde_json::to_writer(&mut *out, &header).map_err(|e| AuditError::Export(e.to_string()))?;
     out.write_all(b"\n").map_err(io)?;
     let mut n = 0u64;
+    let signed =
+        heads.iter().map(|(node, seq, hash)| NodeHead { node: *node, seq: *seq, hash: hex::encode(hash) }).collect();
     for (node, head, _) in heads {
         let mut from = 1u64;
         while from <= head {
@@ -291,6 +333,12 @@ pub fn export_cluster(db: &crate::store::Pg, out: &mut dyn std::io::Write) -> Re
             }
             from = last + 1;
         }
+    }
+    if let Some(signer) = signer {
+        let head = ClusterHead::sign(signer, signed, super::now_ms())?;
+        serde_json::to_writer(&mut *out, &Trailer { signed_heads: head })
+            .map_err(|e| AuditError::Export(e.to_string()))?;
+        out.write_all(b"\n").map_err(io)?;
     }
     Ok(n)
 }
@@ -309,13 +357,23 @@ pub fn verify_cluster_export(
         return Err(AuditError::Export(format!("version {} is not supported", header.seald_cluster_export)));
     }
     let mut v = ClusterVerifier::new(key);
+    let mut trailer = false;
     for (n, line) in lines {
         let line = line.map_err(|e| AuditError::Export(e.to_string()))?;
         if line.trim().is_empty() {
             continue;
         }
+        if line.starts_with("{\"signed_heads\"") {
+            let t: Trailer = serde_json::from_str(&line).map_err(|e| bad(n, &e))?;
+            v.signed_heads(&t.signed_heads);
+            trailer = true;
+            continue;
+        }
         let l: Line<'_> = serde_json::from_str(&line).map_err(|e| bad(n, &e))?;
         v.feed(l.node, l.record.get().as_bytes());
+    }
+    if !trailer && key.is_some() {
+        v.found(0, 0, FindingKind::TailCut, "the export does not end with its signed heads: its end was cut".into());
     }
     let mut report = v.finish();
     // A node the header names whose records end before the head it gave: its tail was cut.

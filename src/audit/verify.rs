@@ -151,6 +151,11 @@ impl Verifier {
         false
     }
 
+    /// The audit key the chain's next checkpoint must be signed with (after the switches seen).
+    pub fn key_now(&self) -> Option<&PublicKey> {
+        self.current.as_ref()
+    }
+
     /// The next stored record. Returns whether more are worth feeding (false once a problem is
     /// found, unless the verifier must read on to name it).
     pub fn feed(&mut self, payload: &[u8], crc_ok: bool) -> bool {

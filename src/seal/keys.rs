@@ -721,6 +721,15 @@ impl DualControl {
                 k.cert_pem = pending.cert_pem;
                 ev = ev.change(put(tree::KEYS, which, &k));
                 if which == "audit" {
+                    if self.ledger.store.pg().is_some() {
+                        // Each node's chain would have to record the switch, signed by the key
+                        // before it: not done yet, so refused rather than leave chains that do not
+                        // verify.
+                        return Err(SealError::Conflict(
+                            "conflict",
+                            "the audit key is not rotated on a cluster in this release (every node's chain must record the switch)".into(),
+                        ));
+                    }
                     // The old key vouches for the new one in the journal, then the journal signs with it.
                     let id = KeyId::from_hex(&k.key_id)?;
                     let signer = crate::token::TokenKey::open(&self.ledger.pool, &id)?;

@@ -74,7 +74,11 @@ impl Trail {
         if let Some(db) = self.ledger.store.pg() {
             // A cluster's export is every node's whole chain (what proves that no node's tail was
             // dropped); the range is not applied.
-            let _ = crate::audit::export_cluster(db, out)?;
+            // Signed at its end with the audit key, so that a tail cut from every chain shows.
+            let key = self.ledger.audit_key().ok_or_else(|| SealError::Audit("no audit key".into()))?;
+            let signer = crate::token::TokenKey::open(&self.ledger.pool, &key)?;
+            let _ = crate::audit::export_cluster(db, out, Some(&signer))
+                .map_err(|e| signer.blame(e.to_string()).map_or_else(|_| SealError::from(e), SealError::Token))?;
             return Ok(());
         }
         let _ = crate::audit::export(self.ledger.journal.dir(), range, out, Some(&self.ledger.store))?;

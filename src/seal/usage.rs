@@ -248,6 +248,7 @@ impl UsePermit<'_> {
         let (by_seal, by_account) =
             (format!("today:{day}:seal:{}", self.key.seal), format!("today:{day}:account:{}", record.actor.account));
         let (total, day) = (total_key.clone(), day_key.clone());
+        let record_account = record.actor.account.clone();
         let mut ev = record
             .change(Change::Add { key: total_key, delta: 1 })
             .change(Change::Add { key: day_key, delta: 1 })
@@ -268,19 +269,28 @@ impl UsePermit<'_> {
                 code: |_| UseRefusal::TicketUsed.code(),
             });
         }
-        // What this node's locks hold here, the cluster's database holds across nodes: the seal is
-        // still active, and its limits still allow this use, when the record commits.
-        ev = ev.guard(Guard::Field {
-            tree: tree::SEALS.into(),
-            key: self.key.seal.clone(),
-            field: "state".into(),
-            equals: serde_json::Value::from(SealState::Active.name()),
-            code: |now| match now.as_str() {
-                Some("frozen") => UseRefusal::Frozen.code(),
-                Some("revoked") => UseRefusal::Revoked.code(),
-                _ => UseRefusal::NotActive.code(),
-            },
-        });
+        // What this node's locks hold here, the cluster's database holds across nodes when the
+        // record commits: the seal is as this use read it (active, the same key version, policy
+        // and hours), the grant is still there, and the limits still allow the use.
+        ev = ev
+            .guard(Guard::Same {
+                tree: tree::SEALS.into(),
+                key: self.key.seal.clone(),
+                equals: serde_json::to_value(&self.held.seal).unwrap_or_default(),
+                code: |now| match now.get("state").and_then(|s| s.as_str()) {
+                    Some("frozen") => UseRefusal::Frozen.code(),
+                    Some("revoked") => UseRefusal::Revoked.code(),
+                    Some("active") => "conflict",
+                    _ => UseRefusal::NotActive.code(),
+                },
+            })
+            .guard(Guard::Field {
+                tree: tree::GRANTS.into(),
+                key: format!("{}/{}", self.key.seal, record_account),
+                field: "account".into(),
+                equals: serde_json::Value::from(record_account.clone()),
+                code: |_| UseRefusal::NoGrant.code(),
+            });
         let policy = &self.held.seal.policy;
         for (limit, key) in [(policy.total_limit, &total), (policy.daily_limit, &day)] {
             if let Some(max) = limit {

@@ -189,6 +189,18 @@ pub enum Guard {
         /// The refusal's code, from what the field is now.
         code: fn(&serde_json::Value) -> &'static str,
     },
+    /// `tree/key`'s whole value is still `equals` (what the use read): anything another node
+    /// changed since (a policy, a key version, the hours) refuses the record with `code(now)`.
+    Same {
+        /// Tree.
+        tree: String,
+        /// Key.
+        key: String,
+        /// The value as read.
+        equals: serde_json::Value,
+        /// The refusal's code, from the value now (null: gone).
+        code: fn(&serde_json::Value) -> &'static str,
+    },
     /// Counter `key` is at most `max` once the record's adds are counted.
     AtMost {
         /// Counter.
@@ -239,6 +251,8 @@ pub struct Pg {
     batches: std::sync::atomic::AtomicU64,
     /// Always present until dropped (taken then, to be dropped off the runtime's workers).
     pool: Option<Pool>,
+    /// The connections that hold locks (see [`Pg::lock_conn`]).
+    locks: Option<Pool>,
     node: u16,
     shown: String,
 }
@@ -259,6 +273,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS seald_journal (node integer NOT NULL, seq bigint NOT NULL, hash bytea NOT NULL, \
      time_ms bigint NOT NULL, actor text NOT NULL, action text NOT NULL, object text NOT NULL, \
      checkpoint boolean NOT NULL, payload bytea NOT NULL, PRIMARY KEY (node, seq))",
+    "CREATE TABLE IF NOT EXISTS seald_nodes (node integer NOT NULL PRIMARY KEY, since_ms bigint NOT NULL)",
     "CREATE INDEX IF NOT EXISTS seald_journal_time ON seald_journal (time_ms, node, seq)",
     "CREATE INDEX IF NOT EXISTS seald_journal_object ON seald_journal (object, time_ms, node, seq)",
     "CREATE INDEX IF NOT EXISTS seald_journal_actor ON seald_journal (actor, time_ms, node, seq)",
@@ -268,12 +283,9 @@ const SCHEMA: &[&str] = &[
 /// The hot path's statements, prepared once per connection.
 const GET_COUNTER: &str = "SELECT n FROM seald_counters WHERE k = $1";
 const GET_VALUE: &str = "SELECT v FROM seald_kv WHERE tbl = $1 AND k = $2";
-const LOCK_FOR_UPDATE: &str =
-    "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv JOIN unnest($1::text[], $2::bytea[]) AS w(tbl, k) \
-     ON kv.tbl = w.tbl AND kv.k = w.k ORDER BY kv.tbl, kv.k FOR UPDATE OF kv";
-const LOCK_FOR_SHARE: &str =
-    "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv JOIN unnest($1::text[], $2::bytea[]) AS w(tbl, k) \
-     ON kv.tbl = w.tbl AND kv.k = w.k ORDER BY kv.tbl, kv.k FOR SHARE OF kv";
+const LOCK_ROWS: &str = "SELECT kv.tbl, kv.k, kv.v FROM seald_kv kv \
+     JOIN unnest($1::text[], $2::bytea[]) AS w(tbl, k) ON kv.tbl = w.tbl AND kv.k = w.k \
+     ORDER BY kv.tbl, kv.k FOR UPDATE OF kv";
 const ADD_COUNTERS: &str =
     "INSERT INTO seald_counters (k, n) SELECT k, n FROM unnest($1::text[], $2::bigint[]) AS a(k, n) \
      ORDER BY k ON CONFLICT (k) DO UPDATE SET n = seald_counters.n + EXCLUDED.n RETURNING k, n";
@@ -342,21 +354,38 @@ impl Pg {
                 s.statement_timeout.as_millis().max(1000) * 2
             ),
         );
-        let tls =
-            match &s.ca {
-                Some(ca) => Some(super::pg_tls::DbTls(crate::tls::database_client_config(ca).map_err(|e| {
-                    StoreError::Db { path: shown.clone(), message: format!("[store.postgres] ca: {e}") }
-                })?)),
-                None if cfg.get_ssl_mode() == postgres::config::SslMode::Require => {
-                    return Err(StoreError::Db {
-                        path: shown,
-                        message:
-                            "sslmode=require needs [store.postgres] ca (the CA the database's certificate chains to)"
-                                .into(),
-                    })
-                }
-                None => None,
-            };
+        let tls = match &s.ca {
+            // With a CA, TLS is required: `prefer` would let someone in the middle refuse TLS and
+            // read the password.
+            Some(_) if cfg.get_ssl_mode() == postgres::config::SslMode::Disable => {
+                return Err(StoreError::Db {
+                    path: shown,
+                    message: "[store.postgres] ca is given but the URL says sslmode=disable".into(),
+                })
+            }
+            Some(ca) => {
+                let config = crate::tls::database_client_config(ca).map_err(|e| StoreError::Db {
+                    path: shown.clone(),
+                    message: format!("[store.postgres] ca: {e}"),
+                })?;
+                let _ = cfg.ssl_mode(postgres::config::SslMode::Require);
+                Some(super::pg_tls::DbTls(config))
+            }
+            None if cfg.get_ssl_mode() == postgres::config::SslMode::Require => {
+                return Err(StoreError::Db {
+                    path: shown,
+                    message: "sslmode=require needs [store.postgres] ca (the CA the database's certificate chains to)"
+                        .into(),
+                })
+            }
+            None => None,
+        };
+        let locks = r2d2::Pool::builder()
+            .max_size(s.pool_size.max(2))
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(s.connect_timeout)
+            .build_unchecked(Manager { cfg: cfg.clone(), tls: tls.clone() });
         let manager = Manager { cfg, tls };
         let pool = r2d2::Pool::builder()
             .max_size(s.pool_size.max(2))
@@ -366,7 +395,14 @@ impl Pg {
             .test_on_check_out(false)
             .connection_timeout(s.connect_timeout)
             .build_unchecked(manager);
-        let pg = Pg { trips: Default::default(), batches: Default::default(), pool: Some(pool), node: s.node, shown };
+        let pg = Pg {
+            trips: Default::default(),
+            batches: Default::default(),
+            pool: Some(pool),
+            locks: Some(locks),
+            node: s.node,
+            shown,
+        };
         pg.create_schema()?;
         Ok(pg)
     }
@@ -393,6 +429,14 @@ impl Pg {
 
     pub(super) fn fail(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable { db: self.shown.clone(), message: e.to_string() }
+    }
+
+    /// A connection for a lock (held across a registry change, or for the node's id): from a pool
+    /// of their own, so that changes waiting on each other never starve the journal's writer and
+    /// the reads of their connections.
+    fn lock_conn(&self) -> Result<Conn, StoreError> {
+        let pool = self.locks.as_ref().ok_or_else(|| self.fail("the pool is closed"))?;
+        blocking(|| pool.get()).map(|c| Conn(Some(c))).map_err(|e| self.fail(format!("no connection for a lock: {e}")))
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
@@ -432,7 +476,7 @@ impl Pg {
     /// Takes this node's id for as long as the returned lock lives: a second process with the same
     /// `node_id` is refused (two writers would fork the node's chain).
     pub fn claim_node(&self) -> Result<NodeClaim, StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.lock_conn()?;
         let key = LOCK_NODE + i64::from(self.node);
         let got: bool =
             blocking(|| c.query_one("SELECT pg_try_advisory_lock($1)", &[&key])).map_err(|e| self.fail(e))?.get(0);
@@ -442,13 +486,21 @@ impl Pg {
                 self.node, self.shown
             )));
         }
+        let (node, now) = (i32::from(self.node), crate::seal::now_ms() as i64);
+        let _ = blocking(|| {
+            c.execute(
+                "INSERT INTO seald_nodes (node, since_ms) VALUES ($1, $2) ON CONFLICT (node) DO NOTHING",
+                &[&node, &now],
+            )
+        })
+        .map_err(|e| self.fail(e))?;
         Ok(NodeClaim { _conn: std::sync::Mutex::new(c) })
     }
 
     /// A cluster-wide lock on `name` (a seal's transitions, the registry's administration), held
     /// until the guard drops. Waits at most the statement timeout.
     pub fn lock(&self, name: &str) -> Result<ClusterLock, StoreError> {
-        let mut c = self.conn()?;
+        let mut c = self.lock_conn()?;
         let digest = crate::crypto::sm3(name.as_bytes());
         let key = LOCK_NAMED ^ i64::from_be_bytes(digest[..8].try_into().unwrap_or_default());
         self.trip();
@@ -600,9 +652,10 @@ impl Pg {
         self.trip();
         let Session { client, prepared: cache } = &mut **c;
         let mut tx = client.transaction()?;
-        // 1. The rows the guards read, locked in key order (so two nodes never wait on each other
-        //    in a circle): for update where this batch writes them, else shared.
-        let written: std::collections::HashSet<(&str, &str)> = rows
+        // 1. Every row the batch's guards read or its records write, locked in one pass in key
+        //    order, before any counter: every node's transactions take their locks in the same
+        //    order (rows, then counters), so two nodes never wait on each other in a circle.
+        let mut wanted: std::collections::BTreeSet<(&str, &str)> = rows
             .iter()
             .flat_map(|r| r.changes.iter())
             .filter_map(|c| match c {
@@ -610,27 +663,16 @@ impl Pg {
                 Change::Add { .. } => None,
             })
             .collect();
-        let mut wanted: BTreeMap<(String, String), bool> = BTreeMap::new();
         for g in guards.iter().flat_map(|g| g.iter()) {
-            if let Guard::Field { tree, key, .. } = g {
-                let w = written.contains(&(tree.as_str(), key.as_str()));
-                let e = wanted.entry((tree.clone(), key.clone())).or_insert(false);
-                *e |= w;
+            if let Guard::Field { tree, key, .. } | Guard::Same { tree, key, .. } = g {
+                let _ = wanted.insert((tree.as_str(), key.as_str()));
             }
         }
         let mut current: HashMap<(String, String), serde_json::Value> = HashMap::new();
-        for update in [true, false] {
-            let (tbls, keys): (Vec<String>, Vec<Vec<u8>>) = wanted
-                .iter()
-                .filter(|(_, w)| **w == update)
-                .map(|((t, k), _)| (t.clone(), k.as_bytes().to_vec()))
-                .unzip();
-            if tbls.is_empty() {
-                continue;
-            }
-            let sql = if update { LOCK_FOR_UPDATE } else { LOCK_FOR_SHARE };
+        if !wanted.is_empty() {
+            let (tbls, keys): (Vec<&str>, Vec<&[u8]>) = wanted.iter().map(|(t, k)| (*t, k.as_bytes())).unzip();
             self.trip();
-            let st = prepared(cache, &mut tx, sql, &[Type::TEXT_ARRAY, Type::BYTEA_ARRAY])?;
+            let st = prepared(cache, &mut tx, LOCK_ROWS, &[Type::TEXT_ARRAY, Type::BYTEA_ARRAY])?;
             for r in tx.query(&st, &[&tbls, &keys])? {
                 let (t, k, v): (String, Vec<u8>, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
                 let v = serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null);
@@ -642,16 +684,25 @@ impl Pg {
         let mut failed = Vec::new();
         for (i, (row, gs)) in rows.iter().zip(guards.iter()).enumerate() {
             for g in gs.iter() {
-                if let Guard::Field { tree, key, field, equals, code } = g {
-                    let now = current
-                        .get(&(tree.clone(), key.clone()))
-                        .and_then(|v| v.get(field.as_str()))
-                        .cloned()
-                        .unwrap_or(serde_json::Value::Null);
-                    if now != *equals {
-                        failed.push((i, code(&now), format!("{tree}/{key}: {field} is now {now}")));
-                        break;
+                let value = |tree: &str, key: &str| {
+                    current.get(&(tree.to_string(), key.to_string())).cloned().unwrap_or(serde_json::Value::Null)
+                };
+                match g {
+                    Guard::Field { tree, key, field, equals, code } => {
+                        let now = value(tree, key).get(field.as_str()).cloned().unwrap_or(serde_json::Value::Null);
+                        if now != *equals {
+                            failed.push((i, code(&now), format!("{tree}/{key}: {field} is now {now}")));
+                            break;
+                        }
                     }
+                    Guard::Same { tree, key, equals, code } => {
+                        let now = value(tree, key);
+                        if now != *equals {
+                            failed.push((i, code(&now), format!("{tree}/{key} changed since it was read")));
+                            break;
+                        }
+                    }
+                    Guard::AtMost { .. } => {}
                 }
             }
             if failed.last().is_some_and(|(f, _, _)| *f == i) {
@@ -867,24 +918,32 @@ impl Pg {
     pub fn heads(&self) -> Result<Vec<(u16, u64, Vec<u8>)>, StoreError> {
         let mut c = self.conn()?;
         let rows = blocking(|| {
-            c.query(
-                "SELECT j.node, j.seq, j.hash FROM seald_journal j JOIN \
-                 (SELECT node, max(seq) AS seq FROM seald_journal GROUP BY node) h ON j.node = h.node AND j.seq = h.seq \
-                 ORDER BY j.node",
-                &[],
-            )
+            // Each node's last record through the primary key: a few index reads, whatever the
+            // history's length.
+            let nodes = c.query("SELECT node FROM seald_nodes ORDER BY node", &[])?;
+            let mut out = Vec::new();
+            for n in nodes {
+                let node: i32 = n.get(0);
+                let last = c.query_opt(
+                    "SELECT seq, hash FROM seald_journal WHERE node = $1 ORDER BY seq DESC LIMIT 1",
+                    &[&node],
+                )?;
+                if let Some(r) = last {
+                    out.push((node as u16, r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)));
+                }
+            }
+            Ok::<_, postgres::Error>(out)
         })
         .map_err(|e| self.fail(e))?;
-        Ok(rows.into_iter().map(|r| (r.get::<_, i32>(0) as u16, r.get::<_, i64>(1) as u64, r.get(2))).collect())
+        Ok(rows)
     }
 }
 
 impl Drop for Pg {
     fn drop(&mut self) {
         // Closing the idle connections runs the client's own runtime: not on a worker thread.
-        if let Some(pool) = self.pool.take() {
-            blocking(move || drop(pool));
-        }
+        let (pool, locks) = (self.pool.take(), self.locks.take());
+        blocking(move || drop((pool, locks)));
     }
 }
 
