@@ -672,3 +672,35 @@ fn no_node_signs_after_a_grant_withdrawn_on_another_is_acknowledged() {
     assert!(used.len() > 10, "node 2 signed before the withdrawal ({})", used.len());
     assert!(used.iter().all(|u| at(u) < at(withdrawn)), "a use committed after the withdrawal");
 }
+
+#[test]
+fn a_dual_control_request_opened_on_one_node_is_approved_on_another() {
+    let c = cluster("dual");
+    let sysadmin = c.a.registry.directory().identify(&fp('1'), "CN=sa").unwrap();
+    // An administrator's account, asked for on node 1, waits for another role's agreement.
+    let spec = AccountSpec {
+        name: "so2".into(),
+        role: Role::Secofficer,
+        unit: None,
+        fingerprints: vec![fp('9')],
+        certificates: vec![],
+        keys: vec![],
+    };
+    let seald::seal::AccountChange::AwaitingApproval(r) =
+        c.a.registry.directory().create_account(&sysadmin, spec).unwrap()
+    else {
+        panic!("an administrator's account was created without a second administrator")
+    };
+    assert!(c.b.registry.directory().identify(&fp('9'), "CN=so2").is_none());
+    // The security officer approves it on node 2; the account works on both nodes.
+    let secofficer = c.b.registry.directory().identify(&fp('2'), "CN=so").unwrap();
+    let done = c.b.registry.dual_control().approve_request(&secofficer, &r.id).unwrap();
+    assert_eq!(done.id, r.id);
+    std::thread::sleep(seald::seal::CLUSTER_DIRECTORY_AGE + Duration::from_millis(200));
+    for n in [&c.a, &c.b] {
+        let so2 = n.registry.directory().identify(&fp('9'), "CN=so2").expect("the approved account");
+        assert_eq!(so2.role, Role::Secofficer);
+    }
+    // Approved once: a second approval on node 1 is refused.
+    assert!(c.a.registry.dual_control().approve_request(&secofficer, &r.id).is_err());
+}
