@@ -785,6 +785,34 @@ pub struct Readiness {
     pub details: ReadinessDetails,
     /// Whether the clock is synchronised (the TSA stamps only then; signing goes on).
     pub clock: crate::clock::ClockState,
+    /// On a cluster: the database as this node sees it, and how far behind each node's chain is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterReadiness>,
+}
+
+/// `GET /readyz` on a cluster node: the database and every node's chain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ClusterReadiness {
+    /// This node's id.
+    pub node: u16,
+    /// How long the database took to answer, ms (none: it did not answer).
+    pub round_trip_ms: Option<f64>,
+    /// Every node's chain: its head and how long ago its last record was written (a node that
+    /// stopped falls behind here; this node reads the database itself, so it is never behind it).
+    pub nodes: Vec<NodeReadiness>,
+}
+
+/// One node's chain, for `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct NodeReadiness {
+    /// Node id.
+    pub node: u16,
+    /// Its chain's last seq.
+    pub head_seq: u64,
+    /// How long ago its last record was written, ms.
+    pub behind_ms: u64,
 }
 
 /// `GET /readyz` for a certificate of no account: whether the appliance is ready, nothing more.

@@ -198,6 +198,14 @@ async fn two_nodes_lose_nothing_acknowledged_through_kills_and_a_database_restar
             }
         }
         assert_eq!(ready(c).await, 200);
+        // The detail says which node this is, that the database answers, and where every chain is.
+        let (_, body) = c.request("GET", "/readyz", None).await.unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(r["cluster"]["node"], n, "{r}");
+        assert!(r["cluster"]["round_trip_ms"].as_f64().is_some(), "{r}");
+        let nodes = r["cluster"]["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 2, "{r}");
+        assert!(nodes.iter().all(|x| x["head_seq"].as_u64().unwrap() > 0 && x["behind_ms"].as_u64().is_some()), "{r}");
     }
 
     // Offline: every chain verifies with the audit key alone, and every acknowledged signature

@@ -688,9 +688,29 @@ async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Body>, ApiError
     }
     // The store answers (on a cluster: the database, within its connect timeout).
     let store = app.store.clone();
-    let answered = blocking(move || match store.pg() {
-        Some(pg) => pg.ping().map(|_| ()),
-        None => store.applied_seq().map(|_| ()),
+    let (answered, cluster) = blocking(move || match store.pg() {
+        Some(pg) => {
+            let ping = pg.ping();
+            let now = crate::seal::now_ms();
+            let nodes = match &ping {
+                Ok(_) => pg.head_times().unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            let cluster = crate::contract::ClusterReadiness {
+                node: pg.node(),
+                round_trip_ms: ping.as_ref().ok().map(|d| d.as_secs_f64() * 1e3),
+                nodes: nodes
+                    .into_iter()
+                    .map(|(node, head_seq, time_ms)| crate::contract::NodeReadiness {
+                        node,
+                        head_seq,
+                        behind_ms: now.saturating_sub(time_ms),
+                    })
+                    .collect(),
+            };
+            (ping.map(|_| ()), Some(cluster))
+        }
+        None => (store.applied_seq().map(|_| ()), None),
     })
     .await?;
     if let Err(e) = answered {
@@ -721,6 +741,7 @@ async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Body>, ApiError
         reasons,
         details: ReadinessDetails { filings_overdue: overdue, seals_expiring: expiring, keys_expiring: keys },
         clock: app.signing.registry().tsa().clock(),
+        cluster,
     };
     Ok(json_response(status, &ready))
 }

@@ -914,6 +914,27 @@ impl Pg {
         Ok(rows.into_iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1), r.get(2))).collect())
     }
 
+    /// Every node's chain head and when it was written: (node, seq, time_ms).
+    pub fn head_times(&self) -> Result<Vec<(u16, u64, u64)>, StoreError> {
+        let mut c = self.conn()?;
+        blocking(|| {
+            let nodes = c.query("SELECT node FROM seald_nodes ORDER BY node", &[])?;
+            let mut out = Vec::new();
+            for n in nodes {
+                let node: i32 = n.get(0);
+                let last = c.query_opt(
+                    "SELECT seq, time_ms FROM seald_journal WHERE node = $1 ORDER BY seq DESC LIMIT 1",
+                    &[&node],
+                )?;
+                if let Some(r) = last {
+                    out.push((node as u16, r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64));
+                }
+            }
+            Ok::<_, postgres::Error>(out)
+        })
+        .map_err(|e| self.fail(e))
+    }
+
     /// Every node's chain head: (node, seq, hash).
     pub fn heads(&self) -> Result<Vec<(u16, u64, Vec<u8>)>, StoreError> {
         let mut c = self.conn()?;
