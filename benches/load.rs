@@ -617,30 +617,8 @@ fn history_bench(records: u64, seals: u64) {
     // Start on it: time to ready, twice (the first start may find the store behind its journal).
     let start = |dev: &mut Dev| -> f64 {
         let t = Instant::now();
-        let mut child = std::process::Command::new(&bin)
-            .args(["run", "--config", config.to_str().unwrap()])
-            .env("SEALD_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut port = 0;
-        for line in lines.by_ref().map_while(Result::ok) {
-            if line.contains("brought up to date") {
-                println!("  {}", line.trim());
-            }
-            if let Some(rest) = line.split("seald serving (mTLS) addr=127.0.0.1:").nth(1) {
-                port = rest.split_whitespace().next().unwrap().parse().unwrap();
-                break;
-            }
-        }
-        let ready = t.elapsed().as_secs_f64();
-        drop(std::thread::spawn(move || lines.for_each(drop)));
-        assert!(port > 0, "seald run did not start");
-        dev.child = child;
-        dev.port = port;
-        ready
+        (dev.child, dev.port) = run_seald(&config);
+        t.elapsed().as_secs_f64()
     };
     let first = start(&mut dev);
     let _ = std::process::Command::new("kill").args(["-TERM", &dev.child.id().to_string()]).status();
@@ -894,8 +872,9 @@ fn postgres_cpu() -> f64 {
     total
 }
 
-/// `seald run --config CONFIG` as a [`Dev`] (the dev appliance's directory and seal).
-fn run_node(config: &Path, dir: &Path, seal: &str) -> Dev {
+/// Starts `seald run --config CONFIG` and waits until it serves: the process and its port. Lines
+/// saying the store was brought up to date are shown.
+fn run_seald(config: &Path) -> (std::process::Child, u16) {
     let bin = std::env::current_exe().unwrap().parent().and_then(|d| d.parent()).unwrap().join("seald");
     let mut child = std::process::Command::new(&bin)
         .args(["run", "--config", config.to_str().unwrap()])
@@ -907,6 +886,9 @@ fn run_node(config: &Path, dir: &Path, seal: &str) -> Dev {
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut port = 0;
     for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains("brought up to date") {
+            println!("  {}", line.trim());
+        }
         if let Some(rest) = line.split("seald serving (mTLS) addr=127.0.0.1:").nth(1) {
             port = rest.split_whitespace().next().unwrap().parse().unwrap();
             break;
@@ -914,6 +896,12 @@ fn run_node(config: &Path, dir: &Path, seal: &str) -> Dev {
     }
     drop(std::thread::spawn(move || lines.for_each(drop)));
     assert!(port > 0, "seald run --config {} did not start", config.display());
+    (child, port)
+}
+
+/// `seald run --config CONFIG` as a [`Dev`] (the dev appliance's directory and seal).
+fn run_node(config: &Path, dir: &Path, seal: &str) -> Dev {
+    let (child, port) = run_seald(config);
     Dev { child, dir: dir.to_path_buf(), port, seal: seal.to_string() }
 }
 

@@ -118,25 +118,21 @@ impl Config {
         if node == 0 || node > 32767 {
             return Err("[cluster] node_id must be from 1 to 32767".into());
         }
-        let path = match (&pg.password_file, &pg.password_credential) {
-            (Some(f), None) => Some(f.clone()),
-            (None, Some(c)) => {
-                Some(std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join(c)).ok_or_else(|| {
-                    format!("systemd credential '{c}' requested but $CREDENTIALS_DIRECTORY is not set")
-                })?)
-            }
+        // Read as the token's PIN is (a file, standard input or a systemd credential; wiped on drop).
+        let source = match (&pg.password_file, &pg.password_credential) {
+            (Some(f), None) => Some(crate::token::PinSource::File(f.clone())),
+            (None, Some(c)) => Some(crate::token::PinSource::Credential(c.clone())),
             (None, None) => None,
             (Some(_), Some(_)) => {
                 return Err("[store.postgres]: give password_file or password_credential, not both".into())
             }
         };
-        let password = match path {
+        let password = match source {
             None => None,
-            Some(p) => {
-                let text = zeroize::Zeroizing::new(
-                    std::fs::read_to_string(&p).map_err(|e| format!("database password {}: {e}", p.display()))?,
-                );
-                Some(secrecy::SecretString::from(text.trim_end_matches(['\r', '\n']).to_string()))
+            Some(source) => {
+                use secrecy::ExposeSecret as _;
+                let read = crate::token::Pin::load(&source).map_err(|e| format!("[store.postgres] password: {e}"))?;
+                Some(secrecy::SecretString::from(read.secret().expose_secret().to_owned()))
             }
         };
         Ok(Some(crate::store::PgSettings {

@@ -6,22 +6,17 @@
 
 mod common;
 
-use common::{Postgres, SoftToken};
+use common::{application, Postgres, SoftToken};
 use seald::audit::{Journal, JournalConfig, Query};
 use seald::authz::{Accounts, Principal, Role};
 use seald::crypto::KeyAlg;
-use seald::seal::{
-    AccountSpec, Action, ApplyRequest, Policy, Registry, SealKind, SealSettings, TicketRequest, TransitionRequest,
-    UnitSpec,
-};
+use seald::seal::{AccountSpec, Action, Policy, Registry, SealSettings, TicketRequest, TransitionRequest, UnitSpec};
 use seald::signing::{InputMode, Request, SignError, Signing};
 use seald::store::{PgSettings, Store};
 use seald::token::{KeyId, TokenPool};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-not-really-but-the-magic-is-right";
 
 fn fp(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
@@ -135,29 +130,15 @@ impl Cluster {
 
 /// An active seal of unit a, granted to app-a, made through `r`.
 fn usable_seal(r: &Registry, issuer: &Principal, admin: &Principal, policy: Policy) -> String {
-    {
-        let req = ApplyRequest {
-            name: "某某市某某局合同专用章".into(),
-            kind: SealKind::Contract,
-            image: PNG.to_vec(),
-            image_type: "png".into(),
-            width_mm: 40.0,
-            height_mm: 40.0,
-            valid_days: 365,
-            alg: KeyAlg::Sm2,
-            unit: Some("a".into()),
-            policy,
-        };
-        let id = r.lifecycle().apply(admin, req).unwrap().id;
-        for a in [Action::Approve, Action::Make, Action::Publish] {
-            let _ = r.lifecycle().transition(issuer, &id, a, TransitionRequest::default()).unwrap();
-        }
-        let _ = r.lifecycle().grant(admin, &id, "app-a").unwrap();
-        id
+    let id = r.lifecycle().apply(admin, application(policy)).unwrap().id;
+    for a in [Action::Approve, Action::Make, Action::Publish] {
+        let _ = r.lifecycle().transition(issuer, &id, a, TransitionRequest::default()).unwrap();
     }
+    let _ = r.lifecycle().grant(admin, &id, "app-a").unwrap();
+    id
 }
 
-fn sign(n: &Node, p: &Principal, seal: &str, data: &[u8], ticket: Option<&str>) -> Result<u64, SignError> {
+fn sign(s: &Signing, p: &Principal, seal: &str, data: &[u8], ticket: Option<&str>) -> Result<u64, SignError> {
     let req = Request {
         key: String::new(),
         input: InputMode::Message,
@@ -167,7 +148,7 @@ fn sign(n: &Node, p: &Principal, seal: &str, data: &[u8], ticket: Option<&str>) 
         seal: Some(seal.into()),
         ticket: ticket.map(String::from),
     };
-    n.signing.sign(p, &req).map(|s| s.audit_seq)
+    s.sign(p, &req).map(|signed| signed.audit_seq)
 }
 
 fn code(e: &SignError) -> String {
@@ -188,7 +169,7 @@ fn no_node_signs_after_a_freeze_acknowledged_on_another() {
                 let mut n = 0u32;
                 while !stop.load(Ordering::SeqCst) {
                     let after_ack = acked.load(Ordering::SeqCst);
-                    match sign(&c.b, &c.app, seal, format!("doc {i} {n}").as_bytes(), None) {
+                    match sign(&c.b.signing, &c.app, seal, format!("doc {i} {n}").as_bytes(), None) {
                         Ok(seq) => {
                             assert!(!after_ack, "node 2 signed after node 1 acknowledged the freeze");
                             signed.lock().unwrap().push(seq);
@@ -263,7 +244,7 @@ fn a_daily_limit_holds_exactly_across_two_nodes() {
             let _ = s.spawn(move || {
                 let n = if i % 2 == 0 { &c.a } else { &c.b };
                 for k in 0..40 {
-                    match sign(n, &c.app, seal, format!("doc {i} {k}").as_bytes(), None) {
+                    match sign(&n.signing, &c.app, seal, format!("doc {i} {k}").as_bytes(), None) {
                         Ok(_) => {
                             let _ = ok.fetch_add(1, Ordering::SeqCst);
                         }
@@ -298,7 +279,7 @@ fn a_ticket_is_used_once_in_the_whole_cluster() {
                 .into_iter()
                 .map(|n| {
                     let (c, seal, data, ticket) = (&c, &seal, &data, &ticket);
-                    s.spawn(move || sign(n, &c.app, seal, data.as_bytes(), Some(ticket)).map_err(|e| code(&e)))
+                    s.spawn(move || sign(&n.signing, &c.app, seal, data.as_bytes(), Some(ticket)).map_err(|e| code(&e)))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -321,7 +302,7 @@ fn a_node_id_runs_once_and_a_second_node_sees_the_first_ones_state() {
     assert!(err.to_string().contains("node_id"), "{err}");
     let seal = c.seal(Policy::default());
     // Made on node 1, signed on node 2, its record in node 2's chain.
-    let seq = sign(&c.b, &c.app, &seal, b"hello", None).unwrap();
+    let seq = sign(&c.b.signing, &c.app, &seal, b"hello", None).unwrap();
     assert_eq!(c.b.journal.head_seq(), seq);
     assert_eq!(c.b.registry.lifecycle().seal(&seal).unwrap().state.name(), "active");
     // An account disabled through node 1 is refused by node 2 within the directory's age.
@@ -340,7 +321,8 @@ fn a_cluster_export_verifies_offline_and_a_cut_tail_or_an_edited_record_names_it
     for round in 0..2 {
         for (i, n) in [&c.a, &c.b].into_iter().enumerate() {
             for k in 0..10 {
-                let _ = sign(n, &c.app, &seal, format!("round {round} node {i} doc {k}").as_bytes(), None).unwrap();
+                let _ = sign(&n.signing, &c.app, &seal, format!("round {round} node {i} doc {k}").as_bytes(), None)
+                    .unwrap();
             }
         }
         // Node 1's checkpoint, then node 2's: its cluster checkpoint names node 1's head.
@@ -477,16 +459,7 @@ fn an_appliance_migrates_onto_the_cluster_and_its_history_becomes_node_1s_chain(
         let signing =
             Signing::new(pool.clone(), journal.clone(), registry.clone(), &[], 1 << 20, Default::default()).unwrap();
         for k in 0..5 {
-            let req = Request {
-                key: String::new(),
-                input: InputMode::Message,
-                data: format!("before {k}").into_bytes(),
-                digest_alg: None,
-                user_id: None,
-                seal: Some(active.clone()),
-                ticket: None,
-            };
-            let _ = signing.sign(&app, &req).unwrap();
+            let _ = sign(&signing, &app, &active, format!("before {k}").as_bytes(), None).unwrap();
         }
         journal.close();
         let hashes: Vec<String> =
@@ -532,11 +505,11 @@ fn an_appliance_migrates_onto_the_cluster_and_its_history_becomes_node_1s_chain(
     assert_eq!(a.registry.lifecycle().seal(&frozen).unwrap().state.name(), "frozen");
     assert_eq!(b.registry.uses().use_counts(&active).unwrap().0, 5);
     let app = b.registry.directory().identify(&fp('7'), "CN=x").unwrap();
-    assert_eq!(code(&sign(&b, &app, &frozen, b"after", None).unwrap_err()), "seal_frozen");
-    let _ = sign(&a, &app, &active, b"after 1", None).unwrap();
-    let _ = sign(&b, &app, &active, b"after 2", None).unwrap();
+    assert_eq!(code(&sign(&b.signing, &app, &frozen, b"after", None).unwrap_err()), "seal_frozen");
+    let _ = sign(&a.signing, &app, &active, b"after 1", None).unwrap();
+    let _ = sign(&b.signing, &app, &active, b"after 2", None).unwrap();
     assert_eq!(
-        code(&sign(&b, &app, &active, b"after 3", None).unwrap_err()),
+        code(&sign(&b.signing, &app, &active, b"after 3", None).unwrap_err()),
         "usage_limit",
         "the total limit of 7 goes on"
     );
@@ -639,7 +612,7 @@ fn no_node_signs_after_a_grant_withdrawn_on_another_is_acknowledged() {
                 let mut n = 0u32;
                 while !stop.load(Ordering::SeqCst) {
                     let after_ack = acked.load(Ordering::SeqCst);
-                    match sign(&c.b, &c.app, seal, format!("doc {i} {n}").as_bytes(), None) {
+                    match sign(&c.b.signing, &c.app, seal, format!("doc {i} {n}").as_bytes(), None) {
                         Ok(_) => assert!(!after_ack, "node 2 signed after node 1 acknowledged the withdrawal"),
                         Err(e) => assert_eq!(code(&e), "no_grant", "{e}"),
                     }

@@ -8,12 +8,12 @@ mod ofd;
 #[path = "seals/time.rs"]
 mod time;
 
-use common::{openssl, SoftToken};
+use common::{application, openssl, SoftToken};
 use seald::audit::{AuditEvent, Journal, JournalConfig, Query};
 use seald::authz::{Accounts, Principal, Role};
 use seald::crypto::KeyAlg;
 use seald::seal::{
-    AccountSpec, AccountUpdate, Action, ApplyRequest, Policy, Registry, SealError, SealKind, SealSettings, SealState,
+    AccountSpec, AccountUpdate, Action, ApplyRequest, Policy, Registry, SealError, SealSettings, SealState,
     TicketRequest, TransitionRequest, UnitSpec, UseRefusal,
 };
 use seald::signing::{InputMode, Request, SignError, Signing};
@@ -194,23 +194,6 @@ fn plain_keys_follow_the_app_account_at_once() {
     let _ = w.registry.directory().update_account(&w.sysadmin, "app-a", keys(vec![])).unwrap();
     assert!(forbidden(signing.sign(&w.app_a, &req)), "the key was taken away");
     assert!(forbidden(signing.sign(&w.app_a, &by_id)));
-}
-
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-not-really-but-the-magic-is-right";
-
-fn application(policy: Policy) -> ApplyRequest {
-    ApplyRequest {
-        name: "某某市某某局合同专用章".into(),
-        kind: SealKind::Contract,
-        image: PNG.to_vec(),
-        image_type: "png".into(),
-        width_mm: 40.0,
-        height_mm: 40.0,
-        valid_days: 365,
-        alg: KeyAlg::Sm2,
-        unit: Some("a".into()),
-        policy,
-    }
 }
 
 impl World {

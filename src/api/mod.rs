@@ -693,7 +693,7 @@ async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Body>, ApiError
             let ping = pg.ping();
             let now = crate::seal::now_ms();
             let nodes = match &ping {
-                Ok(_) => pg.head_times().unwrap_or_default(),
+                Ok(_) => pg.heads().unwrap_or_default(),
                 Err(_) => Vec::new(),
             };
             let cluster = crate::contract::ClusterReadiness {
@@ -701,10 +701,10 @@ async fn readyz(app: &Arc<App>, detail: bool) -> Result<Response<Body>, ApiError
                 round_trip_ms: ping.as_ref().ok().map(|d| d.as_secs_f64() * 1e3),
                 nodes: nodes
                     .into_iter()
-                    .map(|(node, head_seq, time_ms)| crate::contract::NodeReadiness {
-                        node,
-                        head_seq,
-                        behind_ms: now.saturating_sub(time_ms),
+                    .map(|h| crate::contract::NodeReadiness {
+                        node: h.node,
+                        head_seq: h.seq,
+                        behind_ms: now.saturating_sub(h.time_ms),
                     })
                     .collect(),
             };

@@ -313,26 +313,20 @@ pub fn export_cluster(
     let heads = db.heads()?;
     let header = Header {
         seald_cluster_export: 1,
-        nodes: heads.iter().map(|(node, seq, _)| HeaderNode { node: *node, head: *seq }).collect(),
+        nodes: heads.iter().map(|h| HeaderNode { node: h.node, head: h.seq }).collect(),
     };
     serde_json::to_writer(&mut *out, &header).map_err(|e| AuditError::Export(e.to_string()))?;
     out.write_all(b"\n").map_err(io)?;
     let mut n = 0u64;
-    let signed =
-        heads.iter().map(|(node, seq, hash)| NodeHead { node: *node, seq: *seq, hash: hex::encode(hash) }).collect();
-    for (node, head, _) in heads {
-        let mut from = 1u64;
-        while from <= head {
-            let batch = db.chain(node, from, head, 1000)?;
-            let Some(last) = batch.last().map(|(s, _, _)| *s) else { break };
-            for (_, hash, payload) in batch {
-                write!(out, "{{\"node\":{node},\"hash\":\"{}\",\"record\":", hex::encode(hash)).map_err(io)?;
-                out.write_all(&payload).map_err(io)?;
-                out.write_all(b"}\n").map_err(io)?;
-                n += 1;
-            }
-            from = last + 1;
-        }
+    let signed = heads.iter().map(|h| NodeHead { node: h.node, seq: h.seq, hash: hex::encode(h.hash) }).collect();
+    for h in &heads {
+        each_record(db, h, |hash, payload| {
+            write!(out, "{{\"node\":{},\"hash\":\"{}\",\"record\":", h.node, hex::encode(hash)).map_err(io)?;
+            out.write_all(payload).map_err(io)?;
+            out.write_all(b"}\n").map_err(io)?;
+            n += 1;
+            Ok(())
+        })?;
     }
     if let Some(signer) = signer {
         let head = ClusterHead::sign(signer, signed, super::now_ms())?;
@@ -394,18 +388,31 @@ pub fn verify_cluster_export(
 /// Verifies every node's chain in the cluster's database (the daemon's `audit verify`).
 pub fn verify_cluster_db(db: &crate::store::Pg, key: Option<&PublicKey>) -> Result<ClusterReport, AuditError> {
     let mut v = ClusterVerifier::new(key);
-    for (node, head, _) in db.heads()? {
-        let mut from = 1u64;
-        while from <= head {
-            let batch = db.chain(node, from, head, 1000)?;
-            let Some(last) = batch.last().map(|(s, _, _)| *s) else { break };
-            for (_, _, payload) in batch {
-                v.feed(node, &payload);
-            }
-            from = last + 1;
-        }
+    for h in db.heads()? {
+        each_record(db, &h, |_, payload| {
+            v.feed(h.node, payload);
+            Ok(())
+        })?;
     }
     Ok(v.finish())
+}
+
+/// Every record of `head`'s node up to it, in seq order, read 1000 at a time: `f(hash, payload)`.
+fn each_record(
+    db: &crate::store::Pg,
+    head: &crate::store::Head,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    let mut from = 1u64;
+    while from <= head.seq {
+        let batch = db.chain(head.node, from, head.seq, 1000)?;
+        let Some(last) = batch.last().map(|(s, _, _)| *s) else { break };
+        for (_, hash, payload) in &batch {
+            f(hash, payload)?;
+        }
+        from = last + 1;
+    }
+    Ok(())
 }
 
 /// What a migration did.

@@ -171,11 +171,7 @@ impl Journal {
         let index = store.clone();
         let writer = Writer {
             cfg,
-            file: Some(file),
-            db: None,
-            reload_head: false,
-            file_len,
-            seg_first,
+            sink: Sink::Segments { file, len: file_len, first: seg_first },
             head_seq: scan.head_seq,
             head_hash: scan.head_hash,
             uncovered: scan.uncovered,
@@ -225,11 +221,7 @@ impl Journal {
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             cfg,
-            file: None,
-            db: Some(db.clone()),
-            reload_head: false,
-            file_len: 0,
-            seg_first: head_seq + 1,
+            sink: Sink::Db { db: db.clone(), reload_head: false },
             head_seq,
             head_hash,
             uncovered,

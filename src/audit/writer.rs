@@ -17,17 +17,19 @@ pub(super) enum Request {
     Rekey(Arc<dyn KeySigner>, AuditEvent, SyncSender<Result<Receipt, AuditError>>),
 }
 
+/// Where the writer's batches go.
+pub(super) enum Sink {
+    /// Segment files: the one appended to, its length, and its first seq.
+    Segments { file: File, len: u64, first: u64 },
+    /// The cluster's database, where this node's records commit with their changes.
+    /// `reload_head`: the head must be read again before the next batch (a batch whose commit was
+    /// not confirmed may or may not be there).
+    Db { db: Arc<crate::store::Pg>, reload_head: bool },
+}
+
 pub(super) struct Writer {
     pub(super) cfg: JournalConfig,
-    /// The segment appended to (none: the records go to the cluster's database, `db`).
-    pub(super) file: Option<File>,
-    /// The cluster's database, where this node's records commit with their changes.
-    pub(super) db: Option<Arc<crate::store::Pg>>,
-    /// Whether the head must be read again from the database before the next batch (a batch whose
-    /// commit was not confirmed may or may not be there).
-    pub(super) reload_head: bool,
-    pub(super) file_len: u64,
-    pub(super) seg_first: u64,
+    pub(super) sink: Sink,
     pub(super) head_seq: u64,
     pub(super) head_hash: [u8; 32],
     pub(super) uncovered: u64,
@@ -124,8 +126,9 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Request>) {
-        if self.db.is_some() {
-            return self.commit_db(batch);
+        if let Sink::Db { db, .. } = &self.sink {
+            let db = db.clone();
+            return self.commit_db(&db, batch);
         }
         if let Some(why) = self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             for r in batch {
@@ -171,11 +174,7 @@ impl Writer {
                 }
             }
         }
-        let due = self.uncovered > 0
-            && (force_checkpoint
-                || self.closing
-                || self.uncovered >= self.cfg.checkpoint_every
-                || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval);
+        let due = self.checkpoint_due(force_checkpoint);
         let mut signed = None;
         if due && self.signer.is_some() {
             match self.checkpoint_record(now, &mut buf) {
@@ -252,6 +251,16 @@ impl Writer {
         }
     }
 
+    /// Whether the records not yet covered get a checkpoint now: one was asked for (`asked`), the
+    /// journal is closing, or the schedule (records or time) says so.
+    fn checkpoint_due(&self, asked: bool) -> bool {
+        self.uncovered > 0
+            && (asked
+                || self.closing
+                || self.uncovered >= self.cfg.checkpoint_every
+                || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval)
+    }
+
     /// Appends a cluster checkpoint to `buf`: every node's chain head as the database has it, this
     /// node's as staged, signed with the audit key.
     fn cluster_checkpoint_record(
@@ -264,8 +273,8 @@ impl Writer {
         let mut heads: Vec<super::NodeHead> = db
             .heads()?
             .into_iter()
-            .filter(|(node, _, _)| *node != db.node())
-            .map(|(node, seq, hash)| super::NodeHead { node, seq, hash: hex::encode(hash) })
+            .filter(|h| h.node != db.node())
+            .map(|h| super::NodeHead { node: h.node, seq: h.seq, hash: hex::encode(h.hash) })
             .collect();
         heads.push(super::NodeHead { node: db.node(), seq: self.head_seq, hash: hex::encode(self.head_hash) });
         let head = super::ClusterHead::sign(signer.as_ref(), heads, now)?;
@@ -333,22 +342,32 @@ impl Writer {
 
     /// Writes the batch and makes it durable; returns the segment it went to and its offset there.
     fn write(&mut self, buf: &[u8], first_seq: u64) -> Result<(u64, u64), AuditError> {
-        if self.file_len > 0 && self.file_len + buf.len() as u64 > self.cfg.segment_bytes {
-            let path = self.shared.dir.join(format!("seg-{first_seq:020}.log"));
-            self.file = Some(OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?);
-            self.file_len = 0;
-            self.seg_first = first_seq;
-            sync_dir(&self.shared.dir)?;
+        let Sink::Segments { file, len, first } = &mut self.sink else {
+            return Err(AuditError::Failed("no segment open".into()));
+        };
+        let dir = &self.shared.dir;
+        if *len > 0 && *len + buf.len() as u64 > self.cfg.segment_bytes {
+            let path = dir.join(format!("seg-{first_seq:020}.log"));
+            *file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            *len = 0;
+            *first = first_seq;
+            sync_dir(dir)?;
         }
-        let path = self.shared.dir.join(format!("seg-{:020}.log", self.seg_first));
-        let base = self.file_len;
-        let file = self.file.as_mut().ok_or_else(|| AuditError::Failed("no segment open".into()))?;
+        let path = dir.join(format!("seg-{:020}.log", *first));
+        let base = *len;
         file.write_all(buf).map_err(io_err(&path))?;
         if self.cfg.sync {
             file.sync_data().map_err(io_err(&path))?;
         }
-        self.file_len += buf.len() as u64;
-        Ok((self.seg_first, base))
+        *len += buf.len() as u64;
+        Ok((*first, base))
+    }
+
+    /// Sets whether the head is to be read again from the database (see [`Sink::Db`]).
+    fn set_reload_head(&mut self, again: bool) {
+        if let Sink::Db { reload_head, .. } = &mut self.sink {
+            *reload_head = again;
+        }
     }
 }
 
@@ -364,8 +383,7 @@ impl Writer {
     /// changes and counters commit in one transaction, each record under its guards. A record whose
     /// guard fails is answered with the refusal and the batch is chained again without it. A
     /// database failure fails the batch only: the node goes on when the database is back.
-    fn commit_db(&mut self, batch: Vec<Request>) {
-        let Some(db) = self.db.clone() else { return };
+    fn commit_db(&mut self, db: &crate::store::Pg, batch: Vec<Request>) {
         let mut appends = Vec::new();
         let mut checkpoints = Vec::new();
         for r in batch {
@@ -377,17 +395,19 @@ impl Writer {
                 }
             }
         }
+        // One error per caller (a store error is not Clone): the database's, as it said it.
         let unavailable = |e: &crate::store::StoreError| {
-            AuditError::Store(crate::store::StoreError::Unavailable {
-                db: db.shown().to_string(),
-                message: e.to_string(),
-            })
+            let message = match e {
+                crate::store::StoreError::Unavailable { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            AuditError::Store(crate::store::StoreError::Unavailable { db: db.shown().to_string(), message })
         };
-        if self.reload_head {
+        if matches!(self.sink, Sink::Db { reload_head: true, .. }) {
             match db.head() {
                 Ok((seq, hash)) => {
                     (self.head_seq, self.head_hash) = (seq, hash);
-                    self.reload_head = false;
+                    self.set_reload_head(false);
                 }
                 Err(e) => {
                     refuse_all(appends.into_iter().filter_map(|(_, r)| r).collect(), || unavailable(&e));
@@ -426,16 +446,12 @@ impl Writer {
                     }
                 }
             }
-            let due = self.uncovered > 0
-                && (!checkpoints.is_empty()
-                    || self.closing
-                    || self.uncovered >= self.cfg.checkpoint_every
-                    || self.last_checkpoint.elapsed() >= self.cfg.checkpoint_interval);
+            let due = self.checkpoint_due(!checkpoints.is_empty());
             let mut signed = None;
             if due && self.signer.is_some() {
                 // First every node's head, signed (this node's as this batch leaves it), then this
                 // node's own checkpoint over its chain through that record.
-                match self.cluster_checkpoint_record(&db, now, &mut buf) {
+                match self.cluster_checkpoint_record(db, now, &mut buf) {
                     Ok(()) => {
                         owners.push(None);
                         changes.push(Vec::new());
@@ -506,7 +522,7 @@ impl Writer {
                 Err(crate::store::BatchError::Db(e)) => {
                     tracing::warn!(error = %e, "a batch did not commit to the cluster's database");
                     (self.head_seq, self.head_hash, self.uncovered) = (start_seq, start_hash, start_uncovered);
-                    self.reload_head = true;
+                    self.set_reload_head(true);
                     self.staged.clear();
                     refuse_all(appends.into_iter().filter_map(|(_, r)| r).collect(), || unavailable(&e));
                     for reply in checkpoints {

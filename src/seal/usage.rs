@@ -237,6 +237,52 @@ impl UsePermit<'_> {
         base64::engine::general_purpose::STANDARD.decode(v.ses.as_ref()?).ok()
     }
 
+    /// What must still hold when this use's record commits on a cluster: the seal is as this use
+    /// read it (active, the same key version, policy and hours), `account`'s grant is still there,
+    /// the limits still allow the use (its counters `total` and `day`), and the ticket is unused.
+    fn cluster_guards(&self, account: &str, total: &str, day: &str) -> Vec<Guard> {
+        let seal = &self.held.seal;
+        let mut guards = vec![
+            Guard::Same {
+                tree: tree::SEALS.into(),
+                key: self.key.seal.clone(),
+                equals: serde_json::to_value(seal).unwrap_or_default(),
+                code: |now| match now.get("state").and_then(|s| s.as_str()) {
+                    Some("frozen") => UseRefusal::Frozen.code(),
+                    Some("revoked") => UseRefusal::Revoked.code(),
+                    Some("active") => "conflict",
+                    _ => UseRefusal::NotActive.code(),
+                },
+            },
+            Guard::Field {
+                tree: tree::GRANTS.into(),
+                key: format!("{}/{account}", self.key.seal),
+                field: "account".into(),
+                equals: serde_json::Value::from(account),
+                code: |_| UseRefusal::NoGrant.code(),
+            },
+        ];
+        for (limit, key) in [(seal.policy.total_limit, total), (seal.policy.daily_limit, day)] {
+            if let Some(max) = limit {
+                guards.push(Guard::AtMost {
+                    key: key.to_string(),
+                    max: i64::try_from(max).unwrap_or(i64::MAX),
+                    code: UseRefusal::UsageLimit.code(),
+                });
+            }
+        }
+        if let Some(t) = &self.ticket {
+            guards.push(Guard::Field {
+                tree: tree::APPROVALS.into(),
+                key: t.clone(),
+                field: "used_ms".into(),
+                equals: serde_json::Value::Null,
+                code: |_| UseRefusal::TicketUsed.code(),
+            });
+        }
+        guards
+    }
+
     /// Makes `record` (the use's record, built by `signing::usage` for this permit's key) durable
     /// with the counters and the ticket this use spends. Returns once it is durable; the seal is then
     /// let go.
@@ -247,13 +293,19 @@ impl UsePermit<'_> {
         let (day, _) = local_day_hour(self.now, r.ledger.settings.utc_offset_hours);
         let (by_seal, by_account) =
             (format!("today:{day}:seal:{}", self.key.seal), format!("today:{day}:account:{}", record.actor.account));
-        let (total, day) = (total_key.clone(), day_key.clone());
-        let record_account = record.actor.account.clone();
+        // What this node's locks hold here, the cluster's database holds across nodes when the
+        // record commits (built only there: the embedded store has no use for them).
+        let guards = if r.ledger.store.pg().is_some() {
+            self.cluster_guards(&record.actor.account, &total_key, &day_key)
+        } else {
+            Vec::new()
+        };
         let mut ev = record
             .change(Change::Add { key: total_key, delta: 1 })
             .change(Change::Add { key: day_key, delta: 1 })
             .change(Change::Add { key: by_seal, delta: 1 })
             .change(Change::Add { key: by_account, delta: 1 });
+        ev.guards.extend(guards);
         if let Some(t) = &self.ticket {
             let mut tk = r
                 .ledger
@@ -261,45 +313,7 @@ impl UsePermit<'_> {
                 .get::<Ticket>(tree::APPROVALS, t)?
                 .ok_or_else(|| SealError::Store(format!("ticket {t} vanished")))?;
             tk.used_ms = Some(self.now);
-            ev = ev.detail("ticket", t.clone()).change(put(tree::APPROVALS, t, &tk)).guard(Guard::Field {
-                tree: tree::APPROVALS.into(),
-                key: t.clone(),
-                field: "used_ms".into(),
-                equals: serde_json::Value::Null,
-                code: |_| UseRefusal::TicketUsed.code(),
-            });
-        }
-        // What this node's locks hold here, the cluster's database holds across nodes when the
-        // record commits: the seal is as this use read it (active, the same key version, policy
-        // and hours), the grant is still there, and the limits still allow the use.
-        ev = ev
-            .guard(Guard::Same {
-                tree: tree::SEALS.into(),
-                key: self.key.seal.clone(),
-                equals: serde_json::to_value(&self.held.seal).unwrap_or_default(),
-                code: |now| match now.get("state").and_then(|s| s.as_str()) {
-                    Some("frozen") => UseRefusal::Frozen.code(),
-                    Some("revoked") => UseRefusal::Revoked.code(),
-                    Some("active") => "conflict",
-                    _ => UseRefusal::NotActive.code(),
-                },
-            })
-            .guard(Guard::Field {
-                tree: tree::GRANTS.into(),
-                key: format!("{}/{}", self.key.seal, record_account),
-                field: "account".into(),
-                equals: serde_json::Value::from(record_account.clone()),
-                code: |_| UseRefusal::NoGrant.code(),
-            });
-        let policy = &self.held.seal.policy;
-        for (limit, key) in [(policy.total_limit, &total), (policy.daily_limit, &day)] {
-            if let Some(max) = limit {
-                ev = ev.guard(Guard::AtMost {
-                    key: key.clone(),
-                    max: i64::try_from(max).unwrap_or(i64::MAX),
-                    code: UseRefusal::UsageLimit.code(),
-                });
-            }
+            ev = ev.detail("ticket", t.clone()).change(put(tree::APPROVALS, t, &tk));
         }
         let (actor, object) = (ev.actor.clone(), ev.object.clone());
         match r.ledger.commit(ev) {

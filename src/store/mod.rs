@@ -17,7 +17,7 @@
 
 mod pg;
 mod pg_tls;
-pub use pg::{BatchError, ClusterLock, Guard, NodeClaim, Pg, PgSettings, Row};
+pub use pg::{BatchError, ClusterLock, Guard, Head, NodeClaim, Pg, PgSettings, Row};
 
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;

@@ -598,18 +598,8 @@ impl Pg {
     /// Node `node`'s chain head: (seq, hash), or (0, zeros) for a node with no records.
     pub fn head_of(&self, node: u16) -> Result<(u64, [u8; 32]), StoreError> {
         let mut c = self.conn()?;
-        let node = i32::from(node);
-        let row = blocking(|| {
-            c.query_opt("SELECT seq, hash FROM seald_journal WHERE node = $1 ORDER BY seq DESC LIMIT 1", &[&node])
-        })
-        .map_err(|e| self.fail(e))?;
-        Ok(match row {
-            None => (0, [0u8; 32]),
-            Some(r) => {
-                let h: Vec<u8> = r.get(1);
-                (r.get::<_, i64>(0) as u64, h.try_into().unwrap_or([0u8; 32]))
-            }
-        })
+        let head = blocking(|| last_of(&mut c, node)).map_err(|e| self.fail(e))?;
+        Ok(head.map_or((0, [0u8; 32]), |h| (h.seq, h.hash)))
     }
 
     /// The last checkpoint in this node's chain: its seq (0: none) and how many records follow it.
@@ -684,21 +674,20 @@ impl Pg {
         let mut failed = Vec::new();
         for (i, (row, gs)) in rows.iter().zip(guards.iter()).enumerate() {
             for g in gs.iter() {
-                let value = |tree: &str, key: &str| {
-                    current.get(&(tree.to_string(), key.to_string())).cloned().unwrap_or(serde_json::Value::Null)
-                };
+                const GONE: serde_json::Value = serde_json::Value::Null;
+                let value = |tree: &str, key: &str| current.get(&(tree.to_string(), key.to_string())).unwrap_or(&GONE);
                 match g {
                     Guard::Field { tree, key, field, equals, code } => {
-                        let now = value(tree, key).get(field.as_str()).cloned().unwrap_or(serde_json::Value::Null);
-                        if now != *equals {
-                            failed.push((i, code(&now), format!("{tree}/{key}: {field} is now {now}")));
+                        let now = value(tree, key).get(field.as_str()).unwrap_or(&GONE);
+                        if now != equals {
+                            failed.push((i, code(now), format!("{tree}/{key}: {field} is now {now}")));
                             break;
                         }
                     }
                     Guard::Same { tree, key, equals, code } => {
                         let now = value(tree, key);
-                        if now != *equals {
-                            failed.push((i, code(&now), format!("{tree}/{key} changed since it was read")));
+                        if now != equals {
+                            failed.push((i, code(now), format!("{tree}/{key} changed since it was read")));
                             break;
                         }
                     }
@@ -914,50 +903,48 @@ impl Pg {
         Ok(rows.into_iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1), r.get(2))).collect())
     }
 
-    /// Every node's chain head and when it was written: (node, seq, time_ms).
-    pub fn head_times(&self) -> Result<Vec<(u16, u64, u64)>, StoreError> {
+    /// Every node's chain head (nodes with no records yet left out).
+    pub fn heads(&self) -> Result<Vec<Head>, StoreError> {
         let mut c = self.conn()?;
         blocking(|| {
-            let nodes = c.query("SELECT node FROM seald_nodes ORDER BY node", &[])?;
-            let mut out = Vec::new();
-            for n in nodes {
-                let node: i32 = n.get(0);
-                let last = c.query_opt(
-                    "SELECT seq, time_ms FROM seald_journal WHERE node = $1 ORDER BY seq DESC LIMIT 1",
-                    &[&node],
-                )?;
-                if let Some(r) = last {
-                    out.push((node as u16, r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64));
-                }
-            }
-            Ok::<_, postgres::Error>(out)
-        })
-        .map_err(|e| self.fail(e))
-    }
-
-    /// Every node's chain head: (node, seq, hash).
-    pub fn heads(&self) -> Result<Vec<(u16, u64, Vec<u8>)>, StoreError> {
-        let mut c = self.conn()?;
-        let rows = blocking(|| {
             // Each node's last record through the primary key: a few index reads, whatever the
             // history's length.
             let nodes = c.query("SELECT node FROM seald_nodes ORDER BY node", &[])?;
             let mut out = Vec::new();
             for n in nodes {
-                let node: i32 = n.get(0);
-                let last = c.query_opt(
-                    "SELECT seq, hash FROM seald_journal WHERE node = $1 ORDER BY seq DESC LIMIT 1",
-                    &[&node],
-                )?;
-                if let Some(r) = last {
-                    out.push((node as u16, r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)));
-                }
+                out.extend(last_of(&mut c, n.get::<_, i32>(0) as u16)?);
             }
             Ok::<_, postgres::Error>(out)
         })
-        .map_err(|e| self.fail(e))?;
-        Ok(rows)
+        .map_err(|e| self.fail(e))
     }
+}
+
+/// A node's chain head as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Node id.
+    pub node: u16,
+    /// Its last record's seq.
+    pub seq: u64,
+    /// That record's hash.
+    pub hash: [u8; 32],
+    /// When it was written, ms.
+    pub time_ms: u64,
+}
+
+/// Node `node`'s last record, through the primary key.
+fn last_of(c: &mut Conn, node: u16) -> Result<Option<Head>, postgres::Error> {
+    let row = c.query_opt(
+        "SELECT seq, hash, time_ms FROM seald_journal WHERE node = $1 ORDER BY seq DESC LIMIT 1",
+        &[&i32::from(node)],
+    )?;
+    Ok(row.map(|r| Head {
+        node,
+        seq: r.get::<_, i64>(0) as u64,
+        hash: r.get::<_, Vec<u8>>(1).try_into().unwrap_or([0u8; 32]),
+        time_ms: r.get::<_, i64>(2) as u64,
+    }))
 }
 
 impl Drop for Pg {

@@ -484,3 +484,22 @@ fn running_as_root() -> bool {
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
+
+/// A picture that passes the registry's check (the PNG magic), for seal applications.
+pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR-not-really-but-the-magic-is-right";
+
+/// An application for an SM2 contract seal of unit `a`, valid a year, under `policy`.
+pub fn application(policy: seald::seal::Policy) -> seald::seal::ApplyRequest {
+    seald::seal::ApplyRequest {
+        name: "某某市某某局合同专用章".into(),
+        kind: seald::seal::SealKind::Contract,
+        image: PNG.to_vec(),
+        image_type: "png".into(),
+        width_mm: 40.0,
+        height_mm: 40.0,
+        valid_days: 365,
+        alg: seald::crypto::KeyAlg::Sm2,
+        unit: Some("a".into()),
+        policy,
+    }
+}
